@@ -1,0 +1,51 @@
+"""rasp_compiler: compile RASP programs to exact transformers you can look inside.
+
+    from rasp_compiler import rasp          # tracr's RASP API, unchanged
+    program = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ),
+                             rasp.tokens)
+    rasp.evaluate(program, ["a", "b"])      # the reference meaning: ["a", "b"]
+"""
+
+from rasp_compiler import errors, lib, rasp
+from rasp_compiler.errors import (
+    CompilationError,
+    EvaluationError,
+    InvalidInputError,
+    InvalidProgramError,
+    LoadError,
+    RaspCompilerError,
+    UnsafeAggregateError,
+    UnsupportedExpressionError,
+    ValueSetTooLargeError,
+)
+from rasp_compiler.evaluator import Evaluation, evaluate, evaluate_all
+from rasp_compiler.graph import ProgramGraph, build_graph
+from rasp_compiler.library import ProgramSpec, list_programs, load_program
+from rasp_compiler.values import ValueSets, infer_values
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CompilationError",
+    "Evaluation",
+    "EvaluationError",
+    "InvalidInputError",
+    "InvalidProgramError",
+    "LoadError",
+    "ProgramGraph",
+    "ProgramSpec",
+    "RaspCompilerError",
+    "UnsafeAggregateError",
+    "UnsupportedExpressionError",
+    "ValueSetTooLargeError",
+    "ValueSets",
+    "build_graph",
+    "errors",
+    "evaluate",
+    "evaluate_all",
+    "infer_values",
+    "lib",
+    "list_programs",
+    "load_program",
+    "rasp",
+]

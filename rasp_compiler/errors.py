@@ -1,0 +1,56 @@
+"""The one error hierarchy of rasp_compiler.
+
+Every error the package raises on purpose derives from `RaspCompilerError`, and
+each subclass also derives from the builtin a caller would naturally catch, so
+`except ValueError` and `except RaspCompilerError` both work.
+
+Messages follow one rule: name the node (its label) or the token, say what was
+wrong with which values, and say what to write instead.
+"""
+
+from __future__ import annotations
+
+
+class RaspCompilerError(Exception):
+    """Root of every error raised on purpose by rasp_compiler."""
+
+
+class InvalidProgramError(RaspCompilerError, ValueError):
+    """The RASP program is malformed (wrong types, clashing labels, bad arguments)."""
+
+
+class UnsupportedExpressionError(RaspCompilerError, NotImplementedError):
+    """The program is valid RASP but the compiler cannot (yet) build it exactly."""
+
+
+class EvaluationError(RaspCompilerError, ValueError):
+    """The reference evaluator met an input on which the program has no meaning."""
+
+
+class ValueSetTooLargeError(RaspCompilerError, ValueError):
+    """An SOp can take more distinct values than the configured limit allows."""
+
+
+class InvalidInputError(RaspCompilerError, ValueError):
+    """An input sequence does not fit the compiled model (unknown token, too long, ...)."""
+
+
+class CompilationError(RaspCompilerError, ValueError):
+    """The compiler cannot prove its construction exact within the requested tolerance."""
+
+
+class UnsafeAggregateError(CompilationError):
+    """A categorical Aggregate may select several positions holding different values."""
+
+
+class LoadError(RaspCompilerError, ValueError):
+    """A saved model or a program file cannot be loaded."""
+
+
+def describe_values(values, limit: int = 8) -> str:
+    """Short human-readable rendering of a collection of values for error messages."""
+    values = list(values)
+    shown = ", ".join(repr(v) for v in values[:limit])
+    if len(values) > limit:
+        shown += f", ... ({len(values)} in all)"
+    return "{" + shown + "}"

@@ -1,0 +1,236 @@
+"""The reference evaluator: the exact meaning of every RASP construct.
+
+The compiled model is checked against this module, position by position, so it
+must never pretend an output exists that a transformer cannot produce. Rules
+(docs/language.md gives them with examples):
+
+- Select: M[q][k] = predicate(keys[k], queries[q]); an entry whose key or query
+  is None (an Aggregate that selected nothing) is False.
+- SelectorAnd / SelectorOr / SelectorNot act elementwise.
+- Aggregate, numerical: the exact mean of the selected values (computed with
+  fractions, then rounded once to a float); `default` (0 when None) if none.
+- Aggregate, categorical: the value of the selected positions when they all
+  hold the same one; `default` (usually None) if none; an EvaluationError when
+  they disagree, since no compiled head can output a mixture of categories.
+- SelectorWidth: the number of selected keys of each query.
+- Map / SequenceMap: the function at each position; None in gives None out.
+
+Evaluation walks the graph bottom-up with no recursion and returns every
+intermediate value, because diagnostics compare each SOp with the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from numbers import Real
+from typing import Any, Callable, Mapping, Sequence
+
+from rasp_compiler import rasp
+from rasp_compiler.errors import EvaluationError, InvalidInputError
+from rasp_compiler.graph import ProgramGraph, build_graph
+
+SelectorMatrix = list[list[bool]]
+Values = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Every expression's value on one input: SOps give lists, selectors give matrices."""
+
+    inputs: tuple
+    output: str
+    values: Mapping[str, Any]
+
+    def __getitem__(self, label: str):
+        return self.values[label]
+
+    @property
+    def output_values(self) -> list:
+        return self.values[self.output]
+
+
+def evaluate(expr: rasp.RASPExpr | ProgramGraph, xs: Sequence[rasp.Value]):
+    """The value of `expr` on the input `xs` (a list for an SOp, a matrix for a selector)."""
+    return evaluate_all(expr, xs).output_values
+
+
+def evaluate_all(expr: rasp.RASPExpr | ProgramGraph, xs: Sequence[rasp.Value]) -> Evaluation:
+    """The value of `expr` and of every expression it depends on, keyed by label.
+
+    Pass a prebuilt `ProgramGraph` to evaluate many inputs without rebuilding it.
+    """
+    if isinstance(xs, (bytes, bytearray)) or not isinstance(xs, Sequence):
+        raise InvalidInputError(
+            f"the input must be a sequence of tokens (a list), got {type(xs).__name__} {xs!r}"
+        )
+    inputs = tuple(xs)
+    values: dict[str, Any] = {}
+    graph = expr if isinstance(expr, ProgramGraph) else build_graph(expr)
+    for node in graph.exprs():
+        handler = _handler_for(node)
+        values[node.label] = handler(node, values, inputs)
+    return Evaluation(inputs=inputs, output=graph.output, values=values)
+
+
+def _handler_for(expr: rasp.RASPExpr) -> Callable[[Any, dict, tuple], Any]:
+    for cls in type(expr).__mro__:
+        if cls in _HANDLERS:
+            return _HANDLERS[cls]
+    raise EvaluationError(f"{expr.label}: no evaluation rule for {type(expr).__name__}")
+
+
+# --------------------------------------------------------------------------- SOps
+
+
+def _tokens(expr, values, xs):
+    return list(xs)
+
+
+def _indices(expr, values, xs):
+    return list(range(len(xs)))
+
+
+def _length(expr, values, xs):
+    return [len(xs)] * len(xs)
+
+
+def _full(expr: rasp.Full, values, xs):
+    return [expr.fill] * len(xs)
+
+
+def _constant_sop(expr: rasp.ConstantSOp, values, xs):
+    if expr.check_length and len(expr.value) != len(xs):
+        raise EvaluationError(
+            f"{expr.label}: this ConstantSOp has {len(expr.value)} values but the input has "
+            f"{len(xs)} tokens; pass an input of that length or check_length=False"
+        )
+    return list(expr.value)
+
+
+def _apply(expr: rasp.RASPExpr, f: Callable, *args):
+    try:
+        return f(*args)
+    except Exception as exc:  # user code: report which node and which input broke it
+        shown = args[0] if len(args) == 1 else args
+        raise EvaluationError(
+            f"{expr.label}: the function of this {type(expr).__name__} raised "
+            f"{type(exc).__name__}({exc}) on input {shown!r}"
+        ) from exc
+
+
+def _map(expr: rasp.Map, values, xs):
+    return [None if x is None else _apply(expr, expr.f, x) for x in values[expr.inner.label]]
+
+
+def _sequence_map(expr: rasp.SequenceMap, values, xs):
+    pairs = zip(values[expr.fst.label], values[expr.snd.label])
+    return [None if x is None or y is None else _apply(expr, expr.f, x, y) for x, y in pairs]
+
+
+def _selector_width(expr: rasp.SelectorWidth, values, xs):
+    return [sum(row) for row in values[expr.selector.label]]
+
+
+def exact_mean(selected: Sequence[Real]) -> float:
+    """The mean rounded once from the exact rational value (order-independent)."""
+    return float(sum(Fraction(x) for x in selected) / len(selected))
+
+
+def _aggregate(expr: rasp.Aggregate, values, xs):
+    matrix = values[expr.selector.label]
+    sop_values = values[expr.sop.label]
+    numerical = rasp.is_numerical(expr)
+    out = []
+    for q, row in enumerate(matrix):
+        chosen = [k for k, selected in enumerate(row) if selected]
+        if not chosen:
+            out.append((0 if expr.default is None else expr.default) if numerical else expr.default)
+            continue
+        picked = [sop_values[k] for k in chosen]
+        if numerical:
+            bad = [v for v in picked if not isinstance(v, Real)]
+            if bad:
+                raise EvaluationError(
+                    f"{expr.label}: a numerical Aggregate averages numbers, but at query "
+                    f"position {q} it selected {bad[0]!r} from {expr.sop.label}; make the "
+                    f"aggregate categorical or map the values to numbers first"
+                )
+            out.append(exact_mean(picked))
+        else:
+            distinct = list(dict.fromkeys(picked))
+            if len(distinct) > 1:
+                raise EvaluationError(
+                    f"{expr.label}: this categorical Aggregate selects positions {chosen} at "
+                    f"query position {q}, which hold different values {distinct} of "
+                    f"{expr.sop.label}; a categorical aggregate must select one value (make "
+                    f"the selector pick one position, or make it numerical to average)"
+                )
+            out.append(distinct[0])
+    return out
+
+
+# --------------------------------------------------------------------------- selectors
+
+
+def _select(expr: rasp.Select, values, xs) -> SelectorMatrix:
+    keys = values[expr.keys.label]
+    queries = values[expr.queries.label]
+    matrix = []
+    for query in queries:
+        row = []
+        for key in keys:
+            if key is None or query is None:
+                row.append(False)
+                continue
+            try:
+                row.append(bool(expr.predicate(key, query)))
+            except Exception as exc:
+                raise EvaluationError(
+                    f"{expr.label}: the predicate raised {type(exc).__name__}({exc}) on "
+                    f"key={key!r}, query={query!r}"
+                ) from exc
+        matrix.append(row)
+    return matrix
+
+
+def _constant_selector(expr: rasp.ConstantSelector, values, xs) -> SelectorMatrix:
+    n = len(xs)
+    if expr.check_length and (len(expr.value) != n or any(len(row) != n for row in expr.value)):
+        raise EvaluationError(
+            f"{expr.label}: this ConstantSelector is {len(expr.value)} rows but the input has "
+            f"{n} tokens; it must be {n} x {n} (or pass check_length=False)"
+        )
+    return [list(row) for row in expr.value]
+
+
+def _selector_and(expr: rasp.SelectorAnd, values, xs) -> SelectorMatrix:
+    a, b = values[expr.fst.label], values[expr.snd.label]
+    return [[x and y for x, y in zip(ra, rb)] for ra, rb in zip(a, b)]
+
+
+def _selector_or(expr: rasp.SelectorOr, values, xs) -> SelectorMatrix:
+    a, b = values[expr.fst.label], values[expr.snd.label]
+    return [[x or y for x, y in zip(ra, rb)] for ra, rb in zip(a, b)]
+
+
+def _selector_not(expr: rasp.SelectorNot, values, xs) -> SelectorMatrix:
+    return [[not x for x in row] for row in values[expr.inner.label]]
+
+
+_HANDLERS: dict[type, Callable[[Any, dict, tuple], Any]] = {
+    rasp.TokensType: _tokens,
+    rasp.IndicesType: _indices,
+    rasp.LengthType: _length,
+    rasp.Full: _full,
+    rasp.ConstantSOp: _constant_sop,
+    rasp.Map: _map,
+    rasp.SequenceMap: _sequence_map,
+    rasp.SelectorWidth: _selector_width,
+    rasp.Aggregate: _aggregate,
+    rasp.Select: _select,
+    rasp.ConstantSelector: _constant_selector,
+    rasp.SelectorAnd: _selector_and,
+    rasp.SelectorOr: _selector_or,
+    rasp.SelectorNot: _selector_not,
+}

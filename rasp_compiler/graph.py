@@ -1,0 +1,163 @@
+"""Dependency graph of a RASP program: one node per distinct expression, keyed by label.
+
+Building it visits each expression object once (an explicit stack, no recursion),
+so its cost is linear in the number of distinct expressions however much they
+are shared; tracr's walk enumerates paths and is exponential on shared DAGs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterable
+
+import networkx as nx
+
+from rasp_compiler import rasp
+from rasp_compiler.errors import InvalidProgramError
+
+
+def postorder(root: rasp.RASPExpr) -> list[rasp.RASPExpr]:
+    """Every distinct expression reachable from `root`, each after all of its children.
+
+    Distinct means distinct objects; label clashes are checked by `build_graph`.
+    """
+    if not isinstance(root, rasp.RASPExpr):
+        raise InvalidProgramError(
+            f"expected a RASP expression (an SOp or a Selector), got {type(root).__name__} {root!r}"
+        )
+    order: list[rasp.RASPExpr] = []
+    done: set[int] = set()
+    on_stack: set[int] = set()
+    stack: list[tuple[rasp.RASPExpr, bool]] = [(root, False)]
+    while stack:
+        expr, expanded = stack.pop()
+        key = id(expr)
+        if expanded:
+            on_stack.discard(key)
+            if key not in done:
+                done.add(key)
+                order.append(expr)
+            continue
+        if key in done:
+            continue
+        if key in on_stack:
+            raise InvalidProgramError(f"{expr.label}: the program contains a cycle through it")
+        on_stack.add(key)
+        stack.append((expr, True))
+        for child in reversed(tuple(expr.children)):
+            if id(child) not in done:
+                stack.append((child, False))
+    return order
+
+
+@dataclass(frozen=True)
+class ProgramGraph:
+    """A program as a frozen networkx DiGraph with edges from inputs to their users.
+
+    Each node is a label; its attribute `expr` is the RASP expression.
+    """
+
+    graph: nx.DiGraph
+    output: str
+    sources: tuple[str, ...]
+    order: tuple[str, ...]  # topological: every node after all of its inputs
+
+    def expr(self, label: str) -> rasp.RASPExpr:
+        return self.graph.nodes[label]["expr"]
+
+    @property
+    def output_expr(self) -> rasp.RASPExpr:
+        return self.expr(self.output)
+
+    def exprs(self) -> Iterable[rasp.RASPExpr]:
+        """Every expression in topological order."""
+        return (self.expr(label) for label in self.order)
+
+    def sops(self) -> list[str]:
+        return [label for label in self.order if isinstance(self.expr(label), rasp.SOp)]
+
+    def selectors(self) -> list[str]:
+        return [label for label in self.order if isinstance(self.expr(label), rasp.Selector)]
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        """Index of each label in the topological order."""
+        return {label: i for i, label in enumerate(self.order)}
+
+    def users(self, label: str) -> list[str]:
+        """The nodes that read `label`, in topological order."""
+        return sorted(self.graph.successors(label), key=self.position.__getitem__)
+
+    def __len__(self) -> int:
+        return self.graph.number_of_nodes()
+
+    def __repr__(self) -> str:
+        return (
+            f"ProgramGraph(output={self.output!r}, nodes={len(self)}, "
+            f"edges={self.graph.number_of_edges()}, sources={list(self.sources)})"
+        )
+
+    def summary(self) -> str:
+        """One line per node in topological order: label, kind, encoding, inputs."""
+        lines = [f"program {self.output!r}: {len(self)} nodes, "
+                 f"{self.graph.number_of_edges()} edges, longest path "
+                 f"{nx.dag_longest_path_length(self.graph)}"]
+        width = max(len(label) for label in self.order)
+        for label in self.order:
+            expr = self.expr(label)
+            kind = type(expr).__name__
+            encoding = rasp.get_encoding(expr).value if isinstance(expr, rasp.SOp) else "selector"
+            inputs = ", ".join(child.label for child in expr.children) or "-"
+            lines.append(f"  {label:<{width}}  {kind:<17} {encoding:<11} <- {inputs}")
+        return "\n".join(lines)
+
+    def to_dot(self, layer_of: dict[str, int] | None = None) -> str:
+        """Graphviz DOT text: boxes for SOps, ellipses for selectors, optional layer ranks."""
+        lines = ["digraph rasp {", "  rankdir=LR;", '  node [fontname="Helvetica"];']
+        for label in self.order:
+            expr = self.expr(label)
+            shape = "box" if isinstance(expr, rasp.SOp) else "ellipse"
+            text = f"{label}\\n{type(expr).__name__}"
+            if layer_of and label in layer_of:
+                text += f"\\nlayer {layer_of[label]}"
+            lines.append(f'  "{_dot_escape(label)}" [shape={shape}, label="{_dot_escape(text)}"];')
+        for src, dst in self.graph.edges:
+            lines.append(f'  "{_dot_escape(src)}" -> "{_dot_escape(dst)}";')
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+def _dot_escape(text: str) -> str:
+    return text.replace('"', '\\"')
+
+
+def build_graph(program: rasp.RASPExpr) -> ProgramGraph:
+    """The dependency graph of `program`, in time linear in its distinct expressions.
+
+    Labels must identify nodes. tracr only makes its labels unique by appending
+    an id, so tracr code often names two different expressions alike (a helper
+    called twice). Such a clash is resolved here, once, by renaming the later
+    expression in place to `name_2`, `name_3`, ...; the inputs `tokens` and
+    `indices` keep their names.
+    """
+    exprs = postorder(program)
+    graph = nx.DiGraph()
+    taken: dict[str, rasp.RASPExpr] = {}
+    for expr in sorted(exprs, key=lambda e: not isinstance(e, rasp._Primitive)):
+        label = expr.label
+        if label in taken and taken[label] is not expr:
+            suffix = 2
+            while f"{label}_{suffix}" in taken:
+                suffix += 1
+            expr.named(f"{label}_{suffix}")
+        taken[expr.label] = expr
+    for expr in exprs:
+        graph.add_node(expr.label, expr=expr)
+        for child in expr.children:
+            graph.add_edge(child.label, expr.label)
+    order = tuple(expr.label for expr in exprs)
+    sources = tuple(label for label in order if graph.in_degree(label) == 0)
+    return ProgramGraph(
+        graph=nx.freeze(graph), output=program.label, sources=sources, order=order
+    )

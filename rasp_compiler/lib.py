@@ -1,0 +1,147 @@
+"""Reusable RASP building blocks, with the same names and meanings as tracr's `compiler.lib`.
+
+Each function returns a fresh expression DAG; the programs in `programs/` are
+thin wrappers that pick a vocab and a length.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rasp_compiler import rasp
+
+
+def make_length() -> rasp.SOp:
+    """The input length at every position: the width of an all-true selector."""
+    all_true = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE).named("all_true")
+    return rasp.SelectorWidth(all_true).named("length")
+
+
+def make_reverse(sop: rasp.SOp) -> rasp.SOp:
+    """`sop` read backwards: position i takes the value at length - 1 - i."""
+    length = make_length()
+    opp_index = (length - rasp.indices).named("opp_index")
+    opp_index = (opp_index - 1).named("opp_index_minus_1")
+    flip = rasp.Select(rasp.indices, opp_index, rasp.Comparison.EQ).named("flip")
+    return rasp.Aggregate(flip, sop).named("reverse")
+
+
+def make_hist() -> rasp.SOp:
+    """How many times the token at each position occurs in the whole input."""
+    same_token = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ).named("same_token")
+    return rasp.SelectorWidth(same_token).named("hist")
+
+
+def make_sort_unique(vals: rasp.SOp, keys: rasp.SOp) -> rasp.SOp:
+    """`vals` ordered by `keys`, which must be distinct within an input.
+
+    Each position counts the keys smaller than its own (its target position),
+    then each output position fetches the value whose target it is.
+    """
+    smaller = rasp.Select(keys, keys, rasp.Comparison.LT).named("smaller")
+    target_pos = rasp.SelectorWidth(smaller).named("target_pos")
+    fetch = rasp.Select(target_pos, rasp.indices, rasp.Comparison.EQ).named("fetch")
+    return rasp.Aggregate(fetch, vals).named("sort")
+
+
+def make_sort(vals: rasp.SOp, keys: rasp.SOp, *, max_seq_len: int, min_key: float) -> rasp.SOp:
+    """`vals` ordered by `keys`, ties kept in input order.
+
+    Ties are broken by adding a fraction of the index that is smaller than the
+    gap between distinct keys (`min_key` is that gap), so keys become unique.
+    """
+    unique_keys = rasp.SequenceMap(
+        lambda key, index: key + min_key * index / max_seq_len, keys, rasp.indices
+    ).named("unique_keys")
+    return make_sort_unique(vals, unique_keys)
+
+
+def make_sort_freq(max_seq_len: int) -> rasp.SOp:
+    """Tokens ordered by decreasing frequency, ties in input order."""
+    hist = (-1 * make_hist()).named("neg_hist")
+    return make_sort(rasp.tokens, hist, max_seq_len=max_seq_len, min_key=1).named("sort_freq")
+
+
+def make_frac_prevs(bools: rasp.SOp) -> rasp.SOp:
+    """The fraction of positions up to and including this one where `bools` is true."""
+    bools = rasp.numerical(bools)
+    prevs = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ).named("prevs")
+    return rasp.numerical(rasp.Aggregate(prevs, bools, default=0)).named("frac_prevs")
+
+
+def make_pair_balance(sop: rasp.SOp, open_token: Any, close_token: Any) -> rasp.SOp:
+    """Fraction of opening minus fraction of closing tokens up to each position."""
+    suffix = f"{open_token}{close_token}"
+    is_open = rasp.numerical(sop == open_token).named(f"is_open_{suffix}")
+    is_close = rasp.numerical(sop == close_token).named(f"is_close_{suffix}")
+    opens = make_frac_prevs(is_open).named(f"opens_{suffix}")
+    closes = make_frac_prevs(is_close).named(f"closes_{suffix}")
+    balance = rasp.LinearSequenceMap(opens, closes, 1, -1)
+    return rasp.numerical(balance).named(f"balance_{suffix}")
+
+
+def make_shuffle_dyck(pairs: Sequence[str]) -> rasp.SOp:
+    """True at every position iff each bracket type is balanced on its own (shuffle-Dyck).
+
+    As in the RASP paper: no prefix may close more than it opened (no negative
+    balance anywhere) and every balance is zero at the last position.
+    """
+    if not pairs or any(len(pair) != 2 for pair in pairs):
+        raise ValueError(f"pairs must be two-character strings such as '()', got {pairs!r}")
+    balances = [make_pair_balance(rasp.tokens, pair[0], pair[1]) for pair in pairs]
+
+    any_negative = balances[0] < 0
+    for balance in balances[1:]:
+        any_negative = any_negative | (balance < 0)
+    any_negative = rasp.numerical(rasp.Map(lambda x: x, any_negative)).named("any_negative")
+
+    select_all = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.TRUE).named("select_all")
+    has_neg = rasp.numerical(rasp.Aggregate(select_all, any_negative, default=0)).named("has_neg")
+
+    all_zero = balances[0] == 0
+    for balance in balances[1:]:
+        all_zero = all_zero & (balance == 0)
+    all_zero = all_zero.named("all_zero")
+
+    last_index = (make_length() - 1).named("last_index")
+    select_last = rasp.Select(rasp.indices, last_index, rasp.Comparison.EQ).named("select_last")
+    last_zero = rasp.Aggregate(select_last, all_zero).named("last_zero")
+
+    not_has_neg = (~has_neg).named("not_has_neg")
+    return (last_zero & not_has_neg).named("shuffle_dyck")
+
+
+def shift_by(offset: int, sop: rasp.SOp) -> rasp.SOp:
+    """`sop` moved `offset` positions to the right; the first `offset` positions are None."""
+    shifted = rasp.Select(rasp.indices, rasp.indices, lambda key, query: query == key + offset)
+    return rasp.Aggregate(shifted.named(f"select_shift_{offset}"), sop).named(f"shift_by_{offset}")
+
+
+def detect_pattern(sop: rasp.SOp, pattern: Sequence[Any]) -> rasp.SOp:
+    """True where `pattern` ends at this position, False elsewhere, None for the first
+    len(pattern) - 1 positions."""
+    if len(pattern) < 1:
+        raise ValueError(f"pattern must have at least one element, got {pattern!r}")
+    detectors = []
+    for back, element in enumerate(reversed(pattern)):
+        detector = (sop == element).named(f"is_{element}_{back}")
+        if back:
+            detector = shift_by(back, detector)
+        detectors.append(detector)
+    found = detectors.pop()
+    while detectors:
+        found = found & detectors.pop()
+    return found.named("detect_pattern")
+
+
+def make_count(sop: rasp.SOp, token: Any) -> rasp.SOp:
+    """How many positions of `sop` hold `token`, at every position."""
+    is_token = rasp.Select(sop, sop, lambda key, query: key == token).named(f"is_{token}")
+    return rasp.SelectorWidth(is_token).named(f"count_{token}")
+
+
+def make_count_less_freq(n: int) -> rasp.SOp:
+    """How many positions hold a token that occurs at most `n` times, at every position."""
+    hist = make_hist()
+    rare = rasp.Select(hist, hist, lambda key, query: key <= n).named("rare")
+    return rasp.SelectorWidth(rare).named("count_less_freq")

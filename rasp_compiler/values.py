@@ -1,0 +1,252 @@
+"""Value sets: every value each SOp can take, for a given vocab and max_seq_len.
+
+The compiler gives each categorical value a residual dimension and builds each
+MLP as a lookup over its input values, so a value missing here is a silently
+wrong model. The sets are therefore sound supersets: every value the evaluator
+can produce on an input of length 1..max_seq_len over the vocab is included
+(a property test checks this on random programs).
+
+Numerical Aggregates take every exact mean of 1..max_seq_len selected values,
+not only fractions of 0/1 inputs: a mean of {0, 2, 5} can be 7/3.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from numbers import Real
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from rasp_compiler import rasp
+from rasp_compiler.errors import InvalidProgramError, ValueSetTooLargeError, describe_values
+from rasp_compiler.graph import ProgramGraph, build_graph
+
+DEFAULT_MAX_VALUE_SET_SIZE = 10_000
+DEFAULT_MAX_SEQUENCE_MAP_PAIRS = 1_000_000
+
+
+def value_sort_key(value: Any) -> tuple:
+    """A total order over mixed values: None, bools, numbers, strings, then the rest by repr."""
+    if value is None:
+        return (0, 0, "")
+    if isinstance(value, bool):
+        return (1, int(value), "")
+    if isinstance(value, Real):
+        return (2, value, "")
+    if isinstance(value, str):
+        return (3, 0, value)
+    return (4, 0, repr(value))
+
+
+def sorted_values(values: Iterable[Any]) -> tuple:
+    return tuple(sorted(set(values), key=value_sort_key))
+
+
+@dataclass(frozen=True)
+class ValueSets:
+    """The value set of every SOp of a program, each a sorted tuple, keyed by label."""
+
+    vocab: tuple
+    max_seq_len: int
+    sets: Mapping[str, tuple]
+
+    def __getitem__(self, label: str) -> tuple:
+        return self.sets[label]
+
+    def __contains__(self, label: str) -> bool:
+        return label in self.sets
+
+    def size(self, label: str) -> int:
+        return len(self.sets[label])
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{label}: {len(values)}" for label, values in self.sets.items())
+        return f"ValueSets(max_seq_len={self.max_seq_len}, sizes={{{sizes}}})"
+
+
+def check_vocab(vocab: Iterable[Any], max_seq_len: int) -> tuple:
+    """The vocab as a sorted tuple, after checking it and max_seq_len make sense."""
+    if isinstance(vocab, (str, bytes)):
+        raise InvalidProgramError(
+            f"vocab must be a collection of tokens, got the string {vocab!r}; "
+            f"write set({vocab!r}) for its characters"
+        )
+    try:
+        tokens = set(vocab)
+    except TypeError as exc:
+        raise InvalidProgramError(
+            f"vocab must be an iterable of hashable tokens, got {vocab!r}"
+        ) from exc
+    if not tokens:
+        raise InvalidProgramError("vocab is empty; give at least one token")
+    if None in tokens:
+        raise InvalidProgramError("vocab contains None, which RASP reserves for 'no value'")
+    if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int) or max_seq_len < 1:
+        raise InvalidProgramError(f"max_seq_len must be a positive int, got {max_seq_len!r}")
+    return sorted_values(tokens)
+
+
+def infer_values(
+    program: ProgramGraph | rasp.RASPExpr,
+    vocab: Iterable[Any],
+    max_seq_len: int,
+    *,
+    max_value_set_size: int = DEFAULT_MAX_VALUE_SET_SIZE,
+    max_sequence_map_pairs: int = DEFAULT_MAX_SEQUENCE_MAP_PAIRS,
+) -> ValueSets:
+    """Every SOp's value set for inputs of length 1..max_seq_len over `vocab`."""
+    graph = program if isinstance(program, ProgramGraph) else build_graph(program)
+    context = _Context(
+        vocab=check_vocab(vocab, max_seq_len),
+        max_seq_len=max_seq_len,
+        max_size=max_value_set_size,
+        max_pairs=max_sequence_map_pairs,
+        sets={},
+    )
+    for expr in graph.exprs():
+        if isinstance(expr, rasp.SOp):
+            values = _rule_for(expr)(expr, context)
+            if len(values) > max_value_set_size:
+                raise _too_large(expr, len(values), max_value_set_size)
+            context.sets[expr.label] = sorted_values(values)
+    return ValueSets(vocab=context.vocab, max_seq_len=max_seq_len, sets=context.sets)
+
+
+@dataclass
+class _Context:
+    vocab: tuple
+    max_seq_len: int
+    max_size: int
+    max_pairs: int
+    sets: dict[str, tuple]
+
+
+def _too_large(expr: rasp.RASPExpr, size: int, limit: int) -> ValueSetTooLargeError:
+    return ValueSetTooLargeError(
+        f"{expr.label}: this {type(expr).__name__} can take {size:,} or more distinct values, "
+        f"over the limit of {limit:,}; reduce the vocab or max_seq_len, round the values "
+        f"with a Map, or raise max_value_set_size"
+    )
+
+
+def _call_on_values(expr: rasp.RASPExpr, f: Callable, args: tuple, source: str) -> Any:
+    try:
+        result = f(*args)
+        hash(result)
+    except Exception as exc:
+        shown = args[0] if len(args) == 1 else args
+        raise InvalidProgramError(
+            f"{expr.label}: its function raised {type(exc).__name__}({exc}) on {shown!r}, a "
+            f"value {source} can take for some input; the compiler needs the function defined "
+            f"(and returning a hashable value) on every possible input value"
+        ) from exc
+    return result
+
+
+def _tokens(expr, ctx: _Context) -> set:
+    return set(ctx.vocab)
+
+
+def _indices(expr, ctx: _Context) -> set:
+    return set(range(ctx.max_seq_len))
+
+
+def _length(expr, ctx: _Context) -> set:
+    return set(range(1, ctx.max_seq_len + 1))
+
+
+def _full(expr: rasp.Full, ctx: _Context) -> set:
+    return {expr.fill}
+
+
+def _constant_sop(expr: rasp.ConstantSOp, ctx: _Context) -> set:
+    return set(expr.value)
+
+
+def _map(expr: rasp.Map, ctx: _Context) -> set:
+    out = set()
+    for x in ctx.sets[expr.inner.label]:
+        out.add(None if x is None else _call_on_values(expr, expr.f, (x,), expr.inner.label))
+    return out
+
+
+def _sequence_map(expr: rasp.SequenceMap, ctx: _Context) -> set:
+    fst, snd = ctx.sets[expr.fst.label], ctx.sets[expr.snd.label]
+    if len(fst) * len(snd) > ctx.max_pairs:
+        raise ValueSetTooLargeError(
+            f"{expr.label}: this SequenceMap's inputs {expr.fst.label} ({len(fst):,} values) and "
+            f"{expr.snd.label} ({len(snd):,} values) give {len(fst) * len(snd):,} pairs, over the "
+            f"limit of {ctx.max_pairs:,}; shrink one input with a Map or raise "
+            f"max_sequence_map_pairs"
+        )
+    out = set()
+    source = f"the pair ({expr.fst.label}, {expr.snd.label})"
+    for x in fst:
+        for y in snd:
+            if x is None or y is None:
+                out.add(None)
+            else:
+                out.add(_call_on_values(expr, expr.f, (x, y), source))
+    return out
+
+
+def _selector_width(expr: rasp.SelectorWidth, ctx: _Context) -> set:
+    return set(range(ctx.max_seq_len + 1))
+
+
+def _aggregate(expr: rasp.Aggregate, ctx: _Context) -> set:
+    inputs = [v for v in ctx.sets[expr.sop.label] if v is not None]
+    if rasp.is_categorical(expr):
+        return set(inputs) | {expr.default}
+    bad = [v for v in inputs if not isinstance(v, Real)]
+    if bad:
+        raise InvalidProgramError(
+            f"{expr.label}: a numerical Aggregate averages numbers, but {expr.sop.label} can be "
+            f"{describe_values(bad)}; make the aggregate categorical (rasp.categorical) or map "
+            f"the values to numbers first"
+        )
+    means = _all_means(expr, inputs, ctx)
+    means.add(0 if expr.default is None else expr.default)
+    return means
+
+
+def _all_means(expr: rasp.Aggregate, inputs: Sequence[Real], ctx: _Context) -> set:
+    """Every exact mean of a multiset of 1..max_seq_len values drawn from `inputs`.
+
+    Values are scaled to integers by their common denominator so the running sums
+    are plain ints; each mean is rounded once, exactly as the evaluator rounds it.
+    """
+    if not inputs:
+        return set()
+    fractions = sorted({Fraction(v) for v in inputs})
+    scale = math.lcm(*(f.denominator for f in fractions))
+    steps = sorted({int(f * scale) for f in fractions})
+    sums = {0}
+    means: set[Fraction] = set()
+    for count in range(1, ctx.max_seq_len + 1):
+        sums = {s + step for s in sums for step in steps}
+        means.update(Fraction(s, scale * count) for s in sums)
+        if len(means) > ctx.max_size:
+            raise _too_large(expr, len(means), ctx.max_size)
+    return {float(m) for m in means}
+
+
+_RULES: dict[type, Callable[[Any, _Context], set]] = {
+    rasp.TokensType: _tokens,
+    rasp.IndicesType: _indices,
+    rasp.LengthType: _length,
+    rasp.Full: _full,
+    rasp.ConstantSOp: _constant_sop,
+    rasp.Map: _map,
+    rasp.SequenceMap: _sequence_map,
+    rasp.SelectorWidth: _selector_width,
+    rasp.Aggregate: _aggregate,
+}
+
+
+def _rule_for(expr: rasp.SOp) -> Callable[[Any, _Context], set]:
+    for cls in type(expr).__mro__:
+        if cls in _RULES:
+            return _RULES[cls]
+    raise InvalidProgramError(f"{expr.label}: no value-set rule for {type(expr).__name__}")

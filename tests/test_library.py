@@ -1,0 +1,49 @@
+import pytest
+
+from rasp_compiler import library
+from rasp_compiler.errors import LoadError
+from rasp_compiler.evaluator import evaluate
+
+
+@pytest.mark.parametrize("name", library.program_names())
+def test_every_bundled_program_is_described_and_meets_its_examples(name):
+    spec = library.load_program(name)
+    assert spec.description and spec.description != name
+    assert spec.vocab and spec.max_seq_len >= 1 and spec.examples
+    program = spec.make()
+    for tokens, expected in spec.examples:
+        assert set(tokens) <= set(spec.vocab)
+        assert len(tokens) <= spec.max_seq_len
+        got = evaluate(program, tokens)
+        assert got == pytest.approx(expected) if isinstance(expected[0], float) else got == expected
+
+
+def test_programs_load_from_a_path_and_factory(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(
+        '"""Doubles the tokens."""\n'
+        "from rasp_compiler import rasp\n"
+        "VOCAB = (1, 2)\nMAX_SEQ_LEN = 3\n"
+        "def make():\n    return rasp.Map(lambda x: 2 * x, rasp.tokens)\n"
+    )
+    spec = library.load_program(f"{path}:make")
+    assert spec.description == "Doubles the tokens."
+    assert evaluate(spec.make(), [1, 2]) == [2, 4]
+    with pytest.raises(LoadError, match="no function 'program'"):
+        library.load_program(str(path))
+
+
+@pytest.mark.parametrize("reference, message", [
+    ("no_such_program", "no bundled program named 'no_such_program'"),
+    ("missing/file.py:make", "does not exist"),
+])
+def test_loading_errors_are_clear(reference, message):
+    with pytest.raises(LoadError, match=message):
+        library.load_program(reference)
+
+
+def test_a_factory_must_return_an_sop(tmp_path):
+    path = tmp_path / "bad.py"
+    path.write_text("def program():\n    return 3\n")
+    with pytest.raises(LoadError, match="not an SOp"):
+        library.load_program(f"{path}:program").make()

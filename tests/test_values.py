@@ -1,0 +1,107 @@
+import random
+from fractions import Fraction
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from rasp_compiler import lib, rasp
+from rasp_compiler.errors import EvaluationError, InvalidProgramError, ValueSetTooLargeError
+from rasp_compiler.evaluator import evaluate_all
+from rasp_compiler.fuzz import FuzzConfig, random_input, random_program
+from rasp_compiler.graph import build_graph
+from rasp_compiler.values import infer_values, sorted_values
+
+
+def test_primitive_value_sets():
+    program = rasp.SequenceMap(lambda x, y: (x, y), rasp.tokens, rasp.indices)
+    values = infer_values(program, {"b", "a"}, 3)
+    assert values["tokens"] == ("a", "b")
+    assert values["indices"] == (0, 1, 2)
+    assert values.size(program.label) == 6
+    assert infer_values(rasp.length, {1}, 4)["length"] == (1, 2, 3, 4)
+
+
+def test_maps_apply_their_function_to_each_value():
+    values = infer_values(rasp.Map(lambda x: x % 2, rasp.tokens).named("parity"), range(5), 2)
+    assert values["parity"] == (0, 1)
+
+
+def test_selector_width_ranges_over_zero_to_max_seq_len():
+    width = lib.make_hist()
+    assert infer_values(width, "ab".split(), 5)["hist"] == (0, 1, 2, 3, 4, 5)
+
+
+def test_numerical_aggregate_takes_every_mean_not_only_fractions():
+    values = rasp.numerical(rasp.Map(lambda x: x, rasp.tokens))
+    mean = rasp.numerical(
+        rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE), values)
+    ).named("mean")
+    inferred = infer_values(mean, [0, 2, 5], 3)["mean"]
+    assert 7 / 3 in inferred  # mean of 0, 2, 5
+    assert float(Fraction(9, 3)) in inferred  # 2, 2, 5
+    assert 0 in inferred
+    expected = {float(Fraction(a + b + c, 3)) for a in (0, 2, 5) for b in (0, 2, 5) for c in (0, 2, 5)}
+    assert expected <= set(inferred)
+
+
+def test_categorical_aggregate_keeps_its_inputs_and_the_default():
+    select = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ)
+    copy = rasp.Aggregate(select, rasp.tokens).named("copy")
+    assert infer_values(copy, ["a", "b"], 2)["copy"] == (None, "a", "b")
+
+
+def test_value_sets_over_the_limit_name_the_sop():
+    sop = rasp.numerical(rasp.Map(lambda x: x * 1.37, rasp.tokens))
+    mean = rasp.numerical(rasp.Aggregate(
+        rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE), sop)).named("big_mean")
+    with pytest.raises(ValueSetTooLargeError, match="big_mean.*max_value_set_size"):
+        infer_values(mean, range(10), 12, max_value_set_size=500)
+
+
+def test_sequence_map_pairs_over_the_limit_are_refused():
+    pairs = rasp.SequenceMap(lambda x, y: 0, rasp.tokens, rasp.indices).named("pairs")
+    with pytest.raises(ValueSetTooLargeError, match="pairs.*max_sequence_map_pairs"):
+        infer_values(pairs, range(50), 50, max_sequence_map_pairs=100)
+
+
+def test_a_function_that_fails_on_a_possible_value_is_reported():
+    inverse = rasp.Map(lambda x: 1 / x, rasp.indices).named("inverse")
+    with pytest.raises(InvalidProgramError, match="inverse.*ZeroDivisionError.*0"):
+        infer_values(inverse, ["a"], 3)
+
+
+@pytest.mark.parametrize("vocab, length, message", [
+    ("abc", 3, "string"),
+    ([], 3, "empty"),
+    ([None], 3, "None"),
+    (["a"], 0, "positive int"),
+])
+def test_bad_vocab_or_length_is_refused(vocab, length, message):
+    with pytest.raises(InvalidProgramError, match=message):
+        infer_values(rasp.tokens, vocab, length)
+
+
+def test_sorted_values_orders_mixed_types():
+    assert sorted_values([3, None, "b", True, 1.5, "a"]) == (None, True, 1.5, 3, "a", "b")
+
+
+@given(seed=st.integers(0, 10**6))
+def test_inferred_sets_contain_every_evaluated_value(seed):
+    rng = random.Random(seed)
+    vocab, max_seq_len = (0, 1, 2, 3), 4
+    program = random_program(rng, FuzzConfig(size=rng.randint(2, 7)))
+    graph = build_graph(program)
+    try:
+        values = infer_values(graph, vocab, max_seq_len, max_value_set_size=20_000)
+    except ValueSetTooLargeError:
+        assume(False)
+    for _ in range(15):
+        xs = random_input(rng, vocab, max_seq_len)
+        try:
+            result = evaluate_all(graph, xs)
+        except EvaluationError:
+            continue  # a categorical aggregate mixing values has no meaning
+        for label in graph.sops():
+            for position, value in enumerate(result[label]):
+                assert value in set(values[label]), (label, position, value, xs)
