@@ -18,12 +18,16 @@ from fractions import Fraction
 from numbers import Real
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from rasp_compiler import rasp
 from rasp_compiler.errors import InvalidProgramError, ValueSetTooLargeError, describe_values
 from rasp_compiler.graph import ProgramGraph, build_graph
 
-DEFAULT_MAX_VALUE_SET_SIZE = 10_000
+DEFAULT_MAX_VALUE_SET_SIZE = 10_000  # categorical: one residual dimension per value
+DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE = 2_000_000  # numerical: one dimension, any count
 DEFAULT_MAX_SEQUENCE_MAP_PAIRS = 1_000_000
+MAX_LINEAR_PAIRS = 20_000_000  # LinearSequenceMap pairs, combined with numpy
 
 
 def value_sort_key(value: Any) -> tuple:
@@ -40,7 +44,10 @@ def value_sort_key(value: Any) -> tuple:
 
 
 def sorted_values(values: Iterable[Any]) -> tuple:
-    return tuple(sorted(set(values), key=value_sort_key))
+    distinct = set(values)
+    if all(isinstance(v, Real) and not isinstance(v, bool) for v in distinct):
+        return tuple(sorted(distinct))  # fast path for large numerical sets
+    return tuple(sorted(distinct, key=value_sort_key))
 
 
 @dataclass(frozen=True)
@@ -93,22 +100,30 @@ def infer_values(
     max_seq_len: int,
     *,
     max_value_set_size: int = DEFAULT_MAX_VALUE_SET_SIZE,
+    max_numerical_value_set_size: int = DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE,
     max_sequence_map_pairs: int = DEFAULT_MAX_SEQUENCE_MAP_PAIRS,
 ) -> ValueSets:
-    """Every SOp's value set for inputs of length 1..max_seq_len over `vocab`."""
+    """Every SOp's value set for inputs of length 1..max_seq_len over `vocab`.
+
+    Categorical SOps get a residual dimension per value, so their sets are capped
+    at `max_value_set_size`; numerical SOps use one dimension whatever their set,
+    so theirs may grow to `max_numerical_value_set_size`.
+    """
     graph = program if isinstance(program, ProgramGraph) else build_graph(program)
     context = _Context(
         vocab=check_vocab(vocab, max_seq_len),
         max_seq_len=max_seq_len,
         max_size=max_value_set_size,
+        max_numerical_size=max_numerical_value_set_size,
         max_pairs=max_sequence_map_pairs,
         sets={},
     )
     for expr in graph.exprs():
         if isinstance(expr, rasp.SOp):
             values = _rule_for(expr)(expr, context)
-            if len(values) > max_value_set_size:
-                raise _too_large(expr, len(values), max_value_set_size)
+            limit = context.limit_for(expr)
+            if len(values) > limit:
+                raise _too_large(expr, len(values), limit)
             context.sets[expr.label] = sorted_values(values)
     return ValueSets(vocab=context.vocab, max_seq_len=max_seq_len, sets=context.sets)
 
@@ -118,15 +133,20 @@ class _Context:
     vocab: tuple
     max_seq_len: int
     max_size: int
+    max_numerical_size: int
     max_pairs: int
     sets: dict[str, tuple]
 
+    def limit_for(self, expr: rasp.SOp) -> int:
+        return self.max_numerical_size if rasp.is_numerical(expr) else self.max_size
+
 
 def _too_large(expr: rasp.RASPExpr, size: int, limit: int) -> ValueSetTooLargeError:
+    option = "max_numerical_value_set_size" if rasp.is_numerical(expr) else "max_value_set_size"
     return ValueSetTooLargeError(
         f"{expr.label}: this {type(expr).__name__} can take {size:,} or more distinct values, "
         f"over the limit of {limit:,}; reduce the vocab or max_seq_len, round the values "
-        f"with a Map, or raise max_value_set_size"
+        f"with a Map, or raise {option}"
     )
 
 
@@ -169,6 +189,18 @@ def _map(expr: rasp.Map, ctx: _Context) -> set:
     for x in ctx.sets[expr.inner.label]:
         out.add(None if x is None else _call_on_values(expr, expr.f, (x,), expr.inner.label))
     return out
+
+
+def _linear_sequence_map(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
+    """p * x + q * y over all pairs, vectorised: numerical balances have 10^6 pairs."""
+    fst, snd = ctx.sets[expr.fst.label], ctx.sets[expr.snd.label]
+    numbers = all(isinstance(v, Real) and not isinstance(v, bool) for v in fst + snd)
+    if not numbers or len(fst) * len(snd) > MAX_LINEAR_PAIRS:
+        return _sequence_map(expr, ctx)
+    left = expr.fst_fac * np.asarray(fst, dtype=np.float64)
+    right = expr.snd_fac * np.asarray(snd, dtype=np.float64)
+    # Same IEEE operations as the evaluator's fst_fac * x + snd_fac * y, so equal floats.
+    return set(np.unique(np.add.outer(left, right)).tolist())
 
 
 def _sequence_map(expr: rasp.SequenceMap, ctx: _Context) -> set:
@@ -225,10 +257,12 @@ def _all_means(expr: rasp.Aggregate, inputs: Sequence[Real], ctx: _Context) -> s
     sums = {0}
     means: set[Fraction] = set()
     for count in range(1, ctx.max_seq_len + 1):
+        if len(sums) * len(steps) > MAX_LINEAR_PAIRS:
+            raise _too_large(expr, len(sums) * len(steps), ctx.limit_for(expr))
         sums = {s + step for s in sums for step in steps}
         means.update(Fraction(s, scale * count) for s in sums)
-        if len(means) > ctx.max_size:
-            raise _too_large(expr, len(means), ctx.max_size)
+        if len(means) > ctx.limit_for(expr):
+            raise _too_large(expr, len(means), ctx.limit_for(expr))
     return {float(m) for m in means}
 
 
@@ -239,6 +273,7 @@ _RULES: dict[type, Callable[[Any, _Context], set]] = {
     rasp.Full: _full,
     rasp.ConstantSOp: _constant_sop,
     rasp.Map: _map,
+    rasp.LinearSequenceMap: _linear_sequence_map,
     rasp.SequenceMap: _sequence_map,
     rasp.SelectorWidth: _selector_width,
     rasp.Aggregate: _aggregate,

@@ -55,8 +55,19 @@ def test_value_sets_over_the_limit_name_the_sop():
     sop = rasp.numerical(rasp.Map(lambda x: x * 1.37, rasp.tokens))
     mean = rasp.numerical(rasp.Aggregate(
         rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE), sop)).named("big_mean")
-    with pytest.raises(ValueSetTooLargeError, match="big_mean.*max_value_set_size"):
-        infer_values(mean, range(10), 12, max_value_set_size=500)
+    with pytest.raises(ValueSetTooLargeError, match="big_mean.*max_numerical_value_set_size"):
+        infer_values(mean, range(10), 12, max_numerical_value_set_size=500)
+    many = rasp.SequenceMap(lambda x, y: 10 * x + y, rasp.indices, rasp.indices).named("many")
+    with pytest.raises(ValueSetTooLargeError, match="many.*9 or more.*limit of 5;.*max_value_set_size"):
+        infer_values(many, [0], 3, max_value_set_size=5)
+
+
+def test_large_numerical_sets_are_cheap():
+    from rasp_compiler import lib
+    balance = lib.make_pair_balance(rasp.tokens, "(", ")")
+    values = infer_values(balance, ["(", ")"], 64)
+    assert values.size(balance.label) > 100_000
+    assert -1 / 64 in values[balance.label]
 
 
 def test_sequence_map_pairs_over_the_limit_are_refused():
