@@ -14,5 +14,5 @@ EXAMPLES = [
 ]
 
 
-def program():
-    return lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=MAX_SEQ_LEN, min_key=1)
+def program(max_seq_len=MAX_SEQ_LEN):
+    return lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=max_seq_len, min_key=1)

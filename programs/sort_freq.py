@@ -13,5 +13,5 @@ EXAMPLES = [
 ]
 
 
-def program():
-    return lib.make_sort_freq(MAX_SEQ_LEN)
+def program(max_seq_len=MAX_SEQ_LEN):
+    return lib.make_sort_freq(max_seq_len)

@@ -1,10 +1,9 @@
 """The tokens in increasing order, for inputs without repeated tokens.
 
 tracr's `make_sort_unique(tokens, tokens)`: each token counts the smaller ones to
-find its target position. On an input with a repeated token, two positions
-share a target and the final Aggregate would have to mix them: the evaluator
-rejects such inputs and the compiled model flags them, which is why this
-program compiles with `allow_unsafe_aggregates` (use `sort` for repeats).
+find its target position. A repeated token makes two positions share a target
+(they hold the same value, so nothing mixes) and leaves a later position with
+no source: the output there is None. Use `sort` for inputs with repeats.
 """
 
 from rasp_compiler import lib, rasp
@@ -14,8 +13,8 @@ MAX_SEQ_LEN = 5
 EXAMPLES = [
     ([3, 1, 4, 2], [1, 2, 3, 4]),
     ([5, 2], [2, 5]),
+    ([2, 1, 2], [1, 2, None]),
 ]
-COMPILE_OPTIONS = {"allow_unsafe_aggregates": True}
 
 
 def program():

@@ -1,4 +1,4 @@
-"""The one error hierarchy of rasp_compiler.
+"""The one error hierarchy (and the one warning) of rasp_compiler.
 
 Every error the package raises on purpose derives from `RaspCompilerError`, and
 each subclass also derives from the builtin a caller would naturally catch, so
@@ -24,7 +24,15 @@ class UnsupportedExpressionError(RaspCompilerError, NotImplementedError):
 
 
 class EvaluationError(RaspCompilerError, ValueError):
-    """The reference evaluator met an input on which the program has no meaning."""
+    """The reference evaluator met an input on which the program has no meaning.
+
+    `label` names the expression at fault and `position` the query position, when known.
+    """
+
+    def __init__(self, message: str, *, label: str | None = None, position: int | None = None):
+        super().__init__(message)
+        self.label = label
+        self.position = position
 
 
 class ValueSetTooLargeError(RaspCompilerError, ValueError):
@@ -41,6 +49,10 @@ class CompilationError(RaspCompilerError, ValueError):
 
 class UnsafeAggregateError(CompilationError):
     """A categorical Aggregate may select several positions holding different values."""
+
+
+class CompileWarning(UserWarning):
+    """Something the compiler could not prove: the model is built, but check it."""
 
 
 class LoadError(RaspCompilerError, ValueError):

@@ -164,7 +164,9 @@ def _aggregate(expr: rasp.Aggregate, values, xs):
                     f"{expr.label}: this categorical Aggregate selects positions {chosen} at "
                     f"query position {q}, which hold different values {distinct} of "
                     f"{expr.sop.label}; a categorical aggregate must select one value (make "
-                    f"the selector pick one position, or make it numerical to average)"
+                    f"the selector pick one position, or make it numerical to average)",
+                    label=expr.label,
+                    position=q,
                 )
             out.append(distinct[0])
     return out

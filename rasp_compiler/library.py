@@ -8,6 +8,7 @@ expected output) and a factory `program()` returning the output SOp.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +35,16 @@ class ProgramSpec:
     path: Path
     options: dict
 
-    def make(self) -> rasp.SOp:
-        """A fresh copy of the program's expression DAG."""
-        program = self.factory()
+    def make(self, max_seq_len: int | None = None) -> rasp.SOp:
+        """A fresh copy of the program's expression DAG.
+
+        Factories that depend on the length (sorting breaks ties with index /
+        max_seq_len) take a `max_seq_len` argument; it defaults to MAX_SEQ_LEN.
+        """
+        if "max_seq_len" in inspect.signature(self.factory).parameters:
+            program = self.factory(max_seq_len=max_seq_len or self.max_seq_len)
+        else:
+            program = self.factory()
         if not isinstance(program, rasp.SOp):
             raise LoadError(
                 f"{self.path}: the factory returned {type(program).__name__} {program!r}, "

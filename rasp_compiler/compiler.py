@@ -1,0 +1,186 @@
+"""compile_program: a RASP program to an exact dm-haiku transformer, stage by stage.
+
+    graph     -> build_graph          one node per expression
+    values    -> infer_values         every value each SOp can take
+    rewrite   -> rewrite              embeddings, heads, MLP units, linear forms
+    safety    -> check_categorical_aggregates
+    schedule  -> schedule             layers at minimal depth, fused MLPs
+    lower     -> lower                weights over named residual dimensions
+    assemble  -> assemble             dense haiku parameters
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, Iterable
+
+from rasp_compiler import rasp
+from rasp_compiler.assemble import assemble
+from rasp_compiler.errors import CompileWarning, InvalidProgramError, UnsafeAggregateError
+from rasp_compiler.graph import build_graph
+from rasp_compiler.lower import DEFAULT_ATTENTION_PRECISION, lower
+from rasp_compiler.model import CompiledModel, HeadInfo, LayerInfo, MLPPartInfo, ModelInfo
+from rasp_compiler.rewrite import rewrite
+from rasp_compiler.safety import check_categorical_aggregates
+from rasp_compiler.schedule import DEFAULT_MAX_FUSED_INPUT_SPACE, schedule
+from rasp_compiler.values import (
+    DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE,
+    DEFAULT_MAX_SEQUENCE_MAP_PAIRS,
+    DEFAULT_MAX_VALUE_SET_SIZE,
+    infer_values,
+)
+
+
+def compile_program(
+    program: rasp.SOp,
+    vocab: Iterable[Any],
+    max_seq_len: int,
+    *,
+    bos: Any = "BOS",
+    pad: Any = "PAD",
+    allow_unsafe_aggregates: bool = False,
+    attention_precision: float = DEFAULT_ATTENTION_PRECISION,
+    max_fused_input_space: int = DEFAULT_MAX_FUSED_INPUT_SPACE,
+    max_value_set_size: int = DEFAULT_MAX_VALUE_SET_SIZE,
+    max_numerical_value_set_size: int = DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE,
+    max_sequence_map_pairs: int = DEFAULT_MAX_SEQUENCE_MAP_PAIRS,
+) -> CompiledModel:
+    """Compile `program` for inputs of 1..max_seq_len tokens from `vocab`.
+
+    Options:
+      allow_unsafe_aggregates: compile (with a warning) a categorical Aggregate for
+        which an input is known where it mixes values; the model flags those
+        positions as `Unclean` at run time. Default: refuse with that input.
+      attention_precision: largest attention mass a head may leak (sets the softmax
+        coldness; heads feeding close-valued steps get less).
+      max_fused_input_space: largest input space of one fused MLP block.
+      max_value_set_size / max_numerical_value_set_size / max_sequence_map_pairs:
+        limits past which value sets are refused as too large.
+    """
+    started = time.perf_counter()
+    if not isinstance(program, rasp.SOp):
+        raise InvalidProgramError(
+            f"compile_program takes the program's output SOp, got {type(program).__name__} "
+            f"{program!r}"
+        )
+    graph = build_graph(program)
+    values = infer_values(
+        graph, vocab, max_seq_len,
+        max_value_set_size=max_value_set_size,
+        max_numerical_value_set_size=max_numerical_value_set_size,
+        max_sequence_map_pairs=max_sequence_map_pairs,
+    )
+    for name, token in (("bos", bos), ("pad", pad)):
+        if token in values.vocab:
+            raise InvalidProgramError(
+                f"the {name} token {token!r} is also in the vocab; choose another {name}="
+            )
+    ops = rewrite(graph, values)
+    plan = schedule(ops, max_fused_input_space=max_fused_input_space)
+    messages, checks = _check_aggregates(ops, plan.live, allow_unsafe_aggregates)
+    lowered = lower(ops, plan, attention_precision=attention_precision)
+    params, shape = assemble(lowered)
+    info = ModelInfo(
+        output=ops.output,
+        layers=_layer_infos(lowered),
+        lower_bound=plan.lower_bound,
+        fusion_notes=plan.fusion_notes,
+        folded=dict(ops.folded),
+        warnings=tuple(messages),
+        aggregate_checks=tuple((c.label, c.status, c.reason) for c in checks),
+        compile_seconds=time.perf_counter() - started,
+    )
+    for text in messages:
+        warnings.warn(text, CompileWarning, stacklevel=2)
+    return CompiledModel(
+        params=params,
+        shape=shape,
+        vocab=values.vocab,
+        max_seq_len=max_seq_len,
+        bos=bos,
+        pad=pad,
+        layout=lowered.layout,
+        readouts=lowered.readouts,
+        info=info,
+        program=program,
+        lowered=lowered,
+        ops=ops,
+    )
+
+
+def compile_rasp_to_model(
+    program: rasp.SOp,
+    vocab: Iterable[Any],
+    max_seq_len: int,
+    causal: bool = False,
+    compiler_bos: Any = "BOS",
+    compiler_pad: Any = "PAD",
+    mlp_exactness: int = 100,
+) -> CompiledModel:
+    """tracr's entry point, same arguments: `model.apply(["BOS", ...]).decoded` works.
+
+    `mlp_exactness` is accepted for compatibility and has no effect: every MLP here
+    is exact on every possible input value, not a discretised approximation.
+    Causal (decoder-only) compilation is not supported.
+    """
+    if causal:
+        raise InvalidProgramError(
+            "causal=True is not supported: compiled models attend to the whole input; "
+            "write the program so that it only selects earlier keys if you need causality"
+        )
+    if isinstance(mlp_exactness, bool) or not isinstance(mlp_exactness, int) or mlp_exactness < 1:
+        raise InvalidProgramError(f"mlp_exactness must be a positive int, got {mlp_exactness!r}")
+    return compile_program(program, vocab, max_seq_len, bos=compiler_bos, pad=compiler_pad)
+
+
+def _check_aggregates(ops, live, allow_unsafe: bool) -> tuple[list[str], list]:
+    """Refuse provably mixing categorical Aggregates; warn about unproven ones."""
+    checks = check_categorical_aggregates(ops, live)
+    messages = []
+    for check in checks:
+        if check.status == "unsafe":
+            text = (
+                f"{check.label}: this categorical Aggregate selects positions holding different "
+                f"values on the input {list(check.counterexample)} (query position "
+                f"{check.position}), so no head can copy one value there"
+            )
+            if not allow_unsafe:
+                raise UnsafeAggregateError(
+                    f"{text}. Make its selector pick a single value (e.g. break ties with "
+                    f"indices), make it numerical to average, or pass "
+                    f"allow_unsafe_aggregates=True if such inputs are out of scope (the model "
+                    f"then marks those positions as Unclean)"
+                )
+            messages.append(text + "; compiled anyway (allow_unsafe_aggregates=True)")
+        elif check.status == "unproven":
+            messages.append(
+                f"{check.label}: could not prove this categorical Aggregate always selects a "
+                f"single value ({check.reason}); the model marks any position where it does "
+                f"not as Unclean"
+            )
+    return messages, checks
+
+
+def _layer_infos(lowered) -> tuple[LayerInfo, ...]:
+    layers = []
+    for heads, mlp in zip(lowered.heads, lowered.mlps):
+        head_infos = tuple(
+            HeadInfo(
+                label=h.label, source=h.source, selector=h.selector, kind=h.kind,
+                layer=h.layer, index=h.index, coldness=h.coldness, leak_bound=h.leak_bound,
+                atoms=h.atoms, reads=h.reads, writes=h.writes,
+                key_size=h.key_size, value_size=h.value_size,
+            )
+            for h in heads
+        )
+        ranges = mlp.part_ranges()
+        parts = tuple(
+            MLPPartInfo(
+                label=p.label, construction=p.construction, units=p.units, leaves=p.leaves,
+                outputs=p.outputs, start=ranges[p.label][0], stop=ranges[p.label][1],
+            )
+            for p in mlp.parts
+        )
+        layers.append(LayerInfo(mlp.layer, head_infos, parts, mlp.hidden))
+    return tuple(layers)

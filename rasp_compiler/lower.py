@@ -1,0 +1,335 @@
+"""Lower: every scheduled operation to weights over the named residual dimensions.
+
+Heads: an atom Select(K, Q, P) is the bilinear form c * P(k, q) between Q's
+one-hot (query side) and K's one-hot (key side); a conjunction of t atoms adds
+their forms. A BOS column (`one` on the query side, `bos` on the key side) gives
+the BOS key c * (t - 1/2) for an Aggregate, so BOS wins only when nothing is
+selected (the default), and c * t for a SelectorWidth, so BOS shares attention
+with the w selected keys and receives 1 / (w + 1).
+
+Coldness c: with at most N keys, the attention mass that leaks away from the
+intended keys is at most (N + 1) * exp(-c / 2) =: eps, so c = 2 ln((N + 1) / eps).
+eps is `attention_precision` or smaller where an MLP reading the head's output
+needs it (a step placed between two close values), and the compiler refuses
+when that would ask float32 for more than it has.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Real
+from typing import Mapping
+
+import numpy as np
+
+from rasp_compiler import rasp
+from rasp_compiler.errors import CompilationError
+from rasp_compiler.mlp import MLPPart, bos_cleanup, lower_block
+from rasp_compiler.residual import BOS, ONE, Dim, LinearForm, ResidualLayout, build_layout
+from rasp_compiler.rewrite import AttentionOp, OpGraph
+from rasp_compiler.schedule import Schedule
+
+DEFAULT_ATTENTION_PRECISION = 1e-7
+FLOAT32_PRECISION_FLOOR = 1e-9  # below this, float32 softmax noise dominates
+
+
+@dataclass(frozen=True, eq=False)
+class HeadPlan:
+    """One compiled head: what it implements and its weights (dense over the residual)."""
+
+    label: str  # the attention op (the SOp it writes)
+    source: str  # the Aggregate / SelectorWidth as written
+    selector: str
+    kind: str
+    layer: int
+    index: int  # position among the layer's heads
+    coldness: float
+    leak_bound: float  # largest attention mass on unintended keys
+    atoms: tuple[str, ...]  # "select: keys vs queries" descriptions
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    w_q: np.ndarray  # [d_model, key_size]
+    w_k: np.ndarray
+    w_v: np.ndarray  # [d_model, value_size]
+    w_o: np.ndarray  # [value_size, d_model]
+
+    @property
+    def key_size(self) -> int:
+        return self.w_q.shape[1]
+
+    @property
+    def value_size(self) -> int:
+        return self.w_v.shape[1]
+
+
+@dataclass(frozen=True, eq=False)
+class MLPPlan:
+    """One layer's MLP: its parts (fused blocks, BOS cleanup) side by side."""
+
+    layer: int
+    parts: tuple[MLPPart, ...]
+    w_1: np.ndarray  # [d_model, hidden]
+    w_2: np.ndarray  # [hidden, d_model]
+
+    @property
+    def hidden(self) -> int:
+        return self.w_1.shape[1]
+
+    def part_ranges(self) -> dict[str, tuple[int, int]]:
+        out, start = {}, 0
+        for part in self.parts:
+            out[part.label] = (start, start + part.width)
+            start += part.width
+        return out
+
+
+@dataclass(frozen=True)
+class Readout:
+    """How to read one SOp from the residual: one-hot dims or a linear form."""
+
+    label: str
+    numerical: bool
+    indices: tuple[int, ...]
+    values: tuple  # categorical: the value of each index
+    coefficients: tuple[float, ...]  # numerical: the weight of each index
+
+
+@dataclass(frozen=True, eq=False)
+class LoweredModel:
+    layout: ResidualLayout
+    token_embeddings: np.ndarray  # [len(vocab) + 2 (BOS, PAD), d_model]
+    position_embeddings: np.ndarray  # [max_seq_len + 1, d_model]
+    heads: tuple[tuple[HeadPlan, ...], ...]  # per layer
+    mlps: tuple[MLPPlan, ...]
+    readouts: Mapping[str, Readout]
+
+
+def lower(
+    ops: OpGraph,
+    plan: Schedule,
+    *,
+    attention_precision: float = DEFAULT_ATTENTION_PRECISION,
+) -> LoweredModel:
+    layout = _layout(ops, plan)
+    mlp_parts = [[lower_block(ops, block) for block in layer.blocks] for layer in plan.layers]
+    budgets = _noise_budgets(mlp_parts)
+    heads = []
+    for layer, parts in zip(plan.layers, mlp_parts):
+        layer_heads = tuple(
+            _head(ops, ops.attention[label], layout, layer.index, i,
+                  _precision(ops, ops.attention[label], budgets, attention_precision))
+            for i, label in enumerate(layer.heads)
+        )
+        heads.append(layer_heads)
+        writes = [w for label in layer.heads for w in ops.attention[label].bos_writes]
+        if writes:
+            parts.append(bos_cleanup(ops, writes))
+    mlps = tuple(_dense_mlp(layer.index, parts, layout) for layer, parts in zip(plan.layers, mlp_parts))
+    return LoweredModel(
+        layout=layout,
+        token_embeddings=_token_embeddings(ops, layout),
+        position_embeddings=_position_embeddings(ops, layout),
+        heads=tuple(heads),
+        mlps=mlps,
+        readouts=_readouts(ops, plan, layout),
+    )
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def _layout(ops: OpGraph, plan: Schedule) -> ResidualLayout:
+    owners = [
+        (label, ops.is_numerical(label), ops.values[label])
+        for label in ops.order
+        if label in plan.materialized
+    ]
+    return build_layout(owners)
+
+
+def _readouts(ops: OpGraph, plan: Schedule, layout: ResidualLayout) -> dict[str, Readout]:
+    readouts: dict[str, Readout] = {}
+    for label in ops.order:
+        if label in plan.materialized:
+            if ops.is_numerical(label):
+                form = LinearForm.single(Dim(label))
+            else:
+                dims = layout.dims_of(label)
+                readouts[label] = Readout(label, False, tuple(layout.index[d] for d in dims),
+                                          tuple(d.value for d in dims), ())
+                continue
+        elif label in ops.forms and ops.forms[label].sops() <= plan.materialized:
+            form = ops.forms[label]
+        else:
+            continue
+        pairs = [(layout.index[d], c) for d, c in form.terms]
+        readouts[label] = Readout(label, True, tuple(i for i, _ in pairs), (),
+                                  tuple(c for _, c in pairs))
+    return readouts
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+def _token_embeddings(ops: OpGraph, layout: ResidualLayout) -> np.ndarray:
+    vocab = ops.vocab
+    owners = {d.sop for d in layout.dims}
+    table = np.zeros((len(vocab) + 2, layout.width), dtype=np.float32)
+    index = layout.index
+    for row, token in enumerate(vocab):
+        table[row, index[ONE]] = 1.0
+        for embedding in ops.embeddings.values():
+            if embedding.by == "token" and embedding.label in owners:
+                _write(table, row, index, embedding.label, embedding.encoding, embedding.table[token])
+    bos_row, pad_row = len(vocab), len(vocab) + 1
+    table[bos_row, index[ONE]] = 1.0
+    table[bos_row, index[BOS]] = 1.0
+    table[pad_row, index[ONE]] = 1.0
+    return table
+
+
+def _position_embeddings(ops: OpGraph, layout: ResidualLayout) -> np.ndarray:
+    n = ops.max_seq_len
+    table = np.zeros((n + 1, layout.width), dtype=np.float32)
+    owners = {d.sop for d in layout.dims}
+    for embedding in ops.embeddings.values():
+        if embedding.by != "position" or embedding.label not in owners:
+            continue
+        for position, value in embedding.table.items():
+            if position < n:
+                _write(table, position + 1, layout.index, embedding.label, embedding.encoding, value)
+    return table
+
+
+def _write(table, row, index, label, encoding, value) -> None:
+    if value is None:
+        return
+    if encoding is rasp.Encoding.NUMERICAL:
+        table[row, index[Dim(label)]] = float(value)
+    else:
+        table[row, index[Dim(label, value)]] = 1.0
+
+
+# --------------------------------------------------------------------------- heads
+
+
+def _noise_budgets(mlp_parts: list[list[MLPPart]]) -> dict[str, float]:
+    budgets: dict[str, float] = {}
+    for parts in mlp_parts:
+        for part in parts:
+            for sop, budget in part.noise_budget.items():
+                budgets[sop] = min(budget, budgets.get(sop, math.inf))
+    return budgets
+
+
+def _precision(ops: OpGraph, op: AttentionOp, budgets: Mapping[str, float], default: float) -> float:
+    """The leak eps this head may have, from what its readers tolerate."""
+    if op.encoding is rasp.Encoding.NUMERICAL:
+        magnitude = max([1.0] + [abs(float(v)) for v in ops.values[op.label] if isinstance(v, Real)])
+    else:
+        magnitude = 1.0
+    eps = default
+    if op.label in budgets:
+        eps = min(eps, budgets[op.label] / (2.0 * magnitude))
+    if eps < FLOAT32_PRECISION_FLOOR:
+        raise CompilationError(
+            f"{op.source}: the MLP reading {op.label} distinguishes values so close that this "
+            f"head would need an attention leak below {eps:.2g}, finer than float32 softmax "
+            f"resolves ({FLOAT32_PRECISION_FLOOR:g}); round {op.label} with a Map or lower "
+            f"max_seq_len"
+        )
+    return eps
+
+
+def coldness_for(max_seq_len: int, eps: float) -> float:
+    """Softmax inverse temperature so that at most eps of the attention mass leaks."""
+    return 2.0 * math.log((max_seq_len + 1) / eps)
+
+
+def _head(ops: OpGraph, op: AttentionOp, layout: ResidualLayout, layer: int, index: int,
+          eps: float) -> HeadPlan:
+    n = ops.max_seq_len
+    c = coldness_for(n, eps)
+    rows = layout.index
+    q_blocks, k_blocks = [], []
+    for atom in op.atoms:
+        w_q, w_k = _atom_weights(atom, c, rows, layout.width)
+        q_blocks.append(w_q)
+        k_blocks.append(w_k)
+    clauses = len(op.atoms)
+    bos_q = np.zeros((layout.width, 1), np.float32)
+    bos_k = np.zeros((layout.width, 1), np.float32)
+    bos_q[rows[ONE], 0] = 1.0
+    bos_k[rows[BOS], 0] = c * clauses if op.kind == "width" else c * (clauses - 0.5)
+    w_q = np.concatenate(q_blocks + [bos_q], axis=1)
+    w_k = np.concatenate(k_blocks + [bos_k], axis=1)
+
+    outputs = list(dict.fromkeys(out for _, out, _ in op.ov))
+    w_v = np.zeros((layout.width, len(outputs)), dtype=np.float32)
+    w_o = np.zeros((len(outputs), layout.width), dtype=np.float32)
+    for j, out in enumerate(outputs):
+        w_o[j, rows[out]] = 1.0
+    for read, out, weight in op.ov:
+        w_v[rows[read], outputs.index(out)] += weight
+    return HeadPlan(
+        label=op.label,
+        source=op.source,
+        selector=op.selector,
+        kind=op.kind,
+        layer=layer,
+        index=index,
+        coldness=c,
+        leak_bound=(n + 1) * math.exp(-c / 2),
+        atoms=tuple(atom.describe() for atom in op.atoms),
+        reads=tuple(sorted(op.reads)),
+        writes=(op.label,),
+        w_q=w_q,
+        w_k=w_k,
+        w_v=w_v,
+        w_o=w_o,
+    )
+
+
+def _atom_weights(atom, c: float, rows: Mapping[Dim, int], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Query and key matrices whose product is c * relation on the atom's one-hots.
+
+    The side with fewer values that select anything becomes the identity, so the
+    key size is min(#live query values, #live key values).
+    """
+    relation = atom.relation
+    live_queries = np.flatnonzero(relation.any(axis=1))
+    live_keys = np.flatnonzero(relation.any(axis=0))
+    query_rows = np.array([rows[Dim(atom.query, v)] for v in atom.query_values], dtype=np.int64)
+    key_rows = np.array([rows[Dim(atom.key, v)] for v in atom.key_values], dtype=np.int64)
+    if len(live_queries) <= len(live_keys):
+        columns = len(live_queries)
+        w_q = np.zeros((width, columns), np.float32)
+        w_k = np.zeros((width, columns), np.float32)
+        w_q[query_rows[live_queries], np.arange(columns)] = 1.0
+        w_k[key_rows] = c * relation[live_queries].T
+    else:
+        columns = len(live_keys)
+        w_q = np.zeros((width, columns), np.float32)
+        w_k = np.zeros((width, columns), np.float32)
+        w_k[key_rows[live_keys], np.arange(columns)] = 1.0
+        w_q[query_rows] = c * relation[:, live_keys]
+    return w_q, w_k
+
+
+# --------------------------------------------------------------------------- MLPs
+
+
+def _dense_mlp(layer: int, parts: list[MLPPart], layout: ResidualLayout) -> MLPPlan:
+    hidden = sum(part.width for part in parts)
+    w_1 = np.zeros((layout.width, hidden), dtype=np.float32)
+    w_2 = np.zeros((hidden, layout.width), dtype=np.float32)
+    column = 0
+    for part in parts:
+        for neuron in part.neurons:
+            for dim, weight in neuron.w_in:
+                w_1[layout.index[dim], column] += weight
+            for dim, weight in neuron.w_out:
+                w_2[column, layout.index[dim]] += weight
+            column += 1
+    return MLPPlan(layer=layer, parts=tuple(parts), w_1=w_1, w_2=w_2)

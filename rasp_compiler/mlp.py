@@ -1,0 +1,291 @@
+"""Exact one-hidden-layer ReLU MLPs for functions on finite value sets.
+
+A fused block computes outputs from categorical inputs (one-hot dimensions) and
+at most one numerical input z (a linear form). Three constructions, all exact
+on every possible input value:
+
+- lookup (no numerical input): one neuron per input combination t with a
+  non-zero output, ReLU(sum of t's one-hot dims - (k - 1)), which is 1 exactly
+  when every input matches and 0 otherwise;
+- steps (a numerical input): for each combination, the output at the smallest
+  z plus, at each midpoint between consecutive z values where the output
+  changes, a clamped step ReLU(L(z-theta)+1/2) - ReLU(L(z-theta)-1/2) with
+  L = 2/gap: exactly 0 below and 1 above, and flat within a quarter gap of
+  every value, so small attention noise on z changes nothing;
+- piecewise-linear (one numerical input, numerical outputs): the output at the
+  smallest z plus a ReLU at each z where the slope changes; fewer neurons for
+  smooth functions, exact at every value.
+
+Every neuron is gated off at the BOS position (a large negative weight on
+`bos`), so MLPs never write there. `bos_cleanup` removes what heads write at
+the BOS query position (defaults, SelectorWidth's BOS weight).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any, Mapping
+
+import numpy as np
+
+from rasp_compiler.errors import CompilationError, InvalidProgramError
+from rasp_compiler.residual import BOS, ONE, Dim, LinearForm
+from rasp_compiler.rewrite import OpGraph
+from rasp_compiler.schedule import Block
+
+BOS_GATE = 2.0  # subtracted at BOS from lookup neurons (their pre-activation is at most 1)
+MIN_RELATIVE_GAP = 2e-5  # float32 cannot place a step between values closer than this
+CATEGORICAL_NOISE_BUDGET = 0.01  # largest leak a one-hot input of a lookup may carry
+PIECEWISE_MAX_GAIN = 1e4  # beyond this slope x range, steps are more robust to noise
+SLOPE_TOLERANCE = 1e-12
+
+
+@dataclass(frozen=True)
+class Neuron:
+    """One hidden unit: its input weights and its output weights, over named dims."""
+
+    w_in: tuple[tuple[Dim, float], ...]
+    w_out: tuple[tuple[Dim, float], ...]
+
+
+@dataclass(frozen=True)
+class MLPPart:
+    """The neurons one block (or the BOS cleanup) contributes to a layer's MLP."""
+
+    label: str
+    construction: str  # "lookup", "steps", "piecewise-linear" or "bos-cleanup"
+    units: tuple[str, ...]  # the RASP ops it computes
+    leaves: tuple[str, ...]
+    outputs: tuple[str, ...]
+    neurons: tuple[Neuron, ...]
+    noise_budget: Mapping[str, float]  # input SOp -> largest error its dims may carry
+
+    @property
+    def width(self) -> int:
+        return len(self.neurons)
+
+
+def dim_bound(ops: OpGraph, dim: Dim) -> float:
+    """Largest |value| dimension `dim` can hold anywhere, BOS position included."""
+    if dim.sop in ("one", "bos") or not dim.is_numerical:
+        return 1.0
+    numbers = [abs(float(v)) for v in ops.values.get(dim.sop, ()) if isinstance(v, Real)]
+    return max([1.0] + numbers)
+
+
+def form_bound(ops: OpGraph, form: LinearForm) -> float:
+    return sum(abs(c) * dim_bound(ops, dim) for dim, c in form.terms)
+
+
+def _add(target: dict[Dim, float], source: Mapping[Dim, float], factor: float = 1.0) -> None:
+    for dim, weight in source.items():
+        target[dim] = target.get(dim, 0.0) + factor * weight
+
+
+def _difference(after: Mapping[Dim, float], before: Mapping[Dim, float]) -> dict[Dim, float]:
+    out = dict(after)
+    _add(out, before, -1.0)
+    return {dim: w for dim, w in out.items() if w != 0}
+
+
+def _neuron(w_in: Mapping[Dim, float], w_out: Mapping[Dim, float]) -> Neuron:
+    return Neuron(
+        tuple((d, w) for d, w in w_in.items() if w != 0),
+        tuple((d, w) for d, w in w_out.items() if w != 0),
+    )
+
+
+class _BlockFunction:
+    """The block's outputs as a function of its leaves' values."""
+
+    def __init__(self, ops: OpGraph, block: Block):
+        self.ops = ops
+        self.units = [ops.units[label] for label in block.units]
+        self.outputs = block.outputs
+
+    def raw(self, env: dict[str, Any]) -> tuple:
+        """The output values (not yet encoded) for one assignment of the leaves."""
+        env = dict(env)
+        for unit in self.units:
+            args = [env[i] for i in unit.inputs]
+            if any(a is None for a in args):
+                env[unit.label] = None
+                continue
+            env[unit.label] = self._call(unit, args)
+        return tuple(env[label] for label in self.outputs)
+
+    def raw_along(self, env: dict[str, Any], z_label: str, zs: list[float]) -> list[tuple]:
+        """`raw` for every z; a single Map of z takes a fast path (10^5-10^6 values)."""
+        if len(self.units) == 1 and self.units[0].inputs == (z_label,):
+            unit = self.units[0]
+            try:
+                return [(unit.fn(z),) for z in zs]
+            except Exception:
+                pass  # fall through to report the failing value precisely
+        return [self.raw({**env, z_label: z}) for z in zs]
+
+    @staticmethod
+    def _call(unit, args):
+        try:
+            return unit.fn(*args)
+        except Exception as exc:
+            raise InvalidProgramError(
+                f"{unit.label}: its function raised {type(exc).__name__}({exc}) on "
+                f"{args[0] if len(args) == 1 else tuple(args)!r}, a possible input"
+            ) from exc
+
+    def encode(self, values: tuple) -> dict[Dim, float]:
+        encoded: dict[Dim, float] = {}
+        for label, value in zip(self.outputs, values):
+            if isinstance(value, np.generic):
+                value = value.item()
+            if self.ops.is_numerical(label):
+                if value is None or not isinstance(value, Real):
+                    raise InvalidProgramError(
+                        f"{label}: numerical, but computes {value!r}; it must return numbers"
+                    )
+                if value != 0:
+                    encoded[Dim(label)] = float(value)
+            elif value is not None:
+                encoded[Dim(label, value)] = 1.0
+        return encoded
+
+    def __call__(self, env: dict[str, Any]) -> dict[Dim, float]:
+        return self.encode(self.raw(env))
+
+
+def lower_block(ops: OpGraph, block: Block) -> MLPPart:
+    """The exact MLP neurons for one fused block."""
+    categorical = [leaf for leaf in block.leaves if not ops.is_numerical(leaf)]
+    numerical = [leaf for leaf in block.leaves if ops.is_numerical(leaf)]
+    function = _BlockFunction(ops, block)
+    choices = [[v for v in ops.values[leaf] if v is not None] for leaf in categorical]
+    if not numerical:
+        return _lookup(ops, block, categorical, choices, function)
+    (z_label,) = numerical
+    form = ops.forms.get(z_label) or LinearForm.single(Dim(z_label))
+    if not categorical and all(ops.is_numerical(o) for o in block.outputs):
+        smooth = _piecewise_linear(ops, block, z_label, form, function)
+        steps = _steps(ops, block, categorical, choices, z_label, form, function)
+        return smooth if smooth is not None and smooth.width < steps.width else steps
+    return _steps(ops, block, categorical, choices, z_label, form, function)
+
+
+def _lookup(ops, block, categorical, choices, function) -> MLPPart:
+    k = len(categorical)
+    neurons = []
+    for combo in itertools.product(*choices):
+        out = function(dict(zip(categorical, combo)))
+        if not out:
+            continue
+        w_in = {Dim(leaf, v): 1.0 for leaf, v in zip(categorical, combo)}
+        w_in[ONE] = -(k - 1.0)
+        w_in[BOS] = -BOS_GATE
+        neurons.append(_neuron(w_in, out))
+    budget = {leaf: CATEGORICAL_NOISE_BUDGET for leaf in categorical}
+    return MLPPart(block.label, "lookup", block.units, block.leaves, block.outputs,
+                   tuple(neurons), budget)
+
+
+def _steps(ops, block, categorical, choices, z_label, form, function) -> MLPPart:
+    k = len(categorical)
+    zs = [float(v) for v in ops.values[z_label] if v is not None]
+    z_bound = max(form_bound(ops, form), max(abs(z) for z in zs))
+    neurons = []
+    smallest_gap = float("inf")
+    largest_gate = 1.0
+    for combo in itertools.product(*choices):
+        env = dict(zip(categorical, combo))
+        raws = function.raw_along(env, z_label, zs)
+        match = {Dim(leaf, v): 1.0 for leaf, v in zip(categorical, combo)}
+        first = function.encode(raws[0])
+        if first:
+            w_in = dict(match)
+            if k:
+                w_in[ONE] = -(k - 1.0)
+                w_in[BOS] = -BOS_GATE
+            else:
+                w_in[ONE], w_in[BOS] = 1.0, -1.0
+            neurons.append(_neuron(w_in, first))
+        for i in range(len(zs) - 1):
+            if raws[i + 1] == raws[i]:
+                continue
+            delta = _difference(function.encode(raws[i + 1]), function.encode(raws[i]))
+            if not delta:
+                continue
+            gap = zs[i + 1] - zs[i]
+            if gap < MIN_RELATIVE_GAP * z_bound:
+                raise CompilationError(
+                    f"{block.label}: its output changes between {z_label} = {zs[i]!r} and "
+                    f"{zs[i + 1]!r}, only {gap:.3g} apart on a range of {z_bound:.3g}; float32 "
+                    f"cannot tell them apart reliably. Round {z_label} with a Map first, or "
+                    f"compile with a smaller max_seq_len"
+                )
+            smallest_gap = min(smallest_gap, gap)
+            theta = (zs[i] + zs[i + 1]) / 2
+            slope = 2.0 / gap
+            linear: dict[Dim, float] = {}
+            _add(linear, form.as_dict(), slope)
+            _add(linear, {ONE: -slope * theta})
+            if k:
+                gate = slope * (zs[-1] - theta) + 1.0
+                largest_gate = max(largest_gate, gate)
+                _add(linear, match, gate)
+                _add(linear, {ONE: -gate * k})
+            _add(linear, {BOS: -(slope * (z_bound + abs(theta)) + 1.0)})
+            rising = dict(linear)
+            _add(rising, {ONE: 0.5})
+            falling = dict(linear)
+            _add(falling, {ONE: -0.5})
+            neurons.append(_neuron(rising, delta))
+            neurons.append(_neuron(falling, {d: -w for d, w in delta.items()}))
+    budget: dict[str, float] = {}
+    if smallest_gap < float("inf"):
+        coefficient_sum = sum(abs(c) for _, c in form.terms) or 1.0
+        for sop in form.sops():
+            budget[sop] = smallest_gap / 4 / coefficient_sum
+    for leaf in categorical:
+        budget[leaf] = min(CATEGORICAL_NOISE_BUDGET, 1.0 / (4.0 * largest_gate * max(k, 1)))
+    return MLPPart(block.label, "steps", block.units, block.leaves, block.outputs,
+                   tuple(neurons), budget)
+
+
+def _piecewise_linear(ops, block, z_label, form, function) -> MLPPart | None:
+    zs = np.array([float(v) for v in ops.values[z_label] if v is not None])
+    z_bound = max(form_bound(ops, form), float(np.abs(zs).max()))
+    raws = function.raw_along({}, z_label, zs.tolist())
+    for raw in raws:
+        function.encode(raw)  # checks every output is a number
+    outs = np.array(raws, dtype=np.float64).reshape(len(zs), len(block.outputs))
+    dims = [Dim(label) for label in block.outputs]
+    neurons = []
+    if np.any(outs[0] != 0):
+        neurons.append(_neuron({ONE: 1.0, BOS: -1.0}, dict(zip(dims, outs[0]))))
+    if len(zs) > 1:
+        slopes = np.diff(outs, axis=0) / np.diff(zs)[:, None]
+        changes = np.diff(slopes, axis=0, prepend=np.zeros((1, len(dims))))
+        scale = max(1.0, float(np.abs(outs).max()))
+        significant = np.abs(changes) > SLOPE_TOLERANCE * scale * np.abs(slopes).max(initial=1.0)
+        largest_slope = float(np.abs(slopes).max())
+        if largest_slope * z_bound / scale > PIECEWISE_MAX_GAIN:
+            return None  # too steep: z noise would be amplified; steps are flat near each value
+        for i in np.flatnonzero(significant.any(axis=1)):
+            w_in = form.as_dict()
+            _add(w_in, {ONE: -float(zs[i]), BOS: -(z_bound + abs(float(zs[i])) + 1.0)})
+            change = {d: float(w) for d, w, keep in zip(dims, changes[i], significant[i]) if keep}
+            neurons.append(_neuron(w_in, change))
+    return MLPPart(block.label, "piecewise-linear", block.units, block.leaves, block.outputs,
+                   tuple(neurons), {})
+
+
+def bos_cleanup(ops: OpGraph, writes: list[tuple[Dim, float]]) -> MLPPart:
+    """Neurons that subtract, at the BOS position only, what heads wrote there."""
+    neurons = []
+    for dim, value in writes:
+        sign = 1.0 if value > 0 else -1.0
+        margin = dim_bound(ops, dim) + 1.0
+        neurons.append(_neuron({dim: sign, ONE: -margin, BOS: margin}, {dim: -sign}))
+    owners = tuple(dict.fromkeys(dim.sop for dim, _ in writes))
+    return MLPPart("bos-cleanup", "bos-cleanup", (), owners, owners, tuple(neurons), {})

@@ -1,0 +1,506 @@
+"""The compiled model at run time: encoder, jitted batched forward, decoder, cache, save/load.
+
+Axis names used below: B batch, T positions (BOS at 0, then tokens, then PAD),
+D residual width. `run` takes token sequences without BOS; the model adds BOS,
+pads each group of similar lengths to a shared bucket length, masks the padding
+as keys, runs one jitted forward per (batch, length) bucket, and decodes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rasp_compiler.assemble import LayerShape, ModelShape, build_forward
+from rasp_compiler.errors import InvalidInputError, LoadError
+from rasp_compiler.lower import Readout
+from rasp_compiler.residual import NUMERICAL, Dim, ResidualLayout
+
+DECODE_TOLERANCE = 0.1  # a clean one-hot has its value within this of 1, the rest within it of 0
+DEFAULT_BATCH_CHUNK = 1024
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Unclean:
+    """A position where the residual holds no single clean value (e.g. a mixed aggregate)."""
+
+    label: str
+    weights: tuple[tuple[Any, float], ...]  # the values with non-negligible weight
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{v!r}={w:.2f}" for v, w in self.weights)
+        return f"<unclean {self.label}: {shown}>"
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    """What one head implements; enough to explain it without the RASP program."""
+
+    label: str
+    source: str
+    selector: str
+    kind: str
+    layer: int
+    index: int
+    coldness: float
+    leak_bound: float
+    atoms: tuple[str, ...]
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    key_size: int
+    value_size: int
+
+
+@dataclass(frozen=True)
+class MLPPartInfo:
+    label: str
+    construction: str
+    units: tuple[str, ...]
+    leaves: tuple[str, ...]
+    outputs: tuple[str, ...]
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    index: int  # 1-based
+    heads: tuple[HeadInfo, ...]
+    mlp: tuple[MLPPartInfo, ...]
+    mlp_hidden: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The compiler's account of the model: layer plan, depth, bounds, warnings."""
+
+    output: str
+    layers: tuple[LayerInfo, ...]
+    lower_bound: int
+    fusion_notes: tuple[str, ...] = ()
+    folded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    aggregate_checks: tuple[tuple[str, str, str], ...] = ()  # (label, status, reason)
+    compile_seconds: float = 0.0
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+
+@dataclass(frozen=True)
+class TracrOutput:
+    """tracr-compatible result of `apply`: `decoded` has the BOS token first."""
+
+    decoded: list
+    transformer_output: np.ndarray  # [1, T, D] final residual
+
+
+class ActivationCache(dict):
+    """Activations by TransformerLens hook name, batch first; `lengths` excludes BOS."""
+
+    def __init__(self, activations: Mapping[str, np.ndarray], lengths: Sequence[int]):
+        super().__init__(activations)
+        self.lengths = tuple(lengths)
+
+    def __repr__(self) -> str:
+        return f"ActivationCache({len(self)} hooks, batch={len(self.lengths)})"
+
+
+class CompiledModel:
+    """A transformer compiled from a RASP program, with its encoder and decoder."""
+
+    def __init__(
+        self,
+        *,
+        params: Mapping[str, Mapping[str, Any]],
+        shape: ModelShape,
+        vocab: tuple,
+        max_seq_len: int,
+        bos: Any,
+        pad: Any,
+        layout: ResidualLayout,
+        readouts: Mapping[str, Readout],
+        info: ModelInfo,
+        program=None,
+        lowered=None,
+        ops=None,
+    ):
+        self.params = jax.tree_util.tree_map(jnp.asarray, dict(params))
+        self.shape = shape
+        self.vocab = tuple(vocab)
+        self.max_seq_len = max_seq_len
+        self.bos = bos
+        self.pad = pad
+        self.layout = layout
+        self.readouts = dict(readouts)
+        self.info = info
+        self.program = program
+        self.lowered = lowered
+        self.ops = ops
+        self._token_ids = {token: i for i, token in enumerate(self.vocab)}
+        self._forward = build_forward(shape, with_cache=False)
+        self._forward_cached = build_forward(shape, with_cache=True)
+        self._jitted: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ facts
+
+    @property
+    def output(self) -> str:
+        return self.info.output
+
+    @property
+    def depth(self) -> int:
+        return len(self.shape.layers)
+
+    @property
+    def lower_bound(self) -> int:
+        return self.info.lower_bound
+
+    @property
+    def coldness(self) -> dict[str, float]:
+        return {h.label: h.coldness for layer in self.info.layers for h in layer.heads}
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.info.warnings
+
+    def parameter_count(self, nonzero: bool = False) -> int:
+        leaves = jax.tree_util.tree_leaves(self.params)
+        if nonzero:
+            return int(sum(int(jnp.count_nonzero(x)) for x in leaves))
+        return int(sum(x.size for x in leaves))
+
+    def __repr__(self) -> str:
+        heads = [layer.heads for layer in self.info.layers]
+        return (
+            f"CompiledModel({self.output!r}: {self.depth} layers (lower bound "
+            f"{self.lower_bound}), heads per layer {[len(h) for h in heads]}, MLP widths "
+            f"{[layer.mlp_hidden for layer in self.info.layers]}, residual {self.layout.width}, "
+            f"vocab {len(self.vocab)}, max_seq_len {self.max_seq_len})"
+        )
+
+    def summary(self) -> str:
+        """A short text account of every layer."""
+        lines = [repr(self)]
+        for layer in self.info.layers:
+            lines.append(f"layer {layer.index}:")
+            for head in layer.heads:
+                lines.append(
+                    f"  head {head.index}: {head.source} <- {head.selector} "
+                    f"({'; '.join(head.atoms) or 'no atoms'}), coldness {head.coldness:.1f}"
+                )
+            for part in layer.mlp:
+                lines.append(
+                    f"  mlp [{part.start}:{part.stop}] {part.construction}: "
+                    f"{', '.join(part.units) or ', '.join(part.outputs)}"
+                )
+        for note in self.info.fusion_notes:
+            lines.append(f"note: {note}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ encoding
+
+    def encode(self, batch) -> list[list[int]]:
+        """Token sequences (or an int array of token ids) to lists of token ids, checked."""
+        if isinstance(batch, np.ndarray) or isinstance(batch, jax.Array):
+            ids = np.asarray(batch)
+            if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+                raise InvalidInputError(
+                    f"an id array must be 2-D integers [batch, length], got shape {ids.shape} "
+                    f"and dtype {ids.dtype}"
+                )
+            if ids.size and (ids.min() < 0 or ids.max() >= len(self.vocab)):
+                raise InvalidInputError(
+                    f"token ids must be in 0..{len(self.vocab) - 1} (indices into model.vocab), "
+                    f"got values from {ids.min()} to {ids.max()}"
+                )
+            sequences = [list(row) for row in ids.tolist()]
+            self._check_lengths(sequences)
+            return sequences
+        if isinstance(batch, (str, bytes)) or not isinstance(batch, Iterable):
+            raise InvalidInputError(
+                f"expected a batch: a list of token sequences, got {type(batch).__name__} {batch!r}"
+            )
+        encoded = []
+        for b, sequence in enumerate(batch):
+            if isinstance(sequence, (str, bytes)) or not isinstance(sequence, (list, tuple)):
+                raise InvalidInputError(
+                    f"input {b} must be a list of tokens, got {type(sequence).__name__} "
+                    f"{sequence!r}; to run one sequence write model.run([sequence])"
+                )
+            row = []
+            for position, token in enumerate(sequence):
+                try:
+                    row.append(self._token_ids[token])
+                except (KeyError, TypeError):
+                    raise InvalidInputError(
+                        f"input {b}, position {position}: token {token!r} is not in the vocab "
+                        f"{list(self.vocab)}"
+                    ) from None
+            encoded.append(row)
+        self._check_lengths(encoded)
+        return encoded
+
+    def _check_lengths(self, sequences: list[list[int]]) -> None:
+        for b, row in enumerate(sequences):
+            if not row:
+                raise InvalidInputError(f"input {b} is empty; the model needs at least one token")
+            if len(row) > self.max_seq_len:
+                raise InvalidInputError(
+                    f"input {b} has {len(row)} tokens; this model was compiled for at most "
+                    f"max_seq_len={self.max_seq_len}"
+                )
+
+    def _pack(self, rows: list[list[int]], length: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        bos_id, pad_id = len(self.vocab), len(self.vocab) + 1
+        ids = np.full((batch, length), pad_id, dtype=np.int32)
+        mask = np.zeros((batch, length), dtype=bool)
+        for b, row in enumerate(rows):
+            ids[b, 0] = bos_id
+            ids[b, 1: len(row) + 1] = row
+            mask[b, : len(row) + 1] = True
+        return ids, mask
+
+    def _bucket_length(self, n_tokens: int) -> int:
+        return min(1 << math.ceil(math.log2(n_tokens + 1)), self.max_seq_len + 1)
+
+    # ------------------------------------------------------------------ running
+
+    def _jit(self, name: str, readout: Readout | None):
+        if name not in self._jitted:
+            if readout is None:
+                fn = lambda params, ids, mask: self._forward_cached.apply(params, None, ids, mask)
+            else:
+                index = np.asarray(readout.indices, dtype=np.int32)
+                fn = lambda params, ids, mask: self._forward.apply(params, None, ids, mask)[..., index]
+            self._jitted[name] = jax.jit(fn)
+        return self._jitted[name]
+
+    def residual_slices(self, batch, label: str | None = None,
+                        batch_chunk: int = DEFAULT_BATCH_CHUNK) -> tuple[list[np.ndarray], list[int]]:
+        """Per sequence, the final residual restricted to `label`'s readout dims [T, k]."""
+        rows = self.encode(batch)
+        readout = self._readout(label or self.output)
+        forward = self._jit(f"slice:{readout.label}", readout)
+        results: list[np.ndarray | None] = [None] * len(rows)
+        buckets: dict[int, list[int]] = {}
+        for b, row in enumerate(rows):
+            buckets.setdefault(self._bucket_length(len(row)), []).append(b)
+        for length, members in sorted(buckets.items()):
+            for start in range(0, len(members), batch_chunk):
+                chunk = members[start: start + batch_chunk]
+                padded = 1 << math.ceil(math.log2(len(chunk)))
+                ids, mask = self._pack([rows[b] for b in chunk], length, padded)
+                out = np.asarray(forward(self.params, ids, mask))
+                for i, b in enumerate(chunk):
+                    results[b] = out[i, : len(rows[b]) + 1]
+        return results, [len(row) for row in rows]
+
+    def run(self, batch, *, strict: bool = False, label: str | None = None) -> list[list]:
+        """Decoded outputs (one list per sequence, no BOS) of the program, or of SOp `label`.
+
+        Positions whose residual is not a clean value hold `Unclean`; with
+        `strict=True` they raise InvalidInputError instead.
+        """
+        slices, _ = self.residual_slices(batch, label)
+        readout = self._readout(label or self.output)
+        outputs = [self._decode_slice(readout, s[1:]) for s in slices]
+        if strict:
+            for b, row in enumerate(outputs):
+                for position, value in enumerate(row):
+                    if isinstance(value, Unclean):
+                        raise InvalidInputError(
+                            f"input {b}, position {position}: the model's {readout.label} is not "
+                            f"a clean value ({value!r}); the program is undefined there"
+                        )
+        return outputs
+
+    def run_with_cache(self, batch) -> tuple[list[list], ActivationCache]:
+        """Outputs and every activation, all sequences padded to one length."""
+        rows = self.encode(batch)
+        length = self._bucket_length(max(len(r) for r in rows))
+        ids, mask = self._pack(rows, length, len(rows))
+        residual, cache = self._jit("cache", None)(self.params, ids, mask)
+        residual = np.asarray(residual)
+        readout = self._readout(self.output)
+        outputs = [
+            self._decode_slice(readout, residual[b, 1: len(row) + 1][:, list(readout.indices)])
+            for b, row in enumerate(rows)
+        ]
+        activations = {name: np.asarray(value) for name, value in cache.items()}
+        return outputs, ActivationCache(activations, [len(r) for r in rows])
+
+    def decode(self, label: str, residual: np.ndarray, n_tokens: int) -> list:
+        """Read SOp `label` from one sequence's residual [T, D] (BOS at 0)."""
+        readout = self._readout(label)
+        return self._decode_slice(readout, residual[1: n_tokens + 1][:, list(readout.indices)])
+
+    def apply(self, tokens: Sequence) -> TracrOutput:
+        """tracr-compatible: `model.apply([bos, t1, t2, ...]).decoded` is `[bos, y1, y2, ...]`."""
+        tokens = list(tokens)
+        if not tokens or tokens[0] != self.bos:
+            raise InvalidInputError(
+                f"apply() takes the input with the BOS token {self.bos!r} first (as tracr does), "
+                f"got {tokens[:3]!r}...; or use model.run([tokens]) without BOS"
+            )
+        rows = self.encode([tokens[1:]])
+        ids, mask = self._pack(rows, len(tokens), 1)
+        residual = np.asarray(self._jit("cache", None)(self.params, ids, mask)[0])
+        decoded = self.decode(self.output, residual[0], len(tokens) - 1)
+        return TracrOutput(decoded=[self.bos] + decoded, transformer_output=residual)
+
+    def _readout(self, label: str) -> Readout:
+        if label not in self.readouts:
+            raise InvalidInputError(
+                f"{label!r} has no readout in this model (it was fused into an MLP or folded "
+                f"into a head); readable SOps: {', '.join(self.readouts)}"
+            )
+        return self.readouts[label]
+
+    def _decode_slice(self, readout: Readout, values: np.ndarray) -> list:
+        """Decode [n, k] readout columns to n values."""
+        if readout.numerical:
+            numbers = values.astype(np.float64) @ np.asarray(readout.coefficients, np.float64)
+            return [float(x) for x in numbers]
+        if values.shape[1] == 0:
+            return [None] * values.shape[0]
+        out = []
+        for row in values:
+            top = int(np.argmax(row))
+            big = row[top]
+            rest = np.delete(row, top)
+            second = float(rest.max()) if rest.size else 0.0
+            if big >= 1 - DECODE_TOLERANCE and second <= DECODE_TOLERANCE:
+                out.append(readout.values[top])
+            elif big <= DECODE_TOLERANCE:
+                out.append(None)
+            else:
+                weights = tuple((readout.values[i], float(row[i]))
+                                for i in np.argsort(-row) if row[i] > DECODE_TOLERANCE)
+                out.append(Unclean(readout.label, weights))
+        return out
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | Path) -> Path:
+        """Write `path/params.npz` and `path/model.json`; `CompiledModel.load(path)` reads them."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays = {f"{module}::{name}": np.asarray(value)
+                  for module, inner in self.params.items() for name, value in inner.items()}
+        np.savez(path / "params.npz", **arrays)
+        spec = {
+            "format": FORMAT_VERSION,
+            "vocab": [_encode_value(v) for v in self.vocab],
+            "max_seq_len": self.max_seq_len,
+            "bos": _encode_value(self.bos),
+            "pad": _encode_value(self.pad),
+            "shape": asdict(self.shape),
+            "layout": [[d.sop, None if d.is_numerical else _encode_value(d.value), d.is_numerical]
+                       for d in self.layout.dims],
+            "readouts": [
+                {"label": r.label, "numerical": r.numerical, "indices": list(r.indices),
+                 "values": [_encode_value(v) for v in r.values],
+                 "coefficients": list(r.coefficients)}
+                for r in self.readouts.values()
+            ],
+            "info": asdict(self.info),
+        }
+        (path / "model.json").write_text(json.dumps(spec, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CompiledModel":
+        path = Path(path)
+        try:
+            spec = json.loads((path / "model.json").read_text())
+            arrays = np.load(path / "params.npz")
+        except (OSError, ValueError) as exc:
+            raise LoadError(f"cannot load a compiled model from {path}: {exc}") from exc
+        if spec.get("format") != FORMAT_VERSION:
+            raise LoadError(f"{path}: unknown model format {spec.get('format')!r}")
+        params: dict[str, dict[str, np.ndarray]] = {}
+        for key in arrays.files:
+            module, name = key.split("::")
+            params.setdefault(module, {})[name] = arrays[key]
+        shape_spec = spec["shape"]
+        shape = ModelShape(
+            vocab_size=shape_spec["vocab_size"],
+            max_positions=shape_spec["max_positions"],
+            d_model=shape_spec["d_model"],
+            layers=tuple(LayerShape(**layer) for layer in shape_spec["layers"]),
+        )
+        layout = ResidualLayout(tuple(
+            Dim(sop) if numerical else Dim(sop, _decode_value(value))
+            for sop, value, numerical in spec["layout"]
+        ))
+        readouts = {
+            r["label"]: Readout(r["label"], r["numerical"], tuple(r["indices"]),
+                                tuple(_decode_value(v) for v in r["values"]),
+                                tuple(r["coefficients"]))
+            for r in spec["readouts"]
+        }
+        return cls(
+            params=params,
+            shape=shape,
+            vocab=tuple(_decode_value(v) for v in spec["vocab"]),
+            max_seq_len=spec["max_seq_len"],
+            bos=_decode_value(spec["bos"]),
+            pad=_decode_value(spec["pad"]),
+            layout=layout,
+            readouts=readouts,
+            info=_info_from_dict(spec["info"]),
+        )
+
+
+def _info_from_dict(data: dict) -> ModelInfo:
+    layers = tuple(
+        LayerInfo(
+            index=layer["index"],
+            heads=tuple(HeadInfo(**{k: tuple(v) if isinstance(v, list) else v
+                                    for k, v in head.items()}) for head in layer["heads"]),
+            mlp=tuple(MLPPartInfo(**{k: tuple(v) if isinstance(v, list) else v
+                                     for k, v in part.items()}) for part in layer["mlp"]),
+            mlp_hidden=layer["mlp_hidden"],
+        )
+        for layer in data["layers"]
+    )
+    return ModelInfo(
+        output=data["output"],
+        layers=layers,
+        lower_bound=data["lower_bound"],
+        fusion_notes=tuple(data["fusion_notes"]),
+        folded={k: tuple(v) for k, v in data["folded"].items()},
+        warnings=tuple(data["warnings"]),
+        aggregate_checks=tuple(tuple(c) for c in data["aggregate_checks"]),
+        compile_seconds=data["compile_seconds"],
+    )
+
+
+def _encode_value(value: Any) -> Any:
+    """Values as JSON: plain scalars as themselves, tuples tagged."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, tuple):
+        return {"tuple": [_encode_value(v) for v in value]}
+    if isinstance(value, np.generic):
+        return value.item()
+    raise LoadError(f"cannot save the value {value!r} ({type(value).__name__}) as JSON")
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict) and "tuple" in value:
+        return tuple(_decode_value(v) for v in value["tuple"])
+    return value
+
+
+__all__ = ["ActivationCache", "CompiledModel", "TracrOutput", "Unclean", "NUMERICAL"]

@@ -1,0 +1,577 @@
+"""Rewrite: a RASP graph with value sets becomes the operations a transformer runs.
+
+Every SOp becomes exactly one of:
+- an embedding (tokens, indices, Full, ConstantSOp): written before layer 1;
+- an attention op (Aggregate; the counting half of SelectorWidth);
+- an MLP unit (Map, SequenceMap, the decoding half of SelectorWidth), which the
+  scheduler fuses with neighbouring units into one MLP;
+- a linear form (a numerical Map of a categorical SOp, an affine numerical Map,
+  a numerical LinearSequenceMap): it costs nothing, readers use the form.
+
+Maps of categorical SOps read by a Select or an Aggregate are folded into the
+head (the head reads the Map's input and applies the function to the value
+table), so they need no MLP and no layer. `length` becomes the width of an
+all-true selector over tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from numbers import Real
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from rasp_compiler import rasp
+from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError, describe_values
+from rasp_compiler.graph import ProgramGraph
+from rasp_compiler.residual import BOS, NUMERICAL, ONE, Dim, LinearForm, constant_form
+from rasp_compiler.values import ValueSets, sorted_values
+
+AFFINE_TOLERANCE = 1e-9
+WIDTH_SUFFIX = ".attn"
+
+
+@dataclass(frozen=True, eq=False)
+class Atom:
+    """One Select after folding: query position q selects key k iff relation[qv][kv]."""
+
+    select: str  # the Select's label as written
+    query: str  # categorical SOp whose one-hot the query side reads
+    key: str  # categorical SOp whose one-hot the key side reads
+    query_values: tuple
+    key_values: tuple
+    relation: np.ndarray  # bool [len(query_values), len(key_values)]
+    folded: tuple[str, ...] = ()  # labels of the Maps folded into this atom
+
+    def describe(self) -> str:
+        return f"{self.select}: {self.key} (keys) vs {self.query} (queries)"
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionOp:
+    """One attention head: scores from `atoms` (all must hold), values by `ov`."""
+
+    label: str  # the SOp it writes (for SelectorWidth: the hidden `label.attn`)
+    kind: str  # "aggregate" or "width"
+    source: str  # the Aggregate / SelectorWidth as written
+    selector: str
+    atoms: tuple[Atom, ...]
+    ov: tuple[tuple[Dim, Dim, float], ...]  # (read dim, written dim, weight)
+    bos_writes: tuple[tuple[Dim, float], ...]  # what the head writes at the BOS query position
+    encoding: rasp.Encoding
+    folded: tuple[str, ...] = ()
+
+    @property
+    def reads(self) -> set[str]:
+        sops = {a.query for a in self.atoms} | {a.key for a in self.atoms}
+        return sops | {d.sop for d, _, _ in self.ov if d not in (ONE, BOS)}
+
+    @property
+    def writes(self) -> tuple[Dim, ...]:
+        return tuple(dict.fromkeys(out for _, out, _ in self.ov))
+
+
+@dataclass(frozen=True, eq=False)
+class MLPUnit:
+    """One elementwise function of some SOps; the scheduler fuses units into MLPs."""
+
+    label: str
+    inputs: tuple[str, ...]
+    fn: Callable[..., Any]
+    encoding: rasp.Encoding
+    kind: str  # "Map", "SequenceMap", "LinearSequenceMap", "SelectorWidth"
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """An SOp written by the embeddings: by token (tokens, Full) or by position."""
+
+    label: str
+    by: str  # "token" or "position"
+    encoding: rasp.Encoding
+    table: Mapping[Any, Any]  # token -> value (by token) or index -> value (by position)
+
+
+@dataclass(frozen=True)
+class OpGraph:
+    """The program as transformer operations, keyed by the label of the SOp each writes."""
+
+    graph: ProgramGraph
+    vocab: tuple
+    max_seq_len: int
+    values: Mapping[str, tuple]  # value sets, including hidden SOps
+    encodings: Mapping[str, rasp.Encoding]
+    order: tuple[str, ...]  # topological, including hidden SOps
+    output: str
+    embeddings: Mapping[str, Embedding]
+    attention: Mapping[str, AttentionOp]
+    units: Mapping[str, MLPUnit]
+    forms: Mapping[str, LinearForm]  # numerical SOps that are linear in the residual
+    folded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # Map -> heads
+
+    def is_numerical(self, label: str) -> bool:
+        return self.encodings[label] is rasp.Encoding.NUMERICAL
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.order)}
+
+    def inputs_of(self, label: str) -> set[str]:
+        """The SOps whose residual dimensions (or forms) this SOp's computation reads."""
+        if label in self.attention:
+            return self.attention[label].reads
+        if label in self.units:
+            return set(self.units[label].inputs)
+        if label in self.forms:
+            return self.forms[label].sops()
+        return set()
+
+
+def width_hidden_label(label: str) -> str:
+    """The hidden numerical SOp a SelectorWidth's head writes (1 / (width + 1))."""
+    return f"{label}{WIDTH_SUFFIX}"
+
+
+def rewrite(graph: ProgramGraph, values: ValueSets) -> OpGraph:
+    """Turn `graph` into embeddings, heads, MLP units and linear forms."""
+    return _Rewriter(graph, values).run()
+
+
+class _Rewriter:
+    def __init__(self, graph: ProgramGraph, values: ValueSets):
+        self.graph = graph
+        self.value_sets = values
+        self.values: dict[str, tuple] = dict(values.sets)
+        self.encodings: dict[str, rasp.Encoding] = {}
+        self.order: list[str] = []
+        self.embeddings: dict[str, Embedding] = {}
+        self.attention: dict[str, AttentionOp] = {}
+        self.units: dict[str, MLPUnit] = {}
+        self.forms: dict[str, LinearForm] = {}
+        self.folded: dict[str, list[str]] = {}
+
+    def run(self) -> OpGraph:
+        output = self.graph.output_expr
+        if not isinstance(output, rasp.SOp):
+            raise InvalidProgramError(
+                f"{output.label}: the program's output must be an SOp, got a "
+                f"{type(output).__name__}; aggregate it or take its SelectorWidth"
+            )
+        for expr in self.graph.exprs():
+            if isinstance(expr, rasp.SOp):
+                self.encodings[expr.label] = rasp.get_encoding(expr)
+                self._rewrite_sop(expr)
+        return OpGraph(
+            graph=self.graph,
+            vocab=self.value_sets.vocab,
+            max_seq_len=self.value_sets.max_seq_len,
+            values=self.values,
+            encodings=self.encodings,
+            order=tuple(self.order),
+            output=output.label,
+            embeddings=self.embeddings,
+            attention=self.attention,
+            units=self.units,
+            forms=self.forms,
+            folded={label: tuple(heads) for label, heads in self.folded.items()},
+        )
+
+    # ----------------------------------------------------------------- dispatch
+
+    def _rewrite_sop(self, expr: rasp.SOp) -> None:
+        for cls in type(expr).__mro__:
+            handler = _SOP_RULES.get(cls)
+            if handler is not None:
+                handler(self, expr)
+                return
+        raise UnsupportedExpressionError(f"{expr.label}: no compilation rule for {type(expr).__name__}")
+
+    def _add(self, label: str) -> None:
+        self.order.append(label)
+
+    def _tokens(self, expr: rasp.TokensType) -> None:
+        self.embeddings[expr.label] = Embedding(
+            expr.label, "token", rasp.Encoding.CATEGORICAL, {v: v for v in self.value_sets.vocab}
+        )
+        self._add(expr.label)
+
+    def _indices(self, expr: rasp.IndicesType) -> None:
+        self.embeddings[expr.label] = Embedding(
+            expr.label, "position", rasp.Encoding.CATEGORICAL,
+            {i: i for i in range(self.value_sets.max_seq_len)},
+        )
+        self._add(expr.label)
+
+    def _full(self, expr: rasp.Full) -> None:
+        self._check_numeric_values(expr, [expr.fill])
+        self.embeddings[expr.label] = Embedding(
+            expr.label, "token", rasp.get_encoding(expr), {v: expr.fill for v in self.value_sets.vocab}
+        )
+        self._add(expr.label)
+
+    def _constant_sop(self, expr: rasp.ConstantSOp) -> None:
+        self._check_numeric_values(expr, expr.value)
+        table = {i: v for i, v in enumerate(expr.value[: self.value_sets.max_seq_len])}
+        self.embeddings[expr.label] = Embedding(expr.label, "position", rasp.get_encoding(expr), table)
+        self._add(expr.label)
+
+    def _length(self, expr: rasp.LengthType) -> None:
+        all_true = Atom(
+            select=f"{expr.label}:all_true",
+            query="tokens",
+            key="tokens",
+            query_values=self.value_sets.vocab,
+            key_values=self.value_sets.vocab,
+            relation=np.ones((len(self.value_sets.vocab),) * 2, dtype=bool),
+        )
+        self._needs_tokens()
+        self._width(expr, expr.label, f"{expr.label}:all_true", (all_true,), ())
+
+    def _needs_tokens(self) -> None:
+        if "tokens" not in self.embeddings:
+            self.embeddings["tokens"] = Embedding(
+                "tokens", "token", rasp.Encoding.CATEGORICAL, {v: v for v in self.value_sets.vocab}
+            )
+            self.encodings["tokens"] = rasp.Encoding.CATEGORICAL
+            self.values["tokens"] = self.value_sets.vocab
+            self.order.insert(0, "tokens")
+
+    # ----------------------------------------------------------------- MLP-side SOps
+
+    def _map(self, expr: rasp.Map) -> None:
+        inner = expr.inner.label
+        if rasp.is_numerical(expr):
+            table = self._table(expr, (inner,))
+            if not self.is_numerical(inner):
+                self._refuse_none(expr, inner)
+                self.forms[expr.label] = LinearForm.of(
+                    {Dim(inner, v): out for (v,), out in table.items()}
+                )
+                self._add(expr.label)
+                return
+            affine = _affine_fit(table)
+            if affine is not None:
+                slope, intercept = affine
+                self.forms[expr.label] = self.form_of(inner).scaled(slope) + constant_form(intercept)
+                self._add(expr.label)
+                return
+        self.units[expr.label] = MLPUnit(expr.label, (inner,), expr.f, rasp.get_encoding(expr), "Map")
+        self._add(expr.label)
+
+    def _sequence_map(self, expr: rasp.SequenceMap) -> None:
+        fst, snd = expr.fst.label, expr.snd.label
+        if isinstance(expr, rasp.LinearSequenceMap) and rasp.is_numerical(expr):
+            parts = []
+            for label, factor in ((fst, expr.fst_fac), (snd, expr.snd_fac)):
+                self._refuse_none(expr, label)
+                parts.append(self.form_of(label).scaled(factor))
+            self.forms[expr.label] = parts[0] + parts[1]
+            self._add(expr.label)
+            return
+        if rasp.is_numerical(expr):
+            for label in (fst, snd):
+                self._refuse_none(expr, label)
+            self._table(expr, (fst, snd))  # checks the outputs are numbers
+        kind = type(expr).__name__
+        self.units[expr.label] = MLPUnit(expr.label, (fst, snd), expr.f, rasp.get_encoding(expr), kind)
+        self._add(expr.label)
+
+    # ----------------------------------------------------------------- attention-side SOps
+
+    def _aggregate(self, expr: rasp.Aggregate) -> None:
+        atoms = self.atoms_of(expr.selector, expr.label)
+        base, mapping, folded = self.fold(expr.sop)
+        ov: dict[tuple[Dim, Dim], float] = {}
+        bos_writes: list[tuple[Dim, float]] = []
+        if rasp.is_categorical(expr):
+            if self.is_numerical(base):
+                raise UnsupportedExpressionError(
+                    f"{expr.label}: a categorical Aggregate copies one-hot categories, but its "
+                    f"values {expr.sop.label} are numerical; make the aggregate numerical "
+                    f"(rasp.numerical) to average them, or make {expr.sop.label} categorical"
+                )
+            for v in self.values[base]:
+                out = None if v is None else mapping(v)
+                if out is not None:
+                    ov[(Dim(base, v), Dim(expr.label, out))] = 1.0
+            if expr.default is not None:
+                ov[(BOS, Dim(expr.label, expr.default))] = 1.0
+                bos_writes.append((Dim(expr.label, expr.default), 1.0))
+        else:
+            if self.is_numerical(base):
+                form = self.form_of(base)
+            else:
+                self._refuse_none(expr, base, what="values")
+                numbers = {}
+                for v in self.values[base]:
+                    out = mapping(v)
+                    if not isinstance(out, Real):
+                        raise InvalidProgramError(
+                            f"{expr.label}: a numerical Aggregate averages numbers, but "
+                            f"{expr.sop.label} can be {out!r}; map it to numbers first"
+                        )
+                    numbers[Dim(base, v)] = float(out)
+                form = LinearForm.of(numbers)
+            for dim, coefficient in form.terms:
+                ov[(dim, Dim(expr.label))] = ov.get((dim, Dim(expr.label)), 0.0) + coefficient
+            default = 0 if expr.default is None else expr.default
+            if default != 0:
+                key = (BOS, Dim(expr.label))
+                ov[key] = ov.get(key, 0.0) + float(default)
+                bos_writes.append((Dim(expr.label), float(default)))
+        self.attention[expr.label] = AttentionOp(
+            label=expr.label,
+            kind="aggregate",
+            source=expr.label,
+            selector=expr.selector.label,
+            atoms=atoms,
+            ov=tuple((i, o, w) for (i, o), w in ov.items() if w != 0),
+            bos_writes=tuple(bos_writes),
+            encoding=rasp.get_encoding(expr),
+            folded=folded,
+        )
+        self._note_folded(folded, expr.label)
+        self._add(expr.label)
+
+    def _selector_width(self, expr: rasp.SelectorWidth) -> None:
+        atoms = self.atoms_of(expr.selector, expr.label)
+        self._width(expr, expr.label, expr.selector.label, atoms, ())
+
+    def _width(self, expr, label: str, selector: str, atoms: tuple[Atom, ...], folded) -> None:
+        n = self.value_sets.max_seq_len
+        hidden = width_hidden_label(label)
+        if hidden in self.graph.graph:
+            raise InvalidProgramError(
+                f"{hidden}: this label is reserved for the head of SelectorWidth {label}; rename it"
+            )
+        decode = {1.0 / (w + 1): w for w in range(n + 1)}
+        self.values[hidden] = sorted_values(decode)
+        self.encodings[hidden] = rasp.Encoding.NUMERICAL
+        self.attention[hidden] = AttentionOp(
+            label=hidden,
+            kind="width",
+            source=label,
+            selector=selector,
+            atoms=atoms,
+            ov=((BOS, Dim(hidden), 1.0),),
+            bos_writes=((Dim(hidden), 1.0),),
+            encoding=rasp.Encoding.NUMERICAL,
+        )
+        self._add(hidden)
+        encoding = rasp.get_encoding(expr)
+        self.encodings[label] = encoding
+        self.units[label] = MLPUnit(label, (hidden,), decode.__getitem__, encoding, "SelectorWidth")
+        self._add(label)
+
+    # ----------------------------------------------------------------- selectors
+
+    def atoms_of(self, selector: rasp.Selector, user: str) -> tuple[Atom, ...]:
+        """The AND of atoms a head must implement for `selector`."""
+        if isinstance(selector, rasp.Select):
+            return (self.atom(selector),)
+        if isinstance(selector, rasp.ConstantSelector):
+            return (self._constant_atom(selector),)
+        raise UnsupportedExpressionError(
+            f"{selector.label}: {type(selector).__name__} (used by {user}) combines selectors "
+            f"with &, | or ~, which this compiler does not lower yet; write a single Select "
+            f"whose predicate combines the conditions, or wait for Boolean selector support"
+        )
+
+    def atom(self, select: rasp.Select) -> Atom:
+        key, key_map, key_folded = self.fold(select.keys)
+        query, query_map, query_folded = self.fold(select.queries)
+        for role, label, written in (("keys", key, select.keys), ("queries", query, select.queries)):
+            if self.is_numerical(label):
+                raise UnsupportedExpressionError(
+                    f"{select.label}: its {role} {written.label} are numerical, but a Select "
+                    f"compares categories; write rasp.categorical(rasp.Map(lambda x: x, "
+                    f"{written.label})) and select on that"
+                )
+        key_values = tuple(v for v in self.values[key] if v is not None)
+        query_values = tuple(v for v in self.values[query] if v is not None)
+        relation = _relation(
+            select, [query_map(q) for q in query_values], [key_map(k) for k in key_values]
+        )
+        folded = key_folded + query_folded
+        self._note_folded(folded, select.label)
+        return Atom(select.label, query, key, query_values, key_values, relation, folded)
+
+    def _constant_atom(self, selector: rasp.ConstantSelector) -> Atom:
+        n = self.value_sets.max_seq_len
+        if "indices" not in self.embeddings:
+            self.embeddings["indices"] = Embedding(
+                "indices", "position", rasp.Encoding.CATEGORICAL, {i: i for i in range(n)}
+            )
+            self.encodings["indices"] = rasp.Encoding.CATEGORICAL
+            self.values["indices"] = tuple(range(n))
+            self.order.insert(0, "indices")
+        relation = np.zeros((n, n), dtype=bool)
+        for q, row in enumerate(selector.value[:n]):
+            for k, selected in enumerate(row[:n]):
+                relation[q, k] = bool(selected)
+        positions = tuple(range(n))
+        return Atom(selector.label, "indices", "indices", positions, positions, relation)
+
+    # ----------------------------------------------------------------- helpers
+
+    def is_numerical(self, label: str) -> bool:
+        return self.encodings[label] is rasp.Encoding.NUMERICAL
+
+    def form_of(self, label: str) -> LinearForm:
+        """How to read numerical (or numeric categorical) SOp `label` as a linear form."""
+        if label in self.forms:
+            return self.forms[label]
+        if self.is_numerical(label):
+            return LinearForm.single(Dim(label))
+        numbers = {}
+        for v in self.values[label]:
+            if v is None:
+                continue
+            if not isinstance(v, Real):
+                raise InvalidProgramError(
+                    f"{label} is used as a number but can be {v!r}; map it to numbers first"
+                )
+            numbers[Dim(label, v)] = float(v)
+        return LinearForm.of(numbers)
+
+    def fold(self, sop: rasp.SOp) -> tuple[str, Callable[[Any], Any], tuple[str, ...]]:
+        """Follow Maps of categorical SOps down to the SOp a head can read directly.
+
+        Returns the base label, the composed function (None stays None) and the
+        labels of the folded Maps.
+        """
+        functions = []
+        folded = []
+        expr = sop
+        while (
+            isinstance(expr, rasp.Map)
+            and rasp.is_categorical(expr.inner)
+            and expr.label not in self.embeddings
+        ):
+            functions.append(expr.f)
+            folded.append(expr.label)
+            expr = expr.inner
+
+        def mapping(value, functions=tuple(reversed(functions))):
+            for f in functions:
+                if value is None:
+                    return None
+                value = f(value)
+            return value
+
+        return expr.label, mapping, tuple(folded)
+
+    def _note_folded(self, folded: tuple[str, ...], head: str) -> None:
+        for label in folded:
+            self.folded.setdefault(label, []).append(head)
+
+    def _table(self, expr: rasp.SOp, inputs: tuple[str, ...]) -> dict[tuple, Any]:
+        """The SOp's function on every combination of possible input values."""
+        f = expr.f
+        table = {}
+        combos: list[tuple] = [()]
+        for label in inputs:
+            combos = [c + (v,) for c in combos for v in self.values[label] if v is not None]
+        for args in combos:
+            out = f(*args)
+            if rasp.is_numerical(expr) and (out is None or not isinstance(out, Real)):
+                raise UnsupportedExpressionError(
+                    f"{expr.label}: this numerical {type(expr).__name__} returns {out!r} on "
+                    f"{args if len(args) > 1 else args[0]!r}; a numerical dimension holds only "
+                    f"numbers, so make {expr.label} categorical"
+                )
+            table[args] = out
+        return table
+
+    def _refuse_none(self, expr: rasp.SOp, label: str, what: str = "input") -> None:
+        if None in self.values[label]:
+            raise UnsupportedExpressionError(
+                f"{expr.label}: its {what} {label} can be None (an Aggregate that selected "
+                f"nothing), which a numerical dimension cannot hold; give that Aggregate a "
+                f"default, or keep {expr.label} categorical"
+            )
+
+    def _check_numeric_values(self, expr: rasp.SOp, values) -> None:
+        if rasp.is_numerical(expr):
+            bad = [v for v in values if not isinstance(v, Real)]
+            if bad:
+                raise InvalidProgramError(
+                    f"{expr.label}: numerical, but holds non-numbers {describe_values(bad)}"
+                )
+
+
+def _relation(select: rasp.Select, queries: list, keys: list) -> np.ndarray:
+    """relation[i][j] = predicate(keys[j], queries[i]), False where either is None.
+
+    Comparisons of plain numbers are vectorised (sorting 64 tokens by tie-broken
+    keys compares 4,000 x 4,000 values); any other predicate is called per pair.
+    """
+    predicate = select.predicate
+    if isinstance(predicate, rasp.Comparison) and _plain_numbers(queries) and _plain_numbers(keys):
+        q = np.array(queries, dtype=np.float64)[:, None]
+        k = np.array(keys, dtype=np.float64)[None, :]
+        table = {
+            rasp.Comparison.EQ: np.equal, rasp.Comparison.NEQ: np.not_equal,
+            rasp.Comparison.LT: np.less, rasp.Comparison.LEQ: np.less_equal,
+            rasp.Comparison.GT: np.greater, rasp.Comparison.GEQ: np.greater_equal,
+        }
+        if predicate is rasp.Comparison.TRUE:
+            return np.ones((len(queries), len(keys)), dtype=bool)
+        if predicate is rasp.Comparison.FALSE:
+            return np.zeros((len(queries), len(keys)), dtype=bool)
+        return table[predicate](k, q)  # predicate(key, query)
+    relation = np.zeros((len(queries), len(keys)), dtype=bool)
+    for i, qv in enumerate(queries):
+        if qv is None:
+            continue
+        for j, kv in enumerate(keys):
+            if kv is None:
+                continue
+            try:
+                relation[i, j] = bool(predicate(kv, qv))
+            except Exception as exc:
+                raise InvalidProgramError(
+                    f"{select.label}: the predicate raised {type(exc).__name__}({exc}) on "
+                    f"key={kv!r}, query={qv!r}, values its inputs can take"
+                ) from exc
+    return relation
+
+
+def _plain_numbers(values: list) -> bool:
+    """All ints/floats/bools small enough to compare exactly as float64."""
+    return all(
+        isinstance(v, (int, float)) and abs(v) < 2**53 and v == v for v in values
+    )
+
+
+def _affine_fit(table: Mapping[tuple, Any]) -> tuple[float, float] | None:
+    """(slope, intercept) if f(x) = slope * x + intercept on every tabulated x."""
+    points = sorted((float(x), float(y)) for (x,), y in table.items())
+    if not points:
+        return None
+    if len(points) == 1:
+        return 0.0, points[0][1]
+    (x0, y0), (x1, y1) = points[0], points[-1]
+    slope = (y1 - y0) / (x1 - x0)
+    intercept = y0 - slope * x0
+    scale = max(1.0, max(abs(y) for _, y in points))
+    for x, y in points:
+        if not math.isclose(slope * x + intercept, y, rel_tol=0, abs_tol=AFFINE_TOLERANCE * scale):
+            return None
+    return slope, intercept
+
+
+_SOP_RULES: dict[type, Callable[[_Rewriter, Any], None]] = {
+    rasp.TokensType: _Rewriter._tokens,
+    rasp.IndicesType: _Rewriter._indices,
+    rasp.LengthType: _Rewriter._length,
+    rasp.Full: _Rewriter._full,
+    rasp.ConstantSOp: _Rewriter._constant_sop,
+    rasp.Map: _Rewriter._map,
+    rasp.SequenceMap: _Rewriter._sequence_map,
+    rasp.Aggregate: _Rewriter._aggregate,
+    rasp.SelectorWidth: _Rewriter._selector_width,
+}
