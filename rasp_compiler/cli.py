@@ -55,6 +55,69 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_vocab(text: str) -> tuple:
+    """'a,b,c' -> ('a', 'b', 'c'); '1,2,3' -> (1, 2, 3): numbers become numbers."""
+    tokens = []
+    for word in text.split(","):
+        for kind in (int, float):
+            try:
+                tokens.append(kind(word))
+                break
+            except ValueError:
+                continue
+        else:
+            tokens.append(word)
+    return tuple(tokens)
+
+
+def _compile_spec(args: argparse.Namespace):
+    import warnings
+
+    from rasp_compiler.compiler import compile_program
+
+    spec = load_program(args.program)
+    vocab = parse_vocab(args.vocab) if args.vocab else spec.vocab
+    max_seq_len = args.max_seq_len or spec.max_seq_len
+    if not vocab or not max_seq_len:
+        raise InvalidInputError(
+            f"{spec.name} defines no VOCAB / MAX_SEQ_LEN; pass --vocab and --max-seq-len"
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = compile_program(spec.make(max_seq_len), vocab, max_seq_len, **spec.options)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    return spec, model
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    spec, model = _compile_spec(args)
+    print(f"{spec.name}: {spec.description}")
+    print(model.summary())
+    print(f"compiled in {model.info.compile_seconds:.3f}s; "
+          f"{model.parameter_count():,} parameters ({model.parameter_count(nonzero=True):,} non-zero)")
+    if args.output:
+        print(f"saved to {model.save(args.output)}")
+    if args.run:
+        tokens = parse_tokens(spec, args.run, model.vocab)
+        print(f"input:  {tokens}")
+        print(f"output: {model.run([tokens])[0]}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    spec, model = _compile_spec(args)
+    tokens = parse_tokens(spec, args.tokens, model.vocab)
+    print(model.run([tokens])[0])
+    return 0
+
+
+def _add_compile_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("program", help="a bundled program name or path.py:factory")
+    parser.add_argument("--vocab", help="comma-separated tokens (default: the program's VOCAB)")
+    parser.add_argument("--max-seq-len", type=int, help="default: the program's MAX_SEQ_LEN")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rasp-compiler",
@@ -63,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     listing = commands.add_parser("list", help="list the bundled programs")
-    listing.set_defaults(run=_cmd_list)
+    listing.set_defaults(handler=_cmd_list)
 
     evaluating = commands.add_parser(
         "eval", help="evaluate a program with the reference evaluator and show its graph"
@@ -71,14 +134,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluating.add_argument("program", help="a bundled program name or path.py:factory")
     evaluating.add_argument("tokens", nargs="+", help="input tokens, as written in the vocab")
     evaluating.add_argument("-q", "--quiet", action="store_true", help="omit the graph summary")
-    evaluating.set_defaults(run=_cmd_eval)
+    evaluating.set_defaults(handler=_cmd_eval)
+
+    compiling = commands.add_parser(
+        "compile", help="compile a program to a transformer and print its layer plan"
+    )
+    _add_compile_options(compiling)
+    compiling.add_argument("-o", "--output", help="save the model to this folder")
+    compiling.add_argument("--run", nargs="+", metavar="TOKEN", help="then run it on these tokens")
+    compiling.set_defaults(handler=_cmd_compile)
+
+    running = commands.add_parser("run", help="compile a program and print its output on tokens")
+    _add_compile_options(running)
+    running.add_argument("tokens", nargs="+", help="input tokens, as written in the vocab")
+    running.set_defaults(handler=_cmd_run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return args.handler(args)
     except RaspCompilerError as exc:
         print(f"rasp-compiler: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

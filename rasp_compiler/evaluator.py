@@ -105,7 +105,8 @@ def _constant_sop(expr: rasp.ConstantSOp, values, xs):
             f"{expr.label}: this ConstantSOp has {len(expr.value)} values but the input has "
             f"{len(xs)} tokens; pass an input of that length or check_length=False"
         )
-    return list(expr.value)
+    n = len(xs)
+    return list(expr.value[:n]) + [None] * (n - len(expr.value))
 
 
 def _apply(expr: rasp.RASPExpr, f: Callable, *args):
@@ -203,7 +204,8 @@ def _constant_selector(expr: rasp.ConstantSelector, values, xs) -> SelectorMatri
             f"{expr.label}: this ConstantSelector is {len(expr.value)} rows but the input has "
             f"{n} tokens; it must be {n} x {n} (or pass check_length=False)"
         )
-    return [list(row) for row in expr.value]
+    rows = [list(row[:n]) + [False] * (n - len(row)) for row in expr.value[:n]]
+    return rows + [[False] * n for _ in range(n - len(rows))]
 
 
 def _selector_and(expr: rasp.SelectorAnd, values, xs) -> SelectorMatrix:

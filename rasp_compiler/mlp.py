@@ -71,8 +71,7 @@ def dim_bound(ops: OpGraph, dim: Dim) -> float:
     """Largest |value| dimension `dim` can hold anywhere, BOS position included."""
     if dim.sop in ("one", "bos") or not dim.is_numerical:
         return 1.0
-    numbers = [abs(float(v)) for v in ops.values.get(dim.sop, ()) if isinstance(v, Real)]
-    return max([1.0] + numbers)
+    return max(1.0, ops.magnitude(dim.sop))
 
 
 def form_bound(ops: OpGraph, form: LinearForm) -> float:
@@ -192,7 +191,7 @@ def _lookup(ops, block, categorical, choices, function) -> MLPPart:
 def _steps(ops, block, categorical, choices, z_label, form, function) -> MLPPart:
     k = len(categorical)
     zs = [float(v) for v in ops.values[z_label] if v is not None]
-    z_bound = max(form_bound(ops, form), max(abs(z) for z in zs))
+    z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
     neurons = []
     smallest_gap = float("inf")
     largest_gate = 1.0

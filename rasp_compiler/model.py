@@ -25,6 +25,8 @@ from rasp_compiler.residual import NUMERICAL, Dim, ResidualLayout
 
 DECODE_TOLERANCE = 0.1  # a clean one-hot has its value within this of 1, the rest within it of 0
 DEFAULT_BATCH_CHUNK = 1024
+MIN_BUCKET_LENGTH = 8  # shorter inputs share one compiled shape: compiling costs more than padding
+MIN_BUCKET_BATCH = 8
 FORMAT_VERSION = 1
 
 
@@ -271,7 +273,9 @@ class CompiledModel:
         return ids, mask
 
     def _bucket_length(self, n_tokens: int) -> int:
-        return min(1 << math.ceil(math.log2(n_tokens + 1)), self.max_seq_len + 1)
+        """Padded length (BOS included): a power of two, at least MIN_BUCKET_LENGTH."""
+        bucket = max(MIN_BUCKET_LENGTH, 1 << math.ceil(math.log2(n_tokens + 1)))
+        return min(bucket, self.max_seq_len + 1)
 
     # ------------------------------------------------------------------ running
 
@@ -298,7 +302,7 @@ class CompiledModel:
         for length, members in sorted(buckets.items()):
             for start in range(0, len(members), batch_chunk):
                 chunk = members[start: start + batch_chunk]
-                padded = 1 << math.ceil(math.log2(len(chunk)))
+                padded = max(MIN_BUCKET_BATCH, 1 << math.ceil(math.log2(len(chunk))))
                 ids, mask = self._pack([rows[b] for b in chunk], length, padded)
                 out = np.asarray(forward(self.params, ids, mask))
                 for i, b in enumerate(chunk):

@@ -115,6 +115,18 @@ class OpGraph:
     def is_numerical(self, label: str) -> bool:
         return self.encodings[label] is rasp.Encoding.NUMERICAL
 
+    def magnitude(self, label: str) -> float:
+        """Largest |value| of a numerical SOp (0 if it holds no numbers); cached."""
+        cache = self.__dict__.setdefault("_magnitudes", {})
+        if label not in cache:
+            values = self.values[label]
+            try:
+                numbers = np.asarray(values, dtype=np.float64)
+            except (TypeError, ValueError):
+                numbers = np.asarray([float(v) for v in values if isinstance(v, Real)])
+            cache[label] = float(np.abs(numbers).max()) if numbers.size else 0.0
+        return cache[label]
+
     @cached_property
     def position(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.order)}
@@ -228,7 +240,7 @@ class _Rewriter:
             relation=np.ones((len(self.value_sets.vocab),) * 2, dtype=bool),
         )
         self._needs_tokens()
-        self._width(expr, expr.label, f"{expr.label}:all_true", (all_true,), ())
+        self._width(expr, expr.label, f"{expr.label}:all_true", (all_true,), (), smallest=1)
 
     def _needs_tokens(self) -> None:
         if "tokens" not in self.embeddings:
@@ -340,14 +352,15 @@ class _Rewriter:
         atoms = self.atoms_of(expr.selector, expr.label)
         self._width(expr, expr.label, expr.selector.label, atoms, ())
 
-    def _width(self, expr, label: str, selector: str, atoms: tuple[Atom, ...], folded) -> None:
+    def _width(self, expr, label: str, selector: str, atoms: tuple[Atom, ...], folded,
+               smallest: int = 0) -> None:
         n = self.value_sets.max_seq_len
         hidden = width_hidden_label(label)
         if hidden in self.graph.graph:
             raise InvalidProgramError(
                 f"{hidden}: this label is reserved for the head of SelectorWidth {label}; rename it"
             )
-        decode = {1.0 / (w + 1): w for w in range(n + 1)}
+        decode = {1.0 / (w + 1): w for w in range(smallest, n + 1)}
         self.values[hidden] = sorted_values(decode)
         self.encodings[hidden] = rasp.Encoding.NUMERICAL
         self.attention[hidden] = AttentionOp(

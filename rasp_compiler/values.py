@@ -44,9 +44,13 @@ def value_sort_key(value: Any) -> tuple:
 
 
 def sorted_values(values: Iterable[Any]) -> tuple:
+    """Distinct values in a deterministic order (natural order where Python has one)."""
     distinct = set(values)
-    if all(isinstance(v, Real) and not isinstance(v, bool) for v in distinct):
-        return tuple(sorted(distinct))  # fast path for large numerical sets
+    if None not in distinct:
+        try:
+            return tuple(sorted(distinct))  # numbers or strings: fast, natural order
+        except TypeError:
+            pass
     return tuple(sorted(distinct, key=value_sort_key))
 
 
@@ -185,14 +189,22 @@ def _constant_sop(expr: rasp.ConstantSOp, ctx: _Context) -> set:
 
 
 def _map(expr: rasp.Map, ctx: _Context) -> set:
-    out = set()
-    for x in ctx.sets[expr.inner.label]:
-        out.add(None if x is None else _call_on_values(expr, expr.f, (x,), expr.inner.label))
+    inputs = ctx.sets[expr.inner.label]
+    f = expr.f
+    try:  # fast path: numerical sets can hold 10^5-10^6 values
+        out = {f(x) for x in inputs if x is not None}
+    except Exception:
+        out = {_call_on_values(expr, f, (x,), expr.inner.label) for x in inputs if x is not None}
+    if None in inputs:
+        out.add(None)
     return out
 
 
 def _linear_sequence_map(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
-    """p * x + q * y over all pairs, vectorised: numerical balances have 10^6 pairs."""
+    """p * x + q * y: over co-occurring means when x and y average over the same
+    selection, else over all pairs (vectorised: balances can have 10^6 pairs)."""
+    if _same_selection_means(expr.fst, expr.snd):
+        return _paired_means(expr, ctx)
     fst, snd = ctx.sets[expr.fst.label], ctx.sets[expr.snd.label]
     numbers = all(isinstance(v, Real) and not isinstance(v, bool) for v in fst + snd)
     if not numbers or len(fst) * len(snd) > MAX_LINEAR_PAIRS:
@@ -201,6 +213,89 @@ def _linear_sequence_map(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
     right = expr.snd_fac * np.asarray(snd, dtype=np.float64)
     # Same IEEE operations as the evaluator's fst_fac * x + snd_fac * y, so equal floats.
     return set(np.unique(np.add.outer(left, right)).tolist())
+
+
+def _same_selection_means(a: rasp.SOp, b: rasp.SOp) -> bool:
+    return (
+        isinstance(a, rasp.Aggregate) and isinstance(b, rasp.Aggregate)
+        and rasp.is_numerical(a) and rasp.is_numerical(b)
+        and same_selector(a.selector, b.selector)
+    )
+
+
+def same_selector(a: rasp.Selector, b: rasp.Selector) -> bool:
+    """True when a and b select the same keys on every input (structurally equal)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, rasp.Select):
+        return a.keys is b.keys and a.queries is b.queries and a.predicate == b.predicate
+    if isinstance(a, (rasp.SelectorAnd, rasp.SelectorOr)):
+        return same_selector(a.fst, b.fst) and same_selector(a.snd, b.snd)
+    if isinstance(a, rasp.SelectorNot):
+        return same_selector(a.inner, b.inner)
+    if isinstance(a, rasp.ConstantSelector):
+        return a.value == b.value and a.check_length == b.check_length
+    return False
+
+
+def _map_chain(sop: rasp.SOp) -> tuple[rasp.SOp, Callable[[Any], Any]]:
+    """The SOp under a chain of Maps, and the chain's composed function."""
+    functions = []
+    while isinstance(sop, rasp.Map):
+        functions.append(sop.f)
+        sop = sop.inner
+
+    def composed(value, functions=tuple(reversed(functions))):
+        for f in functions:
+            value = f(value)
+        return value
+
+    return sop, composed
+
+
+def _paired_means(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
+    """p * mean(u) + q * mean(v) where u and v are read at the same selected positions.
+
+    When both aggregated SOps are Maps of one SOp, a position's (u, v) pair comes
+    from one value of it; otherwise any pair may occur. Means are rounded as the
+    evaluator rounds them, so every result is exactly a value it can produce.
+    """
+    fst, snd = expr.fst, expr.snd
+    base_u, f_u = _map_chain(fst.sop)
+    base_v, f_v = _map_chain(snd.sop)
+    if base_u is base_v:
+        pairs = {(f_u(x), f_v(x)) for x in ctx.sets[base_u.label] if x is not None}
+    else:
+        pairs = {(u, v) for u in ctx.sets[fst.sop.label] for v in ctx.sets[snd.sop.label]
+                 if u is not None and v is not None}
+    bad = [p for p in pairs if not all(isinstance(x, Real) for x in p)]
+    if bad:
+        raise InvalidProgramError(
+            f"{expr.label}: averages non-numbers {describe_values(bad)}; map them to numbers first"
+        )
+    out = set()
+    defaults = tuple(0 if agg.default is None else agg.default for agg in (fst, snd))
+    out.add(expr.fst_fac * defaults[0] + expr.snd_fac * defaults[1])
+    if not pairs:
+        return out
+    fractions = [(Fraction(u), Fraction(v)) for u, v in pairs]
+    scale_u = math.lcm(*(u.denominator for u, _ in fractions))
+    scale_v = math.lcm(*(v.denominator for _, v in fractions))
+    steps = {(int(u * scale_u), int(v * scale_v)) for u, v in fractions}
+    sums = {(0, 0)}
+    for count in range(1, ctx.max_seq_len + 1):
+        if len(sums) * len(steps) > MAX_LINEAR_PAIRS:
+            raise _too_large(expr, len(sums) * len(steps), ctx.limit_for(expr))
+        sums = {(su + du, sv + dv) for su, sv in sums for du, dv in steps}
+        for su, sv in sums:
+            mean_u = float(Fraction(su, scale_u * count))
+            mean_v = float(Fraction(sv, scale_v * count))
+            out.add(expr.fst_fac * mean_u + expr.snd_fac * mean_v)
+        if len(out) > ctx.limit_for(expr):
+            raise _too_large(expr, len(out), ctx.limit_for(expr))
+    return out
 
 
 def _sequence_map(expr: rasp.SequenceMap, ctx: _Context) -> set:

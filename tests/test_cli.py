@@ -19,3 +19,23 @@ def test_unknown_tokens_are_one_clear_line_and_a_nonzero_exit(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "token '9' is not in the vocab of sort" in err
+
+
+def test_compile_prints_the_layer_plan_and_runs(capsys, tmp_path):
+    assert main(["compile", "reverse", "--run", "a", "b", "c", "-o", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "2 layers (lower bound 2)" in out
+    assert "layer 2:" in out and "reverse <- flip" in out
+    assert "output: ['c', 'b', 'a']" in out
+    assert (tmp_path / "m" / "params.npz").is_file()
+
+
+def test_run_with_another_vocab_and_length(capsys):
+    assert main(["run", "histogram", "--vocab", "x,y", "--max-seq-len", "4", "x", "y", "x"]) == 0
+    assert capsys.readouterr().out.strip() == "[2, 1, 2]"
+
+
+def test_compile_errors_are_one_line(capsys):
+    assert main(["compile", "no_such_program"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no bundled program named" in err

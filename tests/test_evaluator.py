@@ -117,11 +117,16 @@ def test_constants_check_their_length():
     constant = rasp.ConstantSOp([1, 2, 3]).named("three")
     with pytest.raises(EvaluationError, match="three.*3 values.*2 tokens"):
         evaluate(constant, [1, 2])
-    assert evaluate(rasp.ConstantSOp([1, 2, 3], check_length=False), [5]) == [1, 2, 3]
+    loose = rasp.ConstantSOp([1, 2, 3], check_length=False)
+    assert evaluate(loose, [5]) == [1]
+    assert evaluate(loose, [5, 5, 5, 5]) == [1, 2, 3, None]
     matrix = rasp.ConstantSelector([[True, False], [False, True]])
     assert evaluate(matrix, [0, 0]) == [[True, False], [False, True]]
     with pytest.raises(EvaluationError, match="2 x 2"):
         evaluate(rasp.ConstantSelector([[True]]), [0, 0])
+    loose = rasp.ConstantSelector([[True, True], [False, True]], check_length=False)
+    assert evaluate(loose, [0]) == [[True]]
+    assert evaluate(loose, [0, 0, 0]) == [[True, True, False], [False, True, False], [False] * 3]
 
 
 def test_evaluate_all_exposes_every_intermediate_value():

@@ -1,3 +1,4 @@
+import itertools
 import random
 from fractions import Fraction
 
@@ -62,12 +63,18 @@ def test_value_sets_over_the_limit_name_the_sop():
         infer_values(many, [0], 3, max_value_set_size=5)
 
 
-def test_large_numerical_sets_are_cheap():
-    from rasp_compiler import lib
+def test_means_over_one_selection_are_paired_not_crossed():
+    # opens - closes averages over the same prefix, so it is k/n with |k| <= n, not
+    # any difference of two fractions (which would be ~600,000 values at length 64).
     balance = lib.make_pair_balance(rasp.tokens, "(", ")")
-    values = infer_values(balance, ["(", ")"], 64)
-    assert values.size(balance.label) > 100_000
-    assert -1 / 64 in values[balance.label]
+    values = infer_values(balance, ["(", ")", "a"], 64)[balance.label]
+    assert len(values) < 10_000
+    assert -1 / 64 in values and 63 / 64 in values
+    small = infer_values(balance, ["(", ")", "a"], 5)[balance.label]
+    reachable = {b for n in range(1, 6) for xs in itertools.product("()a", repeat=n)
+                 for b in evaluate_all(balance, list(xs))[balance.label]}
+    assert reachable <= set(small)
+    assert len(small) <= 2 * len(reachable)  # tight, not merely sound
 
 
 def test_sequence_map_pairs_over_the_limit_are_refused():

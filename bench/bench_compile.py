@@ -1,0 +1,138 @@
+"""Benchmark: size, compile time and forward time of the bundled programs.
+
+    python bench/bench_compile.py                 # print the table
+    python bench/bench_compile.py --write docs/performance.md
+
+Per program, compiled at max_seq_len 10 with its own vocab: layers and the depth
+lower bound, heads, residual width, MLP widths, parameters (all / non-zero),
+cold compile (a new Python process: imports plus compile), warm compile (median
+of 3 in one process), and the forward time of one jitted batch of 1024 inputs
+of 10 tokens (median of 5 after a warm-up run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from rasp_compiler.compiler import compile_program
+from rasp_compiler.library import load_program
+
+PROGRAMS = [
+    "length", "reverse", "histogram", "sort_unique", "sort", "sort_freq", "frac_prevs",
+    "pair_balance", "shuffle_dyck1", "shuffle_dyck2", "shuffle_dyck3", "shift_by",
+    "detect_pattern", "count", "count_less_freq",
+]
+MAX_SEQ_LEN = 10
+BATCH = 1024
+
+COLD_SCRIPT = """
+import time, warnings
+start = time.perf_counter()
+warnings.simplefilter("ignore")
+from rasp_compiler.compiler import compile_program
+from rasp_compiler.library import load_program
+spec = load_program({name!r})
+compile_program(spec.make({n}), spec.vocab, {n}, **spec.options)
+print(time.perf_counter() - start)
+"""
+
+
+def measure(name: str) -> dict:
+    spec = load_program(name)
+    warm = []
+    for _ in range(3):
+        start = time.perf_counter()
+        model = compile_program(spec.make(MAX_SEQ_LEN), spec.vocab, MAX_SEQ_LEN, **spec.options)
+        warm.append(time.perf_counter() - start)
+    cold = float(subprocess.run(
+        [sys.executable, "-c", COLD_SCRIPT.format(name=name, n=MAX_SEQ_LEN)],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip())
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, len(model.vocab), size=(BATCH, MAX_SEQ_LEN))
+    rows = model.encode(ids)
+    length = model._bucket_length(MAX_SEQ_LEN)
+    packed_ids, mask = model._pack(rows, length, BATCH)
+    forward = model._jit(f"slice:{model.output}", model.readouts[model.output])
+    forward(model.params, packed_ids, mask).block_until_ready()
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        forward(model.params, packed_ids, mask).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return {
+        "program": name,
+        "layers": model.depth,
+        "lower_bound": model.lower_bound,
+        "heads": [len(layer.heads) for layer in model.info.layers],
+        "residual": model.layout.width,
+        "mlp_widths": [layer.mlp_hidden for layer in model.info.layers],
+        "params": model.parameter_count(),
+        "nonzero": model.parameter_count(nonzero=True),
+        "cold_s": cold,
+        "warm_s": statistics.median(warm),
+        "forward_ms": 1000 * statistics.median(times),
+    }
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| program | layers | bound | heads | residual | MLP widths | params | non-zero | "
+        "cold compile | warm compile | forward (1024 x 10) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['program']} | {r['layers']} | {r['lower_bound']} | {r['heads']} | "
+            f"{r['residual']} | {r['mlp_widths']} | {r['params']:,} | {r['nonzero']:,} | "
+            f"{r['cold_s']:.2f} s | {1000 * r['warm_s']:.0f} ms | {r['forward_ms']:.1f} ms |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    device = jax.devices()[0]
+    return (
+        f"{platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, jax {jax.__version__} on {device.platform} "
+        f"({device.device_kind})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", type=Path, help="write the results into this markdown file")
+    parser.add_argument("--json", type=Path, help="also dump the raw numbers as JSON")
+    parser.add_argument("programs", nargs="*", default=PROGRAMS)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    rows = [measure(name) for name in args.programs]
+    text = table(rows)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    if args.write:
+        marker = "<!-- bench:compile -->"
+        document = args.write.read_text() if args.write.exists() else marker
+        before, _, rest = document.partition(marker)
+        _, _, after = rest.partition("<!-- /bench:compile -->")
+        block = (
+            f"{marker}\nMachine: {machine()}.\n\nCommand: `python bench/bench_compile.py "
+            f"--write {args.write}`\n\n{text}\n<!-- /bench:compile -->"
+        )
+        args.write.write_text(before + block + after)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Verification: does a compiled model equal the reference evaluator, position by position?
+
+`verify(program, model, exhaustive_up_to=3)` checks every input of 1..3 tokens;
+`verify(program, model, samples=500)` checks random inputs of 1..max_seq_len
+tokens. Inputs on which the evaluator itself has no answer (a categorical
+Aggregate mixing values) are counted as `undefined`, not compared.
+Numerical outputs agree when |got - expected| <= atol + rtol * |expected|.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any, Iterable, Iterator, Sequence
+
+from rasp_compiler import rasp
+from rasp_compiler.errors import EvaluationError, InvalidProgramError
+from rasp_compiler.evaluator import evaluate_all
+from rasp_compiler.graph import build_graph
+
+RTOL = 1e-4
+ATOL = 1e-5
+MAX_EXAMPLES = 10
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    tokens: tuple
+    position: int
+    expected: Any
+    got: Any
+
+    def __str__(self) -> str:
+        return f"input {list(self.tokens)} position {self.position}: expected {self.expected!r}, got {self.got!r}"
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    inputs_checked: int
+    positions_checked: int
+    undefined: int  # inputs on which the evaluator raised (no reference answer)
+    mismatch_count: int
+    mismatches: tuple[Mismatch, ...]  # the first few
+    max_numerical_error: float
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatch_count == 0 and self.inputs_checked > 0
+
+    def __str__(self) -> str:
+        verdict = "OK" if self.ok else f"{self.mismatch_count} MISMATCHED positions"
+        lines = [
+            f"{verdict}: {self.inputs_checked} inputs, {self.positions_checked} positions, "
+            f"{self.undefined} undefined, max numerical error {self.max_numerical_error:.2e}, "
+            f"{self.seconds:.2f}s"
+        ]
+        lines += [f"  {m}" for m in self.mismatches]
+        return "\n".join(lines)
+
+
+def values_match(got: Any, expected: Any, rtol: float = RTOL, atol: float = ATOL) -> bool:
+    """Equal, or numbers within atol + rtol * |expected|."""
+    if isinstance(expected, Real) and not isinstance(expected, bool) and isinstance(got, Real):
+        return abs(float(got) - float(expected)) <= atol + rtol * abs(float(expected))
+    return bool(got == expected)
+
+
+def all_inputs(vocab: Sequence, max_length: int, min_length: int = 1) -> Iterator[tuple]:
+    """Every token sequence of min_length..max_length tokens, shortest first."""
+    for n in range(min_length, max_length + 1):
+        yield from itertools.product(vocab, repeat=n)
+
+
+def random_inputs(vocab: Sequence, max_seq_len: int, count: int, seed: int = 0) -> Iterator[tuple]:
+    """`count` random sequences with lengths uniform in 1..max_seq_len."""
+    rng = random.Random(seed)
+    vocab = list(vocab)
+    for _ in range(count):
+        yield tuple(rng.choice(vocab) for _ in range(rng.randint(1, max_seq_len)))
+
+
+def verify(
+    program: rasp.SOp,
+    model,
+    *,
+    exhaustive_up_to: int | None = None,
+    samples: int | None = None,
+    inputs: Iterable[Sequence] | None = None,
+    seed: int = 0,
+    chunk: int = 512,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+) -> VerificationReport:
+    """Compare `model` with the evaluator on the chosen inputs, in batches of `chunk`."""
+    if exhaustive_up_to is None and samples is None and inputs is None:
+        raise InvalidProgramError("say what to check: exhaustive_up_to=, samples= or inputs=")
+    streams: list[Iterable[Sequence]] = []
+    if exhaustive_up_to is not None:
+        if exhaustive_up_to > model.max_seq_len:
+            raise InvalidProgramError(
+                f"exhaustive_up_to={exhaustive_up_to} exceeds the model's max_seq_len "
+                f"{model.max_seq_len}"
+            )
+        streams.append(all_inputs(model.vocab, exhaustive_up_to))
+    if samples is not None:
+        streams.append(random_inputs(model.vocab, model.max_seq_len, samples, seed))
+    if inputs is not None:
+        streams.append(inputs)
+    graph = build_graph(program)
+    started = time.perf_counter()
+    checked = positions = undefined = mismatch_count = 0
+    mismatches: list[Mismatch] = []
+    max_error = 0.0
+    stream = itertools.chain.from_iterable(streams)
+    while True:
+        batch = [tuple(xs) for xs in itertools.islice(stream, chunk)]
+        if not batch:
+            break
+        outputs = model.run([list(xs) for xs in batch])
+        for xs, got_row in zip(batch, outputs):
+            try:
+                expected_row = evaluate_all(graph, list(xs)).output_values
+            except EvaluationError:
+                undefined += 1
+                continue
+            checked += 1
+            for position, (got, expected) in enumerate(zip(got_row, expected_row)):
+                positions += 1
+                if isinstance(expected, Real) and not isinstance(expected, bool) \
+                        and isinstance(got, Real):
+                    max_error = max(max_error, abs(float(got) - float(expected)))
+                if not values_match(got, expected, rtol, atol):
+                    mismatch_count += 1
+                    if len(mismatches) < MAX_EXAMPLES:
+                        mismatches.append(Mismatch(xs, position, expected, got))
+    return VerificationReport(
+        inputs_checked=checked,
+        positions_checked=positions,
+        undefined=undefined,
+        mismatch_count=mismatch_count,
+        mismatches=tuple(mismatches),
+        max_numerical_error=max_error,
+        seconds=time.perf_counter() - started,
+    )

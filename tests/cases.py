@@ -1,0 +1,118 @@
+"""The shared table of compile cases: every construct alone and in combination.
+
+Each case names a factory (called fresh for every max_seq_len, since some
+programs depend on it), a vocab, the length it is checked exhaustively up to,
+and options. Bundled programs are included with their own settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from rasp_compiler import lib, rasp
+from rasp_compiler.library import load_program, program_names
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    factory: Callable[[int], rasp.SOp]  # max_seq_len -> program
+    vocab: tuple
+    max_seq_len: int
+    exhaustive_up_to: int
+    options: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _bundled(name: str) -> Case:
+    spec = load_program(name)
+    length = spec.max_seq_len
+    exhaustive = max(n for n in range(1, length + 1) if len(spec.vocab) ** n <= 1500)
+    return Case(f"program:{name}", lambda n, spec=spec: spec.make(n), spec.vocab, length,
+                exhaustive, spec.options)
+
+
+def _select(keys, queries, predicate):
+    return rasp.Select(keys, queries, predicate)
+
+
+def _numeric_tokens():
+    return rasp.numerical(rasp.Map(lambda x: x, rasp.tokens))
+
+
+NUMBERS = (0, 1, 2, 3)
+LETTERS = ("a", "b", "c")
+
+CONSTRUCT_CASES = [
+    Case("map_categorical", lambda n: rasp.Map(lambda x: (3 * x + 1) % 5, rasp.tokens),
+         NUMBERS, 6, 4),
+    Case("map_to_numerical_negative",
+         lambda n: rasp.numerical(rasp.Map(lambda x: -2.5 * x + 1, rasp.tokens)), NUMBERS, 6, 4),
+    Case("map_numerical_nonlinear", lambda n: rasp.numerical(rasp.Map(
+        lambda x: x * x - 3, rasp.numerical(rasp.Aggregate(
+            _select(rasp.indices, rasp.indices, rasp.Comparison.LEQ), _numeric_tokens(),
+            default=0)))), NUMBERS, 5, 4),
+    Case("map_numerical_to_categorical", lambda n: rasp.Map(
+        lambda x: "high" if x > 1.5 else ("mid" if x > 0.5 else "low"),
+        rasp.numerical(rasp.Aggregate(_select(rasp.indices, rasp.indices, rasp.Comparison.LEQ),
+                                      _numeric_tokens(), default=0))), NUMBERS, 5, 4),
+    Case("sequence_map_categorical", lambda n: rasp.SequenceMap(
+        lambda x, i: f"{x}{i % 2}", rasp.tokens, rasp.indices), LETTERS, 5, 4),
+    Case("sequence_map_to_numerical", lambda n: rasp.numerical(rasp.SequenceMap(
+        lambda x, i: x * i - 1.5, rasp.tokens, rasp.indices)), NUMBERS, 5, 4),
+    Case("linear_sequence_map_numerical", lambda n: rasp.numerical(rasp.LinearSequenceMap(
+        _numeric_tokens(), rasp.numerical(rasp.Map(lambda i: i, rasp.indices)), 0.5, -2)),
+         NUMBERS, 5, 4),
+    Case("linear_sequence_map_categorical", lambda n: rasp.LinearSequenceMap(
+        rasp.tokens, rasp.indices, 2, 1), NUMBERS, 5, 4),
+    Case("full_and_constant", lambda n: rasp.SequenceMap(
+        lambda x, y: x + y, rasp.Full(10), rasp.ConstantSOp(list(range(n)), check_length=False)),
+         LETTERS, 5, 4),
+    Case("numerical_full_in_sum", lambda n: rasp.numerical(rasp.LinearSequenceMap(
+        rasp.numerical(rasp.Full(2.5)), _numeric_tokens(), 1, 1)), NUMBERS, 5, 4),
+    Case("constant_selector", lambda n: rasp.Aggregate(rasp.ConstantSelector(
+        [[k == (q + 1) % n for k in range(n)] for q in range(n)], check_length=False),
+        rasp.tokens), LETTERS, 4, 4),
+    Case("aggregate_categorical_default", lambda n: rasp.Aggregate(
+        _select(rasp.indices, rasp.indices, lambda k, q: k == q + 1), rasp.tokens, default="z"),
+         LETTERS, 5, 4),
+    Case("aggregate_numerical_any_values_default", lambda n: rasp.numerical(rasp.Aggregate(
+        _select(rasp.tokens, rasp.tokens, rasp.Comparison.LT),
+        rasp.numerical(rasp.Map(lambda x: 2 * x - 3, rasp.tokens)), default=-1)),
+         NUMBERS, 5, 4),
+    Case("aggregate_numerical_of_categorical", lambda n: rasp.numerical(rasp.Aggregate(
+        _select(rasp.indices, rasp.indices, rasp.Comparison.GEQ), rasp.tokens, default=0)),
+         NUMBERS, 5, 4),
+    Case("aggregate_of_folded_map", lambda n: rasp.Aggregate(
+        _select(rasp.Map(lambda i: i // 2, rasp.indices), rasp.Map(lambda i: i // 2, rasp.indices),
+                lambda k, q: k == q), rasp.Map(lambda x: x.upper(), rasp.tokens)), ("a", "b"), 6, 4,
+         {"allow_unsafe_aggregates": True}),
+    Case("selector_width_numerical", lambda n: rasp.numerical(rasp.SelectorWidth(
+        _select(rasp.tokens, rasp.tokens, rasp.Comparison.LEQ))), NUMBERS, 6, 4),
+    Case("selector_width_then_maps", lambda n: rasp.Map(lambda w: w % 3, rasp.SequenceMap(
+        lambda w, i: w + i, rasp.SelectorWidth(_select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)),
+        rasp.indices)), LETTERS, 6, 4),
+    Case("length_primitive", lambda n: rasp.SequenceMap(lambda l, i: l - i, rasp.length,
+                                                        rasp.indices), LETTERS, 6, 4),
+    Case("select_lambda_and_none", lambda n: rasp.SelectorWidth(_select(
+        lib.shift_by(1, rasp.tokens), rasp.tokens, lambda k, q: k != q)), LETTERS, 5, 4),
+    Case("deep_chain", lambda n: _deep_chain(), NUMBERS, 5, 3),
+]
+
+
+def _deep_chain() -> rasp.SOp:
+    """Aggregates feeding maps feeding aggregates, three levels deep."""
+    x = rasp.tokens
+    for level in range(3):
+        shifted = rasp.Aggregate(
+            _select(rasp.indices, rasp.indices, lambda k, q, d=level + 1: k == q - d), x,
+            default=0)
+        x = rasp.SequenceMap(lambda a, b: (a + b) % 4, shifted, x)
+    return x
+
+
+BUNDLED_CASES = [_bundled(name) for name in program_names()]
+CASES = CONSTRUCT_CASES + BUNDLED_CASES

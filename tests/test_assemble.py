@@ -1,0 +1,40 @@
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rasp_compiler import lib, rasp
+from rasp_compiler.assemble import assemble, build_forward
+from rasp_compiler.graph import build_graph
+from rasp_compiler.lower import lower
+from rasp_compiler.rewrite import rewrite
+from rasp_compiler.schedule import schedule
+from rasp_compiler.values import infer_values
+
+
+def test_parameters_match_what_the_haiku_forward_asks_for():
+    program = lib.make_shuffle_dyck(["()", "{}"])
+    graph = build_graph(program)
+    ops = rewrite(graph, infer_values(graph, list("(){}"), 6))
+    params, shape = assemble(lower(ops, schedule(ops)))
+    forward = build_forward(shape, with_cache=True)
+    ids = jnp.zeros((1, 3), jnp.int32)
+    mask = jnp.ones((1, 3), bool)
+    expected = forward.init(jax.random.PRNGKey(0), ids, mask)
+    ours = jax.tree_util.tree_map(np.shape, params)
+    theirs = jax.tree_util.tree_map(np.shape, expected)
+    assert ours == theirs
+    assert [layer.heads for layer in shape.layers] == [5, 0, 2]
+    residual, cache = forward.apply(params, None, ids, mask)
+    assert residual.shape == (1, 3, shape.d_model)
+    assert "blocks.2.attn.hook_pattern" in cache
+
+
+def test_forward_uses_highest_matmul_precision():
+    import inspect
+
+    from rasp_compiler import assemble as module
+
+    source = inspect.getsource(module.build_forward)
+    assert source.count("jnp.einsum(") == source.count("precision=PRECISION")
+    assert module.PRECISION == jax.lax.Precision.HIGHEST

@@ -1,0 +1,195 @@
+"""compiled == evaluator, position by position, for every case of the shared table."""
+
+import random
+
+import numpy as np
+import pytest
+
+from rasp_compiler import lib, rasp
+from rasp_compiler.compiler import compile_program, compile_rasp_to_model
+from rasp_compiler.verify import verify
+
+from cases import CASES
+
+pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")
+
+RANDOM_INPUTS = {16: 40, 32: 20, 64: 8}
+
+
+def _compile(case, max_seq_len=None):
+    n = max_seq_len or case.max_seq_len
+    return compile_program(case.factory(n), case.vocab, n, **case.options)
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    cache = {}
+
+    def get(case):
+        if case.name not in cache:
+            cache[case.name] = (case.factory(case.max_seq_len), _compile(case))
+        return cache[case.name]
+
+    return get
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_exhaustively_equal_to_the_evaluator(case, compiled):
+    program, model = compiled(case)
+    report = verify(program, model, exhaustive_up_to=case.exhaustive_up_to)
+    assert report.ok, str(report)
+    assert report.inputs_checked > 0
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_bos_position_holds_only_bos_and_one(case, compiled):
+    _, model = compiled(case)
+    rng = random.Random(1)
+    batch = [[rng.choice(case.vocab) for _ in range(rng.randint(1, case.max_seq_len))]
+             for _ in range(16)]
+    _, cache = model.run_with_cache(batch)
+    names = ["hook_embed"] + [f"blocks.{l}.hook_resid_post" for l in range(model.depth)]
+    for name in names:
+        residual = cache[name][:, 0, :]
+        assert np.allclose(residual[:, :2], [1.0, 1.0]), name  # one, bos
+        assert np.abs(residual[:, 2:]).max(initial=0.0) < 1e-5, name
+
+
+@pytest.mark.parametrize("max_seq_len", sorted(RANDOM_INPUTS))
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_random_inputs_at_longer_lengths(case, max_seq_len):
+    program = case.factory(max_seq_len)
+    model = compile_program(program, case.vocab, max_seq_len, **case.options)
+    report = verify(program, model, samples=RANDOM_INPUTS[max_seq_len], seed=max_seq_len)
+    assert report.mismatch_count == 0, str(report)
+
+
+def _balanced(rng, pairs, n_pairs):
+    """A random shuffle-Dyck word: each bracket type balanced on its own."""
+    stacks = {p: 0 for p in pairs}
+    word = []
+    remaining = {p: n_pairs // len(pairs) + (i < n_pairs % len(pairs)) for i, p in enumerate(pairs)}
+    while any(remaining.values()) or any(stacks.values()):
+        moves = [(p, 0) for p in pairs if remaining[p]] + [(p, 1) for p in pairs if stacks[p]]
+        pair, close = rng.choice(moves)
+        if close:
+            stacks[pair] -= 1
+        else:
+            remaining[pair] -= 1
+            stacks[pair] += 1
+        word.append(pair[close])
+    return word
+
+
+@pytest.mark.parametrize("pairs", [["()"], ["()", "{}"], ["()", "{}", "[]"]])
+def test_shuffle_dyck_is_right_on_balanced_inputs(pairs):
+    program = lib.make_shuffle_dyck(pairs)
+    vocab = [c for p in pairs for c in p]
+    model = compile_program(program, vocab, 10)
+    rng = random.Random(0)
+    words = [_balanced(rng, pairs, rng.randint(1, 5)) for _ in range(60)]
+    outputs = model.run(words)
+    for word, out in zip(words, outputs):
+        assert out == [True] * len(word), "".join(word)
+    report = verify(program, model, inputs=words + [w[1:] + w[:1] for w in words])
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize(
+    "factory, vocab, max_seq_len, depth",
+    [
+        (lambda: lib.make_reverse(rasp.tokens), ["a", "b", "c"], 10, 2),
+        (lambda: lib.make_sort_freq(10), ["a", "b", "c"], 10, 3),
+        (lambda: lib.make_shuffle_dyck(["()", "{}"]), list("(){}"), 10, 3),
+        (lambda: lib.make_shuffle_dyck(["()", "{}", "[]"]), list("(){}[]"), 10, 3),
+    ],
+    ids=["reverse", "sort_freq", "shuffle_dyck2", "shuffle_dyck3"],
+)
+def test_depth_reaches_the_fused_bounds(factory, vocab, max_seq_len, depth):
+    # tracr needs 4, 5, 8 and 9 layers for these.
+    model = compile_program(factory(), vocab, max_seq_len)
+    assert model.depth == depth
+    assert model.lower_bound <= model.depth
+
+
+def test_dyck3_is_small_and_layers_have_their_own_widths():
+    model = compile_program(lib.make_shuffle_dyck(["()", "{}", "[]"]), list("(){}[]"), 10)
+    widths = [layer.mlp_hidden for layer in model.info.layers]
+    heads = [len(layer.heads) for layer in model.info.layers]
+    assert len(set(widths)) > 1 and len(set(heads)) > 1
+    assert model.parameter_count() < 100_000  # tracr: 2.1 M parameters, 0.16% non-zero
+    shapes = [model.params[f"layer_{l}/mlp/linear_1"]["w"].shape[1] for l in range(model.depth)]
+    assert shapes == widths
+
+
+def test_selector_width_is_exact_up_to_128():
+    model = compile_program(lib.make_length(), ["a"], 128)
+    outputs = model.run([["a"] * n for n in range(1, 129)])
+    assert outputs == [[n] * n for n in range(1, 129)]
+
+
+def test_no_dimensions_for_values_that_cannot_occur_or_fused_intermediates():
+    parity = rasp.Map(lambda x: x % 2, rasp.tokens).named("parity")
+    flipped = rasp.Map(lambda x: 1 - x, parity, simplify=False).named("flipped")
+    model = compile_program(flipped, [1, 2, 3, 4, 5, 6], 4)
+    owners = {dim.sop for dim in model.layout.dims}
+    assert "parity" not in owners  # fused into the MLP that computes flipped
+    assert len(model.layout.dims_of("flipped")) == 2
+    assert model.depth == 1
+
+
+def test_maps_read_by_heads_are_folded_and_cost_no_layer():
+    is_x = rasp.numerical(rasp.Map(lambda t: t == "x", rasp.tokens)).named("is_x")
+    frac = lib.make_frac_prevs(is_x)
+    model = compile_program(frac, ["x", "y"], 6)
+    assert model.depth == 1 and model.info.layers[0].mlp_hidden == 0
+
+
+def test_compile_time_is_linear_in_program_size():
+    import time
+
+    def chain(n):
+        sop = rasp.tokens
+        for i in range(n):
+            sop = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ), sop)
+        return sop
+
+    timings = []
+    for n in (20, 80):
+        start = time.perf_counter()
+        model = compile_program(chain(n), [0, 1], 4)
+        timings.append(time.perf_counter() - start)
+        assert model.depth == n
+    assert timings[1] < 4 * timings[0] * 2.5, timings  # 4x the ops, well under 4x^2 the time
+
+
+def test_coldness_is_reported_and_grows_with_max_seq_len():
+    small = compile_program(lib.make_hist(), ["a", "b"], 8)
+    large = compile_program(lib.make_hist(), ["a", "b"], 128)
+    (c_small,) = small.coldness.values()
+    (c_large,) = large.coldness.values()
+    assert 20 < c_small < c_large < 100
+
+
+def test_tracr_entry_point_and_apply():
+    model = compile_rasp_to_model(lib.make_reverse(rasp.tokens), {"a", "b", "c"}, 5,
+                                  compiler_bos="BOS", compiler_pad="PAD", mlp_exactness=100)
+    out = model.apply(["BOS", "a", "b", "c"])
+    assert out.decoded == ["BOS", "c", "b", "a"]
+    assert out.transformer_output.shape == (1, 4, model.layout.width)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: compile_program(lib.make_hist(), ["a", "BOS"], 4), "InvalidProgramError",
+     "bos token 'BOS' is also in the vocab"),
+    (lambda: compile_program(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ), ["a"], 3),
+     "InvalidProgramError", "output SOp"),
+    (lambda: compile_rasp_to_model(lib.make_hist(), ["a"], 3, causal=True),
+     "InvalidProgramError", "causal=True is not supported"),
+    (lambda: compile_program(lib.make_hist(), ["a"], 0), "InvalidProgramError", "positive int"),
+])
+def test_compile_errors_are_clear(call, error, message):
+    from rasp_compiler import errors
+
+    with pytest.raises(getattr(errors, error), match=message):
+        call()

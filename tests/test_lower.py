@@ -1,0 +1,82 @@
+import math
+
+import numpy as np
+import pytest
+
+from rasp_compiler import lib, rasp
+from rasp_compiler.graph import build_graph
+from rasp_compiler.lower import coldness_for, lower
+from rasp_compiler.residual import BOS, ONE, Dim
+from rasp_compiler.rewrite import rewrite
+from rasp_compiler.schedule import schedule
+from rasp_compiler.values import infer_values
+
+
+def lowered_of(program, vocab, n):
+    graph = build_graph(program)
+    ops = rewrite(graph, infer_values(graph, vocab, n))
+    return ops, lower(ops, schedule(ops))
+
+
+def scores(head, layout, query, key):
+    q = np.zeros(layout.width)
+    k = np.zeros(layout.width)
+    for dim in query:
+        q[layout.index[dim]] = 1
+    for dim in key:
+        k[layout.index[dim]] = 1
+    return float((q @ head.w_q) @ (k @ head.w_k))
+
+
+def test_a_select_head_scores_c_where_selected_and_puts_bos_half_way():
+    select = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LT).named("lt")
+    program = rasp.numerical(rasp.Aggregate(select, rasp.numerical(
+        rasp.Map(lambda x: x, rasp.tokens)), default=0)).named("mean_smaller")
+    ops, low = lowered_of(program, [1, 2, 3], 5)
+    ((head,),) = low.heads
+    c = head.coldness
+    layout = low.layout
+    for q in (1, 2, 3):
+        for k in (1, 2, 3):
+            got = scores(head, layout, [ONE, Dim("tokens", q)], [ONE, Dim("tokens", k)])
+            assert got == pytest.approx(c if k < q else 0.0, abs=1e-4)
+        bos = scores(head, layout, [ONE, Dim("tokens", q)], [ONE, BOS])
+        assert bos == pytest.approx(c / 2, rel=1e-6)
+    assert head.key_size <= 3  # min(live query values, live key values) + BOS column
+
+
+def test_a_width_head_gives_bos_the_selected_score():
+    ops, low = lowered_of(lib.make_hist(), ["a", "b"], 5)
+    ((head,),) = low.heads
+    layout = low.layout
+    selected = scores(head, layout, [ONE, Dim("tokens", "a")], [ONE, Dim("tokens", "a")])
+    bos = scores(head, layout, [ONE, Dim("tokens", "a")], [ONE, BOS])
+    assert selected == pytest.approx(bos, rel=1e-6)
+
+
+def test_coldness_bounds_the_leak():
+    for n in (4, 32, 128):
+        c = coldness_for(n, 1e-7)
+        assert (n + 1) * math.exp(-c / 2) == pytest.approx(1e-7)
+
+
+def test_embeddings_write_tokens_indices_one_and_bos():
+    ops, low = lowered_of(lib.make_reverse(rasp.tokens), ["a", "b"], 4)
+    layout = low.layout
+    tokens = low.token_embeddings
+    assert tokens.shape == (4, layout.width)  # a, b, BOS, PAD
+    assert tokens[0, layout.index[Dim("tokens", "a")]] == 1 and tokens[0, layout.index[ONE]] == 1
+    assert tokens[2, layout.index[BOS]] == 1 and tokens[2].sum() == 2
+    positions = low.position_embeddings
+    assert positions.shape == (5, layout.width)
+    assert positions[0].sum() == 0  # BOS position: nothing
+    assert positions[3, layout.index[Dim("indices", 2)]] == 1
+
+
+def test_heads_feeding_close_steps_get_colder():
+    balance = lib.make_pair_balance(rasp.tokens, "(", ")")
+    negative = rasp.Map(lambda b: b < 0, balance).named("negative")
+    _, low8 = lowered_of(negative, ["(", ")"], 8)
+    _, low64 = lowered_of(negative, ["(", ")"], 64)
+    assert min(h.coldness for h in low64.heads[0]) > min(h.coldness for h in low8.heads[0])
+    assert all(h.leak_bound <= 1e-7 * 1.0001 for h in low64.heads[0])

@@ -1,0 +1,83 @@
+"""The MLP constructions, checked neuron by neuron against their functions."""
+
+import numpy as np
+import pytest
+
+from rasp_compiler import lib, rasp
+from rasp_compiler.errors import CompilationError
+from rasp_compiler.graph import build_graph
+from rasp_compiler.mlp import bos_cleanup, lower_block
+from rasp_compiler.residual import BOS, ONE, Dim
+from rasp_compiler.rewrite import rewrite
+from rasp_compiler.schedule import schedule
+from rasp_compiler.values import infer_values
+
+
+def blocks_of(program, vocab, n):
+    graph = build_graph(program)
+    ops = rewrite(graph, infer_values(graph, vocab, n))
+    plan = schedule(ops)
+    return ops, [block for layer in plan.layers for block in layer.blocks]
+
+
+def apply(part, inputs):
+    """Run the part's neurons on a residual given as {Dim: value}."""
+    out = {}
+    for neuron in part.neurons:
+        pre = sum(w * inputs.get(d, 0.0) for d, w in neuron.w_in)
+        for d, w in neuron.w_out:
+            out[d] = out.get(d, 0.0) + w * max(pre, 0.0)
+    return {d: v for d, v in out.items() if abs(v) > 1e-9}
+
+
+def test_lookup_is_exact_on_every_input_combination():
+    pair = rasp.SequenceMap(lambda x, i: (x + i) % 3, rasp.tokens, rasp.indices).named("pair")
+    ops, (block,) = blocks_of(pair, [0, 1, 2], 4)
+    part = lower_block(ops, block)
+    assert part.construction == "lookup"
+    for x in range(3):
+        for i in range(4):
+            inputs = {ONE: 1.0, Dim("tokens", x): 1.0, Dim("indices", i): 1.0}
+            assert apply(part, inputs) == {Dim("pair", (x + i) % 3): 1.0}
+            assert apply(part, {**inputs, BOS: 1.0}) == {}  # silent at BOS
+
+
+def test_steps_decode_selector_width_exactly_and_tolerate_noise():
+    ops, (block,) = blocks_of(lib.make_hist(), ["a", "b"], 8)
+    part = lower_block(ops, block)
+    assert part.construction == "steps"
+    for w in range(9):
+        z = 1.0 / (w + 1)
+        gap = z - 1.0 / (w + 2)
+        for noise in (0.0, gap / 5, -gap / 5):
+            assert apply(part, {ONE: 1.0, Dim("hist.attn"): z + noise}) == {Dim("hist", w): 1.0}
+    assert part.noise_budget["hist.attn"] == pytest.approx((1 / 8 - 1 / 9) / 4)
+
+
+def test_piecewise_linear_for_smooth_numerical_maps():
+    frac = lib.make_frac_prevs(rasp.tokens == "a")
+    square = rasp.numerical(rasp.Map(lambda x: x * x - 0.5, frac)).named("square")
+    ops, (block,) = blocks_of(square, ["a", "b"], 5)
+    part = lower_block(ops, block)
+    assert part.construction == "piecewise-linear"
+    for z in ops.values["frac_prevs"]:
+        got = apply(part, {ONE: 1.0, Dim("frac_prevs"): z}).get(Dim("square"), 0.0)
+        assert got == pytest.approx(z * z - 0.5, abs=1e-9)
+
+
+def test_steps_refuse_values_float32_cannot_separate():
+    tiny = rasp.numerical(rasp.Map(lambda x: x * 1e-6 + 1000, rasp.indices))
+    # affine, so a free form; the threshold map below needs a step between close values
+    far = rasp.Map(lambda x: x > 1000 + 2.5e-6, tiny, simplify=False).named("far")
+    ops, (block,) = blocks_of(far, ["a"], 6)
+    with pytest.raises(CompilationError, match="far: .*float32 cannot tell them apart"):
+        lower_block(ops, block)
+
+
+def test_bos_cleanup_subtracts_only_at_bos():
+    ops, _ = blocks_of(lib.make_hist(), ["a", "b"], 4)
+    part = bos_cleanup(ops, [(Dim("hist.attn"), 1.0)])
+    assert apply(part, {ONE: 1.0, BOS: 1.0, Dim("hist.attn"): 0.999}) == {
+        Dim("hist.attn"): pytest.approx(-0.999)}
+    for z in (0.2, 0.5, 1.0):
+        assert apply(part, {ONE: 1.0, Dim("hist.attn"): z}) == {}

@@ -1,0 +1,117 @@
+"""The runtime: encoder checks, batching, cache hook names and shapes, decoding, save/load."""
+
+import numpy as np
+import pytest
+
+from rasp_compiler import lib, rasp
+from rasp_compiler.compiler import compile_program
+from rasp_compiler.errors import InvalidInputError, LoadError
+from rasp_compiler.model import CompiledModel, Unclean
+
+
+@pytest.fixture(scope="module")
+def reverse():
+    return compile_program(lib.make_reverse(rasp.tokens), ["a", "b", "c"], 6)
+
+
+def test_run_takes_sequences_of_different_lengths(reverse):
+    batch = [["a"], ["a", "b"], ["c", "b", "a", "a", "b", "c"], ["b", "c", "a"]]
+    assert reverse.run(batch) == [list(reversed(x)) for x in batch]
+
+
+def test_run_accepts_an_int_array_of_token_ids(reverse):
+    ids = np.array([[0, 1, 2], [2, 2, 0]])
+    vocab = reverse.vocab
+    expected = [[vocab[i] for i in reversed(row)] for row in ids.tolist()]
+    assert reverse.run(ids) == expected
+
+
+@pytest.mark.parametrize("batch, message", [
+    ([["a", "z"]], r"input 0, position 1: token 'z' is not in the vocab \['a', 'b', 'c'\]"),
+    ([["a"] * 7], "input 0 has 7 tokens; this model was compiled for at most max_seq_len=6"),
+    ([[]], "input 0 is empty"),
+    (["ab"], "input 0 must be a list of tokens, got str 'ab'; to run one sequence"),
+    (5, "expected a batch"),
+    ([[["a"]]], r"token \['a'\] is not in the vocab"),
+    (np.array([[0, 7]]), r"token ids must be in 0..2"),
+    (np.array([0, 1]), "2-D integers"),
+])
+def test_bad_inputs_get_clear_errors(reverse, batch, message):
+    with pytest.raises(InvalidInputError, match=message):
+        reverse.run(batch)
+
+
+def test_run_with_cache_uses_transformer_lens_names_batch_first(reverse):
+    outputs, cache = reverse.run_with_cache([["a", "b"], ["c", "a", "b"]])
+    assert outputs == [["b", "a"], ["b", "a", "c"]]
+    batch, length, width = 2, cache["hook_embed"].shape[1], reverse.layout.width
+    assert cache["hook_embed"].shape == (batch, length, width)
+    assert cache["hook_pos_embed"].shape == (batch, length, width)
+    for layer, info in enumerate(reverse.info.layers):
+        heads = len(info.heads)
+        for name in ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out",
+                     "hook_resid_post"):
+            assert cache[f"blocks.{layer}.{name}"].shape == (batch, length, width)
+        assert cache[f"blocks.{layer}.attn.hook_pattern"].shape == (batch, heads, length, length)
+        assert cache[f"blocks.{layer}.attn.hook_attn_scores"].shape == (batch, heads, length, length)
+        assert cache[f"blocks.{layer}.mlp.hook_post"].shape == (batch, length, info.mlp_hidden)
+    pattern = cache["blocks.0.attn.hook_pattern"]
+    assert np.allclose(pattern.sum(-1), 1.0, atol=1e-5)
+    assert np.all(pattern[0, :, :, 3:] == 0)  # padding keys are masked for the 2-token input
+    assert cache.lengths == (2, 3)
+    final = cache[f"blocks.{reverse.depth - 1}.hook_resid_post"]
+    assert reverse.decode("reverse", final[1], 3) == ["b", "a", "c"]
+
+
+def test_apply_is_tracr_compatible(reverse):
+    out = reverse.apply(["BOS", "a", "b", "c"])
+    assert out.decoded == ["BOS", "c", "b", "a"]
+    with pytest.raises(InvalidInputError, match="BOS token 'BOS' first"):
+        reverse.apply(["a", "b"])
+
+
+def test_intermediate_sops_can_be_read_back(reverse):
+    # length - indices is read by the flip head; length itself is fused into its MLP.
+    assert reverse.run([["a", "b", "c"]], label="opp_index") == [[3, 2, 1]]
+    with pytest.raises(InvalidInputError, match="'length' has no readout.*fused"):
+        reverse.run([["a"]], label="length")
+
+
+def test_save_and_load_round_trip(tmp_path, reverse):
+    reverse.save(tmp_path / "model")
+    loaded = CompiledModel.load(tmp_path / "model")
+    batch = [["a", "b", "c"], ["c"]]
+    assert loaded.run(batch) == reverse.run(batch)
+    assert loaded.info == reverse.info
+    assert loaded.layout == reverse.layout
+    assert loaded.vocab == reverse.vocab and loaded.max_seq_len == reverse.max_seq_len
+    with pytest.raises(LoadError, match="cannot load"):
+        CompiledModel.load(tmp_path / "missing")
+
+
+def test_tuple_values_survive_save_and_load(tmp_path):
+    pairs = rasp.SequenceMap(lambda x, i: (x, i), rasp.tokens, rasp.indices).named("pairs")
+    model = compile_program(pairs, [0, 1], 3)
+    model.save(tmp_path / "pairs")
+    assert CompiledModel.load(tmp_path / "pairs").run([[1, 0]]) == [[(1, 0), (0, 1)]]
+
+
+def test_mixed_categorical_outputs_are_flagged_not_guessed():
+    everything = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE)
+    mixed = rasp.Aggregate(everything, rasp.tokens).named("mixed")
+    with pytest.warns(Warning, match="mixed: this categorical Aggregate selects positions"):
+        model = compile_program(mixed, ["a", "b"], 4, allow_unsafe_aggregates=True)
+    (row,) = model.run([["a", "b"]])
+    assert all(isinstance(value, Unclean) for value in row)
+    assert {v for v, _ in row[0].weights} == {"a", "b"}
+    assert model.run([["a", "a"]]) == [["a", "a"]]
+    with pytest.raises(InvalidInputError, match="not a clean value"):
+        model.run([["a", "b"]], strict=True)
+
+
+def test_repr_and_summary_are_short_and_useful(reverse):
+    text = repr(reverse)
+    assert "2 layers (lower bound 2)" in text and "\n" not in text
+    summary = reverse.summary()
+    assert "flip" in summary and "coldness" in summary
+    assert reverse.parameter_count(nonzero=True) < reverse.parameter_count()

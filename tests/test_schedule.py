@@ -1,0 +1,64 @@
+import pytest
+
+from rasp_compiler import lib, rasp
+from rasp_compiler.errors import UnsupportedExpressionError
+from rasp_compiler.graph import build_graph
+from rasp_compiler.rewrite import rewrite
+from rasp_compiler.schedule import schedule
+from rasp_compiler.values import infer_values
+
+
+def plan_of(program, vocab=("a", "b", "c"), n=5, **options):
+    graph = build_graph(program)
+    ops = rewrite(graph, infer_values(graph, vocab, n))
+    return ops, schedule(ops, **options)
+
+
+def test_consecutive_mlp_units_fuse_into_one_block():
+    ops, plan = plan_of(lib.make_reverse(rasp.tokens))
+    assert plan.depth == 2 and plan.lower_bound == 2
+    (block,) = plan.layers[0].blocks
+    assert block.units == ("length", "opp_index")  # decode + SequenceMap in one MLP
+    assert set(block.leaves) == {"length.attn", "indices"}
+    assert block.outputs == ("opp_index",)  # length itself never reaches the residual
+    assert plan.layers[0].heads == ("length.attn",)
+    assert plan.layers[1].heads == ("reverse",)
+
+
+def test_time_is_counted_in_sublayers():
+    ops, plan = plan_of(lib.make_reverse(rasp.tokens))
+    assert plan.time["tokens"] == 0
+    assert plan.time["length.attn"] == 1
+    assert plan.time["opp_index"] == 2
+    assert plan.time["reverse"] == 3
+
+
+def test_fusion_stops_at_the_input_space_limit_and_says_why():
+    program = lib.make_reverse(rasp.tokens)
+    _, plan = plan_of(program, n=10, max_fused_input_space=50)
+    assert plan.depth == 3 and plan.lower_bound == 2
+    assert any("input space" in note and "max_fused_input_space=50" in note
+               for note in plan.fusion_notes)
+
+
+def test_fusion_stops_at_two_numerical_inputs():
+    _, plan = plan_of(lib.make_shuffle_dyck(["()", "{}"]), vocab=tuple("(){}"), n=6)
+    assert plan.depth == 3 and plan.lower_bound == 2
+    assert any("2 numerical SOps" in note for note in plan.fusion_notes)
+
+
+def test_a_unit_reading_two_numbers_is_refused():
+    a = lib.make_frac_prevs(rasp.tokens == "a").named("fa")
+    b = lib.make_frac_prevs(rasp.tokens == "b").named("fb")
+    product = rasp.numerical(rasp.SequenceMap(lambda x, y: x * y, a, b)).named("product")
+    with pytest.raises(UnsupportedExpressionError, match="product: .*two numerical SOps.*LinearSequenceMap"):
+        plan_of(product)
+
+
+def test_only_sops_something_reads_are_materialized():
+    _, plan = plan_of(lib.make_hist())
+    assert plan.materialized == {"tokens", "hist.attn", "hist"}
+    is_x = (rasp.tokens == "a").named("is_a")
+    _, plan = plan_of(lib.make_frac_prevs(is_x))
+    assert plan.materialized == {"tokens", "indices", "frac_prevs"}  # is_a folds into the head
+    assert "is_a" not in plan.live
