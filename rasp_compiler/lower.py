@@ -151,6 +151,9 @@ def _layout(ops: OpGraph, plan: Schedule) -> ResidualLayout:
 def _readouts(ops: OpGraph, plan: Schedule, layout: ResidualLayout) -> dict[str, Readout]:
     readouts: dict[str, Readout] = {}
     for label in ops.order:
+        unit = ops.units.get(label)
+        if unit is not None and unit.feature is not None:
+            continue  # a multi-hot clause feature is not a value
         if label in plan.materialized:
             if ops.is_numerical(label):
                 form = LinearForm.single(Dim(label))
@@ -258,10 +261,16 @@ def _head(ops: OpGraph, op: AttentionOp, layout: ResidualLayout, layer: int, ind
         q_blocks.append(w_q)
         k_blocks.append(w_k)
     clauses = len(op.atoms)
-    bos_q = np.zeros((layout.width, 1), np.float32)
-    bos_k = np.zeros((layout.width, 1), np.float32)
+    # Column 0: every query scores the BOS key c*t (width) or c*(t - 1/2) (aggregate).
+    # Column 1: the BOS query itself scores the BOS key a further c*(t + 1), so it
+    # attends to BOS (whose value row is all the bos_writes cleanup removes) even
+    # when the selector selects every key.
+    bos_q = np.zeros((layout.width, 2), np.float32)
+    bos_k = np.zeros((layout.width, 2), np.float32)
     bos_q[rows[ONE], 0] = 1.0
     bos_k[rows[BOS], 0] = c * clauses if op.kind == "width" else c * (clauses - 0.5)
+    bos_q[rows[BOS], 1] = 1.0
+    bos_k[rows[BOS], 1] = c * (clauses + 1)
     w_q = np.concatenate(q_blocks + [bos_q], axis=1)
     w_k = np.concatenate(k_blocks + [bos_k], axis=1)
 

@@ -109,7 +109,7 @@ class _BlockFunction:
         env = dict(env)
         for unit in self.units:
             args = [env[i] for i in unit.inputs]
-            if any(a is None for a in args):
+            if not unit.none_aware and any(a is None for a in args):
                 env[unit.label] = None
                 continue
             env[unit.label] = self._call(unit, args)
@@ -155,12 +155,34 @@ class _BlockFunction:
         return self.encode(self.raw(env))
 
 
+def _match(ops: OpGraph, leaf: str, value: Any) -> dict[Dim, float]:
+    """A linear indicator of `leaf == value`: its one-hot dim, or for None (no value,
+    all dims zero) one minus the sum of its dims."""
+    if value is not None:
+        return {Dim(leaf, value): 1.0}
+    indicator = {ONE: 1.0}
+    for v in ops.values[leaf]:
+        if v is not None:
+            indicator[Dim(leaf, v)] = -1.0
+    return indicator
+
+
+def _match_all(ops: OpGraph, leaves: list[str], combo: tuple) -> dict[Dim, float]:
+    total: dict[Dim, float] = {}
+    for leaf, value in zip(leaves, combo):
+        _add(total, _match(ops, leaf, value))
+    return total
+
+
 def lower_block(ops: OpGraph, block: Block) -> MLPPart:
     """The exact MLP neurons for one fused block."""
+    if len(block.units) == 1 and ops.units[block.units[0]].feature is not None:
+        return clause_feature(ops, block)
     categorical = [leaf for leaf in block.leaves if not ops.is_numerical(leaf)]
     numerical = [leaf for leaf in block.leaves if ops.is_numerical(leaf)]
     function = _BlockFunction(ops, block)
-    choices = [[v for v in ops.values[leaf] if v is not None] for leaf in categorical]
+    # None (no value) is a choice too: outputs that ignore that input must still appear.
+    choices = [list(ops.values[leaf]) for leaf in categorical]
     if not numerical:
         return _lookup(ops, block, categorical, choices, function)
     (z_label,) = numerical
@@ -179,8 +201,8 @@ def _lookup(ops, block, categorical, choices, function) -> MLPPart:
         out = function(dict(zip(categorical, combo)))
         if not out:
             continue
-        w_in = {Dim(leaf, v): 1.0 for leaf, v in zip(categorical, combo)}
-        w_in[ONE] = -(k - 1.0)
+        w_in = _match_all(ops, categorical, combo)
+        _add(w_in, {ONE: -(k - 1.0)})
         w_in[BOS] = -BOS_GATE
         neurons.append(_neuron(w_in, out))
     budget = {leaf: CATEGORICAL_NOISE_BUDGET for leaf in categorical}
@@ -198,12 +220,12 @@ def _steps(ops, block, categorical, choices, z_label, form, function) -> MLPPart
     for combo in itertools.product(*choices):
         env = dict(zip(categorical, combo))
         raws = function.raw_along(env, z_label, zs)
-        match = {Dim(leaf, v): 1.0 for leaf, v in zip(categorical, combo)}
+        match = _match_all(ops, categorical, combo)
         first = function.encode(raws[0])
         if first:
             w_in = dict(match)
             if k:
-                w_in[ONE] = -(k - 1.0)
+                _add(w_in, {ONE: -(k - 1.0)})
                 w_in[BOS] = -BOS_GATE
             else:
                 w_in[ONE], w_in[BOS] = 1.0, -1.0
@@ -277,6 +299,34 @@ def _piecewise_linear(ops, block, z_label, form, function) -> MLPPart | None:
             neurons.append(_neuron(w_in, change))
     return MLPPart(block.label, "piecewise-linear", block.units, block.leaves, block.outputs,
                    tuple(neurons), {})
+
+
+def clause_feature(ops: OpGraph, block: Block) -> MLPPart:
+    """An OR clause's 0/1 feature over the shared SOp's values: min(1, sum of the atoms).
+
+    For each shared value v, s_v = sum over atoms of P(v, other's value) is linear
+    in the other SOps' one-hots; ReLU(s_v) - ReLU(s_v - 1) clamps it to 0 or 1.
+    """
+    spec = ops.units[block.units[0]].feature
+    gate = len(spec.terms) + 1.0
+    neurons = []
+    for index, shared_value in enumerate(spec.shared_values):
+        total: dict[Dim, float] = {}
+        for other, other_values, relation in spec.terms:
+            for row, value in enumerate(other_values):
+                if relation[row, index]:
+                    _add(total, {Dim(other, value): 1.0})
+        if not total:
+            continue
+        total[BOS] = -gate
+        lowered = dict(total)
+        _add(lowered, {ONE: -1.0})
+        out = {Dim(spec.label, shared_value): 1.0}
+        neurons.append(_neuron(total, out))
+        neurons.append(_neuron(lowered, {d: -w for d, w in out.items()}))
+    budget = {other: CATEGORICAL_NOISE_BUDGET for other, _, _ in spec.terms}
+    return MLPPart(block.label, "clause-feature", block.units, block.leaves, block.outputs,
+                   tuple(neurons), budget)
 
 
 def bos_cleanup(ops: OpGraph, writes: list[tuple[Dim, float]]) -> MLPPart:

@@ -16,6 +16,7 @@ all-true selector over tokens.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,26 +29,18 @@ from rasp_compiler import rasp
 from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError, describe_values
 from rasp_compiler.graph import ProgramGraph
 from rasp_compiler.residual import BOS, NUMERICAL, ONE, Dim, LinearForm, constant_form
+from rasp_compiler.selectors import (
+    DEFAULT_MAX_HEADS_PER_SELECTOR,
+    DEFAULT_MAX_SELECTOR_DIMS,
+    Atom,
+    FeatureSpec,
+    Planner,
+    SelectorPlan,
+)
 from rasp_compiler.values import ValueSets, sorted_values
 
 AFFINE_TOLERANCE = 1e-9
 WIDTH_SUFFIX = ".attn"
-
-
-@dataclass(frozen=True, eq=False)
-class Atom:
-    """One Select after folding: query position q selects key k iff relation[qv][kv]."""
-
-    select: str  # the Select's label as written
-    query: str  # categorical SOp whose one-hot the query side reads
-    key: str  # categorical SOp whose one-hot the key side reads
-    query_values: tuple
-    key_values: tuple
-    relation: np.ndarray  # bool [len(query_values), len(key_values)]
-    folded: tuple[str, ...] = ()  # labels of the Maps folded into this atom
-
-    def describe(self) -> str:
-        return f"{self.select}: {self.key} (keys) vs {self.query} (queries)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +59,7 @@ class AttentionOp:
 
     @property
     def reads(self) -> set[str]:
-        sops = {a.query for a in self.atoms} | {a.key for a in self.atoms}
+        sops = {side for a in self.atoms if a.relation.size for side in (a.query, a.key)}
         return sops | {d.sop for d, _, _ in self.ov if d not in (ONE, BOS)}
 
     @property
@@ -82,7 +75,9 @@ class MLPUnit:
     inputs: tuple[str, ...]
     fn: Callable[..., Any]
     encoding: rasp.Encoding
-    kind: str  # "Map", "SequenceMap", "LinearSequenceMap", "SelectorWidth"
+    kind: str  # "Map", "SequenceMap", "SelectorWidth", "Tuple", "ClauseFeature", ...
+    none_aware: bool = False  # fn is called on None inputs too (tuples keep the None)
+    feature: FeatureSpec | None = None  # set for an OR clause's feature (multi-hot output)
 
 
 @dataclass(frozen=True)
@@ -111,6 +106,7 @@ class OpGraph:
     units: Mapping[str, MLPUnit]
     forms: Mapping[str, LinearForm]  # numerical SOps that are linear in the residual
     folded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # Map -> heads
+    selector_plans: tuple[SelectorPlan, ...] = ()
 
     def is_numerical(self, label: str) -> bool:
         return self.encodings[label] is rasp.Encoding.NUMERICAL
@@ -147,13 +143,26 @@ def width_hidden_label(label: str) -> str:
     return f"{label}{WIDTH_SUFFIX}"
 
 
-def rewrite(graph: ProgramGraph, values: ValueSets) -> OpGraph:
+def rewrite(
+    graph: ProgramGraph,
+    values: ValueSets,
+    *,
+    max_selector_dims: int = DEFAULT_MAX_SELECTOR_DIMS,
+    max_heads_per_selector: int = DEFAULT_MAX_HEADS_PER_SELECTOR,
+) -> OpGraph:
     """Turn `graph` into embeddings, heads, MLP units and linear forms."""
-    return _Rewriter(graph, values).run()
+    return _Rewriter(graph, values, max_selector_dims, max_heads_per_selector).run()
 
 
 class _Rewriter:
-    def __init__(self, graph: ProgramGraph, values: ValueSets):
+    def __init__(self, graph: ProgramGraph, values: ValueSets, max_dims: int, max_heads: int):
+        self.planner = Planner(
+            values=lambda label: self.values[label],
+            nullable=lambda label: None in self.values[label],
+            max_dims=max_dims,
+            max_heads=max_heads,
+        )
+        self.plans: list[SelectorPlan] = []
         self.graph = graph
         self.value_sets = values
         self.values: dict[str, tuple] = dict(values.sets)
@@ -189,6 +198,7 @@ class _Rewriter:
             units=self.units,
             forms=self.forms,
             folded={label: tuple(heads) for label, heads in self.folded.items()},
+            selector_plans=tuple(self.plans),
         )
 
     # ----------------------------------------------------------------- dispatch
@@ -240,7 +250,8 @@ class _Rewriter:
             relation=np.ones((len(self.value_sets.vocab),) * 2, dtype=bool),
         )
         self._needs_tokens()
-        self._width(expr, expr.label, f"{expr.label}:all_true", (all_true,), (), smallest=1)
+        self._width(expr.label, f"{expr.label}:all_true", (all_true,), rasp.get_encoding(expr),
+                    smallest=1)
 
     def _needs_tokens(self) -> None:
         if "tokens" not in self.embeddings:
@@ -294,7 +305,9 @@ class _Rewriter:
     # ----------------------------------------------------------------- attention-side SOps
 
     def _aggregate(self, expr: rasp.Aggregate) -> None:
-        atoms = self.atoms_of(expr.selector, expr.label)
+        plan = self.plan_selector(expr.selector, expr.label, "aggregate")
+        (atoms,) = plan.chosen.heads
+        plan.heads.append(expr.label)
         base, mapping, folded = self.fold(expr.sop)
         ov: dict[tuple[Dim, Dim], float] = {}
         bos_writes: list[tuple[Dim, float]] = []
@@ -349,11 +362,39 @@ class _Rewriter:
         self._add(expr.label)
 
     def _selector_width(self, expr: rasp.SelectorWidth) -> None:
-        atoms = self.atoms_of(expr.selector, expr.label)
-        self._width(expr, expr.label, expr.selector.label, atoms, ())
+        plan = self.plan_selector(expr.selector, expr.label, "width")
+        encoding = rasp.get_encoding(expr)
+        if len(plan.chosen.heads) == 1:
+            (atoms,) = plan.chosen.heads
+            self._width(expr.label, expr.selector.label, atoms, encoding)
+            plan.heads.append(width_hidden_label(expr.label))
+            return
+        # Inclusion-exclusion: width(A | B) = width(A) + width(B) - width(A & B), ...
+        n = self.value_sets.max_seq_len
+        total: dict[Dim, float] = {}
+        for h, (atoms, sign) in enumerate(zip(plan.chosen.heads, plan.chosen.signs)):
+            part = f"{expr.label}.ie{h}"
+            self._width(part, expr.selector.label, atoms, rasp.Encoding.NUMERICAL, source=expr.label)
+            plan.heads.append(width_hidden_label(part))
+            total[Dim(part)] = float(sign)
+        widths = tuple(range(n + 1))
+        if encoding is rasp.Encoding.NUMERICAL:
+            self.forms[expr.label] = LinearForm.of(total)
+            self.values[expr.label] = widths
+            self.encodings[expr.label] = encoding
+        else:
+            summed = f"{expr.label}.sum"
+            self.forms[summed] = LinearForm.of(total)
+            self.values[summed] = tuple(float(w) for w in widths)
+            self.encodings[summed] = rasp.Encoding.NUMERICAL
+            self._add(summed)
+            self.units[expr.label] = MLPUnit(expr.label, (summed,), _round_to_int, encoding,
+                                             "SelectorWidth")
+        self._add(expr.label)
 
-    def _width(self, expr, label: str, selector: str, atoms: tuple[Atom, ...], folded,
-               smallest: int = 0) -> None:
+    def _width(self, label: str, selector: str, atoms: tuple[Atom, ...],
+               encoding: rasp.Encoding, smallest: int = 0, source: str | None = None) -> None:
+        """A head whose BOS weight is 1/(w+1), and the MLP unit decoding w from it."""
         n = self.value_sets.max_seq_len
         hidden = width_hidden_label(label)
         if hidden in self.graph.graph:
@@ -366,7 +407,7 @@ class _Rewriter:
         self.attention[hidden] = AttentionOp(
             label=hidden,
             kind="width",
-            source=label,
+            source=source or label,
             selector=selector,
             atoms=atoms,
             ov=((BOS, Dim(hidden), 1.0),),
@@ -374,24 +415,50 @@ class _Rewriter:
             encoding=rasp.Encoding.NUMERICAL,
         )
         self._add(hidden)
-        encoding = rasp.get_encoding(expr)
         self.encodings[label] = encoding
+        self.values.setdefault(label, tuple(range(smallest, n + 1)))
         self.units[label] = MLPUnit(label, (hidden,), decode.__getitem__, encoding, "SelectorWidth")
         self._add(label)
 
     # ----------------------------------------------------------------- selectors
 
-    def atoms_of(self, selector: rasp.Selector, user: str) -> tuple[Atom, ...]:
-        """The AND of atoms a head must implement for `selector`."""
+    def plan_selector(self, selector: rasp.Selector, user: str, kind: str) -> SelectorPlan:
+        """Normal form and construction of `selector`; creates the tuple and feature SOps
+        the chosen construction needs."""
+        plan = self.planner.plan(selector, kind, user, self.plain_atom)
+        self.plans.append(plan)
+        for spec in plan.chosen.tuples:
+            self._tuple_unit(spec.label, spec.inputs)
+        for spec in plan.chosen.features:
+            self._feature_unit(spec)
+        return plan
+
+    def plain_atom(self, selector: rasp.Selector) -> Atom:
         if isinstance(selector, rasp.Select):
-            return (self.atom(selector),)
+            return self.atom(selector)
         if isinstance(selector, rasp.ConstantSelector):
-            return (self._constant_atom(selector),)
+            return self._constant_atom(selector)
         raise UnsupportedExpressionError(
-            f"{selector.label}: {type(selector).__name__} (used by {user}) combines selectors "
-            f"with &, | or ~, which this compiler does not lower yet; write a single Select "
-            f"whose predicate combines the conditions, or wait for Boolean selector support"
+            f"{selector.label}: no compilation rule for selector type {type(selector).__name__}"
         )
+
+    def _tuple_unit(self, label: str, inputs: tuple[str, ...]) -> None:
+        if label in self.units:
+            return
+        choices = [self.values[i] for i in inputs]
+        self.values[label] = tuple(itertools.product(*choices))
+        self.encodings[label] = rasp.Encoding.CATEGORICAL
+        self.units[label] = MLPUnit(label, inputs, _as_tuple, rasp.Encoding.CATEGORICAL, "Tuple",
+                                    none_aware=True)
+        self._add(label)
+
+    def _feature_unit(self, spec: FeatureSpec) -> None:
+        self.values[spec.label] = spec.shared_values
+        self.encodings[spec.label] = rasp.Encoding.CATEGORICAL
+        inputs = tuple(dict.fromkeys(other for other, _, _ in spec.terms))
+        self.units[spec.label] = MLPUnit(spec.label, inputs, _as_tuple, rasp.Encoding.CATEGORICAL,
+                                         "ClauseFeature", feature=spec)
+        self._add(spec.label)
 
     def atom(self, select: rasp.Select) -> Atom:
         key, key_map, key_folded = self.fold(select.keys)
@@ -514,6 +581,14 @@ class _Rewriter:
                 raise InvalidProgramError(
                     f"{expr.label}: numerical, but holds non-numbers {describe_values(bad)}"
                 )
+
+
+def _as_tuple(*values):
+    return tuple(values)
+
+
+def _round_to_int(x: float) -> int:
+    return int(round(x))
 
 
 def _relation(select: rasp.Select, queries: list, keys: list) -> np.ndarray:

@@ -42,7 +42,11 @@ def test_a_select_head_scores_c_where_selected_and_puts_bos_half_way():
             assert got == pytest.approx(c if k < q else 0.0, abs=1e-4)
         bos = scores(head, layout, [ONE, Dim("tokens", q)], [ONE, BOS])
         assert bos == pytest.approx(c / 2, rel=1e-6)
-    assert head.key_size <= 3  # min(live query values, live key values) + BOS column
+    assert head.key_size <= 4  # min(live query values, live key values) + 2 BOS columns
+    # The BOS query prefers the BOS key over every key, even ones its selector would take.
+    bos_query = [ONE, BOS]
+    assert scores(head, layout, bos_query, [ONE, BOS]) > c / 2 + scores(
+        head, layout, bos_query, [ONE, Dim("tokens", 1)])
 
 
 def test_a_width_head_gives_bos_the_selected_score():

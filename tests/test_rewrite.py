@@ -64,10 +64,6 @@ def test_categorical_aggregate_default_is_written_from_bos():
 
 
 @pytest.mark.parametrize("build, message", [
-    (lambda: rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
-                            & rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LT),
-                            rasp.tokens),
-     "selector_and_.*combines selectors"),
     (lambda: rasp.SelectorWidth(rasp.Select(lib.make_frac_prevs(rasp.tokens == "a"),
                                             rasp.tokens, rasp.Comparison.EQ)),
      "its keys frac_prevs are numerical.*rasp.categorical"),

@@ -1,0 +1,589 @@
+"""Boolean selectors: normal form, constructions, costs and the report.
+
+A selector built from Select, ConstantSelector, `&`, `|` and `~` is lowered in
+three steps (../shared/DESIGN.md, "Boolean selectors"):
+
+1. Atoms. Each Select becomes an `Atom`: a boolean relation between the values
+   of one categorical SOp read on the query side and one read on the key side
+   (Maps folded in). NOT is pushed to the atoms (De Morgan) and negates their
+   relation; atoms over the same (query, key) pair are merged into one;
+   constant atoms (all true / all false) simplify away.
+2. Normal form: an AND of OR-clauses (CNF), built by distribution with a
+   bound (`MAX_CLAUSES`); past it only the whole-selector product applies.
+3. Construction, cheapest by the cost model:
+   - one atom per clause: the head adds the atoms' bilinear forms (AND in one
+     head, key size = sum of the parts);
+   - an OR clause whose atoms share their key SOp: an MLP computes, at every
+     query position, the clause's 0/1 feature over the key's values
+     (min(1, sum of the atoms) with two ReLUs per value) and the head compares it
+     with the key's one-hot; likewise on the key side for a shared query SOp;
+   - an OR clause with no shared side: product encoding, tuple SOps of the
+     clause's query SOps and of its key SOps (sizes multiply: flagged);
+   - SelectorWidth only, alternatively: inclusion-exclusion over the DNF's terms,
+     one conjunction head per non-empty subset (2^m - 1 heads: flagged), decoded
+     and summed by MLPs. (A mean over a union is a ratio of sums, which one MLP
+     layer cannot form exactly, so numerical Aggregates use product encoding.)
+   - always available: the whole-selector product (one atom over tuples).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rasp_compiler import rasp
+from rasp_compiler.errors import CompilationError, UnsupportedExpressionError
+
+MAX_CLAUSES = 32  # CNF distribution stops here and falls back to the whole product
+MAX_INCLUSION_EXCLUSION_TERMS = 6
+DEFAULT_MAX_SELECTOR_DIMS = 4096
+DEFAULT_MAX_HEADS_PER_SELECTOR = 8
+
+# Cost model weights: a possible extra layer outweighs everything, then heads.
+LAYER_COST = 1000.0
+HEAD_COST = 200.0
+HIDDEN_COST = 0.5
+KEY_COST = 0.25
+
+
+@dataclass(frozen=True, eq=False)
+class Atom:
+    """One Select after folding: query position q selects key k iff relation[qv][kv]."""
+
+    select: str  # the Select's label as written (several joined by '+' once merged)
+    query: str  # SOp whose dims the query side reads (one-hot, or a clause feature)
+    key: str  # SOp whose dims the key side reads
+    query_values: tuple
+    key_values: tuple
+    relation: np.ndarray  # bool [len(query_values), len(key_values)]
+    folded: tuple[str, ...] = ()  # labels of the Maps folded into this atom
+
+    def describe(self) -> str:
+        return f"{self.select}: {self.key} (keys) vs {self.query} (queries)"
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        return (self.query, self.key)
+
+    def name(self) -> str:
+        return f"{self.select}[{self.key}|{self.query}]"
+
+    def with_relation(self, relation: np.ndarray, select: str | None = None) -> "Atom":
+        return Atom(select or self.select, self.query, self.key, self.query_values,
+                    self.key_values, relation, self.folded)
+
+
+class _Constant:
+    def __init__(self, value: bool):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "TRUE" if self.value else "FALSE"
+
+
+TRUE = _Constant(True)
+FALSE = _Constant(False)
+
+
+@dataclass(frozen=True)
+class And:
+    children: tuple
+
+
+@dataclass(frozen=True)
+class Or:
+    children: tuple
+
+
+# --------------------------------------------------------------------------- normal form
+
+
+def to_nnf(selector: rasp.Selector, make_atom: Callable, nullable: Callable[[str], bool],
+           negate: bool = False):
+    """The selector with NOT pushed down to the atoms (negated atoms negate their relation)."""
+    if isinstance(selector, rasp.SelectorNot):
+        return to_nnf(selector.inner, make_atom, nullable, not negate)
+    if isinstance(selector, (rasp.SelectorAnd, rasp.SelectorOr)):
+        children = (to_nnf(selector.fst, make_atom, nullable, negate),
+                    to_nnf(selector.snd, make_atom, nullable, negate))
+        conjunction = isinstance(selector, rasp.SelectorAnd) != negate
+        return And(children) if conjunction else Or(children)
+    atom = make_atom(selector)
+    if negate:
+        for label in {atom.query, atom.key}:
+            if nullable(label):
+                raise UnsupportedExpressionError(
+                    f"{selector.label}: it is negated, but {label} can be None (an Aggregate "
+                    f"that selected nothing); NOT would select those positions, which a head "
+                    f"cannot see. Give that Aggregate a default, or negate the predicate instead"
+                )
+        atom = atom.with_relation(~atom.relation, f"~{atom.select}")
+    return atom
+
+
+def simplify(node, nullable: Callable[[str], bool]):
+    """Flatten nested AND/OR, merge atoms over the same pair, fold constants."""
+    if isinstance(node, Atom):
+        if not node.relation.any():
+            return FALSE
+        if node.relation.all() and not nullable(node.query) and not nullable(node.key):
+            return TRUE
+        return node
+    if isinstance(node, _Constant):
+        return node
+    is_and = isinstance(node, And)
+    flat = []
+    for child in node.children:
+        child = simplify(child, nullable)
+        if isinstance(child, type(node)):
+            flat.extend(child.children)
+        else:
+            flat.append(child)
+    absorbing, neutral = (FALSE, TRUE) if is_and else (TRUE, FALSE)
+    if any(child is absorbing for child in flat):
+        return absorbing
+    flat = [child for child in flat if child is not neutral]
+    merged: dict[tuple[str, str], Atom] = {}
+    others = []
+    for child in flat:
+        if isinstance(child, Atom):
+            if child.pair in merged:
+                old = merged[child.pair]
+                relation = (old.relation & child.relation) if is_and else (old.relation | child.relation)
+                joiner = "&" if is_and else "|"
+                merged[child.pair] = old.with_relation(relation, f"{old.select}{joiner}{child.select}")
+            else:
+                merged[child.pair] = child
+        else:
+            others.append(child)
+    children = [simplify(atom, nullable) for atom in merged.values()] + others
+    if any(child is absorbing for child in children):
+        return absorbing
+    children = [child for child in children if child is not neutral]
+    if not children:
+        return neutral
+    if len(children) == 1:
+        return children[0]
+    return And(tuple(children)) if is_and else Or(tuple(children))
+
+
+def normal_form(node, conjunctive: bool, limit: int = MAX_CLAUSES) -> list[list[Atom]] | None:
+    """CNF (conjunctive=True: AND of OR-clauses) or DNF as lists of atoms; None past `limit`."""
+    outer, inner = (And, Or) if conjunctive else (Or, And)
+    if node is TRUE:
+        return [] if conjunctive else [[]]
+    if node is FALSE:
+        return [[]] if conjunctive else []
+    if isinstance(node, Atom):
+        return [[node]]
+    parts = [normal_form(child, conjunctive, limit) for child in node.children]
+    if any(part is None for part in parts):
+        return None
+    if isinstance(node, outer):
+        combined = [group for part in parts for group in part]
+    else:
+        combined = []
+        for choice in itertools.product(*parts):
+            combined.append([atom for group in choice for atom in group])
+            if len(combined) > limit:
+                return None
+    if len(combined) > limit:
+        return None
+    return combined
+
+
+def merge_group(atoms: Sequence[Atom], conjunctive_group: bool) -> list[Atom]:
+    """Merge atoms over the same pair inside one clause (OR) or one term (AND)."""
+    merged: dict[tuple[str, str], Atom] = {}
+    for atom in atoms:
+        if atom.pair in merged:
+            old = merged[atom.pair]
+            if conjunctive_group:
+                merged[atom.pair] = old.with_relation(old.relation & atom.relation,
+                                                      f"{old.select}&{atom.select}")
+            else:
+                merged[atom.pair] = old.with_relation(old.relation | atom.relation,
+                                                      f"{old.select}|{atom.select}")
+        else:
+            merged[atom.pair] = atom
+    return list(merged.values())
+
+
+def render(node) -> str:
+    if isinstance(node, Atom):
+        return node.name()
+    if isinstance(node, _Constant):
+        return repr(node)
+    joiner = " & " if isinstance(node, And) else " | "
+    return "(" + joiner.join(render(child) for child in node.children) + ")"
+
+
+def render_cnf(clauses: list[list[Atom]]) -> str:
+    if not clauses:
+        return "TRUE"
+    parts = []
+    for clause in clauses:
+        if not clause:
+            parts.append("FALSE")
+        elif len(clause) == 1:
+            parts.append(clause[0].name())
+        else:
+            parts.append("(" + " | ".join(atom.name() for atom in clause) + ")")
+    return " & ".join(parts)
+
+
+def written(selector: rasp.Selector) -> str:
+    """The selector as the user wrote it."""
+    if isinstance(selector, rasp.Select):
+        return (f"Select({selector.keys.label}, {selector.queries.label}, "
+                f"{rasp.predicate_name(selector.predicate)})")
+    if isinstance(selector, rasp.ConstantSelector):
+        return f"ConstantSelector({selector.label})"
+    if isinstance(selector, rasp.SelectorNot):
+        return f"~{written(selector.inner)}"
+    joiner = " & " if isinstance(selector, rasp.SelectorAnd) else " | "
+    return f"({written(selector.fst)}{joiner}{written(selector.snd)})"
+
+
+def is_composite(selector: rasp.Selector) -> bool:
+    return isinstance(selector, (rasp.SelectorAnd, rasp.SelectorOr, rasp.SelectorNot))
+
+
+# --------------------------------------------------------------------------- constructions
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """An OR clause whose atoms share one side: a 0/1 feature over that side's values.
+
+    side "query": computed at every position from the atoms' query SOps, one
+    dim per value of the shared key SOp; side "key": the mirror image.
+    """
+
+    label: str
+    side: str
+    shared: str
+    shared_values: tuple
+    terms: tuple[tuple[str, tuple, np.ndarray], ...]  # (other SOp, its values, relation [other, shared])
+
+
+@dataclass(frozen=True)
+class TupleSpec:
+    """A product-encoding SOp: the tuple of several categorical SOps at each position."""
+
+    label: str
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cost:
+    heads: int
+    key_size: int  # query/key dims the heads compare, summed
+    residual_dims: int  # new residual dimensions (features, tuples)
+    mlp_hidden: int  # neurons of the MLPs the construction adds
+    needs_mlp: bool  # an MLP must run before the head (or after, to combine heads)
+    exponential: bool
+
+    @property
+    def score(self) -> float:
+        return (LAYER_COST * self.needs_mlp + HEAD_COST * (self.heads - 1)
+                + self.residual_dims + HIDDEN_COST * self.mlp_hidden + KEY_COST * self.key_size)
+
+    @property
+    def dims(self) -> int:
+        return self.key_size + self.residual_dims
+
+    def __str__(self) -> str:
+        extra = f", {self.residual_dims} new dims, {self.mlp_hidden} MLP neurons" \
+            if self.residual_dims or self.mlp_hidden else ""
+        return f"{self.heads} head{'s' * (self.heads != 1)}, key size {self.key_size}{extra}"
+
+
+@dataclass(frozen=True)
+class Construction:
+    """One way to build a selector: the heads (each an AND of atoms) and helper SOps."""
+
+    name: str
+    cost: Cost
+    heads: tuple[tuple[Atom, ...], ...]
+    signs: tuple[int, ...] = ()  # inclusion-exclusion signs, one per head
+    features: tuple[FeatureSpec, ...] = ()
+    tuples: tuple[TupleSpec, ...] = ()
+    notes: tuple[str, ...] = ()  # flags' explanations (exponential, extra heads)
+
+
+@dataclass
+class SelectorPlan:
+    """The chosen construction for one selector, its alternatives, and the report's text."""
+
+    selector: str
+    used_by: str
+    written: str
+    normal_form: str
+    chosen: Construction
+    alternatives: list[Construction] = field(default_factory=list)
+    heads: list[str] = field(default_factory=list)  # attention ops implementing it
+    extra_layers: int = 0  # set after scheduling
+
+    @property
+    def flags(self) -> list[str]:
+        out = []
+        cost = self.chosen.cost
+        if cost.exponential:
+            out.append("exponential: " + "; ".join(n for n in self.chosen.notes if n))
+        if cost.heads > 1:
+            out.append(f"extra-heads: {cost.heads} heads instead of 1")
+        if self.extra_layers:
+            out.append(f"extra-layer: +{self.extra_layers} layer{'s' * (self.extra_layers > 1)} "
+                       f"for the MLP this construction needs")
+        return out
+
+
+class Planner:
+    """Builds the constructions of a selector given the compiler's value sets."""
+
+    def __init__(self, values: Callable[[str], tuple], nullable: Callable[[str], bool],
+                 max_dims: int, max_heads: int):
+        self.values = values
+        self.nullable = nullable
+        self.max_dims = max_dims
+        self.max_heads = max_heads
+
+    def plan(self, selector: rasp.Selector, kind: str, used_by: str, make_atom) -> SelectorPlan:
+        nnf = to_nnf(selector, make_atom, self.nullable)
+        node = simplify(nnf, self.nullable)
+        options: list[Construction] = []
+        clauses = normal_form(node, conjunctive=True)
+        if clauses is not None:
+            clauses = [merge_group(clause, conjunctive_group=False) for clause in clauses]
+            options.append(self._conjunction(selector.label, clauses))
+        if kind == "width" and isinstance(node, (Or, And)):
+            terms = normal_form(node, conjunctive=False, limit=MAX_INCLUSION_EXCLUSION_TERMS)
+            if terms is not None and 1 < len(terms) <= MAX_INCLUSION_EXCLUSION_TERMS:
+                options.append(self._inclusion_exclusion(
+                    [merge_group(term, conjunctive_group=True) for term in terms]))
+        if isinstance(node, (Or, And)):
+            options.append(self._whole_product(selector.label, node))
+        form = render_cnf(clauses) if clauses is not None else render(node) + " (no CNF within bound)"
+        if is_composite(selector):
+            allowed = [o for o in options
+                       if o.cost.dims <= self.max_dims and o.cost.heads <= self.max_heads]
+        else:
+            allowed = options  # a single Select costs what the program asks; no blow-up to cap
+        if not allowed:
+            cheapest = min(options, key=lambda o: o.cost.score)
+            raise CompilationError(
+                f"{selector.label} (used by {used_by}): {written(selector)} needs at least "
+                f"{cheapest.cost} with the cheapest construction ({cheapest.name}), over the "
+                f"limits max_selector_dims={self.max_dims}, max_heads_per_selector="
+                f"{self.max_heads}. " + _rewrite_hint(options, self.max_dims, self.max_heads)
+            )
+        chosen = min(allowed, key=lambda o: o.cost.score)
+        return SelectorPlan(
+            selector=selector.label,
+            used_by=used_by,
+            written=written(selector),
+            normal_form=form,
+            chosen=chosen,
+            alternatives=[o for o in options if o is not chosen],
+        )
+
+    # ------------------------------------------------------------------ CNF in one head
+
+    def _conjunction(self, name: str, clauses: list[list[Atom]]) -> Construction:
+        if not clauses:  # TRUE
+            return self._single("atom", [], [])
+        head: list[Atom] = []
+        features: list[FeatureSpec] = []
+        tuples: list[TupleSpec] = []
+        notes: list[str] = []
+        hidden = dims = 0
+        exponential = False
+        for j, clause in enumerate(clauses):
+            if not clause:  # FALSE: a clause nothing satisfies
+                return self._never(name)
+            if len(clause) == 1:
+                head.append(clause[0])
+                continue
+            keys = {atom.key for atom in clause}
+            queries = {atom.query for atom in clause}
+            label = f"{name}:clause{j}"
+            if len(keys) == 1:
+                feature, atom = self._feature(label, clause, side="query")
+            elif len(queries) == 1:
+                feature, atom = self._feature(label, clause, side="key")
+            else:
+                pair_tuples, atom, note = self._product(label, clause)
+                tuples.extend(pair_tuples)
+                dims += sum(len(self._tuple_values(t.inputs)) for t in pair_tuples)
+                hidden += sum(len(self._tuple_values(t.inputs)) for t in pair_tuples)
+                head.append(atom)
+                notes.append(note)
+                exponential = True
+                continue
+            features.append(feature)
+            dims += len(feature.shared_values)
+            hidden += 2 * len(feature.shared_values)
+            head.append(atom)
+        cost = Cost(1, _key_size(head), dims, hidden, bool(features or tuples), exponential)
+        name_text = "atom" if len(head) == 1 and not features and not tuples else "conjunction"
+        if features and not tuples:
+            name_text = "clause features"
+        elif tuples:
+            name_text = "product encoding"
+        return Construction(name_text, cost, (tuple(head),), (), tuple(features), tuple(tuples),
+                            tuple(notes))
+
+    def _single(self, name: str, head: list[Atom], notes: list[str]) -> Construction:
+        return Construction(name, Cost(1, _key_size(head), 0, 0, False, False), (tuple(head),))
+
+    def _never(self, name: str) -> Construction:
+        """A selector that selects nothing: one head whose only atom is all-false."""
+        empty = Atom(f"{name}:FALSE", "tokens", "tokens", (), (), np.zeros((0, 0), bool))
+        return Construction("constant FALSE", Cost(1, 1, 0, 0, False, False), ((empty,),))
+
+    def _feature(self, label: str, clause: list[Atom], side: str) -> tuple[FeatureSpec, Atom]:
+        if side == "query":
+            shared = clause[0].key
+            shared_values = clause[0].key_values
+            terms = tuple((a.query, a.query_values, a.relation) for a in clause)
+            atom = Atom(label, label, shared, shared_values, shared_values,
+                        np.eye(len(shared_values), dtype=bool),
+                        tuple(f for a in clause for f in a.folded))
+        else:
+            shared = clause[0].query
+            shared_values = clause[0].query_values
+            terms = tuple((a.key, a.key_values, a.relation.T) for a in clause)
+            atom = Atom(label, shared, label, shared_values, shared_values,
+                        np.eye(len(shared_values), dtype=bool),
+                        tuple(f for a in clause for f in a.folded))
+        return FeatureSpec(label, side, shared, shared_values, terms), atom
+
+    def _tuple_values(self, inputs: tuple[str, ...]) -> list[tuple]:
+        choices = [list(self.values(label)) for label in inputs]
+        return list(itertools.product(*choices))
+
+    def _product(self, label: str, atoms: list[Atom]) -> tuple[list[TupleSpec], Atom, str]:
+        """Tuple SOps of the clause's query SOps and key SOps; one atom over them."""
+        queries = tuple(dict.fromkeys(a.query for a in atoms))
+        keys = tuple(dict.fromkeys(a.key for a in atoms))
+        specs, sides = [], []
+        for side, inputs in (("q", queries), ("k", keys)):
+            if len(inputs) == 1:
+                sides.append((inputs[0], tuple(v for v in self.values(inputs[0]) if v is not None)))
+            else:
+                spec = TupleSpec(f"{label}:{side}tuple", inputs)
+                specs.append(spec)
+                sides.append((spec.label, tuple(self._tuple_values(inputs))))
+        (query_label, query_values), (key_label, key_values) = sides
+        relation = np.zeros((len(query_values), len(key_values)), dtype=bool)
+        for atom in atoms:
+            relation |= _lift(atom, queries, query_values, keys, key_values)
+        atom = Atom(label, query_label, key_label, query_values, key_values, relation,
+                    tuple(f for a in atoms for f in a.folded))
+        separate = sum(len(a.query_values) + len(a.key_values) for a in atoms)
+        note = (f"OR of {len(atoms)} atoms with no shared side: product encoding, "
+                f"{len(query_values):,} query and {len(key_values):,} key values "
+                f"(as separate atoms: {separate:,})")
+        return specs, atom, note
+
+    def _whole_product(self, name: str, node) -> Construction:
+        atoms = _atoms_in(node)
+        queries = tuple(dict.fromkeys(a.query for a in atoms))
+        keys = tuple(dict.fromkeys(a.key for a in atoms))
+        sides, specs = [], []
+        for side, inputs in (("q", queries), ("k", keys)):
+            if len(inputs) == 1:
+                sides.append((inputs[0], tuple(v for v in self.values(inputs[0]) if v is not None)))
+            else:
+                spec = TupleSpec(f"{name}:{side}tuple", inputs)
+                specs.append(spec)
+                sides.append((spec.label, tuple(self._tuple_values(inputs))))
+        (query_label, query_values), (key_label, key_values) = sides
+        lifted = {id(a): _lift(a, queries, query_values, keys, key_values) for a in atoms}
+        relation = _evaluate(node, lifted)
+        atom = Atom(f"{name}:product", query_label, key_label, query_values, key_values,
+                    relation, tuple(f for a in atoms for f in a.folded))
+        size = sum(len(self._tuple_values(s.inputs)) for s in specs)
+        separate = sum(len(a.query_values) + len(a.key_values) for a in atoms)
+        note = (f"whole-selector product encoding over {len(atoms)} atoms: "
+                f"{len(query_values):,} query and {len(key_values):,} key values "
+                f"(sum would be {separate:,})")
+        cost = Cost(1, _key_size([atom]), size, size, bool(specs), bool(specs))
+        return Construction("whole product", cost, ((atom,),), (), (), tuple(specs), (note,))
+
+    # ------------------------------------------------------------------ inclusion-exclusion
+
+    def _inclusion_exclusion(self, terms: list[list[Atom]]) -> Construction:
+        heads, signs = [], []
+        for size in range(1, len(terms) + 1):
+            for subset in itertools.combinations(terms, size):
+                atoms = merge_group([a for term in subset for a in term], conjunctive_group=True)
+                heads.append(tuple(atoms))
+                signs.append(1 if size % 2 else -1)
+        n_values = max((len(a.query_values) for h in heads for a in h), default=1)
+        hidden = len(heads) * 2 * n_values
+        cost = Cost(len(heads), sum(_key_size(list(h)) for h in heads), len(heads), hidden,
+                    True, True)
+        note = (f"OR of {len(terms)} terms by inclusion-exclusion: {len(heads)} conjunction "
+                f"heads combined by an MLP (2^{len(terms)} - 1)")
+        return Construction("inclusion-exclusion", cost, tuple(heads), tuple(signs),
+                            notes=(note,))
+
+
+def _key_size(atoms: Sequence[Atom]) -> int:
+    size = 2  # the BOS columns
+    for atom in atoms:
+        live_q = int(atom.relation.any(axis=1).sum()) if atom.relation.size else 0
+        live_k = int(atom.relation.any(axis=0).sum()) if atom.relation.size else 0
+        size += min(live_q, live_k)
+    return size
+
+
+def _atoms_in(node) -> list[Atom]:
+    if isinstance(node, Atom):
+        return [node]
+    if isinstance(node, _Constant):
+        return []
+    return [a for child in node.children for a in _atoms_in(child)]
+
+
+def _lift(atom: Atom, queries, query_values, keys, key_values) -> np.ndarray:
+    """The atom's relation on tuple values (or on a single SOp's values)."""
+    q_index = {v: i for i, v in enumerate(atom.query_values)}
+    k_index = {v: i for i, v in enumerate(atom.key_values)}
+    q_pos = queries.index(atom.query)
+    k_pos = keys.index(atom.key)
+    q_rows = [q_index.get(t[q_pos] if len(queries) > 1 else t) for t in query_values]
+    k_cols = [k_index.get(t[k_pos] if len(keys) > 1 else t) for t in key_values]
+    out = np.zeros((len(query_values), len(key_values)), dtype=bool)
+    valid_q = [i for i, r in enumerate(q_rows) if r is not None]
+    valid_k = [j for j, c in enumerate(k_cols) if c is not None]
+    if valid_q and valid_k:
+        sub = atom.relation[np.ix_([q_rows[i] for i in valid_q], [k_cols[j] for j in valid_k])]
+        out[np.ix_(valid_q, valid_k)] = sub
+    return out
+
+
+def _evaluate(node, lifted: dict[int, np.ndarray]) -> np.ndarray:
+    if isinstance(node, Atom):
+        return lifted[id(node)]
+    parts = [_evaluate(child, lifted) for child in node.children]
+    out = parts[0].copy()
+    for part in parts[1:]:
+        out = (out & part) if isinstance(node, And) else (out | part)
+    return out
+
+
+def _rewrite_hint(options: list[Construction], max_dims: int, max_heads: int) -> str:
+    fewest_heads = min(options, key=lambda o: o.cost.heads)
+    fewest_dims = min(options, key=lambda o: o.cost.dims)
+    return (
+        f"Cheapest in dimensions: {fewest_dims.name} ({fewest_dims.cost}); fewest heads: "
+        f"{fewest_heads.name} ({fewest_heads.cost}). Raise the limit, or rewrite the selector so "
+        f"that the atoms of each OR share their key SOp or their query SOp (then an MLP "
+        f"feature of linear size replaces the product)"
+    )
