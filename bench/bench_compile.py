@@ -31,7 +31,7 @@ from rasp_compiler.library import load_program
 PROGRAMS = [
     "length", "reverse", "histogram", "sort_unique", "sort", "sort_freq", "frac_prevs",
     "pair_balance", "shuffle_dyck1", "shuffle_dyck2", "shuffle_dyck3", "shift_by",
-    "detect_pattern", "count", "count_less_freq",
+    "detect_pattern", "count", "count_less_freq", "sort_ties", "most_freq", "dyck1", "dyck2",
 ]
 MAX_SEQ_LEN = 10
 BATCH = 1024

@@ -20,10 +20,18 @@ from rasp_compiler.assemble import assemble
 from rasp_compiler.errors import CompileWarning, InvalidProgramError, UnsafeAggregateError
 from rasp_compiler.graph import build_graph
 from rasp_compiler.lower import DEFAULT_ATTENTION_PRECISION, lower
-from rasp_compiler.model import CompiledModel, HeadInfo, LayerInfo, MLPPartInfo, ModelInfo
+from rasp_compiler.model import (
+    CompiledModel,
+    HeadInfo,
+    LayerInfo,
+    MLPPartInfo,
+    ModelInfo,
+    SelectorEntry,
+)
 from rasp_compiler.rewrite import rewrite
 from rasp_compiler.safety import check_categorical_aggregates
-from rasp_compiler.schedule import DEFAULT_MAX_FUSED_INPUT_SPACE, schedule
+from rasp_compiler.schedule import DEFAULT_MAX_FUSED_INPUT_SPACE, Schedule, schedule
+from rasp_compiler.selectors import DEFAULT_MAX_HEADS_PER_SELECTOR, DEFAULT_MAX_SELECTOR_DIMS
 from rasp_compiler.values import (
     DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE,
     DEFAULT_MAX_SEQUENCE_MAP_PAIRS,
@@ -45,6 +53,8 @@ def compile_program(
     max_value_set_size: int = DEFAULT_MAX_VALUE_SET_SIZE,
     max_numerical_value_set_size: int = DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE,
     max_sequence_map_pairs: int = DEFAULT_MAX_SEQUENCE_MAP_PAIRS,
+    max_selector_dims: int = DEFAULT_MAX_SELECTOR_DIMS,
+    max_heads_per_selector: int = DEFAULT_MAX_HEADS_PER_SELECTOR,
 ) -> CompiledModel:
     """Compile `program` for inputs of 1..max_seq_len tokens from `vocab`.
 
@@ -57,6 +67,9 @@ def compile_program(
       max_fused_input_space: largest input space of one fused MLP block.
       max_value_set_size / max_numerical_value_set_size / max_sequence_map_pairs:
         limits past which value sets are refused as too large.
+      max_selector_dims / max_heads_per_selector: caps on what a Boolean selector
+        (&, |, ~) may cost; past them compilation stops, naming the selector, its
+        cost and the cheaper constructions.
     """
     started = time.perf_counter()
     if not isinstance(program, rasp.SOp):
@@ -76,8 +89,10 @@ def compile_program(
             raise InvalidProgramError(
                 f"the {name} token {token!r} is also in the vocab; choose another {name}="
             )
-    ops = rewrite(graph, values)
+    ops = rewrite(graph, values, max_selector_dims=max_selector_dims,
+                  max_heads_per_selector=max_heads_per_selector)
     plan = schedule(ops, max_fused_input_space=max_fused_input_space)
+    selectors = _selector_entries(ops, plan)
     messages, checks = _check_aggregates(ops, plan.live, allow_unsafe_aggregates)
     lowered = lower(ops, plan, attention_precision=attention_precision)
     params, shape = assemble(lowered)
@@ -89,6 +104,7 @@ def compile_program(
         folded=dict(ops.folded),
         warnings=tuple(messages),
         aggregate_checks=tuple((c.label, c.status, c.reason) for c in checks),
+        selectors=selectors,
         compile_seconds=time.perf_counter() - started,
     )
     for text in messages:
@@ -160,6 +176,43 @@ def _check_aggregates(ops, live, allow_unsafe: bool) -> tuple[list[str], list]:
                 f"not as Unclean"
             )
     return messages, checks
+
+
+def _selector_entries(ops, plan: Schedule) -> tuple[SelectorEntry, ...]:
+    """The selector report, with the layers each construction's MLPs really cost."""
+    entries = []
+    for selector_plan in ops.selector_plans:
+        heads = [h for h in selector_plan.heads if h in plan.time]
+        if not heads:
+            continue  # its user is dead code
+        chosen = selector_plan.chosen
+        helpers = {t.label for t in chosen.tuples} | {f.label for f in chosen.features}
+        extra = 0
+        for head in heads:
+            # When could this head run if its helper SOps cost nothing?
+            base: set[str] = set()
+            for label in ops.attention[head].reads:
+                base |= set(ops.units[label].inputs) if label in helpers else {label}
+            ready = max((plan.time[b] for b in base), default=0)
+            ideal = ready + 1 if ready % 2 == 0 else ready + 2
+            extra = max(extra, (plan.time[head] - ideal) // 2)
+        actual = max(plan.time[h] for h in heads)
+        if len(chosen.heads) > 1 and selector_plan.used_by in ops.units:
+            extra += (plan.time[selector_plan.used_by] - (actual + 1)) // 2
+        selector_plan.extra_layers = max(0, extra)
+        entries.append(SelectorEntry(
+            selector=selector_plan.selector,
+            used_by=selector_plan.used_by,
+            written=selector_plan.written,
+            normal_form=selector_plan.normal_form,
+            construction=chosen.name,
+            cost=str(chosen.cost),
+            alternatives=tuple((o.name, str(o.cost)) for o in selector_plan.alternatives),
+            flags=tuple(selector_plan.flags),
+            heads=tuple(heads),
+            score=chosen.cost.score,
+        ))
+    return tuple(entries)
 
 
 def _layer_infos(lowered) -> tuple[LayerInfo, ...]:

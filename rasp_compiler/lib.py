@@ -145,3 +145,59 @@ def make_count_less_freq(n: int) -> rasp.SOp:
     hist = make_hist()
     rare = rasp.Select(hist, hist, lambda key, query: key <= n).named("rare")
     return rasp.SelectorWidth(rare).named("count_less_freq")
+
+
+def make_dyck(pairs: Sequence[str]) -> rasp.SOp:
+    """True at every position iff the brackets are balanced and properly nested (Dyck-k).
+
+    Depth after each position = (opens so far) - (closes so far), each the width of
+    an AND of two selectors. With one bracket type, balanced means no negative
+    depth and depth 0 at the end. With several, every closing bracket must also
+    match the type of its partner: the last opening bracket before it whose depth
+    before opening equals the depth after closing. That partner is found with
+    ranks: rank of an opening bracket = earlier opening brackets at the same
+    level; count of a closing bracket = earlier opening brackets at its level; the
+    partner is the one with rank = count - 1 (an AND of three atoms in one head).
+    """
+    if not pairs or any(len(pair) != 2 for pair in pairs):
+        raise ValueError(f"pairs must be two-character strings such as '()', got {pairs!r}")
+    openers = {pair[0] for pair in pairs}
+    closers = {pair[1] for pair in pairs}
+    partner = {pair[1]: pair[0] for pair in pairs}
+
+    upto = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ).named("upto")
+    earlier = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LT).named("earlier")
+    open_keys = rasp.Select(rasp.tokens, rasp.tokens, lambda key, query: key in openers)
+    close_keys = rasp.Select(rasp.tokens, rasp.tokens, lambda key, query: key in closers)
+    opened = rasp.SelectorWidth(upto & open_keys.named("open_keys")).named("opened")
+    closed = rasp.SelectorWidth(upto & close_keys.named("close_keys")).named("closed")
+    depth = (opened - closed).named("depth")
+
+    negative = rasp.numerical(rasp.Map(lambda d: float(d < 0), depth)).named("negative")
+    select_all = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.TRUE).named("everywhere")
+    any_negative = rasp.numerical(rasp.Aggregate(select_all, negative, default=0))
+    last_index = (make_length() - 1).named("last_index")
+    select_last = rasp.Select(rasp.indices, last_index, rasp.Comparison.EQ).named("select_last")
+    ends_at_zero = rasp.Aggregate(select_last, depth == 0).named("ends_at_zero")
+    balanced = rasp.SequenceMap(
+        lambda zero, neg: bool(zero) and neg == 0, ends_at_zero, any_negative.named("any_negative")
+    ).named("balanced")
+    if len(pairs) == 1:
+        return balanced.named("dyck")
+
+    is_open = rasp.Map(lambda t: t in openers, rasp.tokens)
+    level = rasp.SequenceMap(lambda d, o: d - 1 if o else d, depth, is_open).named("level")
+    same_level = rasp.Select(level, level, rasp.Comparison.EQ).named("same_level")
+    rank = rasp.SelectorWidth(same_level & earlier & open_keys).named("rank")
+    closes_level = rasp.Select(level, depth, rasp.Comparison.EQ).named("closes_level")
+    count = rasp.SelectorWidth(closes_level & earlier & open_keys).named("count")
+    is_partner = rasp.Select(rank, count, lambda key, query: key == query - 1).named("is_partner")
+    partner_token = rasp.Aggregate(closes_level & is_partner & open_keys, rasp.tokens, default="")
+    partner_token = partner_token.named("partner_token")
+    mismatch = rasp.SequenceMap(
+        lambda t, p: float(t in closers and p != partner[t]), rasp.tokens, partner_token
+    )
+    any_mismatch = rasp.numerical(rasp.Aggregate(select_all, rasp.numerical(mismatch), default=0))
+    return rasp.SequenceMap(
+        lambda ok, bad: bool(ok) and bad == 0, balanced, any_mismatch.named("any_mismatch")
+    ).named("dyck")

@@ -140,6 +140,9 @@ class _BlockFunction:
         for label, value in zip(self.outputs, values):
             if isinstance(value, np.generic):
                 value = value.item()
+            if isinstance(value, frozenset):  # a clause feature: multi-hot
+                encoded.update({Dim(label, v): 1.0 for v in value})
+                continue
             if self.ops.is_numerical(label):
                 if value is None or not isinstance(value, Real):
                     raise InvalidProgramError(
@@ -176,8 +179,9 @@ def _match_all(ops: OpGraph, leaves: list[str], combo: tuple) -> dict[Dim, float
 
 def lower_block(ops: OpGraph, block: Block) -> MLPPart:
     """The exact MLP neurons for one fused block."""
-    if len(block.units) == 1 and ops.units[block.units[0]].feature is not None:
-        return clause_feature(ops, block)
+    first = ops.units[block.units[0]]
+    if len(block.units) == 1 and first.feature is not None and block.leaves == first.inputs:
+        return clause_feature(ops, block)  # linear in its inputs: 2 neurons per value
     categorical = [leaf for leaf in block.leaves if not ops.is_numerical(leaf)]
     numerical = [leaf for leaf in block.leaves if ops.is_numerical(leaf)]
     function = _BlockFunction(ops, block)

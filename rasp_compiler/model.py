@@ -27,6 +27,7 @@ DECODE_TOLERANCE = 0.1  # a clean one-hot has its value within this of 1, the re
 DEFAULT_BATCH_CHUNK = 1024
 MIN_BUCKET_LENGTH = 8  # shorter inputs share one compiled shape: compiling costs more than padding
 MIN_BUCKET_BATCH = 8
+MIN_BUCKET_FILL = 64  # a length bucket with fewer inputs joins the next longer one
 FORMAT_VERSION = 1
 
 
@@ -81,6 +82,48 @@ class LayerInfo:
 
 
 @dataclass(frozen=True)
+class SelectorEntry:
+    """One selector that reaches a head: how it was written, normalised and built."""
+
+    selector: str
+    used_by: str
+    written: str
+    normal_form: str
+    construction: str
+    cost: str
+    alternatives: tuple[tuple[str, str], ...]  # (construction, its cost)
+    flags: tuple[str, ...]
+    heads: tuple[str, ...]
+    score: float = 0.0
+
+
+class SelectorReport(tuple):
+    """The selector report: one `SelectorEntry` per selector; prints as a table."""
+
+    def flagged(self) -> list[SelectorEntry]:
+        return [entry for entry in self if entry.flags]
+
+    def entry(self, selector: str) -> SelectorEntry:
+        for entry in self:
+            if entry.selector == selector:
+                return entry
+        raise KeyError(f"no selector {selector!r} in this model; have {[e.selector for e in self]}")
+
+    def __str__(self) -> str:
+        lines = []
+        for e in self:
+            lines.append(f"{e.selector} (used by {e.used_by}; heads {', '.join(e.heads)})")
+            lines.append(f"  written:      {e.written}")
+            lines.append(f"  normal form:  {e.normal_form}")
+            lines.append(f"  construction: {e.construction}: {e.cost}")
+            for name, cost in e.alternatives:
+                lines.append(f"  alternative:  {name}: {cost}")
+            for flag in e.flags:
+                lines.append(f"  FLAG {flag}")
+        return "\n".join(lines) if lines else "(no selectors)"
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """The compiler's account of the model: layer plan, depth, bounds, warnings."""
 
@@ -91,6 +134,7 @@ class ModelInfo:
     folded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     aggregate_checks: tuple[tuple[str, str, str], ...] = ()  # (label, status, reason)
+    selectors: tuple[SelectorEntry, ...] = ()
     compile_seconds: float = 0.0
 
     @property
@@ -174,6 +218,12 @@ class CompiledModel:
     @property
     def warnings(self) -> tuple[str, ...]:
         return self.info.warnings
+
+    def selector_report(self) -> SelectorReport:
+        """Every selector that reaches a head: as written, normal form, construction,
+        its cost, the alternatives' costs, and flags (exponential, extra-heads,
+        extra-layer) saying by how much."""
+        return SelectorReport(self.info.selectors)
 
     def parameter_count(self, nonzero: bool = False) -> int:
         leaves = jax.tree_util.tree_leaves(self.params)
@@ -299,6 +349,11 @@ class CompiledModel:
         buckets: dict[int, list[int]] = {}
         for b, row in enumerate(rows):
             buckets.setdefault(self._bucket_length(len(row)), []).append(b)
+        # Each distinct shape costs an XLA compilation: sparse buckets move up one size.
+        lengths = sorted(buckets)
+        for shorter, longer in zip(lengths, lengths[1:]):
+            if len(buckets[shorter]) < MIN_BUCKET_FILL:
+                buckets[longer] = buckets.pop(shorter) + buckets[longer]
         for length, members in sorted(buckets.items()):
             for start in range(0, len(members), batch_chunk):
                 chunk = members[start: start + batch_chunk]
@@ -486,8 +541,19 @@ def _info_from_dict(data: dict) -> ModelInfo:
         folded={k: tuple(v) for k, v in data["folded"].items()},
         warnings=tuple(data["warnings"]),
         aggregate_checks=tuple(tuple(c) for c in data["aggregate_checks"]),
+        selectors=tuple(
+            SelectorEntry(**{k: _tuples(v) for k, v in entry.items()})
+            for entry in data.get("selectors", ())
+        ),
         compile_seconds=data["compile_seconds"],
     )
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples the dataclasses hold (nested)."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
 
 
 def _encode_value(value: Any) -> Any:

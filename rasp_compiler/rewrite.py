@@ -455,9 +455,8 @@ class _Rewriter:
     def _feature_unit(self, spec: FeatureSpec) -> None:
         self.values[spec.label] = spec.shared_values
         self.encodings[spec.label] = rasp.Encoding.CATEGORICAL
-        inputs = tuple(dict.fromkeys(other for other, _, _ in spec.terms))
-        self.units[spec.label] = MLPUnit(spec.label, inputs, _as_tuple, rasp.Encoding.CATEGORICAL,
-                                         "ClauseFeature", feature=spec)
+        self.units[spec.label] = MLPUnit(spec.label, spec.inputs, spec, rasp.Encoding.CATEGORICAL,
+                                         "ClauseFeature", none_aware=True, feature=spec)
         self._add(spec.label)
 
     def atom(self, select: rasp.Select) -> Atom:

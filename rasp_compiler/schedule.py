@@ -188,8 +188,7 @@ def _place(
             time[label] = ready + 1 if ready % 2 == 0 else ready + 2
         else:
             merged_into = None
-            feature = ops.units[label].feature is not None  # its own construction: never fused
-            if ready > 0 and ready % 2 == 0 and not feature:
+            if ready > 0 and ready % 2 == 0:
                 at_ready = [i for i in inputs if time[i] == ready]
                 if all(i in ops.units for i in at_ready):
                     candidates = sorted({block_of[i] for i in at_ready})

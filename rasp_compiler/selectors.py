@@ -269,6 +269,22 @@ class FeatureSpec:
     shared_values: tuple
     terms: tuple[tuple[str, tuple, np.ndarray], ...]  # (other SOp, its values, relation [other, shared])
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(other for other, _, _ in self.terms))
+
+    def __call__(self, *values) -> frozenset:
+        """The shared values this clause accepts, given the other SOps' values (None: none)."""
+        by_input = dict(zip(self.inputs, values))
+        accepted = set()
+        for other, other_values, relation in self.terms:
+            value = by_input[other]
+            if value is None or value not in other_values:
+                continue
+            row = relation[other_values.index(value)]
+            accepted.update(v for v, hit in zip(self.shared_values, row) if hit)
+        return frozenset(accepted)
+
 
 @dataclass(frozen=True)
 class TupleSpec:
@@ -355,41 +371,103 @@ class Planner:
     def plan(self, selector: rasp.Selector, kind: str, used_by: str, make_atom) -> SelectorPlan:
         nnf = to_nnf(selector, make_atom, self.nullable)
         node = simplify(nnf, self.nullable)
-        options: list[Construction] = []
+        # Each option: (name, cost, builder). Costs are cheap; only the chosen one is built
+        # (a product relation can have 10^7 entries).
+        options: list[tuple[str, Cost, Callable[[], Construction]]] = []
         clauses = normal_form(node, conjunctive=True)
         if clauses is not None:
             clauses = [merge_group(clause, conjunctive_group=False) for clause in clauses]
-            options.append(self._conjunction(selector.label, clauses))
+            options.append(self._conjunction_option(selector.label, clauses))
         if kind == "width" and isinstance(node, (Or, And)):
             terms = normal_form(node, conjunctive=False, limit=MAX_INCLUSION_EXCLUSION_TERMS)
             if terms is not None and 1 < len(terms) <= MAX_INCLUSION_EXCLUSION_TERMS:
-                options.append(self._inclusion_exclusion(
-                    [merge_group(term, conjunctive_group=True) for term in terms]))
+                terms = [merge_group(term, conjunctive_group=True) for term in terms]
+                options.append(self._inclusion_exclusion_option(terms))
         if isinstance(node, (Or, And)):
-            options.append(self._whole_product(selector.label, node))
+            options.append(self._whole_product_option(selector.label, node))
         form = render_cnf(clauses) if clauses is not None else render(node) + " (no CNF within bound)"
         if is_composite(selector):
             allowed = [o for o in options
-                       if o.cost.dims <= self.max_dims and o.cost.heads <= self.max_heads]
+                       if o[1].dims <= self.max_dims and o[1].heads <= self.max_heads]
         else:
             allowed = options  # a single Select costs what the program asks; no blow-up to cap
         if not allowed:
-            cheapest = min(options, key=lambda o: o.cost.score)
+            name, cost, _ = min(options, key=lambda o: o[1].score)
             raise CompilationError(
                 f"{selector.label} (used by {used_by}): {written(selector)} needs at least "
-                f"{cheapest.cost} with the cheapest construction ({cheapest.name}), over the "
-                f"limits max_selector_dims={self.max_dims}, max_heads_per_selector="
-                f"{self.max_heads}. " + _rewrite_hint(options, self.max_dims, self.max_heads)
+                f"{cost} with the cheapest construction ({name}), over the limits "
+                f"max_selector_dims={self.max_dims}, max_heads_per_selector={self.max_heads}. "
+                + _rewrite_hint(options)
             )
-        chosen = min(allowed, key=lambda o: o.cost.score)
+        best = min(allowed, key=lambda o: o[1].score)
+        chosen = best[2]()
         return SelectorPlan(
             selector=selector.label,
             used_by=used_by,
             written=written(selector),
             normal_form=form,
             chosen=chosen,
-            alternatives=[o for o in options if o is not chosen],
+            alternatives=[Construction(name, cost, ()) for name, cost, _ in options
+                          if name != best[0]],
         )
+
+    def _size(self, inputs: tuple[str, ...]) -> int:
+        """Values of one side: a single SOp's values, or its tuple's (None included)."""
+        if len(inputs) == 1:
+            return sum(v is not None for v in self.values(inputs[0]))
+        size = 1
+        for label in inputs:
+            size *= len(self.values(label))
+        return size
+
+    def _conjunction_option(self, name: str, clauses: list[list[Atom]]):
+        key_size, dims, hidden = 2, 0, 0
+        needs_mlp = exponential = False
+        kinds = set()
+        for clause in clauses:
+            if len(clause) == 1:
+                key_size += _key_size(clause) - 2
+                kinds.add("atom")
+                continue
+            if not clause:
+                continue
+            keys = tuple(dict.fromkeys(a.key for a in clause))
+            queries = tuple(dict.fromkeys(a.query for a in clause))
+            needs_mlp = True
+            if len(keys) == 1 or len(queries) == 1:
+                shared = keys[0] if len(keys) == 1 else queries[0]
+                size = self._size((shared,))
+                dims += size
+                hidden += 2 * size
+                key_size += size
+                kinds.add("feature")
+            else:
+                q, k = self._size(queries), self._size(keys)
+                dims += q + k
+                hidden += q + k
+                key_size += min(q, k)
+                exponential = True
+                kinds.add("product")
+        label = ("product encoding" if "product" in kinds else "clause features"
+                 if "feature" in kinds else "conjunction" if len(clauses) > 1 else "atom")
+        cost = Cost(1, key_size, dims, hidden, needs_mlp, exponential)
+        return label, cost, lambda: self._conjunction(name, clauses)
+
+    def _inclusion_exclusion_option(self, terms: list[list[Atom]]):
+        heads = 2 ** len(terms) - 1
+        size = max((len(a.query_values) for term in terms for a in term), default=1)
+        key_size = sum(_key_size(term) for term in terms) * 2 ** (len(terms) - 1)
+        cost = Cost(heads, key_size, heads, heads * 2 * size, True, True)
+        return "inclusion-exclusion", cost, lambda: self._inclusion_exclusion(terms)
+
+    def _whole_product_option(self, name: str, node):
+        atoms = _atoms_in(node)
+        queries = tuple(dict.fromkeys(a.query for a in atoms))
+        keys = tuple(dict.fromkeys(a.key for a in atoms))
+        q, k = self._size(queries), self._size(keys)
+        new = (q if len(queries) > 1 else 0) + (k if len(keys) > 1 else 0)
+        cost = Cost(1, min(q, k) + 2, new, new, bool(new), bool(new))
+        return "whole product", cost, lambda: self._whole_product(name, node)
 
     # ------------------------------------------------------------------ CNF in one head
 
@@ -487,7 +565,7 @@ class Planner:
         separate = sum(len(a.query_values) + len(a.key_values) for a in atoms)
         note = (f"OR of {len(atoms)} atoms with no shared side: product encoding, "
                 f"{len(query_values):,} query and {len(key_values):,} key values "
-                f"(as separate atoms: {separate:,})")
+                f"(sum would be {separate:,})")
         return specs, atom, note
 
     def _whole_product(self, name: str, node) -> Construction:
@@ -578,12 +656,12 @@ def _evaluate(node, lifted: dict[int, np.ndarray]) -> np.ndarray:
     return out
 
 
-def _rewrite_hint(options: list[Construction], max_dims: int, max_heads: int) -> str:
-    fewest_heads = min(options, key=lambda o: o.cost.heads)
-    fewest_dims = min(options, key=lambda o: o.cost.dims)
+def _rewrite_hint(options) -> str:
+    fewest_heads = min(options, key=lambda o: o[1].heads)
+    fewest_dims = min(options, key=lambda o: o[1].dims)
     return (
-        f"Cheapest in dimensions: {fewest_dims.name} ({fewest_dims.cost}); fewest heads: "
-        f"{fewest_heads.name} ({fewest_heads.cost}). Raise the limit, or rewrite the selector so "
+        f"Cheapest in dimensions: {fewest_dims[0]} ({fewest_dims[1]}); fewest heads: "
+        f"{fewest_heads[0]} ({fewest_heads[1]}). Raise the limit, or rewrite the selector so "
         f"that the atoms of each OR share their key SOp or their query SOp (then an MLP "
         f"feature of linear size replaces the product)"
     )

@@ -103,6 +103,49 @@ CONSTRUCT_CASES = [
 ]
 
 
+def _sel(keys, queries, predicate, name):
+    return rasp.Select(keys, queries, predicate).named(name)
+
+
+T, I = rasp.tokens, rasp.indices
+C = rasp.Comparison
+SELECTOR_CASES = [
+    Case("and_of_2_width", lambda n: rasp.SelectorWidth(
+        _sel(T, T, C.EQ, "same") & _sel(I, I, C.LT, "earlier")), NUMBERS, 6, 4),
+    Case("and_of_3_numerical", lambda n: rasp.numerical(rasp.Aggregate(
+        _sel(T, T, C.LEQ, "le") & _sel(I, I, C.NEQ, "other")
+        & _sel(rasp.Map(lambda i: i % 2, I), I, lambda k, q: k == q % 2, "parity"),
+        _numeric_tokens(), default=-1)), NUMBERS, 6, 4),
+    Case("and_of_4_categorical_default", lambda n: rasp.Aggregate(
+        _sel(I, I, lambda k, q: k == q - 1, "prev") & _sel(T, T, C.NEQ, "differs")
+        & _sel(rasp.Map(lambda t: t > 0, T), T, lambda k, q: k, "positive_key")
+        & _sel(I, T, lambda k, q: k != q, "index_not_token"), T, default=9),
+         NUMBERS, 6, 4),
+    Case("or_shared_key_width", lambda n: rasp.SelectorWidth(
+        _sel(T, T, C.EQ, "same") | _sel(T, I, lambda k, q: k == q % 4, "token_is_index")),
+         NUMBERS, 6, 4),
+    Case("or_shared_query_numerical", lambda n: rasp.numerical(rasp.Aggregate(
+        _sel(T, I, C.LT, "token_below_index") | _sel(I, I, C.EQ, "self"),
+        _numeric_tokens(), default=0)), NUMBERS, 6, 4),
+    Case("or_no_shared_side_width", lambda n: rasp.SelectorWidth(
+        _sel(T, T, C.LT, "smaller") | _sel(I, I, C.GT, "later")), NUMBERS, 6, 4),
+    Case("or_no_shared_side_categorical", lambda n: rasp.Aggregate(
+        (_sel(I, I, lambda k, q: k == q + 1, "next") & _sel(T, T, C.GT, "bigger"))
+        | (_sel(I, I, lambda k, q: k == q - 1, "prev") & ~_sel(T, T, C.GT, "bigger2")),
+        rasp.Map(lambda t: t * 10, T), default=-1), NUMBERS, 6, 4,
+         {"allow_unsafe_aggregates": True}),
+    Case("not_of_atom_and_compound", lambda n: rasp.SelectorWidth(
+        ~_sel(T, T, C.EQ, "same") & ~(_sel(I, I, C.LT, "before") | _sel(T, I, C.GT, "big"))),
+         NUMBERS, 6, 4),
+    Case("nested_mix_numerical", lambda n: rasp.numerical(rasp.Aggregate(
+        ~(~_sel(T, T, C.GEQ, "ge") | (_sel(I, I, C.EQ, "self") & ~_sel(T, I, C.LT, "lt"))),
+        _numeric_tokens(), default=0.5)), NUMBERS, 6, 4),
+    Case("selects_nothing_sometimes", lambda n: rasp.Aggregate(
+        _sel(T, T, C.GT, "greater") & _sel(I, I, lambda k, q: k == 0, "first"), T, default=-1),
+         NUMBERS, 6, 4),
+]
+
+
 def _deep_chain() -> rasp.SOp:
     """Aggregates feeding maps feeding aggregates, three levels deep."""
     x = rasp.tokens
@@ -115,4 +158,4 @@ def _deep_chain() -> rasp.SOp:
 
 
 BUNDLED_CASES = [_bundled(name) for name in program_names()]
-CASES = CONSTRUCT_CASES + BUNDLED_CASES
+CASES = CONSTRUCT_CASES + SELECTOR_CASES + BUNDLED_CASES

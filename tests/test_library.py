@@ -47,3 +47,26 @@ def test_a_factory_must_return_an_sop(tmp_path):
     path.write_text("def program():\n    return 3\n")
     with pytest.raises(LoadError, match="not an SOp"):
         library.load_program(f"{path}:program").make()
+
+
+def _dyck_ok(word, pairs):
+    closing = {p[1]: p[0] for p in pairs}
+    stack = []
+    for c in word:
+        if c in closing:
+            if not stack or stack.pop() != closing[c]:
+                return False
+        else:
+            stack.append(c)
+    return not stack
+
+
+@pytest.mark.parametrize("name, pairs", [("dyck1", ["()"]), ("dyck2", ["()", "[]"])])
+def test_dyck_programs_agree_with_a_stack_based_checker(name, pairs):
+    import itertools
+
+    spec = library.load_program(name)
+    program = spec.make()
+    for n in range(1, 7):
+        for word in itertools.product(spec.vocab, repeat=n):
+            assert evaluate(program, list(word)) == [_dyck_ok(word, pairs)] * n, word

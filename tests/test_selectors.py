@@ -1,0 +1,171 @@
+"""Boolean selectors: normal form, one head for AND, features, products, the report, limits."""
+
+import numpy as np
+import pytest
+
+from rasp_compiler import lib, rasp
+from rasp_compiler.compiler import compile_program
+from rasp_compiler.errors import CompilationError, UnsupportedExpressionError
+from rasp_compiler.graph import build_graph
+from rasp_compiler.rewrite import rewrite
+from rasp_compiler.selectors import written
+from rasp_compiler.values import infer_values
+from rasp_compiler.verify import verify
+
+T, I, C = rasp.tokens, rasp.indices, rasp.Comparison
+VOCAB = [0, 1, 2, 3]
+
+
+def sel(keys, queries, predicate, name):
+    return rasp.Select(keys, queries, predicate).named(name)
+
+
+def plans(program, vocab=VOCAB, n=5, **options):
+    graph = build_graph(program)
+    ops = rewrite(graph, infer_values(graph, vocab, n), **options)
+    return {p.selector: p for p in ops.selector_plans}
+
+
+def test_de_morgan_and_negated_atoms():
+    a, b = sel(T, T, C.LT, "a"), sel(I, I, C.EQ, "b")
+    plan = plans(rasp.SelectorWidth((~(a | b)).named("nor")))["nor"]
+    assert plan.normal_form == "~a[tokens|tokens] & ~b[indices|indices]"
+    (head,) = plan.chosen.heads
+    relations = {atom.select: atom.relation for atom in head}
+    assert np.array_equal(relations["~a"], ~np.array([[k < q for k in VOCAB] for q in VOCAB]))
+    assert plan.chosen.name == "conjunction"
+
+
+def test_atoms_over_the_same_pair_fold_into_one_predicate():
+    lt, eq = sel(T, T, C.LT, "lt"), sel(T, T, C.EQ, "eq")
+    plan = plans(rasp.SelectorWidth((lt | eq).named("le")))["le"]
+    (head,) = plan.chosen.heads
+    (atom,) = head
+    assert plan.chosen.name == "conjunction" or plan.chosen.name == "atom"
+    assert np.array_equal(atom.relation, np.array([[k <= q for k in VOCAB] for q in VOCAB]))
+    assert plan.chosen.cost.heads == 1 and not plan.flags
+
+
+def test_constants_simplify():
+    always = sel(T, T, C.TRUE, "always")
+    never = sel(I, I, C.FALSE, "never")
+    both = plans(rasp.SelectorWidth((always & sel(I, I, C.LT, "lt")).named("x")))["x"]
+    assert both.normal_form == "lt[indices|indices]"
+    empty = plans(rasp.SelectorWidth((never & sel(T, T, C.EQ, "eq")).named("y")))["y"]
+    assert empty.chosen.name == "constant FALSE"
+    model = compile_program(rasp.SelectorWidth((never & sel(T, T, C.EQ, "eq2")).named("z")), VOCAB, 4)
+    assert model.run([[1, 2, 1]]) == [[0, 0, 0]]
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_and_of_k_atoms_over_different_pairs_is_one_head_with_summed_key_size(k):
+    atoms = [
+        sel(T, T, C.LEQ, "a0"),
+        sel(I, I, C.NEQ, "a1"),
+        sel(I, T, C.GT, "a2"),
+        sel(T, I, lambda key, q: key != q, "a3"),
+    ][:k]
+    selector = atoms[0]
+    for atom in atoms[1:]:
+        selector = selector & atom
+    width = rasp.SelectorWidth(selector.named("conj")).named("w")
+    model = compile_program(width, VOCAB, 5)
+    entry = model.selector_report().entry("conj")
+    assert entry.construction == "conjunction" and entry.flags == ()
+    (layer,) = model.info.layers
+    (head,) = layer.heads
+    separate = [compile_program(rasp.SelectorWidth(a), VOCAB, 5).info.layers[0].heads[0]
+                for a in atoms]
+    assert head.key_size == sum(h.key_size - 2 for h in separate) + 2
+    assert verify(width, model, exhaustive_up_to=4).ok
+
+
+def test_or_with_a_shared_key_uses_a_linear_feature_not_a_product():
+    shared = (sel(T, T, C.EQ, "same") | sel(T, I, C.EQ, "token_is_index")).named("shared_key")
+    width = rasp.SelectorWidth(shared)
+    model = compile_program(width, VOCAB, 5)
+    entry = model.selector_report().entry("shared_key")
+    assert entry.construction == "clause features"
+    assert "4 new dims" in entry.cost  # one per token value
+    assert not any(f.startswith("exponential") for f in entry.flags)
+    assert verify(width, model, exhaustive_up_to=4).ok
+
+
+def test_or_with_a_shared_query_builds_the_feature_on_the_key_side():
+    shared = (sel(T, I, C.LT, "token_below") | sel(I, I, C.EQ, "self")).named("shared_query")
+    (feature,) = plans(rasp.SelectorWidth(shared))["shared_query"].chosen.features
+    assert feature.side == "key" and feature.shared == "indices"
+
+
+def test_or_with_no_shared_side_is_flagged_exponential_with_its_size():
+    crossed = (sel(T, T, C.LT, "smaller") | sel(I, I, C.GT, "later")).named("crossed")
+    agg = rasp.numerical(rasp.Aggregate(crossed, rasp.numerical(rasp.Map(float, T)), default=0))
+    model = compile_program(agg, VOCAB, 5)
+    entry = model.selector_report().entry("crossed")
+    assert entry.construction in ("product encoding", "whole product")
+    (flag,) = [f for f in entry.flags if f.startswith("exponential")]
+    assert "20 query and 20 key values" in flag and "(sum would be 18)" in flag
+    assert "inclusion-exclusion" not in [name for name, _ in entry.alternatives]  # not for means
+    assert verify(agg, model, exhaustive_up_to=4).ok
+
+
+def test_inclusion_exclusion_is_used_for_widths_when_dims_are_capped():
+    crossed = (sel(T, T, C.LT, "smaller") | sel(I, I, C.GT, "later")).named("crossed")
+    width = rasp.SelectorWidth(crossed).named("count")
+    model = compile_program(width, VOCAB, 5, max_selector_dims=30)
+    entry = model.selector_report().entry("crossed")
+    assert entry.construction == "inclusion-exclusion"
+    assert len(entry.heads) == 3
+    assert "extra-heads: 3 heads instead of 1" in entry.flags
+    assert verify(width, model, exhaustive_up_to=4).ok
+    numerical = rasp.numerical(rasp.SelectorWidth((sel(T, T, C.LT, "s2") | sel(I, I, C.GT, "l2"))
+                                                  .named("crossed2")))
+    model = compile_program(numerical, VOCAB, 5, max_selector_dims=30)
+    assert model.selector_report().entry("crossed2").construction == "inclusion-exclusion"
+    assert verify(numerical, model, exhaustive_up_to=4).ok
+
+
+def test_extra_layer_is_flagged_only_when_the_feature_mlp_delays_the_head():
+    shared = (sel(T, T, C.EQ, "same") | sel(T, I, C.EQ, "token_is_index")).named("delayed")
+    model = compile_program(rasp.SelectorWidth(shared), VOCAB, 5)
+    entry = model.selector_report().entry("delayed")
+    assert "extra-layer: +1 layer" in " ".join(entry.flags)
+    # Here the head waits for `hist` anyway, so the feature MLP costs no layer.
+    hist = lib.make_hist()
+    free = (sel(T, hist, lambda k, q: k == q, "token_is_count")
+            | sel(T, I, C.EQ, "token_is_index2")).named("free")
+    model = compile_program(rasp.SelectorWidth(free), VOCAB, 5)
+    assert not any("extra-layer" in f for f in model.selector_report().entry("free").flags)
+
+
+def test_limits_stop_blow_ups_with_the_cost_and_a_cheaper_rewrite():
+    crossed = (sel(T, T, C.LT, "smaller") | sel(I, I, C.GT, "later")).named("crossed")
+    agg = rasp.numerical(rasp.Aggregate(crossed, rasp.numerical(rasp.Map(float, T)), default=0))
+    with pytest.raises(CompilationError, match=(
+            r"crossed \(used by .*\): \(Select\(tokens, tokens, LT\) \| Select\(indices, "
+            r"indices, GT\)\) needs at least .* over the limits max_selector_dims=10.*share")):
+        compile_program(agg, VOCAB, 5, max_selector_dims=10)
+    width = rasp.SelectorWidth(crossed)
+    with pytest.raises(CompilationError, match="max_heads_per_selector=1"):
+        compile_program(width, VOCAB, 5, max_selector_dims=10, max_heads_per_selector=1)
+
+
+def test_negating_an_atom_on_a_value_that_may_be_none_is_refused():
+    shifted = lib.shift_by(1, T)
+    negated = ~sel(shifted, T, C.EQ, "same_as_previous")
+    with pytest.raises(UnsupportedExpressionError, match="same_as_previous: it is negated.*None"):
+        compile_program(rasp.SelectorWidth(negated), VOCAB, 4)
+
+
+def test_the_report_lists_every_selector_that_reaches_a_head():
+    model = compile_program(lib.make_reverse(T), ["a", "b"], 4)
+    report = model.selector_report()
+    assert [e.selector for e in report] == ["all_true", "flip"]
+    text = str(report)
+    assert "written:      Select(indices, opp_index_minus_1, EQ)" in text
+    assert report.flagged() == []
+
+
+def test_written_form_keeps_the_expression_as_the_user_wrote_it():
+    expr = ~(sel(T, T, C.LT, "a") & sel(I, I, C.EQ, "b"))
+    assert written(expr) == "~(Select(tokens, tokens, LT) & Select(indices, indices, EQ))"
