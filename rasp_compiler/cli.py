@@ -112,6 +112,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    spec, model = _compile_spec(args)
+    everything = not (args.layout or args.residual or args.selectors or args.check)
+    if args.json:
+        print(model.layout_report().to_json() if args.layout or everything
+              else model.residual_map().to_json())
+        return 0
+    if args.layout or everything:
+        print(model.layout_report())
+    if args.residual or everything:
+        print(model.residual_map())
+    if args.selectors or everything:
+        print(model.selector_report())
+    tokens = parse_tokens(spec, args.input, model.vocab) if args.input else None
+    if args.check or (everything and tokens):
+        inputs = [tokens] if tokens else [list(ex[0]) for ex in spec.examples]
+        print(model.check_patterns(inputs))
+        print(model.read_back(inputs))
+    if args.html:
+        if not tokens:
+            tokens = list(spec.examples[0][0]) if spec.examples else [model.vocab[0]]
+        print(f"wrote {model.html_report(tokens, args.html)}")
+    return 0
+
+
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", help="a bundled program name or path.py:factory")
     parser.add_argument("--vocab", help="comma-separated tokens (default: the program's VOCAB)")
@@ -148,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compile_options(running)
     running.add_argument("tokens", nargs="+", help="input tokens, as written in the vocab")
     running.set_defaults(handler=_cmd_run)
+
+    inspecting = commands.add_parser(
+        "inspect", help="layout, residual map, selector report, pattern and read-back checks"
+    )
+    _add_compile_options(inspecting)
+    inspecting.add_argument("--layout", action="store_true", help="only the layer layout")
+    inspecting.add_argument("--residual", action="store_true", help="only the residual map")
+    inspecting.add_argument("--selectors", action="store_true", help="only the selector report")
+    inspecting.add_argument("--check", action="store_true",
+                            help="pattern check and value read-back (on --input or the examples)")
+    inspecting.add_argument("--input", nargs="+", metavar="TOKEN", help="the input to inspect")
+    inspecting.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
+    inspecting.add_argument("--json", action="store_true",
+                            help="print the layout (or with --residual the residual map) as JSON")
+    inspecting.set_defaults(handler=_cmd_inspect)
     return parser
 
 

@@ -98,7 +98,7 @@ def compile_program(
     params, shape = assemble(lowered)
     info = ModelInfo(
         output=ops.output,
-        layers=_layer_infos(lowered),
+        layers=_layer_infos(lowered, ops),
         lower_bound=plan.lower_bound,
         fusion_notes=plan.fusion_notes,
         folded=dict(ops.folded),
@@ -122,6 +122,7 @@ def compile_program(
         program=program,
         lowered=lowered,
         ops=ops,
+        schedule=plan,
     )
 
 
@@ -215,7 +216,16 @@ def _selector_entries(ops, plan: Schedule) -> tuple[SelectorEntry, ...]:
     return tuple(entries)
 
 
-def _layer_infos(lowered) -> tuple[LayerInfo, ...]:
+def _head_expression(ops, head) -> str:
+    written = {p.selector: p.written for p in ops.selector_plans}
+    op = ops.attention[head.label]
+    text = written.get(op.selector, f"{op.selector} (built in)")
+    if head.label != f"{op.source}.attn" and head.label != op.source:
+        text += f" [inclusion-exclusion part: {' & '.join(a.name() for a in op.atoms)}]"
+    return text
+
+
+def _layer_infos(lowered, ops) -> tuple[LayerInfo, ...]:
     layers = []
     for heads, mlp in zip(lowered.heads, lowered.mlps):
         head_infos = tuple(
@@ -224,6 +234,13 @@ def _layer_infos(lowered) -> tuple[LayerInfo, ...]:
                 layer=h.layer, index=h.index, coldness=h.coldness, leak_bound=h.leak_bound,
                 atoms=h.atoms, reads=h.reads, writes=h.writes,
                 key_size=h.key_size, value_size=h.value_size,
+                expression=_head_expression(ops, h),
+                queries=tuple(dict.fromkeys(a.query for a in ops.attention[h.label].atoms
+                                            if a.relation.size)),
+                keys=tuple(dict.fromkeys(a.key for a in ops.attention[h.label].atoms
+                                         if a.relation.size)),
+                values=tuple(dict.fromkeys(d.sop for d, _, _ in ops.attention[h.label].ov
+                                           if d.sop not in ("one", "bos"))),
             )
             for h in heads
         )

@@ -51,6 +51,10 @@ class UnsafeAggregateError(CompilationError):
     """A categorical Aggregate may select several positions holding different values."""
 
 
+class MissingDependencyError(RaspCompilerError, ImportError):
+    """An optional dependency (for pictures: matplotlib) is not installed."""
+
+
 class CompileWarning(UserWarning):
     """Something the compiler could not prove: the model is built, but check it."""
 

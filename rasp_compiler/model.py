@@ -60,6 +60,15 @@ class HeadInfo:
     writes: tuple[str, ...]
     key_size: int
     value_size: int
+    expression: str = ""  # the selector as written (an inclusion-exclusion part says so)
+    queries: tuple[str, ...] = ()  # SOps the query side reads
+    keys: tuple[str, ...] = ()  # SOps the key side reads
+    values: tuple[str, ...] = ()  # SOps the value side reads
+
+    @property
+    def name(self) -> str:
+        """TransformerLens-style position: L{layer}H{index} (layers counted from 0)."""
+        return f"L{self.layer - 1}H{self.index}"
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,7 @@ class CompiledModel:
         program=None,
         lowered=None,
         ops=None,
+        schedule=None,
     ):
         self.params = jax.tree_util.tree_map(jnp.asarray, dict(params))
         self.shape = shape
@@ -192,6 +202,7 @@ class CompiledModel:
         self.program = program
         self.lowered = lowered
         self.ops = ops
+        self.schedule = schedule
         self._token_ids = {token: i for i, token in enumerate(self.vocab)}
         self._forward = build_forward(shape, with_cache=False)
         self._forward_cached = build_forward(shape, with_cache=True)
@@ -218,6 +229,60 @@ class CompiledModel:
     @property
     def warnings(self) -> tuple[str, ...]:
         return self.info.warnings
+
+    # ------------------------------------------------------------------ diagnostics
+
+    def layout_report(self):
+        """Per layer, what each head and MLP part computes; where every node lives."""
+        from rasp_compiler.diagnostics import layout
+
+        return layout(self)
+
+    def residual_map(self):
+        """Each SOp's residual dimensions, who writes them and who reads them."""
+        from rasp_compiler.diagnostics import residual_map
+
+        return residual_map(self)
+
+    def head_to_selector(self) -> dict[str, str]:
+        from rasp_compiler.diagnostics import head_to_selector
+
+        return head_to_selector(self)
+
+    def selector_to_heads(self) -> dict[str, list[str]]:
+        from rasp_compiler.diagnostics import selector_to_heads
+
+        return selector_to_heads(self)
+
+    def check_patterns(self, inputs, tolerance: float | None = None):
+        """Every head's attention pattern against the exact selector matrix (see diagnostics)."""
+        from rasp_compiler.diagnostics import DEFAULT_PATTERN_TOLERANCE, check_patterns
+
+        return check_patterns(self, inputs, tolerance or DEFAULT_PATTERN_TOLERANCE)
+
+    def read_back(self, inputs):
+        """Every SOp decoded after the sublayer writing it, against the evaluator."""
+        from rasp_compiler.diagnostics import read_back
+
+        return read_back(self, inputs)
+
+    def attention_heatmaps(self, tokens, path):
+        """PNG: every head's pattern on `tokens`, the ideal one beside it (needs matplotlib)."""
+        from rasp_compiler.pictures import attention_heatmaps
+
+        return attention_heatmaps(self, tokens, path)
+
+    def graph_picture(self, path):
+        """PNG or SVG (by suffix) of the program's graph, nodes coloured by layer."""
+        from rasp_compiler.pictures import graph_picture
+
+        return graph_picture(self, path)
+
+    def html_report(self, tokens, path):
+        """A self-contained HTML page: layout, residual map, selector report, heatmaps."""
+        from rasp_compiler.report import html_report
+
+        return html_report(self, tokens, path)
 
     def selector_report(self) -> SelectorReport:
         """Every selector that reaches a head: as written, normal form, construction,

@@ -294,6 +294,11 @@ class TupleSpec:
     inputs: tuple[str, ...]
 
 
+def tuple_label(inputs: tuple[str, ...]) -> str:
+    """One tuple SOp per combination of inputs, shared by both sides and all selectors."""
+    return "(" + ", ".join(inputs) + ")"
+
+
 @dataclass(frozen=True)
 class Cost:
     heads: int
@@ -443,8 +448,9 @@ class Planner:
                 kinds.add("feature")
             else:
                 q, k = self._size(queries), self._size(keys)
-                dims += q + k
-                hidden += q + k
+                new = (q if len(queries) > 1 else 0) + (k if len(keys) > 1 and keys != queries else 0)
+                dims += new
+                hidden += new
                 key_size += min(q, k)
                 exponential = True
                 kinds.add("product")
@@ -465,7 +471,7 @@ class Planner:
         queries = tuple(dict.fromkeys(a.query for a in atoms))
         keys = tuple(dict.fromkeys(a.key for a in atoms))
         q, k = self._size(queries), self._size(keys)
-        new = (q if len(queries) > 1 else 0) + (k if len(keys) > 1 else 0)
+        new = (q if len(queries) > 1 else 0) + (k if len(keys) > 1 and keys != queries else 0)
         cost = Cost(1, min(q, k) + 2, new, new, bool(new), bool(new))
         return "whole product", cost, lambda: self._whole_product(name, node)
 
@@ -495,9 +501,10 @@ class Planner:
                 feature, atom = self._feature(label, clause, side="key")
             else:
                 pair_tuples, atom, note = self._product(label, clause)
-                tuples.extend(pair_tuples)
-                dims += sum(len(self._tuple_values(t.inputs)) for t in pair_tuples)
-                hidden += sum(len(self._tuple_values(t.inputs)) for t in pair_tuples)
+                fresh = [t for t in pair_tuples if t not in tuples]
+                tuples.extend(fresh)
+                dims += sum(len(self._tuple_values(t.inputs)) for t in fresh)
+                hidden += sum(len(self._tuple_values(t.inputs)) for t in fresh)
                 head.append(atom)
                 notes.append(note)
                 exponential = True
@@ -553,8 +560,9 @@ class Planner:
             if len(inputs) == 1:
                 sides.append((inputs[0], tuple(v for v in self.values(inputs[0]) if v is not None)))
             else:
-                spec = TupleSpec(f"{label}:{side}tuple", inputs)
-                specs.append(spec)
+                spec = TupleSpec(tuple_label(inputs), inputs)
+                if spec not in specs:
+                    specs.append(spec)
                 sides.append((spec.label, tuple(self._tuple_values(inputs))))
         (query_label, query_values), (key_label, key_values) = sides
         relation = np.zeros((len(query_values), len(key_values)), dtype=bool)
@@ -577,8 +585,9 @@ class Planner:
             if len(inputs) == 1:
                 sides.append((inputs[0], tuple(v for v in self.values(inputs[0]) if v is not None)))
             else:
-                spec = TupleSpec(f"{name}:{side}tuple", inputs)
-                specs.append(spec)
+                spec = TupleSpec(tuple_label(inputs), inputs)
+                if spec not in specs:
+                    specs.append(spec)
                 sides.append((spec.label, tuple(self._tuple_values(inputs))))
         (query_label, query_values), (key_label, key_values) = sides
         lifted = {id(a): _lift(a, queries, query_values, keys, key_values) for a in atoms}

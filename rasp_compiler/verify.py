@@ -64,7 +64,9 @@ class VerificationReport:
 
 def values_match(got: Any, expected: Any, rtol: float = RTOL, atol: float = ATOL) -> bool:
     """Equal, or numbers within atol + rtol * |expected|."""
-    if isinstance(expected, Real) and not isinstance(expected, bool) and isinstance(got, Real):
+    if isinstance(expected, Real) and isinstance(got, Real) and not (
+            isinstance(expected, bool) and isinstance(got, bool)):
+        # numbers (a numerical SOp may hold bools: True reads back as 1.0)
         return abs(float(got) - float(expected)) <= atol + rtol * abs(float(expected))
     return bool(got == expected)
 

@@ -39,3 +39,20 @@ def test_compile_errors_are_one_line(capsys):
     assert main(["compile", "no_such_program"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no bundled program named" in err
+
+
+def test_inspect_shows_layout_residual_selectors_and_checks(capsys, tmp_path):
+    import json
+
+    assert main(["inspect", "sort_ties", "--input", "3", "1", "2"]) == 0
+    out = capsys.readouterr().out
+    for text in ("depth 3 (lower bound 3)", "residual stream:", "FLAG exponential",
+                 "attention pattern check (tolerance 0.001): PASS",
+                 "value read-back: every SOp agrees"):
+        assert text in out
+    assert main(["inspect", "reverse", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["depth"] == 2
+    assert main(["inspect", "reverse", "--check"]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert main(["inspect", "reverse", "--layout", "--html", str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")

@@ -1,0 +1,139 @@
+"""Diagnostics: layout, residual map, pattern check, read-back, pictures, HTML."""
+
+import json
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from rasp_compiler import lib, rasp
+from rasp_compiler.compiler import compile_program
+from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.model import CompiledModel
+
+from cases import CASES
+
+pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")
+
+
+def sample_inputs(case, count=6):
+    import random
+
+    rng = random.Random(7)
+    return [[rng.choice(case.vocab) for _ in range(rng.randint(1, case.max_seq_len))]
+            for _ in range(count)]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_layout_places_every_node_once_and_checks_pass(case):
+    program = case.factory(case.max_seq_len)
+    model = compile_program(program, case.vocab, case.max_seq_len, **case.options)
+    layout = model.layout_report()
+    labels = [node.label for node in layout.nodes]
+    assert sorted(labels) == sorted(model.ops.graph.order)  # every node, exactly once
+    assert all(node.place != "unused" for node in layout.nodes if node.label == model.output)
+    inputs = sample_inputs(case)
+    patterns = model.check_patterns(inputs)
+    assert patterns.passed, str(patterns)
+    readback = model.read_back(inputs)
+    assert readback.agrees, str(readback)
+    assert readback.first_divergence is None
+
+
+@pytest.fixture(scope="module")
+def reverse():
+    return compile_program(lib.make_reverse(rasp.tokens), ["a", "b", "c"], 5)
+
+
+def test_layout_text_json_and_repr(reverse):
+    layout = reverse.layout_report()
+    text = str(layout)
+    assert "L1H0 aggregate reverse" in text and "query opp_index; key indices; value tokens" in text
+    assert "layer 2" in text and "mlp: (empty)" in text
+    data = json.loads(layout.to_json())
+    assert data["depth"] == 2 and data["layers"][0]["mlp"][0]["units"] == ["length", "opp_index"]
+    assert repr(layout) == "ModelLayout(depth=2, lower_bound=2, heads=[1, 1])"
+    assert layout.node("opp_index_minus_1").place == "folded"
+    assert layout.node("length").place == "head+mlp"
+
+
+def test_residual_map_names_writers_and_readers(reverse):
+    entries = {e.owner: e for e in reverse.residual_map().entries}
+    assert entries["one"].start == 0 and entries["bos"].start == 1
+    assert entries["opp_index"].written_by.startswith("layer 1 MLP")
+    assert "L1H0 query" in entries["opp_index"].read_by
+    assert entries["reverse"].read_by == ("decoder",)
+    assert entries["tokens"].values == ("a", "b", "c")
+    assert json.loads(reverse.residual_map().to_json())["width"] == reverse.layout.width
+
+
+def test_head_and_selector_maps(reverse):
+    assert reverse.head_to_selector() == {"L0H0": "all_true", "L1H0": "flip"}
+    assert reverse.selector_to_heads() == {"all_true": ["L0H0"], "flip": ["L1H0"]}
+
+
+def _corrupt(model, layer, factor):
+    params = {k: dict(v) for k, v in model.params.items()}
+    params[f"layer_{layer}/attn/key"]["w"] = params[f"layer_{layer}/attn/key"]["w"] * factor
+    model.params = params
+    model._jitted.clear()
+
+
+def test_a_corrupted_head_fails_the_pattern_check_and_read_back_finds_it():
+    program = lib.make_sort_freq(5)
+    model = compile_program(program, ["a", "b", "c"], 5)
+    inputs = [["a", "b", "b"], ["c", "a", "c", "b"]]
+    assert model.check_patterns(inputs).passed
+    _corrupt(model, 1, 0.05)  # layer 2's head (smaller -> target_pos) loses its coldness
+    patterns = model.check_patterns(inputs)
+    failed = patterns.failed()[0]  # later heads read its wrong output and fail too
+    assert [h.head for h in patterns.heads if h.passed][0] == "L0H0"
+    assert failed.head == "L1H0" and failed.label == "target_pos.attn"
+    assert failed.worst_input in {tuple(x) for x in inputs} and failed.worst_query is not None
+    assert "FAIL at input" in str(patterns)
+    readback = model.read_back(inputs)
+    first = readback.first_divergence
+    assert first.label == "target_pos" and first.written_after == "layer 2 MLP"
+    assert "first divergence: target_pos after layer 2 MLP" in str(readback)
+
+
+def test_pictures_are_produced(reverse, tmp_path):
+    heat = reverse.attention_heatmaps(["a", "b", "c"], tmp_path / "heads.png")
+    graph = reverse.graph_picture(tmp_path / "graph.png")
+    svg = reverse.graph_picture(tmp_path / "graph.svg")
+    for path in (heat, graph):
+        assert path.stat().st_size > 5_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids, self.tags = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.ids += [value for name, value in attrs if name == "id"]
+
+
+def test_html_report_is_self_contained_and_covers_every_head(tmp_path):
+    program = lib.make_shuffle_dyck(["()"])
+    model = compile_program(program, ["(", ")"], 6)
+    path = model.html_report(list("(())"), tmp_path / "report.html")
+    text = path.read_text()
+    parser = _Collector()
+    parser.feed(text)
+    heads = [h.name for layer in model.info.layers for h in layer.heads]
+    assert sorted(parser.ids) == sorted(heads)
+    assert "script" not in parser.tags and "img" not in parser.tags and "link" not in parser.tags
+    assert "http" not in text
+    for section in ("Layout", "Residual stream", "Selectors", "attention pattern check", "value read-back"):
+        assert section in text
+
+
+def test_checks_need_the_program(tmp_path, reverse):
+    reverse.save(tmp_path / "m")
+    loaded = CompiledModel.load(tmp_path / "m")
+    assert str(loaded.layout_report())  # the layout needs no program
+    with pytest.raises(InvalidInputError, match="loaded from disk without it"):
+        loaded.check_patterns([["a"]])
