@@ -158,3 +158,33 @@ def build_forward(shape: ModelShape, *, with_cache: bool) -> hk.Transformed:
         return residual
 
     return hk.transform(forward)
+
+
+def forward_numpy(params: dict, shape: ModelShape, token_ids: np.ndarray,
+                  key_mask: np.ndarray) -> np.ndarray:
+    """The same forward pass in float32 numpy: no XLA compilation, for many tiny models.
+
+    An independent implementation of the model; tests check it against the haiku one.
+    """
+    p = {module: {k: np.asarray(v, dtype=np.float32) for k, v in inner.items()}
+         for module, inner in params.items()}
+    batch, length = token_ids.shape
+    residual = p["token_embed"]["embeddings"][token_ids] + p["pos_embed"]["embeddings"][:length][None]
+    for l, layer in enumerate(shape.layers):
+        h, dk, dv = layer.heads, layer.key_size, layer.value_size
+        prefix = f"layer_{l}"
+        if h:
+            q = (residual @ p[f"{prefix}/attn/query"]["w"]).reshape(batch, length, h, dk)
+            k = (residual @ p[f"{prefix}/attn/key"]["w"]).reshape(batch, length, h, dk)
+            v = (residual @ p[f"{prefix}/attn/value"]["w"]).reshape(batch, length, h, dv)
+            scores = np.einsum("bqhe,bkhe->bhqk", q, k)
+            scores = np.where(key_mask[:, None, None, :], scores, -np.inf)
+            scores = scores - scores.max(axis=-1, keepdims=True)
+            weights = np.exp(scores)
+            pattern = weights / weights.sum(axis=-1, keepdims=True)
+            z = np.einsum("bhqk,bkhe->bqhe", pattern, v).reshape(batch, length, h * dv)
+            residual = residual + z @ p[f"{prefix}/attn/linear"]["w"]
+        if layer.mlp_hidden:
+            hidden = np.maximum(residual @ p[f"{prefix}/mlp/linear_1"]["w"], 0.0)
+            residual = residual + hidden @ p[f"{prefix}/mlp/linear_2"]["w"]
+    return residual

@@ -106,10 +106,38 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rasp_compiler.model import CompiledModel
+
+    if (Path(args.program) / "model.json").is_file():  # a model saved by `compile -o`
+        model = CompiledModel.load(args.program)
+        by_text = {str(token): token for token in model.vocab}
+        missing = [w for w in args.tokens if w not in by_text]
+        if missing:
+            raise InvalidInputError(
+                f"token {missing[0]!r} is not in the saved model's vocab: "
+                f"{', '.join(sorted(by_text))}"
+            )
+        print(model.run([[by_text[w] for w in args.tokens]])[0])
+        return 0
     spec, model = _compile_spec(args)
     tokens = parse_tokens(spec, args.tokens, model.vocab)
     print(model.run([tokens])[0])
     return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from rasp_compiler.verify import verify
+
+    spec, model = _compile_spec(args)
+    if args.exhaustive is None and args.samples is None:
+        args.exhaustive = max(n for n in range(1, model.max_seq_len + 1)
+                              if sum(len(model.vocab) ** k for k in range(1, n + 1)) <= 100_000)
+    report = verify(model.program, model, exhaustive_up_to=args.exhaustive,
+                    samples=args.samples, seed=args.seed, progress=not args.quiet)
+    print(report)
+    return 0 if report.ok else 1
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -169,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     compiling.add_argument("--run", nargs="+", metavar="TOKEN", help="then run it on these tokens")
     compiling.set_defaults(handler=_cmd_compile)
 
-    running = commands.add_parser("run", help="compile a program and print its output on tokens")
+    running = commands.add_parser(
+        "run", help="run a program (compiled on the fly) or a saved model folder on tokens"
+    )
     _add_compile_options(running)
     running.add_argument("tokens", nargs="+", help="input tokens, as written in the vocab")
     running.set_defaults(handler=_cmd_run)
@@ -188,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     inspecting.add_argument("--json", action="store_true",
                             help="print the layout (or with --residual the residual map) as JSON")
     inspecting.set_defaults(handler=_cmd_inspect)
+
+    verifying = commands.add_parser(
+        "verify", help="compare the compiled model with the evaluator, position by position"
+    )
+    _add_compile_options(verifying)
+    verifying.add_argument("--exhaustive", type=int, metavar="N",
+                           help="every input of 1..N tokens (default: as long as <= 100,000 inputs)")
+    verifying.add_argument("--samples", type=int, metavar="N", help="N random inputs")
+    verifying.add_argument("--seed", type=int, default=0)
+    verifying.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    verifying.set_defaults(handler=_cmd_verify)
     return parser
 
 

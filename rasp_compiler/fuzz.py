@@ -10,6 +10,7 @@ small (modular arithmetic) so value sets stay finite and modest.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -150,3 +151,76 @@ def random_program(rng: random.Random, config: FuzzConfig = FuzzConfig()) -> ras
 
 def random_input(rng: random.Random, vocab, max_seq_len: int) -> list:
     return [rng.choice(tuple(vocab)) for _ in range(rng.randint(1, max_seq_len))]
+
+
+@dataclass
+class FuzzOutcome:
+    seed: int
+    status: str  # "matched", "refused", "mismatch" or "crash"
+    detail: str = ""
+
+
+@dataclass
+class FuzzReport:
+    outcomes: list
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def problems(self) -> list:
+        """Silent mismatches and crashes: the only outcomes that are bugs."""
+        return [o for o in self.outcomes if o.status in ("mismatch", "crash")]
+
+    def summary(self) -> str:
+        lines = [f"{len(self.outcomes)} programs: {self.count('matched')} matched the evaluator, "
+                 f"{self.count('refused')} refused with a compile error, "
+                 f"{self.count('mismatch')} mismatched, {self.count('crash')} crashed"]
+        reasons: dict[str, int] = {}
+        for o in self.outcomes:
+            if o.status == "refused":  # group by message, labels blanked out
+                key = re.sub(r"\b[a-z_]+_\d+\b", "X", o.detail)[:110]
+                reasons[key] = reasons.get(key, 0) + 1
+        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:10]:
+            lines.append(f"  refused x{n}: {reason}")
+        for o in self.problems:
+            lines.append(f"  {o.status.upper()} seed {o.seed}: {o.detail}")
+        return "\n".join(lines)
+
+
+def campaign(count: int, seed: int = 0, *, vocab=(0, 1, 2, 3), max_seq_len: int = 4,
+             config: FuzzConfig | None = None, samples: int = 30) -> FuzzReport:
+    """Compile `count` random programs; each must match the evaluator or be refused clearly.
+
+    Checks every input of up to 3 tokens plus `samples` random ones, with the
+    numpy forward (no XLA compilation per program).
+    """
+    import traceback
+    import warnings
+
+    from rasp_compiler.compiler import compile_program
+    from rasp_compiler.errors import RaspCompilerError
+    from rasp_compiler.verify import verify
+
+    outcomes = []
+    for program_seed in range(seed, seed + count):
+        rng = random.Random(program_seed)
+        cfg = config or FuzzConfig(size=rng.randint(2, 7))
+        program = random_program(rng, cfg)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = compile_program(program, vocab, max_seq_len, allow_unsafe_aggregates=True)
+            report = verify(program, model, exhaustive_up_to=min(3, max_seq_len),
+                            samples=samples, seed=program_seed, backend="numpy")
+        except RaspCompilerError as error:
+            outcomes.append(FuzzOutcome(program_seed, "refused", f"{type(error).__name__}: {error}"))
+            continue
+        except Exception:  # anything else is a compiler bug: keep the traceback
+            outcomes.append(FuzzOutcome(program_seed, "crash", traceback.format_exc(limit=3)))
+            continue
+        if report.mismatch_count:
+            outcomes.append(FuzzOutcome(program_seed, "mismatch", str(report)))
+        else:
+            outcomes.append(FuzzOutcome(program_seed, "matched"))
+    return FuzzReport(outcomes)

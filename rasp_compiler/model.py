@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rasp_compiler.assemble import LayerShape, ModelShape, build_forward
+from rasp_compiler.assemble import LayerShape, ModelShape, build_forward, forward_numpy
 from rasp_compiler.errors import InvalidInputError, LoadError
 from rasp_compiler.lower import Readout
 from rasp_compiler.residual import NUMERICAL, Dim, ResidualLayout
@@ -381,6 +381,7 @@ class CompiledModel:
         bos_id, pad_id = len(self.vocab), len(self.vocab) + 1
         ids = np.full((batch, length), pad_id, dtype=np.int32)
         mask = np.zeros((batch, length), dtype=bool)
+        mask[:, 0] = True  # filler rows of a padded batch keep one key: no all-masked softmax
         for b, row in enumerate(rows):
             ids[b, 0] = bos_id
             ids[b, 1: len(row) + 1] = row
@@ -404,12 +405,34 @@ class CompiledModel:
             self._jitted[name] = jax.jit(fn)
         return self._jitted[name]
 
+    def _sharded(self, ids: np.ndarray, mask: np.ndarray):
+        """Spread the batch axis over every JAX device (one device: unchanged)."""
+        devices = jax.devices()
+        if len(devices) == 1:
+            return ids, mask
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
+        return jax.device_put(ids, sharding), jax.device_put(mask, sharding)
+
     def residual_slices(self, batch, label: str | None = None,
-                        batch_chunk: int = DEFAULT_BATCH_CHUNK) -> tuple[list[np.ndarray], list[int]]:
-        """Per sequence, the final residual restricted to `label`'s readout dims [T, k]."""
+                        batch_chunk: int = DEFAULT_BATCH_CHUNK,
+                        backend: str = "jax") -> tuple[list[np.ndarray], list[int]]:
+        """Per sequence, the final residual restricted to `label`'s readout dims [T, k].
+
+        backend "jax" runs the jitted haiku model, its batches sharded over all JAX
+        devices; "numpy" runs `forward_numpy` (no compilation: for many tiny models).
+        """
         rows = self.encode(batch)
         readout = self._readout(label or self.output)
-        forward = self._jit(f"slice:{readout.label}", readout)
+        if backend == "numpy":
+            index = list(readout.indices)
+            forward = lambda params, ids, mask: forward_numpy(params, self.shape, ids, mask)[..., index]
+        elif backend == "jax":
+            jitted = self._jit(f"slice:{readout.label}", readout)
+            forward = lambda params, ids, mask: jitted(params, *self._sharded(ids, mask))
+        else:
+            raise InvalidInputError(f"backend must be 'jax' or 'numpy', got {backend!r}")
         results: list[np.ndarray | None] = [None] * len(rows)
         buckets: dict[int, list[int]] = {}
         for b, row in enumerate(rows):
@@ -423,19 +446,21 @@ class CompiledModel:
             for start in range(0, len(members), batch_chunk):
                 chunk = members[start: start + batch_chunk]
                 padded = max(MIN_BUCKET_BATCH, 1 << math.ceil(math.log2(len(chunk))))
+                padded = -(-padded // jax.device_count()) * jax.device_count()
                 ids, mask = self._pack([rows[b] for b in chunk], length, padded)
                 out = np.asarray(forward(self.params, ids, mask))
                 for i, b in enumerate(chunk):
                     results[b] = out[i, : len(rows[b]) + 1]
         return results, [len(row) for row in rows]
 
-    def run(self, batch, *, strict: bool = False, label: str | None = None) -> list[list]:
+    def run(self, batch, *, strict: bool = False, label: str | None = None,
+            backend: str = "jax") -> list[list]:
         """Decoded outputs (one list per sequence, no BOS) of the program, or of SOp `label`.
 
         Positions whose residual is not a clean value hold `Unclean`; with
         `strict=True` they raise InvalidInputError instead.
         """
-        slices, _ = self.residual_slices(batch, label)
+        slices, _ = self.residual_slices(batch, label, backend=backend)
         readout = self._readout(label or self.output)
         outputs = [self._decode_slice(readout, s[1:]) for s in slices]
         if strict:

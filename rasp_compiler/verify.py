@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import sys
 import time
 from dataclasses import dataclass
 from numbers import Real
@@ -46,6 +47,7 @@ class VerificationReport:
     mismatches: tuple[Mismatch, ...]  # the first few
     max_numerical_error: float
     seconds: float
+    devices: int = 1  # JAX devices the batches were sharded over
 
     @property
     def ok(self) -> bool:
@@ -56,7 +58,7 @@ class VerificationReport:
         lines = [
             f"{verdict}: {self.inputs_checked} inputs, {self.positions_checked} positions, "
             f"{self.undefined} undefined, max numerical error {self.max_numerical_error:.2e}, "
-            f"{self.seconds:.2f}s"
+            f"{self.seconds:.2f}s on {self.devices} device{'s' * (self.devices != 1)}"
         ]
         lines += [f"  {m}" for m in self.mismatches]
         return "\n".join(lines)
@@ -96,11 +98,19 @@ def verify(
     chunk: int = 512,
     rtol: float = RTOL,
     atol: float = ATOL,
+    progress: bool = False,
+    backend: str = "jax",
 ) -> VerificationReport:
-    """Compare `model` with the evaluator on the chosen inputs, in batches of `chunk`."""
+    """Compare `model` with the evaluator on the chosen inputs, in batches of `chunk`.
+
+    Inputs are generated lazily, so exhaustive runs over millions of inputs stay
+    in constant memory; each batch is sharded over every JAX device. With
+    `progress=True` a progress bar is drawn on stderr.
+    """
     if exhaustive_up_to is None and samples is None and inputs is None:
         raise InvalidProgramError("say what to check: exhaustive_up_to=, samples= or inputs=")
     streams: list[Iterable[Sequence]] = []
+    total: int | None = 0
     if exhaustive_up_to is not None:
         if exhaustive_up_to > model.max_seq_len:
             raise InvalidProgramError(
@@ -108,10 +118,15 @@ def verify(
                 f"{model.max_seq_len}"
             )
         streams.append(all_inputs(model.vocab, exhaustive_up_to))
+        total += sum(len(model.vocab) ** n for n in range(1, exhaustive_up_to + 1))
     if samples is not None:
         streams.append(random_inputs(model.vocab, model.max_seq_len, samples, seed))
+        total += samples
     if inputs is not None:
+        inputs = list(inputs)
         streams.append(inputs)
+        total += len(inputs)
+    bar = ProgressBar(total) if progress else None
     graph = build_graph(program)
     started = time.perf_counter()
     checked = positions = undefined = mismatch_count = 0
@@ -122,7 +137,7 @@ def verify(
         batch = [tuple(xs) for xs in itertools.islice(stream, chunk)]
         if not batch:
             break
-        outputs = model.run([list(xs) for xs in batch])
+        outputs = model.run([list(xs) for xs in batch], backend=backend)
         for xs, got_row in zip(batch, outputs):
             try:
                 expected_row = evaluate_all(graph, list(xs)).output_values
@@ -139,6 +154,12 @@ def verify(
                     mismatch_count += 1
                     if len(mismatches) < MAX_EXAMPLES:
                         mismatches.append(Mismatch(xs, position, expected, got))
+        if bar:
+            bar.advance(len(batch), mismatch_count)
+    if bar:
+        bar.close()
+    import jax
+
     return VerificationReport(
         inputs_checked=checked,
         positions_checked=positions,
@@ -147,4 +168,32 @@ def verify(
         mismatches=tuple(mismatches),
         max_numerical_error=max_error,
         seconds=time.perf_counter() - started,
+        devices=jax.device_count() if backend == "jax" else 1,
     )
+
+
+class ProgressBar:
+    """A one-line text progress bar on stderr (no dependency)."""
+
+    WIDTH = 30
+
+    def __init__(self, total: int, stream=None):
+        self.total = max(total, 1)
+        self.done = 0
+        self.started = time.perf_counter()
+        self.stream = stream or sys.stderr
+
+    def advance(self, count: int, mismatches: int = 0) -> None:
+        self.done += count
+        fraction = min(self.done / self.total, 1.0)
+        filled = int(self.WIDTH * fraction)
+        rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done:,}/{self.total:,} "
+            f"inputs ({fraction:.0%}), {rate:,.0f}/s, {mismatches} mismatched"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()

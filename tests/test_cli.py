@@ -56,3 +56,24 @@ def test_inspect_shows_layout_residual_selectors_and_checks(capsys, tmp_path):
     assert "PASS" in capsys.readouterr().out
     assert main(["inspect", "reverse", "--layout", "--html", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_verify_command_and_running_a_saved_model(capsys, tmp_path):
+    assert main(["verify", "reverse", "--exhaustive", "3", "-q"]) == 0
+    assert capsys.readouterr().out.startswith("OK: 84 inputs")
+    assert main(["compile", "histogram", "-o", str(tmp_path / "h")]) == 0
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "h"), "a", "b", "a"]) == 0
+    assert capsys.readouterr().out.strip() == "[2, 1, 2]"
+    assert main(["run", str(tmp_path / "h"), "z"]) == 2
+    assert "not in the saved model's vocab" in capsys.readouterr().err
+
+
+def test_every_command_has_help(capsys):
+    import pytest
+
+    for command in ("list", "eval", "compile", "run", "inspect", "verify"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: rasp-compiler" in capsys.readouterr().out

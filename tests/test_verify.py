@@ -40,3 +40,35 @@ def test_verify_needs_something_to_check():
         verify(program, model)
     with pytest.raises(InvalidProgramError, match="exceeds"):
         verify(program, model, exhaustive_up_to=3)
+
+
+def test_progress_bar_reports_counts(capsys):
+    program = lib.make_hist()
+    model = compile_program(program, ["a", "b"], 4)
+    report = verify(program, model, exhaustive_up_to=3, samples=10, progress=True, chunk=5)
+    err = capsys.readouterr().err
+    assert report.ok and report.inputs_checked == 24
+    assert "24/24 inputs (100%)" in err and "0 mismatched" in err
+
+
+def test_batches_are_sharded_over_several_devices():
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import numpy as np
+        from rasp_compiler import lib, rasp, compile_program, verify
+        program = lib.make_reverse(rasp.tokens)
+        model = compile_program(program, ["a", "b", "c"], 6)
+        ids, mask = model._sharded(np.zeros((8, 4), np.int32), np.ones((8, 4), bool))
+        print(len(ids.sharding.device_set))
+        report = verify(program, model, exhaustive_up_to=4, samples=50)
+        print(report.devices, report.ok, report.inputs_checked)
+    """)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=env, check=True)
+    assert result.stdout.split() == ["4", "4", "True", "170"]

@@ -1,0 +1,67 @@
+"""Differential fuzzing: random programs either match the evaluator or are refused clearly."""
+
+import random
+
+import pytest
+from hypothesis import given, settings
+
+from rasp_compiler import lib, rasp
+from rasp_compiler.compiler import compile_program
+from rasp_compiler.errors import CompileWarning
+from rasp_compiler.fuzz import FuzzConfig, campaign, random_program
+from rasp_compiler.testing import assert_matches, rasp_inputs
+
+
+def test_a_few_hundred_random_programs_never_mismatch_silently():
+    report = campaign(300, seed=1)
+    assert not report.problems, report.summary()
+    assert report.count("matched") > 240, report.summary()  # most programs compile
+
+
+def test_generator_covers_every_construct():
+    kinds = set()
+    for seed in range(200):
+        stack = [random_program(random.Random(seed))]
+        while stack:
+            expr = stack.pop()
+            kinds.add(type(expr).__name__)
+            if isinstance(expr, rasp.Select):
+                kinds.add(f"predicate:{rasp.predicate_name(expr.predicate)}")
+            stack.extend(expr.children)
+    expected = {"Map", "SequenceMap", "LinearSequenceMap", "Aggregate", "SelectorWidth", "Select",
+                "SelectorAnd", "SelectorOr", "SelectorNot"}
+    assert expected <= kinds
+    assert {f"predicate:{c.name}" for c in rasp.Comparison} <= kinds
+
+
+def test_the_numpy_forward_equals_the_haiku_forward():
+    import numpy as np
+
+    program = lib.make_shuffle_dyck(["()", "{}"])
+    model = compile_program(program, list("(){}"), 8)
+    batch = [list("({})"), list("}{"), list("(){}(){}")]
+    assert model.run(batch, backend="numpy") == model.run(batch)
+    jax_slices, _ = model.residual_slices(batch)
+    numpy_slices, _ = model.residual_slices(batch, backend="numpy")
+    for a, b in zip(jax_slices, numpy_slices):
+        assert np.allclose(a, b, atol=1e-5)
+
+
+PROGRAM = lib.make_sort_freq(6)
+with pytest.warns(CompileWarning, match="could not prove"):
+    MODEL = compile_program(PROGRAM, ["a", "b", "c"], 6)
+
+
+@settings(max_examples=40)
+@given(rasp_inputs(["a", "b", "c"], 6))
+def test_property_test_helpers_in_a_few_lines(tokens):
+    assert_matches(PROGRAM, MODEL, tokens)
+
+
+def test_assert_matches_catches_a_wrong_model():
+    model = compile_program(lib.make_hist(), ["a", "b"], 4)
+    params = {k: dict(v) for k, v in model.params.items()}
+    params["layer_0/mlp/linear_2"]["w"] = params["layer_0/mlp/linear_2"]["w"][:, ::-1] * 1
+    model.params = params
+    with pytest.raises(AssertionError, match="the evaluator says"):
+        assert_matches(lib.make_hist(), model, ["a", "b", "a"])
