@@ -361,10 +361,9 @@ def _values_of(label: str, evaluation) -> list:
     return [None] * len(evaluation.inputs)
 
 
-def check_patterns(model, inputs: Sequence[Sequence], tolerance: float = DEFAULT_PATTERN_TOLERANCE
-                   ) -> PatternReport:
-    """Compare every head's attention with the exact normalised selector matrix."""
-    _require_program(model, "check_patterns")
+def _run_and_evaluate(model, inputs):
+    """The inputs as lists, the model's activation cache, and the evaluator's values
+    (None for an input on which the program is undefined)."""
     inputs = [list(x) for x in inputs]
     _, cache = model.run_with_cache(inputs)
     evaluations = []
@@ -373,6 +372,14 @@ def check_patterns(model, inputs: Sequence[Sequence], tolerance: float = DEFAULT
             evaluations.append(evaluate_all(model.ops.graph, xs))
         except EvaluationError:
             evaluations.append(None)
+    return inputs, cache, evaluations
+
+
+def check_patterns(model, inputs: Sequence[Sequence], tolerance: float = DEFAULT_PATTERN_TOLERANCE
+                   ) -> PatternReport:
+    """Compare every head's attention with the exact normalised selector matrix."""
+    _require_program(model, "check_patterns")
+    inputs, cache, evaluations = _run_and_evaluate(model, inputs)
     checks = []
     for layer in model.info.layers:
         patterns = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"]
@@ -452,15 +459,8 @@ class ReadBackReport:
 def read_back(model, inputs: Sequence[Sequence]) -> ReadBackReport:
     """Decode every SOp right after the sublayer that writes it; compare with the evaluator."""
     _require_program(model, "read_back")
-    inputs = [list(x) for x in inputs]
-    _, cache = model.run_with_cache(inputs)
+    inputs, cache, evaluations = _run_and_evaluate(model, inputs)
     residuals = {"hook_embed+pos": cache["hook_embed"] + cache["hook_pos_embed"]}
-    evaluations = []
-    for xs in inputs:
-        try:
-            evaluations.append(evaluate_all(model.ops.graph, xs))
-        except EvaluationError:
-            evaluations.append(None)
     time = model.schedule.time
     graph = model.ops.graph.graph
     labels = sorted((l for l in model.readouts if l in time and l in graph),

@@ -81,71 +81,112 @@ def random_selector(rng: random.Random, pool: list[rasp.SOp], composite: bool) -
     return selector
 
 
+class _Pools:
+    """The SOps drawn so far, by encoding; each builder adds one and returns it."""
+
+    def __init__(self, rng: random.Random, config: "FuzzConfig"):
+        self.rng = rng
+        self.config = config
+        self.categorical: list[rasp.SOp] = [rasp.tokens, rasp.indices]
+        self.numerical: list[rasp.SOp] = []
+
+    def selector(self) -> rasp.Selector:
+        return random_selector(self.rng, self.categorical, self.config.composite_selectors)
+
+    def add(self, sop: rasp.SOp, numerical: bool) -> rasp.SOp:
+        (self.numerical if numerical else self.categorical).append(sop)
+        return sop
+
+
+def _map(p: _Pools) -> rasp.SOp:
+    f = p.rng.choice(CATEGORICAL_MAPS)[1]
+    return p.add(rasp.Map(f, p.rng.choice(p.categorical), simplify=False), False)
+
+
+def _sequence_map(p: _Pools) -> rasp.SOp:
+    f = p.rng.choice(CATEGORICAL_PAIRS)[1]
+    return p.add(rasp.SequenceMap(f, p.rng.choice(p.categorical), p.rng.choice(p.categorical)),
+                 False)
+
+
+def _aggregate_categorical(p: _Pools) -> rasp.SOp:
+    return p.add(rasp.Aggregate(p.selector(), p.rng.choice(p.categorical)), False)
+
+
+def _aggregate_numerical(p: _Pools) -> rasp.SOp:
+    f = p.rng.choice(NUMERICAL_FROM_CATEGORICAL)[1]
+    source = rasp.numerical(rasp.Map(f, p.rng.choice(p.categorical)))
+    mean = rasp.numerical(rasp.Aggregate(p.selector(), source, default=0))
+    if p.config.numerical:
+        return p.add(mean, True)
+    return p.add(rasp.Map(CATEGORICAL_FROM_NUMERICAL[0][1], mean), False)
+
+
+def _aggregate_of_numerical(p: _Pools) -> rasp.SOp:
+    return p.add(rasp.numerical(rasp.Aggregate(p.selector(), p.rng.choice(p.numerical),
+                                               default=0)), True)
+
+
+def _selector_width(p: _Pools) -> rasp.SOp:
+    return p.add(rasp.SelectorWidth(p.selector()), False)
+
+
+def _to_numerical(p: _Pools) -> rasp.SOp:
+    f = p.rng.choice(NUMERICAL_FROM_CATEGORICAL)[1]
+    return p.add(rasp.numerical(rasp.Map(f, p.rng.choice(p.categorical), simplify=False)), True)
+
+
+def _from_numerical(p: _Pools) -> rasp.SOp:
+    f = p.rng.choice(CATEGORICAL_FROM_NUMERICAL)[1]
+    return p.add(rasp.Map(f, p.rng.choice(p.numerical), simplify=False), False)
+
+
+def _numerical_map(p: _Pools) -> rasp.SOp:
+    f = p.rng.choice(NUMERICAL_FROM_NUMERICAL)[1]
+    return p.add(rasp.numerical(rasp.Map(f, p.rng.choice(p.numerical), simplify=False)), True)
+
+
+def _linear_sequence_map(p: _Pools) -> rasp.SOp:
+    fst, snd = p.rng.choice(p.numerical), p.rng.choice(p.numerical)
+    a, b = p.rng.choice((1, -1, 0.5, 2)), p.rng.choice((1, -1, 0.5))
+    return p.add(rasp.numerical(rasp.LinearSequenceMap(fst, snd, a, b)), True)
+
+
+_BUILDERS = {
+    "map": _map,
+    "sequence_map": _sequence_map,
+    "aggregate_categorical": _aggregate_categorical,
+    "aggregate_numerical": _aggregate_numerical,
+    "numerical_aggregate_of_numerical": _aggregate_of_numerical,
+    "selector_width": _selector_width,
+    "to_numerical": _to_numerical,
+    "from_numerical": _from_numerical,
+    "numerical_map": _numerical_map,
+    "linear_sequence_map": _linear_sequence_map,
+}
+
+
+def _choices(pools: _Pools) -> list[str]:
+    config = pools.config
+    choices = ["map", "sequence_map", "aggregate_numerical"]
+    if config.categorical_aggregates:
+        choices.append("aggregate_categorical")
+    if config.selector_width:
+        choices.append("selector_width")
+    if config.numerical:
+        choices.append("to_numerical")
+        if pools.numerical:
+            choices += ["to_numerical", "numerical_aggregate_of_numerical", "from_numerical",
+                        "numerical_map", "linear_sequence_map"]
+    return choices
+
+
 def random_program(rng: random.Random, config: FuzzConfig = FuzzConfig()) -> rasp.SOp:
     """A random program over integer tokens; its output is the last SOp drawn."""
-    categorical: list[rasp.SOp] = [rasp.tokens, rasp.indices]
-    numerical: list[rasp.SOp] = []
+    pools = _Pools(rng, config)
     last: rasp.SOp = rasp.tokens
     for _ in range(config.size):
-        choices = ["map", "sequence_map", "aggregate_numerical"]
-        if config.categorical_aggregates:
-            choices.append("aggregate_categorical")
-        if config.selector_width:
-            choices.append("selector_width")
-        if config.numerical:
-            choices += ["to_numerical", "numerical_aggregate_of_numerical"] if numerical else []
-            choices += ["to_numerical"]
-            if numerical:
-                choices += ["from_numerical", "numerical_map", "linear_sequence_map"]
-        kind = rng.choice(choices)
-        if kind == "map":
-            _, f = rng.choice(CATEGORICAL_MAPS)
-            last = rasp.Map(f, rng.choice(categorical), simplify=False)
-            categorical.append(last)
-        elif kind == "sequence_map":
-            _, f = rng.choice(CATEGORICAL_PAIRS)
-            fst, snd = rng.choice(categorical), rng.choice(categorical)
-            last = rasp.SequenceMap(f, fst, snd)
-            categorical.append(last)
-        elif kind == "aggregate_categorical":
-            selector = random_selector(rng, categorical, config.composite_selectors)
-            last = rasp.Aggregate(selector, rng.choice(categorical))
-            categorical.append(last)
-        elif kind == "aggregate_numerical":
-            selector = random_selector(rng, categorical, config.composite_selectors)
-            source = rasp.numerical(rasp.Map(rng.choice(NUMERICAL_FROM_CATEGORICAL)[1],
-                                             rng.choice(categorical)))
-            last = rasp.numerical(rasp.Aggregate(selector, source, default=0))
-            if config.numerical:
-                numerical.append(last)
-            else:
-                last = rasp.Map(CATEGORICAL_FROM_NUMERICAL[0][1], last)
-                categorical.append(last)
-        elif kind == "numerical_aggregate_of_numerical":
-            selector = random_selector(rng, categorical, config.composite_selectors)
-            last = rasp.numerical(rasp.Aggregate(selector, rng.choice(numerical), default=0))
-            numerical.append(last)
-        elif kind == "selector_width":
-            selector = random_selector(rng, categorical, config.composite_selectors)
-            last = rasp.SelectorWidth(selector)
-            categorical.append(last)
-        elif kind == "to_numerical":
-            _, f = rng.choice(NUMERICAL_FROM_CATEGORICAL)
-            last = rasp.numerical(rasp.Map(f, rng.choice(categorical), simplify=False))
-            numerical.append(last)
-        elif kind == "from_numerical":
-            _, f = rng.choice(CATEGORICAL_FROM_NUMERICAL)
-            last = rasp.Map(f, rng.choice(numerical), simplify=False)
-            categorical.append(last)
-        elif kind == "numerical_map":
-            _, f = rng.choice(NUMERICAL_FROM_NUMERICAL)
-            last = rasp.numerical(rasp.Map(f, rng.choice(numerical), simplify=False))
-            numerical.append(last)
-        elif kind == "linear_sequence_map":
-            fst, snd = rng.choice(numerical), rng.choice(numerical)
-            a, b = rng.choice((1, -1, 0.5, 2)), rng.choice((1, -1, 0.5))
-            last = rasp.numerical(rasp.LinearSequenceMap(fst, snd, a, b))
-            numerical.append(last)
+        last = _BUILDERS[rng.choice(_choices(pools))](pools)
     return last
 
 

@@ -551,12 +551,12 @@ class Planner:
         choices = [list(self.values(label)) for label in inputs]
         return list(itertools.product(*choices))
 
-    def _product(self, label: str, atoms: list[Atom]) -> tuple[list[TupleSpec], Atom, str]:
-        """Tuple SOps of the clause's query SOps and key SOps; one atom over them."""
+    def _sides(self, atoms: list[Atom]):
+        """Both sides of a product encoding: the SOp read (a tuple when several) and its values."""
         queries = tuple(dict.fromkeys(a.query for a in atoms))
         keys = tuple(dict.fromkeys(a.key for a in atoms))
         specs, sides = [], []
-        for side, inputs in (("q", queries), ("k", keys)):
+        for inputs in (queries, keys):
             if len(inputs) == 1:
                 sides.append((inputs[0], tuple(v for v in self.values(inputs[0]) if v is not None)))
             else:
@@ -564,6 +564,11 @@ class Planner:
                 if spec not in specs:
                     specs.append(spec)
                 sides.append((spec.label, tuple(self._tuple_values(inputs))))
+        return queries, keys, specs, sides
+
+    def _product(self, label: str, atoms: list[Atom]) -> tuple[list[TupleSpec], Atom, str]:
+        """Tuple SOps of the clause's query SOps and key SOps; one atom over them."""
+        queries, keys, specs, sides = self._sides(atoms)
         (query_label, query_values), (key_label, key_values) = sides
         relation = np.zeros((len(query_values), len(key_values)), dtype=bool)
         for atom in atoms:
@@ -578,17 +583,7 @@ class Planner:
 
     def _whole_product(self, name: str, node) -> Construction:
         atoms = _atoms_in(node)
-        queries = tuple(dict.fromkeys(a.query for a in atoms))
-        keys = tuple(dict.fromkeys(a.key for a in atoms))
-        sides, specs = [], []
-        for side, inputs in (("q", queries), ("k", keys)):
-            if len(inputs) == 1:
-                sides.append((inputs[0], tuple(v for v in self.values(inputs[0]) if v is not None)))
-            else:
-                spec = TupleSpec(tuple_label(inputs), inputs)
-                if spec not in specs:
-                    specs.append(spec)
-                sides.append((spec.label, tuple(self._tuple_values(inputs))))
+        queries, keys, specs, sides = self._sides(atoms)
         (query_label, query_values), (key_label, key_values) = sides
         lifted = {id(a): _lift(a, queries, query_values, keys, key_values) for a in atoms}
         relation = _evaluate(node, lifted)
