@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
 import time
 from dataclasses import asdict
@@ -26,6 +27,7 @@ def main() -> int:
     parser.add_argument("--max-seq-len", type=int, default=4)
     parser.add_argument("--chunk", type=int, default=100, help="programs per progress line")
     parser.add_argument("--out", type=Path, help="write every outcome as JSON here")
+    parser.add_argument("--write", type=Path, help="put the summary into this markdown file")
     args = parser.parse_args()
     started = time.perf_counter()
     outcomes = []
@@ -41,7 +43,25 @@ def main() -> int:
     print(full.summary())
     if args.out:
         args.out.write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
+    if args.write:
+        seconds = time.perf_counter() - started
+        block = (
+            f"Machine: {platform.platform()}, Python {platform.python_version()}.\n\n"
+            f"Command: `python scripts/fuzz_campaign.py --count {args.count} --seed {args.seed} "
+            f"--max-seq-len {args.max_seq_len} --write {args.write}` ({seconds:.0f} s)\n\n"
+            f"```\n{full.summary()}\n```"
+        )
+        replace_block(args.write, "fuzz", block)
     return 1 if full.problems else 0
+
+
+def replace_block(path: Path, name: str, body: str) -> None:
+    """Replace the text between <!-- name --> and <!-- /name --> in `path`."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    document = path.read_text() if path.exists() else f"{start}\n{end}\n"
+    before, _, rest = document.partition(start)
+    _, _, after = rest.partition(end)
+    path.write_text(f"{before}{start}\n{body}\n{end}{after}")
 
 
 if __name__ == "__main__":
