@@ -239,6 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RaspCompilerError as exc:
         print(f"rasp-compiler: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # `rasp-compiler list | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
