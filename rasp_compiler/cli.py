@@ -11,20 +11,19 @@ import sys
 from typing import Sequence
 
 from rasp_compiler.errors import InvalidInputError, RaspCompilerError
-from rasp_compiler.library import ProgramSpec, list_programs, load_program
+from rasp_compiler.library import list_programs, load_program
 
 EXIT_USER_ERROR = 2
 
 
-def parse_tokens(spec: ProgramSpec, words: Sequence[str], vocab: Sequence | None = None) -> list:
-    """Command-line words to vocab tokens: each word must be the str() of one token."""
-    vocab = tuple(vocab if vocab is not None else spec.vocab)
+def parse_tokens(owner: str, words: Sequence[str], vocab: Sequence) -> list:
+    """Command-line words to `owner`'s vocab tokens: each word must be the str() of one."""
     by_text = {str(token): token for token in vocab}
     tokens = []
     for word in words:
         if word not in by_text:
             raise InvalidInputError(
-                f"token {word!r} is not in the vocab of {spec.name}: "
+                f"token {word!r} is not in the vocab of {owner}: "
                 f"{', '.join(sorted(by_text))}"
             )
         tokens.append(by_text[word])
@@ -45,7 +44,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     spec = load_program(args.program)
     program = spec.make()
-    tokens = parse_tokens(spec, args.tokens)
+    tokens = parse_tokens(spec.name, args.tokens, spec.vocab)
     print(f"{spec.name}: {spec.description}")
     print(f"input:  {tokens}")
     print(f"output: {evaluate(program, tokens)}")
@@ -99,7 +98,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     if args.output:
         print(f"saved to {model.save(args.output)}")
     if args.run:
-        tokens = parse_tokens(spec, args.run, model.vocab)
+        tokens = parse_tokens(spec.name, args.run, model.vocab)
         print(f"input:  {tokens}")
         print(f"output: {model.run([tokens])[0]}")
     return 0
@@ -112,17 +111,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if (Path(args.program) / "model.json").is_file():  # a model saved by `compile -o`
         model = CompiledModel.load(args.program)
-        by_text = {str(token): token for token in model.vocab}
-        missing = [w for w in args.tokens if w not in by_text]
-        if missing:
-            raise InvalidInputError(
-                f"token {missing[0]!r} is not in the saved model's vocab: "
-                f"{', '.join(sorted(by_text))}"
-            )
-        print(model.run([[by_text[w] for w in args.tokens]])[0])
+        print(model.run([parse_tokens("the saved model", args.tokens, model.vocab)])[0])
         return 0
     spec, model = _compile_spec(args)
-    tokens = parse_tokens(spec, args.tokens, model.vocab)
+    tokens = parse_tokens(spec.name, args.tokens, model.vocab)
     print(model.run([tokens])[0])
     return 0
 
@@ -153,7 +145,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print(model.residual_map())
     if args.selectors or everything:
         print(model.selector_report())
-    tokens = parse_tokens(spec, args.input, model.vocab) if args.input else None
+    tokens = parse_tokens(spec.name, args.input, model.vocab) if args.input else None
     if args.check or (everything and tokens):
         inputs = [tokens] if tokens else [list(ex[0]) for ex in spec.examples]
         print(model.check_patterns(inputs))

@@ -28,7 +28,7 @@ from rasp_compiler.model import (
     ModelInfo,
     SelectorEntry,
 )
-from rasp_compiler.rewrite import rewrite
+from rasp_compiler.rewrite import rewrite, width_hidden_label
 from rasp_compiler.safety import check_categorical_aggregates
 from rasp_compiler.schedule import DEFAULT_MAX_FUSED_INPUT_SPACE, Schedule, schedule
 from rasp_compiler.selectors import DEFAULT_MAX_HEADS_PER_SELECTOR, DEFAULT_MAX_SELECTOR_DIMS
@@ -216,34 +216,28 @@ def _selector_entries(ops, plan: Schedule) -> tuple[SelectorEntry, ...]:
     return tuple(entries)
 
 
-def _head_expression(ops, head) -> str:
-    written = {p.selector: p.written for p in ops.selector_plans}
-    op = ops.attention[head.label]
+def _head_expression(ops, op, written: dict[str, str]) -> str:
     text = written.get(op.selector, f"{op.selector} (built in)")
-    if head.label != f"{op.source}.attn" and head.label != op.source:
+    if op.label not in (op.source, width_hidden_label(op.source)):
         text += f" [inclusion-exclusion part: {' & '.join(a.name() for a in op.atoms)}]"
     return text
 
 
 def _layer_infos(lowered, ops) -> tuple[LayerInfo, ...]:
+    written = {p.selector: p.written for p in ops.selector_plans}
     layers = []
     for heads, mlp in zip(lowered.heads, lowered.mlps):
-        head_infos = tuple(
-            HeadInfo(
-                label=h.label, source=h.source, selector=h.selector, kind=h.kind,
+        head_infos = []
+        for h in heads:
+            op = ops.attention[h.label]
+            head_infos.append(HeadInfo(
+                label=h.label, source=op.source, selector=op.selector, kind=op.kind,
                 layer=h.layer, index=h.index, coldness=h.coldness, leak_bound=h.leak_bound,
-                atoms=h.atoms, reads=h.reads, writes=h.writes,
+                atoms=tuple(atom.describe() for atom in op.atoms),
                 key_size=h.key_size, value_size=h.value_size,
-                expression=_head_expression(ops, h),
-                queries=tuple(dict.fromkeys(a.query for a in ops.attention[h.label].atoms
-                                            if a.relation.size)),
-                keys=tuple(dict.fromkeys(a.key for a in ops.attention[h.label].atoms
-                                         if a.relation.size)),
-                values=tuple(dict.fromkeys(d.sop for d, _, _ in ops.attention[h.label].ov
-                                           if d.sop not in ("one", "bos"))),
-            )
-            for h in heads
-        )
+                expression=_head_expression(ops, op, written),
+                queries=op.queries, keys=op.keys, values=op.values,
+            ))
         ranges = mlp.part_ranges()
         parts = tuple(
             MLPPartInfo(
@@ -252,5 +246,5 @@ def _layer_infos(lowered, ops) -> tuple[LayerInfo, ...]:
             )
             for p in mlp.parts
         )
-        layers.append(LayerInfo(mlp.layer, head_infos, parts, mlp.hidden))
+        layers.append(LayerInfo(mlp.layer, tuple(head_infos), parts, mlp.hidden))
     return tuple(layers)

@@ -158,6 +158,7 @@ def layout(model) -> ModelLayout:
     if model.ops is not None:
         ops = model.ops
         graph = ops.graph
+        parents = _selector_parents(model)
         for label in graph.order:
             expr = graph.expr(label)
             if label in places:
@@ -171,8 +172,8 @@ def layout(model) -> ModelLayout:
             elif label in ops.folded and label not in model.schedule.live:
                 heads = ", ".join(ops.folded[label])
                 place, where = "folded", f"folded into the tables of {heads}"
-            elif isinstance(expr, rasp.Selector) and label in _selector_parents(model):
-                place, where = "selector", f"part of {_selector_parents(model)[label]}"
+            elif isinstance(expr, rasp.Selector) and label in parents:
+                place, where = "selector", f"part of {parents[label]}"
             else:
                 place, where = "unused", "not needed by the output"
             nodes.append(NodePlace(label, type(expr).__name__, place, where))

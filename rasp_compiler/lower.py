@@ -36,19 +36,16 @@ FLOAT32_PRECISION_FLOOR = 1e-9  # below this, float32 softmax noise dominates
 
 @dataclass(frozen=True, eq=False)
 class HeadPlan:
-    """One compiled head: what it implements and its weights (dense over the residual)."""
+    """One compiled head: its weights (dense over the residual) and softmax coldness.
+
+    What it implements is `ops.attention[label]`.
+    """
 
     label: str  # the attention op (the SOp it writes)
-    source: str  # the Aggregate / SelectorWidth as written
-    selector: str
-    kind: str
     layer: int
     index: int  # position among the layer's heads
     coldness: float
     leak_bound: float  # largest attention mass on unintended keys
-    atoms: tuple[str, ...]  # "select: keys vs queries" descriptions
-    reads: tuple[str, ...]
-    writes: tuple[str, ...]
     w_q: np.ndarray  # [d_model, key_size]
     w_k: np.ndarray
     w_v: np.ndarray  # [d_model, value_size]
@@ -283,16 +280,10 @@ def _head(ops: OpGraph, op: AttentionOp, layout: ResidualLayout, layer: int, ind
         w_v[rows[read], outputs.index(out)] += weight
     return HeadPlan(
         label=op.label,
-        source=op.source,
-        selector=op.selector,
-        kind=op.kind,
         layer=layer,
         index=index,
         coldness=c,
         leak_bound=(n + 1) * math.exp(-c / 2),
-        atoms=tuple(atom.describe() for atom in op.atoms),
-        reads=tuple(sorted(op.reads)),
-        writes=(op.label,),
         w_q=w_q,
         w_k=w_k,
         w_v=w_v,

@@ -103,6 +103,7 @@ class _BlockFunction:
         self.ops = ops
         self.units = [ops.units[label] for label in block.units]
         self.outputs = block.outputs
+        self._along: dict[tuple, list[tuple]] = {}
 
     def raw(self, env: dict[str, Any]) -> tuple:
         """The output values (not yet encoded) for one assignment of the leaves."""
@@ -116,7 +117,14 @@ class _BlockFunction:
         return tuple(env[label] for label in self.outputs)
 
     def raw_along(self, env: dict[str, Any], z_label: str, zs: list[float]) -> list[tuple]:
-        """`raw` for every z; a single Map of z takes a fast path (10^5-10^6 values)."""
+        """`raw` for every z, remembered (steps and piecewise-linear both ask for it)."""
+        key = (tuple(env.items()), z_label)
+        if key not in self._along:
+            self._along[key] = self._compute_along(env, z_label, zs)
+        return self._along[key]
+
+    def _compute_along(self, env: dict[str, Any], z_label: str, zs: list[float]) -> list[tuple]:
+        """A single Map of z takes a fast path (10^5-10^6 values)."""
         if len(self.units) == 1 and self.units[0].inputs == (z_label,):
             unit = self.units[0]
             try:
@@ -278,9 +286,10 @@ def _steps(ops, block, categorical, choices, z_label, form, function) -> MLPPart
 
 
 def _piecewise_linear(ops, block, z_label, form, function) -> MLPPart | None:
-    zs = np.array([float(v) for v in ops.values[z_label] if v is not None])
-    z_bound = max(form_bound(ops, form), float(np.abs(zs).max()))
-    raws = function.raw_along({}, z_label, zs.tolist())
+    zs = [float(v) for v in ops.values[z_label] if v is not None]
+    z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
+    raws = function.raw_along({}, z_label, zs)
+    zs = np.array(zs)
     for raw in raws:
         function.encode(raw)  # checks every output is a number
     outs = np.array(raws, dtype=np.float64).reshape(len(zs), len(block.outputs))

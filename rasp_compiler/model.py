@@ -56,8 +56,6 @@ class HeadInfo:
     coldness: float
     leak_bound: float
     atoms: tuple[str, ...]
-    reads: tuple[str, ...]
-    writes: tuple[str, ...]
     key_size: int
     value_size: int
     expression: str = ""  # the selector as written (an inclusion-exclusion part says so)
@@ -522,15 +520,17 @@ class CompiledModel:
             return [float(x) for x in numbers]
         if values.shape[1] == 0:
             return [None] * values.shape[0]
+        top = values.argmax(axis=1)
+        big = values[np.arange(len(values)), top]
+        second = (np.partition(values, -2, axis=1)[:, -2] if values.shape[1] > 1
+                  else np.zeros(len(values)))
+        clean = (big >= 1 - DECODE_TOLERANCE) & (second <= DECODE_TOLERANCE)
+        empty = big <= DECODE_TOLERANCE
         out = []
-        for row in values:
-            top = int(np.argmax(row))
-            big = row[top]
-            rest = np.delete(row, top)
-            second = float(rest.max()) if rest.size else 0.0
-            if big >= 1 - DECODE_TOLERANCE and second <= DECODE_TOLERANCE:
-                out.append(readout.values[top])
-            elif big <= DECODE_TOLERANCE:
+        for row, index, is_clean, is_empty in zip(values, top, clean, empty):
+            if is_clean:
+                out.append(readout.values[index])
+            elif is_empty:
                 out.append(None)
             else:
                 weights = tuple((readout.values[i], float(row[i]))

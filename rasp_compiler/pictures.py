@@ -6,7 +6,6 @@ only here, only when a picture is asked for.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -95,11 +94,10 @@ def node_layers(model) -> dict[str, int]:
     layers: dict[str, int] = {}
     if model.ops is None:
         return layers
-    time = model.schedule.time
     graph = model.ops.graph
     for label in graph.order:
-        if label in time:
-            layers[label] = math.ceil(time[label] / 2)
+        if label in model.schedule.time:
+            layers[label] = model.schedule.layer_of(label)
     for layer in model.info.layers:
         for head in layer.heads:
             layers.setdefault(head.selector, layer.index)

@@ -55,16 +55,25 @@ class AttentionOp:
     ov: tuple[tuple[Dim, Dim, float], ...]  # (read dim, written dim, weight)
     bos_writes: tuple[tuple[Dim, float], ...]  # what the head writes at the BOS query position
     encoding: rasp.Encoding
-    folded: tuple[str, ...] = ()
+
+    @property
+    def queries(self) -> tuple[str, ...]:
+        """SOps the query side reads."""
+        return tuple(dict.fromkeys(a.query for a in self.atoms if a.relation.size))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """SOps the key side reads."""
+        return tuple(dict.fromkeys(a.key for a in self.atoms if a.relation.size))
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        """SOps the value side reads (`bos` alone for defaults and widths)."""
+        return tuple(dict.fromkeys(d.sop for d, _, _ in self.ov if d not in (ONE, BOS)))
 
     @property
     def reads(self) -> set[str]:
-        sops = {side for a in self.atoms if a.relation.size for side in (a.query, a.key)}
-        return sops | {d.sop for d, _, _ in self.ov if d not in (ONE, BOS)}
-
-    @property
-    def writes(self) -> tuple[Dim, ...]:
-        return tuple(dict.fromkeys(out for _, out, _ in self.ov))
+        return set(self.queries) | set(self.keys) | set(self.values)
 
 
 @dataclass(frozen=True, eq=False)
@@ -215,17 +224,25 @@ class _Rewriter:
         self.order.append(label)
 
     def _tokens(self, expr: rasp.TokensType) -> None:
-        self.embeddings[expr.label] = Embedding(
-            expr.label, "token", rasp.Encoding.CATEGORICAL, {v: v for v in self.value_sets.vocab}
-        )
-        self._add(expr.label)
+        self._input("tokens")
 
     def _indices(self, expr: rasp.IndicesType) -> None:
-        self.embeddings[expr.label] = Embedding(
-            expr.label, "position", rasp.Encoding.CATEGORICAL,
-            {i: i for i in range(self.value_sets.max_seq_len)},
-        )
-        self._add(expr.label)
+        self._input("indices")
+
+    def _input(self, label: str) -> None:
+        """The tokens or indices embedding, once, however many constructs ask for it
+        (`length` and ConstantSelector read them even when the program does not)."""
+        if label in self.embeddings:
+            return
+        if label == "tokens":
+            table = {v: v for v in self.value_sets.vocab}
+            self.embeddings[label] = Embedding(label, "token", rasp.Encoding.CATEGORICAL, table)
+        else:
+            table = {i: i for i in range(self.value_sets.max_seq_len)}
+            self.embeddings[label] = Embedding(label, "position", rasp.Encoding.CATEGORICAL, table)
+        self.encodings[label] = rasp.Encoding.CATEGORICAL
+        self.values[label] = tuple(table.values())
+        self._add(label)
 
     def _full(self, expr: rasp.Full) -> None:
         self._check_numeric_values(expr, [expr.fill])
@@ -249,18 +266,9 @@ class _Rewriter:
             key_values=self.value_sets.vocab,
             relation=np.ones((len(self.value_sets.vocab),) * 2, dtype=bool),
         )
-        self._needs_tokens()
+        self._input("tokens")
         self._width(expr.label, f"{expr.label}:all_true", (all_true,), rasp.get_encoding(expr),
                     smallest=1)
-
-    def _needs_tokens(self) -> None:
-        if "tokens" not in self.embeddings:
-            self.embeddings["tokens"] = Embedding(
-                "tokens", "token", rasp.Encoding.CATEGORICAL, {v: v for v in self.value_sets.vocab}
-            )
-            self.encodings["tokens"] = rasp.Encoding.CATEGORICAL
-            self.values["tokens"] = self.value_sets.vocab
-            self.order.insert(0, "tokens")
 
     # ----------------------------------------------------------------- MLP-side SOps
 
@@ -356,7 +364,6 @@ class _Rewriter:
             ov=tuple((i, o, w) for (i, o), w in ov.items() if w != 0),
             bos_writes=tuple(bos_writes),
             encoding=rasp.get_encoding(expr),
-            folded=folded,
         )
         self._note_folded(folded, expr.label)
         self._add(expr.label)
@@ -480,13 +487,7 @@ class _Rewriter:
 
     def _constant_atom(self, selector: rasp.ConstantSelector) -> Atom:
         n = self.value_sets.max_seq_len
-        if "indices" not in self.embeddings:
-            self.embeddings["indices"] = Embedding(
-                "indices", "position", rasp.Encoding.CATEGORICAL, {i: i for i in range(n)}
-            )
-            self.encodings["indices"] = rasp.Encoding.CATEGORICAL
-            self.values["indices"] = tuple(range(n))
-            self.order.insert(0, "indices")
+        self._input("indices")
         relation = np.zeros((n, n), dtype=bool)
         for q, row in enumerate(selector.value[:n]):
             for k, selected in enumerate(row[:n]):

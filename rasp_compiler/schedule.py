@@ -63,13 +63,6 @@ class Schedule:
         """The 1-based layer that writes `label` (0 for embeddings and forms of them)."""
         return math.ceil(self.time[label] / 2)
 
-    def block_of(self, label: str) -> Block | None:
-        for layer in self.layers:
-            for block in layer.blocks:
-                if label in block.units:
-                    return block
-        return None
-
 
 def schedule(ops: OpGraph, *, max_fused_input_space: int = DEFAULT_MAX_FUSED_INPUT_SPACE) -> Schedule:
     """Place every live operation at its earliest slot, fusing MLP units where allowed."""

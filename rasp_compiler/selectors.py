@@ -479,7 +479,7 @@ class Planner:
 
     def _conjunction(self, name: str, clauses: list[list[Atom]]) -> Construction:
         if not clauses:  # TRUE
-            return self._single("atom", [], [])
+            return self._single("atom", [])
         head: list[Atom] = []
         features: list[FeatureSpec] = []
         tuples: list[TupleSpec] = []
@@ -522,7 +522,7 @@ class Planner:
         return Construction(name_text, cost, (tuple(head),), (), tuple(features), tuple(tuples),
                             tuple(notes))
 
-    def _single(self, name: str, head: list[Atom], notes: list[str]) -> Construction:
+    def _single(self, name: str, head: list[Atom]) -> Construction:
         return Construction(name, Cost(1, _key_size(head), 0, 0, False, False), (tuple(head),))
 
     def _never(self, name: str) -> Construction:

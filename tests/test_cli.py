@@ -66,7 +66,7 @@ def test_verify_command_and_running_a_saved_model(capsys, tmp_path):
     assert main(["run", str(tmp_path / "h"), "a", "b", "a"]) == 0
     assert capsys.readouterr().out.strip() == "[2, 1, 2]"
     assert main(["run", str(tmp_path / "h"), "z"]) == 2
-    assert "not in the saved model's vocab" in capsys.readouterr().err
+    assert "token 'z' is not in the vocab of the saved model: a, b, c" in capsys.readouterr().err
 
 
 def test_every_command_has_help(capsys):

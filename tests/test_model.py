@@ -115,3 +115,10 @@ def test_repr_and_summary_are_short_and_useful(reverse):
     summary = reverse.summary()
     assert "flip" in summary and "coldness" in summary
     assert reverse.parameter_count(nonzero=True) < reverse.parameter_count()
+
+
+def test_every_residual_dimension_has_one_owner():
+    model = compile_program(rasp.SequenceMap(lambda n, t: n, rasp.length, rasp.tokens), ["a"], 3)
+    ranges = sorted(model.layout.ranges().values())
+    assert all(a_stop <= b_start for (_, a_stop), (b_start, _) in zip(ranges, ranges[1:]))
+    assert len(set(model.layout.dims)) == model.layout.width

@@ -85,3 +85,12 @@ def test_constant_selector_becomes_a_positional_atom():
     (atom,) = ops_of(program, n=3).attention["first"].atoms
     assert atom.query == atom.key == "indices"
     assert np.array_equal(atom.relation, np.array(table))
+
+
+def test_inputs_read_by_length_or_constant_selectors_are_embedded_once():
+    # length reads tokens before the program's own tokens node is reached.
+    ops = ops_of(rasp.SequenceMap(lambda n, t: n, rasp.length, rasp.tokens).named("both"))
+    assert ops.order.count("tokens") == 1
+    table = [[k == q for k in range(4)] for q in range(4)]
+    program = rasp.Aggregate(rasp.ConstantSelector(table), rasp.indices).named("copy")
+    assert ops_of(program).order.count("indices") == 1
