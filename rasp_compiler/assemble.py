@@ -48,10 +48,14 @@ class ModelShape:
     max_positions: int  # max_seq_len + 1 (BOS)
     d_model: int
     layers: tuple[LayerShape, ...]
+    causal: bool = False  # attention masked to keys at or before the query
 
 
-def assemble(lowered: LoweredModel) -> tuple[dict, ModelShape]:
-    """Parameters (a haiku params dict of numpy float32 arrays) and the model's shape."""
+def assemble(lowered: LoweredModel, *, causal: bool = False) -> tuple[dict, ModelShape]:
+    """Parameters (a haiku params dict of numpy float32 arrays) and the model's shape.
+
+    A causal model has the very same weights: only the attention mask differs.
+    """
     params: dict[str, dict[str, np.ndarray]] = {
         "token_embed": {"embeddings": lowered.token_embeddings},
         "pos_embed": {"embeddings": lowered.position_embeddings},
@@ -83,6 +87,7 @@ def assemble(lowered: LoweredModel) -> tuple[dict, ModelShape]:
         max_positions=lowered.position_embeddings.shape[0],
         d_model=d_model,
         layers=tuple(layers),
+        causal=causal,
     )
     return params, shape
 
@@ -90,6 +95,16 @@ def assemble(lowered: LoweredModel) -> tuple[dict, ModelShape]:
 def _param(scope: str, shape: tuple[int, ...], name: str = "w") -> jnp.ndarray:
     with hk.name_scope(scope):
         return hk.get_parameter(name, shape, init=jnp.zeros)
+
+
+def attention_mask(key_mask, causal: bool, xp=jnp):
+    """[B, 1, T, T]: which keys each query may attend to (padding masked; the future too
+    when causal). BOS, key 0, is always visible."""
+    mask = key_mask[:, None, None, :]
+    if causal:
+        length = key_mask.shape[1]
+        mask = mask & xp.tril(xp.ones((length, length), dtype=bool))[None, None]
+    return mask
 
 
 def build_forward(shape: ModelShape, *, with_cache: bool) -> hk.Transformed:
@@ -126,7 +141,7 @@ def build_forward(shape: ModelShape, *, with_cache: bool) -> hk.Transformed:
             k = k.reshape(batch, length, h, dk)
             v = v.reshape(batch, length, h, dv)
             scores = jnp.einsum("bqhe,bkhe->bhqk", q, k, precision=PRECISION)
-            scores = jnp.where(key_mask[:, None, None, :], scores, -jnp.inf)
+            scores = jnp.where(attention_mask(key_mask, shape.causal), scores, -jnp.inf)
             pattern = jax.nn.softmax(scores, axis=-1)
             z = jnp.einsum("bhqk,bkhe->bqhe", pattern, v, precision=PRECISION)
             attn_out = jnp.einsum(
@@ -178,7 +193,7 @@ def forward_numpy(params: dict, shape: ModelShape, token_ids: np.ndarray,
             k = (residual @ p[f"{prefix}/attn/key"]["w"]).reshape(batch, length, h, dk)
             v = (residual @ p[f"{prefix}/attn/value"]["w"]).reshape(batch, length, h, dv)
             scores = np.einsum("bqhe,bkhe->bhqk", q, k)
-            scores = np.where(key_mask[:, None, None, :], scores, -np.inf)
+            scores = np.where(attention_mask(key_mask, shape.causal, np), scores, -np.inf)
             scores = scores - scores.max(axis=-1, keepdims=True)
             weights = np.exp(scores)
             pattern = weights / weights.sum(axis=-1, keepdims=True)

@@ -47,7 +47,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     tokens = parse_tokens(spec.name, args.tokens, spec.vocab)
     print(f"{spec.name}: {spec.description}")
     print(f"input:  {tokens}")
-    print(f"output: {evaluate(program, tokens)}")
+    print(f"output: {evaluate(program, tokens, causal=args.causal)}")
     if not args.quiet:
         print()
         print(build_graph(program).summary())
@@ -83,7 +83,10 @@ def _compile_spec(args: argparse.Namespace):
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = compile_program(spec.make(max_seq_len), vocab, max_seq_len, **spec.options)
+        options = dict(spec.options)
+        if args.causal:
+            options["causal"] = True
+        model = compile_program(spec.make(max_seq_len), vocab, max_seq_len, **options)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     return spec, model
@@ -161,6 +164,8 @@ def _add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", help="a bundled program name or path.py:factory")
     parser.add_argument("--vocab", help="comma-separated tokens (default: the program's VOCAB)")
     parser.add_argument("--max-seq-len", type=int, help="default: the program's MAX_SEQ_LEN")
+    parser.add_argument("--causal", action="store_true",
+                        help="compile a decoder-only model (attention masked to earlier keys)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluating.add_argument("program", help="a bundled program name or path.py:factory")
     evaluating.add_argument("tokens", nargs="+", help="input tokens, as written in the vocab")
     evaluating.add_argument("-q", "--quiet", action="store_true", help="omit the graph summary")
+    evaluating.add_argument("--causal", action="store_true",
+                            help="the causal meaning (each position sees the tokens up to it)")
     evaluating.set_defaults(handler=_cmd_eval)
 
     compiling = commands.add_parser(

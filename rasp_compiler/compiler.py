@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from rasp_compiler import rasp
 from rasp_compiler.assemble import assemble
+from rasp_compiler.causal import check_invariance
 from rasp_compiler.errors import CompileWarning, InvalidProgramError, UnsafeAggregateError
 from rasp_compiler.graph import build_graph
 from rasp_compiler.lower import DEFAULT_ATTENTION_PRECISION, lower
@@ -55,10 +56,15 @@ def compile_program(
     max_sequence_map_pairs: int = DEFAULT_MAX_SEQUENCE_MAP_PAIRS,
     max_selector_dims: int = DEFAULT_MAX_SELECTOR_DIMS,
     max_heads_per_selector: int = DEFAULT_MAX_HEADS_PER_SELECTOR,
+    causal: bool = False,
 ) -> CompiledModel:
     """Compile `program` for inputs of 1..max_seq_len tokens from `vocab`.
 
     Options:
+      causal: a decoder-only model: attention masked to keys at or before the
+        query. Same weights; it computes the program's causal meaning
+        (`evaluate(..., causal=True)`), and `model.info.causal_invariance` says
+        whether that equals the ordinary meaning, with a counterexample if not.
       allow_unsafe_aggregates: compile (with a warning) a categorical Aggregate for
         which an input is known where it mixes values; the model flags those
         positions as `Unclean` at run time. Default: refuse with that input.
@@ -72,6 +78,8 @@ def compile_program(
         cost and the cheaper constructions.
     """
     started = time.perf_counter()
+    if not isinstance(causal, bool):
+        raise InvalidProgramError(f"causal must be True or False, got {causal!r}")
     if not isinstance(program, rasp.SOp):
         raise InvalidProgramError(
             f"compile_program takes the program's output SOp, got {type(program).__name__} "
@@ -93,9 +101,10 @@ def compile_program(
                   max_heads_per_selector=max_heads_per_selector)
     plan = schedule(ops, max_fused_input_space=max_fused_input_space)
     selectors = _selector_entries(ops, plan)
-    messages, checks = _check_aggregates(ops, plan.live, allow_unsafe_aggregates)
+    messages, checks = _check_aggregates(ops, plan.live, allow_unsafe_aggregates, causal)
     lowered = lower(ops, plan, attention_precision=attention_precision)
-    params, shape = assemble(lowered)
+    params, shape = assemble(lowered, causal=causal)
+    invariance = check_invariance(graph, values.vocab, max_seq_len) if causal else None
     info = ModelInfo(
         output=ops.output,
         layers=_layer_infos(lowered, ops),
@@ -105,6 +114,9 @@ def compile_program(
         warnings=tuple(messages),
         aggregate_checks=tuple((c.label, c.status, c.reason) for c in checks),
         selectors=selectors,
+        causal=causal,
+        causal_invariance=invariance.describe() if invariance else "",
+        causally_invariant=invariance.invariant if invariance else None,
         compile_seconds=time.perf_counter() - started,
     )
     for text in messages:
@@ -139,21 +151,17 @@ def compile_rasp_to_model(
 
     `mlp_exactness` is accepted for compatibility and has no effect: every MLP here
     is exact on every possible input value, not a discretised approximation.
-    Causal (decoder-only) compilation is not supported.
+    `causal=True` builds a decoder-only model, as tracr does (see compile_program).
     """
-    if causal:
-        raise InvalidProgramError(
-            "causal=True is not supported: compiled models attend to the whole input; "
-            "write the program so that it only selects earlier keys if you need causality"
-        )
     if isinstance(mlp_exactness, bool) or not isinstance(mlp_exactness, int) or mlp_exactness < 1:
         raise InvalidProgramError(f"mlp_exactness must be a positive int, got {mlp_exactness!r}")
-    return compile_program(program, vocab, max_seq_len, bos=compiler_bos, pad=compiler_pad)
+    return compile_program(program, vocab, max_seq_len, bos=compiler_bos, pad=compiler_pad,
+                           causal=causal)
 
 
-def _check_aggregates(ops, live, allow_unsafe: bool) -> tuple[list[str], list]:
+def _check_aggregates(ops, live, allow_unsafe: bool, causal: bool) -> tuple[list[str], list]:
     """Refuse provably mixing categorical Aggregates; warn about unproven ones."""
-    checks = check_categorical_aggregates(ops, live)
+    checks = check_categorical_aggregates(ops, live, causal=causal)
     messages = []
     for check in checks:
         if check.status == "unsafe":

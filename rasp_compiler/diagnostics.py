@@ -370,7 +370,7 @@ def _run_and_evaluate(model, inputs):
     evaluations = []
     for xs in inputs:
         try:
-            evaluations.append(evaluate_all(model.ops.graph, xs))
+            evaluations.append(evaluate_all(model.ops.graph, xs, causal=model.causal))
         except EvaluationError:
             evaluations.append(None)
     return inputs, cache, evaluations

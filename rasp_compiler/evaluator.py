@@ -17,6 +17,12 @@ must never pretend an output exists that a transformer cannot produce. Rules
 
 Evaluation walks the graph bottom-up with no recursion and returns every
 intermediate value, because diagnostics compare each SOp with the model.
+
+Causal mode (`causal=True`) is the meaning of a decoder-only model: every
+selector is masked to keys at or before the query (M[q][k] is False for k > q)
+and `length` at position i is i + 1, so each position's value depends only on
+the tokens up to it. docs/language.md explains why this, and not "the output of
+the whole program on each prefix", is what a causally masked model computes.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class Evaluation:
     inputs: tuple
     output: str
     values: Mapping[str, Any]
+    causal: bool = False
 
     def __getitem__(self, label: str):
         return self.values[label]
@@ -50,12 +57,17 @@ class Evaluation:
         return self.values[self.output]
 
 
-def evaluate(expr: rasp.RASPExpr | ProgramGraph, xs: Sequence[rasp.Value]):
-    """The value of `expr` on the input `xs` (a list for an SOp, a matrix for a selector)."""
-    return evaluate_all(expr, xs).output_values
+def evaluate(expr: rasp.RASPExpr | ProgramGraph, xs: Sequence[rasp.Value], *,
+             causal: bool = False):
+    """The value of `expr` on the input `xs` (a list for an SOp, a matrix for a selector).
+
+    `causal=True` masks every selector to keys at or before the query (see module doc).
+    """
+    return evaluate_all(expr, xs, causal=causal).output_values
 
 
-def evaluate_all(expr: rasp.RASPExpr | ProgramGraph, xs: Sequence[rasp.Value]) -> Evaluation:
+def evaluate_all(expr: rasp.RASPExpr | ProgramGraph, xs: Sequence[rasp.Value], *,
+                 causal: bool = False) -> Evaluation:
     """The value of `expr` and of every expression it depends on, keyed by label.
 
     Pass a prebuilt `ProgramGraph` to evaluate many inputs without rebuilding it.
@@ -68,9 +80,44 @@ def evaluate_all(expr: rasp.RASPExpr | ProgramGraph, xs: Sequence[rasp.Value]) -
     values: dict[str, Any] = {}
     graph = expr if isinstance(expr, ProgramGraph) else build_graph(expr)
     for node in graph.exprs():
-        handler = _handler_for(node)
-        values[node.label] = handler(node, values, inputs)
-    return Evaluation(inputs=inputs, output=graph.output, values=values)
+        if causal and type(node) in _CAUSAL_HANDLERS:
+            values[node.label] = _CAUSAL_HANDLERS[type(node)](node, values, inputs)
+            continue
+        value = _handler_for(node)(node, values, inputs)
+        if causal and isinstance(node, rasp.Selector):
+            value = _mask_future(value)
+        values[node.label] = value
+    return Evaluation(inputs=inputs, output=graph.output, values=values, causal=bool(causal))
+
+
+def _mask_future(matrix: SelectorMatrix) -> SelectorMatrix:
+    """A selector matrix with every key after its query deselected (the causal mask)."""
+    return [[selected and k <= q for k, selected in enumerate(row)] for q, row in enumerate(matrix)]
+
+
+def causal_invariance(expr: rasp.RASPExpr | ProgramGraph, inputs) -> tuple | None:
+    """None when the causal meaning equals the bidirectional one on every input given;
+    else the first (input, position, bidirectional value, causal value) that differs.
+
+    Inputs on which either evaluation is undefined are skipped.
+    """
+    graph = expr if isinstance(expr, ProgramGraph) else build_graph(expr)
+    for xs in inputs:
+        try:
+            full = evaluate_all(graph, xs).output_values
+            masked = evaluate_all(graph, xs, causal=True).output_values
+        except EvaluationError:
+            continue
+        for position, (a, b) in enumerate(zip(full, masked)):
+            if not _same(a, b):
+                return tuple(xs), position, a, b
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or abs(a - b) <= 1e-12 * max(1.0, abs(a))
+    return type(a) is type(b) and a == b
 
 
 def _handler_for(expr: rasp.RASPExpr) -> Callable[[Any, dict, tuple], Any]:
@@ -221,6 +268,15 @@ def _selector_or(expr: rasp.SelectorOr, values, xs) -> SelectorMatrix:
 def _selector_not(expr: rasp.SelectorNot, values, xs) -> SelectorMatrix:
     return [[not x for x in row] for row in values[expr.inner.label]]
 
+
+def _causal_length(expr, values, xs):
+    """`length` as a causal model computes it: the number of tokens seen so far."""
+    return [i + 1 for i in range(len(xs))]
+
+
+_CAUSAL_HANDLERS: dict[type, Callable[[Any, dict, tuple], Any]] = {
+    rasp.LengthType: _causal_length,
+}
 
 _HANDLERS: dict[type, Callable[[Any, dict, tuple], Any]] = {
     rasp.TokensType: _tokens,

@@ -230,8 +230,12 @@ class FuzzReport:
 
 
 def campaign(count: int, seed: int = 0, *, vocab=(0, 1, 2, 3), max_seq_len: int = 4,
-             config: FuzzConfig | None = None, samples: int = 30) -> FuzzReport:
+             config: FuzzConfig | None = None, samples: int = 30,
+             causal: bool = False) -> FuzzReport:
     """Compile `count` random programs; each must match the evaluator or be refused clearly.
+
+    With `causal=True` the models are decoder-only and checked against the
+    evaluator's causal meaning.
 
     Checks every input of up to 3 tokens plus `samples` random ones, with the
     numpy forward (no XLA compilation per program).
@@ -251,7 +255,8 @@ def campaign(count: int, seed: int = 0, *, vocab=(0, 1, 2, 3), max_seq_len: int 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model = compile_program(program, vocab, max_seq_len, allow_unsafe_aggregates=True)
+                model = compile_program(program, vocab, max_seq_len, allow_unsafe_aggregates=True,
+                                        causal=causal)
             report = verify(program, model, exhaustive_up_to=min(3, max_seq_len),
                             samples=samples, seed=program_seed, backend="numpy")
         except RaspCompilerError as error:

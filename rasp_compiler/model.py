@@ -142,6 +142,9 @@ class ModelInfo:
     warnings: tuple[str, ...] = ()
     aggregate_checks: tuple[tuple[str, str, str], ...] = ()  # (label, status, reason)
     selectors: tuple[SelectorEntry, ...] = ()
+    causal: bool = False  # attention masked to keys at or before the query
+    causal_invariance: str = ""  # causal models: the invariance verdict, in words
+    causally_invariant: bool | None = None  # None: not checked (bidirectional model)
     compile_seconds: float = 0.0
 
     @property
@@ -219,6 +222,11 @@ class CompiledModel:
     @property
     def lower_bound(self) -> int:
         return self.info.lower_bound
+
+    @property
+    def causal(self) -> bool:
+        """True for a decoder-only model (attention masked to keys at or before the query)."""
+        return self.shape.causal
 
     @property
     def coldness(self) -> dict[str, float]:
@@ -300,7 +308,8 @@ class CompiledModel:
             f"CompiledModel({self.output!r}: {self.depth} layers (lower bound "
             f"{self.lower_bound}), heads per layer {[len(h) for h in heads]}, MLP widths "
             f"{[layer.mlp_hidden for layer in self.info.layers]}, residual {self.layout.width}, "
-            f"vocab {len(self.vocab)}, max_seq_len {self.max_seq_len})"
+            f"vocab {len(self.vocab)}, max_seq_len {self.max_seq_len}"
+            f"{', causal' if self.causal else ''})"
         )
 
     def summary(self) -> str:
@@ -320,6 +329,8 @@ class CompiledModel:
                 )
         for note in self.info.fusion_notes:
             lines.append(f"note: {note}")
+        if self.info.causal_invariance:
+            lines.append(f"causal: {self.info.causal_invariance}")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ encoding
@@ -587,6 +598,7 @@ class CompiledModel:
             max_positions=shape_spec["max_positions"],
             d_model=shape_spec["d_model"],
             layers=tuple(LayerShape(**layer) for layer in shape_spec["layers"]),
+            causal=bool(shape_spec.get("causal", False)),
         )
         layout = ResidualLayout(tuple(
             Dim(sop) if numerical else Dim(sop, _decode_value(value))
@@ -635,6 +647,9 @@ def _info_from_dict(data: dict) -> ModelInfo:
             SelectorEntry(**{k: _tuples(v) for k, v in entry.items()})
             for entry in data.get("selectors", ())
         ),
+        causal=data.get("causal", False),
+        causal_invariance=data.get("causal_invariance", ""),
+        causally_invariant=data.get("causally_invariant"),
         compile_seconds=data["compile_seconds"],
     )
 

@@ -39,7 +39,7 @@ def head_patterns(model, tokens: Sequence) -> list[dict]:
     length = len(tokens) + 1
     evaluation = None
     if model.ops is not None:
-        evaluation = evaluate_all(model.ops.graph, tokens)
+        evaluation = evaluate_all(model.ops.graph, tokens, causal=model.causal)
     out = []
     for layer in model.info.layers:
         patterns = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"][0]

@@ -40,9 +40,14 @@ class AggregateCheck:
 
 
 def check_categorical_aggregates(
-    ops: OpGraph, live: frozenset[str], *, budget: int = DEFAULT_SEARCH_BUDGET, seed: int = 0
+    ops: OpGraph, live: frozenset[str], *, budget: int = DEFAULT_SEARCH_BUDGET, seed: int = 0,
+    causal: bool = False,
 ) -> list[AggregateCheck]:
-    """One verdict per live categorical Aggregate, in program order."""
+    """One verdict per live categorical Aggregate, in program order.
+
+    For a causal model the search evaluates the causal meaning (the proofs below
+    only use facts that masking keys cannot break).
+    """
     checks: dict[str, AggregateCheck] = {}
     unproven: list[str] = []
     for label in ops.order:
@@ -57,7 +62,7 @@ def check_categorical_aggregates(
         else:
             unproven.append(label)
     if unproven:
-        found, tried = _search(ops, set(unproven), budget, seed)
+        found, tried = _search(ops, set(unproven), budget, seed, causal)
         for label in unproven:
             if label in found:
                 xs, position = found[label]
@@ -89,7 +94,8 @@ def _proof(op: AttentionOp) -> str:
     return ""
 
 
-def _search(ops: OpGraph, labels: set[str], budget: int, seed: int) -> tuple[dict, int]:
+def _search(ops: OpGraph, labels: set[str], budget: int, seed: int,
+            causal: bool) -> tuple[dict, int]:
     """Inputs on which the evaluator finds these aggregates mixing values."""
     found: dict[str, tuple[tuple, int]] = {}
     tried = cost = 0
@@ -99,7 +105,7 @@ def _search(ops: OpGraph, labels: set[str], budget: int, seed: int) -> tuple[dic
             break
         tried += 1
         try:
-            evaluate_all(ops.graph, xs)
+            evaluate_all(ops.graph, xs, causal=causal)
         except EvaluationError as error:
             if error.label in labels and error.label not in found:
                 found[error.label] = (tuple(xs), error.position)

@@ -4,6 +4,9 @@
 `verify(program, model, samples=500)` checks random inputs of 1..max_seq_len
 tokens. Inputs on which the evaluator itself has no answer (a categorical
 Aggregate mixing values) are counted as `undefined`, not compared.
+A causal model is compared with the causal meaning (`evaluate(..., causal=True)`),
+and the report also says whether that equalled the ordinary meaning on every
+input checked (causal invariance), with the first input where it did not.
 Numerical outputs agree when |got - expected| <= atol + rtol * |expected| (both 1e-4).
 """
 
@@ -19,7 +22,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from rasp_compiler import rasp
 from rasp_compiler.errors import EvaluationError, InvalidProgramError
-from rasp_compiler.evaluator import evaluate_all
+from rasp_compiler.evaluator import causal_invariance, evaluate_all
 from rasp_compiler.graph import build_graph
 
 RTOL = 1e-4
@@ -48,6 +51,14 @@ class VerificationReport:
     max_numerical_error: float
     seconds: float
     devices: int = 1  # JAX devices the batches were sharded over
+    causal: bool = False  # the model is causal: compared with the causal meaning
+    invariance_counterexample: tuple | None = None  # (input, position, ordinary, causal)
+
+    @property
+    def causally_invariant(self) -> bool | None:
+        """Causal models: did the causal meaning equal the ordinary one on every input
+        checked? None for a bidirectional model."""
+        return (self.invariance_counterexample is None) if self.causal else None
 
     @property
     def ok(self) -> bool:
@@ -61,6 +72,14 @@ class VerificationReport:
             f"{self.seconds:.2f}s on {self.devices} device{'s' * (self.devices != 1)}"
         ]
         lines += [f"  {m}" for m in self.mismatches]
+        if self.causal:
+            if self.invariance_counterexample is None:
+                lines.append("causal model; causally invariant on every input checked")
+            else:
+                xs, position, full, masked = self.invariance_counterexample
+                lines.append(f"causal model; NOT causally invariant: input {list(xs)} position "
+                             f"{position}: the program gives {full!r}, the causal model "
+                             f"{masked!r}")
         return "\n".join(lines)
 
 
@@ -132,6 +151,8 @@ def verify(
     checked = positions = undefined = mismatch_count = 0
     mismatches: list[Mismatch] = []
     max_error = 0.0
+    causal = bool(getattr(model, "causal", False))
+    invariance_counterexample = None
     stream = itertools.chain.from_iterable(streams)
     while True:
         batch = [tuple(xs) for xs in itertools.islice(stream, chunk)]
@@ -140,10 +161,12 @@ def verify(
         outputs = model.run([list(xs) for xs in batch], backend=backend)
         for xs, got_row in zip(batch, outputs):
             try:
-                expected_row = evaluate_all(graph, list(xs)).output_values
+                expected_row = evaluate_all(graph, list(xs), causal=causal).output_values
             except EvaluationError:
                 undefined += 1
                 continue
+            if causal and invariance_counterexample is None:
+                invariance_counterexample = causal_invariance(graph, [list(xs)])
             checked += 1
             for position, (got, expected) in enumerate(zip(got_row, expected_row)):
                 positions += 1
@@ -169,6 +192,8 @@ def verify(
         max_numerical_error=max_error,
         seconds=time.perf_counter() - started,
         devices=jax.device_count() if backend == "jax" else 1,
+        causal=causal,
+        invariance_counterexample=invariance_counterexample,
     )
 
 

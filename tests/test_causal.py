@@ -1,0 +1,176 @@
+"""Causal (decoder-only) compilation: exact against the evaluator's causal meaning."""
+
+import dataclasses
+import random
+
+import numpy as np
+import pytest
+
+from rasp_compiler import lib, rasp
+from rasp_compiler.compiler import compile_program, compile_rasp_to_model
+from rasp_compiler.errors import EvaluationError, UnsafeAggregateError
+from rasp_compiler.evaluator import causal_invariance, evaluate, evaluate_all
+from rasp_compiler.model import CompiledModel
+from rasp_compiler.verify import values_match, verify
+
+from cases import CASES
+
+pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")
+
+INVARIANT = {"program:frac_prevs", "program:shift_by", "program:running_sum"}
+NOT_INVARIANT = {"program:length", "program:reverse", "program:histogram", "program:sort"}
+
+
+def _compile(case, causal, max_seq_len=None):
+    n = max_seq_len or case.max_seq_len
+    return compile_program(case.factory(n), case.vocab, n, causal=causal, **case.options)
+
+
+def causal_twin(model: CompiledModel) -> CompiledModel:
+    """The same weights behind a causal mask: what compile(causal=True) builds (tested below)."""
+    return CompiledModel(
+        params=model.params, shape=dataclasses.replace(model.shape, causal=True),
+        vocab=model.vocab, max_seq_len=model.max_seq_len, bos=model.bos, pad=model.pad,
+        layout=model.layout, readouts=model.readouts,
+        info=dataclasses.replace(model.info, causal=True), program=model.program,
+        lowered=model.lowered, ops=model.ops, schedule=model.schedule,
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_causal_model_equals_the_causal_evaluator(case):
+    program = case.factory(case.max_seq_len)
+    try:
+        model = _compile(case, causal=True)
+    except UnsafeAggregateError as error:
+        # Masking can make a categorical Aggregate mix values (argmax of a prefix may
+        # tie): the refusal must show an input where the causal meaning really mixes.
+        xs = eval(str(error).split("on the input ")[1].split(" (query")[0])
+        with pytest.raises(EvaluationError):
+            evaluate(program, xs, causal=True)
+        model = compile_program(program, case.vocab, case.max_seq_len, causal=True,
+                                **{**case.options, "allow_unsafe_aggregates": True})
+    assert model.causal and model.info.causal
+    report = verify(program, model, exhaustive_up_to=min(case.exhaustive_up_to, 4),
+                    samples=20, backend="numpy")
+    assert report.ok, str(report)
+    assert report.causal
+    if case.name in INVARIANT:
+        assert model.info.causally_invariant and report.causally_invariant, str(report)
+        # an invariant program's causal model also computes the ordinary meaning
+        inputs = [list(xs) for xs in [case.vocab[:1], case.vocab[:3], case.vocab[::-1]]]
+        for xs, got in zip(inputs, model.run(inputs, backend="numpy")):
+            expected = evaluate(program, xs)
+            assert all(values_match(g, e) for g, e in zip(got, expected)), (xs, got, expected)
+    if case.name in NOT_INVARIANT:
+        assert model.info.causally_invariant is False
+        assert "not causally invariant" in model.info.causal_invariance
+        assert report.causally_invariant is False and report.invariance_counterexample
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name in
+                                  {"program:sort", "program:dyck1", "program:reverse"}], ids=str)
+def test_causal_weights_are_the_bidirectional_weights(case):
+    causal, plain = _compile(case, True), _compile(case, False)
+    assert causal.depth == plain.depth and causal.layout == plain.layout
+    for module, inner in plain.params.items():
+        for name, value in inner.items():
+            np.testing.assert_array_equal(np.asarray(causal.params[module][name]), np.asarray(value))
+
+
+# Programs the public tracr benchmarks compile causally, at 16 (and the cheaper ones at 32);
+# every program is checked exhaustively at its own length above.
+LONGER = {16: ("frac_prevs", "sort", "sort_unique", "histogram", "reverse", "dyck1", "shift_by",
+               "detect_pattern", "count_less_freq", "length"),
+          32: ("frac_prevs", "sort_unique", "histogram", "reverse", "shift_by", "length")}
+
+
+@pytest.mark.parametrize("case,max_seq_len", [
+    (c, n) for n, names in LONGER.items() for c in CASES if c.name[len("program:"):] in names
+], ids=str)
+def test_causal_random_inputs_at_longer_lengths(case, max_seq_len):
+    """Fewer keys under the mask: coldness and BOS bounds must still hold at 16 and 32."""
+    model = causal_twin(_compile(case, causal=False, max_seq_len=max_seq_len))
+    report = verify(case.factory(max_seq_len), model, samples=12, seed=max_seq_len,
+                    backend="numpy")
+    assert report.mismatch_count == 0, str(report)
+
+
+def test_the_mask_is_applied_in_the_jitted_forward_and_the_cache():
+    model = compile_program(lib.make_length(), ["a", "b"], 6, causal=True)
+    assert model.run([["a", "b", "a"]]) == [[1, 2, 3]]
+    _, cache = model.run_with_cache([["a", "b", "a"]])
+    pattern = cache["blocks.0.attn.hook_pattern"][0, 0, :4, :4]
+    assert np.allclose(np.triu(pattern, 1), 0.0)  # no weight on any later key
+    assert model.apply(["BOS", "a", "b"]).decoded == ["BOS", 1, 2]
+
+
+def test_causal_meaning_masks_every_selector_and_length():
+    select = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.TRUE)
+    evaluation = evaluate_all(rasp.SelectorWidth(select), [5, 6, 7], causal=True)
+    assert evaluation[select.label] == [[True, False, False], [True, True, False],
+                                        [True, True, True]]
+    assert evaluate(rasp.length, [5, 6, 7], causal=True) == [1, 2, 3]
+    # NOT of a selector is masked too: it never selects a later key
+    negated = ~rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ)
+    assert evaluate(rasp.SelectorWidth(negated), [1, 1, 1], causal=True) == [0, 1, 2]
+
+
+def test_causal_meaning_is_not_the_prefix_meaning_for_deeper_programs():
+    """Keys keep the values computed from their own prefix, so the masked model is not
+    'the program on each prefix': here each position only finds itself."""
+    numbers = rasp.numerical(rasp.Map(float, rasp.tokens))
+    same_length = rasp.Select(rasp.length, rasp.length, rasp.Comparison.EQ)
+    mean = rasp.numerical(rasp.Aggregate(same_length, numbers, default=0))
+    xs = [1, 3, 5]
+    on_prefixes = [evaluate(mean, xs[: i + 1])[i] for i in range(len(xs))]
+    assert on_prefixes == [1.0, 2.0, 3.0]
+    assert evaluate(mean, xs, causal=True) == [1.0, 3.0, 5.0]
+    model = compile_program(mean, [1, 3, 5], 4, causal=True)
+    assert model.run([xs])[0] == pytest.approx([1.0, 3.0, 5.0], abs=1e-4)
+
+
+def test_invariance_counterexample_names_input_and_position():
+    found = causal_invariance(lib.make_length(), [["a"], ["a", "b"]])
+    assert found == (("a", "b"), 0, 2, 1)
+    assert causal_invariance(lib.make_frac_prevs(rasp.tokens == "a"), [["a", "b", "a"]]) is None
+
+
+def test_tracr_entry_point_compiles_causal_models():
+    model = compile_rasp_to_model(lib.make_frac_prevs(rasp.tokens == "x"), {"x", "y"}, 5,
+                                  causal=True, compiler_bos="BOS")
+    assert model.causal
+    decoded = model.apply(["BOS", "x", "y", "x"]).decoded
+    assert decoded[0] == "BOS"
+    assert decoded[1:] == pytest.approx([1.0, 0.5, 2 / 3], abs=1e-4)
+
+
+def test_save_and_load_round_trip_a_causal_model(tmp_path):
+    model = compile_program(lib.make_length(), ["a", "b"], 5, causal=True)
+    loaded = CompiledModel.load(model.save(tmp_path / "m"))
+    assert loaded.causal and loaded.info.causally_invariant is False
+    assert loaded.run([["a", "a", "b"]]) == [[1, 2, 3]]
+
+
+def test_diagnostics_use_the_masked_ideal_pattern():
+    model = compile_program(lib.make_hist(), ["a", "b"], 5, causal=True)
+    inputs = [["a", "b", "a"], ["b", "b"]]
+    assert model.check_patterns(inputs).passed
+    assert model.read_back(inputs).agrees
+
+
+def test_causal_fuzz_campaign_is_clean():
+    from rasp_compiler.fuzz import campaign
+
+    report = campaign(40, seed=500, causal=True, samples=10)
+    assert not report.problems, report.summary()
+    assert report.count("matched") > 20
+
+
+def test_cli_causal_flag(capsys):
+    from rasp_compiler import cli
+
+    assert cli.main(["run", "length", "--causal", "a", "b", "c"]) == 0
+    assert capsys.readouterr().out.strip() == "[1, 2, 3]"
+    assert cli.main(["eval", "length", "--causal", "-q", "a", "b"]) == 0
+    assert "output: [1, 2]" in capsys.readouterr().out
