@@ -26,6 +26,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-seq-len", type=int, default=4)
     parser.add_argument("--chunk", type=int, default=100, help="programs per progress line")
+    parser.add_argument("--causal", action="store_true",
+                        help="decoder-only models, checked against the causal meaning")
     parser.add_argument("--out", type=Path, help="write every outcome as JSON here")
     parser.add_argument("--write", type=Path, help="put the summary into this markdown file")
     args = parser.parse_args()
@@ -33,7 +35,7 @@ def main() -> int:
     outcomes = []
     for start in range(args.seed, args.seed + args.count, args.chunk):
         size = min(args.chunk, args.seed + args.count - start)
-        report = campaign(size, start, max_seq_len=args.max_seq_len)
+        report = campaign(size, start, max_seq_len=args.max_seq_len, causal=args.causal)
         outcomes += report.outcomes
         print(f"seeds {start}..{start + size - 1}: {len(report.problems)} problems "
               f"({time.perf_counter() - started:.0f}s)", file=sys.stderr)
@@ -48,10 +50,11 @@ def main() -> int:
         block = (
             f"Machine: {platform.platform()}, Python {platform.python_version()}.\n\n"
             f"Command: `python scripts/fuzz_campaign.py --count {args.count} --seed {args.seed} "
-            f"--max-seq-len {args.max_seq_len} --write {args.write}` ({seconds:.0f} s)\n\n"
+            f"--max-seq-len {args.max_seq_len}{' --causal' * args.causal} --write {args.write}` "
+            f"({seconds:.0f} s)\n\n"
             f"```\n{full.summary()}\n```"
         )
-        replace_block(args.write, "fuzz", block)
+        replace_block(args.write, "fuzz-causal" if args.causal else "fuzz", block)
     return 1 if full.problems else 0
 
 
