@@ -207,7 +207,8 @@ def tracr_params(model) -> dict[str, dict[str, jnp.ndarray]]:
         attn = {}
         for name, per_head, factor in (("query", dk, scale), ("key", dk, 1), ("value", dv, 1)):
             w = np.zeros((d, heads, size), np.float32)
-            w[:, :h, :per_head] = ours[f"layer_{l}/attn/{name}"]["w"].reshape(d, h, per_head) * factor
+            block = ours[f"layer_{l}/attn/{name}"]["w"].reshape(d, h, per_head)
+            w[:, :h, :per_head] = block * factor
             attn[name] = w.reshape(d, heads * size)
         w_o = np.zeros((heads, size, d), np.float32)
         w_o[:h, :dv] = ours[f"layer_{l}/attn/linear"]["w"].reshape(h, dv, d)
