@@ -176,30 +176,53 @@ def build_forward(shape: ModelShape, *, with_cache: bool) -> hk.Transformed:
 
 
 def forward_numpy(params: dict, shape: ModelShape, token_ids: np.ndarray,
-                  key_mask: np.ndarray) -> np.ndarray:
+                  key_mask: np.ndarray, cache: dict | None = None) -> np.ndarray:
     """The same forward pass in float32 numpy: no XLA compilation, for many tiny models.
 
     An independent implementation of the model; tests check it against the haiku one.
+    Given a `cache` dict, it also records the embeddings, attention scores and
+    patterns, and the residual and output of every sublayer under the hook names
+    `build_forward` uses.
     """
     p = {module: {k: np.asarray(v, dtype=np.float32) for k, v in inner.items()}
          for module, inner in params.items()}
+
+    def record(name: str, value: np.ndarray) -> None:
+        if cache is not None:
+            cache[name] = value
+
     batch, length = token_ids.shape
-    residual = p["token_embed"]["embeddings"][token_ids] + p["pos_embed"]["embeddings"][:length][None]
+    embed = p["token_embed"]["embeddings"][token_ids]
+    pos_embed = np.broadcast_to(p["pos_embed"]["embeddings"][:length][None], embed.shape)
+    residual = embed + pos_embed
+    record("hook_embed", embed)
+    record("hook_pos_embed", pos_embed)
     for l, layer in enumerate(shape.layers):
         h, dk, dv = layer.heads, layer.key_size, layer.value_size
         prefix = f"layer_{l}"
+        record(f"blocks.{l}.hook_resid_pre", residual)
+        scores = pattern = np.zeros((batch, 0, length, length), np.float32)
+        attn_out = np.zeros_like(residual)
         if h:
             q = (residual @ p[f"{prefix}/attn/query"]["w"]).reshape(batch, length, h, dk)
             k = (residual @ p[f"{prefix}/attn/key"]["w"]).reshape(batch, length, h, dk)
             v = (residual @ p[f"{prefix}/attn/value"]["w"]).reshape(batch, length, h, dv)
             scores = np.einsum("bqhe,bkhe->bhqk", q, k)
             scores = np.where(attention_mask(key_mask, shape.causal, np), scores, -np.inf)
-            scores = scores - scores.max(axis=-1, keepdims=True)
-            weights = np.exp(scores)
+            weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
             pattern = weights / weights.sum(axis=-1, keepdims=True)
             z = np.einsum("bhqk,bkhe->bqhe", pattern, v).reshape(batch, length, h * dv)
-            residual = residual + z @ p[f"{prefix}/attn/linear"]["w"]
+            attn_out = z @ p[f"{prefix}/attn/linear"]["w"]
+        residual = residual + attn_out
+        record(f"blocks.{l}.attn.hook_attn_scores", scores)
+        record(f"blocks.{l}.attn.hook_pattern", pattern)
+        record(f"blocks.{l}.hook_attn_out", attn_out)
+        record(f"blocks.{l}.hook_resid_mid", residual)
+        mlp_out = np.zeros_like(residual)
         if layer.mlp_hidden:
             hidden = np.maximum(residual @ p[f"{prefix}/mlp/linear_1"]["w"], 0.0)
-            residual = residual + hidden @ p[f"{prefix}/mlp/linear_2"]["w"]
+            mlp_out = hidden @ p[f"{prefix}/mlp/linear_2"]["w"]
+        residual = residual + mlp_out
+        record(f"blocks.{l}.hook_mlp_out", mlp_out)
+        record(f"blocks.{l}.hook_resid_post", residual)
     return residual

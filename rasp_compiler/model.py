@@ -18,10 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rasp_compiler import tracr_view
 from rasp_compiler.assemble import LayerShape, ModelShape, build_forward, forward_numpy
 from rasp_compiler.errors import InvalidInputError, LoadError
 from rasp_compiler.lower import Readout
 from rasp_compiler.residual import NUMERICAL, Dim, ResidualLayout
+from rasp_compiler.tracr_view import TracrOutput
 
 DECODE_TOLERANCE = 0.1  # a clean one-hot has its value within this of 1, the rest within it of 0
 DEFAULT_BATCH_CHUNK = 1024
@@ -150,14 +152,6 @@ class ModelInfo:
     @property
     def depth(self) -> int:
         return len(self.layers)
-
-
-@dataclass(frozen=True)
-class TracrOutput:
-    """tracr-compatible result of `apply`: `decoded` has the BOS token first."""
-
-    decoded: list
-    transformer_output: np.ndarray  # [1, T, D] final residual
 
 
 class ActivationCache(dict):
@@ -502,19 +496,35 @@ class CompiledModel:
         readout = self._readout(label)
         return self._decode_slice(readout, residual[1: n_tokens + 1][:, list(readout.indices)])
 
+    # ------------------------------------------------------------------ tracr's model object
+
+    @property
+    def input_encoder(self) -> tracr_view.CategoricalEncoder:
+        """tracr's input encoder: our token ids (vocab order, then BOS, then PAD)."""
+        return tracr_view.input_encoder(self)
+
+    @property
+    def output_encoder(self) -> tracr_view.CategoricalEncoder | tracr_view.NumericalEncoder:
+        return tracr_view.output_encoder(self)
+
+    @property
+    def residual_labels(self) -> list[str]:
+        """One `name:value` (or `name`, numerical) label per residual dimension."""
+        return tracr_view.residual_labels(self)
+
+    @property
+    def model_config(self) -> tracr_view.TracrModelConfig:
+        """tracr's TransformerConfig: the uniform sizes of `tracr_params()`."""
+        return tracr_view.model_config(self)
+
+    def tracr_params(self) -> dict:
+        """A copy of `params` padded to `model_config`'s sizes under tracr's haiku names."""
+        return tracr_view.tracr_params(self)
+
     def apply(self, tokens: Sequence) -> TracrOutput:
-        """tracr-compatible: `model.apply([bos, t1, t2, ...]).decoded` is `[bos, y1, y2, ...]`."""
-        tokens = list(tokens)
-        if not tokens or tokens[0] != self.bos:
-            raise InvalidInputError(
-                f"apply() takes the input with the BOS token {self.bos!r} first (as tracr does), "
-                f"got {tokens[:3]!r}...; or use model.run([tokens]) without BOS"
-            )
-        rows = self.encode([tokens[1:]])
-        ids, mask = self._pack(rows, len(tokens), 1)
-        residual = np.asarray(self._jit("cache", None)(self.params, ids, mask)[0])
-        decoded = self.decode(self.output, residual[0], len(tokens) - 1)
-        return TracrOutput(decoded=[self.bos] + decoded, transformer_output=residual)
+        """tracr's apply: `model.apply([bos, t1, ...]).decoded` is `[bos, y1, ...]`, with
+        tracr's other fields (residuals, layer_outputs, attn_logits, ...); see docs/tracr.md."""
+        return tracr_view.apply(self, tokens)
 
     def _readout(self, label: str) -> Readout:
         if label not in self.readouts:

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.assemble import assemble, build_forward
+from rasp_compiler.assemble import assemble, build_forward, forward_numpy
 from rasp_compiler.graph import build_graph
 from rasp_compiler.lower import lower
 from rasp_compiler.rewrite import rewrite
@@ -28,6 +28,12 @@ def test_parameters_match_what_the_haiku_forward_asks_for():
     residual, cache = forward.apply(params, None, ids, mask)
     assert residual.shape == (1, 3, shape.d_model)
     assert "blocks.2.attn.hook_pattern" in cache
+    numpy_cache = {}
+    numpy_residual = forward_numpy(params, shape, np.asarray(ids), np.asarray(mask), numpy_cache)
+    np.testing.assert_allclose(numpy_residual, residual, atol=1e-5)
+    assert set(numpy_cache) <= set(cache) and "blocks.1.hook_resid_mid" in numpy_cache
+    for name, value in numpy_cache.items():
+        np.testing.assert_allclose(value, cache[name], atol=1e-5, err_msg=name)
 
 
 def test_forward_uses_highest_matmul_precision():
