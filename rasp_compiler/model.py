@@ -165,6 +165,22 @@ class ActivationCache(dict):
         return f"ActivationCache({len(self)} hooks, batch={len(self.lengths)})"
 
 
+def lookup_ids(ids: Mapping[Any, int], tokens: Sequence, where: str, known: str) -> list[int]:
+    """Each token's id; an unknown token is an InvalidInputError naming its position.
+
+    `where` prefixes the position ("input 3, "), `known` names the map for the message.
+    """
+    out = []
+    for position, token in enumerate(tokens):
+        try:
+            out.append(ids[token])
+        except (KeyError, TypeError):
+            raise InvalidInputError(
+                f"{where}position {position}: token {token!r} is not in {known} {list(ids)}"
+            ) from None
+    return out
+
+
 class CompiledModel:
     """A transformer compiled from a RASP program, with its encoder and decoder."""
 
@@ -357,16 +373,7 @@ class CompiledModel:
                     f"input {b} must be a list of tokens, got {type(sequence).__name__} "
                     f"{sequence!r}; to run one sequence write model.run([sequence])"
                 )
-            row = []
-            for position, token in enumerate(sequence):
-                try:
-                    row.append(self._token_ids[token])
-                except (KeyError, TypeError):
-                    raise InvalidInputError(
-                        f"input {b}, position {position}: token {token!r} is not in the vocab "
-                        f"{list(self.vocab)}"
-                    ) from None
-            encoded.append(row)
+            encoded.append(lookup_ids(self._token_ids, sequence, f"input {b}, ", "the vocab"))
         self._check_lengths(encoded)
         return encoded
 

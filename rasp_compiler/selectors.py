@@ -1,7 +1,7 @@
 """Boolean selectors: normal form, constructions, costs and the report.
 
 A selector built from Select, ConstantSelector, `&`, `|` and `~` is lowered in
-three steps (../shared/DESIGN.md, "Boolean selectors"):
+three steps (docs/selectors.md explains each, with the costs):
 
 1. Atoms. Each Select becomes an `Atom`: a boolean relation between the values
    of one categorical SOp read on the query side and one read on the key side

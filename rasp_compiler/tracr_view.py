@@ -72,16 +72,9 @@ class CategoricalEncoder:
                 f"the input has {len(inputs)} tokens, BOS included; this model takes at most "
                 f"{self._max_seq_len} (max_seq_len + 1 for BOS)"
             )
-        ids = []
-        for position, token in enumerate(inputs):
-            try:
-                ids.append(self.encoding_map[token])
-            except (KeyError, TypeError):
-                raise InvalidInputError(
-                    f"position {position}: token {token!r} is not in the encoding map "
-                    f"{list(self.encoding_map)}"
-                ) from None
-        return ids
+        from rasp_compiler.model import lookup_ids  # model imports this module
+
+        return lookup_ids(self.encoding_map, inputs, "", "the encoding map")
 
     def decode(self, encodings: Sequence[int]) -> list:
         decoding_map = self.decoding_map

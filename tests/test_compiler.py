@@ -184,8 +184,8 @@ def test_tracr_entry_point_and_apply():
      "bos token 'BOS' is also in the vocab"),
     (lambda: compile_program(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ), ["a"], 3),
      "InvalidProgramError", "output SOp"),
-    (lambda: compile_rasp_to_model(lib.make_hist(), ["a"], 3, causal=True),
-     "InvalidProgramError", "causal=True is not supported"),
+    (lambda: compile_rasp_to_model(lib.make_hist(), ["a"], 3, causal="yes"),
+     "InvalidProgramError", "causal must be True or False"),
     (lambda: compile_program(lib.make_hist(), ["a"], 0), "InvalidProgramError", "positive int"),
 ])
 def test_compile_errors_are_clear(call, error, message):
