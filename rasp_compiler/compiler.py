@@ -6,6 +6,7 @@
     safety    -> check_categorical_aggregates
     schedule  -> schedule             layers at minimal depth, fused MLPs
     lower     -> lower                weights over named residual dimensions
+    precision -> check_precision      float32 error bounds; refuse past tolerance
     assemble  -> assemble             dense haiku parameters
 """
 
@@ -29,6 +30,7 @@ from rasp_compiler.model import (
     ModelInfo,
     SelectorEntry,
 )
+from rasp_compiler.precision import check_magnitudes, check_precision
 from rasp_compiler.rewrite import rewrite, width_hidden_label
 from rasp_compiler.safety import check_categorical_aggregates
 from rasp_compiler.schedule import DEFAULT_MAX_FUSED_INPUT_SPACE, Schedule, schedule
@@ -102,7 +104,9 @@ def compile_program(
     plan = schedule(ops, max_fused_input_space=max_fused_input_space)
     selectors = _selector_entries(ops, plan)
     messages, checks = _check_aggregates(ops, plan.live, allow_unsafe_aggregates, causal)
+    check_magnitudes(ops, plan.live)
     lowered = lower(ops, plan, attention_precision=attention_precision)
+    check_precision(ops, plan, lowered)
     params, shape = assemble(lowered, causal=causal)
     invariance = check_invariance(graph, values.vocab, max_seq_len) if causal else None
     info = ModelInfo(

@@ -5,10 +5,15 @@ LinearSequenceMaps, Selects with every comparison, Boolean selector
 combinations, Aggregates (categorical and numerical) and SelectorWidths over
 integer tokens. Functions are drawn from fixed tables (no eval), and keep values
 small (modular arithmetic) so value sets stay finite and modest.
+
+With `extreme_numbers`, a few draws (`extreme_rate`) are numbers the compiler
+must refuse or get exactly right: Maps returning inf or NaN on some value, and
+large offsets (1e4 to 1e9) added, averaged or combined, then subtracted again.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -47,6 +52,12 @@ NUMERICAL_FROM_NUMERICAL: tuple[tuple[str, Callable], ...] = (
     ("x-0.5", lambda x: x - 0.5),
     ("x^2", lambda x: x * x),
 )
+NON_FINITE_MAPS: tuple[tuple[str, Callable], ...] = (
+    ("inf at 3", lambda x: math.inf if x == 3 else float(x)),
+    ("-inf at 0", lambda x: -math.inf if x == 0 else x / 2),
+    ("nan at 1", lambda x: math.nan if x == 1 else float(x)),
+)
+LARGE_OFFSETS: tuple[float, ...] = (1e4, 1e5, 1e6, 2.0 ** 25, 1e7, 1e8, 1e9)
 PREDICATES: tuple[Callable, ...] = tuple(rasp.Comparison) + (
     lambda key, query: (key + query) % 2 == 0,
     lambda key, query: abs(key - query) == 1,
@@ -62,6 +73,8 @@ class FuzzConfig:
     numerical: bool = True
     selector_width: bool = True
     categorical_aggregates: bool = True
+    extreme_numbers: bool = True  # inf/NaN-returning Maps, large offsets added then removed
+    extreme_rate: float = 0.015  # chance that a draw is one of those
 
 
 def random_selector(rng: random.Random, pool: list[rasp.SOp], composite: bool) -> rasp.Selector:
@@ -152,6 +165,37 @@ def _linear_sequence_map(p: _Pools) -> rasp.SOp:
     return p.add(rasp.numerical(rasp.LinearSequenceMap(fst, snd, a, b)), True)
 
 
+def _non_finite_map(p: _Pools) -> rasp.SOp:
+    """A Map that returns inf or NaN on one value, if its input can take that value."""
+    f = p.rng.choice(NON_FINITE_MAPS)[1]
+    sop = rasp.Map(f, p.rng.choice(p.categorical), simplify=False)
+    if p.rng.random() < 0.7:
+        return p.add(rasp.numerical(sop), True)
+    return p.add(sop, False)
+
+
+def _offset_round_trip(p: _Pools) -> rasp.SOp:
+    """x + offset, averaged (or two such averages combined), then - offset again."""
+    offset = p.rng.choice(LARGE_OFFSETS)
+    pool = p.numerical or [_to_numerical(p)]
+
+    def shifted() -> rasp.SOp:
+        return rasp.numerical(rasp.Map(lambda x: x + offset, p.rng.choice(pool), simplify=False))
+
+    kind = p.rng.random()
+    back = offset
+    if kind < 0.5:
+        big = rasp.numerical(rasp.Aggregate(p.selector(), shifted(), default=0))
+    elif kind < 0.8:
+        selector = p.selector()
+        means = [rasp.numerical(rasp.Aggregate(selector, shifted(), default=0)) for _ in range(2)]
+        big = rasp.numerical(rasp.LinearSequenceMap(means[0], means[1], 1, -1))
+        back = 0.0  # the offsets cancel in the difference
+    else:
+        big = shifted()
+    return p.add(rasp.numerical(rasp.Map(lambda v: v - back, big, simplify=False)), True)
+
+
 _BUILDERS = {
     "map": _map,
     "sequence_map": _sequence_map,
@@ -163,7 +207,10 @@ _BUILDERS = {
     "from_numerical": _from_numerical,
     "numerical_map": _numerical_map,
     "linear_sequence_map": _linear_sequence_map,
+    "non_finite_map": _non_finite_map,
+    "offset_round_trip": _offset_round_trip,
 }
+_EXTREME = ("non_finite_map", "offset_round_trip")
 
 
 def _choices(pools: _Pools) -> list[str]:
@@ -186,7 +233,11 @@ def random_program(rng: random.Random, config: FuzzConfig = FuzzConfig()) -> ras
     pools = _Pools(rng, config)
     last: rasp.SOp = rasp.tokens
     for _ in range(config.size):
-        last = _BUILDERS[rng.choice(_choices(pools))](pools)
+        if config.extreme_numbers and rng.random() < config.extreme_rate:
+            kind = rng.choice(_EXTREME)
+        else:
+            kind = rng.choice(_choices(pools))
+        last = _BUILDERS[kind](pools)
     return last
 
 

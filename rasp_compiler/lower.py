@@ -29,9 +29,11 @@ from rasp_compiler.mlp import MLPPart, bos_cleanup, lower_block
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm, ResidualLayout, build_layout
 from rasp_compiler.rewrite import AttentionOp, OpGraph
 from rasp_compiler.schedule import Schedule
+from rasp_compiler.verify import ATOL
 
 DEFAULT_ATTENTION_PRECISION = 1e-7
 FLOAT32_PRECISION_FLOOR = 1e-9  # below this, float32 softmax noise dominates
+LEAK_SHARE_OF_TOLERANCE = 0.25  # of verify.ATOL, for the leak of a numerical average
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,6 +232,13 @@ def _precision(ops: OpGraph, op: AttentionOp, budgets: Mapping[str, float], defa
     else:
         magnitude = 1.0
     eps = default
+    if op.encoding is rasp.Encoding.NUMERICAL and op.kind == "aggregate":
+        # An average is off by the leak times the span of what it averages (see
+        # precision.py): colder heads for wide spans, as far as float32 allows.
+        numbers = [float(v) for v in ops.values[op.label] if isinstance(v, Real)]
+        span = max(numbers, default=0.0) - min(numbers, default=0.0)
+        if span * eps > LEAK_SHARE_OF_TOLERANCE * ATOL:
+            eps = max(LEAK_SHARE_OF_TOLERANCE * ATOL / span, FLOAT32_PRECISION_FLOOR)
     if op.label in budgets:
         eps = min(eps, budgets[op.label] / (2.0 * magnitude))
     if eps < FLOAT32_PRECISION_FLOOR:

@@ -286,6 +286,14 @@ def _steps(ops, block, categorical, choices, z_label, form, function) -> MLPPart
 
 
 def _piecewise_linear(ops, block, z_label, form, function) -> MLPPart | None:
+    """f(z_p) plus a hinge wherever the slope changes, anchored at the pivot z_p where |f| is
+    smallest: ReLU(z - z_i) for breakpoints right of it, ReLU(z_i - z) left of it.
+
+    At any z only the hinges between z_p and z are on, so their float32 rounding
+    scales with how far f travels from f(z_p), not with its steepest slope:
+    anchored at one end, 1/z - 1 near z = 1 would cancel terms thousands of times
+    larger than the result (see precision.py).
+    """
     zs = [float(v) for v in ops.values[z_label] if v is not None]
     z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
     raws = function.raw_along({}, z_label, zs)
@@ -294,21 +302,33 @@ def _piecewise_linear(ops, block, z_label, form, function) -> MLPPart | None:
         function.encode(raw)  # checks every output is a number
     outs = np.array(raws, dtype=np.float64).reshape(len(zs), len(block.outputs))
     dims = [Dim(label) for label in block.outputs]
+    pivot = int(np.argmin(np.abs(outs).sum(axis=1)))
     neurons = []
-    if np.any(outs[0] != 0):
-        neurons.append(_neuron({ONE: 1.0, BOS: -1.0}, dict(zip(dims, outs[0]))))
+    if np.any(outs[pivot] != 0):
+        neurons.append(_neuron({ONE: 1.0, BOS: -1.0}, dict(zip(dims, outs[pivot]))))
     if len(zs) > 1:
-        slopes = np.diff(outs, axis=0) / np.diff(zs)[:, None]
-        changes = np.diff(slopes, axis=0, prepend=np.zeros((1, len(dims))))
-        scale = max(1.0, float(np.abs(outs).max()))
-        significant = np.abs(changes) > SLOPE_TOLERANCE * scale * np.abs(slopes).max(initial=1.0)
+        slopes = np.diff(outs, axis=0) / np.diff(zs)[:, None]  # slopes[i]: on [zs[i], zs[i+1]]
         largest_slope = float(np.abs(slopes).max())
+        scale = max(1.0, float(np.abs(outs).max()))
         if largest_slope * z_bound / scale > PIECEWISE_MAX_GAIN:
             return None  # too steep: z noise would be amplified; steps are flat near each value
-        for i in np.flatnonzero(significant.any(axis=1)):
-            w_in = form.as_dict()
-            _add(w_in, {ONE: -float(zs[i]), BOS: -(z_bound + abs(float(zs[i])) + 1.0)})
-            change = {d: float(w) for d, w, keep in zip(dims, changes[i], significant[i]) if keep}
+        changes = np.diff(slopes, axis=0, prepend=np.zeros((1, len(dims))))
+        # Right of the pivot: ReLU(z - zs[i]) with the slope change at zs[i] (the slope
+        # itself at the pivot). Left of it: ReLU(zs[i] - z) with the same change, and
+        # minus the slope just left of the pivot at the pivot.
+        hinges = [(i, 1.0, changes[i] if i > pivot else slopes[pivot])
+                  for i in range(pivot, len(zs) - 1)]
+        hinges += [(i, -1.0, changes[i] if i < pivot else -slopes[pivot - 1])
+                   for i in range(1, pivot + 1)]
+        tolerance = SLOPE_TOLERANCE * scale * max(largest_slope, 1.0)
+        for i, side, coefficients in hinges:
+            keep = np.abs(coefficients) > tolerance
+            if not keep.any():
+                continue
+            w_in: dict[Dim, float] = {}
+            _add(w_in, form.as_dict(), side)
+            _add(w_in, {ONE: -side * float(zs[i]), BOS: -(z_bound + abs(float(zs[i])) + 1.0)})
+            change = {d: float(w) for d, w, k in zip(dims, coefficients, keep) if k}
             neurons.append(_neuron(w_in, change))
     return MLPPart(block.label, "piecewise-linear", block.units, block.leaves, block.outputs,
                    tuple(neurons), {})

@@ -124,10 +124,12 @@ def infer_values(
     )
     for expr in graph.exprs():
         if isinstance(expr, rasp.SOp):
+            refuse_non_finite_parameters(expr)
             values = _rule_for(expr)(expr, context)
             limit = context.limit_for(expr)
             if len(values) > limit:
                 raise _too_large(expr, len(values), limit)
+            refuse_non_finite(expr, values, context.sets)
             context.sets[expr.label] = sorted_values(values)
     return ValueSets(vocab=context.vocab, max_seq_len=max_seq_len, sets=context.sets)
 
@@ -209,10 +211,11 @@ def _linear_sequence_map(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
     numbers = all(isinstance(v, Real) and not isinstance(v, bool) for v in fst + snd)
     if not numbers or len(fst) * len(snd) > MAX_LINEAR_PAIRS:
         return _sequence_map(expr, ctx)
-    left = expr.fst_fac * np.asarray(fst, dtype=np.float64)
-    right = expr.snd_fac * np.asarray(snd, dtype=np.float64)
-    # Same IEEE operations as the evaluator's fst_fac * x + snd_fac * y, so equal floats.
-    return set(np.unique(np.add.outer(left, right)).tolist())
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow: refuse_non_finite reports it
+        left = expr.fst_fac * np.asarray(fst, dtype=np.float64)
+        right = expr.snd_fac * np.asarray(snd, dtype=np.float64)
+        # Same IEEE operations as the evaluator's fst_fac * x + snd_fac * y, so equal floats.
+        return set(np.unique(np.add.outer(left, right)).tolist())
 
 
 def _same_selection_means(a: rasp.SOp, b: rasp.SOp) -> bool:
@@ -359,6 +362,98 @@ def _all_means(expr: rasp.Aggregate, inputs: Sequence[Real], ctx: _Context) -> s
         if len(means) > ctx.limit_for(expr):
             raise _too_large(expr, len(means), ctx.limit_for(expr))
     return {float(m) for m in means}
+
+
+def _is_non_finite(value: Any, numerical: bool = True) -> bool:
+    """inf, -inf, NaN, or (as a number) an int too large for a float: it would become inf."""
+    if not isinstance(value, Real):
+        return False
+    try:
+        return not math.isfinite(value)
+    except OverflowError:
+        return numerical
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
+
+
+_NON_FINITE_WHY = (
+    "the model computes in float32, where one inf turns every sum it enters (each attention "
+    "average, each layer) into NaN at every position, and NaN is not equal to itself, so it "
+    "cannot name a category either"
+)
+_NON_FINITE_FIX = (
+    "Use a finite number instead (for a sentinel, a large finite value such as 1e6, or a "
+    "categorical marker such as the string 'inf')"
+)
+
+
+def refuse_non_finite_parameters(expr: rasp.SOp) -> None:
+    """Refuse inf or NaN written into the program: a fill, a constant, a default, a factor."""
+    if isinstance(expr, rasp.Full):
+        found = [("its fill", expr.fill)]
+    elif isinstance(expr, rasp.ConstantSOp):
+        found = [(f"its value at position {i}", v) for i, v in enumerate(expr.value)]
+    elif isinstance(expr, rasp.Aggregate):
+        found = [("its default", expr.default)]
+    elif isinstance(expr, rasp.LinearSequenceMap):
+        found = [("its factor fst_fac", expr.fst_fac), ("its factor snd_fac", expr.snd_fac)]
+    else:
+        return
+    for where, value in found:
+        if _is_non_finite(value, rasp.is_numerical(expr)):
+            raise InvalidProgramError(
+                f"{expr.label}: {where} is {_short(value)}; {_NON_FINITE_WHY}. {_NON_FINITE_FIX}"
+            )
+
+
+def refuse_non_finite(expr: rasp.SOp, values: set, sets: Mapping[str, tuple]) -> None:
+    """Refuse an SOp that can hold inf, -inf or NaN, naming the input value that gives it.
+
+    Checked once per SOp (with `refuse_non_finite_parameters` before its rule runs),
+    so every later stage may assume finite numbers.
+    """
+    try:  # fast path: a finite sum of numbers proves every one of them finite
+        if math.isfinite(sum(values)):
+            return
+    except (TypeError, OverflowError):
+        pass
+    numerical = rasp.is_numerical(expr)
+    bad = sorted((v for v in values if _is_non_finite(v, numerical)), key=_short)
+    if bad:
+        raise InvalidProgramError(
+            f"{expr.label}: this {type(expr).__name__} can be {_short(bad[0])} "
+            f"({_non_finite_source(expr, sets)}); {_NON_FINITE_WHY}. {_NON_FINITE_FIX}"
+        )
+
+
+def _non_finite_source(expr: rasp.SOp, sets: Mapping[str, tuple]) -> str:
+    """The input value(s) on which a function returns inf or NaN."""
+    numerical = rasp.is_numerical(expr)
+    if isinstance(expr, rasp.TokensType):
+        return "a token of the vocab"
+    if isinstance(expr, rasp.Map):
+        for x in sets[expr.inner.label]:
+            if x is not None and _is_non_finite(_quiet_call(expr.f, x), numerical):
+                return f"returned on the input value {x!r}, a value {expr.inner.label} can take"
+    if isinstance(expr, rasp.SequenceMap):
+        for x in sets[expr.fst.label]:
+            for y in sets[expr.snd.label]:
+                if x is None or y is None:
+                    continue
+                if _is_non_finite(_quiet_call(expr.f, x, y), numerical):
+                    return (f"returned on the input values ({x!r}, {y!r}), values "
+                            f"{expr.fst.label} and {expr.snd.label} can take")
+    return "for some input"
+
+
+def _quiet_call(f: Callable, *args) -> Any:
+    try:
+        return f(*args)
+    except Exception:
+        return None
 
 
 _RULES: dict[type, Callable[[Any, _Context], set]] = {

@@ -65,3 +65,13 @@ def test_assert_matches_catches_a_wrong_model():
     model.params = params
     with pytest.raises(AssertionError, match="the evaluator says"):
         assert_matches(lib.make_hist(), model, ["a", "b", "a"])
+
+
+def test_extreme_numbers_are_refused_clearly_or_computed_exactly():
+    """inf/NaN Maps and large offsets added then subtracted: refused by name, or exact."""
+    report = campaign(40, seed=0, config=FuzzConfig(size=3, extreme_rate=0.6), samples=10)
+    assert not report.problems, report.summary()
+    refusals = " ".join(o.detail for o in report.outcomes if o.status == "refused")
+    assert "Use a finite number" in refusals, report.summary()
+    assert "the float32 model can be off by up to" in refusals, report.summary()
+    assert report.count("matched") > 0, report.summary()

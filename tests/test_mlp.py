@@ -65,6 +65,22 @@ def test_piecewise_linear_for_smooth_numerical_maps():
         assert got == pytest.approx(z * z - 0.5, abs=1e-9)
 
 
+def test_piecewise_linear_pivots_where_the_output_is_smallest():
+    """1/z - 1 (a numerical SelectorWidth) anchored at z = 1, where it is 0: no hinge is on
+    there, and near it only a few, so float32 never cancels large terms into a small result."""
+    width = rasp.numerical(rasp.SelectorWidth(
+        rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LEQ))).named("width")
+    ops, (block,) = blocks_of(width, ["a", "b"], 16)
+    part = lower_block(ops, block)
+    assert part.construction == "piecewise-linear"
+    for w in range(17):
+        z = 1.0 / (w + 1)
+        inputs = {ONE: 1.0, Dim("width.attn"): z}
+        assert apply(part, inputs).get(Dim("width"), 0.0) == pytest.approx(w, abs=1e-9)
+        on = [n for n in part.neurons if sum(v * inputs.get(d, 0.0) for d, v in n.w_in) > 0]
+        assert len(on) == w  # the hinges between z and the pivot z = 1
+
+
 def test_steps_refuse_values_float32_cannot_separate():
     tiny = rasp.numerical(rasp.Map(lambda x: x * 1e-6 + 1000, rasp.indices))
     # affine, so a free form; the threshold map below needs a step between close values

@@ -1,4 +1,5 @@
 import itertools
+import math
 import random
 from fractions import Fraction
 
@@ -114,6 +115,9 @@ def test_inferred_sets_contain_every_evaluated_value(seed):
         values = infer_values(graph, vocab, max_seq_len, max_value_set_size=20_000)
     except ValueSetTooLargeError:
         assume(False)
+    except InvalidProgramError as error:  # the fuzzer's inf/NaN Maps, refused by design
+        assert "Use a finite number" in str(error)
+        assume(False)
     for _ in range(15):
         xs = random_input(rng, vocab, max_seq_len)
         try:
@@ -123,3 +127,38 @@ def test_inferred_sets_contain_every_evaluated_value(seed):
         for label in graph.sops():
             for position, value in enumerate(result[label]):
                 assert value in set(values[label]), (label, position, value, xs)
+
+
+_NUMBERS = rasp.numerical(rasp.Map(float, rasp.tokens))
+
+
+@pytest.mark.parametrize("program, vocab, message", [
+    (rasp.numerical(rasp.Map(lambda x: math.inf if x == 2 else x, rasp.tokens)), [1, 2],
+     "this Map can be inf \\(returned on the input value 2, a value tokens can take\\)"),
+    (rasp.Map(lambda x: math.nan if x == 1 else x, rasp.tokens), [1, 2],
+     "this Map can be nan \\(returned on the input value 1"),
+    (rasp.numerical(rasp.SequenceMap(lambda x, i: -math.inf if x == i else x, rasp.tokens,
+                                     rasp.indices)), [1, 5],
+     "this SequenceMap can be -inf \\(returned on the input values \\(1, 1\\)"),
+    (rasp.numerical(rasp.LinearSequenceMap(_NUMBERS, _NUMBERS, math.nan, 1)), [1, 2],
+     "its factor fst_fac is nan"),
+    (rasp.numerical(rasp.Full(math.inf)), [1], "its fill is inf"),
+    (rasp.Full(math.nan), [1], "its fill is nan"),
+    (rasp.ConstantSOp([0, -math.inf], check_length=False), [1], "its value at position 1 is -inf"),
+    (rasp.numerical(rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LT),
+                                   _NUMBERS, default=math.nan)), [1, 2], "its default is nan"),
+    (rasp.tokens, [1, math.nan], "tokens: this TokensType can be nan \\(a token of the vocab\\)"),
+    (rasp.numerical(rasp.LinearSequenceMap(rasp.numerical(rasp.Map(lambda x: 1e308, rasp.tokens)),
+                                           _NUMBERS, 10, 1)), [1, 2],
+     "this LinearSequenceMap can be inf"),
+], ids=["numerical_map", "categorical_map", "sequence_map", "factor", "numerical_fill",
+        "categorical_fill", "constant", "default", "vocab", "overflow"])
+def test_non_finite_values_are_refused_naming_where_they_come_from(program, vocab, message):
+    with pytest.raises(InvalidProgramError, match=f"{message}.*Use a finite number"):
+        infer_values(program, vocab, 3)
+
+
+def test_finite_values_pass_the_check_quickly():
+    big = rasp.numerical(rasp.Map(lambda x: x * 1e300, rasp.tokens))
+    total = rasp.numerical(rasp.LinearSequenceMap(big, big, 1, 1))  # 2e300 each: finite
+    assert max(infer_values(total, range(5), 2)[total.label]) == 8e300
