@@ -20,6 +20,7 @@ import numpy as np
 
 from rasp_compiler.assemble import LayerShape, ModelShape, build_forward, forward_numpy
 from rasp_compiler.errors import InvalidInputError, LoadError
+from rasp_compiler.identity import identity_key
 from rasp_compiler.lower import Readout
 from rasp_compiler.residual import NUMERICAL, Dim, ResidualLayout
 
@@ -202,6 +203,11 @@ class CompiledModel:
         self.ops = ops
         self.schedule = schedule
         self._token_ids = {token: i for i, token in enumerate(self.vocab)}
+        self._token_types = tuple(type(token) for token in self.vocab)
+        # Tokens an equal value of the same type may still differ from (-0.0 for 0.0,
+        # (True,) for (1,)): these are compared by identity key, the rest by type.
+        self._keyed_tokens = {i: identity_key(t) for i, t in enumerate(self.vocab)
+                              if type(t) not in (int, str, bool)}
         self._forward = build_forward(shape, with_cache=False)
         self._forward_cached = build_forward(shape, with_cache=True)
         self._jitted: dict[str, Any] = {}
@@ -355,15 +361,29 @@ class CompiledModel:
             row = []
             for position, token in enumerate(sequence):
                 try:
-                    row.append(self._token_ids[token])
+                    token_id = self._token_ids[token]
                 except (KeyError, TypeError):
                     raise InvalidInputError(
                         f"input {b}, position {position}: token {token!r} is not in the vocab "
                         f"{list(self.vocab)}"
                     ) from None
+                if type(token) is not self._token_types[token_id] or token_id in self._keyed_tokens:
+                    self._check_same_token(token, token_id, b, position)
+                row.append(token_id)
             encoded.append(row)
         self._check_lengths(encoded)
         return encoded
+
+    def _check_same_token(self, token: Any, token_id: int, b: int, position: int) -> None:
+        """Refuse a token equal to a vocab token but not the same value (True or 1.0 for
+        the token 1: identity.py); a numpy scalar counts as the Python value it holds."""
+        vocab_token = self.vocab[token_id]
+        if identity_key(token) != identity_key(vocab_token):
+            raise InvalidInputError(
+                f"input {b}, position {position}: token {token!r} ({type(token).__name__}) is "
+                f"not in the vocab {list(self.vocab)}; it equals the token {vocab_token!r} "
+                f"({type(vocab_token).__name__}) but is a different value; pass {vocab_token!r}"
+            )
 
     def _check_lengths(self, sequences: list[list[int]]) -> None:
         for b, row in enumerate(sequences):
