@@ -78,10 +78,10 @@ def find_clash(values: Sequence, distinct: set | None = None) -> tuple[int, int]
         return None
     if distinct is None:
         distinct = set(values)
-    typed = set(zip(map(type, values), values))
-    if len(typed) != len(distinct):  # some equal values differ in type
-        return _scan(values, range(len(values)))
-    types = {kind for kind, _ in typed}
+    types = set(map(type, values))
+    types.discard(type(None))  # None equals only itself
+    if len(types) > 1 and len(set(zip(map(type, values), values))) != len(distinct):
+        return _scan(values, range(len(values)))  # some equal values differ in type
     if any(issubclass(kind, _CONTAINERS) or issubclass(kind, complex) for kind in types):
         return _scan(values, range(len(values)))
     if 0 in distinct and any(issubclass(kind, (float, np.floating)) for kind in types):
