@@ -12,6 +12,9 @@ must never pretend an output exists that a transformer cannot produce. Rules
 - Aggregate, categorical: the value of the selected positions when they all
   hold the same one; `default` (usually None) if none; an EvaluationError when
   they disagree, since no compiled head can output a mixture of categories.
+  "The same" means equal and of one type (True and 1 are a mix: identity.py).
+- A numerical SOp's values are floats (True, 1 and 1.0 are all 1.0): one
+  residual dimension holds the number, so later functions see what the model sees.
 - SelectorWidth: the number of selected keys of each query.
 - Map / SequenceMap: the function at each position; None in gives None out.
 
@@ -35,6 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 from rasp_compiler import rasp
 from rasp_compiler.errors import EvaluationError, InvalidInputError
 from rasp_compiler.graph import ProgramGraph, build_graph
+from rasp_compiler.identity import as_number, find_clash
 
 SelectorMatrix = list[list[bool]]
 Values = Mapping[str, Any]
@@ -81,11 +85,13 @@ def evaluate_all(expr: rasp.RASPExpr | ProgramGraph, xs: Sequence[rasp.Value], *
     graph = expr if isinstance(expr, ProgramGraph) else build_graph(expr)
     for node in graph.exprs():
         if causal and type(node) in _CAUSAL_HANDLERS:
-            values[node.label] = _CAUSAL_HANDLERS[type(node)](node, values, inputs)
-            continue
-        value = _handler_for(node)(node, values, inputs)
+            value = _CAUSAL_HANDLERS[type(node)](node, values, inputs)
+        else:
+            value = _handler_for(node)(node, values, inputs)
         if causal and isinstance(node, rasp.Selector):
             value = _mask_future(value)
+        elif isinstance(node, rasp.SOp) and rasp.is_numerical(node):
+            value = [as_number(v) for v in value]  # a numerical dimension holds a float
         values[node.label] = value
     return Evaluation(inputs=inputs, output=graph.output, values=values, causal=bool(causal))
 
@@ -207,6 +213,10 @@ def _aggregate(expr: rasp.Aggregate, values, xs):
             out.append(exact_mean(picked))
         else:
             distinct = list(dict.fromkeys(picked))
+            if len(distinct) == 1 and len(picked) > 1:
+                clash = find_clash(picked)  # True and 1 are equal, but not one value
+                if clash is not None:
+                    distinct = [picked[i] for i in clash]
             if len(distinct) > 1:
                 raise EvaluationError(
                     f"{expr.label}: this categorical Aggregate selects positions {chosen} at "

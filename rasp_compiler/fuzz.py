@@ -1,6 +1,7 @@
 """Random well-formed RASP programs, for property tests and differential fuzzing.
 
-`random_program(rng, ...)` draws a DAG of Maps, SequenceMaps, numerical Maps,
+`random_program(rng, ...)` draws a DAG of Maps (some returning bools, floats or
+mixed types), SequenceMaps, numerical Maps,
 LinearSequenceMaps, Selects with every comparison, Boolean selector
 combinations, Aggregates (categorical and numerical) and SelectorWidths over
 integer tokens. Functions are drawn from fixed tables (no eval), and keep values
@@ -35,6 +36,15 @@ CATEGORICAL_PAIRS: tuple[tuple[str, Callable], ...] = (
     ("max", max),
     ("x*y mod 5", lambda x, y: (x * y) % 5),
     ("x==y", lambda x, y: int(x == y)),
+)
+# Categorical maps returning bools, floats and mixes of types: some values are equal but
+# not the same (True and 1, -0.0 and 0.0), which the compiler must refuse, never merge.
+MIXED_TYPE_MAPS: tuple[tuple[str, Callable], ...] = (
+    ("x>1 (bool)", lambda x: x > 1),
+    ("x/2 (float)", lambda x: x / 2),
+    ("True if x==0 else 1", lambda x: True if x == 0 else 1),
+    ("-0.0 if x==0 else 0.0", lambda x: -0.0 if x == 0 else 0.0),
+    ("float(x) if x else 0", lambda x: float(x) if x else 0),
 )
 NUMERICAL_FROM_CATEGORICAL: tuple[tuple[str, Callable], ...] = (
     ("x/2", lambda x: x / 2),
@@ -75,6 +85,7 @@ class FuzzConfig:
     categorical_aggregates: bool = True
     extreme_numbers: bool = True  # inf/NaN-returning Maps, large offsets added then removed
     extreme_rate: float = 0.015  # chance that a draw is one of those
+    mixed_types: bool = True  # draw MIXED_TYPE_MAPS too
 
 
 def random_selector(rng: random.Random, pool: list[rasp.SOp], composite: bool) -> rasp.Selector:
@@ -113,6 +124,11 @@ class _Pools:
 
 def _map(p: _Pools) -> rasp.SOp:
     f = p.rng.choice(CATEGORICAL_MAPS)[1]
+    return p.add(rasp.Map(f, p.rng.choice(p.categorical), simplify=False), False)
+
+
+def _mixed_type_map(p: _Pools) -> rasp.SOp:
+    f = p.rng.choice(MIXED_TYPE_MAPS)[1]
     return p.add(rasp.Map(f, p.rng.choice(p.categorical), simplify=False), False)
 
 
@@ -198,6 +214,7 @@ def _offset_round_trip(p: _Pools) -> rasp.SOp:
 
 _BUILDERS = {
     "map": _map,
+    "mixed_type_map": _mixed_type_map,
     "sequence_map": _sequence_map,
     "aggregate_categorical": _aggregate_categorical,
     "aggregate_numerical": _aggregate_numerical,
@@ -220,6 +237,8 @@ def _choices(pools: _Pools) -> list[str]:
         choices.append("aggregate_categorical")
     if config.selector_width:
         choices.append("selector_width")
+    if config.mixed_types:
+        choices.append("mixed_type_map")
     if config.numerical:
         choices.append("to_numerical")
         if pools.numerical:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
+from itertools import compress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -21,6 +23,7 @@ import numpy as np
 from rasp_compiler import tracr_view
 from rasp_compiler.assemble import LayerShape, ModelShape, build_forward, forward_numpy
 from rasp_compiler.errors import InvalidInputError, LoadError
+from rasp_compiler.identity import identity_key
 from rasp_compiler.lower import Readout
 from rasp_compiler.residual import NUMERICAL, Dim, ResidualLayout
 from rasp_compiler.tracr_view import TracrOutput
@@ -168,16 +171,27 @@ class ActivationCache(dict):
 def lookup_ids(ids: Mapping[Any, int], tokens: Sequence, where: str, known: str) -> list[int]:
     """Each token's id; an unknown token is an InvalidInputError naming its position.
 
-    `where` prefixes the position ("input 3, "), `known` names the map for the message.
+    A token must be the key itself, not an equal value of another type (True or 1.0
+    for the token 1; identity.py). `where` prefixes the position ("input 3, "),
+    `known` names the map for the message. The runtime's `encode` has a faster path
+    for the same rule.
     """
+    keys = {i: key for key, i in ids.items()}
     out = []
     for position, token in enumerate(tokens):
         try:
-            out.append(ids[token])
+            token_id = ids[token]
         except (KeyError, TypeError):
             raise InvalidInputError(
                 f"{where}position {position}: token {token!r} is not in {known} {list(ids)}"
             ) from None
+        if identity_key(token) != identity_key(keys[token_id]):
+            raise InvalidInputError(
+                f"{where}position {position}: token {token!r} ({type(token).__name__}) is not in "
+                f"{known} {list(ids)}; it equals {keys[token_id]!r} "
+                f"({type(keys[token_id]).__name__}) but is a different value"
+            )
+        out.append(token_id)
     return out
 
 
@@ -215,6 +229,14 @@ class CompiledModel:
         self.ops = ops
         self.schedule = schedule
         self._token_ids = {token: i for i, token in enumerate(self.vocab)}
+        # A token of one of these types that equals a vocab token is that token; any
+        # other (True or 1.0 given for the token 1: identity.py) takes the checked path.
+        self._exact_token_types = _exact_token_types(self.vocab)
+        # Vocab tokens an equal value of the same type may still differ from (0.0 and
+        # -0.0, (1,) and (True,)): their matches are compared by identity key too.
+        self._keyed_tokens = {i: identity_key(t) for i, t in enumerate(self.vocab)
+                              if isinstance(t, (tuple, frozenset))
+                              or (isinstance(t, (float, complex)) and 0 in (t.real, t.imag))}
         self._forward = build_forward(shape, with_cache=False)
         self._forward_cached = build_forward(shape, with_cache=True)
         self._jitted: dict[str, Any] = {}
@@ -367,15 +389,50 @@ class CompiledModel:
                 f"expected a batch: a list of token sequences, got {type(batch).__name__} {batch!r}"
             )
         encoded = []
+        token_ids, exact_types, keyed = self._token_ids, self._exact_token_types, self._keyed_tokens
         for b, sequence in enumerate(batch):
             if isinstance(sequence, (str, bytes)) or not isinstance(sequence, (list, tuple)):
                 raise InvalidInputError(
                     f"input {b} must be a list of tokens, got {type(sequence).__name__} "
                     f"{sequence!r}; to run one sequence write model.run([sequence])"
                 )
-            encoded.append(lookup_ids(self._token_ids, sequence, f"input {b}, ", "the vocab"))
+            try:
+                row = [token_ids[token] for token in sequence]
+                checked = exact_types is None or exact_types.issuperset(map(type, sequence))
+            except (KeyError, TypeError):
+                checked = False
+            if not checked:
+                row = [self._token_id(token, b, position) for position, token in enumerate(sequence)]
+            if keyed and not keyed.keys().isdisjoint(row):
+                for position in compress(range(len(row)), map(keyed.__contains__, row)):
+                    if identity_key(sequence[position]) != keyed[row[position]]:
+                        raise self._not_the_token(sequence[position], row[position], b, position)
+            encoded.append(row)
         self._check_lengths(encoded)
         return encoded
+
+    def _token_id(self, token: Any, b: int, position: int) -> int:
+        """The id of `token`, which must be the vocab token itself, not an equal value of
+        another type (True or 1.0 for the token 1: identity.py); a numpy scalar counts as
+        the Python value it holds."""
+        try:
+            token_id = self._token_ids[token]
+        except (KeyError, TypeError):
+            raise InvalidInputError(
+                f"input {b}, position {position}: token {token!r} is not in the vocab "
+                f"{list(self.vocab)}"
+            ) from None
+        if identity_key(token) != identity_key(self.vocab[token_id]):
+            raise self._not_the_token(token, token_id, b, position)
+        return token_id
+
+    def _not_the_token(self, token: Any, token_id: int, b: int, position: int) -> InvalidInputError:
+        vocab_token = self.vocab[token_id]
+        return InvalidInputError(
+            f"input {b}, position {position}: token {token!r} ({type(token).__name__}) is not "
+            f"in the vocab {list(self.vocab)}; it equals the token {vocab_token!r} "
+            f"({type(vocab_token).__name__}) but is a different value; pass {vocab_token!r}"
+        )
 
     def _check_lengths(self, sequences: list[list[int]]) -> None:
         for b, row in enumerate(sequences):
@@ -687,6 +744,24 @@ def _encode_value(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise LoadError(f"cannot save the value {value!r} ({type(value).__name__}) as JSON")
+
+
+def _exact_token_types(vocab: Sequence) -> frozenset | None:
+    """Vocab token types whose values can equal no vocab token of another type: str
+    alone, int unless the vocab also holds bools or floats, and so on. None for an
+    all-str vocab: a token equal to a str is that str, so nothing needs checking."""
+    types = {type(token) for token in vocab}
+    if types == {str}:
+        return None
+
+    def numeric(kind: type) -> bool:
+        return issubclass(kind, (numbers.Number, np.generic))
+
+    def may_equal(a: type, b: type) -> bool:
+        return issubclass(a, b) or issubclass(b, a) or (numeric(a) and numeric(b))
+
+    return frozenset(kind for kind in types
+                     if not any(other is not kind and may_equal(kind, other) for other in types))
 
 
 def _decode_value(value: Any) -> Any:

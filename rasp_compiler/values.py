@@ -23,6 +23,7 @@ import numpy as np
 from rasp_compiler import rasp
 from rasp_compiler.errors import InvalidProgramError, ValueSetTooLargeError, describe_values
 from rasp_compiler.graph import ProgramGraph, build_graph
+from rasp_compiler.identity import as_number, clash_fix, describe_clash, find_clash
 
 DEFAULT_MAX_VALUE_SET_SIZE = 10_000  # categorical: one residual dimension per value
 DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE = 2_000_000  # numerical: one dimension, any count
@@ -84,11 +85,20 @@ def check_vocab(vocab: Iterable[Any], max_seq_len: int) -> tuple:
             f"write set({vocab!r}) for its characters"
         )
     try:
-        tokens = set(vocab)
+        listed = list(vocab)
+        tokens = set(listed)
     except TypeError as exc:
         raise InvalidProgramError(
             f"vocab must be an iterable of hashable tokens, got {vocab!r}"
         ) from exc
+    clash = find_clash(listed, tokens)
+    if clash is not None:
+        a, b = (listed[i] for i in clash)
+        raise InvalidProgramError(
+            f"the vocab holds both {a!r} and {b!r}, which Python counts as the same token "
+            f"but which are different values ({describe_clash(a, b)}); the model could not "
+            f"tell them apart. Keep one of them (tokens of one type)"
+        )
     if not tokens:
         raise InvalidProgramError("vocab is empty; give at least one token")
     if None in tokens:
@@ -130,6 +140,8 @@ def infer_values(
             if len(values) > limit:
                 raise _too_large(expr, len(values), limit)
             refuse_non_finite(expr, values, context.sets)
+            if rasp.is_numerical(expr):
+                values = as_numbers(values)
             context.sets[expr.label] = sorted_values(values)
     return ValueSets(vocab=context.vocab, max_seq_len=max_seq_len, sets=context.sets)
 
@@ -187,17 +199,22 @@ def _full(expr: rasp.Full, ctx: _Context) -> set:
 
 
 def _constant_sop(expr: rasp.ConstantSOp, ctx: _Context) -> set:
-    return set(expr.value)
+    return _distinct(expr, expr.value, lambda i: f"at position {i}",
+                     fix="write its values in one type")
 
 
 def _map(expr: rasp.Map, ctx: _Context) -> set:
     inputs = ctx.sets[expr.inner.label]
+    present = [x for x in inputs if x is not None]
     f = expr.f
     try:  # fast path: numerical sets can hold 10^5-10^6 values
-        out = {f(x) for x in inputs if x is not None}
+        outputs = list(map(f, present))
+        out = set(outputs)
     except Exception:
-        out = {_call_on_values(expr, f, (x,), expr.inner.label) for x in inputs if x is not None}
-    if None in inputs:
+        outputs = [_call_on_values(expr, f, (x,), expr.inner.label) for x in present]
+        out = set(outputs)
+    _check_identity(expr, outputs, out, lambda i: f"on {expr.inner.label} = {present[i]!r}")
+    if len(present) < len(inputs):
         out.add(None)
     return out
 
@@ -205,6 +222,8 @@ def _map(expr: rasp.Map, ctx: _Context) -> set:
 def _linear_sequence_map(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
     """p * x + q * y: over co-occurring means when x and y average over the same
     selection, else over all pairs (vectorised: balances can have 10^6 pairs)."""
+    if rasp.is_categorical(expr):
+        return _sequence_map(expr, ctx)  # exact Python values (ints stay ints), checked
     if _same_selection_means(expr.fst, expr.snd):
         return _paired_means(expr, ctx)
     fst, snd = ctx.sets[expr.fst.label], ctx.sets[expr.snd.label]
@@ -310,15 +329,64 @@ def _sequence_map(expr: rasp.SequenceMap, ctx: _Context) -> set:
             f"limit of {ctx.max_pairs:,}; shrink one input with a Map or raise "
             f"max_sequence_map_pairs"
         )
-    out = set()
     source = f"the pair ({expr.fst.label}, {expr.snd.label})"
-    for x in fst:
-        for y in snd:
-            if x is None or y is None:
-                out.add(None)
-            else:
-                out.add(_call_on_values(expr, expr.f, (x, y), source))
+    xs = [x for x in fst if x is not None]
+    ys = [y for y in snd if y is not None]
+    f = expr.f
+    try:  # fast path: up to max_sequence_map_pairs (10^6) calls
+        outputs = [f(x, y) for x in xs for y in ys]
+        out = set(outputs)
+    except Exception:  # say which pair failed, or gave an unhashable value
+        outputs = [_call_on_values(expr, f, (x, y), source) for x in xs for y in ys]
+        out = set(outputs)
+    _check_identity(expr, outputs, out, lambda i: (
+        f"on ({expr.fst.label}, {expr.snd.label}) = ({xs[i // len(ys)]!r}, {ys[i % len(ys)]!r})"
+    ))
+    if (len(xs) < len(fst) and snd) or (len(ys) < len(snd) and fst):
+        out.add(None)  # None in gives None out
     return out
+
+
+def as_numbers(values: set) -> set:
+    """A numerical SOp's values as floats (see identity.as_number): a numerical
+    dimension holds a number, not its type, and the evaluator converts the same way,
+    so functions reading it see the float the model computes with."""
+    if all(type(v) is float for v in values):
+        return values
+    return set(map(as_number, values))
+
+
+def _distinct(expr: rasp.SOp, values: Sequence, source_of: Callable[[int], str],
+              fix: str | None = None) -> set:
+    """set(values), refusing a categorical SOp two of whose values Python merges."""
+    out = set(values)
+    _check_identity(expr, values, out, source_of, fix)
+    return out
+
+
+def _check_identity(expr: rasp.SOp, values: Sequence, distinct: set,
+                    source_of: Callable[[int], str], fix: str | None = None) -> None:
+    """Refuse a categorical SOp that can take two values which are equal but not the same
+    (True and 1, 1 and 1.0, 0.0 and -0.0: see identity.py).
+
+    Python's sets keep one of them, so the SOp would get one residual dimension for
+    both and the model would decode it as one where the evaluator returns the other.
+    `values` are the raw results before merging; `source_of(i)` says where values[i]
+    comes from, and `fix` how to mend it, for the message.
+    """
+    if rasp.is_numerical(expr):
+        return  # one dimension holds the number: True, 1 and 1.0 are all 1.0
+    clash = find_clash(values, distinct)
+    if clash is None:
+        return
+    (i, a), (j, b) = ((k, values[k]) for k in clash)
+    raise InvalidProgramError(
+        f"{expr.label}: this {type(expr).__name__} can be {a!r} ({source_of(i)}) and "
+        f"{b!r} ({source_of(j)}); Python counts them as equal, but {describe_clash(a, b)}, "
+        f"and a categorical SOp has one dimension for both, so the model could answer "
+        f"{a!r} where the evaluator answers {b!r}; "
+        f"{fix or f'make its function {clash_fix(a, b)}'}"
+    )
 
 
 def _selector_width(expr: rasp.SelectorWidth, ctx: _Context) -> set:
@@ -328,7 +396,12 @@ def _selector_width(expr: rasp.SelectorWidth, ctx: _Context) -> set:
 def _aggregate(expr: rasp.Aggregate, ctx: _Context) -> set:
     inputs = [v for v in ctx.sets[expr.sop.label] if v is not None]
     if rasp.is_categorical(expr):
-        return set(inputs) | {expr.default}
+        candidates = inputs + [expr.default]
+        if rasp.is_numerical(expr.sop):
+            return set(candidates)  # refused by the rewriter, with the reason
+        return _distinct(expr, candidates, lambda i: (
+            f"a value of {expr.sop.label}" if i < len(inputs) else "its default"
+        ), fix=f"give it a default of the same type as {expr.sop.label}'s values")
     bad = [v for v in inputs if not isinstance(v, Real)]
     if bad:
         raise InvalidProgramError(

@@ -7,7 +7,8 @@ Aggregate mixing values) are counted as `undefined`, not compared.
 A causal model is compared with the causal meaning (`evaluate(..., causal=True)`),
 and the report also says whether that equalled the ordinary meaning on every
 input checked (causal invariance), with the first input where it did not.
-Numerical outputs agree when |got - expected| <= atol + rtol * |expected| (both 1e-4).
+Numerical outputs agree when |got - expected| <= atol + rtol * |expected| (both 1e-4);
+categorical outputs must be the same value: equal and of one type (1 is not True).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rasp_compiler import rasp
 from rasp_compiler.errors import EvaluationError, InvalidProgramError
 from rasp_compiler.evaluator import causal_invariance, evaluate_all
 from rasp_compiler.graph import build_graph
+from rasp_compiler.identity import same_value
 
 RTOL = 1e-4
 ATOL = 1e-4  # absolute floor: within 1e-4, relative (rtol) above magnitude 1
@@ -83,8 +85,12 @@ class VerificationReport:
         return "\n".join(lines)
 
 
-def values_match(got: Any, expected: Any, rtol: float = RTOL, atol: float = ATOL) -> bool:
-    """Equal, or numbers within atol + rtol * |expected|."""
+def values_match(got: Any, expected: Any, rtol: float = RTOL, atol: float = ATOL,
+                 categorical: bool = False) -> bool:
+    """Equal, or numbers within atol + rtol * |expected|; a categorical output must be
+    the same value (equal and of one type: identity.same_value), as it decodes exactly."""
+    if categorical:
+        return same_value(got, expected)
     if isinstance(expected, Real) and isinstance(got, Real) and not (
             isinstance(expected, bool) and isinstance(got, bool)):
         # numbers (a numerical SOp may hold bools: True reads back as 1.0)
@@ -147,6 +153,7 @@ def verify(
         total += len(inputs)
     bar = ProgressBar(total) if progress else None
     graph = build_graph(program)
+    categorical = rasp.is_categorical(graph.output_expr)
     started = time.perf_counter()
     checked = positions = undefined = mismatch_count = 0
     mismatches: list[Mismatch] = []
@@ -173,7 +180,7 @@ def verify(
                 if isinstance(expected, Real) and not isinstance(expected, bool) \
                         and isinstance(got, Real):
                     max_error = max(max_error, abs(float(got) - float(expected)))
-                if not values_match(got, expected, rtol, atol):
+                if not values_match(got, expected, rtol, atol, categorical):
                     mismatch_count += 1
                     if len(mismatches) < MAX_EXAMPLES:
                         mismatches.append(Mismatch(xs, position, expected, got))

@@ -7,6 +7,7 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler import compile_program, compile_rasp_to_model
+from rasp_compiler.errors import InvalidProgramError
 from rasp_compiler.verify import verify
 
 from cases import CASES
@@ -193,3 +194,33 @@ def test_compile_errors_are_clear(call, error, message):
 
     with pytest.raises(getattr(errors, error), match=message):
         call()
+
+
+def test_equal_but_different_values_are_refused_not_miscompiled():
+    # Used to compile to a model answering 'True' where the evaluator answers '1' ...
+    true_or_one = rasp.Map(lambda x: True if x == 0 else 1, rasp.tokens)
+    copy = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ), true_or_one)
+    with pytest.raises(InvalidProgramError, match="can be True .* and 1 .*differ in type"):
+        compile_program(rasp.Map(str, copy), [0, 1, 2], 3)
+    # ... or to crash in lower.py with KeyError: Dim(sop='sequence_map_..', value='11').
+    joined = rasp.SequenceMap(lambda a, b: f"{a}{b}", true_or_one, rasp.tokens)
+    with pytest.raises(InvalidProgramError, match="can be True .* and 1 "):
+        compile_program(joined, [0, 1, 2], 3)
+
+
+def test_a_categorical_map_of_a_numerical_sop_sees_the_float_the_model_holds():
+    # Used to crash with KeyError: Dim(sop='map_..', value='0.0'): the value set applied
+    # str to the int 0, the MLP to the float 0.0.
+    number = rasp.numerical(rasp.Map(lambda x: x, rasp.tokens))
+    program = rasp.Map(str, number, simplify=False)
+    model = compile_program(program, [0, 1, 2], 3)
+    assert model.run([[0, 1, 2]], backend="numpy") == [["0.0", "1.0", "2.0"]]
+    assert verify(program, model, exhaustive_up_to=2, backend="numpy").ok
+
+
+def test_categorical_outputs_decode_to_the_evaluators_value_and_type():
+    # Value sets are clash-free, so the value a dimension decodes to is the evaluator's.
+    is_one = rasp.Map(lambda x: x == 1, rasp.tokens)
+    model = compile_program(rasp.Map(lambda b: b, is_one, simplify=False), [0, 1, 2], 3)
+    row = model.run([[0, 1, 2]], backend="numpy")[0]
+    assert row == [False, True, False] and all(type(v) is bool for v in row)

@@ -143,3 +143,24 @@ def test_inputs_must_be_sequences():
         evaluate(rasp.tokens, 5)
     assert evaluate(rasp.tokens, "ab") == ["a", "b"]
     assert evaluate(rasp.tokens, []) == []
+
+
+def test_a_categorical_aggregate_selecting_true_and_1_is_a_mix():
+    # Equal in Python, but a head copying one-hot categories cannot output both.
+    flags = rasp.SequenceMap(lambda x, i: x == 1 if i == 0 else 1, rasp.tokens, rasp.indices)
+    everything = rasp.Aggregate(select(rasp.Comparison.TRUE), flags).named("everything")
+    with pytest.raises(EvaluationError, match=r"everything: .*different values \[True, 1\]"):
+        evaluate(everything, [1, 1])
+    assert evaluate(everything, [1]) == [True]
+    same = rasp.Aggregate(select(rasp.Comparison.TRUE), rasp.Map(lambda x: 1, rasp.tokens))
+    assert evaluate(same, [3, 4]) == [1, 1]
+
+
+def test_numerical_sops_evaluate_to_floats():
+    # A numerical dimension holds the number, not its type: what the model decodes.
+    flag = rasp.numerical(rasp.Map(lambda x: x == 1, rasp.tokens))
+    assert [type(v) for v in evaluate(flag, [1, 2])] == [float, float]
+    assert evaluate(rasp.Map(str, flag, simplify=False), [1, 2]) == ["1.0", "0.0"]
+    mean = rasp.numerical(rasp.Aggregate(select(rasp.Comparison.LT), rasp.numerical(
+        rasp.Map(lambda x: x, rasp.tokens)), default=0))
+    assert evaluate(mean, [1, 3]) == [0.0, 1.0] and type(evaluate(mean, [1])[0]) is float

@@ -122,3 +122,31 @@ def test_every_residual_dimension_has_one_owner():
     ranges = sorted(model.layout.ranges().values())
     assert all(a_stop <= b_start for (_, a_stop), (b_start, _) in zip(ranges, ranges[1:]))
     assert len(set(model.layout.dims)) == model.layout.width
+
+
+@pytest.fixture(scope="module")
+def copy_01():
+    return compile_program(rasp.Map(lambda x: x, rasp.tokens), [0, 1], 3)
+
+
+@pytest.mark.parametrize("token, message", [
+    (True, r"position 1: token True \(bool\) is not in the vocab \[0, 1\]; it equals the token "
+           r"1 \(int\) but is a different value; pass 1"),
+    (1.0, r"token 1.0 \(float\) .*equals the token 1 \(int\)"),
+    (False, r"token False \(bool\)"),
+])
+def test_a_token_must_be_the_vocab_token_not_an_equal_value(copy_01, token, message):
+    with pytest.raises(InvalidInputError, match=message):
+        copy_01.encode([[0, token]])
+
+
+def test_numpy_scalars_are_read_as_the_python_token(copy_01):
+    assert copy_01.encode([[np.int64(1), 0]]) == [[1, 0]]
+    assert copy_01.run([[np.int64(1), np.int32(0)]], backend="numpy") == [[1, 0]]
+
+
+def test_float_tokens_are_told_apart_by_the_sign_of_zero():
+    model = compile_program(rasp.Map(lambda x: x, rasp.tokens), [0.0, 0.5], 2)
+    assert model.encode([[0.0, 0.5]]) == [[0, 1]]
+    with pytest.raises(InvalidInputError, match=r"token -0.0 \(float\).*equals the token 0.0"):
+        model.encode([[-0.0]])

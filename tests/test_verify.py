@@ -20,6 +20,14 @@ def test_values_match_uses_tolerance_only_for_numbers():
     assert values_match("a", "a") and not values_match("a", "b")
 
 
+def test_categorical_outputs_must_be_the_same_value_not_merely_equal():
+    assert values_match(True, 1) and values_match(1.00001, 1)  # numerical: numbers
+    assert not values_match(True, 1, categorical=True)
+    assert not values_match(1.0, 1, categorical=True)
+    assert not values_match(-0.0, 0.0, categorical=True)
+    assert values_match(1, 1, categorical=True) and values_match(None, None, categorical=True)
+
+
 def test_verify_reports_a_broken_model():
     program = lib.make_hist()
     model = compile_program(program, ["a", "b"], 4)
