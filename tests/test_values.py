@@ -1,5 +1,6 @@
 import itertools
 import random
+import time
 from fractions import Fraction
 
 import pytest
@@ -75,6 +76,28 @@ def test_means_over_one_selection_are_paired_not_crossed():
                  for b in evaluate_all(balance, list(xs))[balance.label]}
     assert reachable <= set(small)
     assert len(small) <= 2 * len(reachable)  # tight, not merely sound
+
+
+def test_means_of_close_integers_are_listed_exactly_and_fast():
+    # 100 integer values at length 16: summed as bitmaps, equal to the exact fractions.
+    values = rasp.numerical(rasp.Map(lambda x: x - 40, rasp.tokens))
+    mean = rasp.numerical(rasp.Aggregate(
+        rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ), values)).named("mean")
+    inferred = set(infer_values(mean, range(100), 16)[mean.label])
+    exact = {float(Fraction(s, n)) for n in range(1, 17) for s in range(-40 * n, 59 * n + 1)}
+    assert inferred == exact | {0}
+
+
+def test_a_mean_of_many_float_values_is_refused_quickly():
+    # 50 distinct floats at length 64 took 72 s to refuse (3 million Fractions of 5 values).
+    spread = rasp.numerical(rasp.Map(lambda x: x * 0.37 + x ** 2 / 7, rasp.tokens))
+    mean = rasp.numerical(rasp.Aggregate(
+        rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ), spread, default=0))
+    start = time.perf_counter()
+    with pytest.raises(ValueSetTooLargeError,
+                       match=r"spread_mean: listing the means.*Round the averaged values"):
+        infer_values(mean.named("spread_mean"), range(50), 64)
+    assert time.perf_counter() - start < 10  # about half a second; a safety net only
 
 
 def test_sequence_map_pairs_over_the_limit_are_refused():
