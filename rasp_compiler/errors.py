@@ -51,6 +51,20 @@ class UnsafeAggregateError(CompilationError):
     """A categorical Aggregate may select several positions holding different values."""
 
 
+class ModelTooLargeError(CompilationError):
+    """The compiled model would have more parameters than `max_parameters` allows.
+
+    Raised before any weight is allocated; `parameters` is a lower bound on the
+    model's size, `limit` the option's value, `label` the part responsible.
+    """
+
+    def __init__(self, message: str, *, parameters: int, limit: int, label: str):
+        super().__init__(message)
+        self.parameters = parameters
+        self.limit = limit
+        self.label = label
+
+
 class MissingDependencyError(RaspCompilerError, ImportError):
     """An optional dependency (for pictures: matplotlib) is not installed."""
 

@@ -7,6 +7,7 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler import compile_program, compile_rasp_to_model
+from rasp_compiler.size import estimate_size
 from rasp_compiler.verify import verify
 
 from cases import CASES
@@ -53,6 +54,15 @@ def test_bos_position_holds_only_bos_and_one(case, compiled):
         residual = cache[name][:, 0, :]
         assert np.allclose(residual[:, :2], [1.0, 1.0]), name  # one, bos
         assert np.abs(residual[:, 2:]).max(initial=0.0) < 1e-5, name
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_size_estimate_bounds_and_counts_the_built_model(case, compiled):
+    _, model = compiled(case)
+    bound = estimate_size(model.ops, model.schedule)
+    counted = estimate_size(model.ops, model.schedule, count=True)
+    assert bound.low <= model.parameter_count() <= bound.high
+    assert counted.low == counted.high == model.parameter_count()
 
 
 @pytest.mark.parametrize("max_seq_len", sorted(RANDOM_INPUTS))
