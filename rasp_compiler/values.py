@@ -332,6 +332,12 @@ def _aggregate(expr: rasp.Aggregate, ctx: _Context) -> set:
     inputs = [v for v in ctx.sets[expr.sop.label] if v is not None]
     if rasp.is_categorical(expr):
         return set(inputs) | {expr.default}
+    if expr.default is not None and not isinstance(expr.default, Real):
+        raise InvalidProgramError(
+            f"{expr.label}: a numerical Aggregate's default is the number written where nothing "
+            f"is selected, got {type(expr.default).__name__} {expr.default!r}; use a number "
+            f"(default=0), or make the aggregate categorical (rasp.categorical)"
+        )
     bad = [v for v in inputs if not isinstance(v, Real)]
     if bad:
         raise InvalidProgramError(

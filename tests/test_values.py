@@ -100,6 +100,18 @@ def test_a_mean_of_many_float_values_is_refused_quickly():
     assert time.perf_counter() - start < 10  # about half a second; a safety net only
 
 
+def test_a_numerical_aggregate_default_must_be_a_number():
+    values = rasp.numerical(rasp.Map(lambda x: x, rasp.tokens))
+    select = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LT)
+    mean = rasp.numerical(rasp.Aggregate(select, values, default="zz")).named("mean")
+    with pytest.raises(InvalidProgramError,
+                       match=r"mean: a numerical Aggregate's default .* got str 'zz'; use a "
+                             r"number \(default=0\)"):
+        infer_values(mean, [1, 2], 3)
+    counted = rasp.numerical(rasp.Aggregate(select, values, default=True)).named("counted")
+    assert True in infer_values(counted, [1, 2], 3)["counted"]  # a bool is a number
+
+
 def test_sequence_map_pairs_over_the_limit_are_refused():
     pairs = rasp.SequenceMap(lambda x, y: 0, rasp.tokens, rasp.indices).named("pairs")
     with pytest.raises(ValueSetTooLargeError, match="pairs.*max_sequence_map_pairs"):
