@@ -84,3 +84,11 @@ def describe_values(values, limit: int = 8) -> str:
     if len(values) > limit:
         shown += f", ... ({len(values)} in all)"
     return "{" + shown + "}"
+
+
+def describe_bytes(size: int) -> str:
+    """A byte count for messages: '2.1 GB', '340.0 MB', '12.5 kB', '812 bytes'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from math import prod
 
-from rasp_compiler.errors import ModelTooLargeError
+from rasp_compiler.errors import ModelTooLargeError, describe_bytes
 from rasp_compiler.lower import head_size, residual_layout
 from rasp_compiler.mlp import count_neurons, neuron_bound
 from rasp_compiler.rewrite import OpGraph
@@ -143,19 +143,12 @@ def _refusal(ops: OpGraph, plan: Schedule, estimate: SizeEstimate,
                      f"{widest}, {ranges[widest][1] - ranges[widest][0]:,})")
     message = (
         f"{label}: {what}. The model would have {_amount(estimate.low, estimate.high)} "
-        f"parameters, over max_parameters={limit:,} ({_in_bytes(limit)} of float32). "
+        f"parameters, over max_parameters={limit:,} "
+        f"({describe_bytes(BYTES_PER_PARAMETER * limit)} of float32). "
         f"Cheaper: {advice}. "
         f"{residual}, and each MLP neuron costs 2 x {estimate.d_model:,} parameters."
     )
     return ModelTooLargeError(message, parameters=estimate.low, limit=limit, label=label)
-
-
-def _in_bytes(parameters: int) -> str:
-    size = BYTES_PER_PARAMETER * parameters
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} bytes"
 
 
 def _amount(low: int, high: int) -> str:
