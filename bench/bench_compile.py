@@ -61,7 +61,7 @@ def measure(name: str) -> dict:
     ).stdout.strip())
     rng = np.random.default_rng(0)
     ids = rng.integers(0, len(model.vocab), size=(BATCH, MAX_SEQ_LEN))
-    rows = model.encode(ids)
+    rows = model.encode_ids(ids)
     length = model._bucket_length(MAX_SEQ_LEN)
     packed_ids, mask = model._pack(rows, length, BATCH)
     forward = model._jit(f"slice:{model.output}", model.readouts[model.output])

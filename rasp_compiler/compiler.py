@@ -5,6 +5,7 @@
     rewrite   -> rewrite              embeddings, heads, MLP units, linear forms
     safety    -> check_categorical_aggregates
     schedule  -> schedule             layers at minimal depth, fused MLPs
+    size      -> check_size           refuse, before allocating, past max_parameters
     lower     -> lower                weights over named residual dimensions
     precision -> check_precision      float32 error bounds; refuse past tolerance
     assemble  -> assemble             dense haiku parameters
@@ -12,8 +13,10 @@
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
+from numbers import Integral, Real
 from typing import Any, Iterable
 
 from rasp_compiler import rasp
@@ -21,7 +24,7 @@ from rasp_compiler.assemble import assemble
 from rasp_compiler.causal import check_invariance
 from rasp_compiler.errors import CompileWarning, InvalidProgramError, UnsafeAggregateError
 from rasp_compiler.graph import build_graph
-from rasp_compiler.lower import DEFAULT_ATTENTION_PRECISION, lower
+from rasp_compiler.lower import DEFAULT_ATTENTION_PRECISION, FLOAT32_PRECISION_FLOOR, lower
 from rasp_compiler.model import (
     CompiledModel,
     HeadInfo,
@@ -35,6 +38,7 @@ from rasp_compiler.rewrite import rewrite, width_hidden_label
 from rasp_compiler.safety import check_categorical_aggregates
 from rasp_compiler.schedule import DEFAULT_MAX_FUSED_INPUT_SPACE, Schedule, schedule
 from rasp_compiler.selectors import DEFAULT_MAX_HEADS_PER_SELECTOR, DEFAULT_MAX_SELECTOR_DIMS
+from rasp_compiler.size import DEFAULT_MAX_PARAMETERS, check_size
 from rasp_compiler.values import (
     DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE,
     DEFAULT_MAX_SEQUENCE_MAP_PAIRS,
@@ -58,6 +62,7 @@ def compile_program(
     max_sequence_map_pairs: int = DEFAULT_MAX_SEQUENCE_MAP_PAIRS,
     max_selector_dims: int = DEFAULT_MAX_SELECTOR_DIMS,
     max_heads_per_selector: int = DEFAULT_MAX_HEADS_PER_SELECTOR,
+    max_parameters: int = DEFAULT_MAX_PARAMETERS,
     causal: bool = False,
 ) -> CompiledModel:
     """Compile `program` for inputs of 1..max_seq_len tokens from `vocab`.
@@ -70,14 +75,18 @@ def compile_program(
       allow_unsafe_aggregates: compile (with a warning) a categorical Aggregate for
         which an input is known where it mixes values; the model flags those
         positions as `Unclean` at run time. Default: refuse with that input.
-      attention_precision: largest attention mass a head may leak (sets the softmax
-        coldness; heads feeding close-valued steps get less).
+      attention_precision: largest attention mass a head may leak, a number in
+        [1e-9, 1) (sets the softmax coldness; heads feeding close-valued steps get less).
       max_fused_input_space: largest input space of one fused MLP block.
       max_value_set_size / max_numerical_value_set_size / max_sequence_map_pairs:
         limits past which value sets are refused as too large.
       max_selector_dims / max_heads_per_selector: caps on what a Boolean selector
         (&, |, ~) may cost; past them compilation stops, naming the selector, its
         cost and the cheaper constructions.
+      max_parameters: largest model to build (default 200 million parameters, 0.8 GB
+        of float32: see rasp_compiler.size). The size is bounded right after
+        scheduling, before any weight is allocated; past it compilation stops with
+        ModelTooLargeError naming the part responsible and a cheaper formulation.
     """
     started = time.perf_counter()
     if not isinstance(causal, bool):
@@ -87,6 +96,17 @@ def compile_program(
             f"compile_program takes the program's output SOp, got {type(program).__name__} "
             f"{program!r}"
         )
+    _check_options(
+        attention_precision=attention_precision,
+        allow_unsafe_aggregates=allow_unsafe_aggregates,
+        max_fused_input_space=max_fused_input_space,
+        max_value_set_size=max_value_set_size,
+        max_numerical_value_set_size=max_numerical_value_set_size,
+        max_sequence_map_pairs=max_sequence_map_pairs,
+        max_selector_dims=max_selector_dims,
+        max_heads_per_selector=max_heads_per_selector,
+        max_parameters=max_parameters,
+    )
     graph = build_graph(program)
     values = infer_values(
         graph, vocab, max_seq_len,
@@ -102,6 +122,7 @@ def compile_program(
     ops = rewrite(graph, values, max_selector_dims=max_selector_dims,
                   max_heads_per_selector=max_heads_per_selector)
     plan = schedule(ops, max_fused_input_space=max_fused_input_space)
+    check_size(ops, plan, int(max_parameters))
     selectors = _selector_entries(ops, plan)
     messages, checks = _check_aggregates(ops, plan.live, allow_unsafe_aggregates, causal)
     check_magnitudes(ops, plan.live)
@@ -161,6 +182,39 @@ def compile_rasp_to_model(
         raise InvalidProgramError(f"mlp_exactness must be a positive int, got {mlp_exactness!r}")
     return compile_program(program, vocab, max_seq_len, bos=compiler_bos, pad=compiler_pad,
                            causal=causal)
+
+
+def _check_options(*, attention_precision, allow_unsafe_aggregates, **limits) -> None:
+    """Refuse option values that would fail (or mislead) deep inside a later stage."""
+    if not isinstance(allow_unsafe_aggregates, bool):
+        raise InvalidProgramError(
+            f"allow_unsafe_aggregates must be True or False, got {allow_unsafe_aggregates!r}"
+        )
+    for name, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise InvalidProgramError(f"{name} must be a positive int, got {value!r}")
+    eps = attention_precision
+    if isinstance(eps, bool) or not isinstance(eps, Real) or math.isnan(eps):
+        raise InvalidProgramError(
+            f"attention_precision must be a number, the largest attention mass a head may "
+            f"leak (default {DEFAULT_ATTENTION_PRECISION:g}), got {eps!r}"
+        )
+    if eps <= 0:
+        raise InvalidProgramError(
+            f"attention_precision must be greater than 0, got {eps!r}: a softmax always leaks "
+            f"some attention; the smallest leak float32 resolves is {FLOAT32_PRECISION_FLOOR:g}"
+        )
+    if eps < FLOAT32_PRECISION_FLOOR:
+        raise InvalidProgramError(
+            f"attention_precision {eps!r} is below {FLOAT32_PRECISION_FLOOR:g}, finer than "
+            f"float32 softmax resolves; use a value in [{FLOAT32_PRECISION_FLOOR:g}, 1)"
+        )
+    if eps >= 1:
+        raise InvalidProgramError(
+            f"attention_precision must be below 1 (it is the attention mass a head may leak "
+            f"away from the keys it selects), got {eps!r}; the default is "
+            f"{DEFAULT_ATTENTION_PRECISION:g}"
+        )
 
 
 def _check_aggregates(ops, live, allow_unsafe: bool, causal: bool) -> tuple[list[str], list]:

@@ -51,6 +51,20 @@ class UnsafeAggregateError(CompilationError):
     """A categorical Aggregate may select several positions holding different values."""
 
 
+class ModelTooLargeError(CompilationError):
+    """The compiled model would have more parameters than `max_parameters` allows.
+
+    Raised before any weight is allocated; `parameters` is a lower bound on the
+    model's size, `limit` the option's value, `label` the part responsible.
+    """
+
+    def __init__(self, message: str, *, parameters: int, limit: int, label: str):
+        super().__init__(message)
+        self.parameters = parameters
+        self.limit = limit
+        self.label = label
+
+
 class MissingDependencyError(RaspCompilerError, ImportError):
     """An optional dependency (for pictures: matplotlib) is not installed."""
 
@@ -70,3 +84,11 @@ def describe_values(values, limit: int = 8) -> str:
     if len(values) > limit:
         shown += f", ... ({len(values)} in all)"
     return "{" + shown + "}"
+
+
+def describe_bytes(size: int) -> str:
+    """A byte count for messages: '2.1 GB', '340.0 MB', '12.5 kB', '812 bytes'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"

@@ -138,14 +138,17 @@ def build_graph(program: rasp.RASPExpr) -> ProgramGraph:
     Labels must identify nodes. tracr only makes its labels unique by appending
     an id, so tracr code often names two different expressions alike (a helper
     called twice). Such a clash is resolved here, once, by renaming the later
-    expression in place to `name_2`, `name_3`, ...; the inputs `tokens` and
-    `indices` keep their names.
+    expression in place to `name_2`, `name_3`, ...; the inputs keep their names,
+    and every instance of one (a second `rasp.TokensType()`) is the same node.
     """
     exprs = postorder(program)
     graph = nx.DiGraph()
     taken: dict[str, rasp.RASPExpr] = {}
     for expr in sorted(exprs, key=lambda e: not isinstance(e, rasp._Primitive)):
         label = expr.label
+        if isinstance(expr, rasp._Primitive):
+            taken.setdefault(label, expr)  # every TokensType() is the one input `tokens`
+            continue
         if label in taken and taken[label] is not expr:
             suffix = 2
             while f"{label}_{suffix}" in taken:
@@ -153,10 +156,10 @@ def build_graph(program: rasp.RASPExpr) -> ProgramGraph:
             expr.named(f"{label}_{suffix}")
         taken[expr.label] = expr
     for expr in exprs:
-        graph.add_node(expr.label, expr=expr)
+        graph.add_node(expr.label, expr=taken[expr.label])
         for child in expr.children:
             graph.add_edge(child.label, expr.label)
-    order = tuple(expr.label for expr in exprs)
+    order = tuple(dict.fromkeys(expr.label for expr in exprs))
     sources = tuple(label for label in order if graph.in_degree(label) == 0)
     return ProgramGraph(
         graph=nx.freeze(graph), output=program.label, sources=sources, order=order

@@ -110,7 +110,7 @@ def lower(
     *,
     attention_precision: float = DEFAULT_ATTENTION_PRECISION,
 ) -> LoweredModel:
-    layout = _layout(ops, plan)
+    layout = residual_layout(ops, plan)
     mlp_parts = [[lower_block(ops, block) for block in layer.blocks] for layer in plan.layers]
     budgets = _noise_budgets(mlp_parts)
     heads = []
@@ -138,7 +138,8 @@ def lower(
 # --------------------------------------------------------------------------- layout
 
 
-def _layout(ops: OpGraph, plan: Schedule) -> ResidualLayout:
+def residual_layout(ops: OpGraph, plan: Schedule) -> ResidualLayout:
+    """One dimension per value of each materialized categorical SOp, one per numerical SOp."""
     owners = [
         (label, ops.is_numerical(label), ops.values[label])
         for label in ops.order
@@ -254,6 +255,16 @@ def _precision(ops: OpGraph, op: AttentionOp, budgets: Mapping[str, float], defa
 def coldness_for(max_seq_len: int, eps: float) -> float:
     """Softmax inverse temperature so that at most eps of the attention mass leaks."""
     return 2.0 * math.log((max_seq_len + 1) / eps)
+
+
+def head_size(op: AttentionOp) -> tuple[int, int]:
+    """(key_size, value_size) of the head `_head` builds for `op`, without building it."""
+    key_size = 2  # the two BOS columns
+    for atom in op.atoms:
+        live_queries = int(atom.relation.any(axis=1).sum())
+        live_keys = int(atom.relation.any(axis=0).sum())
+        key_size += min(live_queries, live_keys)
+    return key_size, len({out for _, out, _ in op.ov})
 
 
 def _head(ops: OpGraph, op: AttentionOp, layout: ResidualLayout, layer: int, index: int,

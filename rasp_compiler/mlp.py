@@ -123,6 +123,9 @@ class _BlockFunction:
             self._along[key] = self._compute_along(env, z_label, zs)
         return self._along[key]
 
+    def forget_along(self) -> None:
+        self._along.clear()
+
     def _compute_along(self, env: dict[str, Any], z_label: str, zs: list[float]) -> list[tuple]:
         """A single Map of z takes a fast path (10^5-10^6 values)."""
         if len(self.units) == 1 and self.units[0].inputs == (z_label,):
@@ -204,6 +207,80 @@ def lower_block(ops: OpGraph, block: Block) -> MLPPart:
         steps = _steps(ops, block, categorical, choices, z_label, form, function)
         return smooth if smooth is not None and smooth.width < steps.width else steps
     return _steps(ops, block, categorical, choices, z_label, form, function)
+
+
+def neuron_bound(ops: OpGraph, block: Block) -> int:
+    """An upper bound on `lower_block(ops, block).width` from the value sets alone.
+
+    A lookup has at most one neuron per combination of its categorical inputs'
+    values (None included); steps at most one plus two per gap between the
+    numerical input's values, per combination; piecewise-linear never more
+    than steps (lower_block keeps the narrower).
+    """
+    first = ops.units[block.units[0]]
+    if len(block.units) == 1 and first.feature is not None and block.leaves == first.inputs:
+        return 2 * len(first.feature.shared_values)
+    combos = 1
+    z_values = None
+    for leaf in block.leaves:
+        if ops.is_numerical(leaf):
+            z_values = sum(v is not None for v in ops.values[leaf])
+        else:
+            combos *= len(ops.values[leaf])
+    if z_values is None:
+        return combos
+    return combos * (1 + 2 * max(0, z_values - 1))
+
+
+def count_neurons(ops: OpGraph, block: Block, stop_after: int) -> int:
+    """`lower_block(ops, block).width`, computed by the same function calls without
+    building any neuron; returns early, with a count above `stop_after`, as soon as
+    the width is certain to exceed it."""
+    first = ops.units[block.units[0]]
+    if len(block.units) == 1 and first.feature is not None and block.leaves == first.inputs:
+        return clause_feature(ops, block).width
+    categorical = [leaf for leaf in block.leaves if not ops.is_numerical(leaf)]
+    numerical = [leaf for leaf in block.leaves if ops.is_numerical(leaf)]
+    function = _BlockFunction(ops, block)
+    choices = [list(ops.values[leaf]) for leaf in categorical]
+    if not numerical:
+        count = 0
+        for combo in itertools.product(*choices):
+            if function(dict(zip(categorical, combo))):
+                count += 1
+                if count > stop_after:
+                    break
+        return count
+    (z_label,) = numerical
+    if not categorical and all(ops.is_numerical(o) for o in block.outputs):
+        form = ops.forms.get(z_label) or LinearForm.single(Dim(z_label))
+        shape = _piecewise_shape(ops, block, z_label, form, function)
+        if shape is not None:
+            _, _, pivot_outputs, hinges = shape
+            smooth = int(np.any(pivot_outputs != 0)) + len(hinges)
+            # lower_block keeps the narrower construction, so the width is min(smooth, steps).
+            return min(smooth, _count_steps(ops, categorical, choices, z_label, function,
+                                            min(stop_after, smooth)))
+    return _count_steps(ops, categorical, choices, z_label, function, stop_after)
+
+
+def _count_steps(ops, categorical, choices, z_label, function, stop_after: int) -> int:
+    """The width `_steps` would have (the same tests, no neurons)."""
+    zs = [float(v) for v in ops.values[z_label] if v is not None]
+    count = 0
+    for combo in itertools.product(*choices):
+        raws = function.raw_along(dict(zip(categorical, combo)), z_label, zs)
+        function.forget_along()  # kept only for lower_block, which builds what it reads
+        if function.encode(raws[0]):
+            count += 1
+        for before, after in zip(raws, raws[1:]):
+            if after != before and _difference(function.encode(after), function.encode(before)):
+                count += 2
+                if count > stop_after:
+                    return count
+        if count > stop_after:
+            return count
+    return count
 
 
 def _lookup(ops, block, categorical, choices, function) -> MLPPart:
@@ -294,6 +371,28 @@ def _piecewise_linear(ops, block, z_label, form, function) -> MLPPart | None:
     anchored at one end, 1/z - 1 near z = 1 would cancel terms thousands of times
     larger than the result (see precision.py).
     """
+    shape = _piecewise_shape(ops, block, z_label, form, function)
+    if shape is None:
+        return None  # too steep: z noise would be amplified; steps are flat near each value
+    z_bound, zs, pivot_outputs, hinges = shape
+    dims = [Dim(label) for label in block.outputs]
+    neurons = []
+    if np.any(pivot_outputs != 0):
+        neurons.append(_neuron({ONE: 1.0, BOS: -1.0}, dict(zip(dims, pivot_outputs))))
+    for i, side, coefficients, keep in hinges:
+        w_in: dict[Dim, float] = {}
+        _add(w_in, form.as_dict(), side)
+        _add(w_in, {ONE: -side * float(zs[i]), BOS: -(z_bound + abs(float(zs[i])) + 1.0)})
+        change = {d: float(w) for d, w, k in zip(dims, coefficients, keep) if k}
+        neurons.append(_neuron(w_in, change))
+    return MLPPart(block.label, "piecewise-linear", block.units, block.leaves, block.outputs,
+                   tuple(neurons), {})
+
+
+def _piecewise_shape(ops, block, z_label, form, function):
+    """(z bound, zs, outputs at the pivot, hinges) of the piecewise-linear construction,
+    or None when it would be too steep; each hinge is (index, side, slope changes, which
+    changes matter) and costs one neuron. Shared by the builder and the width estimate."""
     zs = [float(v) for v in ops.values[z_label] if v is not None]
     z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
     raws = function.raw_along({}, z_label, zs)
@@ -301,37 +400,28 @@ def _piecewise_linear(ops, block, z_label, form, function) -> MLPPart | None:
     for raw in raws:
         function.encode(raw)  # checks every output is a number
     outs = np.array(raws, dtype=np.float64).reshape(len(zs), len(block.outputs))
-    dims = [Dim(label) for label in block.outputs]
     pivot = int(np.argmin(np.abs(outs).sum(axis=1)))
-    neurons = []
-    if np.any(outs[pivot] != 0):
-        neurons.append(_neuron({ONE: 1.0, BOS: -1.0}, dict(zip(dims, outs[pivot]))))
+    hinges = []
     if len(zs) > 1:
         slopes = np.diff(outs, axis=0) / np.diff(zs)[:, None]  # slopes[i]: on [zs[i], zs[i+1]]
         largest_slope = float(np.abs(slopes).max())
         scale = max(1.0, float(np.abs(outs).max()))
         if largest_slope * z_bound / scale > PIECEWISE_MAX_GAIN:
-            return None  # too steep: z noise would be amplified; steps are flat near each value
-        changes = np.diff(slopes, axis=0, prepend=np.zeros((1, len(dims))))
+            return None
+        changes = np.diff(slopes, axis=0, prepend=np.zeros((1, len(block.outputs))))
         # Right of the pivot: ReLU(z - zs[i]) with the slope change at zs[i] (the slope
         # itself at the pivot). Left of it: ReLU(zs[i] - z) with the same change, and
         # minus the slope just left of the pivot at the pivot.
-        hinges = [(i, 1.0, changes[i] if i > pivot else slopes[pivot])
-                  for i in range(pivot, len(zs) - 1)]
-        hinges += [(i, -1.0, changes[i] if i < pivot else -slopes[pivot - 1])
-                   for i in range(1, pivot + 1)]
+        candidates = [(i, 1.0, changes[i] if i > pivot else slopes[pivot])
+                      for i in range(pivot, len(zs) - 1)]
+        candidates += [(i, -1.0, changes[i] if i < pivot else -slopes[pivot - 1])
+                       for i in range(1, pivot + 1)]
         tolerance = SLOPE_TOLERANCE * scale * max(largest_slope, 1.0)
-        for i, side, coefficients in hinges:
+        for i, side, coefficients in candidates:
             keep = np.abs(coefficients) > tolerance
-            if not keep.any():
-                continue
-            w_in: dict[Dim, float] = {}
-            _add(w_in, form.as_dict(), side)
-            _add(w_in, {ONE: -side * float(zs[i]), BOS: -(z_bound + abs(float(zs[i])) + 1.0)})
-            change = {d: float(w) for d, w, k in zip(dims, coefficients, keep) if k}
-            neurons.append(_neuron(w_in, change))
-    return MLPPart(block.label, "piecewise-linear", block.units, block.leaves, block.outputs,
-                   tuple(neurons), {})
+            if keep.any():
+                hinges.append((i, side, coefficients, keep))
+    return z_bound, zs, outs[pivot], hinges
 
 
 def clause_feature(ops: OpGraph, block: Block) -> MLPPart:

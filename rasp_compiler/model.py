@@ -22,7 +22,7 @@ import numpy as np
 
 from rasp_compiler import tracr_view
 from rasp_compiler.assemble import LayerShape, ModelShape, build_forward, forward_numpy
-from rasp_compiler.errors import InvalidInputError, LoadError
+from rasp_compiler.errors import InvalidInputError, LoadError, describe_bytes
 from rasp_compiler.identity import identity_key
 from rasp_compiler.lower import Readout
 from rasp_compiler.residual import NUMERICAL, Dim, ResidualLayout
@@ -30,6 +30,8 @@ from rasp_compiler.tracr_view import TracrOutput
 
 DECODE_TOLERANCE = 0.1  # a clean one-hot has its value within this of 1, the rest within it of 0
 DEFAULT_BATCH_CHUNK = 1024
+DEFAULT_MAX_CACHE_BYTES = 2 * 1024**3  # run_with_cache refuses a larger (returned) cache
+CACHE_CHUNK_BYTES = 256 * 1024**2  # run_with_cache computes at most this much per forward call
 MIN_BUCKET_LENGTH = 8  # shorter inputs share one compiled shape: compiling costs more than padding
 MIN_BUCKET_BATCH = 8
 MIN_BUCKET_FILL = 64  # a length bucket with fewer inputs joins the next longer one
@@ -368,22 +370,16 @@ class CompiledModel:
     # ------------------------------------------------------------------ encoding
 
     def encode(self, batch) -> list[list[int]]:
-        """Token sequences (or an int array of token ids) to lists of token ids, checked."""
-        if isinstance(batch, np.ndarray) or isinstance(batch, jax.Array):
-            ids = np.asarray(batch)
-            if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
-                raise InvalidInputError(
-                    f"an id array must be 2-D integers [batch, length], got shape {ids.shape} "
-                    f"and dtype {ids.dtype}"
-                )
-            if ids.size and (ids.min() < 0 or ids.max() >= len(self.vocab)):
-                raise InvalidInputError(
-                    f"token ids must be in 0..{len(self.vocab) - 1} (indices into model.vocab), "
-                    f"got values from {ids.min()} to {ids.max()}"
-                )
-            sequences = [list(row) for row in ids.tolist()]
-            self._check_lengths(sequences)
-            return sequences
+        """Token sequences to lists of token ids, checked.
+
+        A numpy (or JAX) array is a batch of token sequences like a list of lists:
+        its items are looked up as tokens (numpy scalars as the Python values they
+        hold), never read as token ids, so an int vocab gives the same model output
+        for `[[3, 1]]` and `np.array([[3, 1]])`. Token ids go through `encode_ids`
+        (or `run(..., ids=True)`).
+        """
+        if isinstance(batch, (np.ndarray, jax.Array)):
+            batch = np.asarray(batch).tolist()
         if isinstance(batch, (str, bytes)) or not isinstance(batch, Iterable):
             raise InvalidInputError(
                 f"expected a batch: a list of token sequences, got {type(batch).__name__} {batch!r}"
@@ -433,6 +429,41 @@ class CompiledModel:
             f"in the vocab {list(self.vocab)}; it equals the token {vocab_token!r} "
             f"({type(vocab_token).__name__}) but is a different value; pass {vocab_token!r}"
         )
+
+    def encode_ids(self, ids) -> list[list[int]]:
+        """Token ids (indices into `model.vocab`, BOS excluded) to checked rows: a 2-D
+        integer array [batch, length], or a list of lists of ints (lengths may differ)."""
+        if isinstance(ids, (np.ndarray, jax.Array)):
+            array = np.asarray(ids)
+            if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer):
+                raise InvalidInputError(
+                    f"an id array must be 2-D integers [batch, length], got shape "
+                    f"{array.shape} and dtype {array.dtype}"
+                )
+            ids = array.tolist()
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise InvalidInputError(
+                f"expected token ids: a 2-D integer array or a list of lists of ints, got "
+                f"{type(ids).__name__} {ids!r}"
+            )
+        rows = []
+        for b, row in enumerate(ids):
+            if isinstance(row, (str, bytes)) or not isinstance(row, Iterable):
+                raise InvalidInputError(
+                    f"input {b} must be a list of token ids, got {type(row).__name__} {row!r}"
+                )
+            row = list(row)
+            for position, token_id in enumerate(row):
+                if (isinstance(token_id, (bool, np.bool_))
+                        or not isinstance(token_id, (int, np.integer))
+                        or not 0 <= token_id < len(self.vocab)):
+                    raise InvalidInputError(
+                        f"input {b}, position {position}: token ids must be ints in "
+                        f"0..{len(self.vocab) - 1} (indices into model.vocab), got {token_id!r}"
+                    )
+            rows.append([int(token_id) for token_id in row])
+        self._check_lengths(rows)
+        return rows
 
     def _check_lengths(self, sequences: list[list[int]]) -> None:
         for b, row in enumerate(sequences):
@@ -484,13 +515,15 @@ class CompiledModel:
 
     def residual_slices(self, batch, label: str | None = None,
                         batch_chunk: int = DEFAULT_BATCH_CHUNK,
-                        backend: str = "jax") -> tuple[list[np.ndarray], list[int]]:
+                        backend: str = "jax", *,
+                        ids: bool = False) -> tuple[list[np.ndarray], list[int]]:
         """Per sequence, the final residual restricted to `label`'s readout dims [T, k].
 
         backend "jax" runs the jitted haiku model, its batches sharded over all JAX
         devices; "numpy" runs `forward_numpy` (no compilation: for many tiny models).
+        `ids=True`: `batch` holds token ids (see `encode_ids`), not tokens.
         """
-        rows = self.encode(batch)
+        rows = self.encode_ids(batch) if ids else self.encode(batch)
         readout = self._readout(label or self.output)
         if backend == "numpy":
             index = list(readout.indices)
@@ -521,13 +554,15 @@ class CompiledModel:
         return results, [len(row) for row in rows]
 
     def run(self, batch, *, strict: bool = False, label: str | None = None,
-            backend: str = "jax") -> list[list]:
+            backend: str = "jax", ids: bool = False) -> list[list]:
         """Decoded outputs (one list per sequence, no BOS) of the program, or of SOp `label`.
 
+        `batch` is a list of token sequences (or a 2-D array of tokens); an empty
+        batch gives []. With `ids=True` it holds token ids instead (`encode_ids`).
         Positions whose residual is not a clean value hold `Unclean`; with
         `strict=True` they raise InvalidInputError instead.
         """
-        slices, _ = self.residual_slices(batch, label, backend=backend)
+        slices, _ = self.residual_slices(batch, label, backend=backend, ids=ids)
         readout = self._readout(label or self.output)
         outputs = [self._decode_slice(readout, s[1:]) for s in slices]
         if strict:
@@ -540,20 +575,71 @@ class CompiledModel:
                         )
         return outputs
 
-    def run_with_cache(self, batch) -> tuple[list[list], ActivationCache]:
-        """Outputs and every activation, all sequences padded to one length."""
-        rows = self.encode(batch)
+    def run_with_cache(self, batch, *, ids: bool = False,
+                       max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
+                       batch_chunk: int | None = None) -> tuple[list[list], ActivationCache]:
+        """Outputs and every activation, all sequences padded to one length.
+
+        The forward runs on chunks of `batch_chunk` inputs (default: as many as
+        fit CACHE_CHUNK_BYTES of activations), each copied into arrays sized for
+        the whole batch, so memory holds the returned cache and one chunk. A cache
+        larger than `max_cache_bytes` (float32, default 2 GiB) is refused before
+        running, with the size it would need and how many inputs fit.
+        """
+        rows = self.encode_ids(batch) if ids else self.encode(batch)
+        if not rows:
+            raise InvalidInputError(
+                "run_with_cache got an empty batch; give at least one sequence (the cache's "
+                "arrays are padded to the longest input)"
+            )
+        for name, value in (("max_cache_bytes", max_cache_bytes), ("batch_chunk", batch_chunk)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise InvalidInputError(f"{name} must be a positive int, got {value!r}")
         length = self._bucket_length(max(len(r) for r in rows))
-        ids, mask = self._pack(rows, length, len(rows))
-        residual, cache = self._jit("cache", None)(self.params, ids, mask)
-        residual = np.asarray(residual)
+        per_input = self.cache_bytes_per_input(length)
+        if per_input * len(rows) > max_cache_bytes:
+            raise InvalidInputError(
+                f"the activation cache of {len(rows):,} inputs padded to {length} positions "
+                f"would take {describe_bytes(per_input * len(rows))} "
+                f"({describe_bytes(per_input)} per input), over max_cache_bytes="
+                f"{max_cache_bytes:,}; pass at most {max_cache_bytes // per_input:,} inputs "
+                f"per call, or raise max_cache_bytes"
+            )
+        chunk = min(len(rows), batch_chunk or max(1, CACHE_CHUNK_BYTES // per_input))
+        forward = self._jit("cache", None)
         readout = self._readout(self.output)
-        outputs = [
-            self._decode_slice(readout, residual[b, 1: len(row) + 1][:, list(readout.indices)])
-            for b, row in enumerate(rows)
-        ]
-        activations = {name: np.asarray(value) for name, value in cache.items()}
+        outputs: list[list] = []
+        activations: dict[str, np.ndarray] = {}
+        for start in range(0, len(rows), chunk):
+            part = rows[start: start + chunk]
+            # The last chunk is padded with filler rows: one compiled shape for all chunks.
+            ids_array, mask = self._pack(part, length, chunk)
+            residual, cache = forward(self.params, ids_array, mask)
+            residual = np.asarray(residual)
+            outputs.extend(
+                self._decode_slice(readout, residual[b, 1: len(row) + 1][:, list(readout.indices)])
+                for b, row in enumerate(part)
+            )
+            for name, value in cache.items():
+                value = np.asarray(value)
+                if name not in activations:
+                    activations[name] = np.empty((len(rows),) + value.shape[1:], value.dtype)
+                activations[name][start: start + len(part)] = value[: len(part)]
         return outputs, ActivationCache(activations, [len(r) for r in rows])
+
+    def cache_bytes_per_input(self, length: int) -> int:
+        """Bytes (float32) `run_with_cache` keeps per input padded to `length` positions
+        (BOS included): every hook's activation, summed over layers."""
+        d, t = self.shape.d_model, length
+        per_input = 2 * t * d  # hook_embed, hook_pos_embed
+        for layer in self.shape.layers:
+            h, dk, dv = layer.heads, layer.key_size, layer.value_size
+            per_input += 5 * t * d  # resid_pre, attn_out, resid_mid, mlp_out, resid_post
+            per_input += t * h * (2 * dk + 2 * dv)  # q, k, v, z
+            per_input += 2 * h * t * t  # attn_scores, pattern
+            per_input += 2 * t * layer.mlp_hidden  # mlp pre, post
+        return 4 * per_input
 
     def decode(self, label: str, residual: np.ndarray, n_tokens: int) -> list:
         """Read SOp `label` from one sequence's residual [T, D] (BOS at 0)."""

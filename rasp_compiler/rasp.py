@@ -165,6 +165,13 @@ def annotate(expr: RASPExprT, **annotations: Any) -> RASPExprT:
     """Adds annotations to `expr` in place (tracr semantics) and returns it."""
     if not isinstance(expr, RASPExpr):
         raise InvalidProgramError(f"annotate() expects a RASP expression, got {expr!r}")
+    name = annotations.get(_NAME_KEY, expr.label)
+    if isinstance(expr, _Primitive) and name != expr.kind:
+        raise InvalidProgramError(
+            f"{expr.kind}: the program inputs tokens, indices and length keep their labels "
+            f"(every {type(expr).__name__}() is the one input {expr.kind!r}); to name it, name "
+            f"a copy: rasp.Map(lambda x: x, rasp.{expr.kind}).named({name!r})"
+        )
     if _ENCODING_KEY in annotations:
         if not isinstance(expr, SOp):
             raise InvalidProgramError(
@@ -193,6 +200,18 @@ def _check_selector(owner: str, role: str, value: Any) -> None:
             f"{owner}: {role} must be a Selector (Select, ConstantSelector or a combination), "
             f"got {type(value).__name__} {value!r}"
         )
+
+
+def _check_hashable(owner: str, role: str, value: Any) -> None:
+    """Values become dictionary keys (value sets, one-hot dimensions): they must hash."""
+    try:
+        hash(value)
+    except TypeError:
+        raise InvalidProgramError(
+            f"{owner}: {role} {value!r} is a {type(value).__name__}, which is not hashable; "
+            f"RASP values must be hashable (numbers, strings, bools, None, tuples): write a "
+            f"tuple instead of a list"
+        ) from None
 
 
 def _check_function(owner: str, f: Any) -> None:
@@ -304,6 +323,11 @@ class _Primitive(SOp):
         return {_NAME_KEY: self.kind, _ENCODING_KEY: Encoding.CATEGORICAL}
 
     @property
+    def label(self) -> str:
+        """Always the kind (as in tracr): every TokensType() is the one input `tokens`."""
+        return self.kind
+
+    @property
     def children(self) -> Sequence[RASPExpr]:
         return ()
 
@@ -398,6 +422,7 @@ class Full(SOp):
 
     def __init__(self, fill: Value):
         super().__init__()
+        _check_hashable(self.label, "the fill value", fill)
         self.fill = fill
 
     @property
@@ -416,6 +441,8 @@ class ConstantSOp(SOp):
             raise InvalidProgramError(
                 f"{self.label}: ConstantSOp takes a list of values, got {value!r}"
             )
+        for position, item in enumerate(value):
+            _check_hashable(self.label, f"the value at position {position}", item)
         self.value = list(value)
         self.check_length = check_length
 

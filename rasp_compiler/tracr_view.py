@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -319,6 +319,13 @@ def apply(model, tokens: Sequence) -> TracrOutput:
     token after PAD would be misplaced). PAD keys are masked; `decoded` holds the
     PAD token at PAD positions and BOS at position 0, as tracr does.
     """
+    if isinstance(tokens, (np.ndarray, jax.Array)):
+        tokens = np.asarray(tokens).tolist()
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
+        raise InvalidInputError(
+            f"apply() takes a list of tokens with the BOS token {model.bos!r} first (as "
+            f"tracr does), got {type(tokens).__name__} {tokens!r}"
+        )
     tokens = list(tokens)
     encoder = input_encoder(model)
     ids = encoder.encode(tokens)

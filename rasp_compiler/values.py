@@ -29,6 +29,11 @@ DEFAULT_MAX_VALUE_SET_SIZE = 10_000  # categorical: one residual dimension per v
 DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE = 2_000_000  # numerical: one dimension, any count
 DEFAULT_MAX_SEQUENCE_MAP_PAIRS = 1_000_000
 MAX_LINEAR_PAIRS = 20_000_000  # LinearSequenceMap pairs, combined with numpy
+# Listing every mean: additions of Python ints (about a second per 5 million), and the
+# size of the bitmaps (and of the work on them) when the scaled values are close integers.
+MAX_MEAN_SUM_ADDITIONS = 10_000_000
+MAX_DENSE_SUMS = 8_000_000
+MAX_DENSE_WORK = 1_000_000_000
 
 
 def value_sort_key(value: Any) -> tuple:
@@ -305,18 +310,19 @@ def _paired_means(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
     fractions = [(Fraction(u), Fraction(v)) for u, v in pairs]
     scale_u = math.lcm(*(u.denominator for u, _ in fractions))
     scale_v = math.lcm(*(v.denominator for _, v in fractions))
-    steps = {(int(u * scale_u), int(v * scale_v)) for u, v in fractions}
+    steps = sorted({(int(u * scale_u), int(v * scale_v)) for u, v in fractions})
+    limit = ctx.limit_for(expr)
+    p, q = expr.fst_fac, expr.snd_fac
     sums = {(0, 0)}
+    additions = 0
     for count in range(1, ctx.max_seq_len + 1):
-        if len(sums) * len(steps) > MAX_LINEAR_PAIRS:
-            raise _too_large(expr, len(sums) * len(steps), ctx.limit_for(expr))
+        additions = _count_additions(expr, additions, len(sums), len(steps), count)
+        denominator_u, denominator_v = scale_u * count, scale_v * count
         sums = {(su + du, sv + dv) for su, sv in sums for du, dv in steps}
-        for su, sv in sums:
-            mean_u = float(Fraction(su, scale_u * count))
-            mean_v = float(Fraction(sv, scale_v * count))
-            out.add(expr.fst_fac * mean_u + expr.snd_fac * mean_v)
-        if len(out) > ctx.limit_for(expr):
-            raise _too_large(expr, len(out), ctx.limit_for(expr))
+        # int / int is correctly rounded, as the evaluator's float(Fraction) is.
+        out.update(p * (su / denominator_u) + q * (sv / denominator_v) for su, sv in sums)
+        if len(out) > limit:
+            raise _too_large(expr, len(out), limit)
     return out
 
 
@@ -402,6 +408,12 @@ def _aggregate(expr: rasp.Aggregate, ctx: _Context) -> set:
         return _distinct(expr, candidates, lambda i: (
             f"a value of {expr.sop.label}" if i < len(inputs) else "its default"
         ), fix=f"give it a default of the same type as {expr.sop.label}'s values")
+    if expr.default is not None and not isinstance(expr.default, Real):
+        raise InvalidProgramError(
+            f"{expr.label}: a numerical Aggregate's default is the number written where nothing "
+            f"is selected, got {type(expr.default).__name__} {expr.default!r}; use a number "
+            f"(default=0), or make the aggregate categorical (rasp.categorical)"
+        )
     bad = [v for v in inputs if not isinstance(v, Real)]
     if bad:
         raise InvalidProgramError(
@@ -417,24 +429,77 @@ def _aggregate(expr: rasp.Aggregate, ctx: _Context) -> set:
 def _all_means(expr: rasp.Aggregate, inputs: Sequence[Real], ctx: _Context) -> set:
     """Every exact mean of a multiset of 1..max_seq_len values drawn from `inputs`.
 
-    Values are scaled to integers by their common denominator so the running sums
-    are plain ints; each mean is rounded once, exactly as the evaluator rounds it.
+    Values are scaled to integers by their common denominator, so the sums of
+    `count` values are plain ints; each mean is rounded once, exactly as the
+    evaluator rounds it (int / int is correctly rounded, like float(Fraction)).
+    Close integers (a span of a few thousand) are summed as bitmaps with numpy;
+    others as sets of Python ints, refused before a count whose additions would
+    take the total past MAX_MEAN_SUM_ADDITIONS (50 float values at max_seq_len 64
+    would otherwise build 3 million sums of 5 values and many more after).
     """
     if not inputs:
         return set()
     fractions = sorted({Fraction(v) for v in inputs})
     scale = math.lcm(*(f.denominator for f in fractions))
-    steps = sorted({int(f * scale) for f in fractions})
+    steps = [int(f * scale) for f in fractions]  # sorted, distinct
+    span = steps[-1] - steps[0]
+    n = ctx.max_seq_len
+    dense_work = len(steps) * (span * n * (n + 1) // 2 + n)
+    if span * n < MAX_DENSE_SUMS and dense_work < MAX_DENSE_WORK:
+        return _dense_means(expr, steps, scale, ctx)
+    limit = ctx.limit_for(expr)
     sums = {0}
-    means: set[Fraction] = set()
+    means: set[float] = set()
+    additions = 0
+    for count in range(1, n + 1):
+        additions = _count_additions(expr, additions, len(sums), len(steps), count)
+        denominator = scale * count
+        grown: set[int] = set()
+        for step in steps:
+            grown.update(map(step.__add__, sums))
+        sums = grown
+        means.update(s / denominator for s in sums)
+        if len(means) > limit:
+            raise _too_large(expr, len(means), limit)
+    return means
+
+
+def _dense_means(expr: rasp.Aggregate, steps: list[int], scale: int, ctx: _Context) -> set:
+    """`_all_means` for integers within a small span: the sums of `count` values are a
+    bitmap over [count * lowest, count * highest], grown by one shifted OR per value."""
+    limit = ctx.limit_for(expr)
+    lowest = steps[0]
+    offsets = [step - lowest for step in steps]
+    reachable = np.ones(1, dtype=bool)  # sums of 0 values, less 0 * lowest
+    means: set[float] = set()
     for count in range(1, ctx.max_seq_len + 1):
-        if len(sums) * len(steps) > MAX_LINEAR_PAIRS:
-            raise _too_large(expr, len(sums) * len(steps), ctx.limit_for(expr))
-        sums = {s + step for s in sums for step in steps}
-        means.update(Fraction(s, scale * count) for s in sums)
-        if len(means) > ctx.limit_for(expr):
-            raise _too_large(expr, len(means), ctx.limit_for(expr))
-    return {float(m) for m in means}
+        grown = np.zeros(len(reachable) + offsets[-1], dtype=bool)
+        for offset in offsets:
+            grown[offset: offset + len(reachable)] |= reachable
+        reachable = grown
+        indices = np.flatnonzero(reachable)
+        base, denominator = count * lowest, scale * count
+        if abs(base) + len(reachable) < 2**53 and denominator < 2**53:
+            # Both exact in float64, so IEEE division rounds once, like int / int.
+            means.update(((indices + base).astype(np.float64) / denominator).tolist())
+        else:
+            means.update((base + i) / denominator for i in indices.tolist())
+        if len(means) > limit:
+            raise _too_large(expr, len(means), limit)
+    return means
+
+
+def _count_additions(expr: rasp.SOp, done: int, sums: int, steps: int, count: int) -> int:
+    """Refuse before listing the sums of `count` values would take too many additions."""
+    total = done + sums * steps
+    if total > MAX_MEAN_SUM_ADDITIONS:
+        raise ValueSetTooLargeError(
+            f"{expr.label}: listing the means this {type(expr).__name__} can take needs more "
+            f"than {MAX_MEAN_SUM_ADDITIONS:,} additions ({sums:,} distinct sums of {count - 1} "
+            f"values, each plus {steps:,} values); its value set is too large to list. Round "
+            f"the averaged values with a Map to fewer distinct values, or lower max_seq_len"
+        )
+    return total
 
 
 def _is_non_finite(value: Any, numerical: bool = True) -> bool:

@@ -8,6 +8,7 @@ import pytest
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler import compile_program, compile_rasp_to_model
 from rasp_compiler.errors import InvalidProgramError
+from rasp_compiler.size import estimate_size
 from rasp_compiler.verify import verify
 
 from cases import CASES
@@ -54,6 +55,15 @@ def test_bos_position_holds_only_bos_and_one(case, compiled):
         residual = cache[name][:, 0, :]
         assert np.allclose(residual[:, :2], [1.0, 1.0]), name  # one, bos
         assert np.abs(residual[:, 2:]).max(initial=0.0) < 1e-5, name
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_size_estimate_bounds_and_counts_the_built_model(case, compiled):
+    _, model = compiled(case)
+    bound = estimate_size(model.ops, model.schedule)
+    counted = estimate_size(model.ops, model.schedule, count=True)
+    assert bound.low <= model.parameter_count() <= bound.high
+    assert counted.low == counted.high == model.parameter_count()
 
 
 @pytest.mark.parametrize("max_seq_len", sorted(RANDOM_INPUTS))
@@ -224,3 +234,40 @@ def test_categorical_outputs_decode_to_the_evaluators_value_and_type():
     model = compile_program(rasp.Map(lambda b: b, is_one, simplify=False), [0, 1, 2], 3)
     row = model.run([[0, 1, 2]], backend="numpy")[0]
     assert row == [False, True, False] and all(type(v) is bool for v in row)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"attention_precision": "x"}, r"attention_precision must be a number.*got 'x'"),
+    ({"attention_precision": True}, r"attention_precision must be a number.*got True"),
+    ({"attention_precision": float("nan")}, r"attention_precision must be a number"),
+    ({"attention_precision": 0}, r"attention_precision must be greater than 0, got 0"),
+    ({"attention_precision": -1e-3}, r"must be greater than 0"),
+    ({"attention_precision": 1e-12}, r"attention_precision 1e-12 is below 1e-09"),
+    ({"attention_precision": 1.0}, r"attention_precision must be below 1"),
+    ({"max_parameters": 0}, r"max_parameters must be a positive int, got 0"),
+    ({"max_fused_input_space": 2.5}, r"max_fused_input_space must be a positive int"),
+    ({"max_value_set_size": True}, r"max_value_set_size must be a positive int, got True"),
+    ({"max_selector_dims": "10"}, r"max_selector_dims must be a positive int, got '10'"),
+    ({"allow_unsafe_aggregates": "yes"}, r"allow_unsafe_aggregates must be True or False"),
+])
+def test_bad_options_are_refused_before_compiling(options, message):
+    with pytest.raises(InvalidProgramError, match=message):
+        compile_program(lib.make_hist(), ["a"], 3, **options)
+
+
+def test_numpy_integer_options_are_accepted():
+    model = compile_program(lib.make_hist(), ["a", "b"], 3, max_parameters=np.int64(10**6),
+                            attention_precision=np.float64(1e-6))
+    assert model.run([["a", "b", "a"]], backend="numpy") == [[2, 1, 2]]
+
+
+def test_any_tokens_type_instance_is_the_input_tokens():
+    # A second TokensType() used to rename the module's rasp.tokens to tokens_2 (for
+    # the rest of the session) and fail with a KeyError in the scheduler.
+    program = rasp.SequenceMap(lambda x, y: x + y, rasp.TokensType(), rasp.tokens)
+    model = compile_program(program, [1, 2], 3)
+    assert model.run([[1, 2]], backend="numpy") == [[2, 4]] == [rasp.evaluate(program, [1, 2])]
+    assert rasp.tokens.label == "tokens"
+    indices_sum = rasp.SequenceMap(lambda x, y: x + y, rasp.IndicesType(), rasp.indices)
+    assert compile_program(indices_sum, [0], 3).run([[0, 0]], backend="numpy") == [[0, 2]]
+    assert rasp.indices.label == "indices"

@@ -48,6 +48,17 @@ def test_label_clashes_are_renamed_once_deterministically():
     assert build_graph(b).order == graph.order  # stable on rebuild
 
 
+def test_every_instance_of_an_input_is_one_node_and_nothing_is_renamed():
+    second = rasp.TokensType()
+    program = rasp.SequenceMap(lambda x, y: x * y, second, rasp.tokens)
+    clash = rasp.Map(lambda x: x, program).named("tokens")  # a real clash is still renamed
+    graph = build_graph(clash)
+    assert graph.order == ("tokens", program.label, "tokens_2")
+    assert graph.graph.has_edge("tokens", program.label)
+    assert rasp.tokens.label == second.label == "tokens"
+    assert evaluate(clash, [2, 3]) == [4, 9]
+
+
 def test_a_cycle_is_reported():
     a = rasp.Map(lambda x: x, rasp.tokens).named("loop_a")
     b = rasp.Map(lambda x: x, a, simplify=False)

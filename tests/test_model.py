@@ -19,11 +19,30 @@ def test_run_takes_sequences_of_different_lengths(reverse):
     assert reverse.run(batch) == [list(reversed(x)) for x in batch]
 
 
-def test_run_accepts_an_int_array_of_token_ids(reverse):
+def test_token_ids_go_through_ids_true(reverse):
     ids = np.array([[0, 1, 2], [2, 2, 0]])
     vocab = reverse.vocab
     expected = [[vocab[i] for i in reversed(row)] for row in ids.tolist()]
-    assert reverse.run(ids) == expected
+    assert reverse.run(ids, ids=True) == expected
+    assert reverse.run([[0, 1], [2]], ids=True) == [["b", "a"], ["c"]]  # ragged lists too
+    assert reverse.encode_ids(ids) == reverse.encode([[vocab[i] for i in row] for row in ids])
+
+
+def test_a_numpy_array_of_an_int_vocab_is_read_as_tokens_not_ids():
+    # Before, np.array([[3, 1]]) meant ids 3 and 1, so it disagreed with [[3, 1]].
+    model = compile_program(lib.make_reverse(rasp.tokens), [1, 2, 3], 4)
+    assert model.run(np.array([[3, 1]]), backend="numpy") == [[1, 3]]
+    assert model.run(np.array([[3, 1]]), backend="numpy") == model.run([[3, 1]], backend="numpy")
+    assert model.encode(np.array([[3, 1]], dtype=np.int8)) == model.encode([[3, 1]])
+    assert model.run(np.array([[0, 2]]), ids=True, backend="numpy") == [[3, 1]]
+    with pytest.raises(InvalidInputError, match="token 0 is not in the vocab"):
+        model.run(np.array([[0, 1]]))
+
+
+def test_an_empty_batch_runs_to_nothing_but_has_no_cache(reverse):
+    assert reverse.run([]) == []
+    with pytest.raises(InvalidInputError, match="run_with_cache got an empty batch"):
+        reverse.run_with_cache([])
 
 
 @pytest.mark.parametrize("batch, message", [
@@ -33,12 +52,27 @@ def test_run_accepts_an_int_array_of_token_ids(reverse):
     (["ab"], "input 0 must be a list of tokens, got str 'ab'; to run one sequence"),
     (5, "expected a batch"),
     ([[["a"]]], r"token \['a'\] is not in the vocab"),
-    (np.array([[0, 7]]), r"token ids must be in 0..2"),
-    (np.array([0, 1]), "2-D integers"),
+    (np.array([["a", "z"]]), r"input 0, position 1: token 'z' is not in the vocab"),
+    (np.array(["a", "b"]), "input 0 must be a list of tokens, got str 'a'"),
 ])
 def test_bad_inputs_get_clear_errors(reverse, batch, message):
     with pytest.raises(InvalidInputError, match=message):
         reverse.run(batch)
+
+
+@pytest.mark.parametrize("ids, message", [
+    (np.array([[0, 7]]), r"input 0, position 1: token ids must be ints in 0..2 .* got 7"),
+    (np.array([0, 1]), "2-D integers"),
+    (np.array([[0.0, 1.0]]), "2-D integers"),
+    ([[0, True]], r"position 1: token ids must be ints .* got True"),
+    ([[-1]], "got -1"),
+    ([5], "input 0 must be a list of token ids, got int 5"),
+    (None, "expected token ids"),
+    ([[]], "input 0 is empty"),
+])
+def test_bad_token_ids_get_clear_errors(reverse, ids, message):
+    with pytest.raises(InvalidInputError, match=message):
+        reverse.run(ids, ids=True)
 
 
 def test_run_with_cache_uses_transformer_lens_names_batch_first(reverse):
@@ -66,8 +100,39 @@ def test_run_with_cache_uses_transformer_lens_names_batch_first(reverse):
 def test_apply_is_tracr_compatible(reverse):
     out = reverse.apply(["BOS", "a", "b", "c"])
     assert out.decoded == ["BOS", "c", "b", "a"]
+    assert reverse.apply(np.array(["BOS", "a", "b"])).decoded == ["BOS", "b", "a"]
     with pytest.raises(InvalidInputError, match="BOS token 'BOS' first"):
         reverse.apply(["a", "b"])
+    for bad in (None, 3, "BOSab"):
+        with pytest.raises(InvalidInputError, match=r"apply\(\) takes a list of tokens with the "
+                                                    r"BOS token 'BOS' first.*got"):
+            reverse.apply(bad)
+
+
+def test_run_with_cache_in_chunks_equals_one_pass(reverse):
+    batch = [["a", "b"], ["c"], ["a", "b", "c", "a"], ["b"], ["c", "c", "a"]]
+    outputs, whole = reverse.run_with_cache(batch)
+    chunked_outputs, chunked = reverse.run_with_cache(batch, batch_chunk=2)
+    assert chunked_outputs == outputs == [list(reversed(x)) for x in batch]
+    assert chunked.keys() == whole.keys() and chunked.lengths == whole.lengths
+    for name in whole:
+        assert chunked[name].shape == whole[name].shape, name
+        assert np.allclose(chunked[name], whole[name], atol=1e-6, equal_nan=True), name
+    length = whole["hook_embed"].shape[1]
+    assert sum(a.nbytes for a in whole.values()) == 5 * reverse.cache_bytes_per_input(length)
+
+
+def test_run_with_cache_refuses_a_cache_over_max_cache_bytes(reverse):
+    per_input = reverse.cache_bytes_per_input(7)  # BOS + 3 tokens pad to max_seq_len + 1
+    batch = [["a", "b", "c"]] * 5
+    _, cache = reverse.run_with_cache(batch, max_cache_bytes=5 * per_input)
+    assert cache["hook_embed"].shape[:2] == (5, 7)
+    with pytest.raises(InvalidInputError,
+                       match=rf"activation cache of 5 inputs padded to 7 positions would take "
+                             rf".* over max_cache_bytes={4 * per_input:,}; pass at most 4 inputs"):
+        reverse.run_with_cache(batch, max_cache_bytes=4 * per_input)
+    with pytest.raises(InvalidInputError, match="batch_chunk must be a positive int"):
+        reverse.run_with_cache(batch, batch_chunk=0)
 
 
 def test_intermediate_sops_can_be_read_back(reverse):

@@ -25,6 +25,9 @@ def test_primitives_have_fixed_labels():
     assert rasp.tokens.label == "tokens"
     assert rasp.indices.label == "indices"
     assert rasp.length.label == "length"
+    assert rasp.TokensType().label == "tokens"  # as in tracr: every instance is the input
+    assert rasp.tokens.named("tokens") is rasp.tokens  # naming it its own name is harmless
+    assert rasp.Full((1, 2)).fill == (1, 2)  # tuples are hashable values
 
 
 def test_default_encoding_is_categorical_and_annotations_change_in_place():
@@ -121,6 +124,15 @@ def test_comparisons_are_called_key_first_and_negate_exactly(comparison):
         (lambda: rasp.numerical(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)), "SOp"),
         (lambda: rasp.tokens.named(""), "non-empty"),
         (lambda: rasp.ConstantSOp("abc"), "list of values"),
+        (lambda: rasp.Full([1]), r"full_\d+: the fill value \[1\] is a list, which is not "
+                                 r"hashable.*write a tuple"),
+        (lambda: rasp.ConstantSOp([1, [1], 2]), r"constant_sop_\d+: the value at position 1 "
+                                                r"\[1\] is a list, which is not hashable"),
+        (lambda: rasp.Full({"a": 1}), "dict, which is not hashable"),
+        (lambda: rasp.tokens.named("toks"), r"tokens: the program inputs tokens, indices and "
+                                             r"length keep their labels.*rasp.Map\(lambda x: x, "
+                                             r"rasp.tokens\).named\('toks'\)"),
+        (lambda: rasp.annotate(rasp.IndicesType(), name="i"), "indices: the program inputs"),
     ],
 )
 def test_bad_arguments_raise_invalid_program_error_naming_the_problem(build, message):

@@ -1,6 +1,7 @@
 import itertools
 import math
 import random
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -78,6 +79,40 @@ def test_means_over_one_selection_are_paired_not_crossed():
                  for b in evaluate_all(balance, list(xs))[balance.label]}
     assert reachable <= set(small)
     assert len(small) <= 2 * len(reachable)  # tight, not merely sound
+
+
+def test_means_of_close_integers_are_listed_exactly_and_fast():
+    # 100 integer values at length 16: summed as bitmaps, equal to the exact fractions.
+    values = rasp.numerical(rasp.Map(lambda x: x - 40, rasp.tokens))
+    mean = rasp.numerical(rasp.Aggregate(
+        rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ), values)).named("mean")
+    inferred = set(infer_values(mean, range(100), 16)[mean.label])
+    exact = {float(Fraction(s, n)) for n in range(1, 17) for s in range(-40 * n, 59 * n + 1)}
+    assert inferred == exact | {0}
+
+
+def test_a_mean_of_many_float_values_is_refused_quickly():
+    # 50 distinct floats at length 64 took 72 s to refuse (3 million Fractions of 5 values).
+    spread = rasp.numerical(rasp.Map(lambda x: x * 0.37 + x ** 2 / 7, rasp.tokens))
+    mean = rasp.numerical(rasp.Aggregate(
+        rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ), spread, default=0))
+    start = time.perf_counter()
+    with pytest.raises(ValueSetTooLargeError,
+                       match=r"spread_mean: listing the means.*Round the averaged values"):
+        infer_values(mean.named("spread_mean"), range(50), 64)
+    assert time.perf_counter() - start < 10  # about a second; a safety net only
+
+
+def test_a_numerical_aggregate_default_must_be_a_number():
+    values = rasp.numerical(rasp.Map(lambda x: x, rasp.tokens))
+    select = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LT)
+    mean = rasp.numerical(rasp.Aggregate(select, values, default="zz")).named("mean")
+    with pytest.raises(InvalidProgramError,
+                       match=r"mean: a numerical Aggregate's default .* got str 'zz'; use a "
+                             r"number \(default=0\)"):
+        infer_values(mean, [1, 2], 3)
+    counted = rasp.numerical(rasp.Aggregate(select, values, default=True)).named("counted")
+    assert True in infer_values(counted, [1, 2], 3)["counted"]  # a bool is a number
 
 
 def test_sequence_map_pairs_over_the_limit_are_refused():
