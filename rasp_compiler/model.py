@@ -552,7 +552,7 @@ class CompiledModel:
         """A model saved by `save`, checked throughout; any problem raises LoadError."""
         from rasp_compiler.persistence import load_model
 
-        return load_model(path)
+        return load_model(path, model_class=cls)
 
 
 __all__ = ["ActivationCache", "CompiledModel", "TracrOutput", "Unclean", "NUMERICAL"]

@@ -143,17 +143,20 @@ def _write_replacing(target: Path, write: Callable) -> None:
 # ---------------------------------------------------------------------------- load
 
 
-def load_model(path: str | Path) -> CompiledModel:
-    """Read and check a folder written by `save_model`; any problem raises LoadError."""
+def load_model(path: str | Path, model_class: type = CompiledModel) -> CompiledModel:
+    """Read and check a folder written by `save_model`; any problem raises LoadError.
+
+    `model_class` is what to build (CompiledModel.load passes its own class).
+    """
     folder = Path(path)
     try:
-        return _load(folder)
+        return _load(folder, model_class)
     except _Invalid as problem:
         raise LoadError(f"cannot load the model saved in {folder}: {problem}") from (
             problem.__cause__)
 
 
-def _load(folder: Path) -> CompiledModel:
+def _load(folder: Path, model_class: type) -> CompiledModel:
     if not folder.is_dir():
         raise _Invalid("it is a file, not a saved model's folder" if folder.exists()
                        else "no such folder")
@@ -188,7 +191,7 @@ def _load(folder: Path) -> CompiledModel:
     for key, array in arrays.items():
         module, name = key.split("::")
         params.setdefault(module, {})[name] = array
-    return CompiledModel(
+    return model_class(
         params=params,
         shape=config.shape,
         vocab=config.vocab,

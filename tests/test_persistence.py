@@ -66,6 +66,13 @@ def test_round_trip_keeps_outputs_and_everything_the_model_knows(model, saved):
             assert np.array_equal(loaded.params[module][name], value)
 
 
+def test_load_builds_the_class_it_is_called_on(saved):
+    class Traced(CompiledModel):
+        pass
+
+    assert type(Traced.load(saved)) is Traced
+
+
 def test_saving_again_over_an_earlier_save_is_allowed(model, copy):
     model.save(copy)
     assert CompiledModel.load(copy).vocab == model.vocab
