@@ -1,16 +1,28 @@
 """The `rasp-compiler` command line.
 
 Every command takes a program as a bundled name (`rasp-compiler list`) or as
-`path/to/file.py:factory`. Errors print one line and exit with status 2.
+`path/to/file.py:factory`; `run` also takes a folder saved by `compile -o`.
+A mistake in the arguments, the program file or a saved model prints one line,
+`rasp-compiler: error: ...`, and exits with status 2 (bad option values are
+refused by argparse, also with status 2). Only a bug in rasp_compiler itself
+shows a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from pathlib import Path
 from typing import Sequence
 
-from rasp_compiler.errors import InvalidInputError, RaspCompilerError
+from rasp_compiler.errors import (
+    InvalidInputError,
+    InvalidProgramError,
+    LoadError,
+    RaspCompilerError,
+    SaveError,
+)
 from rasp_compiler.library import list_programs, load_program
 
 EXIT_USER_ERROR = 2
@@ -38,6 +50,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _no_runaway_recursion(name: str):
+    """User functions may recurse without end; say so in one line instead of a traceback."""
+    try:
+        yield
+    except RecursionError:
+        raise InvalidProgramError(
+            f"{name}: the program recursed without end (RecursionError): one of its functions "
+            f"calls itself with no base case, or it nests deeper than Python's recursion "
+            f"limit ({sys.getrecursionlimit()})"
+        ) from None
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from rasp_compiler.evaluator import evaluate
     from rasp_compiler.graph import build_graph
@@ -45,9 +70,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     spec = load_program(args.program)
     program = spec.make()
     tokens = parse_tokens(spec.name, args.tokens, spec.vocab)
+    with _no_runaway_recursion(spec.name):
+        output = evaluate(program, tokens, causal=args.causal)
     print(f"{spec.name}: {spec.description}")
     print(f"input:  {tokens}")
-    print(f"output: {evaluate(program, tokens, causal=args.causal)}")
+    print(f"output: {output}")
     if not args.quiet:
         print()
         print(build_graph(program).summary())
@@ -55,9 +82,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def parse_vocab(text: str) -> tuple:
-    """'a,b,c' -> ('a', 'b', 'c'); '1,2,3' -> (1, 2, 3): numbers become numbers."""
+    """'a,b,c' -> ('a', 'b', 'c'); '1,2,3' -> (1, 2, 3): numbers become numbers.
+
+    An empty vocab, an empty token ('a,,b') or a repeated one is refused, not defaulted.
+    """
+    if not text:
+        raise argparse.ArgumentTypeError(
+            "the vocab is empty; write the tokens separated by commas, e.g. --vocab a,b,c")
     tokens = []
     for word in text.split(","):
+        if not word:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} has an empty token; write the tokens separated by single commas, "
+                f"e.g. --vocab a,b,c")
         for kind in (int, float):
             try:
                 tokens.append(kind(word))
@@ -66,7 +103,35 @@ def parse_vocab(text: str) -> tuple:
                 continue
         else:
             tokens.append(word)
+        if tokens.count(tokens[-1]) > 1:
+            raise argparse.ArgumentTypeError(f"the token {word!r} appears twice in {text!r}")
     return tuple(tokens)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (0 would silently mean 'nothing')."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") \
+            from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _saved_model_folder(reference: str) -> Path | None:
+    """The folder if `reference` names one holding a saved model (or meant to)."""
+    from rasp_compiler.persistence import CONFIG_FILE, PARAMS_FILE
+
+    folder = Path(reference)
+    if not folder.is_dir():
+        return None
+    if any((folder / name).exists() for name in (CONFIG_FILE, PARAMS_FILE)):
+        return folder
+    from rasp_compiler.library import program_names
+
+    return None if reference in program_names() else folder
 
 
 def _compile_spec(args: argparse.Namespace):
@@ -74,25 +139,38 @@ def _compile_spec(args: argparse.Namespace):
 
     from rasp_compiler.compiler import compile_program
 
-    spec = load_program(args.program)
-    vocab = parse_vocab(args.vocab) if args.vocab else spec.vocab
-    max_seq_len = args.max_seq_len or spec.max_seq_len
+    try:
+        spec = load_program(args.program)
+    except LoadError:
+        if _saved_model_folder(args.program) is None:
+            raise
+        raise InvalidInputError(
+            f"{args.program} is a folder, not a program: `rasp-compiler run {args.program} "
+            f"TOKENS...` runs a saved model; the other commands need the program itself"
+        ) from None
+    vocab = args.vocab if args.vocab is not None else spec.vocab
+    max_seq_len = args.max_seq_len if args.max_seq_len is not None else spec.max_seq_len
     if not vocab or not max_seq_len:
         raise InvalidInputError(
             f"{spec.name} defines no VOCAB / MAX_SEQ_LEN; pass --vocab and --max-seq-len"
         )
-    with warnings.catch_warnings(record=True) as caught:
+    program = spec.make(max_seq_len)
+    with warnings.catch_warnings(record=True) as caught, _no_runaway_recursion(spec.name):
         warnings.simplefilter("always")
         options = dict(spec.options)
         if args.causal:
             options["causal"] = True
-        model = compile_program(spec.make(max_seq_len), vocab, max_seq_len, **options)
+        model = compile_program(program, vocab, max_seq_len, **options)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     return spec, model
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
+    if args.output:  # before compiling: a refused destination should not cost a compile
+        from rasp_compiler.persistence import check_save_destination
+
+        check_save_destination(Path(args.output))
     spec, model = _compile_spec(args)
     print(f"{spec.name}: {spec.description}")
     print(model.summary())
@@ -108,12 +186,16 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from rasp_compiler.model import CompiledModel
 
-    if (Path(args.program) / "model.json").is_file():  # a model saved by `compile -o`
-        model = CompiledModel.load(args.program)
+    folder = _saved_model_folder(args.program)
+    if folder is not None:  # a model saved by `compile -o`
+        if args.vocab is not None or args.max_seq_len is not None:
+            raise InvalidInputError(
+                f"{folder} is a saved model: its vocab and max_seq_len were fixed when it was "
+                f"compiled; drop --vocab / --max-seq-len or compile the program again"
+            )
+        model = CompiledModel.load(folder)
         print(model.run([parse_tokens("the saved model", args.tokens, model.vocab)])[0])
         return 0
     spec, model = _compile_spec(args)
@@ -127,15 +209,29 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     spec, model = _compile_spec(args)
     if args.exhaustive is None and args.samples is None:
-        args.exhaustive = max(n for n in range(1, model.max_seq_len + 1)
-                              if sum(len(model.vocab) ** k for k in range(1, n + 1)) <= 100_000)
-    report = verify(model.program, model, exhaustive_up_to=args.exhaustive,
-                    samples=args.samples, seed=args.seed, progress=not args.quiet)
+        args.exhaustive = max((n for n in range(1, model.max_seq_len + 1)
+                               if sum(len(model.vocab) ** k for k in range(1, n + 1)) <= 100_000),
+                              default=1)
+    with _no_runaway_recursion(spec.name):
+        report = verify(model.program, model, exhaustive_up_to=args.exhaustive,
+                        samples=args.samples, seed=args.seed, progress=not args.quiet)
     print(report)
     return 0 if report.ok else 1
 
 
+def _check_report_path(path: Path) -> None:
+    """The HTML report goes to a file in an existing folder; say so before compiling."""
+    if path.is_dir():
+        raise SaveError(f"cannot write the HTML report to {path}: it is a folder; name a file, "
+                        f"e.g. {path / 'report.html'}")
+    if not path.parent.is_dir():
+        raise SaveError(f"cannot write the HTML report to {path}: the folder {path.parent} "
+                        f"does not exist")
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    if args.html:
+        _check_report_path(Path(args.html))
     spec, model = _compile_spec(args)
     everything = not (args.layout or args.residual or args.selectors or args.check)
     if args.json:
@@ -162,8 +258,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", help="a bundled program name or path.py:factory")
-    parser.add_argument("--vocab", help="comma-separated tokens (default: the program's VOCAB)")
-    parser.add_argument("--max-seq-len", type=int, help="default: the program's MAX_SEQ_LEN")
+    parser.add_argument("--vocab", type=parse_vocab,
+                        help="comma-separated tokens (default: the program's VOCAB)")
+    parser.add_argument("--max-seq-len", type=positive_int,
+                        help="default: the program's MAX_SEQ_LEN")
     parser.add_argument("--causal", action="store_true",
                         help="compile a decoder-only model (attention masked to earlier keys)")
 
@@ -192,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
         "compile", help="compile a program to a transformer and print its layer plan"
     )
     _add_compile_options(compiling)
-    compiling.add_argument("-o", "--output", help="save the model to this folder")
+    compiling.add_argument("-o", "--output", help="save the model to this folder (new, empty, "
+                           "or holding an earlier save, which is replaced)")
     compiling.add_argument("--run", nargs="+", metavar="TOKEN", help="then run it on these tokens")
     compiling.set_defaults(handler=_cmd_compile)
 
@@ -222,9 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="compare the compiled model with the evaluator, position by position"
     )
     _add_compile_options(verifying)
-    verifying.add_argument("--exhaustive", type=int, metavar="N",
+    verifying.add_argument("--exhaustive", type=positive_int, metavar="N",
                            help="every input of 1..N tokens (default: as long as <= 100,000 inputs)")
-    verifying.add_argument("--samples", type=int, metavar="N", help="N random inputs")
+    verifying.add_argument("--samples", type=positive_int, metavar="N", help="N random inputs")
     verifying.add_argument("--seed", type=int, default=0)
     verifying.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     verifying.set_defaults(handler=_cmd_verify)
@@ -241,6 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `rasp-compiler list | head`: the reader left, nothing is wrong
         sys.stderr.close()
         return 0
+    except OSError as exc:  # the disk or the OS refused (e.g. writing the HTML report)
+        print(f"rasp-compiler: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

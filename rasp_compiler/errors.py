@@ -77,6 +77,11 @@ class LoadError(RaspCompilerError, ValueError):
     """A saved model or a program file cannot be loaded."""
 
 
+class SaveError(RaspCompilerError, OSError):
+    """A model or report cannot be written where asked (a file in the way, a folder of
+    other things, an OS error), or holds a value a saved model cannot represent."""
+
+
 def describe_values(values, limit: int = 8) -> str:
     """Short human-readable rendering of a collection of values for error messages."""
     values = list(values)

@@ -2,7 +2,12 @@
 
 A program file is a Python module with a docstring (its first line is the
 one-line description), `VOCAB`, `MAX_SEQ_LEN`, `EXAMPLES` (pairs of input and
-expected output) and a factory `program()` returning the output SOp.
+expected output), optionally `COMPILE_OPTIONS` (keyword options of
+`compile_program`) and a factory `program()` returning the output SOp.
+
+Loading checks each of these (a VOCAB that is not a collection, a MAX_SEQ_LEN that
+is not a positive int, a malformed example, an unknown option) and calling the
+factory turns any failure in it into one LoadError naming the file and factory.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -40,11 +46,37 @@ class ProgramSpec:
 
         Factories that depend on the length (sorting breaks ties with index /
         max_seq_len) take a `max_seq_len` argument; it defaults to MAX_SEQ_LEN.
+        Whatever goes wrong inside the factory is user code failing: it comes back
+        as one LoadError naming the file, the factory and the exception.
         """
-        if "max_seq_len" in inspect.signature(self.factory).parameters:
-            program = self.factory(max_seq_len=max_seq_len or self.max_seq_len)
-        else:
-            program = self.factory()
+        name = getattr(self.factory, "__name__", repr(self.factory))
+        try:
+            signature = inspect.signature(self.factory)
+        except (TypeError, ValueError):  # a builtin or C callable: no signature to check
+            signature = None
+        kwargs = {}
+        if signature is not None and "max_seq_len" in signature.parameters:
+            kwargs["max_seq_len"] = max_seq_len or self.max_seq_len
+        if signature is not None:
+            try:
+                signature.bind(**kwargs)
+            except TypeError:
+                raise LoadError(
+                    f"{self.path}: the factory {name}{signature} needs arguments that are "
+                    f"never given; it is called with no arguments, or with max_seq_len= "
+                    f"if it has that parameter: write def {name}() or def {name}(max_seq_len)"
+                ) from None
+        try:
+            program = self.factory(**kwargs)
+        except RecursionError:
+            raise LoadError(
+                f"{self.path}: the factory {name}() recursed without end (RecursionError); "
+                f"check that its recursive calls reach a base case"
+            ) from None
+        except Exception as exc:  # user code: say where it broke, keep the cause
+            raise LoadError(
+                f"{self.path}: the factory {name}() raised {type(exc).__name__}: {exc}"
+            ) from exc
         if not isinstance(program, rasp.SOp):
             raise LoadError(
                 f"{self.path}: the factory returned {type(program).__name__} {program!r}, "
@@ -103,17 +135,93 @@ def load_program(reference: str) -> ProgramSpec:
             f"function that returns the program"
         )
     doc = (module.__doc__ or "").strip()
+    vocab = _vocab(path, module)
     return ProgramSpec(
         name=name,
         description=doc.splitlines()[0] if doc else name,
         doc=doc,
-        vocab=tuple(getattr(module, "VOCAB", ())),
-        max_seq_len=int(getattr(module, "MAX_SEQ_LEN", 0)),
-        examples=tuple(getattr(module, "EXAMPLES", ())),
+        vocab=vocab,
+        max_seq_len=_max_seq_len(path, module),
+        examples=_examples(path, module, vocab),
         factory=factory,
         path=path,
-        options=dict(getattr(module, "COMPILE_OPTIONS", {})),
+        options=_compile_options(path, module),
     )
+
+
+def _vocab(path: Path, module: ModuleType) -> tuple:
+    """VOCAB: any collection of hashable tokens (a tuple, list, set or range); may be absent."""
+    vocab = getattr(module, "VOCAB", ())
+    if isinstance(vocab, (str, bytes, Mapping)) or not isinstance(vocab, Iterable):
+        raise LoadError(
+            f"{path}: VOCAB must be a collection of tokens such as (\"a\", \"b\") or "
+            f"range(10), got {type(vocab).__name__} {vocab!r}"
+        )
+    vocab = tuple(vocab)
+    for token in vocab:
+        try:
+            hash(token)
+        except TypeError:
+            raise LoadError(f"{path}: VOCAB token {token!r} is not hashable; write lists "
+                            f"inside it as tuples") from None
+        if vocab.count(token) > 1:
+            raise LoadError(f"{path}: VOCAB lists the token {token!r} twice")
+    return vocab
+
+
+def _max_seq_len(path: Path, module: ModuleType) -> int:
+    """MAX_SEQ_LEN: a positive int; 0 when absent (the caller must then give one)."""
+    value = getattr(module, "MAX_SEQ_LEN", 0)
+    if "MAX_SEQ_LEN" in vars(module) and (type(value) is not int or value < 1):
+        raise LoadError(f"{path}: MAX_SEQ_LEN must be a positive int, got "
+                        f"{type(value).__name__} {value!r}")
+    return value
+
+
+def _examples(path: Path, module: ModuleType, vocab: tuple) -> tuple:
+    """EXAMPLES: (input tokens, expected output) pairs of equal, non-zero length."""
+    examples = getattr(module, "EXAMPLES", ())
+    if isinstance(examples, (str, bytes, Mapping)) or not isinstance(examples, Iterable):
+        raise LoadError(f"{path}: EXAMPLES must be a list of (input, expected output) pairs, "
+                        f"got {type(examples).__name__} {examples!r}")
+    examples = tuple(examples)
+    for i, example in enumerate(examples):
+        if (not isinstance(example, (tuple, list)) or len(example) != 2
+                or not all(isinstance(part, (tuple, list)) for part in example)):
+            raise LoadError(f"{path}: EXAMPLES[{i}] must be a pair (input tokens, expected "
+                            f"output), both lists, got {example!r}")
+        tokens, expected = example
+        if not tokens or len(tokens) != len(expected):
+            raise LoadError(f"{path}: EXAMPLES[{i}] needs a non-empty input and one expected "
+                            f"value per token, got {len(tokens)} tokens and {len(expected)} "
+                            f"values")
+        unknown = [token for token in tokens if vocab and token not in vocab]
+        if unknown:
+            raise LoadError(f"{path}: EXAMPLES[{i}] uses {unknown[0]!r}, which is not in VOCAB")
+    return examples
+
+
+def _compile_options(path: Path, module: ModuleType) -> dict:
+    """COMPILE_OPTIONS: keyword options of compile_program, checked by name here."""
+    options = getattr(module, "COMPILE_OPTIONS", {})
+    if not isinstance(options, Mapping):
+        raise LoadError(f"{path}: COMPILE_OPTIONS must be a dict of compile_program options, "
+                        f"got {type(options).__name__} {options!r}")
+    if options:
+        accepted = compile_option_names()
+        unknown = [key for key in options if key not in accepted]
+        if unknown:
+            raise LoadError(f"{path}: COMPILE_OPTIONS has unknown option {unknown[0]!r}; "
+                            f"compile_program accepts {', '.join(accepted)}")
+    return dict(options)
+
+
+def compile_option_names() -> list[str]:
+    """The keyword-only options of compile_program, read from its signature."""
+    from rasp_compiler.compiler import compile_program
+
+    return [name for name, parameter in inspect.signature(compile_program).parameters.items()
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
 def _import_file(path: Path, module_name: str) -> ModuleType:

@@ -8,11 +8,10 @@ as keys, runs one jitted forward per (batch, length) bucket, and decodes.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from itertools import compress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -21,11 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from rasp_compiler import tracr_view
-from rasp_compiler.assemble import LayerShape, ModelShape, build_forward, forward_numpy
-from rasp_compiler.errors import InvalidInputError, LoadError, describe_bytes
+from rasp_compiler.assemble import ModelShape, build_forward, forward_numpy
+from rasp_compiler.errors import InvalidInputError, describe_bytes
 from rasp_compiler.identity import identity_key
 from rasp_compiler.lower import Readout
-from rasp_compiler.residual import NUMERICAL, Dim, ResidualLayout
+from rasp_compiler.residual import NUMERICAL, ResidualLayout
 from rasp_compiler.tracr_view import TracrOutput
 
 DECODE_TOLERANCE = 0.1  # a clean one-hot has its value within this of 1, the rest within it of 0
@@ -35,7 +34,6 @@ CACHE_CHUNK_BYTES = 256 * 1024**2  # run_with_cache computes at most this much p
 MIN_BUCKET_LENGTH = 8  # shorter inputs share one compiled shape: compiling costs more than padding
 MIN_BUCKET_BATCH = 8
 MIN_BUCKET_FILL = 64  # a length bucket with fewer inputs joins the next longer one
-FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -712,124 +710,20 @@ class CompiledModel:
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | Path) -> Path:
-        """Write `path/params.npz` and `path/model.json`; `CompiledModel.load(path)` reads them."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        arrays = {f"{module}::{name}": np.asarray(value)
-                  for module, inner in self.params.items() for name, value in inner.items()}
-        np.savez(path / "params.npz", **arrays)
-        spec = {
-            "format": FORMAT_VERSION,
-            "vocab": [_encode_value(v) for v in self.vocab],
-            "max_seq_len": self.max_seq_len,
-            "bos": _encode_value(self.bos),
-            "pad": _encode_value(self.pad),
-            "shape": asdict(self.shape),
-            "layout": [[d.sop, None if d.is_numerical else _encode_value(d.value), d.is_numerical]
-                       for d in self.layout.dims],
-            "readouts": [
-                {"label": r.label, "numerical": r.numerical, "indices": list(r.indices),
-                 "values": [_encode_value(v) for v in r.values],
-                 "coefficients": list(r.coefficients)}
-                for r in self.readouts.values()
-            ],
-            "info": asdict(self.info),
-        }
-        (path / "model.json").write_text(json.dumps(spec, indent=1))
-        return path
+        """Write `path/params.npz` and `path/model.json`; `CompiledModel.load(path)` reads them.
+
+        See `rasp_compiler.persistence` for the format and what saving refuses.
+        """
+        from rasp_compiler.persistence import save_model
+
+        return save_model(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "CompiledModel":
-        path = Path(path)
-        try:
-            spec = json.loads((path / "model.json").read_text())
-            arrays = np.load(path / "params.npz")
-        except (OSError, ValueError) as exc:
-            raise LoadError(f"cannot load a compiled model from {path}: {exc}") from exc
-        if spec.get("format") != FORMAT_VERSION:
-            raise LoadError(f"{path}: unknown model format {spec.get('format')!r}")
-        params: dict[str, dict[str, np.ndarray]] = {}
-        for key in arrays.files:
-            module, name = key.split("::")
-            params.setdefault(module, {})[name] = arrays[key]
-        shape_spec = spec["shape"]
-        shape = ModelShape(
-            vocab_size=shape_spec["vocab_size"],
-            max_positions=shape_spec["max_positions"],
-            d_model=shape_spec["d_model"],
-            layers=tuple(LayerShape(**layer) for layer in shape_spec["layers"]),
-            causal=bool(shape_spec.get("causal", False)),
-        )
-        layout = ResidualLayout(tuple(
-            Dim(sop) if numerical else Dim(sop, _decode_value(value))
-            for sop, value, numerical in spec["layout"]
-        ))
-        readouts = {
-            r["label"]: Readout(r["label"], r["numerical"], tuple(r["indices"]),
-                                tuple(_decode_value(v) for v in r["values"]),
-                                tuple(r["coefficients"]))
-            for r in spec["readouts"]
-        }
-        return cls(
-            params=params,
-            shape=shape,
-            vocab=tuple(_decode_value(v) for v in spec["vocab"]),
-            max_seq_len=spec["max_seq_len"],
-            bos=_decode_value(spec["bos"]),
-            pad=_decode_value(spec["pad"]),
-            layout=layout,
-            readouts=readouts,
-            info=_info_from_dict(spec["info"]),
-        )
+        """A model saved by `save`, checked throughout; any problem raises LoadError."""
+        from rasp_compiler.persistence import load_model
 
-
-def _info_from_dict(data: dict) -> ModelInfo:
-    layers = tuple(
-        LayerInfo(
-            index=layer["index"],
-            heads=tuple(HeadInfo(**{k: tuple(v) if isinstance(v, list) else v
-                                    for k, v in head.items()}) for head in layer["heads"]),
-            mlp=tuple(MLPPartInfo(**{k: tuple(v) if isinstance(v, list) else v
-                                     for k, v in part.items()}) for part in layer["mlp"]),
-            mlp_hidden=layer["mlp_hidden"],
-        )
-        for layer in data["layers"]
-    )
-    return ModelInfo(
-        output=data["output"],
-        layers=layers,
-        lower_bound=data["lower_bound"],
-        fusion_notes=tuple(data["fusion_notes"]),
-        folded={k: tuple(v) for k, v in data["folded"].items()},
-        warnings=tuple(data["warnings"]),
-        aggregate_checks=tuple(tuple(c) for c in data["aggregate_checks"]),
-        selectors=tuple(
-            SelectorEntry(**{k: _tuples(v) for k, v in entry.items()})
-            for entry in data.get("selectors", ())
-        ),
-        causal=data.get("causal", False),
-        causal_invariance=data.get("causal_invariance", ""),
-        causally_invariant=data.get("causally_invariant"),
-        compile_seconds=data["compile_seconds"],
-    )
-
-
-def _tuples(value: Any) -> Any:
-    """JSON lists back to the tuples the dataclasses hold (nested)."""
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    return value
-
-
-def _encode_value(value: Any) -> Any:
-    """Values as JSON: plain scalars as themselves, tuples tagged."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, tuple):
-        return {"tuple": [_encode_value(v) for v in value]}
-    if isinstance(value, np.generic):
-        return value.item()
-    raise LoadError(f"cannot save the value {value!r} ({type(value).__name__}) as JSON")
+        return load_model(path, model_class=cls)
 
 
 def _exact_token_types(vocab: Sequence) -> frozenset | None:
@@ -848,12 +742,6 @@ def _exact_token_types(vocab: Sequence) -> frozenset | None:
 
     return frozenset(kind for kind in types
                      if not any(other is not kind and may_equal(kind, other) for other in types))
-
-
-def _decode_value(value: Any) -> Any:
-    if isinstance(value, dict) and "tuple" in value:
-        return tuple(_decode_value(v) for v in value["tuple"])
-    return value
 
 
 __all__ = ["ActivationCache", "CompiledModel", "TracrOutput", "Unclean", "NUMERICAL"]

@@ -1,3 +1,5 @@
+import pytest
+
 from rasp_compiler.cli import main
 
 
@@ -70,10 +72,177 @@ def test_verify_command_and_running_a_saved_model(capsys, tmp_path):
 
 
 def test_every_command_has_help(capsys):
-    import pytest
-
     for command in ("list", "eval", "compile", "run", "inspect", "verify"):
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])
         assert exit_info.value.code == 0
         assert "usage: rasp-compiler" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- failures: one line
+
+GOOD_FILE = '''"""A test program."""
+from rasp_compiler import rasp
+VOCAB = ("a", "b")
+MAX_SEQ_LEN = 3
+'''
+
+
+def write_program(tmp_path, text, factory="def program():\n    return rasp.Map(lambda x: x, rasp.tokens)\n"):
+    path = tmp_path / "prog.py"
+    path.write_text(GOOD_FILE + text + "\n" + factory)
+    return str(path)
+
+
+def one_line_error(capsys, *texts):
+    """The command failed the way a user mistake should: one line, no traceback."""
+    err = capsys.readouterr().err
+    assert err.startswith("rasp-compiler: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for text in texts:
+        assert text in err, err
+    return err
+
+
+@pytest.mark.parametrize("factory, texts", [
+    ("def program():\n    raise ValueError('boom')\n",
+     ["the factory program() raised ValueError: boom"]),
+    ("def program(n, width):\n    return rasp.tokens\n",
+     ["the factory program(n, width) needs arguments", "def program(max_seq_len)"]),
+    ("def program():\n    return program()\n", ["the factory program() recursed without end"]),
+])
+def test_a_broken_factory_is_one_line(tmp_path, capsys, factory, texts):
+    path = write_program(tmp_path, "", factory)
+    for command in (["eval", path, "a"], ["compile", path]):
+        assert main(command) == 2
+        one_line_error(capsys, path, *texts)
+
+
+def test_a_function_that_recurses_forever_is_one_line_in_eval_and_compile(tmp_path, capsys):
+    path = write_program(tmp_path, "def f(x):\n    return f(x)\n",
+                         "def program():\n    return rasp.Map(f, rasp.tokens).named('loop')\n")
+    assert main(["eval", path, "a"]) == 2
+    one_line_error(capsys, "loop", "RecursionError")
+    assert main(["compile", path]) == 2
+    one_line_error(capsys, "loop", "RecursionError")
+
+
+@pytest.mark.parametrize("settings, text", [
+    ("VOCAB = 5", "VOCAB must be a collection of tokens"),
+    ("VOCAB = 'ab'", "VOCAB must be a collection of tokens"),
+    ("VOCAB = ('a', 'a')", "VOCAB lists the token 'a' twice"),
+    ("MAX_SEQ_LEN = 'x'", "MAX_SEQ_LEN must be a positive int, got str 'x'"),
+    ("MAX_SEQ_LEN = 0", "MAX_SEQ_LEN must be a positive int"),
+    ("COMPILE_OPTIONS = {'bogus': 1}",
+     "COMPILE_OPTIONS has unknown option 'bogus'; compile_program accepts bos, pad, "
+     "allow_unsafe_aggregates"),
+    ("COMPILE_OPTIONS = ['bos']", "COMPILE_OPTIONS must be a dict"),
+    ("EXAMPLES = 3", "EXAMPLES must be a list of (input, expected output) pairs"),
+    ("EXAMPLES = [('ab', ['a', 'b'])]", "EXAMPLES[0] must be a pair (input tokens, expected"),
+    ("EXAMPLES = [(['a'], ['a', 'b'])]", "EXAMPLES[0] needs a non-empty input and one expected"),
+    ("EXAMPLES = [(['z'], ['z'])]", "EXAMPLES[0] uses 'z', which is not in VOCAB"),
+])
+def test_malformed_program_settings_are_one_line(tmp_path, capsys, settings, text):
+    assert main(["compile", write_program(tmp_path, settings)]) == 2
+    one_line_error(capsys, text)
+
+
+def test_every_compile_option_is_accepted_in_a_program_file(tmp_path):
+    import inspect
+
+    from rasp_compiler.compiler import compile_program
+    from rasp_compiler.library import compile_option_names, load_program
+
+    keyword_only = [name for name, p in inspect.signature(compile_program).parameters.items()
+                    if p.kind is p.KEYWORD_ONLY]
+    assert compile_option_names() == keyword_only and "max_selector_dims" in keyword_only
+    spec = load_program(write_program(tmp_path, "COMPILE_OPTIONS = {'bos': 'START'}"))
+    assert spec.options == {"bos": "START"}
+
+
+def test_compile_output_onto_a_file_or_a_folder_of_other_things_is_refused(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["compile", "reverse", "-o", str(tmp_path / "file")]) == 2
+    one_line_error(capsys, "it is a file")
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff" / "notes.txt").write_text("x")
+    assert main(["compile", "reverse", "-o", str(tmp_path / "stuff")]) == 2
+    one_line_error(capsys, "holds other files (notes.txt) and no saved model")
+    assert main(["compile", "reverse", "-o", str(tmp_path / "file" / "below")]) == 2
+    one_line_error(capsys, "cannot save the model to")
+
+
+def test_inspect_html_into_a_missing_folder_or_onto_a_folder_is_refused(tmp_path, capsys):
+    assert main(["inspect", "reverse", "--html", str(tmp_path / "nowhere" / "r.html")]) == 2
+    one_line_error(capsys, "the folder", "does not exist")
+    assert main(["inspect", "reverse", "--html", str(tmp_path)]) == 2
+    one_line_error(capsys, "it is a folder; name a file")
+
+
+def test_a_corrupt_saved_model_is_one_line(tmp_path, capsys):
+    import json
+
+    folder = tmp_path / "m"
+    argv = ["compile", "reverse", "--max-seq-len", "3", "-o", str(folder)]
+    assert main(argv) == 0
+    assert main(argv) == 0  # saving again over an earlier save replaces it
+    capsys.readouterr()
+    good_npz = (folder / "params.npz").read_bytes()
+    (folder / "params.npz").write_bytes(good_npz[:1000])
+    assert main(["run", str(folder), "a", "b"]) == 2
+    one_line_error(capsys, f"cannot load the model saved in {folder}", "params.npz")
+    (folder / "params.npz").write_bytes(good_npz)
+    data = json.loads((folder / "model.json").read_text())
+    data["vocab"].reverse()
+    (folder / "model.json").write_text(json.dumps(data))
+    assert main(["run", str(folder), "a", "b"]) == 2
+    one_line_error(capsys, "was the vocab edited?")
+    (folder / "model.json").unlink()
+    assert main(["run", str(folder), "a"]) == 2
+    one_line_error(capsys, "model.json missing")
+    assert main(["verify", str(folder)]) == 2
+    one_line_error(capsys, "is a folder, not a program")
+
+
+def test_a_saved_model_keeps_its_vocab_and_length(tmp_path, capsys):
+    assert main(["compile", "reverse", "--max-seq-len", "3", "-o", str(tmp_path / "m")]) == 0
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "m"), "--vocab", "a,b", "a"]) == 2
+    one_line_error(capsys, "its vocab and max_seq_len were fixed")
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["compile", "reverse", "--max-seq-len", "0"], "argument --max-seq-len: must be at least 1"),
+    (["run", "reverse", "--max-seq-len", "-2", "a"], "must be at least 1, got -2"),
+    (["compile", "reverse", "--max-seq-len", "x"], "expected a positive whole number, got 'x'"),
+    (["compile", "reverse", "--vocab", ""], "argument --vocab: the vocab is empty"),
+    (["compile", "reverse", "--vocab", ","], "',' has an empty token"),
+    (["compile", "reverse", "--vocab", "a,b,a"], "the token 'a' appears twice"),
+    (["verify", "reverse", "--samples", "0"], "argument --samples: must be at least 1"),
+    (["verify", "reverse", "--samples", "-5"], "must be at least 1, got -5"),
+    (["verify", "reverse", "--exhaustive", "0"], "argument --exhaustive: must be at least 1"),
+])
+def test_bad_option_values_are_refused_not_defaulted(capsys, argv, text):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert text in err and "Traceback" not in err
+
+
+def test_os_errors_are_one_line_but_bugs_still_show_a_traceback(monkeypatch, capsys):
+    from rasp_compiler import cli
+
+    def denied(args):
+        raise PermissionError(13, "Permission denied", "/somewhere/report.html")
+
+    monkeypatch.setattr(cli, "_cmd_list", denied)
+    assert main(["list"]) == 2
+    one_line_error(capsys, "Permission denied", "/somewhere/report.html")
+
+    def bug(args):
+        raise RuntimeError("internal bug")
+
+    monkeypatch.setattr(cli, "_cmd_list", bug)
+    with pytest.raises(RuntimeError, match="internal bug"):
+        main(["list"])

@@ -14,6 +14,7 @@ from rasp_compiler import errors
         (errors.CompilationError, ValueError),
         (errors.UnsafeAggregateError, errors.CompilationError),
         (errors.LoadError, ValueError),
+        (errors.SaveError, OSError),
     ],
 )
 def test_every_error_derives_from_the_root_and_a_builtin(error, builtin):

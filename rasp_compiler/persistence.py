@@ -1,0 +1,572 @@
+"""Saved models: the on-disk format, a dataclass<->JSON codec, and the checks made on load.
+
+A saved model is a folder holding two files:
+
+    params.npz  every parameter as "module::name" (e.g. "layer_0/attn/query::w"), float32
+    model.json  format, vocab, max_seq_len, bos, pad, shape, layout, readouts, info, checksum
+
+Loading trusts nothing in the folder: every key, type, array shape and cross-reference is
+checked, and a SHA-256 checksum over the config and the weights refuses any file edited or
+damaged after saving. Each problem raises one `LoadError` naming the folder and the field
+(`info.layers[0].heads[1].coldness: missing`). Loading never executes code: model.json is
+plain JSON and params.npz is read with `allow_pickle=False`.
+
+The codec turns the frozen dataclasses (ModelInfo, Readout, ModelShape, ...) into JSON and
+back from their type hints, so a new field is saved and checked without new code here.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import operator
+import os
+import typing
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from rasp_compiler.assemble import ModelShape
+from rasp_compiler.errors import LoadError, SaveError
+from rasp_compiler.lower import Readout
+from rasp_compiler.model import CompiledModel, ModelInfo
+from rasp_compiler.residual import BOS, ONE, Dim, ResidualLayout
+
+# Format 1 (no checksum, lenient keys) is refused rather than read: without a checksum
+# an edited file cannot be told from a good one, and recompiling is cheap.
+FORMAT_VERSION = 2
+CONFIG_FILE = "model.json"
+PARAMS_FILE = "params.npz"
+CHECKSUM_PREFIX = "sha256:"
+TOKENS = "tokens"  # the layout owner of the input tokens' one-hot dims
+PARAM_DTYPE = np.dtype("<f4")
+# What a damaged npz can raise from inside zipfile / zlib / numpy's npy reader.
+_ARCHIVE_ERRORS = (OSError, EOFError, ValueError, NotImplementedError, KeyError,
+                   zipfile.BadZipFile, zlib.error)
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedConfig:
+    """Everything in model.json but the checksum."""
+
+    format: int
+    vocab: tuple[Any, ...]
+    max_seq_len: int
+    bos: Any
+    pad: Any
+    shape: ModelShape
+    layout: tuple[tuple[str, Any, bool], ...]  # (sop, value or None, is numerical) per dim
+    readouts: tuple[Readout, ...]
+    info: ModelInfo
+
+
+class _Invalid(LoadError):
+    """One thing wrong with a saved model; `load_model` adds the folder to the message."""
+
+
+# ---------------------------------------------------------------------------- save
+
+
+def save_model(model: CompiledModel, path: str | Path) -> Path:
+    """Write `path/params.npz` and `path/model.json`; `load_model(path)` reads them back.
+
+    `path` may be new, an empty folder, or a folder holding an earlier save (overwritten);
+    a file or a folder of other things is refused (SaveError), as is any OS error writing.
+    """
+    folder = Path(path)
+    check_save_destination(folder)
+    config = SavedConfig(
+        format=FORMAT_VERSION,
+        vocab=model.vocab,
+        max_seq_len=model.max_seq_len,
+        bos=model.bos,
+        pad=model.pad,
+        shape=model.shape,
+        layout=tuple((d.sop, None if d.is_numerical else d.value, d.is_numerical)
+                     for d in model.layout.dims),
+        readouts=tuple(model.readouts.values()),
+        info=model.info,
+    )
+    data = to_json(config)
+    arrays = {f"{module}::{name}": np.ascontiguousarray(np.asarray(value, dtype=PARAM_DTYPE))
+              for module, inner in model.params.items() for name, value in inner.items()}
+    data["checksum"] = _checksum(data, arrays)
+    text = json.dumps(data, indent=1)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_replacing(folder / PARAMS_FILE, lambda f: np.savez(f, **arrays))
+        _write_replacing(folder / CONFIG_FILE, lambda f: f.write(text.encode("utf-8")))
+    except OSError as exc:
+        raise SaveError(f"cannot save the model to {folder}: {exc}") from exc
+    return folder
+
+
+def check_save_destination(folder: Path) -> None:
+    """Refuse to save onto a file or into a folder holding anything but an earlier save."""
+    if folder.exists() and not folder.is_dir():
+        raise SaveError(
+            f"cannot save the model to {folder}: it is a file; name a folder (new, empty, or "
+            f"holding an earlier save): the model is written as {CONFIG_FILE} and {PARAMS_FILE}"
+        )
+    if folder.is_dir():
+        try:
+            entries = sorted(os.listdir(folder))
+        except OSError as exc:
+            raise SaveError(f"cannot save the model to {folder}: {exc}") from exc
+        if entries and CONFIG_FILE not in entries and PARAMS_FILE not in entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise SaveError(
+                f"cannot save the model to {folder}: the folder holds other files ({shown}) "
+                f"and no saved model; choose a new or empty folder"
+            )
+
+
+def _write_replacing(target: Path, write: Callable) -> None:
+    """Write beside `target`, then rename over it: no half-written file under its name."""
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with open(partial, "wb") as handle:
+            write(handle)
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            partial.unlink()
+
+
+# ---------------------------------------------------------------------------- load
+
+
+def load_model(path: str | Path, model_class: type = CompiledModel) -> CompiledModel:
+    """Read and check a folder written by `save_model`; any problem raises LoadError.
+
+    `model_class` is what to build (CompiledModel.load passes its own class).
+    """
+    folder = Path(path)
+    try:
+        return _load(folder, model_class)
+    except _Invalid as problem:
+        raise LoadError(f"cannot load the model saved in {folder}: {problem}") from (
+            problem.__cause__)
+
+
+def _load(folder: Path, model_class: type) -> CompiledModel:
+    if not folder.is_dir():
+        raise _Invalid("it is a file, not a saved model's folder" if folder.exists()
+                       else "no such folder")
+    missing = [name for name in (CONFIG_FILE, PARAMS_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise _Invalid(
+            f"{' and '.join(missing)} missing; a saved model is a folder holding {CONFIG_FILE} "
+            f"and {PARAMS_FILE}, written by CompiledModel.save or `rasp-compiler compile -o`"
+        )
+    data = _read_config(folder / CONFIG_FILE)
+    _check_format(data)
+    checksum = data.pop("checksum", None)
+    if not isinstance(checksum, str) or not checksum.startswith(CHECKSUM_PREFIX):
+        raise _Invalid(f"{CONFIG_FILE}: checksum: missing or not a '{CHECKSUM_PREFIX}...' string")
+    try:
+        config = from_json(data, SavedConfig)
+    except _Invalid as problem:
+        raise _Invalid(f"{CONFIG_FILE}: {problem}") from None
+    arrays = _read_params(folder / PARAMS_FILE)
+    layout = _layout(config)
+    _check_sizes(config, layout)
+    _check_arrays(config.shape, arrays)
+    _check_readouts(config, layout)
+    _check_info(config)
+    _check_vocab_embedding(config, layout, arrays["token_embed::embeddings"])
+    if _checksum(data, arrays) != checksum:
+        raise _Invalid(
+            f"{CONFIG_FILE} or {PARAMS_FILE} was edited or corrupted (checksum mismatch); "
+            f"recompile the program and save it again"
+        )
+    params: dict[str, dict[str, np.ndarray]] = {}
+    for key, array in arrays.items():
+        module, name = key.split("::")
+        params.setdefault(module, {})[name] = array
+    return model_class(
+        params=params,
+        shape=config.shape,
+        vocab=config.vocab,
+        max_seq_len=config.max_seq_len,
+        bos=config.bos,
+        pad=config.pad,
+        layout=layout,
+        readouts={readout.label: readout for readout in config.readouts},
+        info=config.info,
+    )
+
+
+def _read_config(file: Path) -> dict:
+    def no_repeats(pairs):
+        keys = [key for key, _ in pairs]
+        for key in keys:
+            if keys.count(key) > 1:
+                raise _Invalid(f"{CONFIG_FILE}: the key {key!r} appears twice in one object")
+        return dict(pairs)
+
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"), object_pairs_hook=no_repeats)
+    except OSError as exc:
+        raise _Invalid(f"cannot read {CONFIG_FILE}: {exc}") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise _Invalid(f"{CONFIG_FILE} is not valid JSON ({exc}); it is truncated or damaged") \
+            from exc
+    except RecursionError:
+        raise _Invalid(f"{CONFIG_FILE} nests too deeply to be a saved model") from None
+    if not isinstance(data, dict):
+        raise _Invalid(f"{CONFIG_FILE} holds {_kind(data)}, not a JSON object")
+    return data
+
+
+def _check_format(data: dict) -> None:
+    version = data.get("format")
+    if version == FORMAT_VERSION and type(version) is int:
+        return
+    if "format" not in data:
+        raise _Invalid(f"{CONFIG_FILE}: format: missing; this is not a model saved by "
+                       f"rasp_compiler")
+    if type(version) is not int or version < 1:
+        raise _Invalid(f"{CONFIG_FILE}: format: {version!r} is not a format version")
+    if version < FORMAT_VERSION:
+        raise _Invalid(f"saved by an older rasp_compiler (format {version}); recompile and "
+                       f"save again")
+    raise _Invalid(f"saved by a newer rasp_compiler (format {version}; this one reads format "
+                   f"{FORMAT_VERSION}); upgrade rasp_compiler")
+
+
+def _read_params(file: Path) -> dict[str, np.ndarray]:
+    if not zipfile.is_zipfile(file):
+        raise _Invalid(f"{PARAMS_FILE} is not an npz (zip) archive; it is truncated or damaged")
+    try:
+        archive = np.load(file, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise _Invalid(f"{PARAMS_FILE} is not an npz archive")
+        with archive:
+            return {key: archive[key] for key in archive.files}
+    except _ARCHIVE_ERRORS as exc:
+        raise _Invalid(f"{PARAMS_FILE} cannot be read ({type(exc).__name__}: {exc}); it is "
+                       f"truncated or damaged") from exc
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def _layout(config: SavedConfig) -> ResidualLayout:
+    dims: list[Dim] = []
+    first: dict[Dim, int] = {}
+    for i, (sop, value, numerical) in enumerate(config.layout):
+        if numerical and value is not None:
+            raise _Invalid(f"{CONFIG_FILE}: layout[{i}]: the numerical dim {sop!r} holds no "
+                           f"value, got {value!r}")
+        if not numerical and value is None:
+            raise _Invalid(f"{CONFIG_FILE}: layout[{i}]: the categorical dim of {sop!r} needs "
+                           f"a value, got null")
+        dim = Dim(sop) if numerical else Dim(sop, value)
+        if dim in first:
+            raise _Invalid(f"{CONFIG_FILE}: layout[{i}]: the dim {dim} also is layout[{first[dim]}]")
+        first[dim] = i
+        dims.append(dim)
+    for special in (ONE, BOS):
+        if special not in first:
+            raise _Invalid(f"{CONFIG_FILE}: layout: no {special.sop!r} dim (every model has one)")
+    return ResidualLayout(tuple(dims))
+
+
+def _check_sizes(config: SavedConfig, layout: ResidualLayout) -> None:
+    """The vocab, the special tokens and the lengths against the declared shape."""
+    shape, vocab = config.shape, config.vocab
+    if config.max_seq_len < 1:
+        raise _Invalid(f"{CONFIG_FILE}: max_seq_len: must be at least 1, got {config.max_seq_len}")
+    if not vocab:
+        raise _Invalid(f"{CONFIG_FILE}: vocab: empty")
+    if len(set(vocab)) != len(vocab):
+        repeated = next(token for token in vocab if vocab.count(token) > 1)
+        raise _Invalid(f"{CONFIG_FILE}: vocab: the token {repeated!r} appears twice")
+    for name, token in (("bos", config.bos), ("pad", config.pad)):
+        if token in vocab:
+            raise _Invalid(f"{CONFIG_FILE}: {name}: the token {token!r} is also in the vocab")
+    if config.bos == config.pad:
+        raise _Invalid(f"{CONFIG_FILE}: bos and pad are the same token {config.bos!r}")
+    expected = {
+        "vocab_size": (len(vocab) + 2, f"{len(vocab)} vocab tokens + BOS + PAD"),
+        "max_positions": (config.max_seq_len + 1, f"max_seq_len {config.max_seq_len} + BOS"),
+        "d_model": (layout.width, f"the layout has {layout.width} dims"),
+    }
+    for name, (value, why) in expected.items():
+        if getattr(shape, name) != value:
+            raise _Invalid(f"{CONFIG_FILE}: shape.{name} is {getattr(shape, name)}, expected "
+                           f"{value} ({why})")
+    for l, layer in enumerate(shape.layers):
+        for name, value in dataclasses.asdict(layer).items():
+            if value < 0:
+                raise _Invalid(f"{CONFIG_FILE}: shape.layers[{l}].{name} is negative ({value})")
+
+
+def expected_arrays(shape: ModelShape) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Each parameter's key, its shape and how that shape follows from the ModelShape."""
+    d = shape.d_model
+    out = {
+        "token_embed::embeddings": ((shape.vocab_size, d), "[vocab_size, d_model]"),
+        "pos_embed::embeddings": ((shape.max_positions, d), "[max_positions, d_model]"),
+    }
+    for l, layer in enumerate(shape.layers):
+        keys, values = layer.heads * layer.key_size, layer.heads * layer.value_size
+        out.update({
+            f"layer_{l}/attn/query::w": ((d, keys), "[d_model, heads * key_size]"),
+            f"layer_{l}/attn/key::w": ((d, keys), "[d_model, heads * key_size]"),
+            f"layer_{l}/attn/value::w": ((d, values), "[d_model, heads * value_size]"),
+            f"layer_{l}/attn/linear::w": ((values, d), "[heads * value_size, d_model]"),
+            f"layer_{l}/mlp/linear_1::w": ((d, layer.mlp_hidden), "[d_model, mlp_hidden]"),
+            f"layer_{l}/mlp/linear_2::w": ((layer.mlp_hidden, d), "[mlp_hidden, d_model]"),
+        })
+    return out
+
+
+def _check_arrays(shape: ModelShape, arrays: dict[str, np.ndarray]) -> None:
+    expected = expected_arrays(shape)
+    missing = sorted(set(expected) - set(arrays))
+    if missing:
+        raise _Invalid(f"{PARAMS_FILE}: missing the parameters {', '.join(missing)}")
+    extra = sorted(set(arrays) - set(expected))
+    if extra:
+        raise _Invalid(f"{PARAMS_FILE}: unexpected parameters {', '.join(extra)} (the shape in "
+                       f"{CONFIG_FILE} has {len(shape.layers)} layers)")
+    for key, (want, why) in expected.items():
+        array = arrays[key]
+        if array.shape != want:
+            raise _Invalid(f"{PARAMS_FILE}: {key} has shape {list(array.shape)}, expected "
+                           f"{list(want)} = {why} from {CONFIG_FILE}")
+        if array.dtype != PARAM_DTYPE:
+            raise _Invalid(f"{PARAMS_FILE}: {key} has dtype {array.dtype}, expected float32")
+        bad = np.argwhere(~np.isfinite(array))
+        if len(bad):
+            raise _Invalid(f"{PARAMS_FILE}: {key} holds {len(bad)} non-finite values (NaN or "
+                           f"infinity), the first at {list(map(int, bad[0]))}")
+
+
+def _check_readouts(config: SavedConfig, layout: ResidualLayout) -> None:
+    seen: set[str] = set()
+    for i, readout in enumerate(config.readouts):
+        where = f"{CONFIG_FILE}: readouts[{i}] ({readout.label!r})"
+        if readout.label in seen:
+            raise _Invalid(f"{where}: a second readout of the same SOp")
+        seen.add(readout.label)
+        for index in readout.indices:
+            if not 0 <= index < layout.width:
+                raise _Invalid(f"{where}: index {index} is outside the residual (dims 0.."
+                               f"{layout.width - 1})")
+        if readout.numerical:
+            if readout.values or len(readout.coefficients) != len(readout.indices):
+                raise _Invalid(f"{where}: a numerical readout needs one coefficient per index "
+                               f"and no values")
+            if not all(math.isfinite(c) for c in readout.coefficients):
+                raise _Invalid(f"{where}: a coefficient is not finite")
+            continue
+        if readout.coefficients or len(readout.values) != len(readout.indices):
+            raise _Invalid(f"{where}: a categorical readout needs one value per index and no "
+                           f"coefficients")
+        for index, value in zip(readout.indices, readout.values):
+            if layout.dims[index] != Dim(readout.label, value):
+                raise _Invalid(f"{where}: index {index} is the dim {layout.dims[index]}, not "
+                               f"{readout.label}:{value}")
+
+
+def _check_info(config: SavedConfig) -> None:
+    info, shape = config.info, config.shape
+    labels = [readout.label for readout in config.readouts]
+    if info.output not in labels:
+        raise _Invalid(f"{CONFIG_FILE}: info.output {info.output!r} has no readout (readable: "
+                       f"{', '.join(labels)})")
+    if len(info.layers) != len(shape.layers):
+        raise _Invalid(f"{CONFIG_FILE}: info.layers describes {len(info.layers)} layers, "
+                       f"shape.layers {len(shape.layers)}")
+    for l, (layer, layer_shape) in enumerate(zip(info.layers, shape.layers)):
+        if len(layer.heads) != layer_shape.heads or layer.mlp_hidden != layer_shape.mlp_hidden:
+            raise _Invalid(
+                f"{CONFIG_FILE}: info.layers[{l}] has {len(layer.heads)} heads and MLP width "
+                f"{layer.mlp_hidden}, shape.layers[{l}] {layer_shape.heads} and "
+                f"{layer_shape.mlp_hidden}"
+            )
+
+
+def _check_vocab_embedding(config: SavedConfig, layout: ResidualLayout,
+                           embed: np.ndarray) -> None:
+    """Token row i must embed vocab[i]: a reordered or renamed vocab is caught here."""
+    vocab, index = config.vocab, layout.index
+    clash = f"{CONFIG_FILE} and {PARAMS_FILE} disagree"
+    bos_column = embed[:, index[BOS]]
+    if bos_column[len(vocab)] != 1 or np.any(np.delete(bos_column, len(vocab)) != 0):
+        raise _Invalid(f"{clash}: token_embed row {len(vocab)} (after the {len(vocab)} vocab "
+                       f"tokens) must be BOS; was the vocab edited?")
+    token_columns = {dim.value: i for i, dim in enumerate(layout.dims) if dim.sop == TOKENS}
+    if not token_columns:
+        return  # the program never reads the raw tokens: only the checksum guards the vocab
+    if set(token_columns) != set(vocab):
+        raise _Invalid(f"{clash}: the layout's {TOKENS} dims hold {sorted(map(str, token_columns))}"
+                       f", the vocab {sorted(map(str, vocab))}; was the vocab edited?")
+    columns = list(token_columns.values())
+    for row, token in enumerate(vocab):
+        hot = [layout.dims[c].value for c in columns if embed[row, c] == 1]
+        if hot != [token]:
+            raise _Invalid(f"{clash}: vocab token {token!r} (token_embed row {row}) is embedded "
+                           f"as {TOKENS}:{', '.join(map(str, hot)) or 'nothing'}; was the vocab "
+                           f"edited?")
+
+
+def _checksum(data: dict, arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of the canonical JSON of the config, then each array's key, dtype, shape, bytes."""
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+    for key in sorted(arrays):
+        array = arrays[key]
+        digest.update(json.dumps([key, array.dtype.str, list(array.shape)]).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return CHECKSUM_PREFIX + digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------- codec
+
+
+def to_json(value: Any, hint: Any = None) -> Any:
+    """A dataclass (or a value of type `hint`) as JSON-ready lists, dicts and scalars."""
+    hint = type(value) if hint is None else hint
+    if hint is Any:
+        return _encode_value(value)
+    if dataclasses.is_dataclass(hint):
+        hints = _field_hints(hint)
+        return {f.name: to_json(getattr(value, f.name), hints[f.name])
+                for f in dataclasses.fields(hint)}
+    origin = typing.get_origin(hint)
+    if hint is tuple or origin is tuple:
+        items = _item_hints(hint, len(value))
+        if items is None:
+            raise SaveError(f"cannot save {value!r}: expected a tuple shaped like {hint}")
+        return [to_json(item, item_hint) for item, item_hint in zip(value, items)]
+    if origin in (collections.abc.Mapping, dict):
+        _, value_hint = typing.get_args(hint)
+        if not all(isinstance(key, str) for key in value):
+            raise SaveError(f"cannot save {value!r}: JSON object keys must be strings")
+        return {key: to_json(item, value_hint) for key, item in value.items()}
+    if hint is bool:
+        return bool(value)
+    if hint is int:
+        return operator.index(value)
+    if hint is float:
+        return float(value)
+    if hint is str:
+        return str(value)
+    raise TypeError(f"no JSON encoding for the type {hint!r}; extend persistence.to_json")
+
+
+def from_json(data: Any, hint: Any, path: str = "") -> Any:
+    """Inverse of `to_json`: check `data` against `hint`; name the field path of any problem."""
+    if hint is Any:
+        return _decode_value(data, path)
+    if dataclasses.is_dataclass(hint):
+        names = [f.name for f in dataclasses.fields(hint)]
+        if not isinstance(data, dict):
+            raise _Invalid(f"{path or 'the file'}: expected an object with keys "
+                           f"{', '.join(names)}, got {_kind(data)}")
+        for name in names:
+            if name not in data:
+                raise _Invalid(f"{_join(path, name)}: missing")
+        for key in data:
+            if key not in names:
+                raise _Invalid(f"{_join(path, key)}: unknown key (a {hint.__name__} has "
+                               f"{', '.join(names)})")
+        hints = _field_hints(hint)
+        return hint(**{name: from_json(data[name], hints[name], _join(path, name))
+                       for name in names})
+    origin = typing.get_origin(hint)
+    if hint is tuple or origin is tuple:
+        if not isinstance(data, list):
+            raise _Invalid(f"{path}: expected a list, got {_kind(data)}")
+        items = _item_hints(hint, len(data))
+        if items is None:
+            raise _Invalid(f"{path}: expected {len(typing.get_args(hint))} items, got {len(data)}")
+        return tuple(from_json(item, item_hint, f"{path}[{i}]")
+                     for i, (item, item_hint) in enumerate(zip(data, items)))
+    if origin in (collections.abc.Mapping, dict):
+        if not isinstance(data, dict):
+            raise _Invalid(f"{path}: expected an object, got {_kind(data)}")
+        _, value_hint = typing.get_args(hint)
+        return {key: from_json(item, value_hint, f"{path}[{key!r}]") for key, item in data.items()}
+    if hint is bool:
+        if not isinstance(data, bool):
+            raise _Invalid(f"{path}: expected true or false, got {_kind(data)}")
+        return data
+    if hint is int:
+        if type(data) is not int:
+            raise _Invalid(f"{path}: expected a whole number, got {_kind(data)}")
+        return data
+    if hint is float:
+        if type(data) not in (int, float):
+            raise _Invalid(f"{path}: expected a number, got {_kind(data)}")
+        return float(data)
+    if hint is str:
+        if not isinstance(data, str):
+            raise _Invalid(f"{path}: expected a string, got {_kind(data)}")
+        return data
+    raise TypeError(f"no JSON decoding for the type {hint!r}; extend persistence.from_json")
+
+
+@functools.cache
+def _field_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _item_hints(hint: Any, n: int) -> list | None:
+    """The hint of each of a tuple's n items; None when a fixed-length tuple has another n."""
+    args = typing.get_args(hint)
+    if not args:
+        return [Any] * n  # a bare `tuple` holds values of any kind
+    if len(args) == 2 and args[1] is Ellipsis:
+        return [args[0]] * n
+    return list(args) if len(args) == n else None
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _kind(data: Any) -> str:
+    if data is None:
+        return "null"
+    if isinstance(data, bool):
+        return f"{str(data).lower()}"
+    if isinstance(data, (list, dict)):
+        return f"a {'list' if isinstance(data, list) else 'object'} ({len(data)} items)"
+    if isinstance(data, str):
+        return f"the string {data[:40]!r}"
+    return f"the number {data!r}"
+
+
+def _encode_value(value: Any) -> Any:
+    """A token or SOp value as JSON: None, bools, numbers and strings as themselves,
+    tuples tagged {"tuple": [...]} so that they come back as tuples."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, tuple):
+        return {"tuple": [_encode_value(v) for v in value]}
+    if isinstance(value, np.generic):
+        return value.item()
+    raise SaveError(
+        f"cannot save the value {value!r} ({type(value).__name__}): saved models hold None, "
+        f"bools, numbers, strings and tuples of them"
+    )
+
+
+def _decode_value(data: Any, path: str) -> Any:
+    if data is None or isinstance(data, (bool, int, float, str)):
+        return data
+    if isinstance(data, dict) and set(data) == {"tuple"} and isinstance(data["tuple"], list):
+        return tuple(_decode_value(v, f"{path}[{i}]") for i, v in enumerate(data["tuple"]))
+    raise _Invalid(f"{path}: expected a value (null, a bool, number or string, or "
+                   f'{{"tuple": [...]}}), got {_kind(data)}')
