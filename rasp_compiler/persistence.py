@@ -25,6 +25,7 @@ import json
 import math
 import operator
 import os
+import types
 import typing
 import zipfile
 import zlib
@@ -443,6 +444,9 @@ def to_json(value: Any, hint: Any = None) -> Any:
         hints = _field_hints(hint)
         return {f.name: to_json(getattr(value, f.name), hints[f.name])
                 for f in dataclasses.fields(hint)}
+    optional = _optional(hint)
+    if optional is not None:
+        return None if value is None else to_json(value, optional)
     origin = typing.get_origin(hint)
     if hint is tuple or origin is tuple:
         items = _item_hints(hint, len(value))
@@ -484,6 +488,9 @@ def from_json(data: Any, hint: Any, path: str = "") -> Any:
         hints = _field_hints(hint)
         return hint(**{name: from_json(data[name], hints[name], _join(path, name))
                        for name in names})
+    optional = _optional(hint)
+    if optional is not None:
+        return None if data is None else from_json(data, optional, path)
     origin = typing.get_origin(hint)
     if hint is tuple or origin is tuple:
         if not isinstance(data, list):
@@ -515,6 +522,16 @@ def from_json(data: Any, hint: Any, path: str = "") -> Any:
             raise _Invalid(f"{path}: expected a string, got {_kind(data)}")
         return data
     raise TypeError(f"no JSON decoding for the type {hint!r}; extend persistence.from_json")
+
+
+def _optional(hint: Any) -> Any:
+    """X for a hint `X | None` (or Optional[X]); None for any other hint."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [arg for arg in args if arg is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return None
 
 
 @functools.cache

@@ -66,6 +66,15 @@ def test_round_trip_keeps_outputs_and_everything_the_model_knows(model, saved):
             assert np.array_equal(loaded.params[module][name], value)
 
 
+def test_a_causal_model_round_trips_with_its_mask_and_invariance_verdict(tmp_path):
+    spec = load_program("reverse")
+    model = compile_program(spec.make(4), spec.vocab, 4, causal=True)
+    loaded = CompiledModel.load(model.save(tmp_path / "causal"))
+    assert loaded.causal and loaded.shape.causal and loaded.info == model.info
+    assert loaded.info.causally_invariant is False and "position" in loaded.info.causal_invariance
+    assert loaded.run(BATCH, backend="numpy") == model.run(BATCH, backend="numpy")
+
+
 def test_load_builds_the_class_it_is_called_on(saved):
     class Traced(CompiledModel):
         pass
@@ -223,6 +232,7 @@ class Inner:
 @dataclass(frozen=True)
 class Outer:
     count: int
+    maybe: bool | None
     inners: tuple[Inner, ...]
     pairs: tuple[tuple[str, int], ...]
     groups: Mapping[str, tuple[str, ...]]
@@ -231,11 +241,13 @@ class Outer:
 
 
 def test_the_codec_round_trips_nested_dataclasses_from_their_type_hints():
-    value = Outer(2, (Inner("x", 1.5), Inner("y")), (("a", 1),), {"g": ("p", "q")},
+    value = Outer(2, None, (Inner("x", 1.5), Inner("y")), (("a", 1),), {"g": ("p", "q")},
                   ("t", (1, None)), (1, "b", (2.0,)))
     data = json.loads(json.dumps(persistence.to_json(value)))
     assert data["anything"] == {"tuple": ["t", {"tuple": [1, None]}]}
     assert persistence.from_json(data, Outer) == value
+    flagged = Outer(2, True, (), (), {}, None)
+    assert persistence.from_json(persistence.to_json(flagged), Outer) == flagged
 
 
 @pytest.mark.parametrize("change, message", [
@@ -244,9 +256,10 @@ def test_the_codec_round_trips_nested_dataclasses_from_their_type_hints():
     (lambda d: d["groups"].update(g=[1]), r"groups\['g'\]\[0\]: expected a string, got the number 1"),
     (lambda d: d.update(anything=[1]), r"anything: expected a value .* got a list"),
     (lambda d: d.update(count=True), "count: expected a whole number, got true"),
+    (lambda d: d.update(maybe=1), "maybe: expected true or false, got the number 1"),
 ])
 def test_the_codec_names_the_path_of_what_is_wrong(change, message):
-    data = persistence.to_json(Outer(1, (Inner("x"), Inner("y")), (("a", 1),), {"g": ()}, None))
+    data = persistence.to_json(Outer(1, None, (Inner("x"), Inner("y")), (("a", 1),), {"g": ()}, None))
     change(data)
     with pytest.raises(LoadError, match=message):
         persistence.from_json(data, Outer)
@@ -254,4 +267,4 @@ def test_the_codec_names_the_path_of_what_is_wrong(change, message):
 
 def test_values_a_saved_model_cannot_hold_are_refused_on_save():
     with pytest.raises(SaveError, match=r"cannot save the value frozenset\(\{1\}\)"):
-        persistence.to_json(Outer(1, (), (), {}, frozenset({1})))
+        persistence.to_json(Outer(1, None, (), (), {}, frozenset({1})))
