@@ -85,13 +85,15 @@ def warm_up(model) -> None:
     bucket (about a second each on a CPU), and a compile inside a hypothesis example
     exceeds its deadline. Call this outside the test (at module level or in a fixture).
     """
-    def compile_every_length(model):
+    def compile_every_bucket(model):
+        # A one-input batch, as in a test; its shape depends only on the length's bucket.
+        lengths_by_bucket = {model._bucket_length(n): n for n in range(1, model.max_seq_len + 1)}
         token = model.vocab[0]
-        for length in range(1, model.max_seq_len + 1):  # one input per call, as in a test
+        for length in sorted(lengths_by_bucket.values()):
             model.run([[token] * length])
         return True
 
-    _warm_models.get(model, compile_every_length)
+    _warm_models.get(model, compile_every_bucket)
 
 
 def assert_matches(program, model, tokens: Sequence, *, backend: str = "numpy") -> None:

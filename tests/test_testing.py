@@ -53,12 +53,15 @@ def test_graph_cache_is_bounded():
     assert testing._graph_of(programs[-1]) is testing._graph_of(programs[-1])
 
 
-def test_warm_up_runs_every_length_once_per_model(monkeypatch):
-    model = compile_program(PROGRAM, ["a", "b"], 3)
+def test_warm_up_runs_one_input_per_length_bucket_once_per_model(monkeypatch):
+    model = compile_program(PROGRAM, ["a", "b"], 16)
     calls = _record_runs(monkeypatch, model, call_through=False)  # no XLA compile here
     warm_up(model)
     warm_up(model)
-    assert [batch for batch, _ in calls] == [[["a"]], [["a", "a"]], [["a", "a", "a"]]]
+    lengths = [len(batch[0]) for batch, _ in calls]
+    buckets = [model._bucket_length(n) for n in lengths]
+    assert sorted(set(buckets)) == buckets  # one run per bucket, every bucket of 1..16
+    assert set(buckets) == {model._bucket_length(n) for n in range(1, 17)}
 
 
 def test_jax_backend_warms_up_then_matches(monkeypatch):
