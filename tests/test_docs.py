@@ -173,19 +173,13 @@ def checked_source(example: Example) -> str:
     return "\n" * (example.first_line - 1) + "\n".join(lines) + "\n"
 
 
-def _doc_claim(where: str, got, claimed) -> None:
-    if hasattr(got, "tolist"):
-        got = got.tolist()
-    assert got == claimed, f"{where}: the comment claims {claimed!r}, the code gives {got!r}"
-
-
-CLAIM_CHECKER_SOURCE = f'''
-def {CLAIM_CHECKER}(where, got, claimed):
-    """A doc comment's claimed result (see tests/test_docs.py)."""
-    if hasattr(got, "tolist"):
-        got = got.tolist()
-    assert got == claimed, f"{{where}}: the comment claims {{claimed!r}}, the code gives {{got!r}}"
-'''
+# One line, so a generated test file can define it on line 1 (a block starts at line 2 or
+# later) and every block keeps its line numbers from the document.
+CLAIM_CHECKER_LINE = (
+    f"def {CLAIM_CHECKER}(where, got, claimed): "
+    "got = got.tolist() if hasattr(got, 'tolist') else got; "
+    "assert got == claimed, f'{where}: the comment claims {claimed!r}, the code gives {got!r}'"
+)
 
 # Appended to every generated user test file: proves the run saw none of this project's
 # settings (tests/conftest.py loads a profile with deadline=None).
@@ -207,7 +201,8 @@ def count_test_functions(examples: list[Example]) -> int:
 
 def run_in_process(examples: list[Example]) -> dict:
     """exec the blocks in order in one namespace; tracebacks point into the markdown."""
-    namespace = {"__name__": "__doc_example__", CLAIM_CHECKER: _doc_claim}
+    namespace = {"__name__": "__doc_example__"}
+    exec(CLAIM_CHECKER_LINE, namespace)
     with warnings.catch_warnings():
         # A CompileWarning is documented behaviour a user sees printed, not an error.
         warnings.filterwarnings("ignore", category=CompileWarning)
@@ -216,26 +211,33 @@ def run_in_process(examples: list[Example]) -> dict:
     return namespace
 
 
-def run_as_user_test_file(examples: list[Example], directory: Path) -> subprocess.CompletedProcess:
-    """Write the blocks as one test file into `directory` and run pytest there, in a new process.
-
-    The directory holds only that file and an empty pytest.ini: no conftest.py, none of
-    this project's pytest options (filterwarnings, -n) and hypothesis's default settings
-    (deadline 200 ms). The child imports this checkout's rasp_compiler, as if installed.
-    """
-    name = "test_" + re.sub(r"\W", "_", examples[0].document.stem) + "_examples.py"
-    parts = [CLAIM_CHECKER_SOURCE]
+def write_user_test_file(examples: list[Example], directory: Path) -> Path:
+    """The blocks as one test file, each block at its line in the document (so tracebacks
+    give the markdown's lines), plus an empty pytest.ini: a user's clean project."""
+    path = directory / ("test_" + re.sub(r"\W", "_", examples[0].document.stem) + "_examples.py")
+    lines = [CLAIM_CHECKER_LINE]
     for example in examples:
-        parts.append(f"# ---- {example.where}\n" + checked_source(example).lstrip("\n"))
-    parts.append(CLEAN_PROJECT_GUARD)
-    (directory / name).write_text("\n".join(parts))
+        lines += [""] * (example.first_line - 1 - len(lines))
+        lines += checked_source(example).splitlines()[example.first_line - 1:]
+    path.write_text("\n".join(lines) + "\n" + CLEAN_PROJECT_GUARD)
     (directory / "pytest.ini").write_text("[pytest]\n")
+    return path
+
+
+def run_as_user_test_file(examples: list[Example], directory: Path) -> subprocess.CompletedProcess:
+    """Run the blocks' test file with pytest in `directory`, in a new process.
+
+    No conftest.py, none of this project's pytest options (filterwarnings, -n) and
+    hypothesis's default settings (deadline 200 ms); `--hypothesis-seed` only makes the
+    drawn inputs repeatable. The child imports this checkout's rasp_compiler.
+    """
+    path = write_user_test_file(examples, directory)
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("PYTEST_", "HYPOTHESIS_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0",
-         name],
+         path.name],
         cwd=directory, env=env, capture_output=True, text=True, timeout=600,
     )
 
@@ -312,3 +314,15 @@ def test_harness_catches_a_wrong_claim_at_its_markdown_line(tmp_path):
 def test_harness_flags_a_marker_without_a_python_block(tmp_path):
     document = _write_doc(tmp_path, "<!-- not-run: it is only an illustration -->\ntext\n")
     assert "not right before" in stray_not_run_markers(document)[0]
+
+
+def test_user_test_file_keeps_the_documents_line_numbers(tmp_path):
+    text = ("# Title\n\n```python\nxs = [2, 1]\n```\nprose\n```python\n"
+            "def test_sorted():\n    assert sorted(xs) == [1, 2]\n```\n")
+    document = _write_doc(tmp_path, text)
+    path = write_user_test_file(examples_in(document), tmp_path)
+    doc_lines, file_lines = text.splitlines(), path.read_text().splitlines()
+    for number in (4, 8, 9):
+        assert file_lines[number - 1] == doc_lines[number - 1]
+    assert count_test_functions(examples_in(document)) == 1
+    assert (tmp_path / "pytest.ini").read_text() == "[pytest]\n"
