@@ -72,10 +72,6 @@ class Example:
     code: str
     not_run: str | None
 
-    @property
-    def where(self) -> str:
-        return f"{_relative(self.document)}:{self.first_line}"
-
 
 def _relative(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
@@ -115,7 +111,7 @@ def stray_not_run_markers(document: Path) -> list[str]:
     for number, line in enumerate(lines, 1):
         marker = NOT_RUN.match(line)
         if marker is None:
-            if "not-run" in line:
+            if "<!--" in line and "not-run" in line:
                 problems.append(f"{_relative(document)}:{number}: malformed marker, write "
                                 "<!-- not-run: reason -->")
             continue
