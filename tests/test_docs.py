@@ -1,7 +1,41 @@
-"""Generated documentation stays current."""
+"""Documentation stays current, and every Python example in it runs as a user would run it.
 
+Doc examples: every ```python block of README.md and docs/*.md runs; the blocks of
+one document run in order in one namespace, so a later block may use an earlier
+block's names. A document whose examples define test functions (`def test_...`,
+e.g. hypothesis property tests) is written out as one test file into an empty
+directory (no conftest.py, an empty pytest.ini, so none of this project's
+pytest or hypothesis settings apply) and run by pytest in a new process, as in a
+user's project. The other documents run in this process, in a temporary working
+directory (examples may write files).
+
+Conventions for doc authors:
+- A block that cannot run (an illustrative fragment) gets the line
+  `<!-- not-run: why -->` right before its opening fence. Use it sparingly: a
+  block that can be made runnable should be.
+- A claimed result is checked: on a one-line statement `expr  # [...]` or
+  `print(expr)  # [...]` whose comment starts with a list, tuple, dict or set
+  literal, `expr` must equal that literal (text after the literal is free:
+  `# [[1, 3, 4], [1, 2]], batched`).
+"""
+
+from __future__ import annotations
+
+import ast
 import importlib.util
+import io
+import os
+import re
+import subprocess
+import sys
+import tokenize
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
+
+from rasp_compiler.errors import CompileWarning
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,3 +53,272 @@ def test_readme_test_command_is_what_ci_runs():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert ci in readme
+
+
+# ---------------------------------------------------------------------- doc examples
+
+PYTHON_FENCE_TAGS = {"python", "py"}
+FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+-]*)")
+NOT_RUN = re.compile(r"^\s*<!--\s*not-run:\s*(.*?)\s*-->\s*$")
+CLAIM_CHECKER = "_doc_claim"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One fenced Python block: where it is, its code, and why it does not run (if so)."""
+
+    document: Path
+    first_line: int  # 1-based line, in the document, of the block's first code line
+    code: str
+    not_run: str | None
+
+
+def _relative(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def examples_in(document: Path) -> list[Example]:
+    """Every fenced block tagged python, in order, with its not-run marker if it has one."""
+    lines = document.read_text().splitlines()
+    found = []
+    start = 0
+    while start < len(lines):
+        opening = FENCE.match(lines[start])
+        if not opening:
+            start += 1
+            continue
+        fence, tag = opening.group(1), opening.group(2).lower()
+        end = start + 1
+        while end < len(lines) and not _closes(lines[end], fence):
+            end += 1
+        if tag in PYTHON_FENCE_TAGS:
+            marker = NOT_RUN.match(lines[start - 1]) if start else None
+            found.append(Example(document, start + 2, "\n".join(lines[start + 1: end]),
+                                 marker.group(1) if marker else None))
+        start = end + 1
+    return found
+
+
+def _closes(line: str, fence: str) -> bool:
+    stripped = line.strip()
+    return stripped.startswith(fence) and set(stripped) == {fence[0]}
+
+
+def stray_not_run_markers(document: Path) -> list[str]:
+    """not-run markers that are not right before a python fence, or give no reason."""
+    lines = document.read_text().splitlines()
+    problems = []
+    for number, line in enumerate(lines, 1):
+        marker = NOT_RUN.match(line)
+        if marker is None:
+            if "<!--" in line and "not-run" in line:
+                problems.append(f"{_relative(document)}:{number}: malformed marker, write "
+                                "<!-- not-run: reason -->")
+            continue
+        following = FENCE.match(lines[number]) if number < len(lines) else None
+        if following is None or following.group(2).lower() not in PYTHON_FENCE_TAGS:
+            problems.append(f"{_relative(document)}:{number}: not-run marker not right before "
+                            "a ```python fence")
+        if len(marker.group(1)) < 10:
+            problems.append(f"{_relative(document)}:{number}: not-run marker needs a reason")
+    return problems
+
+
+def _claimed_literal(comment: str) -> str | None:
+    """The container literal a comment starts with (`# [[1, 3], [2]], batched`), as source."""
+    text = comment.lstrip("#").strip()
+    if not text or text[0] not in "[({":
+        return None
+    for end, char in enumerate(text):
+        if char in ")]}":
+            try:
+                ast.literal_eval(text[: end + 1])
+            except (ValueError, SyntaxError):
+                continue
+            return text[: end + 1]
+    return None
+
+
+def checked_source(example: Example) -> str:
+    """The block's code, padded so its line numbers are the document's, claims made checks.
+
+    A claim line `expr  # [1, 2]` becomes `_doc_claim("doc:line", expr, [1, 2])` on the
+    same line; `print(expr)  # ...` checks `expr`.
+    """
+    code = example.code
+    lines = code.splitlines()
+    comments = {}
+    for token in tokenize.generate_tokens(io.StringIO(code + "\n").readline):
+        if token.type == tokenize.COMMENT:
+            literal = _claimed_literal(token.string)
+            if literal is not None:
+                comments[token.start[0]] = literal
+    for statement in ast.parse(code).body:
+        if (not isinstance(statement, ast.Expr) or statement.lineno != statement.end_lineno
+                or statement.lineno not in comments):
+            continue
+        value = statement.value
+        if (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
+                and value.func.id == "print" and len(value.args) == 1 and not value.keywords):
+            value = value.args[0]
+        line = statement.lineno
+        where = f"{_relative(example.document)}:{example.first_line + line - 1}"
+        expression = ast.get_source_segment(code, value)
+        lines[line - 1] = (" " * statement.col_offset
+                           + f"{CLAIM_CHECKER}({where!r}, {expression}, {comments[line]})")
+    return "\n" * (example.first_line - 1) + "\n".join(lines) + "\n"
+
+
+# One line, so a generated test file can define it on line 1 (a block starts at line 2 or
+# later) and every block keeps its line numbers from the document.
+CLAIM_CHECKER_LINE = (
+    f"def {CLAIM_CHECKER}(where, got, claimed): "
+    "got = got.tolist() if hasattr(got, 'tolist') else got; "
+    "assert got == claimed, f'{where}: the comment claims {claimed!r}, the code gives {got!r}'"
+)
+
+# Appended to every generated user test file: proves the run saw none of this project's
+# settings (tests/conftest.py loads a profile with deadline=None).
+CLEAN_PROJECT_GUARD = '''
+
+def test_zz_this_project_runs_with_hypothesis_defaults():
+    import datetime
+    from hypothesis import settings
+    assert settings().deadline == datetime.timedelta(milliseconds=200), settings()
+    assert settings().max_examples == 100, settings()
+'''
+
+
+def count_test_functions(examples: list[Example]) -> int:
+    """Top-level `def test_...` in the blocks: pytest must report this many passed."""
+    return sum(1 for example in examples for node in ast.parse(example.code).body
+               if isinstance(node, ast.FunctionDef) and node.name.startswith("test"))
+
+
+def run_in_process(examples: list[Example]) -> dict:
+    """exec the blocks in order in one namespace; tracebacks point into the markdown."""
+    namespace = {"__name__": "__doc_example__"}
+    exec(CLAIM_CHECKER_LINE, namespace)
+    with warnings.catch_warnings():
+        # A CompileWarning is documented behaviour a user sees printed, not an error.
+        warnings.filterwarnings("ignore", category=CompileWarning)
+        for example in examples:
+            exec(compile(checked_source(example), str(example.document), "exec"), namespace)
+    return namespace
+
+
+def write_user_test_file(examples: list[Example], directory: Path) -> Path:
+    """The blocks as one test file, each block at its line in the document (so tracebacks
+    give the markdown's lines), plus an empty pytest.ini: a user's clean project."""
+    path = directory / ("test_" + re.sub(r"\W", "_", examples[0].document.stem) + "_examples.py")
+    lines = [CLAIM_CHECKER_LINE]
+    for example in examples:
+        lines += [""] * (example.first_line - 1 - len(lines))
+        lines += checked_source(example).splitlines()[example.first_line - 1:]
+    path.write_text("\n".join(lines) + "\n" + CLEAN_PROJECT_GUARD)
+    (directory / "pytest.ini").write_text("[pytest]\n")
+    return path
+
+
+def run_as_user_test_file(examples: list[Example], directory: Path) -> subprocess.CompletedProcess:
+    """Run the blocks' test file with pytest in `directory`, in a new process.
+
+    No conftest.py, none of this project's pytest options (filterwarnings, -n) and
+    hypothesis's default settings (deadline 200 ms); `--hypothesis-seed` only makes the
+    drawn inputs repeatable. The child imports this checkout's rasp_compiler.
+    """
+    path = write_user_test_file(examples, directory)
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("PYTEST_", "HYPOTHESIS_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0",
+         path.name],
+        cwd=directory, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def _documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+DOCUMENTS_WITH_EXAMPLES = [document for document in _documents()
+                           if any(not e.not_run for e in examples_in(document))]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS_WITH_EXAMPLES, ids=_relative)
+def test_document_examples_run_as_a_user_would(document, tmp_path, monkeypatch):
+    examples = [example for example in examples_in(document) if not example.not_run]
+    test_count = count_test_functions(examples)
+    if test_count == 0:
+        monkeypatch.chdir(tmp_path)
+        run_in_process(examples)
+        return
+    result = run_as_user_test_file(examples, tmp_path)
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, f"{_relative(document)}: its examples fail in a clean project:\n{report}"
+    assert f"{test_count + 1} passed" in result.stdout, report  # + the clean-project guard
+
+
+def test_every_python_block_runs_or_says_why_not():
+    problems = [problem for document in _documents() for problem in stray_not_run_markers(document)]
+    assert not problems, "\n".join(problems)
+    assert len(DOCUMENTS_WITH_EXAMPLES) >= 4  # README, verification, diagnostics, selectors
+
+
+# ---------------------------------------------------------------------- the harness itself
+
+def _write_doc(tmp_path, text: str) -> Path:
+    document = tmp_path / "doc.md"
+    document.write_text(text)
+    return document
+
+
+def test_harness_reads_blocks_markers_and_claims(tmp_path):
+    document = _write_doc(tmp_path, (
+        "intro\n"
+        "```python\n"
+        "xs = [3, 1, 2]\n"
+        "```\n"
+        "```bash\n"
+        "echo not python\n"
+        "```\n"
+        "<!-- not-run: needs a GPU cluster to mean anything -->\n"
+        "```python\n"
+        "undefined_name\n"
+        "```\n"
+        "```python\n"
+        "sorted(xs)  # [1, 2, 3], sorted\n"
+        "print(len(xs))  # 3 is not a container: no claim\n"
+        "```\n"
+    ))
+    examples = examples_in(document)
+    assert [(e.first_line, e.not_run) for e in examples] == [
+        (3, None), (10, "needs a GPU cluster to mean anything"), (13, None)]
+    assert stray_not_run_markers(document) == []
+    namespace = run_in_process([e for e in examples if not e.not_run])
+    assert namespace["xs"] == [3, 1, 2]
+    assert CLAIM_CHECKER in checked_source(examples[2]).splitlines()[12]
+
+
+def test_harness_catches_a_wrong_claim_at_its_markdown_line(tmp_path):
+    document = _write_doc(tmp_path, "```python\nxs = [3, 1]\nprint(sorted(xs))  # [3, 1]\n```\n")
+    with pytest.raises(AssertionError, match=r"doc.md:3: the comment claims \[3, 1\]"):
+        run_in_process(examples_in(document))
+
+
+def test_harness_flags_a_marker_without_a_python_block(tmp_path):
+    document = _write_doc(tmp_path, "<!-- not-run: it is only an illustration -->\ntext\n")
+    assert "not right before" in stray_not_run_markers(document)[0]
+
+
+def test_user_test_file_keeps_the_documents_line_numbers(tmp_path):
+    text = ("# Title\n\n```python\nxs = [2, 1]\n```\nprose\n```python\n"
+            "def test_sorted():\n    assert sorted(xs) == [1, 2]\n```\n")
+    document = _write_doc(tmp_path, text)
+    path = write_user_test_file(examples_in(document), tmp_path)
+    doc_lines, file_lines = text.splitlines(), path.read_text().splitlines()
+    for number in (4, 8, 9):
+        assert file_lines[number - 1] == doc_lines[number - 1]
+    assert count_test_functions(examples_in(document)) == 1
+    assert (tmp_path / "pytest.ini").read_text() == "[pytest]\n"

@@ -1,0 +1,92 @@
+"""The hypothesis helpers stay fast enough for hypothesis's default deadline.
+
+(docs/verification.md's property test also runs in a clean project, with no
+settings at all, in tests/test_docs.py.)
+"""
+
+import gc
+
+import pytest
+
+from rasp_compiler import lib, testing
+from rasp_compiler.compiler import compile_program
+from rasp_compiler.errors import InvalidInputError, RaspCompilerError
+from rasp_compiler.testing import assert_matches, warm_up
+
+PROGRAM = lib.make_hist()
+MODEL = compile_program(PROGRAM, ["a", "b"], 4)
+
+
+def _record_runs(monkeypatch, model, call_through=True):
+    calls = []
+    run = model.run
+
+    def recording_run(batch, **kwargs):
+        calls.append((batch, kwargs))
+        return run(batch, **kwargs) if call_through else None
+
+    monkeypatch.setattr(model, "run", recording_run)
+    return calls
+
+
+def test_assert_matches_runs_the_numpy_forward_by_default(monkeypatch):
+    calls = _record_runs(monkeypatch, MODEL)
+    assert_matches(PROGRAM, MODEL, ["a", "b", "a"])
+    assert calls == [([["a", "b", "a"]], {"backend": "numpy"})]
+
+
+def test_assert_matches_builds_the_graph_once_per_program(monkeypatch):
+    program = lib.make_hist()
+    built = []
+    build_graph = testing.build_graph
+    monkeypatch.setattr(testing, "build_graph", lambda p: built.append(p) or build_graph(p))
+    for tokens in (["a"], ["a", "b"], ["b", "b", "a"]):
+        assert_matches(program, MODEL, tokens)
+    assert built == [program]
+
+
+def test_graph_cache_is_bounded():
+    programs = [lib.make_hist() for _ in range(testing.GRAPH_CACHE_SIZE + 4)]
+    for program in programs:
+        testing._graph_of(program)
+    assert len(testing._graphs) <= testing.GRAPH_CACHE_SIZE
+    assert testing._graph_of(programs[-1]) is testing._graph_of(programs[-1])
+
+
+def test_warm_up_runs_one_input_per_length_bucket_once_per_model(monkeypatch):
+    model = compile_program(PROGRAM, ["a", "b"], 16)
+    calls = _record_runs(monkeypatch, model, call_through=False)  # no XLA compile here
+    warm_up(model)
+    warm_up(model)
+    lengths = [len(batch[0]) for batch, _ in calls]
+    buckets = [model._bucket_length(n) for n in lengths]
+    assert sorted(set(buckets)) == buckets  # one run per bucket, every bucket of 1..16
+    assert set(buckets) == {model._bucket_length(n) for n in range(1, 17)}
+
+
+def test_jax_backend_warms_up_then_matches(monkeypatch):
+    model = compile_program(PROGRAM, ["a", "b"], 2)
+    assert_matches(PROGRAM, model, ["b", "a"], backend="jax")
+    calls = _record_runs(monkeypatch, model)
+    warm_up(model)  # already warm: nothing to compile
+    assert_matches(PROGRAM, model, ["a"], backend="jax")
+    assert calls == [([["a"]], {"backend": "jax"})]
+
+
+def test_per_object_cache_forgets_collected_objects():
+    class Thing:
+        pass
+
+    cache = testing._PerObject()
+    thing = Thing()
+    assert cache.get(thing, lambda t: 1) == 1
+    assert cache.get(thing, lambda t: 2) == 1
+    del thing
+    gc.collect()
+    assert cache._entries == {}
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(InvalidInputError, match="backend must be one of") as error:
+        assert_matches(PROGRAM, MODEL, ["a"], backend="torch")
+    assert isinstance(error.value, (RaspCompilerError, ValueError))
