@@ -239,7 +239,7 @@ def _check_aggregates(ops, live, allow_unsafe: bool, causal: bool) -> tuple[list
         elif check.status == "unproven":
             messages.append(
                 f"{check.label}: could not prove this categorical Aggregate always selects a "
-                f"single value ({check.reason}); the model marks any position where it does "
+                f"single value: {check.reason}. The model marks any position where it does "
                 f"not as Unclean"
             )
     return messages, checks
