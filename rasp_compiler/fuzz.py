@@ -9,7 +9,9 @@ small (modular arithmetic) so value sets stay finite and modest.
 
 With `extreme_numbers`, a few draws (`extreme_rate`) are numbers the compiler
 must refuse or get exactly right: Maps returning inf or NaN on some value, and
-large offsets (1e4 to 1e9) added, averaged or combined, then subtracted again.
+large offsets (1e4 to 1e9) added, averaged or combined, then subtracted again;
+and oversized value sets (pair codes of pair codes, means of many distinct
+numbers), which must be refused quickly, naming the SOp and the limit.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class FuzzConfig:
     numerical: bool = True
     selector_width: bool = True
     categorical_aggregates: bool = True
-    extreme_numbers: bool = True  # inf/NaN-returning Maps, large offsets added then removed
+    extreme_numbers: bool = True  # inf/NaN Maps, large offsets round-tripped, oversized sets
     extreme_rate: float = 0.015  # chance that a draw is one of those
     mixed_types: bool = True  # draw MIXED_TYPE_MAPS too
 
@@ -212,6 +214,23 @@ def _offset_round_trip(p: _Pools) -> rasp.SOp:
     return p.add(rasp.numerical(rasp.Map(lambda v: v - back, big, simplify=False)), True)
 
 
+def _oversized(p: _Pools) -> rasp.SOp:
+    """Pair codes of pair codes: 16, 256 then 65,536 values (past max_value_set_size), or
+    the mean of a 256-valued number (millions of means: past the numerical limit)."""
+
+    def code(fst: rasp.SOp, snd: rasp.SOp) -> rasp.SOp:
+        return rasp.SequenceMap(lambda x, y: x * 10**6 + y, fst, snd)
+
+    def pick() -> rasp.SOp:
+        return p.rng.choice(p.categorical)
+
+    pairs = code(code(pick(), pick()), code(pick(), pick()))  # up to 256 values
+    if p.rng.random() < 0.5:
+        return p.add(code(pairs, code(pairs, pick())), False)
+    number = rasp.numerical(rasp.Map(lambda v: math.sqrt(v % 9973 + 2), pairs, simplify=False))
+    return p.add(rasp.numerical(rasp.Aggregate(p.selector(), number, default=0)), True)
+
+
 _BUILDERS = {
     "map": _map,
     "mixed_type_map": _mixed_type_map,
@@ -226,8 +245,9 @@ _BUILDERS = {
     "linear_sequence_map": _linear_sequence_map,
     "non_finite_map": _non_finite_map,
     "offset_round_trip": _offset_round_trip,
+    "oversized": _oversized,
 }
-_EXTREME = ("non_finite_map", "offset_round_trip")
+_EXTREME = ("non_finite_map", "offset_round_trip", "oversized")
 
 
 def _choices(pools: _Pools) -> list[str]:

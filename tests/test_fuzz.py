@@ -1,6 +1,7 @@
 """Differential fuzzing: random programs either match the evaluator or are refused clearly."""
 
 import random
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -75,3 +76,14 @@ def test_extreme_numbers_are_refused_clearly_or_computed_exactly():
     assert "Use a finite number" in refusals, report.summary()
     assert "the float32 model can be off by up to" in refusals, report.summary()
     assert report.count("matched") > 0, report.summary()
+
+
+def test_oversized_value_sets_are_refused_quickly_by_name():
+    """Pair codes of pair codes and means of many distinct numbers: refused in seconds."""
+    started = time.perf_counter()
+    report = campaign(12, seed=3, config=FuzzConfig(size=1, extreme_rate=1.0), samples=5)
+    assert not report.problems, report.summary()
+    refusals = [o.detail for o in report.outcomes if o.status == "refused"]
+    assert any("value set is too large" in r or "too large to list" in r for r in refusals), (
+        report.summary())
+    assert time.perf_counter() - started < 60
