@@ -284,6 +284,16 @@ def random_input(rng: random.Random, vocab, max_seq_len: int) -> list:
     return [rng.choice(tuple(vocab)) for _ in range(rng.randint(1, max_seq_len))]
 
 
+def refusal_reason(detail: str) -> str:
+    """A refusal message with what varies between programs blanked out (labels, the
+    SOp's values and inputs, numbers), so refusals group by kind."""
+    text = re.sub(r"\b[a-z_]+_\d+\b", "X", detail)
+    text = re.sub(r"\b(tokens|indices)\b", "X", text)
+    text = re.sub(r"\([^()]*\)", "(..)", text)
+    text = re.sub(r"-?\b\d[\d,.]*(e[+-]?\d+)?\b|\binf\b|\bnan\b|\bTrue\b|-?\d+\.\d+", "N", text)
+    return text[:110]
+
+
 @dataclass
 class FuzzOutcome:
     seed: int
@@ -309,10 +319,9 @@ class FuzzReport:
                  f"{self.count('mismatch')} mismatched, {self.count('crash')} crashed"]
         reasons: dict[str, int] = {}
         for o in self.outcomes:
-            if o.status == "refused":  # group by message, labels blanked out
-                key = re.sub(r"\b[a-z_]+_\d+\b", "X", o.detail)[:110]
-                reasons[key] = reasons.get(key, 0) + 1
-        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:10]:
+            if o.status == "refused":
+                reasons[refusal_reason(o.detail)] = reasons.get(refusal_reason(o.detail), 0) + 1
+        for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"  refused x{n}: {reason}")
         for o in self.problems:
             lines.append(f"  {o.status.upper()} seed {o.seed}: {o.detail}")

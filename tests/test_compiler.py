@@ -71,7 +71,10 @@ def test_size_estimate_bounds_and_counts_the_built_model(case, compiled):
 def test_random_inputs_at_longer_lengths(case, max_seq_len):
     program = case.factory(max_seq_len)
     model = compile_program(program, case.vocab, max_seq_len, **case.options)
-    report = verify(program, model, samples=RANDOM_INPUTS[max_seq_len], seed=max_seq_len)
+    # Up to 32 the numpy forward is faster than an XLA compile per model and length;
+    # test_assemble and test_fuzz pin the two forwards equal.
+    report = verify(program, model, samples=RANDOM_INPUTS[max_seq_len], seed=max_seq_len,
+                    backend="numpy" if max_seq_len <= 32 else "jax")
     assert report.mismatch_count == 0, str(report)
 
 

@@ -87,3 +87,14 @@ def test_oversized_value_sets_are_refused_quickly_by_name():
     assert any("value set is too large" in r or "too large to list" in r for r in refusals), (
         report.summary())
     assert time.perf_counter() - started < 60
+
+
+def test_refusals_group_by_kind_in_the_summary():
+    from rasp_compiler.fuzz import FuzzOutcome, FuzzReport, refusal_reason
+
+    a = "InvalidProgramError: map_7: this Map can be True (on tokens = 0) and 1 (on tokens = 1)"
+    b = "InvalidProgramError: map_2: this Map can be -0.0 (on indices = 0) and 0.0 (on indices = 1)"
+    assert refusal_reason(a) == refusal_reason(b) == "InvalidProgramError: X: this Map can be N (..) and N (..)"
+    report = FuzzReport([FuzzOutcome(0, "refused", a), FuzzOutcome(1, "refused", b),
+                         FuzzOutcome(2, "matched")])
+    assert "refused x2: InvalidProgramError: X: this Map can be N" in report.summary()
