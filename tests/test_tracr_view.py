@@ -287,18 +287,21 @@ def _tracr_user_run(model, program_label, tokens):
     return [model.input_encoder.bos_token] + decoded[1:], attn_outs
 
 
-@pytest.mark.parametrize("name, inputs", [
-    ("sort_unique", [[3, 1, 2], [5, 4, 1, 2]]),
-    ("frac_prevs", [["x", "a", "x"], ["b", "x", "x", "x"]]),
+@pytest.mark.parametrize("name, inputs, causal", [
+    ("sort_unique", [[3, 1, 2], [5, 4, 1, 2]], False),
+    ("frac_prevs", [["x", "a", "x"], ["b", "x", "x", "x"]], False),
+    ("reverse", [["a", "b", "c"], ["c", "a"]], True),  # causal: tracr code applies the mask
+    ("frac_prevs", [["x", "a", "x"], ["b", "x", "x", "x"]], True),
 ])
-def test_code_written_for_tracr_gets_the_same_answers(name, inputs):
+def test_code_written_for_tracr_gets_the_same_answers(name, inputs, causal):
     spec = load_program(name)
     program = spec.make(spec.max_seq_len)
-    model = compile_program(program, spec.vocab, spec.max_seq_len, **spec.options)
+    model = compile_program(program, spec.vocab, spec.max_seq_len, causal=causal, **spec.options)
+    assert model.model_config.causal is causal
     for tokens in inputs:
         decoded, attn_outs = _tracr_user_run(model, program.label, ["BOS"] + tokens)
         out = model.apply(["BOS"] + tokens)
-        expected = evaluate(program, tokens)
+        expected = evaluate(program, tokens, causal=causal)
         if isinstance(model.output_encoder, NumericalEncoder):
             np.testing.assert_allclose(decoded[1:], expected, atol=1e-4)
             np.testing.assert_allclose(out.decoded[1:], expected, atol=1e-4)
