@@ -1,9 +1,8 @@
-import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rasp_compiler import lib, rasp
+from rasp_compiler import lib
 from rasp_compiler.assemble import assemble, build_forward, forward_numpy
 from rasp_compiler.graph import build_graph
 from rasp_compiler.lower import lower

@@ -1,7 +1,6 @@
 """Causal (decoder-only) compilation: exact against the evaluator's causal meaning."""
 
 import dataclasses
-import random
 
 import numpy as np
 import pytest
@@ -38,10 +37,10 @@ def causal_twin(model: CompiledModel) -> CompiledModel:
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_causal_model_equals_the_causal_evaluator(case):
+def test_causal_model_equals_the_causal_evaluator(case, compiled_case):
     program = case.factory(case.max_seq_len)
     try:
-        model = _compile(case, causal=True)
+        program, model = compiled_case(case, causal=True)
     except UnsafeAggregateError as error:
         # Masking can make a categorical Aggregate mix values (argmax of a prefix may
         # tie): the refusal must show an input where the causal meaning really mixes.

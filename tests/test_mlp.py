@@ -1,6 +1,5 @@
 """The MLP constructions, checked neuron by neuron against their functions."""
 
-import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp

@@ -77,7 +77,7 @@ def test_sorting_by_keys_unique_per_position_is_proven(program, vocab, n, ranked
     assert status == "proven", reason
     assert "target_pos holds a different value at every position" in reason
     assert "a permutation of 0..n-1" in reason
-    assert f"SelectorWidth of smaller, a strict total order on the" in reason
+    assert "SelectorWidth of smaller, a strict total order on the" in reason
     assert f"values of {ranked};" in reason
     assert verify(program, model, exhaustive_up_to=3, backend="numpy").ok
 

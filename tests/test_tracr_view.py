@@ -28,17 +28,9 @@ from cases import CASES
 pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")
 
 
-@pytest.fixture(scope="module")
-def compiled():
-    cache = {}
-
-    def get(case):
-        if case.name not in cache:
-            n = case.max_seq_len
-            cache[case.name] = compile_program(case.factory(n), case.vocab, n, **case.options)
-        return cache[case.name]
-
-    return get
+@pytest.fixture
+def compiled(compiled_case):
+    return lambda case: compiled_case(case)[1]
 
 
 @pytest.fixture(scope="module")

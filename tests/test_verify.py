@@ -1,6 +1,6 @@
 import pytest
 
-from rasp_compiler import lib, rasp
+from rasp_compiler import lib
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.errors import InvalidProgramError
 from rasp_compiler.verify import all_inputs, random_inputs, values_match, verify
