@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from itertools import compress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -24,6 +24,15 @@ from rasp_compiler.assemble import ModelShape, build_forward, forward_numpy
 from rasp_compiler.errors import InvalidInputError, describe_bytes
 from rasp_compiler.identity import identity_key
 from rasp_compiler.lower import Readout
+from rasp_compiler.records import (
+    CompilationRecord,
+    HeadInfo,
+    LayerInfo,
+    MLPPartInfo,
+    ModelInfo,
+    SelectorEntry,
+    SelectorReport,
+)
 from rasp_compiler.residual import NUMERICAL, ResidualLayout
 from rasp_compiler.tracr_view import TracrOutput
 
@@ -46,115 +55,6 @@ class Unclean:
     def __repr__(self) -> str:
         shown = ", ".join(f"{v!r}={w:.2f}" for v, w in self.weights)
         return f"<unclean {self.label}: {shown}>"
-
-
-@dataclass(frozen=True)
-class HeadInfo:
-    """What one head implements; enough to explain it without the RASP program."""
-
-    label: str
-    source: str
-    selector: str
-    kind: str
-    layer: int
-    index: int
-    coldness: float
-    leak_bound: float
-    atoms: tuple[str, ...]
-    key_size: int
-    value_size: int
-    expression: str = ""  # the selector as written (an inclusion-exclusion part says so)
-    queries: tuple[str, ...] = ()  # SOps the query side reads
-    keys: tuple[str, ...] = ()  # SOps the key side reads
-    values: tuple[str, ...] = ()  # SOps the value side reads
-
-    @property
-    def name(self) -> str:
-        """TransformerLens-style position: L{layer}H{index} (layers counted from 0)."""
-        return f"L{self.layer - 1}H{self.index}"
-
-
-@dataclass(frozen=True)
-class MLPPartInfo:
-    label: str
-    construction: str
-    units: tuple[str, ...]
-    leaves: tuple[str, ...]
-    outputs: tuple[str, ...]
-    start: int
-    stop: int
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    index: int  # 1-based
-    heads: tuple[HeadInfo, ...]
-    mlp: tuple[MLPPartInfo, ...]
-    mlp_hidden: int
-
-
-@dataclass(frozen=True)
-class SelectorEntry:
-    """One selector that reaches a head: how it was written, normalised and built."""
-
-    selector: str
-    used_by: str
-    written: str
-    normal_form: str
-    construction: str
-    cost: str
-    alternatives: tuple[tuple[str, str], ...]  # (construction, its cost)
-    flags: tuple[str, ...]
-    heads: tuple[str, ...]
-    score: float = 0.0
-
-
-class SelectorReport(tuple):
-    """The selector report: one `SelectorEntry` per selector; prints as a table."""
-
-    def flagged(self) -> list[SelectorEntry]:
-        return [entry for entry in self if entry.flags]
-
-    def entry(self, selector: str) -> SelectorEntry:
-        for entry in self:
-            if entry.selector == selector:
-                return entry
-        raise KeyError(f"no selector {selector!r} in this model; have {[e.selector for e in self]}")
-
-    def __str__(self) -> str:
-        lines = []
-        for e in self:
-            lines.append(f"{e.selector} (used by {e.used_by}; heads {', '.join(e.heads)})")
-            lines.append(f"  written:      {e.written}")
-            lines.append(f"  normal form:  {e.normal_form}")
-            lines.append(f"  construction: {e.construction}: {e.cost}")
-            for name, cost in e.alternatives:
-                lines.append(f"  alternative:  {name}: {cost}")
-            for flag in e.flags:
-                lines.append(f"  FLAG {flag}")
-        return "\n".join(lines) if lines else "(no selectors)"
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """The compiler's account of the model: layer plan, depth, bounds, warnings."""
-
-    output: str
-    layers: tuple[LayerInfo, ...]
-    lower_bound: int
-    fusion_notes: tuple[str, ...] = ()
-    folded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-    aggregate_checks: tuple[tuple[str, str, str], ...] = ()  # (label, status, reason)
-    selectors: tuple[SelectorEntry, ...] = ()
-    causal: bool = False  # attention masked to keys at or before the query
-    causal_invariance: str = ""  # causal models: the invariance verdict, in words
-    causally_invariant: bool | None = None  # None: not checked (bidirectional model)
-    compile_seconds: float = 0.0
-
-    @property
-    def depth(self) -> int:
-        return len(self.layers)
 
 
 class ActivationCache(dict):
@@ -210,11 +110,15 @@ class CompiledModel:
         layout: ResidualLayout,
         readouts: Mapping[str, Readout],
         info: ModelInfo,
+        compilation: CompilationRecord | None = None,
         program=None,
         lowered=None,
         ops=None,
         schedule=None,
     ):
+        """`compilation`: what only a model compiled in this session has (None after
+        `load`). `program`, `lowered`, `ops` and `schedule` are the older way to give
+        it: all four or none, and not together with `compilation`."""
         self.params = jax.tree_util.tree_map(jnp.asarray, dict(params))
         self.shape = shape
         self.vocab = tuple(vocab)
@@ -224,10 +128,8 @@ class CompiledModel:
         self.layout = layout
         self.readouts = dict(readouts)
         self.info = info
-        self.program = program
-        self.lowered = lowered
-        self.ops = ops
-        self.schedule = schedule
+        self.compilation = _compilation_record(compilation, program=program, ops=ops,
+                                               schedule=schedule, lowered=lowered)
         self._token_ids = {token: i for i, token in enumerate(self.vocab)}
         # A token of one of these types that equals a vocab token is that token; any
         # other (True or 1.0 given for the token 1: identity.py) takes the checked path.
@@ -242,6 +144,26 @@ class CompiledModel:
         self._jitted: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ facts
+
+    @property
+    def program(self):
+        """The RASP program (None for a loaded model); see `compilation`."""
+        return None if self.compilation is None else self.compilation.program
+
+    @property
+    def ops(self):
+        """The program as transformer operations (None for a loaded model)."""
+        return None if self.compilation is None else self.compilation.ops
+
+    @property
+    def schedule(self):
+        """The layer plan (None for a loaded model)."""
+        return None if self.compilation is None else self.compilation.schedule
+
+    @property
+    def lowered(self):
+        """The weights over named residual dimensions (None for a loaded model)."""
+        return None if self.compilation is None else self.compilation.lowered
 
     @property
     def output(self) -> str:
@@ -726,6 +648,26 @@ class CompiledModel:
         return load_model(path, model_class=cls)
 
 
+def _compilation_record(compilation: CompilationRecord | None, **parts) -> CompilationRecord | None:
+    """The record from either `compilation` or its four parts given one by one."""
+    given = [f"{name}=" for name, part in parts.items() if part is not None]
+    if given and compilation is not None:
+        raise InvalidInputError(
+            f"CompiledModel got both compilation= and {', '.join(given)}; pass the "
+            f"CompilationRecord alone"
+        )
+    if compilation is not None or not given:
+        return compilation
+    missing = [f"{name}=" for name, part in parts.items() if part is None]
+    if missing:
+        raise InvalidInputError(
+            f"CompiledModel got {', '.join(given)} without {', '.join(missing)}; a compiled "
+            f"model's record needs all of program, ops, schedule and lowered (or none, as "
+            f"for a loaded model)"
+        )
+    return CompilationRecord(**parts)
+
+
 def _exact_token_types(vocab: Sequence) -> frozenset | None:
     """Vocab token types whose values can equal no vocab token of another type: str
     alone, int unless the vocab also holds bools or floats, and so on. None for an
@@ -744,4 +686,17 @@ def _exact_token_types(vocab: Sequence) -> frozenset | None:
                      if not any(other is not kind and may_equal(kind, other) for other in types))
 
 
-__all__ = ["ActivationCache", "CompiledModel", "TracrOutput", "Unclean", "NUMERICAL"]
+__all__ = [
+    "ActivationCache",
+    "CompilationRecord",
+    "CompiledModel",
+    "HeadInfo",
+    "LayerInfo",
+    "MLPPartInfo",
+    "ModelInfo",
+    "NUMERICAL",
+    "SelectorEntry",
+    "SelectorReport",
+    "TracrOutput",
+    "Unclean",
+]
