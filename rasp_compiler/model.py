@@ -1,14 +1,21 @@
-"""The compiled model at run time: encoder, jitted batched forward, decoder, cache, save/load.
+"""The compiled model: one object over the parts that do the work.
 
-Axis names used below: B batch, T positions (BOS at 0, then tokens, then PAD),
-D residual width. `run` takes token sequences without BOS; the model adds BOS,
-pads each group of similar lengths to a shared bucket length, masks the padding
-as keys, runs one jitted forward per (batch, length) bucket, and decodes.
+`CompiledModel` holds the facts (parameters, shape, vocab, layout, readouts,
+`info`) and delegates: encoding and decoding to encoding.py (`token_encoder`,
+`decode_readout`), the bucketed jitted forward and the activation cache to
+runtime.py (`runtime`), saving and loading to persistence.py, diagnostics to
+diagnostics.py / pictures.py / report.py, tracr's model object to tracr_view.py.
+What exists only for a model compiled in this session (the program, ops,
+schedule, lowered weights) is one optional `CompilationRecord` (records.py).
+
+`run` takes token sequences without BOS; the model adds BOS, pads each group of
+similar lengths to a shared bucket length, masks the padding as keys, runs one
+jitted forward per (batch, length) bucket, and decodes. Names that moved out of
+this module are re-exported here.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -17,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rasp_compiler import tracr_view
-from rasp_compiler.assemble import ModelShape, build_forward, forward_numpy
+from rasp_compiler.assemble import ModelShape
 from rasp_compiler.encoding import (
     DECODE_TOLERANCE,
     TokenEncoder,
@@ -25,7 +32,7 @@ from rasp_compiler.encoding import (
     decode_readout,
     lookup_ids,
 )
-from rasp_compiler.errors import InvalidInputError, describe_bytes
+from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.lower import Readout
 from rasp_compiler.records import (
     CompilationRecord,
@@ -37,25 +44,17 @@ from rasp_compiler.records import (
     SelectorReport,
 )
 from rasp_compiler.residual import NUMERICAL, ResidualLayout
+from rasp_compiler.runtime import (
+    CACHE_CHUNK_BYTES,
+    DEFAULT_BATCH_CHUNK,
+    DEFAULT_MAX_CACHE_BYTES,
+    MIN_BUCKET_BATCH,
+    MIN_BUCKET_FILL,
+    MIN_BUCKET_LENGTH,
+    ActivationCache,
+    Runtime,
+)
 from rasp_compiler.tracr_view import TracrOutput
-
-DEFAULT_BATCH_CHUNK = 1024
-DEFAULT_MAX_CACHE_BYTES = 2 * 1024**3  # run_with_cache refuses a larger (returned) cache
-CACHE_CHUNK_BYTES = 256 * 1024**2  # run_with_cache computes at most this much per forward call
-MIN_BUCKET_LENGTH = 8  # shorter inputs share one compiled shape: compiling costs more than padding
-MIN_BUCKET_BATCH = 8
-MIN_BUCKET_FILL = 64  # a length bucket with fewer inputs joins the next longer one
-
-
-class ActivationCache(dict):
-    """Activations by TransformerLens hook name, batch first; `lengths` excludes BOS."""
-
-    def __init__(self, activations: Mapping[str, np.ndarray], lengths: Sequence[int]):
-        super().__init__(activations)
-        self.lengths = tuple(lengths)
-
-    def __repr__(self) -> str:
-        return f"ActivationCache({len(self)} hooks, batch={len(self.lengths)})"
 
 
 class CompiledModel:
@@ -94,9 +93,8 @@ class CompiledModel:
         self.compilation = _compilation_record(compilation, program=program, ops=ops,
                                                schedule=schedule, lowered=lowered)
         self.token_encoder = TokenEncoder(self.vocab, max_seq_len)
-        self._forward = build_forward(shape, with_cache=False)
-        self._forward_cached = build_forward(shape, with_cache=True)
-        self._jitted: dict[str, Any] = {}
+        self.runtime = Runtime(shape, max_seq_len, bos_id=len(self.vocab),
+                               pad_id=len(self.vocab) + 1)
 
     # ------------------------------------------------------------------ facts
 
@@ -245,11 +243,13 @@ class CompiledModel:
     # ------------------------------------------------------------------ encoding
 
     def encode(self, batch) -> list[list[int]]:
-        """Token sequences to lists of token ids, checked (see `TokenEncoder.encode`).
+        """Token sequences to lists of token ids, checked (by `token_encoder`).
 
         A numpy (or JAX) array is a batch of token sequences like a list of lists:
-        its items are looked up as tokens, never read as token ids. Token ids go
-        through `encode_ids` (or `run(..., ids=True)`).
+        its items are looked up as tokens (numpy scalars as the Python values they
+        hold), never read as token ids, so an int vocab gives the same model output
+        for `[[3, 1]]` and `np.array([[3, 1]])`. Token ids go through `encode_ids`
+        (or `run(..., ids=True)`).
         """
         return self.token_encoder.encode(batch)
 
@@ -258,43 +258,7 @@ class CompiledModel:
         integer array [batch, length], or a list of lists of ints (lengths may differ)."""
         return self.token_encoder.encode_ids(ids)
 
-    def _pack(self, rows: list[list[int]], length: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
-        bos_id, pad_id = len(self.vocab), len(self.vocab) + 1
-        ids = np.full((batch, length), pad_id, dtype=np.int32)
-        mask = np.zeros((batch, length), dtype=bool)
-        mask[:, 0] = True  # filler rows of a padded batch keep one key: no all-masked softmax
-        for b, row in enumerate(rows):
-            ids[b, 0] = bos_id
-            ids[b, 1: len(row) + 1] = row
-            mask[b, : len(row) + 1] = True
-        return ids, mask
-
-    def _bucket_length(self, n_tokens: int) -> int:
-        """Padded length (BOS included): a power of two, at least MIN_BUCKET_LENGTH."""
-        bucket = max(MIN_BUCKET_LENGTH, 1 << math.ceil(math.log2(n_tokens + 1)))
-        return min(bucket, self.max_seq_len + 1)
-
     # ------------------------------------------------------------------ running
-
-    def _jit(self, name: str, readout: Readout | None):
-        if name not in self._jitted:
-            if readout is None:
-                fn = lambda params, ids, mask: self._forward_cached.apply(params, None, ids, mask)
-            else:
-                index = np.asarray(readout.indices, dtype=np.int32)
-                fn = lambda params, ids, mask: self._forward.apply(params, None, ids, mask)[..., index]
-            self._jitted[name] = jax.jit(fn)
-        return self._jitted[name]
-
-    def _sharded(self, ids: np.ndarray, mask: np.ndarray):
-        """Spread the batch axis over every JAX device (one device: unchanged)."""
-        devices = jax.devices()
-        if len(devices) == 1:
-            return ids, mask
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-        sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
-        return jax.device_put(ids, sharding), jax.device_put(mask, sharding)
 
     def residual_slices(self, batch, label: str | None = None,
                         batch_chunk: int = DEFAULT_BATCH_CHUNK,
@@ -308,33 +272,8 @@ class CompiledModel:
         """
         rows = self.encode_ids(batch) if ids else self.encode(batch)
         readout = self._readout(label or self.output)
-        if backend == "numpy":
-            index = list(readout.indices)
-            forward = lambda params, ids, mask: forward_numpy(params, self.shape, ids, mask)[..., index]
-        elif backend == "jax":
-            jitted = self._jit(f"slice:{readout.label}", readout)
-            forward = lambda params, ids, mask: jitted(params, *self._sharded(ids, mask))
-        else:
-            raise InvalidInputError(f"backend must be 'jax' or 'numpy', got {backend!r}")
-        results: list[np.ndarray | None] = [None] * len(rows)
-        buckets: dict[int, list[int]] = {}
-        for b, row in enumerate(rows):
-            buckets.setdefault(self._bucket_length(len(row)), []).append(b)
-        # Each distinct shape costs an XLA compilation: sparse buckets move up one size.
-        lengths = sorted(buckets)
-        for shorter, longer in zip(lengths, lengths[1:]):
-            if len(buckets[shorter]) < MIN_BUCKET_FILL:
-                buckets[longer] = buckets.pop(shorter) + buckets[longer]
-        for length, members in sorted(buckets.items()):
-            for start in range(0, len(members), batch_chunk):
-                chunk = members[start: start + batch_chunk]
-                padded = max(MIN_BUCKET_BATCH, 1 << math.ceil(math.log2(len(chunk))))
-                padded = -(-padded // jax.device_count()) * jax.device_count()
-                ids, mask = self._pack([rows[b] for b in chunk], length, padded)
-                out = np.asarray(forward(self.params, ids, mask))
-                for i, b in enumerate(chunk):
-                    results[b] = out[i, : len(rows[b]) + 1]
-        return results, [len(row) for row in rows]
+        slices = self.runtime.residual_slices(self.params, rows, readout, batch_chunk, backend)
+        return slices, [len(row) for row in rows]
 
     def run(self, batch, *, strict: bool = False, label: str | None = None,
             backend: str = "jax", ids: bool = False) -> list[list]:
@@ -370,59 +309,16 @@ class CompiledModel:
         running, with the size it would need and how many inputs fit.
         """
         rows = self.encode_ids(batch) if ids else self.encode(batch)
-        if not rows:
-            raise InvalidInputError(
-                "run_with_cache got an empty batch; give at least one sequence (the cache's "
-                "arrays are padded to the longest input)"
-            )
-        for name, value in (("max_cache_bytes", max_cache_bytes), ("batch_chunk", batch_chunk)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
-                raise InvalidInputError(f"{name} must be a positive int, got {value!r}")
-        length = self._bucket_length(max(len(r) for r in rows))
-        per_input = self.cache_bytes_per_input(length)
-        if per_input * len(rows) > max_cache_bytes:
-            raise InvalidInputError(
-                f"the activation cache of {len(rows):,} inputs padded to {length} positions "
-                f"would take {describe_bytes(per_input * len(rows))} "
-                f"({describe_bytes(per_input)} per input), over max_cache_bytes="
-                f"{max_cache_bytes:,}; pass at most {max_cache_bytes // per_input:,} inputs "
-                f"per call, or raise max_cache_bytes"
-            )
-        chunk = min(len(rows), batch_chunk or max(1, CACHE_CHUNK_BYTES // per_input))
-        forward = self._jit("cache", None)
         readout = self._readout(self.output)
-        outputs: list[list] = []
-        activations: dict[str, np.ndarray] = {}
-        for start in range(0, len(rows), chunk):
-            part = rows[start: start + chunk]
-            # The last chunk is padded with filler rows: one compiled shape for all chunks.
-            ids_array, mask = self._pack(part, length, chunk)
-            residual, cache = forward(self.params, ids_array, mask)
-            residual = np.asarray(residual)
-            outputs.extend(
-                decode_readout(readout, residual[b, 1: len(row) + 1][:, list(readout.indices)])
-                for b, row in enumerate(part)
-            )
-            for name, value in cache.items():
-                value = np.asarray(value)
-                if name not in activations:
-                    activations[name] = np.empty((len(rows),) + value.shape[1:], value.dtype)
-                activations[name][start: start + len(part)] = value[: len(part)]
-        return outputs, ActivationCache(activations, [len(r) for r in rows])
+        slices, cache = self.runtime.run_with_cache(self.params, rows, readout,
+                                                    max_cache_bytes=max_cache_bytes,
+                                                    batch_chunk=batch_chunk)
+        return [decode_readout(readout, s[1:]) for s in slices], cache
 
     def cache_bytes_per_input(self, length: int) -> int:
         """Bytes (float32) `run_with_cache` keeps per input padded to `length` positions
         (BOS included): every hook's activation, summed over layers."""
-        d, t = self.shape.d_model, length
-        per_input = 2 * t * d  # hook_embed, hook_pos_embed
-        for layer in self.shape.layers:
-            h, dk, dv = layer.heads, layer.key_size, layer.value_size
-            per_input += 5 * t * d  # resid_pre, attn_out, resid_mid, mlp_out, resid_post
-            per_input += t * h * (2 * dk + 2 * dv)  # q, k, v, z
-            per_input += 2 * h * t * t  # attn_scores, pattern
-            per_input += 2 * t * layer.mlp_hidden  # mlp pre, post
-        return 4 * per_input
+        return self.runtime.cache_bytes_per_input(length)
 
     def decode(self, label: str, residual: np.ndarray, n_tokens: int) -> list:
         """Read SOp `label` from one sequence's residual [T, D] (BOS at 0)."""
@@ -508,11 +404,17 @@ def _compilation_record(compilation: CompilationRecord | None, **parts) -> Compi
 
 __all__ = [
     "ActivationCache",
+    "CACHE_CHUNK_BYTES",
     "CompilationRecord",
     "CompiledModel",
     "DECODE_TOLERANCE",
+    "DEFAULT_BATCH_CHUNK",
+    "DEFAULT_MAX_CACHE_BYTES",
     "HeadInfo",
     "LayerInfo",
+    "MIN_BUCKET_BATCH",
+    "MIN_BUCKET_FILL",
+    "MIN_BUCKET_LENGTH",
     "MLPPartInfo",
     "ModelInfo",
     "NUMERICAL",
