@@ -62,9 +62,9 @@ def measure(name: str) -> dict:
     rng = np.random.default_rng(0)
     ids = rng.integers(0, len(model.vocab), size=(BATCH, MAX_SEQ_LEN))
     rows = model.encode_ids(ids)
-    length = model._bucket_length(MAX_SEQ_LEN)
-    packed_ids, mask = model._pack(rows, length, BATCH)
-    forward = model._jit(f"slice:{model.output}", model.readouts[model.output])
+    length = model.runtime.bucket_length(MAX_SEQ_LEN)
+    packed_ids, mask = model.runtime.pack(rows, length, BATCH)
+    forward = model.runtime.jit(f"slice:{model.output}", model.readouts[model.output])
     forward(model.params, packed_ids, mask).block_until_ready()
     times = []
     for _ in range(5):

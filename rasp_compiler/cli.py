@@ -205,6 +205,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from rasp_compiler.records import require_compilation
     from rasp_compiler.verify import verify
 
     spec, model = _compile_spec(args)
@@ -212,8 +213,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         args.exhaustive = max((n for n in range(1, model.max_seq_len + 1)
                                if sum(len(model.vocab) ** k for k in range(1, n + 1)) <= 100_000),
                               default=1)
+    program = require_compilation(model, "rasp-compiler verify").program
     with _no_runaway_recursion(spec.name):
-        report = verify(model.program, model, exhaustive_up_to=args.exhaustive,
+        report = verify(program, model, exhaustive_up_to=args.exhaustive,
                         samples=args.samples, seed=args.seed, progress=not args.quiet)
     print(report)
     return 0 if report.ok else 1

@@ -25,15 +25,16 @@ from rasp_compiler.causal import check_invariance
 from rasp_compiler.errors import CompileWarning, InvalidProgramError, UnsafeAggregateError
 from rasp_compiler.graph import build_graph
 from rasp_compiler.lower import DEFAULT_ATTENTION_PRECISION, FLOAT32_PRECISION_FLOOR, lower
-from rasp_compiler.model import (
-    CompiledModel,
+from rasp_compiler.model import CompiledModel
+from rasp_compiler.precision import check_magnitudes, check_precision
+from rasp_compiler.records import (
+    CompilationRecord,
     HeadInfo,
     LayerInfo,
     MLPPartInfo,
     ModelInfo,
     SelectorEntry,
 )
-from rasp_compiler.precision import check_magnitudes, check_precision
 from rasp_compiler.rewrite import rewrite, width_hidden_label
 from rasp_compiler.safety import check_categorical_aggregates
 from rasp_compiler.schedule import DEFAULT_MAX_FUSED_INPUT_SPACE, Schedule, schedule
@@ -156,10 +157,7 @@ def compile_program(
         layout=lowered.layout,
         readouts=lowered.readouts,
         info=info,
-        program=program,
-        lowered=lowered,
-        ops=ops,
-        schedule=plan,
+        compilation=CompilationRecord(program=program, ops=ops, schedule=plan, lowered=lowered),
     )
 
 

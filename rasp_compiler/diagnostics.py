@@ -18,25 +18,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from numbers import Real
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from rasp_compiler import rasp
-from rasp_compiler.errors import EvaluationError, InvalidInputError
+from rasp_compiler.errors import EvaluationError
 from rasp_compiler.evaluator import evaluate_all
+from rasp_compiler.records import CompilationRecord, require_compilation
 from rasp_compiler.verify import values_match
 
 DEFAULT_PATTERN_TOLERANCE = 1e-3
-
-
-def _require_program(model, what: str) -> None:
-    if model.program is None or model.ops is None or model.schedule is None:
-        raise InvalidInputError(
-            f"{what} compares the model with the RASP program, but this model was loaded "
-            f"from disk without it; compile the program in this session to use {what}"
-        )
 
 
 def sublayer_name(time: int) -> str:
@@ -155,10 +147,11 @@ def layout(model) -> ModelLayout:
         layers.append({"index": layer.index, "heads": heads, "mlp": parts,
                        "mlp_hidden": layer.mlp_hidden})
     nodes = []
-    if model.ops is not None:
-        ops = model.ops
-        graph = ops.graph
-        parents = _selector_parents(model)
+    record = model.compilation  # a loaded model has no program: its nodes are unknown
+    if record is not None:
+        ops, live = record.ops, record.schedule.live
+        graph = record.graph
+        parents = _selector_parents(model, record)
         for label in graph.order:
             expr = graph.expr(label)
             if label in places:
@@ -167,9 +160,9 @@ def layout(model) -> ModelLayout:
                 place, where = "head", f"counted by {', '.join(counted[label])}"
             elif label in ops.embeddings:
                 place, where = "embedding", f"written by the {ops.embeddings[label].by} embedding"
-            elif label in ops.forms and label in model.schedule.live:
+            elif label in ops.forms and label in live:
                 place, where = "linear form", f"free: {ops.forms[label]}"
-            elif label in ops.folded and label not in model.schedule.live:
+            elif label in ops.folded and label not in live:
                 heads = ", ".join(ops.folded[label])
                 place, where = "folded", f"folded into the tables of {heads}"
             elif isinstance(expr, rasp.Selector) and label in parents:
@@ -180,14 +173,14 @@ def layout(model) -> ModelLayout:
     return ModelLayout(model.depth, model.lower_bound, tuple(layers), tuple(nodes))
 
 
-def _selector_parents(model) -> dict[str, str]:
+def _selector_parents(model, record: CompilationRecord) -> dict[str, str]:
     """Sub-selectors of composite selectors that reach heads, mapped to their root."""
     out: dict[str, str] = {}
     for head_layer in model.info.layers:
         for head in head_layer.heads:
-            if head.selector not in model.ops.graph.graph:
+            if head.selector not in record.graph.graph:
                 continue
-            stack = [model.ops.graph.expr(head.selector)]
+            stack = [record.graph.expr(head.selector)]
             while stack:
                 expr = stack.pop()
                 for child in expr.children:
@@ -242,6 +235,7 @@ class ResidualMap:
 
 def residual_map(model) -> ResidualMap:
     readers: dict[str, list[str]] = {}
+    forms = {} if model.compilation is None else model.compilation.ops.forms
     writers: dict[str, str] = {"one": "embeddings (every position)", "bos": "embeddings (BOS)"}
     for layer in model.info.layers:
         for head in layer.heads:
@@ -253,7 +247,7 @@ def residual_map(model) -> ResidualMap:
             for out in part.outputs:
                 writers.setdefault(out, f"layer {layer.index} MLP ({part.construction})")
             for leaf in part.leaves:
-                sops = model.ops.forms[leaf].sops() if model.ops and leaf in model.ops.forms else {leaf}
+                sops = forms[leaf].sops() if leaf in forms else {leaf}
                 for sop in sops:
                     readers.setdefault(sop, []).append(f"layer {layer.index} MLP")
     if model.output in model.readouts:
@@ -330,9 +324,9 @@ def ideal_pattern(kind: str, matrix: np.ndarray, length: int) -> np.ndarray:
     return pattern
 
 
-def head_matrix(model, label: str, evaluation) -> np.ndarray:
+def head_matrix(record: CompilationRecord, label: str, evaluation) -> np.ndarray:
     """The exact boolean selection [n, n] of head `label` on one evaluated input."""
-    op = model.ops.attention[label]
+    op = record.ops.attention[label]
     n = len(evaluation.inputs)
     whole = (op.selector in evaluation.values
              and label in (op.source, f"{op.source}.attn"))
@@ -362,7 +356,7 @@ def _values_of(label: str, evaluation) -> list:
     return [None] * len(evaluation.inputs)
 
 
-def _run_and_evaluate(model, inputs):
+def _run_and_evaluate(model, record: CompilationRecord, inputs):
     """The inputs as lists, the model's activation cache, and the evaluator's values
     (None for an input on which the program is undefined)."""
     inputs = [list(x) for x in inputs]
@@ -370,7 +364,7 @@ def _run_and_evaluate(model, inputs):
     evaluations = []
     for xs in inputs:
         try:
-            evaluations.append(evaluate_all(model.ops.graph, xs, causal=model.causal))
+            evaluations.append(evaluate_all(record.graph, xs, causal=model.causal))
         except EvaluationError:
             evaluations.append(None)
     return inputs, cache, evaluations
@@ -379,8 +373,8 @@ def _run_and_evaluate(model, inputs):
 def check_patterns(model, inputs: Sequence[Sequence], tolerance: float = DEFAULT_PATTERN_TOLERANCE
                    ) -> PatternReport:
     """Compare every head's attention with the exact normalised selector matrix."""
-    _require_program(model, "check_patterns")
-    inputs, cache, evaluations = _run_and_evaluate(model, inputs)
+    record = require_compilation(model, "check_patterns")
+    inputs, cache, evaluations = _run_and_evaluate(model, record, inputs)
     checks = []
     for layer in model.info.layers:
         patterns = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"]
@@ -392,7 +386,7 @@ def check_patterns(model, inputs: Sequence[Sequence], tolerance: float = DEFAULT
                 if evaluation is None:
                     continue
                 length = len(xs) + 1
-                matrix = head_matrix(model, head.label, evaluation)
+                matrix = head_matrix(record, head.label, evaluation)
                 ideal = ideal_pattern(head.kind, matrix, length)
                 got = patterns[b, head.index, :length, :length]
                 deviation = np.abs(got - ideal)
@@ -459,13 +453,13 @@ class ReadBackReport:
 
 def read_back(model, inputs: Sequence[Sequence]) -> ReadBackReport:
     """Decode every SOp right after the sublayer that writes it; compare with the evaluator."""
-    _require_program(model, "read_back")
-    inputs, cache, evaluations = _run_and_evaluate(model, inputs)
+    record = require_compilation(model, "read_back")
+    inputs, cache, evaluations = _run_and_evaluate(model, record, inputs)
     residuals = {"hook_embed+pos": cache["hook_embed"] + cache["hook_pos_embed"]}
-    time = model.schedule.time
-    graph = model.ops.graph.graph
+    time = record.schedule.time
+    graph = record.graph.graph
     labels = sorted((l for l in model.readouts if l in time and l in graph),
-                    key=lambda l: (time[l], model.ops.position[l]))
+                    key=lambda l: (time[l], record.ops.position[l]))
     results = []
     for label in labels:
         hook = residual_hook(time[label])
@@ -485,7 +479,7 @@ def read_back(model, inputs: Sequence[Sequence]) -> ReadBackReport:
         results.append(SOpReadBack(label, sublayer_name(time[label]), positions, mismatches, first))
     missing = []
     place = {n.label: n for n in layout(model).nodes}
-    for label in model.ops.graph.sops():
+    for label in record.graph.sops():
         if label not in model.readouts and label in place:
             missing.append((label, place[label].where))
     return ReadBackReport(tuple(results), tuple(missing))

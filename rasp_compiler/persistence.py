@@ -37,7 +37,8 @@ import numpy as np
 from rasp_compiler.assemble import ModelShape
 from rasp_compiler.errors import LoadError, SaveError
 from rasp_compiler.lower import Readout
-from rasp_compiler.model import CompiledModel, ModelInfo
+from rasp_compiler.model import CompiledModel
+from rasp_compiler.records import ModelInfo
 from rasp_compiler.residual import BOS, ONE, Dim, ResidualLayout
 
 # Format 1 (no checksum, lenient keys) is refused rather than read: without a checksum

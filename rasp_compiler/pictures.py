@@ -38,15 +38,16 @@ def head_patterns(model, tokens: Sequence) -> list[dict]:
     _, cache = model.run_with_cache([tokens])
     length = len(tokens) + 1
     evaluation = None
-    if model.ops is not None:
-        evaluation = evaluate_all(model.ops.graph, tokens, causal=model.causal)
+    record = model.compilation  # a loaded model has no program: no ideal patterns
+    if record is not None:
+        evaluation = evaluate_all(record.graph, tokens, causal=model.causal)
     out = []
     for layer in model.info.layers:
         patterns = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"][0]
         for head in layer.heads:
             ideal = None
             if evaluation is not None:
-                ideal = ideal_pattern(head.kind, head_matrix(model, head.label, evaluation), length)
+                ideal = ideal_pattern(head.kind, head_matrix(record, head.label, evaluation), length)
             out.append({
                 "name": head.name,
                 "title": f"{head.name}: {head.label} <- {head.expression}",
@@ -92,12 +93,13 @@ def attention_heatmaps(model, tokens: Sequence, path) -> Path:
 def node_layers(model) -> dict[str, int]:
     """The layer computing each node (0: embeddings and free forms of them)."""
     layers: dict[str, int] = {}
-    if model.ops is None:
+    record = model.compilation
+    if record is None:  # a loaded model: no program graph to place
         return layers
-    graph = model.ops.graph
+    graph, plan = record.graph, record.schedule
     for label in graph.order:
-        if label in model.schedule.time:
-            layers[label] = model.schedule.layer_of(label)
+        if label in plan.time:
+            layers[label] = plan.layer_of(label)
     for layer in model.info.layers:
         for head in layer.heads:
             layers.setdefault(head.selector, layer.index)
@@ -111,14 +113,13 @@ def node_layers(model) -> dict[str, int]:
 
 def graph_picture(model, path) -> Path:
     """The program's dependency graph, nodes placed and coloured by layer (PNG or SVG)."""
-    from rasp_compiler.errors import InvalidInputError
+    from rasp_compiler.records import require_compilation
 
-    if model.ops is None:
-        raise InvalidInputError("graph_picture needs the program; this model was loaded without it")
+    record = require_compilation(model, "graph_picture", does="draws the RASP program's graph")
     plt = _pyplot()
     import networkx as nx
 
-    graph = nx.DiGraph(model.ops.graph.graph)
+    graph = nx.DiGraph(record.graph.graph)
     layers = node_layers(model)
     for label in graph.nodes:
         graph.nodes[label]["layer"] = layers.get(label, -1)
@@ -126,7 +127,7 @@ def graph_picture(model, path) -> Path:
     depth = max(1, model.depth)
     cmap = plt.get_cmap("viridis")
     colors = [cmap(max(layers.get(n, 0), 0) / depth) for n in graph.nodes]
-    shapes = {n: "s" if isinstance(model.ops.graph.expr(n), rasp.SOp) else "o" for n in graph.nodes}
+    shapes = {n: "s" if isinstance(record.graph.expr(n), rasp.SOp) else "o" for n in graph.nodes}
     fig, ax = plt.subplots(figsize=(3 + 2.2 * depth, 1 + 0.5 * len(graph)))
     for shape in ("s", "o"):
         nodes = [n for n in graph.nodes if shapes[n] == shape]

@@ -66,7 +66,7 @@ def html_report(model, tokens: Sequence, path) -> Path:
         "<h2>Selectors</h2>",
         f"<pre>{html.escape(str(model.selector_report()))}</pre>",
     ]
-    if model.program is not None:
+    if model.compilation is not None:  # the checks compare with the program
         parts += ["<h2>Checks on this input</h2>",
                   f"<pre>{html.escape(str(model.check_patterns([tokens])))}</pre>",
                   f"<pre>{html.escape(str(model.read_back([tokens])))}</pre>"]

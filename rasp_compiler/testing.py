@@ -87,7 +87,7 @@ def warm_up(model) -> None:
     """
     def compile_every_bucket(model):
         # A one-input batch, as in a test; its shape depends only on the length's bucket.
-        lengths_by_bucket = {model._bucket_length(n): n for n in range(1, model.max_seq_len + 1)}
+        lengths_by_bucket = {model.runtime.bucket_length(n): n for n in range(1, model.max_seq_len + 1)}
         token = model.vocab[0]
         for length in sorted(lengths_by_bucket.values()):
             model.run([[token] * length])

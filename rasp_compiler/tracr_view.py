@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rasp_compiler.encoding import lookup_ids, readout_numbers
 from rasp_compiler.errors import InvalidInputError
 
 PREFIX = "transformer"  # tracr's haiku scope around every layer
@@ -72,8 +73,6 @@ class CategoricalEncoder:
                 f"the input has {len(inputs)} tokens, BOS included; this model takes at most "
                 f"{self._max_seq_len} (max_seq_len + 1 for BOS)"
             )
-        from rasp_compiler.model import lookup_ids  # model imports this module
-
         return lookup_ids(self.encoding_map, inputs, "", "the encoding map")
 
     def decode(self, encodings: Sequence[int]) -> list:
@@ -130,7 +129,7 @@ class NumericalEncoder:
 
 def input_encoder(model) -> CategoricalEncoder:
     """Our token ids (vocab in `model.vocab` order, then BOS, then PAD), tracr's checks."""
-    encoding_map = {token: i for i, token in enumerate(model.vocab)}
+    encoding_map = dict(model.token_encoder.token_ids)
     encoding_map[model.bos] = len(model.vocab)
     encoding_map[model.pad] = len(model.vocab) + 1
     return CategoricalEncoder(encoding_map, enforce_bos=True, bos_token=model.bos,
@@ -348,7 +347,7 @@ def apply(model, tokens: Sequence) -> TracrOutput:
     readout = model.readouts[model.output]
     columns = final[..., list(readout.indices)]
     if readout.numerical:
-        unembedded = columns.astype(np.float64) @ np.asarray(readout.coefficients, np.float64)
+        unembedded = readout_numbers(readout, columns)
     elif columns.shape[-1]:
         unembedded = columns.argmax(axis=-1)
     else:  # an output with no possible value: no id to point at

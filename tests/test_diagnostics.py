@@ -74,7 +74,7 @@ def _corrupt(model, layer, factor):
     params = {k: dict(v) for k, v in model.params.items()}
     params[f"layer_{layer}/attn/key"]["w"] = params[f"layer_{layer}/attn/key"]["w"] * factor
     model.params = params
-    model._jitted.clear()
+    model.runtime.jitted.clear()
 
 
 def test_a_corrupted_head_fails_the_pattern_check_and_read_back_finds_it():

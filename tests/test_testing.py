@@ -59,9 +59,9 @@ def test_warm_up_runs_one_input_per_length_bucket_once_per_model(monkeypatch):
     warm_up(model)
     warm_up(model)
     lengths = [len(batch[0]) for batch, _ in calls]
-    buckets = [model._bucket_length(n) for n in lengths]
+    buckets = [model.runtime.bucket_length(n) for n in lengths]
     assert sorted(set(buckets)) == buckets  # one run per bucket, every bucket of 1..16
-    assert set(buckets) == {model._bucket_length(n) for n in range(1, 17)}
+    assert set(buckets) == {model.runtime.bucket_length(n) for n in range(1, 17)}
 
 
 def test_jax_backend_warms_up_then_matches(monkeypatch):

@@ -70,7 +70,7 @@ def test_batches_are_sharded_over_several_devices():
         from rasp_compiler import lib, rasp, compile_program, verify
         program = lib.make_reverse(rasp.tokens)
         model = compile_program(program, ["a", "b", "c"], 6)
-        ids, mask = model._sharded(np.zeros((8, 4), np.int32), np.ones((8, 4), bool))
+        ids, mask = model.runtime.sharded(np.zeros((8, 4), np.int32), np.ones((8, 4), bool))
         print(len(ids.sharding.device_set))
         report = verify(program, model, exhaustive_up_to=4, samples=50)
         print(report.devices, report.ok, report.inputs_checked)

@@ -1,0 +1,192 @@
+"""Running a compiled model: length buckets, the jitted (sharded) forward, the activation cache.
+
+Axis names: B batch, T positions (BOS at 0, then tokens, then PAD), D residual
+width. A `Runtime` takes checked rows of token ids (encoding.py makes them), adds
+BOS, pads each group of similar lengths to a shared bucket length, masks the
+padding as keys, runs one jitted forward per (batch, length) bucket, and returns
+each sequence's readout columns (decoding them is encoding.py's job). The
+parameters come with every call: the model owns them, and jax.jit takes them as
+arguments, so one compiled forward serves any weights of the same shape.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from rasp_compiler.assemble import ModelShape, build_forward, forward_numpy
+from rasp_compiler.errors import InvalidInputError, describe_bytes
+from rasp_compiler.lower import Readout
+
+DEFAULT_BATCH_CHUNK = 1024
+DEFAULT_MAX_CACHE_BYTES = 2 * 1024**3  # run_with_cache refuses a larger (returned) cache
+CACHE_CHUNK_BYTES = 256 * 1024**2  # run_with_cache computes at most this much per forward call
+MIN_BUCKET_LENGTH = 8  # shorter inputs share one compiled shape: compiling costs more than padding
+MIN_BUCKET_BATCH = 8
+MIN_BUCKET_FILL = 64  # a length bucket with fewer inputs joins the next longer one
+
+
+class ActivationCache(dict):
+    """Activations by TransformerLens hook name, batch first; `lengths` excludes BOS."""
+
+    def __init__(self, activations: Mapping[str, np.ndarray], lengths: Sequence[int]):
+        super().__init__(activations)
+        self.lengths = tuple(lengths)
+
+    def __repr__(self) -> str:
+        return f"ActivationCache({len(self)} hooks, batch={len(self.lengths)})"
+
+
+class Runtime:
+    """The bucketed, jitted forward of one model shape, and its compiled functions."""
+
+    def __init__(self, shape: ModelShape, max_seq_len: int, *, bos_id: int, pad_id: int):
+        self.shape = shape
+        self.max_seq_len = max_seq_len
+        self.bos_id, self.pad_id = bos_id, pad_id
+        self._forward = build_forward(shape, with_cache=False)
+        self._forward_cached = build_forward(shape, with_cache=True)
+        self.jitted: dict[str, Any] = {}  # by name: "slice:<label>" or "cache"
+
+    def pack(self, rows: list[list[int]], length: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids [batch, length] (BOS, the row, PAD) and the key mask; rows past len(rows)
+        are filler."""
+        ids = np.full((batch, length), self.pad_id, dtype=np.int32)
+        mask = np.zeros((batch, length), dtype=bool)
+        mask[:, 0] = True  # filler rows of a padded batch keep one key: no all-masked softmax
+        for b, row in enumerate(rows):
+            ids[b, 0] = self.bos_id
+            ids[b, 1: len(row) + 1] = row
+            mask[b, : len(row) + 1] = True
+        return ids, mask
+
+    def bucket_length(self, n_tokens: int) -> int:
+        """Padded length (BOS included): a power of two, at least MIN_BUCKET_LENGTH."""
+        bucket = max(MIN_BUCKET_LENGTH, 1 << math.ceil(math.log2(n_tokens + 1)))
+        return min(bucket, self.max_seq_len + 1)
+
+    def jit(self, name: str, readout: Readout | None) -> Callable:
+        """The jitted forward `(params, ids, mask)`, compiled once per name: with a
+        readout, the final residual's readout columns; without, (residual, cache)."""
+        if name not in self.jitted:
+            if readout is None:
+                fn = lambda params, ids, mask: self._forward_cached.apply(params, None, ids, mask)
+            else:
+                index = np.asarray(readout.indices, dtype=np.int32)
+                fn = lambda params, ids, mask: self._forward.apply(params, None, ids, mask)[..., index]
+            self.jitted[name] = jax.jit(fn)
+        return self.jitted[name]
+
+    def sharded(self, ids: np.ndarray, mask: np.ndarray):
+        """Spread the batch axis over every JAX device (one device: unchanged)."""
+        devices = jax.devices()
+        if len(devices) == 1:
+            return ids, mask
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
+        return jax.device_put(ids, sharding), jax.device_put(mask, sharding)
+
+    def residual_slices(self, params, rows: list[list[int]], readout: Readout,
+                        batch_chunk: int = DEFAULT_BATCH_CHUNK,
+                        backend: str = "jax") -> list[np.ndarray]:
+        """Per row, the final residual's `readout` columns [len(row) + 1, k], BOS first.
+
+        backend "jax" runs the jitted haiku model, its batches sharded over all JAX
+        devices; "numpy" runs `forward_numpy` (no compilation: for many tiny models).
+        """
+        if backend == "numpy":
+            index = list(readout.indices)
+            forward = lambda params, ids, mask: forward_numpy(params, self.shape, ids, mask)[..., index]
+        elif backend == "jax":
+            jitted = self.jit(f"slice:{readout.label}", readout)
+            forward = lambda params, ids, mask: jitted(params, *self.sharded(ids, mask))
+        else:
+            raise InvalidInputError(f"backend must be 'jax' or 'numpy', got {backend!r}")
+        results: list[np.ndarray | None] = [None] * len(rows)
+        buckets: dict[int, list[int]] = {}
+        for b, row in enumerate(rows):
+            buckets.setdefault(self.bucket_length(len(row)), []).append(b)
+        # Each distinct shape costs an XLA compilation: sparse buckets move up one size.
+        lengths = sorted(buckets)
+        for shorter, longer in zip(lengths, lengths[1:]):
+            if len(buckets[shorter]) < MIN_BUCKET_FILL:
+                buckets[longer] = buckets.pop(shorter) + buckets[longer]
+        for length, members in sorted(buckets.items()):
+            for start in range(0, len(members), batch_chunk):
+                chunk = members[start: start + batch_chunk]
+                padded = max(MIN_BUCKET_BATCH, 1 << math.ceil(math.log2(len(chunk))))
+                padded = -(-padded // jax.device_count()) * jax.device_count()
+                ids, mask = self.pack([rows[b] for b in chunk], length, padded)
+                out = np.asarray(forward(params, ids, mask))
+                for i, b in enumerate(chunk):
+                    results[b] = out[i, : len(rows[b]) + 1]
+        return results
+
+    def run_with_cache(self, params, rows: list[list[int]], readout: Readout, *,
+                       max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
+                       batch_chunk: int | None = None
+                       ) -> tuple[list[np.ndarray], ActivationCache]:
+        """Per row the final residual's `readout` columns [len(row) + 1, k] (BOS first),
+        and every activation, all rows padded to one length.
+
+        The forward runs on chunks of `batch_chunk` rows (default: as many as fit
+        CACHE_CHUNK_BYTES of activations), each copied into arrays sized for the
+        whole batch, so memory holds the returned cache and one chunk. A cache
+        larger than `max_cache_bytes` (float32) is refused before running, with the
+        size it would need and how many inputs fit.
+        """
+        if not rows:
+            raise InvalidInputError(
+                "run_with_cache got an empty batch; give at least one sequence (the cache's "
+                "arrays are padded to the longest input)"
+            )
+        for name, value in (("max_cache_bytes", max_cache_bytes), ("batch_chunk", batch_chunk)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise InvalidInputError(f"{name} must be a positive int, got {value!r}")
+        length = self.bucket_length(max(len(r) for r in rows))
+        per_input = self.cache_bytes_per_input(length)
+        if per_input * len(rows) > max_cache_bytes:
+            raise InvalidInputError(
+                f"the activation cache of {len(rows):,} inputs padded to {length} positions "
+                f"would take {describe_bytes(per_input * len(rows))} "
+                f"({describe_bytes(per_input)} per input), over max_cache_bytes="
+                f"{max_cache_bytes:,}; pass at most {max_cache_bytes // per_input:,} inputs "
+                f"per call, or raise max_cache_bytes"
+            )
+        chunk = min(len(rows), batch_chunk or max(1, CACHE_CHUNK_BYTES // per_input))
+        forward = self.jit("cache", None)
+        index = list(readout.indices)
+        slices: list[np.ndarray] = []
+        activations: dict[str, np.ndarray] = {}
+        for start in range(0, len(rows), chunk):
+            part = rows[start: start + chunk]
+            # The last chunk is padded with filler rows: one compiled shape for all chunks.
+            ids, mask = self.pack(part, length, chunk)
+            residual, cache = forward(params, ids, mask)
+            residual = np.asarray(residual)
+            # Indexing with a list copies: no slice keeps the chunk's residual alive.
+            slices.extend(residual[b, : len(row) + 1][:, index] for b, row in enumerate(part))
+            for name, value in cache.items():
+                value = np.asarray(value)
+                if name not in activations:
+                    activations[name] = np.empty((len(rows),) + value.shape[1:], value.dtype)
+                activations[name][start: start + len(part)] = value[: len(part)]
+        return slices, ActivationCache(activations, [len(r) for r in rows])
+
+    def cache_bytes_per_input(self, length: int) -> int:
+        """Bytes (float32) `run_with_cache` keeps per input padded to `length` positions
+        (BOS included): every hook's activation, summed over layers."""
+        d, t = self.shape.d_model, length
+        per_input = 2 * t * d  # hook_embed, hook_pos_embed
+        for layer in self.shape.layers:
+            h, dk, dv = layer.heads, layer.key_size, layer.value_size
+            per_input += 5 * t * d  # resid_pre, attn_out, resid_mid, mlp_out, resid_post
+            per_input += t * h * (2 * dk + 2 * dv)  # q, k, v, z
+            per_input += 2 * h * t * t  # attn_scores, pattern
+            per_input += 2 * t * layer.mlp_hidden  # mlp pre, post
+        return 4 * per_input
