@@ -73,14 +73,9 @@ class CompiledModel:
         readouts: Mapping[str, Readout],
         info: ModelInfo,
         compilation: CompilationRecord | None = None,
-        program=None,
-        lowered=None,
-        ops=None,
-        schedule=None,
     ):
         """`compilation`: what only a model compiled in this session has (None after
-        `load`). `program`, `lowered`, `ops` and `schedule` are the older way to give
-        it: all four or none, and not together with `compilation`."""
+        `load`)."""
         self.params = jax.tree_util.tree_map(jnp.asarray, dict(params))
         self.shape = shape
         self.vocab = tuple(vocab)
@@ -90,8 +85,7 @@ class CompiledModel:
         self.layout = layout
         self.readouts = dict(readouts)
         self.info = info
-        self.compilation = _compilation_record(compilation, program=program, ops=ops,
-                                               schedule=schedule, lowered=lowered)
+        self.compilation = compilation
         self.token_encoder = TokenEncoder(self.vocab, max_seq_len)
         self.runtime = Runtime(shape, max_seq_len, bos_id=len(self.vocab),
                                pad_id=len(self.vocab) + 1)
@@ -380,26 +374,6 @@ class CompiledModel:
         from rasp_compiler.persistence import load_model
 
         return load_model(path, model_class=cls)
-
-
-def _compilation_record(compilation: CompilationRecord | None, **parts) -> CompilationRecord | None:
-    """The record from either `compilation` or its four parts given one by one."""
-    given = [f"{name}=" for name, part in parts.items() if part is not None]
-    if given and compilation is not None:
-        raise InvalidInputError(
-            f"CompiledModel got both compilation= and {', '.join(given)}; pass the "
-            f"CompilationRecord alone"
-        )
-    if compilation is not None or not given:
-        return compilation
-    missing = [f"{name}=" for name, part in parts.items() if part is None]
-    if missing:
-        raise InvalidInputError(
-            f"CompiledModel got {', '.join(given)} without {', '.join(missing)}; a compiled "
-            f"model's record needs all of program, ops, schedule and lowered (or none, as "
-            f"for a loaded model)"
-        )
-    return CompilationRecord(**parts)
 
 
 __all__ = [

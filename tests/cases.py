@@ -7,11 +7,13 @@ and options. Bundled programs are included with their own settings.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.library import load_program, program_names
+from rasp_compiler.model import CompiledModel
 
 
 @dataclass(frozen=True)
@@ -159,3 +161,14 @@ def _deep_chain() -> rasp.SOp:
 
 BUNDLED_CASES = [_bundled(name) for name in program_names()]
 CASES = CONSTRUCT_CASES + SELECTOR_CASES + BUNDLED_CASES
+
+
+def causal_twin(model: CompiledModel) -> CompiledModel:
+    """The same weights behind a causal mask: what compile(causal=True) builds
+    (test_causal pins that), without compiling again."""
+    return CompiledModel(
+        params=model.params, shape=dataclasses.replace(model.shape, causal=True),
+        vocab=model.vocab, max_seq_len=model.max_seq_len, bos=model.bos, pad=model.pad,
+        layout=model.layout, readouts=model.readouts,
+        info=dataclasses.replace(model.info, causal=True), compilation=model.compilation,
+    )

@@ -11,7 +11,7 @@ from rasp_compiler.errors import InvalidProgramError
 from rasp_compiler.size import estimate_size
 from rasp_compiler.verify import verify
 
-from cases import CASES
+from cases import CASES, causal_twin
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")
 
@@ -70,9 +70,15 @@ def test_random_inputs_at_longer_lengths(case, max_seq_len):
     model = compile_program(program, case.vocab, max_seq_len, **case.options)
     # Up to 32 the numpy forward is faster than an XLA compile per model and length;
     # test_assemble and test_fuzz pin the two forwards equal.
+    backend = "numpy" if max_seq_len <= 32 else "jax"
     report = verify(program, model, samples=RANDOM_INPUTS[max_seq_len], seed=max_seq_len,
-                    backend="numpy" if max_seq_len <= 32 else "jax")
+                    backend=backend)
     assert report.mismatch_count == 0, str(report)
+    # The same weights behind a causal mask compute the causal meaning at every length
+    # (fewer keys per query: coldness and BOS bounds still hold).
+    report = verify(program, causal_twin(model), samples=RANDOM_INPUTS[max_seq_len],
+                    seed=max_seq_len + 1, backend=backend)
+    assert report.causal and report.mismatch_count == 0, str(report)
 
 
 def _balanced(rng, pairs, n_pairs):

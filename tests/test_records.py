@@ -14,13 +14,6 @@ PROGRAM = rasp.Map(lambda x: x.upper(), rasp.tokens).named("upper")
 MODEL = compile_program(PROGRAM, ["a", "b"], 3)
 
 
-def _rebuilt(model, **record):
-    """The model built again from its parts, with `record` as the compilation arguments."""
-    return CompiledModel(params=model.params, shape=model.shape, vocab=model.vocab,
-                         max_seq_len=model.max_seq_len, bos=model.bos, pad=model.pad,
-                         layout=model.layout, readouts=model.readouts, info=model.info, **record)
-
-
 def test_a_compiled_model_holds_its_record_behind_read_only_properties():
     record = MODEL.compilation
     assert isinstance(record, CompilationRecord)
@@ -45,14 +38,3 @@ def test_a_loaded_model_has_no_record_and_checks_that_need_it_say_so(tmp_path):
             check([["a"]])
     with pytest.raises(InvalidInputError, match="graph_picture draws the RASP program's graph"):
         loaded.graph_picture(tmp_path / "graph.png")
-
-
-def test_the_record_may_be_given_as_its_four_parts_but_only_whole():
-    record = MODEL.compilation
-    parts = {field.name: getattr(record, field.name) for field in dataclasses.fields(record)}
-    assert _rebuilt(MODEL, **parts).compilation.ops is record.ops
-    assert _rebuilt(MODEL, compilation=record).compilation is record
-    with pytest.raises(InvalidInputError, match="got program=, ops= without schedule=, lowered="):
-        _rebuilt(MODEL, program=record.program, ops=record.ops)
-    with pytest.raises(InvalidInputError, match="got both compilation= and program="):
-        _rebuilt(MODEL, compilation=record, program=record.program)
