@@ -159,6 +159,8 @@ class ExportEncoding:
         """Token sequences of one length (no BOS) to ids [B, 1 + n], BOS first (int64)."""
         from rasp_compiler.model import lookup_ids
 
+        if isinstance(batch, np.ndarray):  # a batch of tokens, as model.run takes it
+            batch = batch.tolist()
         if isinstance(batch, (str, bytes)) or not isinstance(batch, (list, tuple)):
             raise InvalidInputError(
                 f"expected a batch: a list of token sequences, got {type(batch).__name__} "
@@ -217,9 +219,6 @@ class ExportEncoding:
         for row in values:
             decoded = []
             for logit in row:
-                if not len(logit):
-                    decoded.append(None)
-                    continue
                 order = np.argsort(-logit, kind="stable")
                 big = logit[order[0]]
                 second = logit[order[1]] if len(logit) > 1 else 0.0
@@ -521,7 +520,9 @@ def read_export_config(path: str | Path) -> tuple[dict, ExportEncoding]:
         raise LoadError(f"cannot read the export's {file}: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         raise LoadError(f"{file} is not a rasp_compiler export (format {EXPORT_FORMAT!r})")
-    return data["transformer_lens_config"], ExportEncoding.from_json(data["encoding"])
+    if not isinstance(data.get("transformer_lens_config"), dict):
+        raise LoadError(f"{file}: transformer_lens_config is missing or not an object")
+    return data["transformer_lens_config"], ExportEncoding.from_json(data.get("encoding"))
 
 
 def unpadded(model, name: str, activation: np.ndarray) -> np.ndarray:

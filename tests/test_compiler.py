@@ -18,19 +18,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWar
 RANDOM_INPUTS = {16: 40, 32: 20, 64: 8}
 
 
-def _compile(case, max_seq_len=None):
-    n = max_seq_len or case.max_seq_len
-    return compile_program(case.factory(n), case.vocab, n, **case.options)
-
-
-@pytest.fixture(scope="module")
-def compiled():
-    cache = {}
+@pytest.fixture
+def compiled(compiled_case):
+    """(program, model) of a case, compiled once per test process (conftest.py)."""
 
     def get(case):
-        if case.name not in cache:
-            cache[case.name] = (case.factory(case.max_seq_len), _compile(case))
-        return cache[case.name]
+        model = compiled_case(case)
+        return model.program, model
 
     return get
 

@@ -25,9 +25,8 @@ def sample_inputs(case, count=6):
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_layout_places_every_node_once_and_checks_pass(case):
-    program = case.factory(case.max_seq_len)
-    model = compile_program(program, case.vocab, case.max_seq_len, **case.options)
+def test_layout_places_every_node_once_and_checks_pass(case, compiled_case):
+    model = compiled_case(case)
     layout = model.layout_report()
     labels = [node.label for node in layout.nodes]
     assert sorted(labels) == sorted(model.ops.graph.order)  # every node, exactly once

@@ -19,6 +19,7 @@ from rasp_compiler.compiler import compile_program
 from rasp_compiler.errors import (
     CompileWarning,
     InvalidInputError,
+    LoadError,
     MissingDependencyError,
     SaveError,
     UnsafeAggregateError,
@@ -42,24 +43,17 @@ TOLERANCE = 1e-5
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def compiled():
-    """Each case compiled once per module, bidirectional and causal. A causal compile the
-    compiler refuses as mixing (test_causal shows the refusals are right) is compiled with
-    allow_unsafe_aggregates=True, as a user who accepts Unclean positions would."""
-    cache = {}
+@pytest.fixture
+def compiled(compiled_case):
+    """Each case compiled once per test process (conftest.py), bidirectional or causal. A
+    causal compile the compiler refuses as mixing (test_causal shows the refusals are right)
+    is compiled with allow_unsafe_aggregates=True, as a user who accepts Unclean would."""
 
     def get(case, causal=False):
-        key = (case.name, causal)
-        if key not in cache:
-            n, program = case.max_seq_len, case.factory(case.max_seq_len)
-            try:
-                cache[key] = compile_program(program, case.vocab, n, causal=causal,
-                                             **case.options)
-            except UnsafeAggregateError:
-                cache[key] = compile_program(program, case.vocab, n, causal=causal,
-                                             **{**case.options, "allow_unsafe_aggregates": True})
-        return cache[key]
+        try:
+            return compiled_case(case, causal)
+        except UnsafeAggregateError:
+            return compiled_case(case, causal, allow_unsafe_aggregates=True)
 
     return get
 
@@ -369,7 +363,31 @@ def test_encoding_refuses_what_the_exported_model_cannot_run(sort_ties):
     with pytest.raises(InvalidInputError, match="expected logits"):
         encoding.decode(np.zeros((1, 3, 7)))
     assert encoding.encode([[4, 1]]).tolist() == [[encoding.bos_id, 3, 0]]
+    assert encoding.encode(np.array([[4, 1]])).tolist() == [[encoding.bos_id, 3, 0]]
     assert (encoding.bos_id, encoding.pad_id) == (4, 5)
+
+
+def test_a_saved_config_is_read_back_or_refused_clearly(sort_ties, tmp_path):
+    _, model = sort_ties
+    folder = model.save_safetensors(tmp_path / "export")
+    config = json.loads((folder / "config.json").read_text())
+    config["encoding"]["input_encoding"][0] = "oops"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(LoadError, match=r"encoding.input_encoding\[0\]: expected a list"):
+        export.read_export_config(folder)
+    (folder / "config.json").write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(LoadError, match="is not a rasp_compiler export"):
+        export.read_export_config(folder)
+
+
+def test_tf32_on_a_gpu_is_caught_and_off_by_default(monkeypatch):
+    """torch's default float32 matmul precision is "highest" (no TF32), on CUDA too; a
+    changed setting would break attention logits, so exporting to CUDA then warns."""
+    assert torch.get_float32_matmul_precision() == "highest"
+    assert export.tf32_problem(torch, "cuda") is None
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")
+    assert "set_float32_matmul_precision('highest')" in export.tf32_problem(torch, "cuda")
+    assert export.tf32_problem(torch, "cpu") is None
 
 
 # ---------------------------------------------------------------------------- dependencies

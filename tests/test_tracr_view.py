@@ -29,19 +29,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWar
 
 
 @pytest.fixture(scope="module")
-def compiled():
-    cache = {}
-
-    def get(case):
-        if case.name not in cache:
-            n = case.max_seq_len
-            cache[case.name] = compile_program(case.factory(n), case.vocab, n, **case.options)
-        return cache[case.name]
-
-    return get
-
-
-@pytest.fixture(scope="module")
 def reverse():
     return compile_program(lib.make_reverse(rasp.tokens), ["a", "b", "c"], 5)
 
@@ -96,8 +83,8 @@ def _assert_tracr_view_equals_ours(model, ids, ours):
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_tracr_forward_over_padded_params_equals_ours(case, compiled):
-    model = compiled(case)
+def test_tracr_forward_over_padded_params_equals_ours(case, compiled_case):
+    model = compiled_case(case)
     ids = _padded_batch(model, random.Random(case.name))
     ours = {}
     forward_numpy(model.params, model.shape, ids, ids != model.input_encoder.pad_encoding, ours)
