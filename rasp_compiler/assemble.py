@@ -21,12 +21,14 @@ TF32 (10-bit mantissa), which breaks attention logits of size ~40.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.lower import LoweredModel
 
 PRECISION = jax.lax.Precision.HIGHEST
@@ -176,53 +178,80 @@ def build_forward(shape: ModelShape, *, with_cache: bool) -> hk.Transformed:
 
 
 def forward_numpy(params: dict, shape: ModelShape, token_ids: np.ndarray,
-                  key_mask: np.ndarray, cache: dict | None = None) -> np.ndarray:
+                  key_mask: np.ndarray, cache: dict | None = None,
+                  hooks: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+                  ) -> np.ndarray:
     """The same forward pass in float32 numpy: no XLA compilation, for many tiny models.
 
     An independent implementation of the model; tests check it against the haiku one.
-    Given a `cache` dict, it also records the embeddings, attention scores and
-    patterns, and the residual and output of every sublayer under the hook names
-    `build_forward` uses.
+    Given a `cache` dict, it records every activation `build_forward`'s cache has,
+    under the same (TransformerLens) hook names. `hooks` maps hook names to
+    functions that replace the activation there (an activation patch, as
+    TransformerLens's `fwd_hooks`); the rest of the forward sees, and `cache`
+    records, what the function returns.
     """
     p = {module: {k: np.asarray(v, dtype=np.float32) for k, v in inner.items()}
          for module, inner in params.items()}
+    hooks = hooks or {}
+    unknown = sorted(set(hooks) - set(hook_names(shape))) if hooks else []
+    if unknown:
+        raise InvalidInputError(
+            f"no hook named {', '.join(map(repr, unknown))} in this model; its hooks are "
+            f"hook_embed, hook_pos_embed and blocks.{{0..{len(shape.layers) - 1}}}.* "
+            f"(see hook_names)"
+        )
 
-    def record(name: str, value: np.ndarray) -> None:
+    def visit(name: str, value: np.ndarray) -> np.ndarray:
+        if name in hooks:
+            patched = np.asarray(hooks[name](value), dtype=np.float32)
+            if patched.shape != value.shape:
+                raise InvalidInputError(
+                    f"the hook on {name} returned shape {patched.shape}; the activation there "
+                    f"has shape {value.shape}"
+                )
+            value = patched
         if cache is not None:
             cache[name] = value
+        return value
 
     batch, length = token_ids.shape
-    embed = p["token_embed"]["embeddings"][token_ids]
-    pos_embed = np.broadcast_to(p["pos_embed"]["embeddings"][:length][None], embed.shape)
+    embed = visit("hook_embed", p["token_embed"]["embeddings"][token_ids])
+    pos_embed = visit("hook_pos_embed", np.broadcast_to(
+        p["pos_embed"]["embeddings"][:length][None], embed.shape))
     residual = embed + pos_embed
-    record("hook_embed", embed)
-    record("hook_pos_embed", pos_embed)
     for l, layer in enumerate(shape.layers):
         h, dk, dv = layer.heads, layer.key_size, layer.value_size
-        prefix = f"layer_{l}"
-        record(f"blocks.{l}.hook_resid_pre", residual)
-        scores = pattern = np.zeros((batch, 0, length, length), np.float32)
-        attn_out = np.zeros_like(residual)
+        prefix, block = f"layer_{l}", f"blocks.{l}"
+        residual = visit(f"{block}.hook_resid_pre", residual)
+        project = lambda name, size: (residual @ p[f"{prefix}/attn/{name}"]["w"]).reshape(
+            batch, length, h, size)
+        q = visit(f"{block}.attn.hook_q", project("query", dk))
+        k = visit(f"{block}.attn.hook_k", project("key", dk))
+        v = visit(f"{block}.attn.hook_v", project("value", dv))
+        scores = np.einsum("bqhe,bkhe->bhqk", q, k)
+        scores = np.where(attention_mask(key_mask, shape.causal, np), scores, -np.inf)
+        scores = visit(f"{block}.attn.hook_attn_scores", scores.astype(np.float32, copy=False))
+        pattern = np.zeros_like(scores)
         if h:
-            q = (residual @ p[f"{prefix}/attn/query"]["w"]).reshape(batch, length, h, dk)
-            k = (residual @ p[f"{prefix}/attn/key"]["w"]).reshape(batch, length, h, dk)
-            v = (residual @ p[f"{prefix}/attn/value"]["w"]).reshape(batch, length, h, dv)
-            scores = np.einsum("bqhe,bkhe->bhqk", q, k)
-            scores = np.where(attention_mask(key_mask, shape.causal, np), scores, -np.inf)
             weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
             pattern = weights / weights.sum(axis=-1, keepdims=True)
-            z = np.einsum("bhqk,bkhe->bqhe", pattern, v).reshape(batch, length, h * dv)
-            attn_out = z @ p[f"{prefix}/attn/linear"]["w"]
-        residual = residual + attn_out
-        record(f"blocks.{l}.attn.hook_attn_scores", scores)
-        record(f"blocks.{l}.attn.hook_pattern", pattern)
-        record(f"blocks.{l}.hook_attn_out", attn_out)
-        record(f"blocks.{l}.hook_resid_mid", residual)
-        mlp_out = np.zeros_like(residual)
-        if layer.mlp_hidden:
-            hidden = np.maximum(residual @ p[f"{prefix}/mlp/linear_1"]["w"], 0.0)
-            mlp_out = hidden @ p[f"{prefix}/mlp/linear_2"]["w"]
-        residual = residual + mlp_out
-        record(f"blocks.{l}.hook_mlp_out", mlp_out)
-        record(f"blocks.{l}.hook_resid_post", residual)
+        pattern = visit(f"{block}.attn.hook_pattern", pattern)
+        z = visit(f"{block}.attn.hook_z", np.einsum("bhqk,bkhe->bqhe", pattern, v))
+        attn_out = z.reshape(batch, length, h * dv) @ p[f"{prefix}/attn/linear"]["w"]
+        attn_out = visit(f"{block}.hook_attn_out", attn_out)
+        residual = visit(f"{block}.hook_resid_mid", residual + attn_out)
+        pre = visit(f"{block}.mlp.hook_pre", residual @ p[f"{prefix}/mlp/linear_1"]["w"])
+        post = visit(f"{block}.mlp.hook_post", np.maximum(pre, 0.0))
+        mlp_out = visit(f"{block}.hook_mlp_out", post @ p[f"{prefix}/mlp/linear_2"]["w"])
+        residual = visit(f"{block}.hook_resid_post", residual + mlp_out)
     return residual
+
+
+def hook_names(shape: ModelShape) -> list[str]:
+    """Every hook name of the model's cache, in forward order (TransformerLens's names)."""
+    per_layer = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v",
+                 "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "hook_attn_out",
+                 "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out",
+                 "hook_resid_post")
+    return ["hook_embed", "hook_pos_embed"] + [
+        f"blocks.{l}.{name}" for l in range(len(shape.layers)) for name in per_layer]

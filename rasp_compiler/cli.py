@@ -258,6 +258,43 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    import warnings
+
+    from rasp_compiler import export
+    from rasp_compiler.model import CompiledModel
+
+    # Before compiling: a refused destination should not cost a compile.
+    destination = export.check_destination(args.output, args.format)
+    folder = _saved_model_folder(args.program)
+    if folder is not None:  # a model saved by `compile -o`
+        if args.vocab is not None or args.max_seq_len is not None or args.causal:
+            raise InvalidInputError(
+                f"{folder} is a saved model: its vocab, max_seq_len and causal mask were fixed "
+                f"when it was compiled; drop --vocab / --max-seq-len / --causal or export the "
+                f"program itself"
+            )
+        model = CompiledModel.load(folder)
+    else:
+        _, model = _compile_spec(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if args.format == "safetensors":
+            written = export.save_safetensors(model, destination)
+        else:
+            written = export.save_transformer_lens(model, destination)
+        encoding = export.export_encoding(model)
+    for message in dict.fromkeys(str(warning.message) for warning in caught):
+        print(f"warning: {message}", file=sys.stderr)
+    config = export.transformer_lens_config(model)
+    print(f"exported {model.output} to {written} ({args.format}): {config['n_layers']} layers, "
+          f"{config['n_heads']} heads of size {config['d_head']}, MLP width {config['d_mlp']}, "
+          f"d_model {config['d_model']}, attention {config['attention_dir']}")
+    print(f"input: [BOS id, token ids...], ids {dict(encoding.input_encoding)}")
+    print(f"logits: {encoding.logits}")
+    return 0
+
+
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", help="a bundled program name or path.py:factory")
     parser.add_argument("--vocab", type=parse_vocab,
@@ -318,6 +355,17 @@ def build_parser() -> argparse.ArgumentParser:
     inspecting.add_argument("--json", action="store_true",
                             help="print the layout (or with --residual the residual map) as JSON")
     inspecting.set_defaults(handler=_cmd_inspect)
+
+    exporting = commands.add_parser(
+        "export", help="export to TransformerLens (a torch file) or safetensors (a folder)"
+    )
+    _add_compile_options(exporting)
+    exporting.add_argument("--format", required=True, choices=["transformerlens", "safetensors"],
+                           help="transformerlens: one torch file of config, state_dict and "
+                           "encoding; safetensors: a folder of model.safetensors and config.json")
+    exporting.add_argument("-o", "--output", required=True, metavar="PATH",
+                           help="the file (transformerlens) or folder (safetensors) to write")
+    exporting.set_defaults(handler=_cmd_export)
 
     verifying = commands.add_parser(
         "verify", help="compare the compiled model with the evaluator, position by position"

@@ -375,6 +375,21 @@ class CompiledModel:
 
         return load_model(path, model_class=cls)
 
+    def to_hooked_transformer(self, device: str = "cpu"):
+        """A TransformerLens HookedTransformer computing what this model computes (needs
+        `pip install 'rasp-compiler[export]'`); its `rasp` attribute encodes inputs and
+        decodes logits. See rasp_compiler.export and docs/export.md."""
+        from rasp_compiler.export import to_hooked_transformer
+
+        return to_hooked_transformer(self, device)
+
+    def save_safetensors(self, path: str | Path) -> Path:
+        """Write `path/model.safetensors` (TransformerLens names) and `path/config.json`,
+        loadable into TransformerLens without rasp_compiler (docs/export.md)."""
+        from rasp_compiler.export import save_safetensors
+
+        return save_safetensors(self, path)
+
 
 __all__ = [
     "ActivationCache",

@@ -177,43 +177,77 @@ def model_config(model) -> TracrModelConfig:
     )
 
 
-def tracr_params(model) -> dict[str, dict[str, jnp.ndarray]]:
-    """A fresh tracr-shaped copy of `model.params`: padded with zeros, tracr's names.
+@dataclass(frozen=True)
+class PaddedLayer:
+    """One layer's weights padded to the uniform sizes of `model_config`, per head.
+
+    w_q, w_k, w_v [d_model, heads, size]; w_o [heads, size, d_model];
+    w_1 [d_model, width]; w_2 [width, d_model]. No attention scaling is folded in.
+    """
+
+    w_q: np.ndarray
+    w_k: np.ndarray
+    w_v: np.ndarray
+    w_o: np.ndarray
+    w_1: np.ndarray
+    w_2: np.ndarray
+
+
+def padded_layers(model) -> list[PaddedLayer]:
+    """Every layer of `model.params` padded with zeros to `model_config(model)`'s sizes.
 
     Zero padding changes no activation: a padded head has zero value weights (it
     writes nothing, whatever it attends to), padded key/value dimensions are zero
-    on both sides, and padded MLP units have zero input and output weights.
+    on both sides, and padded MLP units have zero input and output weights. Both
+    tracr's view and the TransformerLens export (export.py) are built from these.
     """
     config = model_config(model)
     heads, size, width = config.num_heads, config.key_size, config.mlp_hidden_size
     d = model.shape.d_model
     ours = {module: {name: np.asarray(value, np.float32) for name, value in inner.items()}
             for module, inner in model.params.items()}
-    params = {
-        "token_embed": {"embeddings": ours["token_embed"]["embeddings"]},
-        "pos_embed": {"embeddings": ours["pos_embed"]["embeddings"]},
-    }
-    scale = np.float32(math.sqrt(size))  # cancels tracr's logits / sqrt(key_size)
+    layers = []
     for l, layer in enumerate(model.shape.layers):
         h, dk, dv = layer.heads, layer.key_size, layer.value_size
         attn = {}
-        for name, per_head, factor in (("query", dk, scale), ("key", dk, 1), ("value", dv, 1)):
+        for name, per_head in (("query", dk), ("key", dk), ("value", dv)):
             w = np.zeros((d, heads, size), np.float32)
-            block = ours[f"layer_{l}/attn/{name}"]["w"].reshape(d, h, per_head)
-            w[:, :h, :per_head] = block * factor
-            attn[name] = w.reshape(d, heads * size)
+            w[:, :h, :per_head] = ours[f"layer_{l}/attn/{name}"]["w"].reshape(d, h, per_head)
+            attn[name] = w
         w_o = np.zeros((heads, size, d), np.float32)
         w_o[:h, :dv] = ours[f"layer_{l}/attn/linear"]["w"].reshape(h, dv, d)
-        attn["linear"] = w_o.reshape(heads * size, d)
-        for name, w in attn.items():
-            bias = np.zeros(d if name == "linear" else heads * size, np.float32)
-            params[f"{PREFIX}/layer_{l}/attn/{name}"] = {"w": w, "b": bias}
         w_1 = np.zeros((d, width), np.float32)
         w_1[:, : layer.mlp_hidden] = ours[f"layer_{l}/mlp/linear_1"]["w"]
         w_2 = np.zeros((width, d), np.float32)
         w_2[: layer.mlp_hidden] = ours[f"layer_{l}/mlp/linear_2"]["w"]
-        params[f"{PREFIX}/layer_{l}/mlp/linear_1"] = {"w": w_1, "b": np.zeros(width, np.float32)}
-        params[f"{PREFIX}/layer_{l}/mlp/linear_2"] = {"w": w_2, "b": np.zeros(d, np.float32)}
+        layers.append(PaddedLayer(attn["query"], attn["key"], attn["value"], w_o, w_1, w_2))
+    return layers
+
+
+def tracr_params(model) -> dict[str, dict[str, jnp.ndarray]]:
+    """A fresh tracr-shaped copy of `model.params`: `padded_layers` under tracr's names,
+    with tracr's zero biases and sqrt(key_size) folded into the query weights."""
+    config = model_config(model)
+    heads, size, width = config.num_heads, config.key_size, config.mlp_hidden_size
+    d = model.shape.d_model
+    params = {
+        "token_embed": {"embeddings": np.asarray(model.params["token_embed"]["embeddings"],
+                                                 np.float32)},
+        "pos_embed": {"embeddings": np.asarray(model.params["pos_embed"]["embeddings"],
+                                               np.float32)},
+    }
+    scale = np.float32(math.sqrt(size))  # cancels tracr's logits / sqrt(key_size)
+    for l, layer in enumerate(padded_layers(model)):
+        attn = {"query": layer.w_q * scale, "key": layer.w_k, "value": layer.w_v}
+        attn = {name: w.reshape(d, heads * size) for name, w in attn.items()}
+        attn["linear"] = layer.w_o.reshape(heads * size, d)
+        for name, w in attn.items():
+            bias = np.zeros(d if name == "linear" else heads * size, np.float32)
+            params[f"{PREFIX}/layer_{l}/attn/{name}"] = {"w": w, "b": bias}
+        params[f"{PREFIX}/layer_{l}/mlp/linear_1"] = {"w": layer.w_1,
+                                                      "b": np.zeros(width, np.float32)}
+        params[f"{PREFIX}/layer_{l}/mlp/linear_2"] = {"w": layer.w_2,
+                                                      "b": np.zeros(d, np.float32)}
     return {module: {name: jnp.asarray(value) for name, value in inner.items()}
             for module, inner in params.items()}
 

@@ -1,14 +1,11 @@
 """Shared test settings: deterministic hypothesis runs, so CI never flakes on a new seed;
-the case table compiled once per test process."""
+the case table compiled once per test process (`compiled_case`)."""
 
 import os
 import warnings
 
 import pytest
 from hypothesis import HealthCheck, settings
-
-from rasp_compiler.compiler import compile_program
-from rasp_compiler.errors import CompileWarning
 
 settings.register_profile(
     "ci",
@@ -23,20 +20,30 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture(scope="session")
 def compiled_case():
-    """`get(case, causal=False)` -> (program, model): each case of cases.py compiled once
-    per test process at its own max_seq_len, shared by every test file. Tests must not
-    change the model they get (copy it first)."""
+    """Each case of tests/cases.py compiled once per test process, shared by every test
+    module that runs it at its own max_seq_len (compiling the table takes ~20 s).
+
+    `compiled_case(case, causal=False, **options)` returns the CompiledModel; the program
+    it was compiled from is `model.program`. Models are never modified by the tests.
+    """
+    from rasp_compiler.compiler import compile_program
+    from rasp_compiler.errors import CompileWarning, RaspCompilerError
+
     cache = {}
 
-    def get(case, causal=False):
-        key = (case.name, causal)
+    def get(case, causal=False, **options):
+        key = (case.name, causal, tuple(sorted(options.items())))
         if key not in cache:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", CompileWarning)
-                program = case.factory(case.max_seq_len)
-                model = compile_program(program, case.vocab, case.max_seq_len, causal=causal,
-                                        **case.options)
-            cache[key] = (program, model)
+            n = case.max_seq_len
+            try:
+                with warnings.catch_warnings():  # a warning is part of the model (model.warnings)
+                    warnings.simplefilter("ignore", CompileWarning)
+                    cache[key] = compile_program(case.factory(n), case.vocab, n, causal=causal,
+                                                 **{**case.options, **options})
+            except RaspCompilerError as refusal:  # a refusal is a result too: raise it again
+                cache[key] = refusal
+        if isinstance(cache[key], RaspCompilerError):
+            raise cache[key]
         return cache[key]
 
     return get

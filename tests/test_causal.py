@@ -18,24 +18,18 @@ INVARIANT = {"program:frac_prevs", "program:shift_by", "program:running_sum"}
 NOT_INVARIANT = {"program:length", "program:reverse", "program:histogram", "program:sort"}
 
 
-def _compile(case, causal, max_seq_len=None):
-    n = max_seq_len or case.max_seq_len
-    return compile_program(case.factory(n), case.vocab, n, causal=causal, **case.options)
-
-
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_causal_model_equals_the_causal_evaluator(case, compiled_case):
-    program = case.factory(case.max_seq_len)
     try:
-        program, model = compiled_case(case, causal=True)
+        model = compiled_case(case, causal=True)
     except UnsafeAggregateError as error:
         # Masking can make a categorical Aggregate mix values (argmax of a prefix may
         # tie): the refusal must show an input where the causal meaning really mixes.
         xs = eval(str(error).split("on the input ")[1].split(" (query")[0])
         with pytest.raises(EvaluationError):
-            evaluate(program, xs, causal=True)
-        model = compile_program(program, case.vocab, case.max_seq_len, causal=True,
-                                **{**case.options, "allow_unsafe_aggregates": True})
+            evaluate(case.factory(case.max_seq_len), xs, causal=True)
+        model = compiled_case(case, causal=True, allow_unsafe_aggregates=True)
+    program = model.program
     assert model.causal and model.info.causal
     report = verify(program, model, exhaustive_up_to=min(case.exhaustive_up_to, 4),
                     samples=20, backend="numpy")
@@ -56,8 +50,8 @@ def test_causal_model_equals_the_causal_evaluator(case, compiled_case):
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.name in
                                   {"program:sort", "program:dyck1", "program:reverse"}], ids=str)
-def test_causal_weights_are_the_bidirectional_weights(case):
-    causal, plain = _compile(case, True), _compile(case, False)
+def test_causal_weights_are_the_bidirectional_weights(case, compiled_case):
+    causal, plain = compiled_case(case, True), compiled_case(case, False)
     assert causal.depth == plain.depth and causal.layout == plain.layout
     for module, inner in plain.params.items():
         for name, value in inner.items():

@@ -246,3 +246,53 @@ def test_os_errors_are_one_line_but_bugs_still_show_a_traceback(monkeypatch, cap
     monkeypatch.setattr(cli, "_cmd_list", bug)
     with pytest.raises(RuntimeError, match="internal bug"):
         main(["list"])
+
+
+@pytest.mark.xdist_group("export")  # one worker imports torch and TransformerLens
+def test_export_writes_safetensors_and_a_transformer_lens_checkpoint(capsys, tmp_path):
+    import warnings
+
+    import torch
+    from transformer_lens import HookedTransformer
+
+    assert main(["export", "sort_ties", "--format", "safetensors", "-o",
+                 str(tmp_path / "st")]) == 0
+    out = capsys.readouterr().out
+    assert f"exported sort_ties to {tmp_path / 'st'} (safetensors): 3 layers" in out
+    assert "attention bidirectional" in out and "logits: one logit per value of sort_ties" in out
+    assert sorted(p.name for p in (tmp_path / "st").iterdir()) == [
+        "config.json", "model.safetensors"]
+    assert main(["compile", "frac_prevs", "-o", str(tmp_path / "saved")]) == 0
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "saved"), "--format", "transformerlens", "-o",
+                 str(tmp_path / "frac.pt")]) == 0
+    assert "not a logit" in capsys.readouterr().out
+    checkpoint = torch.load(tmp_path / "frac.pt")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        hooked = HookedTransformer(checkpoint["config"])
+    hooked.load_state_dict(checkpoint["state_dict"])
+    ids = dict((token, i) for token, i in checkpoint["encoding"]["input_encoding"])
+    tokens = torch.tensor([[ids["BOS"], ids["x"], ids["a"], ids["x"], ids["x"]]])
+    with torch.no_grad():
+        numbers = hooked(tokens)[0, 1:, 0].tolist()
+    assert numbers == pytest.approx([1, 1 / 2, 2 / 3, 3 / 4], abs=1e-5)
+
+
+def test_export_mistakes_are_one_line_before_compiling(capsys, tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("x")
+    assert main(["export", "no_such_program", "--format", "safetensors", "-o",
+                 str(tmp_path / "busy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds other files (notes.txt) and no export" in err
+    assert main(["export", "reverse", "--format", "transformerlens", "-o", str(tmp_path)]) == 2
+    assert "it is a folder; name a file" in capsys.readouterr().err
+    assert main(["compile", "reverse", "-o", str(tmp_path / "saved")]) == 0
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "saved"), "--causal", "--format", "safetensors",
+                 "-o", str(tmp_path / "out")]) == 2
+    assert "drop --vocab / --max-seq-len / --causal" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", "reverse", "-o", str(tmp_path / "out")])  # --format is required
+    assert "the following arguments are required: --format" in capsys.readouterr().err

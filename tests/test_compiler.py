@@ -20,7 +20,13 @@ RANDOM_INPUTS = {16: 40, 32: 20, 64: 8}
 
 @pytest.fixture
 def compiled(compiled_case):
-    return compiled_case
+    """(program, model) of a case, compiled once per test process (conftest.py)."""
+
+    def get(case):
+        model = compiled_case(case)
+        return model.program, model
+
+    return get
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)

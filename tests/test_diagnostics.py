@@ -25,7 +25,7 @@ def sample_inputs(case, count=6):
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_layout_places_every_node_once_and_checks_pass(case, compiled_case):
-    _, model = compiled_case(case)
+    model = compiled_case(case)
     layout = model.layout_report()
     labels = [node.label for node in layout.nodes]
     assert sorted(labels) == sorted(model.ops.graph.order)  # every node, exactly once

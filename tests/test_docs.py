@@ -246,7 +246,13 @@ DOCUMENTS_WITH_EXAMPLES = [document for document in _documents()
                            if any(not e.not_run for e in examples_in(document))]
 
 
-@pytest.mark.parametrize("document", DOCUMENTS_WITH_EXAMPLES, ids=_relative)
+def _document_param(document: Path):
+    """docs/export.md imports TransformerLens: it runs on the worker of the export tests."""
+    marks = [pytest.mark.xdist_group("export")] if document.name == "export.md" else []
+    return pytest.param(document, marks=marks, id=_relative(document))
+
+
+@pytest.mark.parametrize("document", [_document_param(d) for d in DOCUMENTS_WITH_EXAMPLES])
 def test_document_examples_run_as_a_user_would(document, tmp_path, monkeypatch):
     examples = [example for example in examples_in(document) if not example.not_run]
     test_count = count_test_functions(examples)

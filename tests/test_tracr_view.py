@@ -28,11 +28,6 @@ from cases import CASES
 pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")
 
 
-@pytest.fixture
-def compiled(compiled_case):
-    return lambda case: compiled_case(case)[1]
-
-
 @pytest.fixture(scope="module")
 def reverse():
     return compile_program(lib.make_reverse(rasp.tokens), ["a", "b", "c"], 5)
@@ -88,8 +83,8 @@ def _assert_tracr_view_equals_ours(model, ids, ours):
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_tracr_forward_over_padded_params_equals_ours(case, compiled):
-    model = compiled(case)
+def test_tracr_forward_over_padded_params_equals_ours(case, compiled_case):
+    model = compiled_case(case)
     ids = _padded_batch(model, random.Random(case.name))
     ours = {}
     forward_numpy(model.params, model.shape, ids, ids != model.input_encoder.pad_encoding, ours)
