@@ -359,7 +359,8 @@
                                              title: s.time > state.step ? `not written yet (written after ${s.written_after})` : null }, v))));
     body.replaceChildren(steps,
       el("div", { class: "legend" }, el("span", { class: "reads" }, "read by the selected head"),
-         el("span", { class: "writes" }, "written by it"), "click an SOp or a dimension to select it"),
+         el("span", { class: "writes" }, "written by it"), el("span", { class: "sop-sel" }, "the selected SOp"),
+         "click an SOp or a dimension to select it; hover a cell for its value"),
       table,
       el("h3", {}, `Decoded at this step (grey: not written yet)`),
       el("table", { class: "grid", id: "decoded" },
@@ -422,7 +423,7 @@
       node.classList.toggle("sel", node.dataset.sop === state.sop);
     for (const node of document.querySelectorAll("tr[data-sop]"))
       node.classList.toggle("sel", node.dataset.sop === state.sop || (!state.sop && writes.has(node.dataset.sop)));
-    for (const node of document.querySelectorAll("#residual-map th[data-sop]")) {
+    for (const node of document.querySelectorAll("#residual-map th.group")) {
       node.classList.toggle("sop-sel", node.dataset.sop === state.sop);
       node.classList.toggle("reads", reads.has(node.dataset.sop));
       node.classList.toggle("writes", writes.has(node.dataset.sop));
