@@ -157,7 +157,8 @@ def _compile_spec(args: argparse.Namespace):
             raise
         raise InvalidInputError(
             f"{args.program} is a folder, not a program: `rasp-compiler run {args.program} "
-            f"TOKENS...` runs a saved model; the other commands need the program itself"
+            f"TOKENS...` runs a saved model and `rasp-compiler explore {args.program}` explores "
+            f"it; the other commands need the program itself"
         ) from None
     vocab = args.vocab if args.vocab is not None else spec.vocab
     max_seq_len = args.max_seq_len if args.max_seq_len is not None else spec.max_seq_len

@@ -59,11 +59,12 @@ MAX_REQUEST_BYTES = 64 * 1024  # a typed input is a few tokens; refuse anything 
 
 def show(value: Any) -> str:
     """How the page writes a token or an SOp value: str() as the CLI prints tokens;
-    numbers to 6 significant digits; an unclean position as its repr."""
+    floats to 6 decimals and 6 significant digits (float32 noise such as 8e-16 reads as
+    0); an unclean position as its repr."""
     if isinstance(value, Unclean):
         return repr(value)
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{round(value, 6) + 0.0:.6g}" if math.isfinite(value) else str(value)
     return str(value)
 
 
@@ -209,7 +210,7 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
     head's pattern, the residual stream at every step, and every disagreement with the
     evaluator. A bad input (an unknown token, too many tokens, none) gives
     {"error": message}: the message the CLI prints for it."""
-    from rasp_compiler.cli import parse_tokens
+    from rasp_compiler.cli import parse_tokens  # the CLI's own parser: one message for both
 
     words = [str(w) for w in words]
     try:
@@ -303,10 +304,21 @@ def _asset(name: str) -> str:
     return (resources.files("rasp_compiler") / "explorer_assets" / name).read_text("utf-8")
 
 
+def json_safe(data: Any) -> Any:
+    """`data` with every non-finite float written as its name: JSON has no Infinity/NaN."""
+    if isinstance(data, float):
+        return _number(data)
+    if isinstance(data, dict):
+        return {key: json_safe(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(value) for value in data]
+    return data
+
+
 def json_for_script(data: Any) -> str:
     """JSON that is safe inside <script type="application/json">: no '<', '>' or '&'
     survives (so no `</script>` or `<!--` can end the block), and no raw line separators."""
-    text = json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    text = json.dumps(json_safe(data), ensure_ascii=True, allow_nan=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -451,7 +463,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             return self._text(HTTPStatus.BAD_REQUEST, 'send JSON {"text": "the tokens"}')
-        body = json.dumps(self.server.run_words(text.split()), allow_nan=False)
+        body = json.dumps(json_safe(self.server.run_words(text.split())), allow_nan=False)
         self._send(HTTPStatus.OK, body.encode("utf-8"), "application/json")
 
 

@@ -218,10 +218,18 @@ def test_bad_input_gets_the_cli_message(reverse, capsys):
         explorer.static_page(reverse, [["a", "z"]], owner="reverse")
 
 
+def test_values_are_written_as_the_cli_writes_tokens_and_numbers_without_float_noise():
+    assert [explorer.show(v) for v in ("a", 3, True, None, (1, 2))] == [
+        "a", "3", "True", "None", "(1, 2)"]
+    assert [explorer.show(v) for v in (8e-16, -1e-9, 2 / 3, 1.5, 1e7)] == [
+        "0", "0", "0.666667", "1.5", "1e+07"]
+
+
 def test_json_in_the_page_cannot_end_its_script_block():
     text = explorer.json_for_script({"label": EVIL_LABEL, "more": "<!-- & \u2028"})
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
     assert json.loads(text) == {"label": EVIL_LABEL, "more": "<!-- & \u2028"}
+    assert json.loads(explorer.json_for_script({"margin": float("inf")})) == {"margin": "inf"}
 
 
 def test_the_server_serves_one_page_and_one_api_at_localhost_only(server):
