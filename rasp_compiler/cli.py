@@ -108,6 +108,17 @@ def parse_vocab(text: str) -> tuple:
     return tuple(tokens)
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 (any free one) to 65535, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1 (0 would silently mean 'nothing')."""
     try:
@@ -146,7 +157,8 @@ def _compile_spec(args: argparse.Namespace):
             raise
         raise InvalidInputError(
             f"{args.program} is a folder, not a program: `rasp-compiler run {args.program} "
-            f"TOKENS...` runs a saved model; the other commands need the program itself"
+            f"TOKENS...` runs a saved model and `rasp-compiler explore {args.program}` explores "
+            f"it; the other commands need the program itself"
         ) from None
     vocab = args.vocab if args.vocab is not None else spec.vocab
     max_seq_len = args.max_seq_len if args.max_seq_len is not None else spec.max_seq_len
@@ -251,10 +263,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         inputs = [tokens] if tokens else [list(ex[0]) for ex in spec.examples]
         print(model.check_patterns(inputs))
         print(model.read_back(inputs))
-    if args.html:
-        if not tokens:
-            tokens = list(spec.examples[0][0]) if spec.examples else [model.vocab[0]]
-        print(f"wrote {model.html_report(tokens, args.html)}")
+    if args.html:  # the explorer's page, for --input or else the program's examples
+        from rasp_compiler.explorer import default_inputs, write_static_page
+
+        inputs = [tokens] if tokens else default_inputs(model, [ex[0] for ex in spec.examples])
+        print(f"wrote {write_static_page(model, inputs, args.html, owner=spec.name)}")
     return 0
 
 
@@ -295,8 +308,41 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_compile_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("program", help="a bundled program name or path.py:factory")
+def _cmd_explore(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    from rasp_compiler import explorer
+
+    folder = _saved_model_folder(args.program)
+    if folder is not None:  # a model saved by `compile -o`: no program, views degrade
+        from rasp_compiler.model import CompiledModel
+
+        if args.vocab is not None or args.max_seq_len is not None or args.causal:
+            raise InvalidInputError(
+                f"{folder} is a saved model: its vocab, max_seq_len and causal mask were fixed "
+                f"when it was compiled; drop --vocab / --max-seq-len / --causal or explore the "
+                f"program instead"
+            )
+        owner, model, examples = "the saved model", CompiledModel.load(folder), []
+    else:
+        spec, model = _compile_spec(args)
+        owner, examples = spec.name, [ex[0] for ex in spec.examples]
+    if args.input:  # refuse a bad --input here, as `run` would, before serving anything
+        model.encode([parse_tokens(owner, args.input, model.vocab)])
+    words = args.input or explorer.default_inputs(model, examples)[0]
+    server = explorer.ExplorerServer(model, owner, words, args.port)
+    print(f"the model explorer for {model.output} is at {server.url} (Ctrl-C stops it)",
+          flush=True)
+    if not args.no_browser:
+        webbrowser.open(server.url)
+    explorer.run_until_interrupted(server)
+    return 0
+
+
+def _add_compile_options(parser: argparse.ArgumentParser, *,
+                         program_help: str = "a bundled program name or path.py:factory",
+                         metavar: str | None = None) -> None:
+    parser.add_argument("program", help=program_help, metavar=metavar)
     parser.add_argument("--vocab", type=parse_vocab,
                         help="comma-separated tokens (default: the program's VOCAB)")
     parser.add_argument("--max-seq-len", type=positive_int,
@@ -351,7 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspecting.add_argument("--check", action="store_true",
                             help="pattern check and value read-back (on --input or the examples)")
     inspecting.add_argument("--input", nargs="+", metavar="TOKEN", help="the input to inspect")
-    inspecting.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
+    inspecting.add_argument("--html", metavar="PATH",
+                            help="write the explorer's self-contained, offline page for --input "
+                                 "(or the program's examples)")
     inspecting.add_argument("--json", action="store_true",
                             help="print the layout (or with --residual the residual map) as JSON")
     inspecting.set_defaults(handler=_cmd_inspect)
@@ -366,6 +414,20 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument("-o", "--output", required=True, metavar="PATH",
                            help="the file (transformerlens) or folder (safetensors) to write")
     exporting.set_defaults(handler=_cmd_export)
+
+    exploring = commands.add_parser(
+        "explore", help="explore the model in the browser: a local server on 127.0.0.1 that "
+                        "runs the inputs you type"
+    )
+    _add_compile_options(exploring, metavar="PROGRAM_OR_MODEL",
+                         program_help="a bundled program name, path.py:factory, or a folder "
+                                      "saved by `compile -o`")
+    exploring.add_argument("--input", nargs="+", metavar="TOKEN", help="the input shown first")
+    exploring.add_argument("--port", type=port_number, default=0,
+                           help="the port on 127.0.0.1 (default 0: any free port)")
+    exploring.add_argument("--no-browser", action="store_true",
+                           help="print the page's address without opening a browser")
+    exploring.set_defaults(handler=_cmd_explore)
 
     verifying = commands.add_parser(
         "verify", help="compare the compiled model with the evaluator, position by position"

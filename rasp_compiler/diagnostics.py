@@ -345,6 +345,31 @@ def head_matrix(record: CompilationRecord, label: str, evaluation) -> np.ndarray
     return matrix
 
 
+@dataclass(frozen=True)
+class PatternStats:
+    """How one head's pattern on one input compares with its ideal pattern."""
+
+    max_deviation: float
+    worst_query: int  # the query row (0 = BOS) with the largest deviation
+    min_margin: float  # inf where every key of every row is intended
+    max_bos_leak: float
+
+
+def pattern_stats(ideal: np.ndarray, got: np.ndarray, logits: np.ndarray) -> PatternStats:
+    """Deviation, logit margin (intended keys against the rest) and BOS leak (BOS weight
+    where the ideal gives BOS none) of one head on one input; all arrays [T, T]."""
+    deviation = np.abs(got - ideal)
+    worst_query = int(np.unravel_index(np.argmax(deviation), deviation.shape)[0])
+    margin, leak = np.inf, 0.0
+    for q in range(ideal.shape[0]):
+        intended = ideal[q] > 0
+        if (~intended).any():
+            margin = min(margin, float(logits[q][intended].min() - logits[q][~intended].max()))
+        if ideal[q, 0] == 0:
+            leak = max(leak, float(got[q, 0]))
+    return PatternStats(float(deviation.max()), worst_query, margin, leak)
+
+
 def _values_of(label: str, evaluation) -> list:
     """An SOp's values on an evaluated input (the inputs even when the program never names them)."""
     if label in evaluation.values:
@@ -387,19 +412,13 @@ def check_patterns(model, inputs: Sequence[Sequence], tolerance: float = DEFAULT
                     continue
                 length = len(xs) + 1
                 matrix = head_matrix(record, head.label, evaluation)
-                ideal = ideal_pattern(head.kind, matrix, length)
-                got = patterns[b, head.index, :length, :length]
-                deviation = np.abs(got - ideal)
-                if deviation.max() > worst[0]:
-                    q = int(np.unravel_index(np.argmax(deviation), deviation.shape)[0])
-                    worst = (float(deviation.max()), tuple(xs), q)
-                logits = scores[b, head.index, :length, :length]
-                for q in range(length):
-                    intended = ideal[q] > 0
-                    if (~intended).any():
-                        margin = min(margin, float(logits[q][intended].min() - logits[q][~intended].max()))
-                    if ideal[q, 0] == 0:
-                        leak = max(leak, float(got[q, 0]))
+                stats = pattern_stats(ideal_pattern(head.kind, matrix, length),
+                                      patterns[b, head.index, :length, :length],
+                                      scores[b, head.index, :length, :length])
+                if stats.max_deviation > worst[0]:
+                    worst = (stats.max_deviation, tuple(xs), stats.worst_query)
+                margin = min(margin, stats.min_margin)
+                leak = max(leak, stats.max_bos_leak)
             checks.append(HeadCheck(
                 head=head.name, label=head.label, selector=head.selector,
                 max_deviation=worst[0], min_margin=margin, max_bos_leak=leak,

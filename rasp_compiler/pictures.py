@@ -1,7 +1,8 @@
 """Pictures (PNG/SVG) of a compiled model: attention heatmaps and the program graph.
 
 matplotlib is an optional extra (`pip install 'rasp_compiler[plots]'`), imported
-only here, only when a picture is asked for.
+only here, only when a heatmap is asked for. The graph is laid out by Graphviz's
+`dot` (a system package: apt-get install graphviz), run only when it is drawn.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from rasp_compiler import rasp
-from rasp_compiler.errors import MissingDependencyError
+from rasp_compiler.errors import InvalidInputError, MissingDependencyError, SaveError
 
 
 def _pyplot():
@@ -58,34 +59,55 @@ def head_patterns(model, tokens: Sequence) -> list[dict]:
 
 
 def attention_heatmaps(model, tokens: Sequence, path) -> Path:
-    """One row per head: the ideal pattern (from the evaluator) beside the compiled one."""
+    """One row per head: the ideal pattern (from the evaluator) beside the compiled one.
+
+    The figure is sized to its content: square cells of a fixed size, each row titled
+    with the head and its selector (wrapped to the row's width), both axes labelled
+    with position and token, the weights written in the cells while they fit, and a
+    causal model's masked cells (key after query) hatched."""
+    import textwrap
+
     plt = _pyplot()
     heads = head_patterns(model, tokens)
-    labels = ["BOS"] + [str(t) for t in tokens]
-    rows = max(1, len(heads))
-    side = 1.2 + 0.35 * len(labels)
-    fig, axes = plt.subplots(rows, 2, figsize=(2 * side + 0.5, (side + 0.6) * rows), squeeze=False)
-    for row, head in enumerate(heads):
-        for col, (name, matrix) in enumerate((("ideal", head["ideal"]), ("compiled", head["compiled"]))):
-            ax = axes[row][col]
+    labels = ["BOS"] + [f"{i}:{t}" for i, t in enumerate(tokens, start=1)]
+    n = len(labels)
+    cell = 0.36  # inches per pattern cell
+    side = max(1.6, n * cell)
+    width = 2 * side + 2.4
+    title_chars = int(width * 11)
+    titles = [textwrap.wrap(h["title"], title_chars) or [""] for h in heads]
+    row_heights = [side + 1.1 + 0.2 * len(lines) for lines in titles] or [1.0]
+    fig = plt.figure(figsize=(width, sum(row_heights) + 0.5), layout="constrained")
+    fig.suptitle("\n".join(textwrap.wrap(
+        f"{model.output} on {list(tokens)}: each head's ideal pattern (left) and compiled "
+        f"pattern (right)", int(width * 9))), fontsize=10)
+    if not heads:
+        fig.text(0.5, 0.4, "this model has no attention heads", ha="center", fontsize=10)
+    rows = fig.subfigures(len(row_heights), 1, height_ratios=row_heights, squeeze=False)[:, 0]
+    for row, head, lines in zip(rows, heads, titles):
+        row.suptitle("\n".join(lines), fontsize=8.5, ha="left", x=0.02)
+        axes = row.subplots(1, 2)
+        for ax, (name, matrix) in zip(axes, (("ideal", head["ideal"]), ("compiled", head["compiled"]))):
+            ax.set_title(name if matrix is not None else "ideal: needs the program", fontsize=8.5)
             if matrix is None:
                 ax.axis("off")
-                ax.set_title("ideal: needs the program", fontsize=8)
                 continue
             ax.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
-            ax.set_xticks(range(len(labels)), labels, fontsize=7)
-            ax.set_yticks(range(len(labels)), labels, fontsize=7)
-            ax.set_xlabel("key", fontsize=7)
-            ax.set_ylabel("query", fontsize=7)
-            ax.set_title(f"{head['name']} {name}", fontsize=8)
-        axes[row][0].annotate(head["title"][:110], (0, 1.18), xycoords="axes fraction", fontsize=7)
-    if not heads:
-        axes[0][0].axis("off")
-        axes[0][1].axis("off")
-        axes[0][0].set_title("this model has no attention heads", fontsize=8)
-    fig.tight_layout()
+            ax.set_xticks(range(n), labels, fontsize=7, rotation=90 if n > 8 else 0)
+            ax.set_yticks(range(n), labels, fontsize=7)
+            ax.set_xlabel("key (position:token)", fontsize=7.5)
+            ax.set_ylabel("query (position:token)", fontsize=7.5)
+            for q in range(n):
+                for k in range(n):
+                    if model.causal and k > q:
+                        ax.add_patch(plt.Rectangle((k - 0.5, q - 0.5), 1, 1, fill=False,
+                                                   hatch="///", edgecolor="#bbbbbb", lw=0))
+                    elif n <= 10 and matrix[q, k] >= 0.005:
+                        ax.text(k, q, f"{matrix[q, k]:.2f}".rstrip("0").rstrip("."),
+                                ha="center", va="center", fontsize=6,
+                                color="white" if matrix[q, k] > 0.6 else "black")
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.15)  # nothing cut off
     plt.close(fig)
     return path
 
@@ -111,35 +133,83 @@ def node_layers(model) -> dict[str, int]:
     return layers
 
 
-def graph_picture(model, path) -> Path:
-    """The program's dependency graph, nodes placed and coloured by layer (PNG or SVG)."""
+GRAPH_FORMATS = ("png", "svg", "pdf")
+LAYER_COLOURS = ("#e8e3f7", "#dbe8fb", "#dff2df", "#fdf0d5", "#fbe0e0", "#e0f4f4", "#f3e5f5")
+
+
+def _dot_text(text: str) -> str:
+    """A DOT string literal's content: quotes and backslashes escaped, newlines as \\n."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def graph_dot(model) -> str:
+    """The program graph as Graphviz DOT, laid out left to right by layer: one cluster
+    per layer (0: the embeddings), SOps as boxes and selectors as ellipses, each labelled
+    with its name, kind and where it lives in the model (the head or MLP)."""
+    from rasp_compiler.diagnostics import layout
     from rasp_compiler.records import require_compilation
 
     record = require_compilation(model, "graph_picture", does="draws the RASP program's graph")
-    plt = _pyplot()
-    import networkx as nx
-
-    graph = nx.DiGraph(record.graph.graph)
+    graph = record.graph
     layers = node_layers(model)
-    for label in graph.nodes:
-        graph.nodes[label]["layer"] = layers.get(label, -1)
-    positions = nx.multipartite_layout(graph, subset_key="layer")
-    depth = max(1, model.depth)
-    cmap = plt.get_cmap("viridis")
-    colors = [cmap(max(layers.get(n, 0), 0) / depth) for n in graph.nodes]
-    shapes = {n: "s" if isinstance(record.graph.expr(n), rasp.SOp) else "o" for n in graph.nodes}
-    fig, ax = plt.subplots(figsize=(3 + 2.2 * depth, 1 + 0.5 * len(graph)))
-    for shape in ("s", "o"):
-        nodes = [n for n in graph.nodes if shapes[n] == shape]
-        nx.draw_networkx_nodes(graph, positions, nodelist=nodes, node_shape=shape, ax=ax,
-                               node_color=[colors[list(graph.nodes).index(n)] for n in nodes],
-                               node_size=500)
-    nx.draw_networkx_edges(graph, positions, ax=ax, arrows=True, alpha=0.5)
-    nx.draw_networkx_labels(graph, {n: (x, y + 0.04) for n, (x, y) in positions.items()},
-                            font_size=7, ax=ax)
-    ax.set_title(f"{model.output}: squares are SOps, circles selectors; colour and column = layer")
-    ax.axis("off")
+    places = {node.label: node for node in layout(model).nodes}
+    ids = {label: f"n{i}" for i, label in enumerate(graph.order)}
+    lines = ["digraph program {", "  rankdir=LR; newrank=true; nodesep=0.25; ranksep=0.55;",
+             '  graph [fontname="Helvetica", fontsize=12, labeljust=l];',
+             '  node [fontname="Helvetica", fontsize=10, style="rounded,filled", '
+             'fillcolor=white, penwidth=1.2];',
+             '  edge [color="#555555", arrowsize=0.7];',
+             f'  label="{_dot_text(model.output)}: the program by layer (left to right); '
+             f'boxes are SOps, ellipses selectors"; labelloc=t;']
+    for layer in sorted(set(layers.values())):
+        colour = LAYER_COLOURS[layer % len(LAYER_COLOURS)]
+        title = "embeddings" if layer == 0 else f"layer {layer}"
+        lines.append(f'  subgraph cluster_{layer} {{ label="{title}"; style="filled,rounded"; '
+                     f'color="#aaaaaa"; fillcolor="{colour}";')
+        for label in graph.order:
+            if layers.get(label) == layer:
+                lines.append("    " + _dot_node(graph, label, ids[label], places.get(label)))
+        lines.append("  }")
+    for label in graph.order:
+        if label not in layers:  # not needed by the output: outside every layer
+            lines.append("  " + _dot_node(graph, label, ids[label], places.get(label)))
+    for src, dst in graph.graph.edges:
+        lines.append(f"  {ids[src]} -> {ids[dst]};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _dot_node(graph, label: str, node_id: str, place) -> str:
+    expr = graph.expr(label)
+    is_sop = isinstance(expr, rasp.SOp)
+    text = f"{label}\n{type(expr).__name__}"
+    if place is not None and place.place in ("head", "mlp", "head+mlp", "folded"):
+        text += f"\n{place.place}: {place.where.split(' (')[0]}"[:60]
+    shape = "box" if is_sop else "ellipse"
+    return f'{node_id} [shape={shape}, label="{_dot_text(text)}"];'
+
+
+def graph_picture(model, path) -> Path:
+    """The program's dependency graph (PNG, SVG or PDF by suffix), laid out by Graphviz's
+    `dot`: layers left to right, labels inside their nodes, edges routed around nodes."""
+    import shutil
+    import subprocess
+
     path = Path(path)
-    fig.savefig(path, dpi=110, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    if fmt not in GRAPH_FORMATS:
+        raise InvalidInputError(f"graph_picture writes {', '.join(GRAPH_FORMATS)}; "
+                                f"{path.name} has the suffix .{fmt}")
+    text = graph_dot(model)
+    dot = shutil.which("dot")
+    if dot is None:
+        raise MissingDependencyError(
+            "graph_picture lays the graph out with Graphviz's `dot`, which is not installed: "
+            "apt-get install graphviz (or brew install graphviz); graph_dot(model) gives the "
+            "DOT text without it")
+    options = ["-Gdpi=110"] if fmt == "png" else []
+    result = subprocess.run([dot, f"-T{fmt}", *options, "-o", str(path)], input=text,
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise SaveError(f"Graphviz's dot could not draw {path}: {result.stderr.strip()}")
     return path

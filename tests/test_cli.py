@@ -57,7 +57,9 @@ def test_inspect_shows_layout_residual_selectors_and_checks(capsys, tmp_path):
     assert main(["inspect", "reverse", "--check"]) == 0
     assert "PASS" in capsys.readouterr().out
     assert main(["inspect", "reverse", "--layout", "--html", str(tmp_path / "r.html")]) == 0
-    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+    page = (tmp_path / "r.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")  # the explorer's page, for the examples:
+    assert '"words":["a","b","c","d"]' in page and '"words":["a","a","b"]' in page
 
 
 def test_verify_command_and_running_a_saved_model(capsys, tmp_path):

@@ -102,31 +102,66 @@ def test_pictures_are_produced(reverse, tmp_path):
     for path in (heat, graph):
         assert path.stat().st_size > 5_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
+    with pytest.raises(InvalidInputError, match="has the suffix .gif"):
+        reverse.graph_picture(tmp_path / "graph.gif")
+
+
+def _png_size(path) -> tuple[int, int]:
+    header = path.read_bytes()[16:24]  # the IHDR chunk: width, height (big-endian)
+    return int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
+
+
+def test_heatmaps_are_sized_to_their_content(reverse, tmp_path):
+    short = _png_size(reverse.attention_heatmaps(["a"], tmp_path / "short.png"))
+    long = _png_size(reverse.attention_heatmaps(list("abcab"), tmp_path / "long.png"))
+    assert long[0] > short[0] and long[1] > short[1]  # more positions, bigger cells area
+    assert long[1] < 1500  # two heads of 6 positions: no wasted canvas
+
+
+def test_the_graph_is_laid_out_by_layer_with_readable_labels(reverse, tmp_path):
+    from rasp_compiler.pictures import graph_dot
+
+    dot = graph_dot(reverse)
+    assert "rankdir=LR" in dot
+    assert 'subgraph cluster_0 { label="embeddings"' in dot and 'label="layer 2"' in dot
+    assert dot.count(" -> ") == reverse.ops.graph.graph.number_of_edges()
+    svg = reverse.graph_picture(tmp_path / "graph.svg").read_text()
+    for label in reverse.ops.graph.order:  # every node's label is drawn as text, whole
+        assert f">{label}</text>" in svg
 
 
 class _Collector(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.ids, self.tags = [], []
+        self.tags, self.urls, self.data = [], [], {}
+        self._in_data = False
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
-        self.ids += [value for name, value in attrs if name == "id"]
+        attrs = dict(attrs)
+        self.urls += [attrs[name] for name in ("src", "href") if name in attrs]
+        self._in_data = attrs.get("id") == "explorer-data"
+
+    def handle_data(self, data):
+        if self._in_data:
+            self.data = json.loads(data)
+            self._in_data = False
 
 
-def test_html_report_is_self_contained_and_covers_every_head(tmp_path):
+def test_html_report_is_the_explorer_page_self_contained_with_every_head(tmp_path):
     program = lib.make_shuffle_dyck(["()"])
     model = compile_program(program, ["(", ")"], 6)
     path = model.html_report(list("(())"), tmp_path / "report.html")
-    text = path.read_text()
     parser = _Collector()
-    parser.feed(text)
+    parser.feed(path.read_text())
+    assert parser.urls == ["data:,"]  # the favicon: nothing to fetch
+    assert "Content-Security-Policy" in path.read_text()
+    view = parser.data["inputs"][0]
     heads = [h.name for layer in model.info.layers for h in layer.heads]
-    assert sorted(parser.ids) == sorted(heads)
-    assert "script" not in parser.tags and "img" not in parser.tags and "link" not in parser.tags
-    assert "http" not in text
-    for section in ("Layout", "Residual stream", "Selectors", "attention pattern check", "value read-back"):
-        assert section in text
+    assert sorted(view["heads"]) == sorted(heads)
+    assert view["output"] == [str(v) for v in model.run([list("(())")])[0]]
+    assert not view["problems"]
+    assert [s["label"] for s in view["sops"]][:2] == ["indices", "tokens"]
 
 
 def test_checks_need_the_program(tmp_path, reverse):

@@ -1,0 +1,65 @@
+"""Regenerate the pictures in docs/images/ that docs/diagnostics.md shows.
+
+    python scripts/docs_images.py
+
+Writes, for the bundled `sort_ties` on [3, 1, 2, 1]: the attention heatmaps and the
+program graph (pictures.py: matplotlib and Graphviz's dot), the explorer's static page,
+and screenshots of two of its views taken in headless chromium (selenium with the
+distribution's chromium and chromedriver, as the tests use).
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+from rasp_compiler import compile_program, explorer
+from rasp_compiler.errors import CompileWarning
+from rasp_compiler.library import load_program
+
+IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+EXAMPLE = [3, 1, 2, 1]
+
+
+def screenshots(page: Path, head: str) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1300,3000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    try:
+        driver.get(page.as_uri())
+        WebDriverWait(driver, 20).until(
+            lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+        driver.find_element("css selector", f"#plan .box.head[data-head='{head}']").click()
+        driver.find_element("css selector", "#residual .steps button[data-step='3']").click()
+        for view in ("head", "residual"):
+            path = IMAGES / f"explorer_{view}.png"
+            driver.find_element("id", view).screenshot(str(path))
+            print(f"wrote {path}")
+    finally:
+        driver.quit()
+
+
+def main() -> None:
+    spec = load_program("sort_ties")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompileWarning)
+        model = compile_program(spec.make(), spec.vocab, spec.max_seq_len, **spec.options)
+    for path in (model.attention_heatmaps(EXAMPLE, IMAGES / "sort_ties_heads.png"),
+                 model.graph_picture(IMAGES / "sort_ties_graph.png")):
+        print(f"wrote {path}")
+    inputs = [EXAMPLE] + [list(example[0]) for example in spec.examples]
+    page = explorer.write_static_page(model, inputs, IMAGES / "sort_ties_report.html",
+                                      owner=spec.name)
+    print(f"wrote {page}")
+    screenshots(page, "L1H0")
+
+
+if __name__ == "__main__":
+    main()

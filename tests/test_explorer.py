@@ -1,0 +1,417 @@
+"""The model explorer: its data against the model, its server, and its page in a real browser.
+
+The browser is the distribution's headless chromium driven by selenium through the
+distribution's chromedriver (.ci/run installs both), started once for this module.
+Screenshots of every view go to a temporary folder (printed; `pytest -s` shows it).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rasp_compiler import compile_program, explorer, lib, rasp
+from rasp_compiler.cli import main
+from rasp_compiler.diagnostics import head_matrix, ideal_pattern, residual_hook
+from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.evaluator import evaluate_all
+from rasp_compiler.library import load_program
+from rasp_compiler.model import CompiledModel
+
+pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")
+
+VIEWS = ("input", "plan", "head", "residual", "selectors", "facts")
+EVIL_LABEL = '</script><img src=x onerror="window.pwned=1">'
+EVIL_SELECTOR = "<svg onload=window.pwned=2>"
+EVIL_TOKENS = ("<b>", "&amp;", "'\"")
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def reverse():
+    """The bundled `reverse` at 4 tokens, compiled as `rasp-compiler ... --max-seq-len 4`."""
+    spec = load_program("reverse")
+    return compile_program(spec.make(4), spec.vocab, 4)
+
+
+@pytest.fixture(scope="module")
+def saved_folder(reverse, tmp_path_factory):
+    return reverse.save(tmp_path_factory.mktemp("saved") / "reverse")
+
+
+@pytest.fixture(scope="module")
+def loaded(saved_folder):
+    """`reverse` saved and loaded: no program."""
+    return CompiledModel.load(saved_folder)
+
+
+@pytest.fixture(scope="module")
+def evil():
+    """A program whose labels and tokens are HTML and script."""
+    select = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ).named(EVIL_SELECTOR)
+    program = rasp.Aggregate(select, rasp.tokens).named(EVIL_LABEL)
+    return compile_program(program, set(EVIL_TOKENS), 3)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.fail("the explorer's browser tests need chromium and chromedriver: "
+                    "apt-get install chromium chromium-driver (as .ci/run does)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1400,1000", "--no-first-run", "--disable-extensions"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("explorer-screenshots")
+    print(f"explorer screenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(reverse):
+    running = explorer.serve(reverse, "reverse", ["a", "b", "c"])
+    yield running
+    running.shutdown()
+    running.server_close()
+
+
+def load(browser, url: str) -> None:
+    """Open `url`, wait until the page script has drawn it, and empty the logs."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    WebDriverWait(browser, 20).until(
+        lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+
+
+def console_problems(browser) -> list:
+    return [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+
+
+def requested_urls(browser) -> list[str]:
+    urls = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def type_input(browser, text: str) -> None:
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    box = browser.find_element("id", "tokens")
+    box.clear()
+    box.send_keys(text + Keys.ENTER)
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script(
+        "return !document.body.dataset.busy"))
+
+
+def screenshot(browser, view: str, path: Path) -> None:
+    """A picture of one view (section), whole: the window is made as tall as the page."""
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1400, max(1000, height + 50))
+    browser.find_element("id", view).screenshot(str(path))
+    browser.set_window_size(1400, 1000)
+
+
+def text_of(browser, css: str) -> str:
+    return browser.find_element("css selector", css).text
+
+
+def table_rows(browser, css: str) -> dict[str, list[str]]:
+    """A read-back table's rows by SOp: the text of its value cells (one per position)."""
+    rows = {}
+    for row in browser.find_elements("css selector", f"{css} tr[data-sop]"):
+        cells = row.find_elements("css selector", "th, td")
+        rows[cells[0].text] = [c.text for c in cells[2:]]
+    return rows
+
+
+def expected_read_back(model, tokens) -> dict[str, list[str]]:
+    """Each readable SOp decoded right after its writing sublayer, by the schedule."""
+    _, cache = model.run_with_cache([tokens])
+    time = model.compilation.schedule.time
+    out = {}
+    for label in model.readouts:
+        hook = residual_hook(time.get(label, 0))
+        residual = (cache["hook_embed"] + cache["hook_pos_embed"] if hook == "hook_embed+pos"
+                    else cache[hook])
+        out[label] = [explorer.show(v) for v in model.decode(label, residual[0], len(tokens))]
+    return out
+
+
+# --------------------------------------------------------------------------- data, no browser
+
+
+def test_write_times_agree_with_the_schedule(reverse):
+    shuffle = compile_program(lib.make_shuffle_dyck(["()"]), ["(", ")"], 4)
+    for model in (reverse, shuffle):  # shuffle_dyck reads free linear forms
+        times = explorer.write_times(model)
+        schedule = model.compilation.schedule.time
+        assert {label: t for label, t in times.items() if label in schedule} == {
+            label: schedule[label] for label in model.readouts if label in schedule}
+        # free forms of the embeddings (is_open_()) are unscheduled: readable from the start
+        assert all(times[label] == 0 for label in model.readouts if label not in schedule)
+
+
+def test_input_view_is_what_the_model_and_evaluator_give(reverse):
+    tokens = ["c", "a", "d"]
+    view = explorer.input_view(reverse, "reverse", tokens)
+    outputs, cache = reverse.run_with_cache([tokens])
+    assert view["output"] == [explorer.show(v) for v in outputs[0]] == ["d", "a", "c"]
+    assert view["expected"] == ["d", "a", "c"] and view["problems"] == []
+    assert {s["label"]: s["values"] for s in view["sops"]} == expected_read_back(reverse, tokens)
+    evaluation = evaluate_all(reverse.compilation.graph, tokens)
+    for layer in reverse.info.layers:
+        for head in layer.heads:
+            got = np.array(view["heads"][head.name]["compiled"])
+            pattern = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"][0, head.index, :4, :4]
+            np.testing.assert_allclose(got, pattern, rtol=0, atol=1e-7)
+            ideal = ideal_pattern(head.kind, head_matrix(reverse.compilation, head.label,
+                                                         evaluation), 4)
+            np.testing.assert_array_equal(view["heads"][head.name]["ideal"], ideal)
+    final = cache[f"blocks.{reverse.depth - 1}.hook_resid_post"][0, :4]
+    np.testing.assert_allclose(view["residual"][-1], final, atol=1e-5)
+
+
+def test_a_corrupted_model_is_reported_loudly(reverse):
+    import copy
+
+    broken = copy.copy(reverse)
+    broken.params = {k: dict(v) for k, v in reverse.params.items()}
+    broken.params["layer_1/attn/key"]["w"] = broken.params["layer_1/attn/key"]["w"] * 0.02
+    view = explorer.input_view(broken, "reverse", ["a", "b", "c", "d"])
+    assert any(p.startswith("head L1H0 (reverse): its pattern is off the ideal") for p in view["problems"])
+    assert any(p.startswith("output position") for p in view["problems"])
+
+
+def test_bad_input_gets_the_cli_message(reverse, capsys):
+    for words in (["a", "z"], ["a"] * 5):
+        assert main(["run", "reverse", "--max-seq-len", "4", *words]) == 2
+        cli_message = capsys.readouterr().err.strip().removeprefix("rasp-compiler: error: ")
+        assert explorer.input_view(reverse, "reverse", words) == {"words": words,
+                                                                  "error": cli_message}
+    with pytest.raises(InvalidInputError, match="token 'z' is not in the vocab of reverse"):
+        explorer.static_page(reverse, [["a", "z"]], owner="reverse")
+
+
+def test_values_are_written_as_the_cli_writes_tokens_and_numbers_without_float_noise():
+    assert [explorer.show(v) for v in ("a", 3, True, None, (1, 2))] == [
+        "a", "3", "True", "None", "(1, 2)"]
+    assert [explorer.show(v) for v in (8e-16, -1e-9, 2 / 3, 1.5, 1e7)] == [
+        "0", "0", "0.666667", "1.5", "1e+07"]
+
+
+def test_json_in_the_page_cannot_end_its_script_block():
+    text = explorer.json_for_script({"label": EVIL_LABEL, "more": "<!-- & \u2028"})
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text) == {"label": EVIL_LABEL, "more": "<!-- & \u2028"}
+    assert json.loads(explorer.json_for_script({"margin": float("inf")})) == {"margin": "inf"}
+
+
+def test_the_server_serves_one_page_and_one_api_at_localhost_only(server):
+    host, port = server.server_address
+    assert host == "127.0.0.1"
+
+    def request(method, path, body=None, headers=None):
+        connection = http.client.HTTPConnection(host, port, timeout=20)
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        result = response.status, response.read().decode("utf-8", "replace")
+        connection.close()
+        return result
+
+    assert request("GET", "/")[0] == 200
+    for path in ("/../../../../etc/passwd", "/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "//etc/passwd",
+                 "/..%2f..%2fpyproject.toml", "/rasp_compiler/explorer.py", "/explorer.js",
+                 "/api/run", "/index.html"):
+        status, body = request("GET", path)
+        assert status == 404 and "root:" not in body, path
+    assert request("GET", "/", headers={"Host": "attacker.example:80"})[0] == 403
+    assert request("POST", "/api/run", body=b"not json")[0] == 400
+    assert request("POST", "/api/run", body=b"x" * (explorer.MAX_REQUEST_BYTES + 1))[0] == 413
+    assert request("POST", "/elsewhere", body=b"{}")[0] == 404
+    status, body = request("POST", "/api/run", body=json.dumps({"text": "b  a"}).encode())
+    assert status == 200 and json.loads(body)["output"] == ["a", "b"]
+
+
+def test_a_loaded_model_degrades_with_a_note(loaded):
+    view = explorer.input_view(loaded, "the saved model", ["a", "b"])
+    assert view["output"] == ["b", "a"] and view["expected"] is None
+    assert all(h["ideal"] is None and h["margin"] is None for h in view["heads"].values())
+    model = explorer.model_view(loaded, "the saved model")
+    assert not model["has_program"] and model["nodes"] == []
+
+
+# --------------------------------------------------------------------------- in the browser
+
+
+def test_static_page_opens_offline_with_every_view(browser, reverse, tmp_path, screenshots):
+    path = explorer.write_static_page(reverse, [["a", "b", "c"], ["d", "a"]], tmp_path / "p.html",
+                                      owner="reverse")
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    try:
+        browser.get_log("performance")
+        load(browser, path.as_uri())
+        urls = requested_urls(browser)
+    finally:
+        browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    assert urls == [path.as_uri()]  # the page itself, nothing else
+    assert console_problems(browser) == []
+    heads = [h.name for layer in reverse.info.layers for h in layer.heads]
+    shown = [e.get_attribute("data-head") for e in
+             browser.find_elements("css selector", "#plan .box.head")]
+    assert shown == heads
+    assert text_of(browser, "#output") == "c b a"
+    browser.find_element("css selector", "button.saved[data-index='1']").click()
+    assert text_of(browser, "#output") == "a d"
+    for view in VIEWS:
+        screenshot(browser, view, screenshots / f"static_{view}.png")
+    assert all((screenshots / f"static_{view}.png").stat().st_size > 2_000 for view in VIEWS)
+
+
+def test_typing_an_input_shows_the_models_output_and_read_back(browser, server, reverse):
+    load(browser, server.url)
+    type_input(browser, "c a  d")
+    assert text_of(browser, "#input-shown") == "c a d"
+    assert text_of(browser, "#output") == " ".join(explorer.show(v) for v in
+                                                   reverse.run([["c", "a", "d"]])[0])
+    assert table_rows(browser, "#sop-values") == expected_read_back(reverse, ["c", "a", "d"])
+    assert browser.find_element("id", "banner").is_displayed() is False
+    assert console_problems(browser) == []
+
+
+def test_clicking_a_head_shows_its_pattern_as_in_the_cache(browser, server, reverse, screenshots):
+    load(browser, server.url)
+    type_input(browser, "b d a a")
+    _, cache = reverse.run_with_cache([["b", "d", "a", "a"]])
+    for layer in reverse.info.layers:
+        for head in layer.heads:
+            browser.find_element("css selector", f"#plan .box.head[data-head='{head.name}']").click()
+            assert text_of(browser, "#head-title").startswith(f"{head.name}: {head.label}")
+            cells = browser.find_elements("css selector", "table[data-which='compiled'] td")
+            got = np.array([float(c.get_attribute("data-value")) for c in cells]).reshape(5, 5)
+            pattern = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"][0, head.index, :5, :5]
+            np.testing.assert_allclose(got, pattern, rtol=0, atol=1e-7)
+            assert browser.find_elements("css selector", "table[data-which='ideal'] td")
+            selected = browser.find_elements("css selector", "#selector-table tr.sel")
+            assert [row.get_attribute("data-selector") for row in selected] == [head.selector]
+    browser.find_element("css selector", "#residual-map th.group[data-sop='tokens']").click()
+    assert browser.find_elements("css selector", "#plan .chip.sel[data-sop='tokens']")
+    browser.find_element("css selector", "#residual .steps button[data-step='2']").click()
+    assert "after layer 1 MLP" in text_of(browser, "#residual-map caption")
+    screenshot(browser, "head", screenshots / "server_head.png")
+    screenshot(browser, "residual", screenshots / "server_residual.png")
+    assert console_problems(browser) == []
+
+
+def test_bad_input_typed_in_the_page_gets_the_cli_message(browser, server, capsys):
+    load(browser, server.url)
+    for words in (["a", "z"], ["a"] * 5):
+        assert main(["run", "reverse", "--max-seq-len", "4", *words]) == 2
+        cli_message = capsys.readouterr().err.strip().removeprefix("rasp-compiler: error: ")
+        type_input(browser, " ".join(words))
+        error = browser.find_element("id", "input-error")
+        assert error.is_displayed() and error.text == cli_message
+    type_input(browser, "a b")
+    assert not browser.find_element("id", "input-error").is_displayed()
+    assert console_problems(browser) == []
+
+
+def test_labels_and_tokens_are_shown_as_text_never_run(browser, evil, tmp_path):
+    path = explorer.write_static_page(evil, [list(EVIL_TOKENS)], tmp_path / "evil.html")
+    running = explorer.serve(evil, EVIL_LABEL, list(EVIL_TOKENS))
+    try:
+        for url in (path.as_uri(), running.url):
+            load(browser, url)
+            if url == running.url:
+                type_input(browser, "'\" <b> &amp;")
+                assert text_of(browser, "#output") == "'\" <b> &amp;"
+            assert browser.execute_script("return window.pwned === undefined")
+            assert browser.find_elements("css selector", "img, svg, b") == []
+            assert EVIL_LABEL in text_of(browser, "#plan") and EVIL_SELECTOR in text_of(browser, "#selectors")
+            assert browser.title == f"{EVIL_LABEL}: model explorer"
+            assert console_problems(browser) == []  # no script ran, so CSP blocked nothing either
+    finally:
+        running.shutdown()
+        running.server_close()
+
+
+def test_causal_and_loaded_models_in_the_page(browser, loaded, tmp_path, screenshots):
+    causal = compile_program(lib.make_frac_prevs(rasp.tokens == "x"), ["a", "x"], 4, causal=True)
+    explorer.write_static_page(causal, [["a", "x", "x"]], tmp_path / "causal.html")
+    explorer.write_static_page(loaded, [["a", "b"]], tmp_path / "loaded.html", "the saved model")
+    load(browser, (tmp_path / "causal.html").as_uri())
+    mask = browser.find_elements("css selector", "table[data-which='mask'] td")
+    assert [c.get_attribute("data-value") for c in mask] == [
+        str(int(k <= q)) for q in range(4) for k in range(4)]
+    assert len(browser.find_elements("css selector", "table[data-which='compiled'] td.masked")) == 6
+    screenshot(browser, "head", screenshots / "causal_head.png")
+    load(browser, (tmp_path / "loaded.html").as_uri())
+    assert browser.find_element("id", "no-program").is_displayed()
+    assert "needs the program" in text_of(browser, "#head")
+    assert text_of(browser, "#output") == "b a"
+    assert console_problems(browser) == []
+
+
+def test_the_explore_command_serves_a_program_or_a_saved_model(monkeypatch, capsys,
+                                                                saved_folder):
+    opened, answers = [], {}
+
+    def serve_once(server):
+        import threading
+
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            connection = http.client.HTTPConnection(*server.server_address, timeout=20)
+            connection.request("POST", "/api/run", body=json.dumps({"text": "d c"}))
+            answers["run"] = json.loads(connection.getresponse().read())
+            connection.request("GET", "/")
+            answers["page"] = connection.getresponse().read().decode()
+            connection.close()
+        finally:
+            server.shutdown()
+            thread.join()
+            server.server_close()
+
+    monkeypatch.setattr(explorer, "run_until_interrupted", serve_once)
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    assert main(["explore", "reverse", "--max-seq-len", "4", "--input", "b", "a"]) == 0
+    url = capsys.readouterr().out.split(" is at ")[1].split()[0]
+    assert opened == [url] and url.startswith("http://127.0.0.1:")
+    assert answers["run"]["output"] == ["c", "d"]
+    assert '"words":["b","a"]' in answers["page"]
+    assert main(["explore", "reverse", "--input", "z", "--no-browser"]) == 2
+    assert "token 'z' is not in the vocab of reverse" in capsys.readouterr().err
+    assert main(["explore", str(saved_folder), "--vocab", "a,b"]) == 2
+    assert "is a saved model" in capsys.readouterr().err
+    assert main(["explore", str(saved_folder), "--no-browser"]) == 0
+    assert len(opened) == 1 and answers["run"]["output"] == ["c", "d"]
+    assert '"has_program":false' in answers["page"]
