@@ -94,7 +94,15 @@ class CompressionInfo:
     output_loss: float
     reconstruction_loss: float
     seconds: float
-    history: tuple[tuple[int, float, float], ...] = ()  # (step, loss, agreement) per evaluation
+    # (step, seconds since the start, loss, agreement) at every evaluation
+    history: tuple[tuple[int, float, float, float], ...] = ()
+
+    def reached(self, agreement: float) -> tuple[int, float] | None:
+        """(step, seconds) of the first evaluation at or above `agreement`; None if never."""
+        for step, seconds, _, measured in self.history:
+            if measured >= agreement:
+                return step, seconds
+        return None
 
 
 @dataclass(frozen=True)
@@ -477,7 +485,7 @@ def _initial_projection(key, width: int, d: int, init: str, hidden: int, shape,
     return projection
 
 
-def compress(model, d: int, *, seed: int = 0, steps: int = 3000, batch_size: int = 256,
+def compress(model, d: int, *, seed: int = 0, steps: int = 3000, batch_size: int = 64,
              learning_rate: float = 1e-2, output_weight: float = 1.0,
              reconstruction_weight: float = 1.0, nonlinear: bool = False,
              hidden: int | None = None, init: str = "random", target_agreement: float = 1.0,
@@ -542,7 +550,7 @@ def compress(model, d: int, *, seed: int = 0, steps: int = 3000, batch_size: int
     bar = StepProgress(f"compress {model.output} to d={d}", steps) if progress else None
     scores = measure(projection)
     best, best_scores, best_loss = projection, scores, scores[0]
-    history = [(0, scores[0], scores[3])]
+    history = [(0, time.perf_counter() - started, scores[0], scores[3])]
     done, stale, stopped = 0, 0, "budget"
     key = key_data
     while True:
@@ -556,7 +564,7 @@ def compress(model, d: int, *, seed: int = 0, steps: int = 3000, batch_size: int
                                                   params, data, plan=plan)
         done += count
         scores = measure(projection)
-        history.append((done, scores[0], scores[3]))
+        history.append((done, time.perf_counter() - started, scores[0], scores[3]))
         if bar:
             bar.update(done, loss=scores[0], agreement=scores[3])
         if (scores[3], -scores[0]) > (best_scores[3], -best_scores[0]):

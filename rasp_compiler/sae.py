@@ -163,7 +163,7 @@ def _data(data) -> np.ndarray:
 
 
 def train_sae(data, latents: int, *, kind: str = "relu", l1: float = 0.1, k: int | None = None,
-              steps: int = 2000, batch_size: int = 512, learning_rate: float = 3e-3,
+              steps: int = 2000, batch_size: int = 512, learning_rate: float = 1e-2,
               seed: int = 0, progress: bool = False) -> SparseAutoencoder:
     """Train an SAE with `latents` dictionary directions on `data` [N, d] (or a
     ResidualSample, e.g. from `superposition.residual_sample`).

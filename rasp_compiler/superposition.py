@@ -18,6 +18,7 @@ the hook cannot be found there); without one, every feature.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,7 @@ def residual_sample(model, hook: str, inputs=None, *, samples: int | None = None
 # ---------------------------------------------------------------------------- chance
 
 
+@functools.lru_cache(maxsize=256)
 def chance_max_cosine(d: int, m: int, signed: bool = False) -> float:
     """E[max over m random unit directions in R^d of |cos| (or cos, `signed`) with a fixed
     direction]: what a dictionary of m random directions scores per feature.
@@ -132,11 +134,11 @@ def chance_max_cosine(d: int, m: int, signed: bool = False) -> float:
         raise InvalidInputError(f"chance_max_cosine needs d >= 1 and m >= 1, got {d}, {m}")
     if d == 1:  # every direction is +-1 times the feature
         return 1.0 if not signed else 1.0 - 2.0 * 0.5 ** m
-    theta = np.linspace(0.0, math.pi, 200_001)
+    theta = np.linspace(0.0, math.pi, 100_001)
     density = np.sin(theta) ** (d - 2)
     cdf = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2)])
     cdf /= cdf[-1]  # H(theta) = P(angle <= theta)
-    t = np.linspace(-1.0 if signed else 0.0, 1.0, 100_001)
+    t = np.linspace(-1.0 if signed else 0.0, 1.0, 50_001)
     angle = np.arccos(t)
     at = lambda a: np.interp(a, theta, cdf)
     below = (1.0 - at(angle)) if signed else (at(math.pi - angle) - at(angle))
