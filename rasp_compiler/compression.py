@@ -38,11 +38,14 @@ targets come from the uncompressed model inside the same jitted step.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import json
 import math
 import sys
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
@@ -395,12 +398,32 @@ def _every_input(model) -> tuple[np.ndarray, np.ndarray]:
     """Every input of 1..max_seq_len tokens, packed to the full length (BOS + max_seq_len)."""
     rows = [list(row) for n in range(1, model.max_seq_len + 1)
             for row in itertools.product(range(len(model.vocab)), repeat=n)]
-    return model._pack(rows, model.max_seq_len + 1, len(rows))
+    return _pack(len(model.vocab), rows, model.max_seq_len + 1, len(rows))
+
+
+def _pack(vocab_size: int, rows, length: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token-id rows as a padded batch, the compiled model's convention: ids [batch, length]
+    (BOS = vocab_size first, the tokens, then PAD = vocab_size + 1) and the key mask
+    (filler rows keep BOS visible, so no softmax is all masked)."""
+    ids = np.full((batch, length), vocab_size + 1, dtype=np.int32)
+    mask = np.zeros((batch, length), dtype=bool)
+    mask[:, 0] = True
+    for b, row in enumerate(rows):
+        ids[b, 0] = vocab_size
+        ids[b, 1: len(row) + 1] = row
+        mask[b, : len(row) + 1] = True
+    return ids, mask
+
+
+def _bucket_length(n_tokens: int, max_seq_len: int) -> int:
+    """Padded length (BOS included) for n tokens: a power of two of at least 8, at most the
+    model's length; inputs of similar length share one compiled shape."""
+    return min(max(8, 1 << math.ceil(math.log2(n_tokens + 1))), max_seq_len + 1)
 
 
 def _random_inputs(key, vocab_size: int, max_seq_len: int, batch: int):
     """`batch` random inputs on the device: lengths uniform in 1..max_seq_len, tokens uniform
-    (ids as `CompiledModel._pack` makes them: BOS first, PAD after the tokens)."""
+    (ids as `_pack` makes them: BOS first, PAD after the tokens)."""
     length = max_seq_len + 1
     key_tokens, key_lengths = jax.random.split(key)
     tokens = jax.random.randint(key_tokens, (batch, length), 0, vocab_size)
@@ -685,16 +708,22 @@ class CompressedModel:
 
     # -------------------------------------------------------------- running
 
+    def _readout(self, label: str):
+        if label not in self.base.readouts:
+            raise InvalidInputError(f"{label!r} has no readout in this model; readable SOps: "
+                                    f"{', '.join(self.base.readouts)}")
+        return self.base.readouts[label]
+
     def _packed_buckets(self, rows: list[list[int]], chunk: int = 1024):
         """(members, ids, mask) per padded batch, grouped like the compiled model's buckets."""
         buckets: dict[int, list[int]] = {}
         for b, row in enumerate(rows):
-            buckets.setdefault(self.base._bucket_length(len(row)), []).append(b)
+            buckets.setdefault(_bucket_length(len(row), self.max_seq_len), []).append(b)
         for length, members in sorted(buckets.items()):
             for start in range(0, len(members), chunk):
                 part = members[start: start + chunk]
                 padded = max(8, 1 << math.ceil(math.log2(len(part))))
-                ids, mask = self.base._pack([rows[b] for b in part], length, padded)
+                ids, mask = _pack(len(self.vocab), [rows[b] for b in part], length, padded)
                 yield part, ids, mask
 
     def residual(self, batch, *, ids: bool = False) -> list[np.ndarray]:
@@ -714,7 +743,7 @@ class CompressedModel:
         largest readout entry (None when it is below NONE_THRESHOLD), a numerical one to
         its linear form.
         """
-        readout = self.base._readout(label or self.output)
+        readout = self._readout(label or self.output)
         return [decode_nearest(readout, r[1:, list(readout.indices)])
                 for r in self.residual(batch, ids=ids)]
 
@@ -730,14 +759,14 @@ class CompressedModel:
         if not rows:
             raise InvalidInputError("run_with_cache got an empty batch; give at least one "
                                     "sequence")
-        length = self.base._bucket_length(max(len(r) for r in rows))
-        readout = self.base._readout(self.output)
+        length = _bucket_length(max(len(r) for r in rows), self.max_seq_len)
+        readout = self._readout(self.output)
         outputs: list[list] = []
         activations: dict[str, np.ndarray] = {}
         chunk = 1024
         for start in range(0, len(rows), chunk):
             part = rows[start: start + chunk]
-            packed, mask = self.base._pack(part, length, min(chunk, len(rows)))
+            packed, mask = _pack(len(self.vocab), part, length, min(chunk, len(rows)))
             cache = self._forward_cached(packed, mask)
             final = np.asarray(cache["hook_readout_in"])
             outputs += [decode_nearest(readout, final[b, 1: len(r) + 1][:, list(readout.indices)])
@@ -855,6 +884,16 @@ def decode_nearest(readout, values: np.ndarray) -> list:
 # ---------------------------------------------------------------------------- save / load
 
 
+def _checksum(data: dict, arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of the canonical JSON, then each array's name, dtype, shape and bytes."""
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+    for key in sorted(arrays):
+        array = np.ascontiguousarray(arrays[key])
+        digest.update(json.dumps([key, array.dtype.str, list(array.shape)]).encode())
+        digest.update(array.tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class _SavedCompression:
     format: int
@@ -879,7 +918,7 @@ def check_compressed_destination(folder: Path) -> None:
 
 
 def save_compressed(model: CompressedModel, path: str | Path) -> Path:
-    from rasp_compiler.persistence import _checksum, save_model, to_json
+    from rasp_compiler.persistence import save_model, to_json
 
     folder = Path(path)
     check_compressed_destination(folder)
@@ -903,13 +942,16 @@ def save_compressed(model: CompressedModel, path: str | Path) -> Path:
 
 def load_compressed(path: str | Path) -> CompressedModel:
     from rasp_compiler.model import CompiledModel
-    from rasp_compiler.persistence import _checksum, from_json
+    from rasp_compiler.persistence import from_json
 
     folder = Path(path)
 
     def fail(problem: str):
         return LoadError(f"cannot load the compressed model saved in {folder}: {problem}")
 
+    if not folder.is_dir():
+        raise fail("it is a file, not a saved model's folder" if folder.exists()
+                   else "no such folder")
     missing = [name for name in (CONFIG_FILE, ARRAYS_FILE, BASE_FOLDER)
                if not (folder / name).exists()]
     if missing:
@@ -931,7 +973,7 @@ def load_compressed(path: str | Path) -> CompressedModel:
     try:
         with np.load(folder / ARRAYS_FILE, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         raise fail(f"{ARRAYS_FILE} cannot be read ({exc}); it is truncated or damaged") from exc
     if checksum != _checksum(data, arrays):
         raise fail(f"{CONFIG_FILE} or {ARRAYS_FILE} was edited or corrupted (checksum "

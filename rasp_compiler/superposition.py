@@ -81,6 +81,9 @@ class ResidualSample:
     true: np.ndarray  # [N, D]
     labels: tuple[str, ...]
     positions: tuple[tuple[int, int], ...]  # (input index, position; 0 is BOS)
+    # Per feature, its categorical SOp (None: numerical); the values of one SOp form a group
+    # that `score_dictionary` may centre (see there). Empty: no groups known.
+    groups: tuple[str | None, ...] = ()
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -116,7 +119,12 @@ def residual_sample(model, hook: str, inputs=None, *, samples: int | None = None
                 positions.append((start + b, p))
     return ResidualSample(hook, np.asarray(compressed_rows, np.float32),
                           np.asarray(true_rows, np.float32), tuple(model.residual_labels),
-                          tuple(positions))
+                          tuple(positions), feature_groups(model))
+
+
+def feature_groups(model) -> tuple[str | None, ...]:
+    """Per feature of a compressed model, its categorical SOp, or None for a numerical one."""
+    return tuple(None if dim.is_numerical else dim.sop for dim in model.base.layout.dims)
 
 
 # ---------------------------------------------------------------------------- chance
@@ -159,6 +167,8 @@ class FeatureMatch:
     active: float | None = None  # share of sample rows where the feature is active
     precision: float | None = None  # of the rows where the latent fires, the share with the feature
     recall: float | None = None  # of the rows with the feature, the share where the latent fires
+    firing_latent: int | None = None  # the latent whose firing best matches the feature's
+    firing_f1: float | None = None  # its F1 score: 1 when it fires exactly where the feature is
 
 
 @dataclass(frozen=True)
@@ -177,6 +187,8 @@ class DictionaryScore:
     reconstruction_error: float | None = None  # unexplained variance share (needs a reconstruction)
     precision: float | None = None  # mean over recovered features
     recall: float | None = None
+    # share of scored features some latent fires for with F1 >= threshold (direction aside)
+    recovered_by_firing: float | None = None
 
     def __str__(self) -> str:
         def maybe(value, form):
@@ -189,7 +201,8 @@ class DictionaryScore:
             f"dead latents {maybe(self.dead_latents, 'd')}, duplicate latents "
             f"{self.duplicate_latents}, L0 {maybe(self.l0, '.2f')}, reconstruction error "
             f"{maybe(self.reconstruction_error, '.2%')}, precision {maybe(self.precision, '.2f')}"
-            f", recall {maybe(self.recall, '.2f')}",
+            f", recall {maybe(self.recall, '.2f')}, recovered by firing "
+            f"{maybe(self.recovered_by_firing, '.0%')}",
         ]
         return "\n".join(lines)
 
@@ -199,10 +212,13 @@ class DictionaryScore:
             return "  -  " if value is None else f"{value:5.2f}"
 
         width = max((len(f.label) for f in self.features), default=7)
-        lines = [f"{'feature':<{width}}  latent  cosine  active  precision  recall"]
+        lines = [f"{'feature':<{width}}  latent  cosine  active  precision  recall  "
+                 f"firing latent  F1"]
         for f in self.features:
+            firing = "     -" if f.firing_latent is None else f"{f.firing_latent:6d}"
             lines.append(f"{f.label:<{width}}  {f.latent:6d}  {f.cosine:6.3f}  "
-                         f"{maybe(f.active)}   {maybe(f.precision)}      {maybe(f.recall)}"
+                         f"{maybe(f.active)}   {maybe(f.precision)}      {maybe(f.recall)}  "
+                         f"       {firing}  {maybe(f.firing_f1)}"
                          f"{'' if f.recovered else '   (not recovered)'}")
         return "\n".join(lines)
 
@@ -228,7 +244,8 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 def score_dictionary(dictionary, truth, sample: ResidualSample | None = None, *,
                      codes=None, reconstruction=None, labels: Sequence[str] | None = None,
                      features: Sequence[str] | None = None, threshold: float = RECOVERED,
-                     signed: bool = False, active_threshold: float = ACTIVE,
+                     signed: bool = False, centre: bool = True,
+                     active_threshold: float = ACTIVE,
                      fire_threshold: float = FIRES) -> DictionaryScore:
     """Score `dictionary` against the true feature directions.
 
@@ -242,6 +259,11 @@ def score_dictionary(dictionary, truth, sample: ResidualSample | None = None, *,
         precision/recall); reconstruction: its reconstruction [N, d] of `sample.compressed`.
     features: score only these labels. signed: compare cosines with their sign (an SAE's
         latents fire one way); by default a direction and its negative are the same.
+    centre: with a sample, a latent may also match a feature's centred direction: exactly
+        one value of a categorical SOp is active at every position, so the data fix each
+        value's direction only up to a shift shared by the SOp's values, which a dictionary
+        with a bias absorbs. The centred direction of value v is W_v minus the mean of the
+        SOp's value directions weighted by how often each is active in the sample.
     """
     from rasp_compiler.sae import SparseAutoencoder
 
@@ -279,6 +301,9 @@ def score_dictionary(dictionary, truth, sample: ResidualSample | None = None, *,
     unit_latents, unit_true = _unit(latents), _unit(true)
     cosine = unit_true @ unit_latents.T  # [D, m]
     similarity = cosine if signed else np.abs(cosine)
+    if centre and sample is not None and sample.groups:
+        centred = _unit(_centred(true, sample)) @ unit_latents.T
+        similarity = np.maximum(similarity, centred if signed else np.abs(centred))
     best = similarity.argmax(axis=1)
     best_cos = similarity[np.arange(len(true)), best]
 
@@ -294,6 +319,11 @@ def score_dictionary(dictionary, truth, sample: ResidualSample | None = None, *,
         fires = codes > fire_threshold
     if sample is not None:
         active = np.abs(sample.true) > active_threshold
+    f1 = None
+    if fires is not None:
+        both = active.T.astype(np.float64) @ fires.astype(np.float64)  # [D, m] rows in common
+        sizes = active.sum(axis=0)[:, None] + fires.sum(axis=0)[None, :]
+        f1 = np.where(sizes > 0, 2 * both / np.maximum(sizes, 1), 0.0)
     matches = []
     for i in chosen:
         j, cos = int(best[i]), float(best_cos[i])
@@ -305,7 +335,9 @@ def score_dictionary(dictionary, truth, sample: ResidualSample | None = None, *,
             both = float(np.sum(fired & present))
             precision = both / fired.sum() if fired.any() else 0.0
             recall = both / present.sum() if present.any() else 0.0
-        matches.append(FeatureMatch(labels[i], j, cos, cos >= threshold, share, precision, recall))
+        firing = None if f1 is None else int(f1[i].argmax())
+        matches.append(FeatureMatch(labels[i], j, cos, cos >= threshold, share, precision, recall,
+                                    firing, None if f1 is None else float(f1[i, firing])))
     recovered = [m for m in matches if m.recovered]
     pair = unit_latents @ unit_latents.T
     pair = pair if signed else np.abs(pair)
@@ -336,7 +368,24 @@ def score_dictionary(dictionary, truth, sample: ResidualSample | None = None, *,
         reconstruction_error=error,
         precision=mean([m.precision for m in recovered]) if fires is not None else None,
         recall=mean([m.recall for m in recovered]) if fires is not None else None,
+        recovered_by_firing=None if f1 is None else
+        sum(m.firing_f1 >= threshold for m in matches) / max(len(matches), 1),
     )
+
+
+def _centred(true: np.ndarray, sample: ResidualSample) -> np.ndarray:
+    """The true directions, each categorical SOp's values shifted by their mean direction
+    where the sample has exactly one of them active at every row (else left as they are)."""
+    out = true.copy()
+    members: dict[str, list[int]] = {}
+    for i, group in enumerate(sample.groups):
+        if group is not None:
+            members.setdefault(group, []).append(i)
+    for group, index in members.items():
+        values = sample.true[:, index]
+        if len(index) > 1 and np.allclose(values.sum(axis=1), 1.0, atol=1e-3):
+            out[index] = true[index] - values.mean(axis=0) @ true[index]
+    return out
 
 
 def _scored_features(labels, true, sample, features, active_threshold) -> list[int]:
@@ -384,6 +433,7 @@ class SweepPoint:
     l0: float
     precision: float | None
     recall: float | None
+    recovered_by_firing: float
     sae_seconds: float
 
 
@@ -394,8 +444,9 @@ def sweep(model, dims: Sequence[int], *, program=None, hook: str | None = None,
     """Compress `model` to each width in `dims`; measure its accuracy against the evaluator
     and how well an SAE at `hook` (default: the last residual) recovers the true features.
 
-    The SAE gets `sae_latents` latents (default: twice the scored features) and
-    `sae_options` (passed to `train_sae`); `compress_options` go to `compress`.
+    The SAE gets `sae_latents` latents (default: as many as the scored features: more let
+    it give co-occurring features one latent per combination) and `sae_options` (passed to
+    `train_sae`); `compress_options` go to `compress`.
     """
     from rasp_compiler.compression import compress
     from rasp_compiler.sae import train_sae
@@ -407,7 +458,7 @@ def sweep(model, dims: Sequence[int], *, program=None, hook: str | None = None,
         at = hook or compressed.residual_hooks[-1]
         sample = residual_sample(compressed, at)
         scored = len(_scored_features(sample.labels, compressed.W, sample, None, ACTIVE))
-        latents = sae_latents or 2 * scored
+        latents = sae_latents or scored
         sae = train_sae(sample, latents, kind=sae_kind, seed=seed, progress=progress,
                         **(sae_options or {}))
         score = score_dictionary(sae, compressed.feature_directions(), sample, signed=True)
@@ -419,7 +470,7 @@ def sweep(model, dims: Sequence[int], *, program=None, hook: str | None = None,
             mean_max_cosine=score.mean_max_cosine, recovered=score.recovered,
             chance=score.chance, reconstruction_error=score.reconstruction_error,
             l0=score.l0, precision=score.precision, recall=score.recall,
-            sae_seconds=sae.info.seconds))
+            recovered_by_firing=score.recovered_by_firing, sae_seconds=sae.info.seconds))
     return points
 
 

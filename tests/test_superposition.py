@@ -80,7 +80,8 @@ def test_activation_metrics_from_codes():
     score = score_dictionary(dictionary, directions, sample, codes=codes,
                              reconstruction=codes @ dictionary, labels=labels)
     assert [f.latent for f in score.features] == [1, 2, 0]
-    assert score.precision == score.recall == 1.0
+    assert score.precision == score.recall == score.recovered_by_firing == 1.0
+    assert [f.firing_latent for f in score.features] == [1, 2, 0]
     assert score.dead_latents == 1 and score.l0 == pytest.approx(values.sum(1).mean())
     assert score.reconstruction_error == pytest.approx(0.0, abs=1e-12)
     assert "not recovered" not in score.table()
@@ -125,6 +126,20 @@ def test_the_sample_pairs_the_residual_with_the_true_features(exact):
     assert score.recovered == score.precision == score.recall == 1.0
 
 
+def test_centring_matches_a_dictionary_that_absorbed_each_sops_mean(exact):
+    """Exactly one token is active at each position, so a dictionary with a bias may hold
+    each token's direction minus the tokens' mean: that still matches, unless centre=False."""
+    sample = residual_sample(exact, "blocks.0.hook_resid_pre")
+    tokens = [i for i, label in enumerate(exact.residual_labels) if label.startswith("tokens:")]
+    share = sample.true[:, tokens].mean(axis=0)
+    shifted = exact.W[tokens] - share @ exact.W[tokens]
+    truth = exact.feature_directions()
+    kept = [exact.residual_labels[i] for i in tokens]
+    assert score_dictionary(shifted, truth, sample, features=kept).recovered == 1.0
+    assert score_dictionary(shifted, truth, sample, features=kept, centre=False).recovered == 0.0
+    assert score_dictionary(shifted, truth, features=kept).recovered == 0.0  # no sample: raw
+
+
 def test_unknown_hooks_are_refused(exact):
     with pytest.raises(InvalidInputError, match="unknown hook 'blocks.1.hook_resid_post'"):
         residual_sample(exact, "blocks.1.hook_resid_post")
@@ -145,6 +160,6 @@ def test_a_sweep_measures_accuracy_and_recovery(exact, tmp_path):
     (point,) = points
     assert point.d == point.d_model == 11 and point.steps == 0
     assert point.position_accuracy == point.sequence_accuracy == 1.0
-    assert point.features > 0 and point.sae_latents == 2 * point.features
+    assert point.features > 0 and point.sae_latents == point.features
     assert 0 <= point.recovered <= 1 and point.chance < 1
     assert sweep_picture({"hist": points}, tmp_path / "sweep.png").stat().st_size > 0
