@@ -9,6 +9,7 @@
 
 from rasp_compiler import errors, lib, rasp
 from rasp_compiler.compiler import compile_program, compile_rasp_to_model
+from rasp_compiler.compression import CompressedModel, compress
 from rasp_compiler.errors import (
     CompilationError,
     CompileWarning,
@@ -36,10 +37,12 @@ __all__ = [
     "CompilationError",
     "CompileWarning",
     "CompiledModel",
+    "CompressedModel",
     "Unclean",
     "VerificationReport",
     "compile_program",
     "compile_rasp_to_model",
+    "compress",
     "verify",
     "Evaluation",
     "EvaluationError",

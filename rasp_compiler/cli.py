@@ -339,6 +339,34 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from rasp_compiler.compression import compress
+
+    if args.output:  # before training: a refused destination should not cost a compression
+        from rasp_compiler.compression import check_compressed_destination
+
+        check_compressed_destination(Path(args.output))
+    for picture in (args.picture, args.norms):
+        if picture:
+            _check_report_path(Path(picture))
+    spec, model = _compile_spec(args)
+    compressed = compress(model, args.dim, seed=args.seed, steps=args.steps,
+                          nonlinear=args.nonlinear, progress=not args.quiet)
+    print(compressed.summary())
+    print(f"accuracy against the evaluator: {compressed.accuracy()}")
+    if args.output:
+        print(f"saved to {compressed.save(args.output)}")
+    if args.picture:
+        from rasp_compiler.superposition import interference_picture
+
+        print(f"wrote {interference_picture(compressed, args.picture)}")
+    if args.norms:
+        from rasp_compiler.superposition import feature_norms_picture
+
+        print(f"wrote {feature_norms_picture(compressed, args.norms)}")
+    return 0
+
+
 def _add_compile_options(parser: argparse.ArgumentParser, *,
                          program_help: str = "a bundled program name or path.py:factory",
                          metavar: str | None = None) -> None:
@@ -439,6 +467,24 @@ def build_parser() -> argparse.ArgumentParser:
     verifying.add_argument("--seed", type=int, default=0)
     verifying.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     verifying.set_defaults(handler=_cmd_verify)
+
+    compressing = commands.add_parser(
+        "compress", help="learn a compressed residual stream (superposition with ground truth)"
+    )
+    _add_compile_options(compressing)
+    compressing.add_argument("--dim", type=positive_int, required=True, metavar="D",
+                             help="width of the compressed residual (1..d_model)")
+    compressing.add_argument("--seed", type=int, default=0)
+    compressing.add_argument("--steps", type=positive_int, default=3000,
+                             help="training budget (Adam steps; early stopping may use fewer)")
+    compressing.add_argument("--nonlinear", action="store_true",
+                             help="a small ReLU decoder on every read")
+    compressing.add_argument("-o", "--output", help="save the compressed model to this folder")
+    compressing.add_argument("--picture", metavar="PATH",
+                             help="write the interference (W W^T) picture, PNG or SVG")
+    compressing.add_argument("--norms", metavar="PATH", help="write the feature norms picture")
+    compressing.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    compressing.set_defaults(handler=_cmd_compress)
     return parser
 
 

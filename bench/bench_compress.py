@@ -1,0 +1,108 @@
+"""Benchmark: how fast a compiled model is compressed, and how fast an SAE trains on it.
+
+    python bench/bench_compress.py                 # print the results
+    python bench/bench_compress.py --write docs/performance.md
+
+sort_freq compiled at max_seq_len 10 (residual width 141) is compressed to half its width
+(d = 70, linear reads, seed 0, the default settings but for the step budget): the time to
+reach each stated agreement with the exact model (per position, on 1024 fixed random
+inputs), training steps per second after compilation, the final accuracy against the
+evaluator (1000 random inputs), then a ReLU SAE (2 x the live features, 2000 steps) on the
+compressed residual at the last hook: its training time and steps per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import jax
+
+from rasp_compiler.compiler import compile_program
+from rasp_compiler.compression import compress
+from rasp_compiler.library import load_program
+from rasp_compiler.sae import train_sae
+from rasp_compiler.superposition import residual_sample, score_dictionary
+
+PROGRAM, MAX_SEQ_LEN, STEPS = "sort_freq", 10, 3000
+TARGETS = (0.5, 0.8, 0.9)
+SAE_STEPS = 2000
+
+
+def machine() -> str:
+    device = jax.devices()[0]
+    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, "
+            f"Python {platform.python_version()}, jax {jax.__version__} on {device.platform} "
+            f"({device.device_kind})")
+
+
+def measure(steps: int) -> str:
+    spec = load_program(PROGRAM)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = compile_program(spec.make(MAX_SEQ_LEN), spec.vocab, MAX_SEQ_LEN, **spec.options)
+    d = model.shape.d_model // 2
+    compressed = compress(model, d, seed=0, steps=steps, progress=sys.stderr.isatty())
+    info = compressed.info
+    first, last = info.history[1], info.history[-1]  # the first chunk includes compiling
+    rate = (last[0] - first[0]) / max(last[1] - first[1], 1e-9)
+    lines = [
+        f"Compressing {PROGRAM} (max_seq_len {MAX_SEQ_LEN}, residual {model.shape.d_model}) "
+        f"to d = {d}: {info.steps:,} steps of batch {info.batch_size} in {info.seconds:.1f} s "
+        f"(stopped: {info.stopped}), {rate:,.1f} steps/s after compiling "
+        f"(first {first[0]} steps, compilation included: {first[1]:.1f} s).",
+        "",
+        "| agreement with the exact model | reached at step | after |",
+        "|---|---|---|",
+    ]
+    for target in TARGETS:
+        reached = info.reached(target)
+        lines.append(f"| {target:.0%} | {reached[0]:,} | {reached[1]:.1f} s |" if reached
+                     else f"| {target:.0%} | not reached in {info.steps:,} steps | |")
+    accuracy = compressed.accuracy(samples=1000, seed=0)
+    lines += ["", f"Best agreement {info.agreement:.1%}; against the evaluator: "
+              f"{accuracy.position_accuracy:.1%} of positions, {accuracy.sequence_accuracy:.1%}"
+              f" of whole inputs (1000 random inputs)."]
+    hook = compressed.residual_hooks[-1]
+    sample = residual_sample(compressed, hook, samples=1000, seed=0)
+    scored = len(score_dictionary(compressed.W, compressed.feature_directions(), sample).features)
+    started = time.perf_counter()
+    sae = train_sae(sample, 2 * scored, steps=SAE_STEPS, seed=0)
+    seconds = time.perf_counter() - started
+    score = score_dictionary(sae, compressed.feature_directions(), sample, signed=True)
+    lines += ["", f"SAE (ReLU, {2 * scored} latents, {SAE_STEPS} steps, batch "
+              f"{sae.info.batch_size}) on {len(sample):,} residual vectors at {hook}: "
+              f"{seconds:.1f} s including compilation ({sae.info.seconds:.1f} s in train_sae), "
+              f"{SAE_STEPS / seconds:,.0f} steps/s; it recovered {score.recovered:.0%} of "
+              f"{len(score.features)} live features (mean max cosine "
+              f"{score.mean_max_cosine:.3f}, random directions {score.chance:.3f})."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", type=Path, help="write the results into this markdown file")
+    parser.add_argument("--steps", type=int, default=STEPS, help="compression step budget")
+    args = parser.parse_args()
+    text = measure(args.steps)
+    print(text)
+    if args.write:
+        start, end = "<!-- bench:compress -->", "<!-- /bench:compress -->"
+        document = args.write.read_text() if args.write.exists() else f"{start}\n{end}\n"
+        if start not in document:
+            document += f"\n{start}\n{end}\n"
+        before, _, rest = document.partition(start)
+        _, _, after = rest.partition(end)
+        command = "python bench/bench_compress.py --write " + str(args.write)
+        if args.steps != STEPS:
+            command += f" --steps {args.steps}"
+        args.write.write_text(f"{before}{start}\nMachine: {machine()}.\n\nCommand: `{command}`"
+                              f"\n\n{text}\n{end}{after}")
+
+
+if __name__ == "__main__":
+    main()
