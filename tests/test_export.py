@@ -70,17 +70,18 @@ def _numpy(tensor) -> np.ndarray:
 
 
 def _assert_close(theirs, ours, what):
-    """Within 1e-5, relative to the activation's largest finite magnitude; -inf (masked
-    attention scores) exactly where ours has it."""
+    """Within 1e-5, relative to the activation's largest finite magnitude where that
+    exceeds 1; -inf (masked attention scores) exactly where ours has it."""
     ours = np.asarray(ours, np.float64)
     theirs = np.asarray(theirs, np.float64)
     assert theirs.shape == ours.shape, (what, theirs.shape, ours.shape)
     masked = np.isneginf(ours)
     assert np.array_equal(np.isneginf(theirs), masked), f"{what}: masked positions differ"
-    finite = np.abs(ours[~masked])
-    scale = max(1.0, float(finite.max(initial=0.0)))
-    np.testing.assert_allclose(theirs[~masked], ours[~masked], rtol=0,
-                               atol=TOLERANCE * scale, err_msg=what)
+    if masked.all():
+        return
+    scale = max(1.0, float(np.abs(ours[~masked]).max()))
+    worst = float(np.abs(theirs[~masked] - ours[~masked]).max())
+    assert worst <= TOLERANCE * scale, f"{what}: off by {worst:.3g} (scale {scale:.3g})"
 
 
 def _assert_padding_is_zero(model, name, theirs):
@@ -122,7 +123,7 @@ def test_exported_model_has_our_outputs_and_hooks(case, causal, compiled):
     readout = model.readouts[model.output]
     assert hooked.cfg.attention_dir == ("causal" if causal else "bidirectional")
     rng = random.Random(case.name)
-    for length in sorted({1, (model.max_seq_len + 1) // 2, model.max_seq_len}):
+    for length in sorted({1, model.max_seq_len}):  # the shortest and the longest
         batch = [[rng.choice(model.vocab) for _ in range(length)] for _ in range(3)]
         tokens = hooked.rasp.to_tokens(batch)
         with torch.no_grad():
