@@ -100,7 +100,8 @@ def residual_sample(model, hook: str, inputs=None, *, samples: int | None = None
 
     check_hook(model, hook)
     if inputs is None:
-        if samples is None and _input_count(len(model.vocab), model.max_seq_len) <= EXHAUSTIVE_LIMIT:
+        count = _input_count(len(model.vocab), model.max_seq_len)
+        if samples is None and count <= EXHAUSTIVE_LIMIT:
             inputs = all_inputs(model.vocab, model.max_seq_len)
         else:
             inputs = random_inputs(model.vocab, model.max_seq_len, samples or 1000, seed)
@@ -538,8 +539,8 @@ def sweep_picture(sweeps: dict[str, Sequence[SweepPoint]], path) -> Path:
         right.plot(ratio, [(p.mean_max_cosine - p.chance) / (1 - p.chance) for p in points],
                    linestyle="--", color=line.get_color())
     left.set_title("accuracy (solid: positions, dotted: whole inputs)", fontsize=9)
-    right.set_title("SAE recovery (solid: features fired for, F1 >= 0.9; dashed: mean max "
-                    "cosine above chance)", fontsize=9)
+    right.set_title("SAE: features fired for, F1 >= 0.9 (solid);\nmean max cosine above "
+                    "chance (dashed)", fontsize=9)
     for ax in (left, right):
         ax.set_xlabel("d / d_model")
         ax.set_ylim(-0.02, 1.02)
