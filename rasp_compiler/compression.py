@@ -17,12 +17,13 @@ Where W acts (the only trainable weights; every compiled weight stays frozen):
 So row i of W is feature i's direction in the compressed space, and W @ W.T [D, D] is the
 interference between features (the identity when nothing interferes).
 
-The loss (as in the tracr paper): the output loss (cross-entropy over the output's readout
-dimensions for a categorical output, squared error for a numerical one) plus the
-reconstruction loss: at every read (each sublayer's input and the final readout) the squared
-distance between the read x and the uncompressed model's residual at the same point
-(`blocks.{l}.hook_resid_pre`, `blocks.{l}.hook_resid_mid`, the final residual), summed over
-features, averaged over positions and reads.
+The loss (as in the tracr paper): the output loss (for a categorical output, cross-entropy
+over its readout dimensions plus a None class at the decoding threshold, so the softmax's
+choice is what `decode_nearest` reads; for a numerical one, the squared error) plus the
+reconstruction loss: at every read of `read_hooks` (each non-empty sublayer's input and the
+final readout) the squared distance between the read x and the uncompressed model's residual
+at the same point (`blocks.{l}.hook_resid_pre`, `blocks.{l}.hook_resid_mid`, the final
+residual), summed over features, averaged over positions and reads.
 
 `nonlinear=True` gives every read its own small ReLU decoder on top of the linear one,
 x = h @ W.T + relu(h @ A + a) @ B (B starts at zero): W still encodes every write, so each
@@ -60,6 +61,7 @@ from rasp_compiler.errors import InvalidInputError, InvalidProgramError, LoadErr
 
 EXHAUSTIVE_LIMIT = 4096  # train (and evaluate) on every input when there are at most this many
 EVAL_SAMPLES = 1024  # otherwise: a fixed random sample of this many inputs to evaluate on
+TARGET_BYTES = 256 * 1024**2  # the evaluation set's stored targets stay under this
 OUTPUT_LOGIT_SCALE = 10.0  # a clean one-hot readout is a confident softmax: loss ~0 when exact
 NONE_THRESHOLD = 0.5  # a categorical readout whose largest entry is below this reads as None
 NUMERICAL_ATOL = 0.01  # a compressed model is approximate: numbers count as right within
@@ -535,12 +537,15 @@ def compress(model, d: int, *, seed: int = 0, steps: int = 3000, batch_size: int
     params = model.params
     key_init, key_data, key_eval = jax.random.split(jax.random.PRNGKey(seed), 3)
     vocab_size = len(model.vocab)
-    exhaustive = _input_count(vocab_size, model.max_seq_len) <= EXHAUSTIVE_LIMIT
+    # Every read's target is stored for the evaluation set: bound its size.
+    per_input = 4 * len(read_hooks(shape)) * (model.max_seq_len + 1) * width
+    count = _input_count(vocab_size, model.max_seq_len)
+    exhaustive = count <= EXHAUSTIVE_LIMIT and count * per_input <= TARGET_BYTES
     if exhaustive:
         eval_ids, eval_mask = (jnp.asarray(a) for a in _every_input(model))
     else:
         eval_ids, eval_mask = _random_inputs(key_eval, vocab_size, model.max_seq_len,
-                                             EVAL_SAMPLES)
+                                             min(EVAL_SAMPLES, max(64, TARGET_BYTES // per_input)))
     n_data = int(eval_ids.shape[0])
     plan = _Plan(
         shape=shape,

@@ -218,7 +218,8 @@ def train_sae(data, latents: int, *, kind: str = "relu", l1: float = 0.1, k: int
         bar.close()
     info = SAEInfo(kind=kind, latents=latents, k=k, l1=penalty, steps=done, batch_size=batch,
                    learning_rate=float(learning_rate), seed=seed, samples=n,
-                   mse=float(_mse(params, data_device, plan=plan)), seconds=time.perf_counter() - started)
+                   mse=float(_mse(params, data_device, plan=plan)),
+                   seconds=time.perf_counter() - started)
     arrays = {name: np.asarray(value, np.float32) for name, value in params.items()}
     return SparseAutoencoder(arrays["w_enc"], arrays["b_enc"], arrays["w_dec"], arrays["b_dec"],
                              scale, info)

@@ -100,7 +100,8 @@ def residual_sample(model, hook: str, inputs=None, *, samples: int | None = None
 
     check_hook(model, hook)
     if inputs is None:
-        if samples is None and _input_count(len(model.vocab), model.max_seq_len) <= EXHAUSTIVE_LIMIT:
+        count = _input_count(len(model.vocab), model.max_seq_len)
+        if samples is None and count <= EXHAUSTIVE_LIMIT:
             inputs = all_inputs(model.vocab, model.max_seq_len)
         else:
             inputs = random_inputs(model.vocab, model.max_seq_len, samples or 1000, seed)
@@ -520,8 +521,9 @@ def feature_norms_picture(model, path) -> Path:
 
 
 def sweep_picture(sweeps: dict[str, Sequence[SweepPoint]], path) -> Path:
-    """Per program, against d / d_model: the compressed model's accuracy, and the share of
-    true features an SAE recovered (dashed: mean max cosine)."""
+    """Per program, against d / d_model: the compressed model's accuracy, and how well an SAE
+    recovered the true features: the share some latent fires for (F1 >= 0.9), and the mean
+    max cosine above chance, (cosine - chance) / (1 - chance): 0 for random directions."""
     from rasp_compiler.pictures import _pyplot
 
     plt = _pyplot()
@@ -532,13 +534,13 @@ def sweep_picture(sweeps: dict[str, Sequence[SweepPoint]], path) -> Path:
         line = left.plot(ratio, [p.position_accuracy for p in points], marker="o", label=name)[0]
         left.plot(ratio, [p.sequence_accuracy for p in points], linestyle=":",
                   color=line.get_color())
-        right.plot(ratio, [p.recovered for p in points], marker="o", color=line.get_color(),
-                   label=name)
-        right.plot(ratio, [p.mean_max_cosine for p in points], linestyle="--",
-                   color=line.get_color())
+        right.plot(ratio, [p.recovered_by_firing for p in points], marker="o",
+                   color=line.get_color(), label=name)
+        right.plot(ratio, [(p.mean_max_cosine - p.chance) / (1 - p.chance) for p in points],
+                   linestyle="--", color=line.get_color())
     left.set_title("accuracy (solid: positions, dotted: whole inputs)", fontsize=9)
-    right.set_title("SAE recovery (solid: share >= 0.9 cosine, dashed: mean max cosine)",
-                    fontsize=9)
+    right.set_title("SAE: features fired for, F1 >= 0.9 (solid);\nmean max cosine above "
+                    "chance (dashed)", fontsize=9)
     for ax in (left, right):
         ax.set_xlabel("d / d_model")
         ax.set_ylim(-0.02, 1.02)

@@ -205,3 +205,10 @@ def test_cli_compresses_nonlinear_saves_and_draws(reverse, tmp_path, capsys):
 def test_cli_refuses_a_width_over_d_model(capsys):
     assert main(["compress", "reverse", "--max-seq-len", "3", "--dim", "99", "-q"]) == 2
     assert "d=99: the compressed residual must have 1..20 dimensions" in capsys.readouterr().err
+
+
+def test_cli_compress_has_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compress", "--help"])
+    assert exit_info.value.code == 0
+    assert "--dim D" in capsys.readouterr().out
