@@ -28,7 +28,7 @@ import numpy as np
 from rasp_compiler import rasp
 from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError, describe_values
 from rasp_compiler.graph import ProgramGraph
-from rasp_compiler.residual import BOS, NUMERICAL, ONE, Dim, LinearForm, constant_form
+from rasp_compiler.residual import BOS, ONE, Dim, LinearForm, constant_form
 from rasp_compiler.selectors import (
     DEFAULT_MAX_HEADS_PER_SELECTOR,
     DEFAULT_MAX_SELECTOR_DIMS,
