@@ -38,7 +38,7 @@ def test_a_huge_sequence_map_is_refused_fast_before_allocating(no_lowering, voca
     start = time.perf_counter()
     with pytest.raises(ModelTooLargeError) as caught:
         compile_program(pairs, range(vocab_size), max_seq_len)
-    assert time.perf_counter() - start < 10  # about a second; a safety net only
+    assert time.perf_counter() - start < 30  # about a second unloaded; a safety net only
     text = str(caught.value)
     assert text.startswith("pairs: this SequenceMap needs at least")
     assert (f"tokens ({vocab_size:,} values) x indices ({max_seq_len:,} values) = "
