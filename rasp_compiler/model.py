@@ -237,14 +237,8 @@ class CompiledModel:
     # ------------------------------------------------------------------ encoding
 
     def encode(self, batch) -> list[list[int]]:
-        """Token sequences to lists of token ids, checked (by `token_encoder`).
-
-        A numpy (or JAX) array is a batch of token sequences like a list of lists:
-        its items are looked up as tokens (numpy scalars as the Python values they
-        hold), never read as token ids, so an int vocab gives the same model output
-        for `[[3, 1]]` and `np.array([[3, 1]])`. Token ids go through `encode_ids`
-        (or `run(..., ids=True)`).
-        """
+        """Token sequences to lists of token ids, checked: see `TokenEncoder.encode`
+        (a numpy array is a batch of tokens, never of ids; ids go through `encode_ids`)."""
         return self.token_encoder.encode(batch)
 
     def encode_ids(self, ids) -> list[list[int]]:
