@@ -224,8 +224,9 @@ def run_as_user_test_file(examples: list[Example], directory: Path) -> subproces
     """Run the blocks' test file with pytest in `directory`, in a new process.
 
     No conftest.py, none of this project's pytest options (filterwarnings, -n) and
-    hypothesis's default settings (deadline 200 ms); `--hypothesis-seed` only makes the
-    drawn inputs repeatable. The child imports this checkout's rasp_compiler.
+    hypothesis's default settings (deadline 200 ms; named explicitly, because hypothesis
+    loads its "ci" profile, without a deadline, when it sees a CI environment variable);
+    `--hypothesis-seed` only makes the drawn inputs repeatable. The child imports this checkout's rasp_compiler.
     """
     path = write_user_test_file(examples, directory)
     env = {key: value for key, value in os.environ.items()
@@ -233,7 +234,7 @@ def run_as_user_test_file(examples: list[Example], directory: Path) -> subproces
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0",
-         path.name],
+         "--hypothesis-profile=default", path.name],
         cwd=directory, env=env, capture_output=True, text=True, timeout=600,
     )
 
