@@ -171,6 +171,15 @@ class BatchEvaluation:
             return value.tolist()
         return value.objects().tolist()
 
+    def row_value(self, label: str, b: int, position: int) -> Any:
+        """SOp `label`'s value at input b, position `position` (a selector: that row)."""
+        value = self.values[label]
+        if isinstance(value, np.ndarray):
+            return value[b, position].tolist()
+        if isinstance(value, Numbers):
+            return None if value.none[b, position] else float(value.values[b, position])
+        return value.table[value.codes[b, position]]
+
     def row(self, b: int) -> dict[str, Any]:
         """Every expression's value on input b, as `evaluate_all(...).values` gives it."""
         out = {}
@@ -366,6 +375,30 @@ def _empty_like(node, batch: int, n: int):
 
 
 # --------------------------------------------------------------------------- conversions
+
+
+def as_coded(value: SOpValues) -> Coded:
+    """An SOp's values as codes into a table of distinct values."""
+    return value if isinstance(value, Coded) else _numbers_to_coded(value)
+
+
+def outputs_differ(a: SOpValues, b: SOpValues) -> np.ndarray:
+    """bool [B, n]: where two evaluations of one SOp differ by `evaluator._same` (floats
+    within 1e-12 relative, anything else equal and of one type)."""
+    if isinstance(a, Numbers) and isinstance(b, Numbers):
+        with np.errstate(invalid="ignore", over="ignore"):
+            close = (a.values == b.values) | (
+                np.abs(a.values - b.values) <= 1e-12 * np.maximum(1.0, np.abs(a.values)))
+        return (a.none != b.none) | (~a.none & ~close)
+    a, b = as_coded(a), as_coded(b)
+    joint = _Table()
+    in_a = np.array([joint.add(v) for v in a.table], dtype=np.int64)
+    in_b = np.array([joint.add(v) for v in b.table], dtype=np.int64)
+    differs = in_a[a.codes] != in_b[b.codes]  # not the same value: maybe still _same
+    for row, position in np.argwhere(differs).tolist():
+        differs[row, position] = not evaluator._same(a.table[a.codes[row, position]],
+                                                     b.table[b.codes[row, position]])
+    return differs
 
 
 def _numbers_to_coded(numbers: Numbers) -> Coded:
