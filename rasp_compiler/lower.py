@@ -25,7 +25,7 @@ import numpy as np
 
 from rasp_compiler import rasp
 from rasp_compiler.errors import CompilationError
-from rasp_compiler.mlp import MLPPart, bos_cleanup, lower_block
+from rasp_compiler.mlp import MLPPart, bos_cleanup, lower_block, ungate
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm, ResidualLayout, build_layout
 from rasp_compiler.rewrite import AttentionOp, OpGraph
 from rasp_compiler.schedule import Schedule
@@ -122,6 +122,7 @@ def lower(
         )
         heads.append(layer_heads)
         writes = [w for label in layer.heads for w in ops.attention[label].bos_writes]
+        parts[:] = [ungate(part, writes) for part in parts]
         if writes:
             parts.append(bos_cleanup(ops, writes))
     mlps = tuple(_dense_mlp(layer.index, parts, layout) for layer, parts in zip(plan.layers, mlp_parts))
@@ -257,9 +258,14 @@ def coldness_for(max_seq_len: int, eps: float) -> float:
     return 2.0 * math.log((max_seq_len + 1) / eps)
 
 
+def bos_columns(op: AttentionOp) -> int:
+    """Query/key columns a head spends on BOS: 1, or 2 for a selector without atoms."""
+    return 1 if op.atoms else 2
+
+
 def head_size(op: AttentionOp) -> tuple[int, int]:
     """(key_size, value_size) of the head `_head` builds for `op`, without building it."""
-    key_size = 2  # the two BOS columns
+    key_size = bos_columns(op)
     for atom in op.atoms:
         live_queries = int(atom.relation.any(axis=1).sum())
         live_keys = int(atom.relation.any(axis=0).sum())
@@ -279,15 +285,18 @@ def _head(ops: OpGraph, op: AttentionOp, layout: ResidualLayout, layer: int, ind
         k_blocks.append(w_k)
     clauses = len(op.atoms)
     # Column 0: every query scores the BOS key c*t (width) or c*(t - 1/2) (aggregate).
-    # Column 1: the BOS query itself scores the BOS key a further c*(t + 1), so it
-    # attends to BOS (whose value row is all the bos_writes cleanup removes) even
-    # when the selector selects every key.
-    bos_q = np.zeros((layout.width, 2), np.float32)
-    bos_k = np.zeros((layout.width, 2), np.float32)
+    # The BOS query must attend to BOS (whose value row is all the bos_writes cleanup
+    # removes). With atoms it does: it holds no one-hot, so every other key scores 0
+    # there. Without (a selector of every key), column 1 gives the BOS query's BOS
+    # key a further c*(t + 1).
+    columns = bos_columns(op)
+    bos_q = np.zeros((layout.width, columns), np.float32)
+    bos_k = np.zeros((layout.width, columns), np.float32)
     bos_q[rows[ONE], 0] = 1.0
     bos_k[rows[BOS], 0] = c * clauses if op.kind == "width" else c * (clauses - 0.5)
-    bos_q[rows[BOS], 1] = 1.0
-    bos_k[rows[BOS], 1] = c * (clauses + 1)
+    if columns == 2:
+        bos_q[rows[BOS], 1] = 1.0
+        bos_k[rows[BOS], 1] = c * (clauses + 1)
     w_q = np.concatenate(q_blocks + [bos_q], axis=1)
     w_k = np.concatenate(k_blocks + [bos_k], axis=1)
 

@@ -42,11 +42,23 @@ def test_a_select_head_scores_c_where_selected_and_puts_bos_half_way():
             assert got == pytest.approx(c if k < q else 0.0, abs=1e-4)
         bos = scores(head, layout, [ONE, Dim("tokens", q)], [ONE, BOS])
         assert bos == pytest.approx(c / 2, rel=1e-6)
-    assert head.key_size <= 4  # min(live query values, live key values) + 2 BOS columns
-    # The BOS query prefers the BOS key over every key, even ones its selector would take.
+    assert head.key_size <= 3  # min(live query values, live key values) + 1 BOS column
+    # The BOS query holds no one-hot, so its selector scores no key: BOS wins by c / 2.
     bos_query = [ONE, BOS]
-    assert scores(head, layout, bos_query, [ONE, BOS]) > c / 2 + scores(
-        head, layout, bos_query, [ONE, Dim("tokens", 1)])
+    for k in (1, 2, 3):
+        assert scores(head, layout, bos_query, [ONE, Dim("tokens", k)]) == 0.0
+    assert scores(head, layout, bos_query, [ONE, BOS]) == pytest.approx(c / 2, rel=1e-6)
+
+
+def test_a_selector_of_every_key_gives_the_bos_query_its_own_column():
+    """Without atoms every key scores alike, so a second column makes the BOS query read
+    BOS (whose value the cleanup removes)."""
+    ops, low = lowered_of(lib.make_length(), ["a", "b"], 5)
+    ((head,),) = low.heads
+    assert head.key_size == 2
+    bos_query = [ONE, BOS]
+    assert scores(head, low.layout, bos_query, [ONE, BOS]) > head.coldness / 2 + scores(
+        head, low.layout, bos_query, [ONE])  # a token key
 
 
 def test_a_width_head_gives_bos_the_selected_score():
