@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Mapping, Sequence
@@ -42,6 +43,7 @@ MIN_RELATIVE_GAP = 2e-5  # float32 cannot place a step between values closer tha
 CATEGORICAL_NOISE_BUDGET = 0.01  # largest leak a one-hot input of a lookup may carry
 PIECEWISE_MAX_GAIN = 1e4  # beyond this slope x range, steps are more robust to noise
 SLOPE_TOLERANCE = 1e-12
+LOOKUP_BOX_LIMIT = 4096  # input combinations up to which a lookup merges them into boxes
 
 
 @dataclass(frozen=True)
@@ -246,13 +248,7 @@ def count_neurons(ops: OpGraph, block: Block, stop_after: int) -> int:
     function = _BlockFunction(ops, block)
     choices = [list(ops.values[leaf]) for leaf in categorical]
     if not numerical:
-        count = 0
-        for combo in itertools.product(*choices):
-            if function(dict(zip(categorical, combo))):
-                count += 1
-                if count > stop_after:
-                    break
-        return count
+        return len(_lookup_boxes(categorical, choices, function, stop_after))
     (z_label,) = numerical
     if not categorical and all(ops.is_numerical(o) for o in block.outputs):
         form = ops.forms.get(z_label) or LinearForm.single(Dim(z_label))
@@ -267,19 +263,89 @@ def count_neurons(ops: OpGraph, block: Block, stop_after: int) -> int:
 
 
 def _lookup(ops, block, categorical, choices, function) -> MLPPart:
-    k = len(categorical)
+    """One neuron per box of input combinations sharing an output (`_lookup_boxes`)."""
     neurons = []
-    for combo in itertools.product(*choices):
-        out = function(dict(zip(categorical, combo)))
-        if not out:
-            continue
-        w_in = _match_all(ops, categorical, combo)
-        _add(w_in, {ONE: -(k - 1.0)})
+    for box, out in _lookup_boxes(categorical, choices, function):
+        w_in: dict[Dim, float] = {}
+        constrained = 0
+        for leaf, allowed, every in zip(categorical, box, choices):
+            if len(allowed) == len(every):
+                continue  # any value: always 1, no term
+            constrained += 1
+            if None in allowed:  # 1 minus the dimensions of the values not allowed
+                _add(w_in, {ONE: 1.0})
+                _add(w_in, {Dim(leaf, v): -1.0 for v in every if v is not None and v not in allowed})
+            else:
+                _add(w_in, {Dim(leaf, v): 1.0 for v in allowed})
+        _add(w_in, {ONE: -(constrained - 1.0)})
         w_in[BOS] = -BOS_GATE
         neurons.append(_neuron(w_in, out))
     budget = {leaf: CATEGORICAL_NOISE_BUDGET for leaf in categorical}
     return MLPPart(block.label, "lookup", block.units, block.leaves, block.outputs,
                    tuple(neurons), budget)
+
+
+def _lookup_boxes(categorical, choices, function, stop_after: int | None = None) -> list:
+    """The lookup's neurons as (box, output): a box is one set of allowed values per
+    input, and its neuron ReLU(sum over inputs of [input in its set] - (k - 1)) is 1
+    exactly on the box's combinations. The boxes of one output split the combinations
+    giving it (a decision diagram: the values of the first input with the same rest
+    share a box), in the input order with the fewest weights; up to LOOKUP_BOX_LIMIT
+    combinations, past that one box per combination. With `stop_after`, returns early
+    (a list longer than it) once that many combinations have an output."""
+    tables: dict[frozenset, tuple[dict[Dim, float], list[tuple]]] = {}
+    count = 0
+    for combo in itertools.product(*choices):
+        out = function(dict(zip(categorical, combo)))
+        if out:
+            tables.setdefault(frozenset(out.items()), (out, []))[1].append(combo)
+            count += 1
+            if stop_after is not None and count > stop_after and (
+                    math.prod(map(len, choices)) > LOOKUP_BOX_LIMIT):
+                return [None] * count
+    if math.prod(map(len, choices)) > LOOKUP_BOX_LIMIT:
+        return [(tuple((v,) for v in combo), out) for out, combos in tables.values()
+                for combo in combos]
+    orders = (list(itertools.permutations(range(len(categorical))))
+              if len(categorical) <= 4 else [tuple(range(len(categorical)))])
+    boxes = []
+    for out, combos in tables.values():
+        best = None
+        for order in orders:
+            found = [tuple(box[order.index(i)] for i in range(len(order)))
+                     for box in _split([tuple(c[i] for i in order) for c in combos])]
+            cost = sum(_box_weights(box, choices) for box in found)
+            if best is None or cost < best[0]:
+                best = (cost, found)
+        boxes.extend((box, out) for box in best[1])
+    return boxes
+
+
+def _split(combos: list[tuple]) -> list[tuple]:
+    """Disjoint boxes covering exactly these combinations: values of the first input
+    whose remaining combinations are the same share a box, and so on down."""
+    if not combos[0]:
+        return [()]
+    rest: dict[Any, set] = {}
+    for combo in combos:
+        rest.setdefault(combo[0], set()).add(combo[1:])
+    groups: dict[frozenset, list] = {}
+    for value, tails in rest.items():
+        groups.setdefault(frozenset(tails), []).append(value)
+    return [(tuple(values),) + tail for tails, values in groups.items()
+            for tail in _split(sorted(tails, key=repr))]
+
+
+def _box_weights(box: tuple, choices) -> int:
+    """The non-zero input weights of a box's neuron (its cost)."""
+    weights, constrained = 0, 0
+    for allowed, every in zip(box, choices):
+        if len(allowed) == len(every):
+            continue
+        constrained += 1
+        weights += (1 + len(every) - len(allowed)) if None in allowed \
+            else len(allowed)
+    return weights + (constrained != 1)
 
 
 def _count_steps(ops, label, categorical, choices, z_label, function, stop_after: int) -> int:

@@ -131,51 +131,52 @@ class Runtime:
         """Per block of same-length id rows [B, n], the final residual's `readout` columns
         [B, n, k] (BOS dropped): the array path of `residual_slices`, no per-row Python.
 
-        backend "jax": blocks of one length bucket are packed together and run at most
-        `batch` rows at a time (default DEFAULT_BATCH_CHUNK; fewer rows: the smallest
-        power of two holding them), the last call padded with filler rows, so a bucket
-        compiles few shapes; batches are sharded over every JAX device. "numpy": each
-        block at its own length (nothing to compile), `batch` rows at a time.
+        Blocks of one length bucket are packed together (sparse buckets join the next
+        longer one) and run at most `batch` rows at a time (default
+        DEFAULT_BATCH_CHUNK). backend "jax": a call with fewer rows is padded to the
+        smallest power of two holding them, so a bucket compiles few shapes; batches
+        are sharded over every JAX device. "numpy": `forward_numpy`, nothing to
+        compile, no padding rows.
         """
         if backend not in ("jax", "numpy"):
             raise InvalidInputError(f"backend must be 'jax' or 'numpy', got {backend!r}")
         blocks = [np.asarray(block, dtype=np.int32) for block in blocks]
         out: list[np.ndarray | None] = [None] * len(blocks)
-        index = np.asarray(readout.indices, dtype=np.int64)
         if backend == "numpy":
-            for i, block in enumerate(blocks):
-                step = batch or DEFAULT_BATCH_CHUNK
-                parts = []
-                for start in range(0, len(block), step):
-                    ids, mask = self.pack_array([block[start: start + step]], block.shape[1] + 1)
-                    residual = forward_numpy(params, self.shape, ids, mask)
-                    parts.append(residual[:, 1:, :][..., index])
-                out[i] = (np.concatenate(parts) if parts
-                          else np.zeros((0, block.shape[1], len(index)), np.float32))
-            return out
-        jitted = self.jit(f"slice:{readout.label}", readout)
+            index = np.asarray(readout.indices, dtype=np.int64)
+            weights = jax.tree_util.tree_map(lambda w: np.asarray(w, np.float32), params)
+            forward = lambda ids, mask: forward_numpy(weights, self.shape, ids, mask)[..., index]
+            devices = 1
+        else:
+            jitted = self.jit(f"slice:{readout.label}", readout)
+            forward = lambda ids, mask: np.asarray(jitted(params, *self.sharded(ids, mask)))
+            devices = jax.device_count()
         buckets: dict[int, list[int]] = {}
         for i, block in enumerate(blocks):
             buckets.setdefault(self.bucket_length(block.shape[1]), []).append(i)
-        devices = jax.device_count()
+        # Each distinct shape costs an XLA compilation (and a numpy forward call reads
+        # every weight): sparse buckets move up one size.
+        lengths = sorted(buckets)
+        for shorter, longer in zip(lengths, lengths[1:]):
+            if sum(len(blocks[i]) for i in buckets[shorter]) < MIN_BUCKET_FILL:
+                buckets[longer] = buckets.pop(shorter) + buckets[longer]
         for length, members in sorted(buckets.items()):
             ids, mask = self.pack_array([blocks[i] for i in members], length)
             rows = len(ids)
-            # The smallest power of two holding the bucket's rows, at most `batch`.
-            size = min(batch or DEFAULT_BATCH_CHUNK,
-                       max(MIN_BUCKET_BATCH, 1 << math.ceil(math.log2(max(rows, 1)))))
-            size = -(-size // devices) * devices
+            size = batch or DEFAULT_BATCH_CHUNK
+            if backend == "jax":  # the smallest power of two holding the rows, at most `size`
+                size = min(size, max(MIN_BUCKET_BATCH, 1 << math.ceil(math.log2(max(rows, 1)))))
+                size = -(-size // devices) * devices
             results = []
             for start in range(0, rows, size):
                 part_ids, part_mask = ids[start: start + size], mask[start: start + size]
-                filler = size - len(part_ids)
+                filler = size - len(part_ids) if backend == "jax" else 0
                 if filler:  # one compiled shape per bucket: pad the last call
                     part_ids = np.concatenate(
                         [part_ids, np.full((filler, length), self.pad_id, np.int32)])
                     part_mask = np.concatenate(
                         [part_mask, np.eye(1, length, dtype=bool).repeat(filler, axis=0)])
-                result = np.asarray(jitted(params, *self.sharded(part_ids, part_mask)))
-                results.append(result[: size - filler])
+                results.append(forward(part_ids, part_mask)[: len(part_ids) - filler])
             columns = np.concatenate(results)
             start = 0
             for i in members:

@@ -139,12 +139,11 @@ def input_ids(vocab_size: int, length: int, start: int = 0, stop: int | None = N
 
 def random_input_ids(vocab_size: int, max_seq_len: int, count: int,
                      seed: int = 0) -> Iterator[list[int]]:
-    """The token ids of `random_inputs` (the same draws, so the same inputs)."""
-    rng = random.Random(seed)
-    ids = range(vocab_size)
+    """The token ids of `random_inputs`: the draws `rng.randint(1, max_seq_len)` and
+    `rng.choice(vocab)` make (both call `_randbelow`), so the same inputs for a seed."""
+    draw = random.Random(seed)._randbelow
     for _ in range(count):
-        n = rng.randint(1, max_seq_len)
-        yield [rng.choice(ids) for _ in range(n)]
+        yield [draw(vocab_size) for _ in range(1 + draw(max_seq_len))]
 
 
 def random_inputs(vocab: Sequence, max_seq_len: int, count: int, seed: int = 0) -> Iterator[tuple]:
