@@ -132,11 +132,11 @@ class Runtime:
         [B, n, k] (BOS dropped): the array path of `residual_slices`, no per-row Python.
 
         Blocks of one length bucket are packed together (sparse buckets join the next
-        longer one) and run at most `batch` rows at a time (default
-        DEFAULT_BATCH_CHUNK). backend "jax": a call with fewer rows is padded to the
-        smallest power of two holding them, so a bucket compiles few shapes; batches
-        are sharded over every JAX device. "numpy": `forward_numpy`, nothing to
-        compile, no padding rows.
+        longer one) and run `batch` rows at a time (default: the smallest power of two
+        holding the bucket, at most DEFAULT_BATCH_CHUNK). backend "jax": the last call
+        is padded with filler rows, so a bucket compiles one shape however many rows
+        it gets; batches are sharded over every JAX device. "numpy": `forward_numpy`,
+        nothing to compile, no filler rows.
         """
         if backend not in ("jax", "numpy"):
             raise InvalidInputError(f"backend must be 'jax' or 'numpy', got {backend!r}")
@@ -163,10 +163,9 @@ class Runtime:
         for length, members in sorted(buckets.items()):
             ids, mask = self.pack_array([blocks[i] for i in members], length)
             rows = len(ids)
-            size = batch or DEFAULT_BATCH_CHUNK
-            if backend == "jax":  # the smallest power of two holding the rows, at most `size`
-                size = min(size, max(MIN_BUCKET_BATCH, 1 << math.ceil(math.log2(max(rows, 1)))))
-                size = -(-size // devices) * devices
+            size = batch or min(DEFAULT_BATCH_CHUNK, max(MIN_BUCKET_BATCH, 1 << math.ceil(
+                math.log2(max(rows, 1)))))
+            size = -(-size // devices) * devices
             results = []
             for start in range(0, rows, size):
                 part_ids, part_mask = ids[start: start + size], mask[start: start + size]

@@ -41,7 +41,7 @@ from rasp_compiler.identity import identity_key, same_value
 RTOL = 1e-4
 ATOL = 1e-4  # absolute floor: within 1e-4, relative (rtol) above magnitude 1
 MAX_EXAMPLES = 10
-DEFAULT_CHUNK = 16384  # inputs generated, run and compared at a time
+DEFAULT_CHUNK = 65536  # inputs generated, run and compared at a time
 FORWARD_TOKENS = 1 << 17  # tokens per jitted forward call, at most (rows are a power of two)
 MIN_FORWARD_BATCH = 8
 EVALUATION_CELLS = 1 << 22  # batch x length x length per batched evaluation, at most
@@ -140,10 +140,22 @@ def input_ids(vocab_size: int, length: int, start: int = 0, stop: int | None = N
 def random_input_ids(vocab_size: int, max_seq_len: int, count: int,
                      seed: int = 0) -> Iterator[list[int]]:
     """The token ids of `random_inputs`: the draws `rng.randint(1, max_seq_len)` and
-    `rng.choice(vocab)` make (both call `_randbelow`), so the same inputs for a seed."""
-    draw = random.Random(seed)._randbelow
+    `rng.choice(vocab)` make, so the same inputs for a seed (tests/test_verify.py)."""
+    # random.Random._randbelow(n) inlined (its per-call overhead is most of the cost):
+    # getrandbits(n.bit_length()) until the draw is below n.
+    bits = random.Random(seed).getrandbits
+    length_bits, token_bits = max_seq_len.bit_length(), vocab_size.bit_length()
     for _ in range(count):
-        yield [draw(vocab_size) for _ in range(1 + draw(max_seq_len))]
+        n = bits(length_bits)
+        while n >= max_seq_len:
+            n = bits(length_bits)
+        row = []
+        for _ in range(n + 1):
+            token = bits(token_bits)
+            while token >= vocab_size:
+                token = bits(token_bits)
+            row.append(token)
+        yield row
 
 
 def random_inputs(vocab: Sequence, max_seq_len: int, count: int, seed: int = 0) -> Iterator[tuple]:
