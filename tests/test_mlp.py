@@ -111,7 +111,7 @@ def test_steps_are_shared_between_the_values_of_one_categorical_input():
     assert part.width < per_index / 2
     for length in range(1, 7):
         z = 1.0 / (length + 1)
-        gap = 1.0 / length - z
+        gap = min(1.0 / length - z, z - 1.0 / (length + 2))  # to the nearer value
         for index in range(length):
             for noise in (0.0, gap / 5, -gap / 5):
                 inputs = {ONE: 1.0, Dim("length.attn"): z + noise, Dim("indices", index): 1.0}
