@@ -101,7 +101,7 @@ def test_bos_cleanup_subtracts_only_at_bos():
 
 
 def test_steps_are_shared_between_the_values_of_one_categorical_input():
-    """reverse's opp_index = length - index - 1 from the width z and the index: each
+    """reverse's opp_index = length - index from the width z and the index: each
     change of the output (v to v + 1) is one pair of neurons for every index, each
     index's threshold on its own dimension; exact with noise, silent at BOS (z = 1)."""
     ops, (block,) = blocks_of(lib.make_reverse(rasp.tokens), ["a", "b"], 6)
@@ -115,7 +115,7 @@ def test_steps_are_shared_between_the_values_of_one_categorical_input():
         for index in range(length):
             for noise in (0.0, gap / 5, -gap / 5):
                 inputs = {ONE: 1.0, Dim("length.attn"): z + noise, Dim("indices", index): 1.0}
-                assert apply(part, inputs) == {Dim("opp_index", length - index - 1): 1.0}
+                assert apply(part, inputs) == {Dim("opp_index", length - index): 1.0}
     # The BOS position holds z = 1 (the width head reads only BOS there) and no index.
     assert apply(ungate(part, [(Dim("length.attn"), 1.0)]),
                  {ONE: 1.0, BOS: 1.0, Dim("length.attn"): 1.0}) == {}
