@@ -692,3 +692,48 @@ _RULES: Mapping[type, Callable[[_Run, Any], Any]] = {
     rasp.SelectorOr: _selector_or,
     rasp.SelectorNot: _selector_not,
 }
+
+
+# --------------------------------------------------------------------------- many inputs
+
+
+def by_length(inputs: Sequence[Sequence], vocab: Sequence) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Token sequences of `vocab` grouped by length: (their places in `inputs`, their
+    token ids [B, n]) per length, shortest first. A token must be a vocab token itself
+    (identity.py)."""
+    index: dict = {}
+    for i, token in enumerate(vocab):
+        index.setdefault(identity_key(token), i)
+    groups: dict[int, tuple[list[int], list[list[int]]]] = {}
+    for place, xs in enumerate(inputs):
+        try:
+            row = [index[identity_key(token)] for token in xs]
+        except (KeyError, TypeError):
+            raise InvalidInputError(
+                f"input {place} ({list(xs)!r}) holds a token that is not in the vocab {list(vocab)}"
+            ) from None
+        places, rows = groups.setdefault(len(row), ([], []))
+        places.append(place)
+        rows.append(row)
+    return [(np.array(places, dtype=np.int64), np.array(rows, dtype=np.int64).reshape(len(rows), n))
+            for n, (places, rows) in sorted(groups.items())]
+
+
+def first_causal_difference(graph: ProgramGraph, ids: np.ndarray, vocab: Sequence,
+                            places: np.ndarray, masked: BatchEvaluation | None = None):
+    """(place, (input, position, ordinary value, causal value)) for the first input (by
+    place) on which the program's output differs between its ordinary and its causal
+    meaning, both defined (evaluator.causal_invariance's rule); None if none does.
+    `masked`: the causal evaluation of these inputs, if made already."""
+    masked = masked if masked is not None else evaluate_batch(graph, ids, vocab, causal=True)
+    ordinary = evaluate_batch(graph, ids, vocab, causal=False)
+    differs = outputs_differ(ordinary.values[graph.output], masked.values[graph.output])
+    differs &= (~ordinary.undefined & ~masked.undefined)[:, None]
+    rows = np.flatnonzero(differs.any(axis=1))
+    if not len(rows):
+        return None
+    row = int(rows[np.argmin(places[rows])])
+    position = int(np.argmax(differs[row]))
+    return int(places[row]), (masked.tokens(row), position,
+                              ordinary.row_value(graph.output, row, position),
+                              masked.row_value(graph.output, row, position))

@@ -32,7 +32,12 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from rasp_compiler import rasp
-from rasp_compiler.batch_evaluator import Numbers, as_coded, evaluate_batch, outputs_differ
+from rasp_compiler.batch_evaluator import (
+    Numbers,
+    as_coded,
+    evaluate_batch,
+    first_causal_difference,
+)
 from rasp_compiler.encoding import EMPTY, decode_indices, decode_readout, readout_numbers
 from rasp_compiler.errors import InvalidProgramError
 from rasp_compiler.graph import ProgramGraph, build_graph
@@ -345,7 +350,8 @@ class _Checker:
             self.examples.sort(key=lambda e: (e[0], e[1]))
             del self.examples[MAX_EXAMPLES:]
         if self.causal and self.invariance is None:
-            return _first_causal_difference(self.graph, block, expected)
+            return first_causal_difference(self.graph, block.ids, self.model.vocab, block.order,
+                                           masked=expected)
         return None
 
     def _categorical_matches(self, output, columns: np.ndarray) -> np.ndarray:
@@ -398,24 +404,6 @@ class _Checker:
             causal=self.causal,
             invariance_counterexample=self.invariance,
         )
-
-
-def _first_causal_difference(graph: ProgramGraph, block: _Block, masked):
-    """(order, (input, position, ordinary value, causal value)) for the first input of
-    the block, defined both ways, whose output differs between the two meanings."""
-    ordinary = evaluate_batch(graph, block.ids, masked.vocab, causal=False)
-    both = ~ordinary.undefined & ~masked.undefined
-    differs = outputs_differ(ordinary.values[graph.output], masked.values[graph.output])
-    differs &= both[:, None]
-    if not differs.any():
-        return None
-    row = int(np.argmax(differs.any(axis=1)))
-    position = int(np.argmax(differs[row]))
-    return int(block.order[row]), (
-        masked.tokens(row), position,
-        ordinary.row_value(graph.output, row, position),
-        masked.row_value(graph.output, row, position),
-    )
 
 
 class ProgressBar:
