@@ -155,10 +155,13 @@ class Runtime:
         for i, block in enumerate(blocks):
             buckets.setdefault(self.bucket_length(block.shape[1]), []).append(i)
         # Each distinct shape costs an XLA compilation (and a numpy forward call reads
-        # every weight): sparse buckets move up one size.
+        # every weight): sparse buckets move up one size. With a fixed jax batch, a
+        # bucket that fills less than one batch would be padded to it anyway: it moves
+        # up too (its rows cost a longer length instead of a call of their own).
+        fill = max(MIN_BUCKET_FILL, batch or 0) if backend == "jax" else MIN_BUCKET_FILL
         lengths = sorted(buckets)
         for shorter, longer in zip(lengths, lengths[1:]):
-            if sum(len(blocks[i]) for i in buckets[shorter]) < MIN_BUCKET_FILL:
+            if sum(len(blocks[i]) for i in buckets[shorter]) < fill:
                 buckets[longer] = buckets.pop(shorter) + buckets[longer]
         for length, members in sorted(buckets.items()):
             ids, mask = self.pack_array([blocks[i] for i in members], length)
