@@ -130,6 +130,15 @@ class Runtime:
                         backend: str = "jax", batch: int | None = None) -> list[np.ndarray]:
         """Per block of same-length id rows [B, n], the final residual's `readout` columns
         [B, n, k] (BOS dropped): the array path of `residual_slices`, no per-row Python.
+        See `dispatch_readout_columns`."""
+        return self.dispatch_readout_columns(params, blocks, readout, backend, batch)()
+
+    def dispatch_readout_columns(self, params, blocks: Sequence[np.ndarray], readout: Readout,
+                                 backend: str = "jax", batch: int | None = None
+                                 ) -> Callable[[], list[np.ndarray]]:
+        """`readout_columns`, started: returns a function that waits for the results.
+        The jax forward runs asynchronously meanwhile (the caller can evaluate the
+        reference answers in parallel); the numpy one runs when called.
 
         Blocks of one length bucket are packed together (sparse buckets join the next
         longer one) and run `batch` rows at a time (default: the smallest power of two
@@ -149,7 +158,7 @@ class Runtime:
             devices = 1
         else:
             jitted = self.jit(f"slice:{readout.label}", readout)
-            forward = lambda ids, mask: np.asarray(jitted(params, *self.sharded(ids, mask)))
+            forward = lambda ids, mask: jitted(params, *self.sharded(ids, mask))  # async
             devices = jax.device_count()
         buckets: dict[int, list[int]] = {}
         for i, block in enumerate(blocks):
@@ -163,6 +172,7 @@ class Runtime:
         for shorter, longer in zip(lengths, lengths[1:]):
             if sum(len(blocks[i]) for i in buckets[shorter]) < fill:
                 buckets[longer] = buckets.pop(shorter) + buckets[longer]
+        pending = []
         for length, members in sorted(buckets.items()):
             ids, mask = self.pack_array([blocks[i] for i in members], length)
             rows = len(ids)
@@ -178,14 +188,20 @@ class Runtime:
                         [part_ids, np.full((filler, length), self.pad_id, np.int32)])
                     part_mask = np.concatenate(
                         [part_mask, np.eye(1, length, dtype=bool).repeat(filler, axis=0)])
-                results.append(forward(part_ids, part_mask)[: len(part_ids) - filler])
-            columns = np.concatenate(results)
-            start = 0
-            for i in members:
-                count, n = blocks[i].shape
-                out[i] = columns[start: start + count, 1: n + 1]
-                start += count
-        return out
+                results.append((forward(part_ids, part_mask), len(part_ids) - filler))
+            pending.append((members, results))
+
+        def collect() -> list[np.ndarray]:
+            for members, results in pending:
+                columns = np.concatenate([np.asarray(result)[:rows] for result, rows in results])
+                start = 0
+                for i in members:
+                    count, n = blocks[i].shape
+                    out[i] = columns[start: start + count, 1: n + 1]
+                    start += count
+            return out
+
+        return collect
 
     def pack_array(self, blocks: Sequence[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
         """Ids [rows, length] (BOS, the row, PAD) and the key mask of blocks of id rows,

@@ -308,25 +308,32 @@ class _Checker:
         self.invariance: tuple | None = None
 
     def check(self, blocks: list[_Block]) -> None:
-        columns = self.model.runtime.readout_columns(
+        # The forward is dispatched first: XLA computes on its own threads while the
+        # evaluator runs here, and `collect` waits for it.
+        collect = self.model.runtime.dispatch_readout_columns(
             self.model.params, [block.ids for block in blocks], self.readout,
             backend=self.backend, batch=self.forward_batch)
-        first_difference = None
-        for block, block_columns in zip(blocks, columns):
+        parts = []
+        for i, block in enumerate(blocks):
             n = block.ids.shape[1]
             step = max(1, EVALUATION_CELLS // (n * n))
             for start in range(0, len(block.ids), step):
                 part = _Block(block.ids[start: start + step], block.order[start: start + step])
-                found = self._check_part(part, block_columns[start: start + step])
-                if found is not None and (first_difference is None or found[0] < first_difference[0]):
-                    first_difference = found
+                expected = evaluate_batch(self.graph, part.ids, self.model.vocab,
+                                          causal=self.causal)
+                parts.append((i, start, part, expected))
+        columns = collect()
+        first_difference = None
+        for i, start, part, expected in parts:
+            found = self._compare(part, expected, columns[i][start: start + len(part.ids)])
+            if found is not None and (first_difference is None or found[0] < first_difference[0]):
+                first_difference = found
         if first_difference is not None and self.invariance is None:
             self.invariance = first_difference[1]
 
-    def _check_part(self, block: _Block, columns: np.ndarray):
+    def _compare(self, block: _Block, expected, columns: np.ndarray):
         """Compare one block; returns (order, counterexample) of its first causal
         difference when one is still being looked for."""
-        expected = evaluate_batch(self.graph, block.ids, self.model.vocab, causal=self.causal)
         defined = ~expected.undefined
         n = block.ids.shape[1]
         self.undefined += int(expected.undefined.sum())
