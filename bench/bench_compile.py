@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -110,10 +111,11 @@ def table(rows: list[dict]) -> str:
 
 def machine() -> str:
     device = jax.devices()[0]
+    load = ", load average %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
     return (
         f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}, jax {jax.__version__} on {device.platform} "
-        f"({device.device_kind})"
+        f"{os.cpu_count()} CPUs{load}, Python {platform.python_version()}, jax {jax.__version__} "
+        f"on {device.platform} ({device.device_kind})"
     )
 
 

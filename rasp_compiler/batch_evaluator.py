@@ -581,14 +581,15 @@ def _numerical_aggregate(run: _Run, node: rasp.Aggregate) -> SOpValues:
                 return run.scalar(node)  # an int float64 cannot hold: exact rule
             numbers[i] = number
         values, bad = numbers[source.codes], not_number[source.codes]
-    if not _sums_are_exact(np.where(bad, 0.0, values), run.n):
+    values = np.where(bad, 0.0, values)
+    if not _sums_are_exact(values, run.n):  # then any order of summation is exact
         return run.scalar(node)
     picked_bad = (selector & bad[:, None, :]).any(axis=2)
     if picked_bad.any():
         run.fail(picked_bad.any(axis=1))
     counts = selector.sum(axis=2)
     with np.errstate(all="ignore"):
-        sums = np.matmul(selector.astype(np.float64), np.where(bad, 0.0, values)[:, :, None])[..., 0]
+        sums = np.matmul(selector.astype(np.float64), values[:, :, None])[..., 0]
         means = sums / np.maximum(counts, 1) + 0.0  # + 0.0: the exact mean is never -0.0
     out = np.where(counts > 0, means, default)
     return Numbers(out, np.zeros(out.shape, dtype=bool))
