@@ -303,7 +303,7 @@ class _Run:
             self.coded_cache[sop.label] = _numbers_to_coded(value)
         return self.coded_cache[sop.label]
 
-    def call_each(self, node, f: Callable, args: list[tuple]) -> tuple[list, list[int]]:
+    def call_each(self, f: Callable, args: list[tuple]) -> tuple[list, list[int]]:
         """f(*a) for each argument tuple; (results, indices of the calls that raised)."""
         results, failed = [], []
         for i, a in enumerate(args):
@@ -473,7 +473,7 @@ def _map(run: _Run, node: rasp.Map) -> SOpValues:
     used = _used(inner.codes, len(inner.table))
     arguments = [inner.table[i] for i in used]
     calls = [i for i, x in enumerate(arguments) if x is not None]
-    results, failed = run.call_each(node, node.f, [(arguments[i],) for i in calls])
+    results, failed = run.call_each(node.f, [(arguments[i],) for i in calls])
     out = _Table()
     lookup = np.zeros(max(len(inner.table), 1), dtype=np.int64)
     for i, x in zip(used, arguments):
@@ -508,7 +508,7 @@ def _sequence_map(run: _Run, node: rasp.SequenceMap) -> SOpValues:
         used, inverse = np.unique(pairs.ravel(), return_inverse=True)
     arguments = [(fst.table[p // width], snd.table[p % width]) for p in used.tolist()]
     calls = [i for i, (x, y) in enumerate(arguments) if x is not None and y is not None]
-    results, failed = run.call_each(node, node.f, [arguments[i] for i in calls])
+    results, failed = run.call_each(node.f, [arguments[i] for i in calls])
     out = _Table()
     codes_of_used = np.zeros(len(used), dtype=np.int64)
     none_code = None
@@ -637,7 +637,7 @@ def _select(run: _Run, node: rasp.Select) -> np.ndarray:
     live = [i for i, (k, q) in enumerate(pairs)
             if keys.table[k] is not None and queries.table[q] is not None]
     results, failed = run.call_each(
-        node, holds, [(keys.table[pairs[i][0]], queries.table[pairs[i][1]]) for i in live])
+        holds, [(keys.table[pairs[i][0]], queries.table[pairs[i][1]]) for i in live])
     selected = np.zeros(len(pairs), dtype=bool)
     selected[[live[i] for i, r in enumerate(results) if r]] = True
     if failed:

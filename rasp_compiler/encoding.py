@@ -8,6 +8,8 @@ Every refusal is an InvalidInputError naming the input and position.
 Decoding reads one SOp from its readout's residual columns: a categorical value
 is a clean one-hot (within DECODE_TOLERANCE), anything else an `Unclean` marker
 listing the blended values; a numerical value is the readout's linear form.
+`decode_indices` decides every position of a batch at once (verify compares its
+column indices directly); Python values are made only for the lists returned.
 """
 
 from __future__ import annotations
