@@ -47,6 +47,7 @@ RTOL = 1e-4
 ATOL = 1e-4  # absolute floor: within 1e-4, relative (rtol) above magnitude 1
 MAX_EXAMPLES = 10
 DEFAULT_CHUNK = 65536  # inputs generated, run and compared at a time
+PROGRESS_CHUNK = 8192  # the same with a progress bar
 FORWARD_TOKENS = 1 << 17  # tokens per jitted forward call, at most (rows are a power of two)
 MIN_FORWARD_BATCH = 8
 EVALUATION_CELLS = 1 << 22  # batch x length x length per batched evaluation, at most
@@ -228,13 +229,14 @@ def verify(
     samples: int | None = None,
     inputs: Iterable[Sequence] | None = None,
     seed: int = 0,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int | None = None,
     rtol: float = RTOL,
     atol: float = ATOL,
     progress: bool = False,
     backend: str = "jax",
 ) -> VerificationReport:
-    """Compare `model` with the evaluator on the chosen inputs, `chunk` inputs at a time.
+    """Compare `model` with the evaluator on the chosen inputs, `chunk` inputs at a time
+    (default DEFAULT_CHUNK, or PROGRESS_CHUNK with a progress bar).
 
     Inputs are generated lazily, so exhaustive runs over millions of inputs stay
     in constant memory; each forward batch is sharded over every JAX device. With
@@ -242,6 +244,8 @@ def verify(
     """
     if exhaustive_up_to is None and samples is None and inputs is None:
         raise InvalidProgramError("say what to check: exhaustive_up_to=, samples= or inputs=")
+    if chunk is None:  # a progress bar moves at least every PROGRESS_CHUNK inputs
+        chunk = PROGRESS_CHUNK if progress else DEFAULT_CHUNK
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise InvalidProgramError(f"chunk must be a positive int, got {chunk!r}")
     vocab_size = len(model.vocab)
