@@ -29,6 +29,12 @@ the scalar evaluator's rule, row by row.
 
 Causal mode is the evaluator's: every selector masked to keys at or before the
 query, `length` at position i is i + 1.
+
+Users: verify.py (the expected outputs), safety.py (the search for an input on
+which an Aggregate mixes values) and causal.py (the causal-invariance search),
+through `by_length` (inputs of any lengths, grouped) and
+`first_causal_difference`; each keeps the first-found order of the input-by-input
+search it replaces.
 """
 
 from __future__ import annotations
