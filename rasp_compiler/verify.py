@@ -39,7 +39,7 @@ from rasp_compiler.batch_evaluator import (
     first_causal_difference,
 )
 from rasp_compiler.encoding import EMPTY, decode_indices, decode_readout, readout_numbers
-from rasp_compiler.errors import InvalidProgramError
+from rasp_compiler.errors import InvalidInputError, InvalidProgramError
 from rasp_compiler.graph import ProgramGraph, build_graph
 from rasp_compiler.identity import identity_key, same_value
 
@@ -265,7 +265,7 @@ def verify(
                                    chunk, total))
         total += samples
     if inputs is not None:
-        rows = model.encode([list(xs) for xs in inputs])
+        rows = _encode(model, [list(xs) for xs in inputs])
         streams.append(_row_chunks(rows, chunk, total))
         total += len(rows)
     checker = _Checker(build_graph(program), model, rtol, atol, backend,
@@ -279,6 +279,23 @@ def verify(
     if bar:
         bar.close()
     return checker.report(time.perf_counter() - started)
+
+
+def _encode(model, inputs: list[list]) -> list[list[int]]:
+    """Token ids of `inputs`: the model's own encoder, or (a model without one) each token
+    looked up as itself in `model.vocab` (identity.py)."""
+    if hasattr(model, "encode"):
+        return model.encode(inputs)
+    index = {identity_key(token): i for i, token in enumerate(model.vocab)}
+    rows = []
+    for b, xs in enumerate(inputs):
+        try:
+            rows.append([index[identity_key(token)] for token in xs])
+        except (KeyError, TypeError):
+            raise InvalidInputError(
+                f"input {b} ({xs!r}) holds a token that is not in the vocab {list(model.vocab)}"
+            ) from None
+    return rows
 
 
 def _forward_batch(total: int, chunk: int, max_seq_len: int) -> int:
@@ -300,11 +317,14 @@ class _Checker:
         self.rtol, self.atol = rtol, atol
         self.backend = backend
         self.forward_batch = forward_batch
-        self.readout = model._readout(model.output)
         self.categorical = rasp.is_categorical(graph.output_expr)
         self.causal = bool(getattr(model, "causal", False))
+        # A CompiledModel is read on arrays; any other object with `run` (a wrapped or
+        # converted model) through its decoded outputs, position by position.
+        self.arrays = hasattr(model, "runtime") and hasattr(model, "_readout")
+        self.readout = model._readout(model.output) if self.arrays else None
         self.readout_keys = {}
-        for i, value in enumerate(self.readout.values):
+        for i, value in enumerate(self.readout.values if self.arrays else ()):
             self.readout_keys.setdefault(identity_key(value), i)
         self.checked = self.positions = self.undefined = self.mismatch_count = 0
         self.max_error = 0.0
@@ -312,6 +332,10 @@ class _Checker:
         self.invariance: tuple | None = None
 
     def check(self, blocks: list[_Block]) -> None:
+        if not self.arrays:
+            for block in blocks:
+                self._check_decoded(block)
+            return
         # The forward is dispatched first: XLA computes on its own threads while the
         # evaluator runs here, and `collect` waits for it.
         collect = self.model.runtime.dispatch_readout_columns(
@@ -334,6 +358,33 @@ class _Checker:
                 first_difference = found
         if first_difference is not None and self.invariance is None:
             self.invariance = first_difference[1]
+
+    def _check_decoded(self, block: _Block) -> None:
+        """A model without a Runtime: its `run` outputs against the batched evaluator."""
+        vocab = self.model.vocab
+        outputs = self.model.run([[vocab[i] for i in row] for row in block.ids.tolist()],
+                                 backend=self.backend)
+        expected = evaluate_batch(self.graph, block.ids, vocab, causal=self.causal)
+        wanted = expected.lists(self.graph.output)
+        self.undefined += int(expected.undefined.sum())
+        for row, (got_row, want_row) in enumerate(zip(outputs, wanted)):
+            if expected.undefined[row]:
+                continue
+            self.checked += 1
+            for position, (got, want) in enumerate(zip(got_row, want_row)):
+                self.positions += 1
+                if isinstance(want, Real) and not isinstance(want, bool) and isinstance(got, Real):
+                    self.max_error = max(self.max_error, abs(float(got) - float(want)))
+                if not values_match(got, want, self.rtol, self.atol, self.categorical):
+                    self.mismatch_count += 1
+                    self.examples.append((int(block.order[row]), position,
+                                          Mismatch(expected.tokens(row), position, want, got)))
+        self.examples.sort(key=lambda e: (e[0], e[1]))
+        del self.examples[MAX_EXAMPLES:]
+        if self.causal and self.invariance is None:
+            found = first_causal_difference(self.graph, block.ids, vocab, block.order,
+                                            masked=expected)
+            self.invariance = found[1] if found is not None else None
 
     def _compare(self, block: _Block, expected, columns: np.ndarray):
         """Compare one block; returns (order, counterexample) of its first causal

@@ -162,3 +162,24 @@ def test_verify_finds_the_same_mismatches_as_the_scalar_definition(make, vocab, 
         assert [repr(m.got) for m in report.mismatches] == [repr(w[3]) for w in wrong[:10]]
         assert report.invariance_counterexample == invariance
         assert report.max_numerical_error == pytest.approx(max_error, rel=1e-6, abs=1e-7)
+
+
+def test_a_model_without_a_runtime_is_checked_through_its_run():
+    """Any object with `run`, `vocab` and `max_seq_len` (a wrapped or converted model):
+    its decoded outputs against the batched evaluator, with the same report."""
+    program = lib.make_hist()
+    model = compile_program(program, ["a", "b"], 4)
+    _corrupted(model, "layer_0/mlp/linear_1", 0.4)
+
+    class Wrapped:
+        vocab, max_seq_len, causal = model.vocab, model.max_seq_len, False
+
+        def run(self, batch, backend="jax"):
+            return model.run(batch, backend=backend)
+
+    ours = verify(program, Wrapped(), exhaustive_up_to=3, inputs=[["b", "a"]], backend="numpy")
+    reference = verify(program, model, exhaustive_up_to=3, inputs=[["b", "a"]], backend="numpy")
+    assert ours.mismatch_count == reference.mismatch_count > 0
+    assert ours.mismatches == reference.mismatches
+    assert (ours.inputs_checked, ours.positions_checked) == (
+        reference.inputs_checked, reference.positions_checked)
