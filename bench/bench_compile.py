@@ -5,15 +5,18 @@
 
 Per program, compiled at max_seq_len 10 with its own vocab: layers and the depth
 lower bound, heads, residual width, MLP widths, parameters (all / non-zero),
-cold compile (a new Python process: imports plus compile), warm compile (median
-of 3 in one process), and the forward time of one jitted batch of 1024 inputs
-of 10 tokens (median of 5 after a warm-up run).
+tracr's layers and non-zero parameters for the programs of tracr's lib (from
+bench/tracr_counts.json, written by bench/tracr_counts.py), cold compile (a new
+Python process: imports plus compile), warm compile (median of 3 in one
+process), and the forward time of one jitted batch of 1024 inputs of 10 tokens
+(median of 5 after a warm-up run).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -35,6 +38,7 @@ PROGRAMS = [
 ]
 MAX_SEQ_LEN = 10
 BATCH = 1024
+TRACR_COUNTS = Path(__file__).with_name("tracr_counts.json")
 
 COLD_SCRIPT = """
 import time, warnings
@@ -87,26 +91,31 @@ def measure(name: str) -> dict:
 
 
 def table(rows: list[dict]) -> str:
+    tracr = json.loads(TRACR_COUNTS.read_text())["programs"] if TRACR_COUNTS.exists() else {}
     lines = [
         "| program | layers | bound | heads | residual | MLP widths | params | non-zero | "
-        "cold compile | warm compile | forward (1024 x 10) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "tracr: layers, non-zero | cold compile | warm compile | forward (1024 x 10) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        theirs = tracr.get(r["program"])
+        versus = f"{theirs['layers']}, {theirs['nonzero']:,}" if theirs else "-"
         lines.append(
             f"| {r['program']} | {r['layers']} | {r['lower_bound']} | {r['heads']} | "
             f"{r['residual']} | {r['mlp_widths']} | {r['params']:,} | {r['nonzero']:,} | "
-            f"{r['cold_s']:.2f} s | {1000 * r['warm_s']:.0f} ms | {r['forward_ms']:.1f} ms |"
+            f"{versus} | {r['cold_s']:.2f} s | {1000 * r['warm_s']:.0f} ms | "
+            f"{r['forward_ms']:.1f} ms |"
         )
     return "\n".join(lines)
 
 
 def machine() -> str:
     device = jax.devices()[0]
+    load = ", load average %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
     return (
         f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}, jax {jax.__version__} on {device.platform} "
-        f"({device.device_kind})"
+        f"{os.cpu_count()} CPUs{load}, Python {platform.python_version()}, jax {jax.__version__} "
+        f"on {device.platform} ({device.device_kind})"
     )
 
 

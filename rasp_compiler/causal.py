@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Iterator
 
-from rasp_compiler.evaluator import causal_invariance
+from rasp_compiler.batch_evaluator import by_length, first_causal_difference
 from rasp_compiler.graph import ProgramGraph
 
 DEFAULT_INVARIANCE_BUDGET = 400  # inputs tried at most
@@ -42,14 +42,18 @@ class InvarianceCheck:
 
 def check_invariance(graph: ProgramGraph, vocab: tuple, max_seq_len: int, *,
                      budget: int = DEFAULT_INVARIANCE_BUDGET, seed: int = 0) -> InvarianceCheck:
-    """Search short inputs exhaustively, then random longer ones, for a difference."""
-    tried = 0
-    for xs in short_then_random(vocab, max_seq_len, budget, seed, INVARIANCE_COST_LIMIT):
-        tried += 1
-        found = causal_invariance(graph, [list(xs)])
-        if found is not None:
-            return InvarianceCheck(False, tried, found)
-    return InvarianceCheck(True, tried)
+    """Search short inputs exhaustively, then random longer ones, for a difference: the
+    first in that order, as `evaluator.causal_invariance` would find input by input (the
+    batched evaluator does all at once)."""
+    inputs = list(short_then_random(vocab, max_seq_len, budget, seed, INVARIANCE_COST_LIMIT))
+    first = None
+    for places, ids in by_length(inputs, vocab):
+        found = first_causal_difference(graph, ids, vocab, places)
+        if found is not None and (first is None or found[0] < first[0]):
+            first = found
+    if first is not None:
+        return InvarianceCheck(False, first[0] + 1, first[1])
+    return InvarianceCheck(True, len(inputs))
 
 
 def short_then_random(vocab: tuple, max_seq_len: int, budget: int, seed: int,

@@ -8,6 +8,8 @@ Every refusal is an InvalidInputError naming the input and position.
 Decoding reads one SOp from its readout's residual columns: a categorical value
 is a clean one-hot (within DECODE_TOLERANCE), anything else an `Unclean` marker
 listing the blended values; a numerical value is the readout's linear form.
+`decode_indices` decides every position of a batch at once (verify compares its
+column indices directly); Python values are made only for the lists returned.
 """
 
 from __future__ import annotations
@@ -221,26 +223,46 @@ def readout_numbers(readout: Readout, columns: np.ndarray) -> np.ndarray:
     return columns.astype(np.float64) @ np.asarray(readout.coefficients, np.float64)
 
 
+EMPTY = -1  # decode_indices: the position holds no value (None)
+UNCLEAN = -2  # decode_indices: the position holds a blend, not one clean value
+
+
+def decode_indices(readout: Readout, columns: np.ndarray) -> np.ndarray:
+    """A categorical readout's decoding of columns [..., k] as ints [...]: the index of
+    the clean value's column, EMPTY (None) or UNCLEAN; all positions at once.
+
+    Clean: one column within DECODE_TOLERANCE of 1 and every other within it of 0.
+    Empty: every column within DECODE_TOLERANCE of 0.
+    """
+    shape = columns.shape[:-1]
+    k = columns.shape[-1]
+    if k == 0:
+        return np.full(shape, EMPTY, dtype=np.int64)
+    top = columns.argmax(axis=-1)
+    big = np.take_along_axis(columns, top[..., None], axis=-1)[..., 0]
+    second = (np.partition(columns, k - 2, axis=-1)[..., k - 2] if k > 1
+              else np.zeros(shape, columns.dtype))
+    clean = (big >= 1 - DECODE_TOLERANCE) & (second <= DECODE_TOLERANCE)
+    empty = big <= DECODE_TOLERANCE
+    return np.where(clean, top, np.where(empty, EMPTY, UNCLEAN)).astype(np.int64)
+
+
+def unclean_at(readout: Readout, row: np.ndarray) -> Unclean:
+    """The Unclean marker of one position's columns [k]: the values with weight."""
+    weights = tuple((readout.values[i], float(row[i]))
+                    for i in np.argsort(-row) if row[i] > DECODE_TOLERANCE)
+    return Unclean(readout.label, weights)
+
+
 def decode_readout(readout: Readout, values: np.ndarray) -> list:
     """Decode [n, k] readout columns to n values (None where a categorical SOp holds none)."""
     if readout.numerical:
-        return [float(x) for x in readout_numbers(readout, values)]
-    if values.shape[1] == 0:
-        return [None] * values.shape[0]
-    top = values.argmax(axis=1)
-    big = values[np.arange(len(values)), top]
-    second = (np.partition(values, -2, axis=1)[:, -2] if values.shape[1] > 1
-              else np.zeros(len(values)))
-    clean = (big >= 1 - DECODE_TOLERANCE) & (second <= DECODE_TOLERANCE)
-    empty = big <= DECODE_TOLERANCE
-    out = []
-    for row, index, is_clean, is_empty in zip(values, top, clean, empty):
-        if is_clean:
-            out.append(readout.values[index])
-        elif is_empty:
-            out.append(None)
-        else:
-            weights = tuple((readout.values[i], float(row[i]))
-                            for i in np.argsort(-row) if row[i] > DECODE_TOLERANCE)
-            out.append(Unclean(readout.label, weights))
+        return readout_numbers(readout, values).tolist()
+    indices = decode_indices(readout, values)
+    table = np.empty(len(readout.values) + 2, dtype=object)  # the values, then UNCLEAN, EMPTY
+    for i, value in enumerate(readout.values):
+        table[i] = value
+    out = table[indices].tolist()
+    for position in np.flatnonzero(indices == UNCLEAN).tolist():
+        out[position] = unclean_at(readout, values[position])
     return out

@@ -25,7 +25,7 @@ import numpy as np
 
 from rasp_compiler import rasp
 from rasp_compiler.errors import CompilationError
-from rasp_compiler.mlp import MLPPart, bos_cleanup, lower_block
+from rasp_compiler.mlp import MLPPart, bos_cleanup, lower_block, ungate
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm, ResidualLayout, build_layout
 from rasp_compiler.rewrite import AttentionOp, OpGraph
 from rasp_compiler.schedule import Schedule
@@ -122,6 +122,7 @@ def lower(
         )
         heads.append(layer_heads)
         writes = [w for label in layer.heads for w in ops.attention[label].bos_writes]
+        parts[:] = [ungate(part, writes) for part in parts]
         if writes:
             parts.append(bos_cleanup(ops, writes))
     mlps = tuple(_dense_mlp(layer.index, parts, layout) for layer, parts in zip(plan.layers, mlp_parts))
@@ -257,13 +258,14 @@ def coldness_for(max_seq_len: int, eps: float) -> float:
     return 2.0 * math.log((max_seq_len + 1) / eps)
 
 
+def bos_columns(op: AttentionOp) -> int:
+    """Query/key columns a head spends on BOS: 1, or 2 for a selector without atoms."""
+    return 1 if op.atoms else 2
+
+
 def head_size(op: AttentionOp) -> tuple[int, int]:
     """(key_size, value_size) of the head `_head` builds for `op`, without building it."""
-    key_size = 2  # the two BOS columns
-    for atom in op.atoms:
-        live_queries = int(atom.relation.any(axis=1).sum())
-        live_keys = int(atom.relation.any(axis=0).sum())
-        key_size += min(live_queries, live_keys)
+    key_size = bos_columns(op) + sum(len(relation_bicliques(atom.relation)) for atom in op.atoms)
     return key_size, len({out for _, out, _ in op.ov})
 
 
@@ -279,15 +281,18 @@ def _head(ops: OpGraph, op: AttentionOp, layout: ResidualLayout, layer: int, ind
         k_blocks.append(w_k)
     clauses = len(op.atoms)
     # Column 0: every query scores the BOS key c*t (width) or c*(t - 1/2) (aggregate).
-    # Column 1: the BOS query itself scores the BOS key a further c*(t + 1), so it
-    # attends to BOS (whose value row is all the bos_writes cleanup removes) even
-    # when the selector selects every key.
-    bos_q = np.zeros((layout.width, 2), np.float32)
-    bos_k = np.zeros((layout.width, 2), np.float32)
+    # The BOS query must attend to BOS (whose value row is all the bos_writes cleanup
+    # removes). With atoms it does: it holds no one-hot, so every other key scores 0
+    # there. Without (a selector of every key), column 1 gives the BOS query's BOS
+    # key a further c*(t + 1).
+    columns = bos_columns(op)
+    bos_q = np.zeros((layout.width, columns), np.float32)
+    bos_k = np.zeros((layout.width, columns), np.float32)
     bos_q[rows[ONE], 0] = 1.0
     bos_k[rows[BOS], 0] = c * clauses if op.kind == "width" else c * (clauses - 0.5)
-    bos_q[rows[BOS], 1] = 1.0
-    bos_k[rows[BOS], 1] = c * (clauses + 1)
+    if columns == 2:
+        bos_q[rows[BOS], 1] = 1.0
+        bos_k[rows[BOS], 1] = c * (clauses + 1)
     w_q = np.concatenate(q_blocks + [bos_q], axis=1)
     w_k = np.concatenate(k_blocks + [bos_k], axis=1)
 
@@ -314,27 +319,76 @@ def _head(ops: OpGraph, op: AttentionOp, layout: ResidualLayout, layer: int, ind
 def _atom_weights(atom, c: float, rows: Mapping[Dim, int], width: int) -> tuple[np.ndarray, np.ndarray]:
     """Query and key matrices whose product is c * relation on the atom's one-hots.
 
-    The side with fewer values that select anything becomes the identity, so the
-    key size is min(#live query values, #live key values).
+    Column j pairs a set of query values with a set of key values, all of whose
+    pairs the relation selects (a biclique); every selected pair is in exactly one
+    column, so a query scores c on the keys it selects and 0 elsewhere
+    (`relation_bicliques`).
     """
-    relation = atom.relation
-    live_queries = np.flatnonzero(relation.any(axis=1))
-    live_keys = np.flatnonzero(relation.any(axis=0))
     query_rows = np.array([rows[Dim(atom.query, v)] for v in atom.query_values], dtype=np.int64)
     key_rows = np.array([rows[Dim(atom.key, v)] for v in atom.key_values], dtype=np.int64)
-    if len(live_queries) <= len(live_keys):
-        columns = len(live_queries)
-        w_q = np.zeros((width, columns), np.float32)
-        w_k = np.zeros((width, columns), np.float32)
-        w_q[query_rows[live_queries], np.arange(columns)] = 1.0
-        w_k[key_rows] = c * relation[live_queries].T
-    else:
-        columns = len(live_keys)
-        w_q = np.zeros((width, columns), np.float32)
-        w_k = np.zeros((width, columns), np.float32)
-        w_k[key_rows[live_keys], np.arange(columns)] = 1.0
-        w_q[query_rows] = c * relation[:, live_keys]
+    bicliques = relation_bicliques(atom.relation)
+    w_q = np.zeros((width, len(bicliques)), np.float32)
+    w_k = np.zeros((width, len(bicliques)), np.float32)
+    for column, (queries, keys) in enumerate(bicliques):
+        w_q[query_rows[queries], column] = 1.0
+        w_k[key_rows[keys], column] = c
     return w_q, w_k
+
+
+def relation_bicliques(relation: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The selected (query, key) pairs of a relation [queries, keys] split into bicliques
+    (query values x key values, all selected), each pair in exactly one: a column each.
+
+    Stars, one biclique per live value of the side with fewer of them (the other
+    side's weights hold the relation's rows or columns), unless the queries' key
+    sets are nested (an order: LT, LEQ, GT, GEQ): then a staircase split needs no
+    more columns and about n log n weights instead of n^2 / 2 (`_staircase`).
+    """
+    relation = np.asarray(relation, dtype=bool)
+    live_queries = np.flatnonzero(relation.any(axis=1))
+    live_keys = np.flatnonzero(relation.any(axis=0))
+    if len(live_queries) <= len(live_keys):
+        stars = [(np.array([q]), np.flatnonzero(relation[q])) for q in live_queries]
+    else:
+        stars = [(np.flatnonzero(relation[:, k]), np.array([k])) for k in live_keys]
+    stairs = _staircase(relation, live_queries)
+    if stairs is not None and len(stairs) <= len(stars) and (
+            sum(len(q) + len(k) for q, k in stairs) < sum(len(q) + len(k) for q, k in stars)):
+        return stairs
+    return stars
+
+
+def _staircase(relation: np.ndarray, live_queries: np.ndarray):
+    """Bicliques of a relation whose queries' key sets form a chain, or None.
+
+    In chain order row i selects the first t_i keys (t rising). The rows of the
+    upper half all select the first t_m keys (m the middle row): one biclique; the
+    rest of the upper half (keys t_m.., without row m) and the lower half recurse.
+    At most one biclique per row; each row and key is in O(log n) of them.
+    """
+    if not len(live_queries):
+        return []
+    sets = relation[live_queries]
+    order = np.argsort(sets.sum(axis=1), kind="stable")
+    rows, sets = live_queries[order], sets[order]
+    if not np.all(sets[1:] >= sets[:-1]):
+        return None  # not nested
+    first = np.argmax(sets, axis=0)  # the first row selecting each key
+    selected = sets.any(axis=0)
+    keys = np.flatnonzero(selected)[np.argsort(first[selected], kind="stable")]
+    t = sets.sum(axis=1)  # row i selects keys[:t[i]]
+    bicliques = []
+    pending = [(0, len(rows), 0)]  # rows lo..hi-1 still need their keys from k0 on
+    while pending:
+        lo, hi, k0 = pending.pop()
+        if lo >= hi:
+            continue
+        m = (lo + hi) // 2
+        if t[m] > k0:
+            bicliques.append((rows[m:hi], keys[k0:t[m]]))
+        pending.append((m + 1, hi, int(max(t[m], k0))))
+        pending.append((lo, m, k0))
+    return sorted(bicliques, key=lambda pair: (int(pair[0][0]), int(pair[1][0])))
 
 
 # --------------------------------------------------------------------------- MLPs

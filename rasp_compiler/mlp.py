@@ -23,14 +23,17 @@ the BOS query position (defaults, SelectorWidth's BOS weight).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from rasp_compiler.errors import CompilationError, InvalidProgramError
+from rasp_compiler.identity import identity_key
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm
 from rasp_compiler.rewrite import OpGraph
 from rasp_compiler.schedule import Block
@@ -40,6 +43,7 @@ MIN_RELATIVE_GAP = 2e-5  # float32 cannot place a step between values closer tha
 CATEGORICAL_NOISE_BUDGET = 0.01  # largest leak a one-hot input of a lookup may carry
 PIECEWISE_MAX_GAIN = 1e4  # beyond this slope x range, steps are more robust to noise
 SLOPE_TOLERANCE = 1e-12
+LOOKUP_BOX_LIMIT = 4096  # input combinations up to which a lookup merges them into boxes
 
 
 @dataclass(frozen=True)
@@ -244,13 +248,7 @@ def count_neurons(ops: OpGraph, block: Block, stop_after: int) -> int:
     function = _BlockFunction(ops, block)
     choices = [list(ops.values[leaf]) for leaf in categorical]
     if not numerical:
-        count = 0
-        for combo in itertools.product(*choices):
-            if function(dict(zip(categorical, combo))):
-                count += 1
-                if count > stop_after:
-                    break
-        return count
+        return len(_lookup_boxes(categorical, choices, function, stop_after))
     (z_label,) = numerical
     if not categorical and all(ops.is_numerical(o) for o in block.outputs):
         form = ops.forms.get(z_label) or LinearForm.single(Dim(z_label))
@@ -259,18 +257,119 @@ def count_neurons(ops: OpGraph, block: Block, stop_after: int) -> int:
             _, _, pivot_outputs, hinges = shape
             smooth = int(np.any(pivot_outputs != 0)) + len(hinges)
             # lower_block keeps the narrower construction, so the width is min(smooth, steps).
-            return min(smooth, _count_steps(ops, categorical, choices, z_label, function,
+            return min(smooth, _count_steps(ops, block.label, categorical, choices, z_label, function,
                                             min(stop_after, smooth)))
-    return _count_steps(ops, categorical, choices, z_label, function, stop_after)
+    return _count_steps(ops, block.label, categorical, choices, z_label, function, stop_after)
 
 
-def _count_steps(ops, categorical, choices, z_label, function, stop_after: int) -> int:
-    """The width `_steps` would have (the same tests, no neurons)."""
-    zs = [float(v) for v in ops.values[z_label] if v is not None]
+def _lookup(ops, block, categorical, choices, function) -> MLPPart:
+    """One neuron per box of input combinations sharing an output (`_lookup_boxes`)."""
+    neurons = []
+    for box, out in _lookup_boxes(categorical, choices, function):
+        w_in: dict[Dim, float] = {}
+        constrained = 0
+        for leaf, allowed, every in zip(categorical, box, choices):
+            if len(allowed) == len(every):
+                continue  # any value: always 1, no term
+            constrained += 1
+            if None in allowed:  # 1 minus the dimensions of the values not allowed
+                _add(w_in, {ONE: 1.0})
+                _add(w_in, {Dim(leaf, v): -1.0 for v in every if v is not None and v not in allowed})
+            else:
+                _add(w_in, {Dim(leaf, v): 1.0 for v in allowed})
+        _add(w_in, {ONE: -(constrained - 1.0)})
+        w_in[BOS] = -BOS_GATE
+        neurons.append(_neuron(w_in, out))
+    budget = {leaf: CATEGORICAL_NOISE_BUDGET for leaf in categorical}
+    return MLPPart(block.label, "lookup", block.units, block.leaves, block.outputs,
+                   tuple(neurons), budget)
+
+
+def _lookup_boxes(categorical, choices, function, stop_after: int | None = None) -> list:
+    """The lookup's neurons as (box, output): a box is one set of allowed values per
+    input, and its neuron ReLU(sum over inputs of [input in its set] - (k - 1)) is 1
+    exactly on the box's combinations. The boxes of one output split the combinations
+    giving it (a decision diagram: the values of the first input with the same rest
+    share a box), in the input order with the fewest weights; up to LOOKUP_BOX_LIMIT
+    combinations, past that one box per combination. With `stop_after`, returns early
+    (a list longer than it) once that many combinations have an output."""
+    tables: dict[frozenset, tuple[dict[Dim, float], list[tuple]]] = {}
     count = 0
     for combo in itertools.product(*choices):
-        raws = function.raw_along(dict(zip(categorical, combo)), z_label, zs)
+        out = function(dict(zip(categorical, combo)))
+        if out:
+            tables.setdefault(frozenset(out.items()), (out, []))[1].append(combo)
+            count += 1
+            if stop_after is not None and count > stop_after and (
+                    math.prod(map(len, choices)) > LOOKUP_BOX_LIMIT):
+                return [None] * count
+    if math.prod(map(len, choices)) > LOOKUP_BOX_LIMIT:
+        return [(tuple((v,) for v in combo), out) for out, combos in tables.values()
+                for combo in combos]
+    orders = (list(itertools.permutations(range(len(categorical))))
+              if len(categorical) <= 4 else [tuple(range(len(categorical)))])
+    boxes = []
+    for out, combos in tables.values():
+        best = None
+        for order in orders:
+            found = [tuple(box[order.index(i)] for i in range(len(order)))
+                     for box in _split([tuple(c[i] for i in order) for c in combos])]
+            cost = sum(_box_weights(box, choices) for box in found)
+            if best is None or cost < best[0]:
+                best = (cost, found)
+        boxes.extend((box, out) for box in best[1])
+    return boxes
+
+
+def _split(combos: list[tuple]) -> list[tuple]:
+    """Disjoint boxes covering exactly these combinations: values of the first input
+    whose remaining combinations are the same share a box, and so on down."""
+    if not combos[0]:
+        return [()]
+    rest: dict[Any, set] = {}
+    for combo in combos:
+        rest.setdefault(combo[0], set()).add(combo[1:])
+    groups: dict[frozenset, list] = {}
+    for value, tails in rest.items():
+        groups.setdefault(frozenset(tails), []).append(value)
+    return [(tuple(values),) + tail for tails, values in groups.items()
+            for tail in _split(sorted(tails, key=repr))]
+
+
+def _box_weights(box: tuple, choices) -> int:
+    """The non-zero input weights of a box's neuron (its cost)."""
+    weights, constrained = 0, 0
+    for allowed, every in zip(box, choices):
+        if len(allowed) == len(every):
+            continue
+        constrained += 1
+        weights += (1 + len(every) - len(allowed)) if None in allowed \
+            else len(allowed)
+    return weights + (constrained != 1)
+
+
+def _count_steps(ops, label, categorical, choices, z_label, function, stop_after: int) -> int:
+    """The width `_steps` would have (the same function calls, no neurons)."""
+    if len(categorical) <= 1:
+        form = ops.forms.get(z_label) or LinearForm.single(Dim(z_label))
+        plan = _step_plan(ops, label, categorical, choices, z_label, form, function)
         function.forget_along()  # kept only for lower_block, which builds what it reads
+        count = len(plan.anchors) + 2 * len(plan.rounds)
+        if plan.separate:
+            count += _count_combo_steps(ops, categorical, [(None,)], z_label, function,
+                                        stop_after - count)
+        return count
+    return _count_combo_steps(ops, categorical, itertools.product(*choices), z_label, function,
+                              stop_after)
+
+
+def _count_combo_steps(ops, categorical, combos, z_label, function, stop_after: int) -> int:
+    """The width of `_combo_steps` on these combinations."""
+    zs = [float(v) for v in ops.values[z_label] if v is not None]
+    count = 0
+    for combo in combos:
+        raws = function.raw_along(dict(zip(categorical, combo)), z_label, zs)
+        function.forget_along()
         if function.encode(raws[0]):
             count += 1
         for before, after in zip(raws, raws[1:]):
@@ -283,30 +382,171 @@ def _count_steps(ops, categorical, choices, z_label, function, stop_after: int) 
     return count
 
 
-def _lookup(ops, block, categorical, choices, function) -> MLPPart:
-    k = len(categorical)
-    neurons = []
-    for combo in itertools.product(*choices):
-        out = function(dict(zip(categorical, combo)))
-        if not out:
+@dataclass
+class _StepPlan:
+    """The steps of a block with at most one categorical input, shared between its values.
+
+    Walking z from the end `descending` says (the top when the BOS position holds
+    z's largest value, so no step fires there), each value of the categorical
+    input starts at an anchor output and changes by a delta at some thresholds.
+    A step pair (two neurons) serves every value whose output changes by the same
+    delta, each at its own threshold: its one-hot dimension carries that
+    threshold's bias. `rounds` are those pairs: (delta, [(value, threshold, gap)]),
+    at most one threshold per value. `separate` lists None (no value: it has no
+    dimension to carry a bias), stepped per value as with several inputs.
+    """
+
+    zs: list[float]
+    descending: bool
+    anchors: list[tuple[dict[Dim, float], list[Any]]]
+    rounds: list[tuple[dict[Dim, float], list[tuple[Any, float, float]]]]
+    separate: list[Any]
+
+
+def _z_at_bos(ops: OpGraph, form: LinearForm) -> float:
+    """z's value at the BOS position in the layer of the heads that compute it: what they
+    write there (a SelectorWidth's 1), plus the form's constant."""
+    written: dict[Dim, float] = {}
+    for dim, _ in form.terms:
+        op = ops.attention.get(dim.sop)
+        if op is not None:
+            written.update(op.bos_writes)
+    return sum(c * (1.0 if d == ONE else written.get(d, 0.0)) for d, c in form.terms)
+
+
+def _step_plan(ops, label, categorical, choices, z_label, form, function) -> _StepPlan:
+    zs = [float(v) for v in ops.values[z_label] if v is not None]
+    z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
+    descending = _z_at_bos(ops, form) >= zs[-1]
+    order = list(range(len(zs)))[::-1] if descending else list(range(len(zs)))
+    anchors: dict[frozenset, tuple[dict[Dim, float], list[Any]]] = {}
+    deltas: dict[frozenset, tuple[dict[Dim, float], list[tuple[Any, float, float]]]] = {}
+    separate = []
+    for value in (choices[0] if categorical else [None]):
+        if categorical and value is None:
+            separate.append(value)
             continue
-        w_in = _match_all(ops, categorical, combo)
-        _add(w_in, {ONE: -(k - 1.0)})
-        w_in[BOS] = -BOS_GATE
-        neurons.append(_neuron(w_in, out))
-    budget = {leaf: CATEGORICAL_NOISE_BUDGET for leaf in categorical}
-    return MLPPart(block.label, "lookup", block.units, block.leaves, block.outputs,
-                   tuple(neurons), budget)
+        raws = function.raw_along({categorical[0]: value} if categorical else {}, z_label, zs)
+        walk = [raws[i] for i in order]
+        first = function.encode(walk[0])
+        if first:
+            anchors.setdefault(frozenset(first.items()), (first, []))[1].append(value)
+        for step in range(len(walk) - 1):
+            if walk[step + 1] == walk[step]:
+                continue
+            delta = _difference(function.encode(walk[step + 1]), function.encode(walk[step]))
+            if not delta:
+                continue
+            low, high = sorted((zs[order[step]], zs[order[step + 1]]))
+            gap = high - low
+            _check_gap(label, z_label, low, high, z_bound)
+            deltas.setdefault(frozenset(delta.items()), (delta, []))[1].append(
+                (value, (low + high) / 2, gap))
+    rounds = []
+    for delta, members in deltas.values():
+        pending = members
+        while pending:  # one threshold per value in each pair of neurons
+            taken, rest, seen = [], [], set()
+            for member in pending:
+                key = identity_key(member[0])
+                (rest if key in seen else taken).append(member)
+                seen.add(key)
+            rounds.append((delta, taken))
+            pending = rest
+    return _StepPlan(zs, descending, list(anchors.values()), rounds, separate)
+
+
+def _check_gap(label: str, z_label: str, low: float, high: float, z_bound: float) -> None:
+    """Refuse a step between two values of z float32 cannot tell apart."""
+    if high - low < MIN_RELATIVE_GAP * z_bound:
+        raise CompilationError(
+            f"{label}: its output changes between {z_label} = {low!r} and {high!r}, only "
+            f"{high - low:.3g} apart on a range of {z_bound:.3g}; float32 cannot tell them "
+            f"apart reliably. Round {z_label} with a Map first, or compile with a smaller "
+            f"max_seq_len"
+        )
 
 
 def _steps(ops, block, categorical, choices, z_label, form, function) -> MLPPart:
+    """Clamped steps along z (see the module doc). With at most one categorical input the
+    steps are shared between its values (`_StepPlan`); with more, every combination
+    gets its own, gated by its match."""
+    z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
+    if len(categorical) > 1:
+        neurons, smallest_gap, leaf_weight = _combo_steps(
+            ops, block, categorical, list(itertools.product(*choices)), z_label, form, function)
+    else:
+        plan = _step_plan(ops, block.label, categorical, choices, z_label, form, function)
+        neurons, smallest_gap, leaf_weight = _shared_steps(ops, categorical, plan, form, z_bound)
+        if plan.separate:
+            more, gap, weight = _combo_steps(ops, block, categorical, [(None,)], z_label, form,
+                                             function)
+            neurons += more
+            smallest_gap, leaf_weight = min(smallest_gap, gap), max(leaf_weight, weight)
+    budget: dict[str, float] = {}
+    if smallest_gap < float("inf"):
+        coefficient_sum = sum(abs(c) for _, c in form.terms) or 1.0
+        for sop in form.sops():
+            budget[sop] = smallest_gap / 4 / coefficient_sum
+    for leaf in categorical:  # keeps every pre-activation within 1/4 of where it should be
+        budget[leaf] = min(CATEGORICAL_NOISE_BUDGET, 1.0 / (4.0 * max(leaf_weight, 1.0)))
+    return MLPPart(block.label, "steps", block.units, block.leaves, block.outputs,
+                   tuple(neurons), budget)
+
+
+def _shared_steps(ops, categorical, plan: _StepPlan, form: LinearForm, z_bound: float):
+    """The neurons of a plan: (neurons, smallest gap, largest weight on the input's dims).
+
+    A pair of neurons for a shared delta: s(z - theta_v) +- 1/2 for each value v it
+    serves (s = +-2/gap, the smallest gap among them), the bias -s theta_v +- 1/2 on
+    v's dimension, and on `one` the bias b0 that keeps the pair off for every other
+    value, s z + b0 <= -1/2 on every z (0, so no weight, when s z is that low
+    already). Every neuron carries a BOS gate; `ungate` drops those not needed.
+    """
+    neurons: list[Neuron] = []
+    leaf_weight = 0.0
+    for output, values in plan.anchors:
+        if categorical:  # on exactly when the input holds one of these values
+            w_in = {Dim(categorical[0], v): 1.0 for v in values}
+            w_in[BOS] = -BOS_GATE
+        else:
+            w_in = {ONE: 1.0, BOS: -1.0}
+        neurons.append(_neuron(w_in, output))
+    smallest_gap = float("inf")
+    for delta, members in plan.rounds:
+        gap = min(g for _, _, g in members)
+        smallest_gap = min(smallest_gap, gap)
+        slope = (-2.0 if plan.descending else 2.0) / gap
+        highest = max(slope * z for z in plan.zs)
+        b0 = min(0.0, -0.5 - highest) if categorical else 0.0
+        for half, sign in ((0.5, 1.0), (-0.5, -1.0)):
+            w_in: dict[Dim, float] = {}
+            _add(w_in, form.as_dict(), slope)
+            if categorical:
+                _add(w_in, {ONE: b0})
+                for value, theta, _ in members:
+                    weight = -slope * theta + half - b0
+                    _add(w_in, {Dim(categorical[0], value): weight})
+                    leaf_weight = max(leaf_weight, abs(weight))
+            else:
+                ((_, theta, _),) = members
+                _add(w_in, {ONE: -slope * theta + half})
+            gate = abs(slope) * z_bound + max((abs(w) for w in w_in.values()), default=0.0) + 1.0
+            w_in[BOS] = -gate
+            neurons.append(_neuron(w_in, {d: sign * w for d, w in delta.items()}))
+    return neurons, smallest_gap, leaf_weight
+
+
+def _combo_steps(ops, block, categorical, combos, z_label, form, function):
+    """Steps for each combination of the categorical inputs on its own, gated by the
+    combination's match: (neurons, smallest gap, largest gate on the inputs' dims)."""
     k = len(categorical)
     zs = [float(v) for v in ops.values[z_label] if v is not None]
     z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
     neurons = []
     smallest_gap = float("inf")
     largest_gate = 1.0
-    for combo in itertools.product(*choices):
+    for combo in combos:
         env = dict(zip(categorical, combo))
         raws = function.raw_along(env, z_label, zs)
         match = _match_all(ops, categorical, combo)
@@ -326,13 +566,7 @@ def _steps(ops, block, categorical, choices, z_label, form, function) -> MLPPart
             if not delta:
                 continue
             gap = zs[i + 1] - zs[i]
-            if gap < MIN_RELATIVE_GAP * z_bound:
-                raise CompilationError(
-                    f"{block.label}: its output changes between {z_label} = {zs[i]!r} and "
-                    f"{zs[i + 1]!r}, only {gap:.3g} apart on a range of {z_bound:.3g}; float32 "
-                    f"cannot tell them apart reliably. Round {z_label} with a Map first, or "
-                    f"compile with a smaller max_seq_len"
-                )
+            _check_gap(block.label, z_label, zs[i], zs[i + 1], z_bound)
             smallest_gap = min(smallest_gap, gap)
             theta = (zs[i] + zs[i + 1]) / 2
             slope = 2.0 / gap
@@ -341,7 +575,7 @@ def _steps(ops, block, categorical, choices, z_label, form, function) -> MLPPart
             _add(linear, {ONE: -slope * theta})
             if k:
                 gate = slope * (zs[-1] - theta) + 1.0
-                largest_gate = max(largest_gate, gate)
+                largest_gate = max(largest_gate, gate * max(k, 1))
                 _add(linear, match, gate)
                 _add(linear, {ONE: -gate * k})
             _add(linear, {BOS: -(slope * (z_bound + abs(theta)) + 1.0)})
@@ -351,15 +585,7 @@ def _steps(ops, block, categorical, choices, z_label, form, function) -> MLPPart
             _add(falling, {ONE: -0.5})
             neurons.append(_neuron(rising, delta))
             neurons.append(_neuron(falling, {d: -w for d, w in delta.items()}))
-    budget: dict[str, float] = {}
-    if smallest_gap < float("inf"):
-        coefficient_sum = sum(abs(c) for _, c in form.terms) or 1.0
-        for sop in form.sops():
-            budget[sop] = smallest_gap / 4 / coefficient_sum
-    for leaf in categorical:
-        budget[leaf] = min(CATEGORICAL_NOISE_BUDGET, 1.0 / (4.0 * largest_gate * max(k, 1)))
-    return MLPPart(block.label, "steps", block.units, block.leaves, block.outputs,
-                   tuple(neurons), budget)
+    return neurons, smallest_gap, largest_gate
 
 
 def _piecewise_linear(ops, block, z_label, form, function) -> MLPPart | None:
@@ -450,6 +676,29 @@ def clause_feature(ops: OpGraph, block: Block) -> MLPPart:
     budget = {other: CATEGORICAL_NOISE_BUDGET for other, _, _ in spec.terms}
     return MLPPart(block.label, "clause-feature", block.units, block.leaves, block.outputs,
                    tuple(neurons), budget)
+
+
+def ungate(part: MLPPart, writes: Sequence[tuple[Dim, float]]) -> MLPPart:
+    """`part` without the BOS gates it does not need in a layer whose heads write
+    `writes` at the BOS position.
+
+    There the residual holds exactly `one`, `bos` and those writes (the previous
+    layer's were cleaned up, MLPs write nothing, embeddings give BOS nothing else);
+    a neuron whose pre-activation on that, without its gate, is at most 0 is off
+    at BOS without one (up to the attention leak, which every position carries).
+    """
+    at_bos: dict[Dim, float] = {ONE: 1.0}
+    for dim, value in writes:
+        at_bos[dim] = at_bos.get(dim, 0.0) + value
+    neurons = []
+    for neuron in part.neurons:
+        weights = dict(neuron.w_in)
+        if BOS in weights and sum(w * at_bos.get(d, 0.0) for d, w in weights.items()
+                                  if d != BOS) <= 0.0:
+            del weights[BOS]
+            neuron = Neuron(tuple(weights.items()), neuron.w_out)
+        neurons.append(neuron)
+    return dataclasses.replace(part, neurons=tuple(neurons))
 
 
 def bos_cleanup(ops: OpGraph, writes: list[tuple[Dim, float]]) -> MLPPart:

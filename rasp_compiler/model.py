@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from rasp_compiler import tracr_view
@@ -76,7 +75,9 @@ class CompiledModel:
     ):
         """`compilation`: what only a model compiled in this session has (None after
         `load`)."""
-        self.params = jax.tree_util.tree_map(jnp.asarray, dict(params))
+        # device_put, not jnp.asarray: in jax 0.10 asarray compiles a small XLA program
+        # per new array shape (a quarter of a second per model on a busy 2-core CPU).
+        self.params = jax.tree_util.tree_map(jax.device_put, dict(params))
         self.shape = shape
         self.vocab = tuple(vocab)
         self.max_seq_len = max_seq_len
@@ -200,7 +201,7 @@ class CompiledModel:
     def parameter_count(self, nonzero: bool = False) -> int:
         leaves = jax.tree_util.tree_leaves(self.params)
         if nonzero:
-            return int(sum(int(jnp.count_nonzero(x)) for x in leaves))
+            return int(sum(np.count_nonzero(np.asarray(x)) for x in leaves))
         return int(sum(x.size for x in leaves))
 
     def __repr__(self) -> str:

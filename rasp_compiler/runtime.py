@@ -126,6 +126,98 @@ class Runtime:
                     results[b] = out[i, : len(rows[b]) + 1]
         return results
 
+    def readout_columns(self, params, blocks: Sequence[np.ndarray], readout: Readout,
+                        backend: str = "jax", batch: int | None = None) -> list[np.ndarray]:
+        """Per block of same-length id rows [B, n], the final residual's `readout` columns
+        [B, n, k] (BOS dropped): the array path of `residual_slices`, no per-row Python.
+        See `dispatch_readout_columns`."""
+        return self.dispatch_readout_columns(params, blocks, readout, backend, batch)()
+
+    def dispatch_readout_columns(self, params, blocks: Sequence[np.ndarray], readout: Readout,
+                                 backend: str = "jax", batch: int | None = None
+                                 ) -> Callable[[], list[np.ndarray]]:
+        """`readout_columns`, started: returns a function that waits for the results.
+        The jax forward runs asynchronously meanwhile (the caller can evaluate the
+        reference answers in parallel); the numpy one runs when called.
+
+        Blocks of one length bucket are packed together (sparse buckets join the next
+        longer one) and run `batch` rows at a time (default: the smallest power of two
+        holding the bucket, at most DEFAULT_BATCH_CHUNK). backend "jax": the last call
+        is padded with filler rows, so a bucket compiles one shape however many rows
+        it gets; batches are sharded over every JAX device. "numpy": `forward_numpy`,
+        nothing to compile, no filler rows.
+        """
+        if backend not in ("jax", "numpy"):
+            raise InvalidInputError(f"backend must be 'jax' or 'numpy', got {backend!r}")
+        blocks = [np.asarray(block, dtype=np.int32) for block in blocks]
+        out: list[np.ndarray | None] = [None] * len(blocks)
+        if backend == "numpy":
+            index = np.asarray(readout.indices, dtype=np.int64)
+            weights = jax.tree_util.tree_map(lambda w: np.asarray(w, np.float32), params)
+            forward = lambda ids, mask: forward_numpy(weights, self.shape, ids, mask)[..., index]
+            devices = 1
+        else:
+            jitted = self.jit(f"slice:{readout.label}", readout)
+            forward = lambda ids, mask: jitted(params, *self.sharded(ids, mask))  # async
+            devices = jax.device_count()
+        buckets: dict[int, list[int]] = {}
+        for i, block in enumerate(blocks):
+            buckets.setdefault(self.bucket_length(block.shape[1]), []).append(i)
+        # Each distinct shape costs an XLA compilation (and a numpy forward call reads
+        # every weight): sparse buckets move up one size. With a fixed jax batch, a
+        # bucket that fills less than one batch would be padded to it anyway: it moves
+        # up too (its rows cost a longer length instead of a call of their own).
+        fill = max(MIN_BUCKET_FILL, batch or 0) if backend == "jax" else MIN_BUCKET_FILL
+        lengths = sorted(buckets)
+        for shorter, longer in zip(lengths, lengths[1:]):
+            if sum(len(blocks[i]) for i in buckets[shorter]) < fill:
+                buckets[longer] = buckets.pop(shorter) + buckets[longer]
+        pending = []
+        for length, members in sorted(buckets.items()):
+            ids, mask = self.pack_array([blocks[i] for i in members], length)
+            rows = len(ids)
+            size = batch or min(DEFAULT_BATCH_CHUNK, max(MIN_BUCKET_BATCH, 1 << math.ceil(
+                math.log2(max(rows, 1)))))
+            size = -(-size // devices) * devices
+            results = []
+            for start in range(0, rows, size):
+                part_ids, part_mask = ids[start: start + size], mask[start: start + size]
+                filler = size - len(part_ids) if backend == "jax" else 0
+                if filler:  # one compiled shape per bucket: pad the last call
+                    part_ids = np.concatenate(
+                        [part_ids, np.full((filler, length), self.pad_id, np.int32)])
+                    part_mask = np.concatenate(
+                        [part_mask, np.eye(1, length, dtype=bool).repeat(filler, axis=0)])
+                results.append((forward(part_ids, part_mask), len(part_ids) - filler))
+            pending.append((members, results))
+
+        def collect() -> list[np.ndarray]:
+            for members, results in pending:
+                columns = np.concatenate([np.asarray(result)[:rows] for result, rows in results])
+                start = 0
+                for i in members:
+                    count, n = blocks[i].shape
+                    out[i] = columns[start: start + count, 1: n + 1]
+                    start += count
+            return out
+
+        return collect
+
+    def pack_array(self, blocks: Sequence[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids [rows, length] (BOS, the row, PAD) and the key mask of blocks of id rows,
+        each block [B, n] with n < length, stacked in order."""
+        rows = sum(len(block) for block in blocks)
+        ids = np.full((rows, length), self.pad_id, dtype=np.int32)
+        mask = np.zeros((rows, length), dtype=bool)
+        ids[:, 0] = self.bos_id
+        start = 0
+        for block in blocks:
+            count, n = block.shape
+            ids[start: start + count, 1: n + 1] = block
+            mask[start: start + count, : n + 1] = True
+            start += count
+        return ids, mask
+
     def run_with_cache(self, params, rows: list[list[int]], readout: Readout, *,
                        max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
                        batch_chunk: int | None = None

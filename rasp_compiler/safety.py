@@ -27,8 +27,7 @@ from typing import Iterable
 import numpy as np
 
 from rasp_compiler import rasp
-from rasp_compiler.errors import EvaluationError
-from rasp_compiler.evaluator import evaluate_all
+from rasp_compiler.batch_evaluator import by_length, evaluate_batch
 from rasp_compiler.residual import BOS
 from rasp_compiler.rewrite import AttentionOp, OpGraph, width_hidden_label
 
@@ -474,21 +473,27 @@ def _total_order_problem(relation: np.ndarray, values: tuple) -> str | None:
 
 def _search(ops: OpGraph, labels: set[str], budget: int, seed: int,
             causal: bool) -> tuple[dict, int]:
-    """Inputs on which the evaluator finds these aggregates mixing values."""
-    found: dict[str, tuple[tuple, int]] = {}
-    tried = cost = 0
+    """Inputs on which the evaluator finds these aggregates mixing values: for each, the
+    first such input (and query position) in search order, and how many inputs were
+    tried (up to the one that found the last), as evaluating them one by one would."""
+    inputs = []
+    cost = 0
     for xs in _inputs(ops.vocab, ops.max_seq_len, budget, seed):
         cost += len(xs) ** 2
         if cost > SEARCH_COST_LIMIT:
             break
-        tried += 1
-        try:
-            evaluate_all(ops.graph, xs, causal=causal)
-        except EvaluationError as error:
-            if error.label in labels and error.label not in found:
-                found[error.label] = (tuple(xs), error.position)
-                if len(found) == len(labels):
-                    break
+        inputs.append(xs)
+    first: dict[str, tuple[int, int]] = {}  # label -> (place, position)
+    for places, ids in by_length(inputs, ops.vocab):
+        batch = evaluate_batch(ops.graph, ids, ops.vocab, causal=causal)
+        for row in np.flatnonzero(batch.undefined).tolist():
+            label = batch.failure_label[row]
+            place = int(places[row])
+            if label in labels and (label not in first or place < first[label][0]):
+                first[label] = (place, int(batch.failure_position[row]))
+    found = {label: (tuple(inputs[place]), position) for label, (place, position) in first.items()}
+    tried = max(place for place, _ in first.values()) + 1 if len(first) == len(labels) \
+        else len(inputs)
     return found, tried
 
 

@@ -617,7 +617,7 @@ class Planner:
 
 
 def _key_size(atoms: Sequence[Atom]) -> int:
-    size = 2  # the BOS columns
+    size = 1 if atoms else 2  # the BOS columns (lower.bos_columns)
     for atom in atoms:
         live_q = int(atom.relation.any(axis=1).sum()) if atom.relation.size else 0
         live_k = int(atom.relation.any(axis=0).sum()) if atom.relation.size else 0

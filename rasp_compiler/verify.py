@@ -9,11 +9,19 @@ and the report also says whether that equalled the ordinary meaning on every
 input checked (causal invariance), with the first input where it did not.
 Numerical outputs agree when |got - expected| <= atol + rtol * |expected| (both 1e-4);
 categorical outputs must be the same value: equal and of one type (1 is not True).
+
+Everything runs on arrays: inputs are made as token-id arrays (an exhaustive
+input from its index by arithmetic), grouped by length, run through the model
+(`Runtime.readout_columns`, sharded over every JAX device), decoded all at once
+(`encoding.decode_indices`) and compared with the batched evaluator
+(batch_evaluator.py, held equal to the scalar one by the tests). Python objects
+are made only for the mismatches the report shows.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import sys
 import time
@@ -21,15 +29,30 @@ from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Iterable, Iterator, Sequence
 
+import numpy as np
+
 from rasp_compiler import rasp
-from rasp_compiler.errors import EvaluationError, InvalidProgramError
-from rasp_compiler.evaluator import causal_invariance, evaluate_all
-from rasp_compiler.graph import build_graph
-from rasp_compiler.identity import same_value
+from rasp_compiler.batch_evaluator import (
+    Numbers,
+    as_coded,
+    evaluate_batch,
+    first_causal_difference,
+)
+from rasp_compiler.encoding import EMPTY, decode_indices, decode_readout, readout_numbers
+from rasp_compiler.errors import InvalidInputError, InvalidProgramError
+from rasp_compiler.graph import ProgramGraph, build_graph
+from rasp_compiler.identity import identity_key, same_value
 
 RTOL = 1e-4
 ATOL = 1e-4  # absolute floor: within 1e-4, relative (rtol) above magnitude 1
 MAX_EXAMPLES = 10
+DEFAULT_CHUNK = 65536  # inputs generated, run and compared at a time
+PROGRESS_CHUNK = 8192  # the same with a progress bar
+FORWARD_TOKENS = 1 << 17  # tokens per jitted forward call, at most (rows are a power of two)
+MIN_FORWARD_BATCH = 8
+EVALUATION_CELLS = 1 << 22  # batch x length x length per batched evaluation, at most
+MAX_EXHAUSTIVE_INPUTS = 1 << 62
+NO_COLUMN = -3  # an expected value the readout has no column for: nothing decodes to it
 
 
 @dataclass(frozen=True)
@@ -104,12 +127,98 @@ def all_inputs(vocab: Sequence, max_length: int, min_length: int = 1) -> Iterato
         yield from itertools.product(vocab, repeat=n)
 
 
+def input_ids(vocab_size: int, length: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Inputs start..stop-1 of `all_inputs` at one length, as token ids [stop - start, length]:
+    input i is i written in base vocab_size, most significant digit first (so the
+    order is itertools.product's)."""
+    count = vocab_size ** length
+    stop = count if stop is None else min(stop, count)
+    if count > MAX_EXHAUSTIVE_INPUTS:
+        raise InvalidProgramError(
+            f"{vocab_size}^{length} inputs of {length} tokens is too many to list; "
+            f"lower exhaustive_up_to or check random samples instead"
+        )
+    index = np.arange(start, stop, dtype=np.int64)
+    powers = vocab_size ** np.arange(length - 1, -1, -1, dtype=np.int64)
+    return (index[:, None] // powers[None, :]) % vocab_size
+
+
+def random_input_ids(vocab_size: int, max_seq_len: int, count: int,
+                     seed: int = 0) -> Iterator[list[int]]:
+    """The token ids of `random_inputs`: the draws `rng.randint(1, max_seq_len)` and
+    `rng.choice(vocab)` make, so the same inputs for a seed (tests/test_verify.py)."""
+    # random.Random._randbelow(n) inlined (its per-call overhead is most of the cost):
+    # getrandbits(n.bit_length()) until the draw is below n.
+    bits = random.Random(seed).getrandbits
+    length_bits, token_bits = max_seq_len.bit_length(), vocab_size.bit_length()
+    for _ in range(count):
+        n = bits(length_bits)
+        while n >= max_seq_len:
+            n = bits(length_bits)
+        row = []
+        for _ in range(n + 1):
+            token = bits(token_bits)
+            while token >= vocab_size:
+                token = bits(token_bits)
+            row.append(token)
+        yield row
+
+
 def random_inputs(vocab: Sequence, max_seq_len: int, count: int, seed: int = 0) -> Iterator[tuple]:
     """`count` random sequences with lengths uniform in 1..max_seq_len."""
-    rng = random.Random(seed)
     vocab = list(vocab)
-    for _ in range(count):
-        yield tuple(rng.choice(vocab) for _ in range(rng.randint(1, max_seq_len)))
+    for row in random_input_ids(len(vocab), max_seq_len, count, seed):
+        yield tuple(vocab[i] for i in row)
+
+
+@dataclass(frozen=True, eq=False)
+class _Block:
+    """Inputs of one length: ids [B, n] and each one's place in the input stream."""
+
+    ids: np.ndarray
+    order: np.ndarray
+
+
+def _exhaustive_chunks(vocab_size: int, max_length: int, chunk: int,
+                       first: int) -> Iterator[list[_Block]]:
+    """`all_inputs` as blocks, at most `chunk` inputs per chunk."""
+    pending: list[_Block] = []
+    room = chunk
+    order = first
+    for n in range(1, max_length + 1):
+        total = vocab_size ** n
+        start = 0
+        while start < total:
+            take = min(room, total - start)
+            pending.append(_Block(input_ids(vocab_size, n, start, start + take),
+                                  np.arange(order, order + take)))
+            order += take
+            start += take
+            room -= take
+            if room == 0:
+                yield pending
+                pending, room = [], chunk
+    if pending:
+        yield pending
+
+
+def _row_chunks(rows: Iterable[Sequence[int]], chunk: int, first: int) -> Iterator[list[_Block]]:
+    """Rows of token ids of any length, `chunk` at a time, grouped by length."""
+    iterator = iter(rows)
+    order = first
+    while True:
+        batch = [list(row) for row in itertools.islice(iterator, chunk)]
+        if not batch:
+            return
+        by_length: dict[int, list[int]] = {}
+        for i, row in enumerate(batch):
+            by_length.setdefault(len(row), []).append(i)
+        blocks = []
+        for n, members in sorted(by_length.items()):
+            ids = np.array([batch[i] for i in members], dtype=np.int64).reshape(len(members), n)
+            blocks.append(_Block(ids, order + np.array(members, dtype=np.int64)))
+        order += len(batch)
+        yield blocks
 
 
 def verify(
@@ -120,88 +229,243 @@ def verify(
     samples: int | None = None,
     inputs: Iterable[Sequence] | None = None,
     seed: int = 0,
-    chunk: int = 512,
+    chunk: int | None = None,
     rtol: float = RTOL,
     atol: float = ATOL,
     progress: bool = False,
     backend: str = "jax",
 ) -> VerificationReport:
-    """Compare `model` with the evaluator on the chosen inputs, in batches of `chunk`.
+    """Compare `model` with the evaluator on the chosen inputs, `chunk` inputs at a time
+    (default DEFAULT_CHUNK, or PROGRESS_CHUNK with a progress bar).
 
     Inputs are generated lazily, so exhaustive runs over millions of inputs stay
-    in constant memory; each batch is sharded over every JAX device. With
+    in constant memory; each forward batch is sharded over every JAX device. With
     `progress=True` a progress bar is drawn on stderr.
     """
     if exhaustive_up_to is None and samples is None and inputs is None:
         raise InvalidProgramError("say what to check: exhaustive_up_to=, samples= or inputs=")
-    streams: list[Iterable[Sequence]] = []
-    total: int | None = 0
+    if chunk is None:  # a progress bar moves at least every PROGRESS_CHUNK inputs
+        chunk = PROGRESS_CHUNK if progress else DEFAULT_CHUNK
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise InvalidProgramError(f"chunk must be a positive int, got {chunk!r}")
+    vocab_size = len(model.vocab)
+    streams: list[Iterator[list[_Block]]] = []
+    total = 0
     if exhaustive_up_to is not None:
         if exhaustive_up_to > model.max_seq_len:
             raise InvalidProgramError(
                 f"exhaustive_up_to={exhaustive_up_to} exceeds the model's max_seq_len "
                 f"{model.max_seq_len}"
             )
-        streams.append(all_inputs(model.vocab, exhaustive_up_to))
-        total += sum(len(model.vocab) ** n for n in range(1, exhaustive_up_to + 1))
+        count = sum(vocab_size ** n for n in range(1, exhaustive_up_to + 1))
+        streams.append(_exhaustive_chunks(vocab_size, exhaustive_up_to, chunk, total))
+        total += count
     if samples is not None:
-        streams.append(random_inputs(model.vocab, model.max_seq_len, samples, seed))
+        streams.append(_row_chunks(random_input_ids(vocab_size, model.max_seq_len, samples, seed),
+                                   chunk, total))
         total += samples
     if inputs is not None:
-        inputs = list(inputs)
-        streams.append(inputs)
-        total += len(inputs)
+        rows = _encode(model, [list(xs) for xs in inputs])
+        streams.append(_row_chunks(rows, chunk, total))
+        total += len(rows)
+    checker = _Checker(build_graph(program), model, rtol, atol, backend,
+                       forward_batch=_forward_batch(total, chunk, model.max_seq_len))
     bar = ProgressBar(total) if progress else None
-    graph = build_graph(program)
-    categorical = rasp.is_categorical(graph.output_expr)
     started = time.perf_counter()
-    checked = positions = undefined = mismatch_count = 0
-    mismatches: list[Mismatch] = []
-    max_error = 0.0
-    causal = bool(getattr(model, "causal", False))
-    invariance_counterexample = None
-    stream = itertools.chain.from_iterable(streams)
-    while True:
-        batch = [tuple(xs) for xs in itertools.islice(stream, chunk)]
-        if not batch:
-            break
-        outputs = model.run([list(xs) for xs in batch], backend=backend)
-        for xs, got_row in zip(batch, outputs):
-            try:
-                expected_row = evaluate_all(graph, list(xs), causal=causal).output_values
-            except EvaluationError:
-                undefined += 1
-                continue
-            if causal and invariance_counterexample is None:
-                invariance_counterexample = causal_invariance(graph, [list(xs)])
-            checked += 1
-            for position, (got, expected) in enumerate(zip(got_row, expected_row)):
-                positions += 1
-                if isinstance(expected, Real) and not isinstance(expected, bool) \
-                        and isinstance(got, Real):
-                    max_error = max(max_error, abs(float(got) - float(expected)))
-                if not values_match(got, expected, rtol, atol, categorical):
-                    mismatch_count += 1
-                    if len(mismatches) < MAX_EXAMPLES:
-                        mismatches.append(Mismatch(xs, position, expected, got))
+    for blocks in itertools.chain.from_iterable(streams):
+        checker.check(blocks)
         if bar:
-            bar.advance(len(batch), mismatch_count)
+            bar.advance(sum(len(block.order) for block in blocks), checker.mismatch_count)
     if bar:
         bar.close()
-    import jax
+    return checker.report(time.perf_counter() - started)
 
-    return VerificationReport(
-        inputs_checked=checked,
-        positions_checked=positions,
-        undefined=undefined,
-        mismatch_count=mismatch_count,
-        mismatches=tuple(mismatches),
-        max_numerical_error=max_error,
-        seconds=time.perf_counter() - started,
-        devices=jax.device_count() if backend == "jax" else 1,
-        causal=causal,
-        invariance_counterexample=invariance_counterexample,
-    )
+
+def _encode(model, inputs: list[list]) -> list[list[int]]:
+    """Token ids of `inputs`: the model's own encoder, or (a model without one) each token
+    looked up as itself in `model.vocab` (identity.py)."""
+    if hasattr(model, "encode"):
+        return model.encode(inputs)
+    index = {identity_key(token): i for i, token in enumerate(model.vocab)}
+    rows = []
+    for b, xs in enumerate(inputs):
+        try:
+            rows.append([index[identity_key(token)] for token in xs])
+        except (KeyError, TypeError):
+            raise InvalidInputError(
+                f"input {b} ({xs!r}) holds a token that is not in the vocab {list(model.vocab)}"
+            ) from None
+    return rows
+
+
+def _forward_batch(total: int, chunk: int, max_seq_len: int) -> int:
+    """Rows per jitted forward call: a power of two holding the chunk (or every input,
+    if fewer), at most FORWARD_TOKENS tokens; fixed for the run so each length bucket
+    compiles one shape."""
+    cap = 1 << max(0, (FORWARD_TOKENS // (max_seq_len + 1)).bit_length() - 1)
+    wanted = 1 << max(0, math.ceil(math.log2(max(min(total, chunk), 1))))
+    return max(MIN_FORWARD_BATCH, min(cap, wanted))
+
+
+class _Checker:
+    """Runs the model and the batched evaluator on blocks of inputs and keeps the tally."""
+
+    def __init__(self, graph: ProgramGraph, model, rtol: float, atol: float, backend: str,
+                 forward_batch: int):
+        self.graph = graph
+        self.model = model
+        self.rtol, self.atol = rtol, atol
+        self.backend = backend
+        self.forward_batch = forward_batch
+        self.categorical = rasp.is_categorical(graph.output_expr)
+        self.causal = bool(getattr(model, "causal", False))
+        # A CompiledModel is read on arrays; any other object with `run` (a wrapped or
+        # converted model) through its decoded outputs, position by position.
+        self.arrays = hasattr(model, "runtime") and hasattr(model, "_readout")
+        self.readout = model._readout(model.output) if self.arrays else None
+        self.readout_keys = {}
+        for i, value in enumerate(self.readout.values if self.arrays else ()):
+            self.readout_keys.setdefault(identity_key(value), i)
+        self.checked = self.positions = self.undefined = self.mismatch_count = 0
+        self.max_error = 0.0
+        self.examples: list[tuple[int, int, Mismatch]] = []  # (order, position, mismatch)
+        self.invariance: tuple | None = None
+
+    def check(self, blocks: list[_Block]) -> None:
+        if not self.arrays:
+            for block in blocks:
+                self._check_decoded(block)
+            return
+        # The forward is dispatched first: XLA computes on its own threads while the
+        # evaluator runs here, and `collect` waits for it.
+        collect = self.model.runtime.dispatch_readout_columns(
+            self.model.params, [block.ids for block in blocks], self.readout,
+            backend=self.backend, batch=self.forward_batch)
+        parts = []
+        for i, block in enumerate(blocks):
+            n = block.ids.shape[1]
+            step = max(1, EVALUATION_CELLS // (n * n))
+            for start in range(0, len(block.ids), step):
+                part = _Block(block.ids[start: start + step], block.order[start: start + step])
+                expected = evaluate_batch(self.graph, part.ids, self.model.vocab,
+                                          causal=self.causal)
+                parts.append((i, start, part, expected))
+        columns = collect()
+        first_difference = None
+        for i, start, part, expected in parts:
+            found = self._compare(part, expected, columns[i][start: start + len(part.ids)])
+            if found is not None and (first_difference is None or found[0] < first_difference[0]):
+                first_difference = found
+        if first_difference is not None and self.invariance is None:
+            self.invariance = first_difference[1]
+
+    def _check_decoded(self, block: _Block) -> None:
+        """A model without a Runtime: its `run` outputs against the batched evaluator."""
+        vocab = self.model.vocab
+        outputs = self.model.run([[vocab[i] for i in row] for row in block.ids.tolist()],
+                                 backend=self.backend)
+        expected = evaluate_batch(self.graph, block.ids, vocab, causal=self.causal)
+        wanted = expected.lists(self.graph.output)
+        self.undefined += int(expected.undefined.sum())
+        for row, (got_row, want_row) in enumerate(zip(outputs, wanted)):
+            if expected.undefined[row]:
+                continue
+            self.checked += 1
+            for position, (got, want) in enumerate(zip(got_row, want_row)):
+                self.positions += 1
+                if isinstance(want, Real) and not isinstance(want, bool) and isinstance(got, Real):
+                    self.max_error = max(self.max_error, abs(float(got) - float(want)))
+                if not values_match(got, want, self.rtol, self.atol, self.categorical):
+                    self.mismatch_count += 1
+                    self.examples.append((int(block.order[row]), position,
+                                          Mismatch(expected.tokens(row), position, want, got)))
+        self.examples.sort(key=lambda e: (e[0], e[1]))
+        del self.examples[MAX_EXAMPLES:]
+        if self.causal and self.invariance is None:
+            found = first_causal_difference(self.graph, block.ids, vocab, block.order,
+                                            masked=expected)
+            self.invariance = found[1] if found is not None else None
+
+    def _compare(self, block: _Block, expected, columns: np.ndarray):
+        """Compare one block; returns (order, counterexample) of its first causal
+        difference when one is still being looked for."""
+        defined = ~expected.undefined
+        n = block.ids.shape[1]
+        self.undefined += int(expected.undefined.sum())
+        self.checked += int(defined.sum())
+        self.positions += int(defined.sum()) * n
+        output = expected.values[self.graph.output]
+        if self.readout.numerical:
+            matches = self._numerical_matches(output, columns, defined)
+        else:
+            matches = self._categorical_matches(output, columns)
+        wrong = ~matches & defined[:, None]
+        count = int(wrong.sum())
+        if count:
+            self.mismatch_count += count
+            rows, positions = np.nonzero(wrong)
+            for row, position in zip(rows[:MAX_EXAMPLES].tolist(), positions[:MAX_EXAMPLES].tolist()):
+                got = decode_readout(self.readout, columns[row])[position]
+                want = expected.row_value(self.graph.output, row, position)
+                self.examples.append((int(block.order[row]), position,
+                                      Mismatch(expected.tokens(row), position, want, got)))
+            self.examples.sort(key=lambda e: (e[0], e[1]))
+            del self.examples[MAX_EXAMPLES:]
+        if self.causal and self.invariance is None:
+            return first_causal_difference(self.graph, block.ids, self.model.vocab, block.order,
+                                           masked=expected)
+        return None
+
+    def _categorical_matches(self, output, columns: np.ndarray) -> np.ndarray:
+        """bool [B, n]: the decoded value is the expected one (the same value: identity)."""
+        got = decode_indices(self.readout, columns)
+        coded = as_coded(output)
+        wanted = np.array([EMPTY if value is None else self._column_of(value)
+                           for value in coded.table], dtype=np.int64)
+        return got == wanted[coded.codes]
+
+    def _column_of(self, value) -> int:
+        try:
+            return self.readout_keys.get(identity_key(value), NO_COLUMN)
+        except TypeError:  # unhashable: no decoded value is it
+            return NO_COLUMN
+
+    def _numerical_matches(self, output, columns: np.ndarray, defined: np.ndarray) -> np.ndarray:
+        got = readout_numbers(self.readout, columns)
+        if isinstance(output, Numbers):
+            with np.errstate(invalid="ignore", over="ignore"):
+                error = np.abs(got - output.values)
+                matches = ~output.none & (error <= self.atol + self.rtol * np.abs(output.values))
+                counted = error[defined[:, None] & ~output.none]
+                counted = counted[~np.isnan(counted)]
+            if counted.size:
+                self.max_error = max(self.max_error, float(counted.max()))
+            return matches
+        # Values that are not all floats (the compiler refuses such programs): one by one.
+        objects = output.objects()
+        matches = np.zeros(objects.shape, dtype=bool)
+        for b, position in np.argwhere(np.broadcast_to(defined[:, None], objects.shape)).tolist():
+            value, number = objects[b, position], float(got[b, position])
+            if isinstance(value, Real) and not isinstance(value, bool):
+                self.max_error = max(self.max_error, abs(number - float(value)))
+            matches[b, position] = values_match(number, value, self.rtol, self.atol)
+        return matches
+
+    def report(self, seconds: float) -> VerificationReport:
+        import jax
+
+        return VerificationReport(
+            inputs_checked=self.checked,
+            positions_checked=self.positions,
+            undefined=self.undefined,
+            mismatch_count=self.mismatch_count,
+            mismatches=tuple(m for _, _, m in self.examples),
+            max_numerical_error=self.max_error,
+            seconds=seconds,
+            devices=jax.device_count() if self.backend == "jax" else 1,
+            causal=self.causal,
+            invariance_counterexample=self.invariance,
+        )
 
 
 class ProgressBar:

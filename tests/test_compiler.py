@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
+from rasp_compiler.assemble import forward_numpy
 from rasp_compiler.compiler import compile_program, compile_rasp_to_model
 from rasp_compiler.errors import InvalidProgramError
 from rasp_compiler.size import estimate_size
@@ -32,7 +33,9 @@ def compiled(compiled_case):
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_exhaustively_equal_to_the_evaluator(case, compiled):
     program, model = compiled(case)
-    report = verify(program, model, exhaustive_up_to=case.exhaustive_up_to)
+    # The numpy forward: no XLA compilation per case (test_verify runs the jitted one, and
+    # the longer lengths below run it at 64 tokens).
+    report = verify(program, model, exhaustive_up_to=case.exhaustive_up_to, backend="numpy")
     assert report.ok, str(report)
     assert report.inputs_checked > 0
 
@@ -43,7 +46,11 @@ def test_bos_position_holds_only_bos_and_one(case, compiled):
     rng = random.Random(1)
     batch = [[rng.choice(case.vocab) for _ in range(rng.randint(1, case.max_seq_len))]
              for _ in range(16)]
-    _, cache = model.run_with_cache(batch)
+    # The numpy forward (no XLA compilation per case); test_assemble pins it to haiku's.
+    rows = model.encode(batch)
+    ids, mask = model.runtime.pack(rows, max(map(len, rows)) + 1, len(rows))
+    cache = {}
+    forward_numpy(model.params, model.shape, ids, mask, cache)
     names = ["hook_embed"] + [f"blocks.{l}.hook_resid_post" for l in range(model.depth)]
     for name in names:
         residual = cache[name][:, 0, :]
@@ -114,7 +121,8 @@ def test_shuffle_dyck_is_right_on_balanced_inputs(pairs):
     outputs = model.run(words)
     for word, out in zip(words, outputs):
         assert out == [True] * len(word), "".join(word)
-    report = verify(program, model, inputs=words + [w[1:] + w[:1] for w in words])
+    report = verify(program, model, inputs=words + [w[1:] + w[:1] for w in words],
+                    backend="numpy")  # no second XLA compilation: run() above used the jit
     assert report.ok, str(report)
 
 

@@ -65,8 +65,14 @@ def _dyck_ok(word, pairs):
 def test_dyck_programs_agree_with_a_stack_based_checker(name, pairs):
     import itertools
 
+    from rasp_compiler.batch_evaluator import evaluate_batch
+
     spec = library.load_program(name)
     program = spec.make()
     for n in range(1, 7):
-        for word in itertools.product(spec.vocab, repeat=n):
-            assert evaluate(program, list(word)) == [_dyck_ok(word, pairs)] * n, word
+        words = list(itertools.product(range(len(spec.vocab)), repeat=n))
+        batch = evaluate_batch(program, words, spec.vocab)  # every word of n tokens at once
+        assert not batch.undefined.any()
+        for ids, got in zip(words, batch.lists(batch.output)):
+            word = [spec.vocab[i] for i in ids]
+            assert got == [_dyck_ok(word, pairs)] * n, word

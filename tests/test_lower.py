@@ -5,7 +5,7 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.graph import build_graph
-from rasp_compiler.lower import coldness_for, lower
+from rasp_compiler.lower import coldness_for, lower, relation_bicliques
 from rasp_compiler.residual import BOS, ONE, Dim
 from rasp_compiler.rewrite import rewrite
 from rasp_compiler.schedule import schedule
@@ -42,11 +42,23 @@ def test_a_select_head_scores_c_where_selected_and_puts_bos_half_way():
             assert got == pytest.approx(c if k < q else 0.0, abs=1e-4)
         bos = scores(head, layout, [ONE, Dim("tokens", q)], [ONE, BOS])
         assert bos == pytest.approx(c / 2, rel=1e-6)
-    assert head.key_size <= 4  # min(live query values, live key values) + 2 BOS columns
-    # The BOS query prefers the BOS key over every key, even ones its selector would take.
+    assert head.key_size <= 3  # min(live query values, live key values) + 1 BOS column
+    # The BOS query holds no one-hot, so its selector scores no key: BOS wins by c / 2.
     bos_query = [ONE, BOS]
-    assert scores(head, layout, bos_query, [ONE, BOS]) > c / 2 + scores(
-        head, layout, bos_query, [ONE, Dim("tokens", 1)])
+    for k in (1, 2, 3):
+        assert scores(head, layout, bos_query, [ONE, Dim("tokens", k)]) == 0.0
+    assert scores(head, layout, bos_query, [ONE, BOS]) == pytest.approx(c / 2, rel=1e-6)
+
+
+def test_a_selector_of_every_key_gives_the_bos_query_its_own_column():
+    """Without atoms every key scores alike, so a second column makes the BOS query read
+    BOS (whose value the cleanup removes)."""
+    ops, low = lowered_of(lib.make_length(), ["a", "b"], 5)
+    ((head,),) = low.heads
+    assert head.key_size == 2
+    bos_query = [ONE, BOS]
+    assert scores(head, low.layout, bos_query, [ONE, BOS]) > head.coldness / 2 + scores(
+        head, low.layout, bos_query, [ONE])  # a token key
 
 
 def test_a_width_head_gives_bos_the_selected_score():
@@ -84,3 +96,32 @@ def test_heads_feeding_close_steps_get_colder():
     _, low64 = lowered_of(negative, ["(", ")"], 64)
     assert min(h.coldness for h in low64.heads[0]) > min(h.coldness for h in low8.heads[0])
     assert all(h.leak_bound <= 1e-7 * 1.0001 for h in low64.heads[0])
+
+
+@pytest.mark.parametrize("predicate", list(rasp.Comparison))
+@pytest.mark.parametrize("n", [1, 4, 37])
+def test_relation_bicliques_cover_every_selected_pair_exactly_once(predicate, n):
+    """Order relations take a staircase: no more columns than stars, O(n log n) weights."""
+    relation = np.array([[bool(predicate(k, q)) for k in range(n)] for q in range(n)])
+    bicliques = relation_bicliques(relation)
+    covered = np.zeros(relation.shape, dtype=int)
+    for queries, keys in bicliques:
+        covered[np.ix_(queries, keys)] += 1
+    assert (covered == relation).all()
+    live = min(relation.any(axis=1).sum(), relation.any(axis=0).sum())
+    assert len(bicliques) <= live
+    if predicate in (rasp.Comparison.LT, rasp.Comparison.GEQ) and n == 37:
+        assert sum(len(q) + len(k) for q, k in bicliques) < 6 * n  # stars: n^2 / 2
+
+
+def test_a_head_over_an_order_relation_scores_c_exactly_where_selected():
+    select = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LEQ).named("leq")
+    program = rasp.SelectorWidth(select).named("rank")
+    vocab = list(range(12))
+    ops, low = lowered_of(program, vocab, 4)
+    ((head,),) = low.heads
+    assert np.count_nonzero(head.w_k) < 12 * 13 // 2  # fewer weights than the relation
+    for q in vocab:
+        for k in vocab:
+            got = scores(head, low.layout, [ONE, Dim("tokens", q)], [ONE, Dim("tokens", k)])
+            assert got == pytest.approx(head.coldness if k <= q else 0.0, abs=1e-4)

@@ -1,11 +1,13 @@
 """The MLP constructions, checked neuron by neuron against their functions."""
 
+import itertools
+
 import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.errors import CompilationError
 from rasp_compiler.graph import build_graph
-from rasp_compiler.mlp import bos_cleanup, lower_block
+from rasp_compiler.mlp import bos_cleanup, lower_block, ungate
 from rasp_compiler.residual import BOS, ONE, Dim
 from rasp_compiler.rewrite import rewrite
 from rasp_compiler.schedule import schedule
@@ -96,3 +98,54 @@ def test_bos_cleanup_subtracts_only_at_bos():
         Dim("hist.attn"): pytest.approx(-0.999)}
     for z in (0.2, 0.5, 1.0):
         assert apply(part, {ONE: 1.0, Dim("hist.attn"): z}) == {}
+
+
+def test_steps_are_shared_between_the_values_of_one_categorical_input():
+    """reverse's opp_index = length - index from the width z and the index: each
+    change of the output (v to v + 1) is one pair of neurons for every index, each
+    index's threshold on its own dimension; exact with noise, silent at BOS (z = 1)."""
+    ops, (block,) = blocks_of(lib.make_reverse(rasp.tokens), ["a", "b"], 6)
+    part = lower_block(ops, block)
+    assert part.construction == "steps"
+    per_index = 6 * (1 + 2 * 6)  # an anchor and a pair per change, for every index
+    assert part.width < per_index / 2
+    for length in range(1, 7):
+        z = 1.0 / (length + 1)
+        gap = min(1.0 / length - z, z - 1.0 / (length + 2))  # to the nearer value
+        for index in range(length):
+            for noise in (0.0, gap / 5, -gap / 5):
+                inputs = {ONE: 1.0, Dim("length.attn"): z + noise, Dim("indices", index): 1.0}
+                assert apply(part, inputs) == {Dim("opp_index", length - index): 1.0}
+    # The BOS position holds z = 1 (the width head reads only BOS there) and no index.
+    assert apply(ungate(part, [(Dim("length.attn"), 1.0)]),
+                 {ONE: 1.0, BOS: 1.0, Dim("length.attn"): 1.0}) == {}
+
+
+def test_lookup_boxes_share_a_neuron_between_combinations_with_one_output():
+    """detect_pattern's AND of three tests: True on one combination, False on the rest
+    (two inputs may be None): a few boxes, not one neuron per combination."""
+    ops, (block,) = blocks_of(lib.detect_pattern(rasp.tokens, "abc"), ["a", "b", "c"], 5)
+    part = lower_block(ops, block)
+    assert part.construction == "lookup" and part.width <= 4
+    out = block.outputs[0]
+    for first, second, token in itertools.product([True, False, None], [True, False, None],
+                                                  "abc"):
+        inputs = {ONE: 1.0, Dim("tokens", token): 1.0}
+        for leaf, value in zip(block.leaves[:2], (first, second)):
+            if value is not None:
+                inputs[Dim(leaf, value)] = 1.0
+        expected = None if None in (first, second) else (first and second and token == "c")
+        assert apply(part, inputs) == ({} if expected is None else {Dim(out, expected): 1.0})
+
+
+def test_bos_gates_stay_only_where_a_neuron_would_fire_at_bos():
+    """ungate: at BOS the residual holds one, bos and what this layer's heads write."""
+    ops, (block,) = blocks_of(lib.make_hist(), ["a", "b"], 6)
+    part = lower_block(ops, block)
+    kept = ungate(part, [(Dim("hist.attn"), 1.0)])
+    gated = [n for n in kept.neurons if any(d == BOS for d, _ in n.w_in)]
+    assert len(gated) == 1  # the anchor (a constant); every step is off at z = 1
+    assert apply(kept, {ONE: 1.0, BOS: 1.0, Dim("hist.attn"): 1.0}) == {}
+    # Were z 0 at BOS (nothing written), the steps walking up from z = 1 would fire.
+    assert len([n for n in ungate(part, []).neurons
+                if any(d == BOS for d, _ in n.w_in)]) == len(kept.neurons)

@@ -133,16 +133,19 @@ def test_a_wrongly_typed_field_is_named(copy):
     refused(copy, "max_seq_len: expected a whole number, got the string '4'")
 
 
-def test_a_parameter_of_the_wrong_shape_is_refused(copy):
-    edit_arrays(copy, lambda a: a.update({"layer_1/attn/query::w": np.zeros((23, 5), np.float32)}))
-    refused(copy, r"layer_1/attn/query::w has shape \[23, 5\], expected \[23, 6\] = "
-                  r"\[d_model, heads \* key_size\]")
+def test_a_parameter_of_the_wrong_shape_is_refused(model, copy):
+    d, keys = model.params["layer_1/attn/query"]["w"].shape
+    edit_arrays(copy, lambda a: a.update({"layer_1/attn/query::w": np.zeros((d, keys - 1),
+                                                                           np.float32)}))
+    refused(copy, rf"layer_1/attn/query::w has shape \[{d}, {keys - 1}\], expected "
+                  rf"\[{d}, {keys}\] = \[d_model, heads \* key_size\]")
 
 
-def test_missing_extra_and_non_float32_parameters_are_refused(copy):
+def test_missing_extra_and_non_float32_parameters_are_refused(model, copy):
+    shape = model.params["layer_0/mlp/linear_2"]["w"].shape
     edit_arrays(copy, lambda a: a.pop("layer_0/mlp/linear_2::w"))
     refused(copy, "missing the parameters layer_0/mlp/linear_2::w")
-    edit_arrays(copy, lambda a: a.update({"layer_0/mlp/linear_2::w": np.zeros((37, 23)),
+    edit_arrays(copy, lambda a: a.update({"layer_0/mlp/linear_2::w": np.zeros(shape),
                                           "layer_2/mlp/linear_1::w": np.zeros((23, 1))}))
     refused(copy, "unexpected parameters layer_2/mlp/linear_1::w")
     edit_arrays(copy, lambda a: a.pop("layer_2/mlp/linear_1::w"))

@@ -76,7 +76,7 @@ def test_and_of_k_atoms_over_different_pairs_is_one_head_with_summed_key_size(k)
     (head,) = layer.heads
     separate = [compile_program(rasp.SelectorWidth(a), VOCAB, 5).info.layers[0].heads[0]
                 for a in atoms]
-    assert head.key_size == sum(h.key_size - 2 for h in separate) + 2
+    assert head.key_size == sum(h.key_size - 1 for h in separate) + 1  # one BOS column
     assert verify(width, model, exhaustive_up_to=4).ok
 
 

@@ -1,9 +1,13 @@
+import itertools
+import random
+
+import numpy as np
 import pytest
 
-from rasp_compiler import lib
+from rasp_compiler import lib, rasp
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.errors import InvalidProgramError
-from rasp_compiler.verify import all_inputs, random_inputs, values_match, verify
+from rasp_compiler.verify import all_inputs, input_ids, random_inputs, values_match, verify
 
 
 def test_exhaustive_and_random_inputs():
@@ -11,6 +15,18 @@ def test_exhaustive_and_random_inputs():
     samples = list(random_inputs("ab", 5, 20, seed=3))
     assert len(samples) == 20 and all(1 <= len(s) <= 5 for s in samples)
     assert samples == list(random_inputs("ab", 5, 20, seed=3))
+    # The same draws as rng.randint and rng.choice make: the inputs of a seed never change.
+    rng = random.Random(7)
+    drawn = []
+    for _ in range(50):
+        n = rng.randint(1, 6)
+        drawn.append(tuple(rng.choice("abc") for _ in range(n)))
+    assert list(random_inputs("abc", 6, 50, seed=7)) == drawn
+
+
+def test_exhaustive_ids_are_the_product_order():
+    assert input_ids(3, 4).tolist() == [list(xs) for xs in itertools.product(range(3), repeat=4)]
+    assert input_ids(3, 4, 10, 13).tolist() == input_ids(3, 4)[10:13].tolist()
 
 
 def test_values_match_uses_tolerance_only_for_numbers():
@@ -80,3 +96,90 @@ def test_batches_are_sharded_over_several_devices():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env=env, check=True)
     assert result.stdout.split() == ["4", "4", "True", "170"]
+
+
+def _scalar_verify(program, model, inputs):
+    """What verify reports, the slow way: model.run and the scalar evaluator, input by
+    input (the definition the array path must keep)."""
+    from rasp_compiler import rasp as rasp_module
+    from rasp_compiler.errors import EvaluationError
+    from rasp_compiler.evaluator import causal_invariance, evaluate
+
+    categorical = rasp_module.is_categorical(program)
+    checked = undefined = 0
+    wrong, invariance, max_error = [], None, 0.0
+    for xs, got_row in zip(inputs, model.run([list(xs) for xs in inputs], backend="numpy")):
+        try:
+            expected_row = evaluate(program, list(xs), causal=model.causal)
+        except EvaluationError:
+            undefined += 1
+            continue
+        if model.causal and invariance is None:
+            invariance = causal_invariance(program, [list(xs)])
+        checked += 1
+        for position, (got, expected) in enumerate(zip(got_row, expected_row)):
+            if not categorical:
+                max_error = max(max_error, abs(got - expected))
+            if not values_match(got, expected, categorical=categorical):
+                wrong.append((tuple(xs), position, expected, got))
+    return checked, undefined, wrong, invariance, max_error
+
+
+def _corrupted(model, key, scale):
+    params = {k: dict(v) for k, v in model.params.items()}
+    w = np.array(params[key]["w"])
+    w[:, : max(1, w.shape[1] // 2)] *= scale
+    params[key]["w"] = w
+    model.params = params
+    return model
+
+
+@pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")
+@pytest.mark.parametrize("make, vocab, key, causal", [
+    (lambda: lib.make_hist(), ["a", "b", "c"], "layer_0/mlp/linear_1", False),
+    (lambda: lib.make_sort_unique(rasp.tokens, rasp.tokens), [1, 2, 3], "layer_1/attn/value",
+     False),
+    (lambda: lib.make_frac_prevs(rasp.tokens == "x"), ["a", "x"], "layer_0/attn/value", False),
+    (lambda: lib.make_reverse(rasp.tokens), ["a", "b"], "layer_1/attn/value", True),
+    (lambda: rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LEQ),
+                            rasp.tokens), [1, 2, 3], "layer_0/attn/value", False),
+])
+def test_verify_finds_the_same_mismatches_as_the_scalar_definition(make, vocab, key, causal):
+    """On deliberately corrupted models: the same counts, undefined inputs, first
+    mismatches (in input order), largest numerical error and invariance verdict."""
+    program = make()
+    model = compile_program(program, vocab, 5, causal=causal, allow_unsafe_aggregates=True)
+    _corrupted(model, key, 0.4)
+    inputs = list(all_inputs(vocab, 4)) + list(random_inputs(vocab, 5, 60, seed=1))
+    checked, undefined, wrong, invariance, max_error = _scalar_verify(program, model, inputs)
+    for backend in ("numpy", "jax"):
+        report = verify(program, model, exhaustive_up_to=4, samples=60, seed=1, chunk=37,
+                        backend=backend)
+        assert (report.inputs_checked, report.undefined) == (checked, undefined)
+        assert report.mismatch_count == len(wrong) > 0
+        assert [(m.tokens, m.position, m.expected) for m in report.mismatches] == [
+            w[:3] for w in wrong[:10]]
+        assert [repr(m.got) for m in report.mismatches] == [repr(w[3]) for w in wrong[:10]]
+        assert report.invariance_counterexample == invariance
+        assert report.max_numerical_error == pytest.approx(max_error, rel=1e-6, abs=1e-7)
+
+
+def test_a_model_without_a_runtime_is_checked_through_its_run():
+    """Any object with `run`, `vocab` and `max_seq_len` (a wrapped or converted model):
+    its decoded outputs against the batched evaluator, with the same report."""
+    program = lib.make_hist()
+    model = compile_program(program, ["a", "b"], 4)
+    _corrupted(model, "layer_0/mlp/linear_1", 0.4)
+
+    class Wrapped:
+        vocab, max_seq_len, causal = model.vocab, model.max_seq_len, False
+
+        def run(self, batch, backend="jax"):
+            return model.run(batch, backend=backend)
+
+    ours = verify(program, Wrapped(), exhaustive_up_to=3, inputs=[["b", "a"]], backend="numpy")
+    reference = verify(program, model, exhaustive_up_to=3, inputs=[["b", "a"]], backend="numpy")
+    assert ours.mismatch_count == reference.mismatch_count > 0
+    assert ours.mismatches == reference.mismatches
+    assert (ours.inputs_checked, ours.positions_checked) == (
+        reference.inputs_checked, reference.positions_checked)

@@ -1,0 +1,144 @@
+"""Benchmark: how fast `verify` checks a compiled model against the evaluator.
+
+    python bench/bench_verify.py                 # print the tables
+    python bench/bench_verify.py --write docs/performance.md
+
+Three measurements, each a `verify` call on the jitted model (backend "jax"):
+1. reverse, vocab {a, b, c}, compiled at max_seq_len 10, exhaustively up to 9
+   tokens (29,523 inputs): the first call (XLA compiles the forward's shapes)
+   and the median of 3 more.
+2. Every program of tracr's lib at max_seq_len 10 with its own vocab: 100,000
+   random inputs of 1..10 tokens, after one unmeasured call on as many other
+   inputs (so nothing compiles in the measured one): inputs per second, and the
+   time the jitted forward alone takes on the same inputs and batches.
+3. A million-input exhaustive check: reverse over {a, b, c, d}, every input of up
+   to 10 tokens (1,398,100 inputs), one call, XLA compilation included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import jax
+
+from rasp_compiler import lib, rasp
+from rasp_compiler.compiler import compile_program
+from rasp_compiler.library import load_program
+from rasp_compiler.verify import (
+    DEFAULT_CHUNK,
+    _forward_batch,
+    _row_chunks,
+    random_input_ids,
+    verify,
+)
+
+TRACR_LIB = [
+    "length", "reverse", "histogram", "sort_unique", "sort", "sort_freq", "frac_prevs",
+    "pair_balance", "shuffle_dyck1", "shuffle_dyck2", "shuffle_dyck3", "shift_by",
+    "detect_pattern", "count", "count_less_freq",
+]
+MAX_SEQ_LEN = 10
+SAMPLES = 100_000
+
+
+def timed(call):
+    start = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - start
+
+
+def reverse_exhaustive() -> dict:
+    program = lib.make_reverse(rasp.tokens)
+    model = compile_program(program, ["a", "b", "c"], MAX_SEQ_LEN)
+    report, first = timed(lambda: verify(program, model, exhaustive_up_to=9))
+    assert report.ok and report.inputs_checked == 29_523, report
+    warm = [timed(lambda: verify(program, model, exhaustive_up_to=9))[1] for _ in range(3)]
+    return {"inputs": report.inputs_checked, "first_s": first, "warm_s": statistics.median(warm)}
+
+
+def throughput(name: str) -> dict:
+    spec = load_program(name)
+    program = spec.make(MAX_SEQ_LEN)
+    model = compile_program(program, spec.vocab, MAX_SEQ_LEN, **spec.options)
+    verify(program, model, samples=SAMPLES, seed=1)  # compiles every shape the next call uses
+    report, seconds = timed(lambda: verify(program, model, samples=SAMPLES, seed=2))
+    assert report.mismatch_count == 0, report
+    # The jitted forward alone on the same inputs and batches: the ceiling.
+    readout = model.readouts[model.output]
+    batch = _forward_batch(SAMPLES, DEFAULT_CHUNK, MAX_SEQ_LEN)
+    chunks = list(_row_chunks(random_input_ids(len(spec.vocab), MAX_SEQ_LEN, SAMPLES, 2),
+                              DEFAULT_CHUNK, 0))
+    _, forward = timed(lambda: [model.runtime.readout_columns(
+        model.params, [block.ids for block in blocks], readout, batch=batch)
+        for blocks in chunks])
+    return {"program": name, "inputs": SAMPLES, "undefined": report.undefined,
+            "seconds": seconds, "rate": SAMPLES / seconds, "forward_s": forward}
+
+
+def million() -> dict:
+    program = lib.make_reverse(rasp.tokens)
+    model = compile_program(program, ["a", "b", "c", "d"], MAX_SEQ_LEN)
+    report, seconds = timed(lambda: verify(program, model, exhaustive_up_to=10))
+    assert report.ok, report
+    return {"inputs": report.inputs_checked, "positions": report.positions_checked,
+            "seconds": seconds}
+
+
+def machine() -> str:
+    device = jax.devices()[0]
+    load = ", load average %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
+    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} CPUs{load}, Python {platform.python_version()}, jax "
+            f"{jax.__version__} on {device.platform} ({device.device_kind})")
+
+
+def text(reverse: dict, rates: list[dict], big: dict) -> str:
+    lines = [
+        f"Exhaustive verify of reverse (vocab 3, lengths 1..9, {reverse['inputs']:,} inputs): "
+        f"{reverse['first_s']:.2f} s on the first call (XLA compilation included), "
+        f"{reverse['warm_s']:.2f} s warm ({reverse['inputs'] / reverse['warm_s']:,.0f} inputs/s).",
+        "",
+        f"A million-input exhaustive check (reverse, vocab 4, lengths 1..10): "
+        f"{big['inputs']:,} inputs ({big['positions']:,} positions) in {big['seconds']:.1f} s "
+        f"({big['inputs'] / big['seconds']:,.0f} inputs/s), XLA compilation included.",
+        "",
+        f"Throughput on {SAMPLES:,} random inputs of 1..{MAX_SEQ_LEN} tokens (warm):",
+        "",
+        "| program | inputs/s | seconds | of which the forward alone | undefined |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rates:
+        lines.append(f"| {r['program']} | {r['rate']:,.0f} | {r['seconds']:.2f} | "
+                     f"{r['forward_s']:.2f} s | {r['undefined']:,} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", type=Path, help="write the results into this markdown file")
+    parser.add_argument("programs", nargs="*", default=TRACR_LIB)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    reverse = reverse_exhaustive()
+    rates = [throughput(name) for name in args.programs]
+    big = million()
+    body = text(reverse, rates, big)
+    print(body)
+    if args.write:
+        marker = "<!-- bench:verify -->"
+        document = args.write.read_text() if args.write.exists() else marker
+        before, _, rest = document.partition(marker)
+        _, _, after = rest.partition("<!-- /bench:verify -->")
+        block = (f"{marker}\nMachine: {machine()}.\n\nCommand: `python bench/bench_verify.py "
+                 f"--write {args.write}`\n\n{body}\n<!-- /bench:verify -->")
+        args.write.write_text(before + block + after)
+
+
+if __name__ == "__main__":
+    main()
