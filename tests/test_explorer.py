@@ -17,6 +17,7 @@ import pytest
 
 from rasp_compiler import compile_program, explorer, lib, rasp
 from rasp_compiler.cli import main
+from rasp_compiler.compression import CompressedModel, CompressionInfo
 from rasp_compiler.diagnostics import head_matrix, ideal_pattern, residual_hook
 from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.evaluator import evaluate_all
@@ -50,6 +51,23 @@ def saved_folder(reverse, tmp_path_factory):
 def loaded(saved_folder):
     """`reverse` saved and loaded: no program."""
     return CompiledModel.load(saved_folder)
+
+
+@pytest.fixture(scope="module")
+def merged(reverse):
+    """`reverse` compressed by hand: tokens a and b share one dimension (W is the identity
+    with their two columns added), so W W^T has exactly one off-diagonal 1 and the model
+    cannot tell a from b. Known superposition, no training."""
+    labels = reverse.residual_labels
+    a, b = labels.index("tokens:a"), labels.index("tokens:b")
+    W = np.delete(np.eye(len(labels), dtype=np.float32), b, axis=1)
+    W[b, a] = 1.0
+    info = CompressionInfo(
+        d=W.shape[1], d_model=len(labels), seed=0, nonlinear=False, hidden=0, init="by hand",
+        steps=0, max_steps=0, batch_size=1, learning_rate=0.0, output_weight=1.0,
+        reconstruction_weight=1.0, exhaustive=False, training_inputs=0, stopped="budget",
+        agreement=0.5, loss=0.0, output_loss=0.0, reconstruction_loss=0.0, seconds=0.0)
+    return CompressedModel(reverse, W, None, info), (a, b)
 
 
 @pytest.fixture(scope="module")
@@ -266,6 +284,33 @@ def test_a_loaded_model_degrades_with_a_note(loaded):
     assert not model["has_program"] and model["nodes"] == []
 
 
+def test_a_compressed_model_shows_its_interference_and_runs_compressed(merged, reverse):
+    model, (a, b) = merged
+    view = explorer.model_view(model, "reverse")
+    compression = view["compression"]
+    np.testing.assert_allclose(compression["interference"], model.W @ model.W.T, atol=1e-3)
+    assert compression["pairs"] == [[a, b, "tokens:a", "tokens:b", 1.0]]  # the only one
+    assert compression["max_interference"] == 1.0 and compression["d"] == model.d
+    assert view["layers"] == explorer.model_view(reverse, "reverse")["layers"]
+    assert explorer.model_view(reverse, "reverse")["compression"] is None
+
+    words = ["b", "a", "c"]
+    run = explorer.input_view(model, "reverse", words)
+    assert run["output"] == [explorer.show(v) for v in model.run([words])[0]]
+    assert run["exact_output"] == ["c", "a", "b"] == run["expected"]
+    assert run["output"] != run["expected"]  # a and b are one feature now
+    assert any("output position" in problem for problem in run["problems"])
+    _, cache = model.run_with_cache([words])
+    embeddings = cache["hook_embed"][0] + cache["hook_pos_embed"][0]
+    np.testing.assert_allclose(run["residual"][0], embeddings[:4] @ model.W.T, atol=1e-5)
+    np.testing.assert_allclose(run["residual"][-1], cache["hook_readout_in"][0, :4], atol=1e-5)
+    head = reverse.info.layers[-1].heads[0]
+    np.testing.assert_allclose(
+        run["heads"][head.name]["compiled"],
+        cache[f"blocks.{len(reverse.info.layers) - 1}.attn.hook_pattern"][0, head.index, :4, :4],
+        atol=1e-6)
+
+
 # --------------------------------------------------------------------------- in the browser
 
 
@@ -380,8 +425,30 @@ def test_causal_and_loaded_models_in_the_page(browser, loaded, tmp_path, screens
     assert console_problems(browser) == []
 
 
+def test_a_compressed_model_in_the_page(browser, merged, tmp_path, screenshots):
+    model, (a, b) = merged
+    path = explorer.write_static_page(model, [["b", "a", "c"]], tmp_path / "c.html", "reverse")
+    load(browser, path.as_uri())
+    assert console_problems(browser) == []
+    cells = browser.find_elements("css selector", "#interference-map td")
+    width = model.d_model
+    assert len(cells) == width * width
+    values = np.array([float(c.get_attribute("data-value")) for c in cells]).reshape(width, width)
+    np.testing.assert_allclose(values, model.W @ model.W.T, atol=1e-3)
+    banner = browser.find_element("id", "banner")
+    assert banner.is_displayed() and "expected" in banner.get_attribute("class")
+    assert "Expected in superposition" in banner.text
+    assert text_of(browser, "#exact-output") == "c a b"
+    browser.find_element("css selector", f"#interference-map th.dim[data-dim='{a}']").click()
+    marked = browser.find_elements("css selector", "#interference-map td.dim-sel")
+    assert len(marked) == 2 * width - 1  # row a and column a
+    assert browser.find_elements("css selector", f"#residual-map th.dim-sel[data-dim='{a}']")
+    screenshot(browser, "interference", screenshots / "compressed_interference.png")
+    assert (screenshots / "compressed_interference.png").stat().st_size > 2_000
+
+
 def test_the_explore_command_serves_a_program_or_a_saved_model(monkeypatch, capsys,
-                                                                saved_folder):
+                                                                saved_folder, merged, tmp_path):
     opened, answers = [], {}
 
     def serve_once(server):
@@ -415,3 +482,8 @@ def test_the_explore_command_serves_a_program_or_a_saved_model(monkeypatch, caps
     assert main(["explore", str(saved_folder), "--no-browser"]) == 0
     assert len(opened) == 1 and answers["run"]["output"] == ["c", "d"]
     assert '"has_program":false' in answers["page"]
+    compressed = merged[0].save(tmp_path / "compressed")
+    assert main(["explore", str(compressed), "--no-browser"]) == 0
+    assert answers["run"]["output"] == merged[0].run([["d", "c"]])[0]
+    assert answers["run"]["exact_output"] == ["c", "d"]
+    assert '"interference":[[' in answers["page"]
