@@ -24,6 +24,7 @@ from rasp_compiler.assemble import assemble
 from rasp_compiler.causal import check_invariance
 from rasp_compiler.errors import CompileWarning, InvalidProgramError, UnsafeAggregateError
 from rasp_compiler.graph import build_graph
+from rasp_compiler.lexicographic import expand_lexicographic_selects
 from rasp_compiler.lower import DEFAULT_ATTENTION_PRECISION, FLOAT32_PRECISION_FLOOR, lower
 from rasp_compiler.model import CompiledModel
 from rasp_compiler.precision import check_magnitudes, check_precision
@@ -108,7 +109,13 @@ def compile_program(
         max_heads_per_selector=max_heads_per_selector,
         max_parameters=max_parameters,
     )
-    graph = build_graph(program)
+    vocab = list(vocab)  # read twice: a generator would be empty the second time
+    value_limits = dict(max_value_set_size=max_value_set_size,
+                        max_numerical_value_set_size=max_numerical_value_set_size,
+                        max_sequence_map_pairs=max_sequence_map_pairs)
+    compiled_program, rewrites = expand_lexicographic_selects(
+        program, vocab, max_seq_len, max_pairs=max_sequence_map_pairs, **value_limits)
+    graph = build_graph(compiled_program)
     values = infer_values(
         graph, vocab, max_seq_len,
         max_value_set_size=max_value_set_size,
@@ -136,6 +143,7 @@ def compile_program(
         layers=_layer_infos(lowered, ops),
         lower_bound=plan.lower_bound,
         fusion_notes=plan.fusion_notes,
+        rewrites=rewrites,
         folded=dict(ops.folded),
         warnings=tuple(messages),
         aggregate_checks=tuple((c.label, c.status, c.reason) for c in checks),

@@ -245,6 +245,7 @@ def model_view(model, owner: str) -> dict:
     if info.causal_invariance:
         facts.append(["causal invariance", info.causal_invariance])
     facts += [["warning", w] for w in info.warnings]
+    facts += [["rewrite", note] for note in info.rewrites]
     facts += [["fusion", note] for note in info.fusion_notes]
     return {
         "title": model.output, "owner": owner, "output": model.output,

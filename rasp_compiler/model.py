@@ -229,6 +229,8 @@ class CompiledModel:
                     f"  mlp [{part.start}:{part.stop}] {part.construction}: "
                     f"{', '.join(part.units) or ', '.join(part.outputs)}"
                 )
+        for note in self.info.rewrites:
+            lines.append(f"rewrite: {note}")
         for note in self.info.fusion_notes:
             lines.append(f"note: {note}")
         if self.info.causal_invariance:

@@ -475,20 +475,22 @@ def from_json(data: Any, hint: Any, path: str = "") -> Any:
     if hint is Any:
         return _decode_value(data, path)
     if dataclasses.is_dataclass(hint):
-        names = [f.name for f in dataclasses.fields(hint)]
+        fields = dataclasses.fields(hint)
+        names = [f.name for f in fields]
         if not isinstance(data, dict):
             raise _Invalid(f"{path or 'the file'}: expected an object with keys "
                            f"{', '.join(names)}, got {_kind(data)}")
-        for name in names:
-            if name not in data:
-                raise _Invalid(f"{_join(path, name)}: missing")
+        for field in fields:  # a field with a default was added later: older files lack it
+            if field.name not in data and field.default is dataclasses.MISSING \
+                    and field.default_factory is dataclasses.MISSING:
+                raise _Invalid(f"{_join(path, field.name)}: missing")
         for key in data:
             if key not in names:
                 raise _Invalid(f"{_join(path, key)}: unknown key (a {hint.__name__} has "
                                f"{', '.join(names)})")
         hints = _field_hints(hint)
         return hint(**{name: from_json(data[name], hints[name], _join(path, name))
-                       for name in names})
+                       for name in names if name in data})
     optional = _optional(hint)
     if optional is not None:
         return None if data is None else from_json(data, optional, path)

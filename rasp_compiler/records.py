@@ -119,6 +119,7 @@ class ModelInfo:
     layers: tuple[LayerInfo, ...]
     lower_bound: int
     fusion_notes: tuple[str, ...] = ()
+    rewrites: tuple[str, ...] = ()  # program rewrites made before compiling, in words
     folded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     aggregate_checks: tuple[tuple[str, str, str], ...] = ()  # (label, status, reason)
