@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from numbers import Real
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -114,27 +114,17 @@ class OpGraph:
     attention: Mapping[str, AttentionOp]
     units: Mapping[str, MLPUnit]
     forms: Mapping[str, LinearForm]  # numerical SOps that are linear in the residual
-    folded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # Map -> heads
-    selector_plans: tuple[SelectorPlan, ...] = ()
+    folded: Mapping[str, tuple[str, ...]]  # Map -> the heads and Selects it is folded into
+    selector_plans: tuple[SelectorPlan, ...]
+    position: Mapping[str, int]  # index of each label in `order`
+    magnitudes: Mapping[str, float]  # largest |value| of each numerical SOp (0 if none)
 
     def is_numerical(self, label: str) -> bool:
         return self.encodings[label] is rasp.Encoding.NUMERICAL
 
     def magnitude(self, label: str) -> float:
-        """Largest |value| of a numerical SOp (0 if it holds no numbers); cached."""
-        cache = self.__dict__.setdefault("_magnitudes", {})
-        if label not in cache:
-            values = self.values[label]
-            try:
-                numbers = np.asarray(values, dtype=np.float64)
-            except (TypeError, ValueError):
-                numbers = np.asarray([float(v) for v in values if isinstance(v, Real)])
-            cache[label] = float(np.abs(numbers).max()) if numbers.size else 0.0
-        return cache[label]
-
-    @cached_property
-    def position(self) -> dict[str, int]:
-        return {label: i for i, label in enumerate(self.order)}
+        """Largest |value| of a numerical SOp (0 if it holds no numbers)."""
+        return self.magnitudes[label]
 
     def inputs_of(self, label: str) -> set[str]:
         """The SOps whose residual dimensions (or forms) this SOp's computation reads."""
@@ -194,20 +184,25 @@ class _Rewriter:
             if isinstance(expr, rasp.SOp):
                 self.encodings[expr.label] = rasp.get_encoding(expr)
                 self._rewrite_sop(expr)
+        frozen = MappingProxyType
         return OpGraph(
             graph=self.graph,
             vocab=self.value_sets.vocab,
             max_seq_len=self.value_sets.max_seq_len,
-            values=self.values,
-            encodings=self.encodings,
+            values=frozen(self.values),
+            encodings=frozen(self.encodings),
             order=tuple(self.order),
             output=output.label,
-            embeddings=self.embeddings,
-            attention=self.attention,
-            units=self.units,
-            forms=self.forms,
-            folded={label: tuple(heads) for label, heads in self.folded.items()},
+            embeddings=frozen(self.embeddings),
+            attention=frozen(self.attention),
+            units=frozen(self.units),
+            forms=frozen(self.forms),
+            folded=frozen({label: tuple(heads) for label, heads in self.folded.items()}),
             selector_plans=tuple(self.plans),
+            position=frozen({label: i for i, label in enumerate(self.order)}),
+            magnitudes=frozen({label: _magnitude(self.values[label])
+                               for label, encoding in self.encodings.items()
+                               if encoding is rasp.Encoding.NUMERICAL}),
         )
 
     # ----------------------------------------------------------------- dispatch
@@ -581,6 +576,14 @@ class _Rewriter:
                 raise InvalidProgramError(
                     f"{expr.label}: numerical, but holds non-numbers {describe_values(bad)}"
                 )
+
+
+def _magnitude(values: tuple) -> float:
+    try:
+        numbers = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        numbers = np.asarray([float(v) for v in values if isinstance(v, Real)])
+    return float(np.abs(numbers).max()) if numbers.size else 0.0
 
 
 def _as_tuple(*values):
