@@ -414,13 +414,7 @@ def _aggregate(expr: rasp.Aggregate, ctx: _Context) -> set:
             f"is selected, got {type(expr.default).__name__} {expr.default!r}; use a number "
             f"(default=0), or make the aggregate categorical (rasp.categorical)"
         )
-    bad = [v for v in inputs if not isinstance(v, Real)]
-    if bad:
-        raise InvalidProgramError(
-            f"{expr.label}: a numerical Aggregate averages numbers, but {expr.sop.label} can be "
-            f"{describe_values(bad)}; make the aggregate categorical (rasp.categorical) or map "
-            f"the values to numbers first"
-        )
+    rasp.check_averaged(expr, inputs, "it can read")
     means = _all_means(expr, inputs, ctx)
     means.add(0 if expr.default is None else expr.default)
     return means
@@ -609,7 +603,7 @@ _RULES: dict[type, Callable[[Any, _Context], set]] = {
 
 
 def _rule_for(expr: rasp.SOp) -> Callable[[Any, _Context], set]:
-    for cls in type(expr).__mro__:
-        if cls in _RULES:
-            return _RULES[cls]
+    rule = rasp.rule_for(_RULES, expr)
+    if rule is not None:
+        return rule
     raise InvalidProgramError(f"{expr.label}: no value-set rule for {type(expr).__name__}")
