@@ -264,7 +264,6 @@ def _selector_entries(ops, plan: Schedule) -> tuple[SelectorEntry, ...]:
         actual = max(plan.time[h] for h in heads)
         if len(chosen.heads) > 1 and selector_plan.used_by in ops.units:
             extra += (plan.time[selector_plan.used_by] - (actual + 1)) // 2
-        selector_plan.extra_layers = max(0, extra)
         entries.append(SelectorEntry(
             selector=selector_plan.selector,
             used_by=selector_plan.used_by,
@@ -273,7 +272,7 @@ def _selector_entries(ops, plan: Schedule) -> tuple[SelectorEntry, ...]:
             construction=chosen.name,
             cost=str(chosen.cost),
             alternatives=tuple((o.name, str(o.cost)) for o in selector_plan.alternatives),
-            flags=tuple(selector_plan.flags),
+            flags=selector_plan.flags(extra_layers=max(0, extra)),
             heads=tuple(heads),
             score=chosen.cost.score,
         ))

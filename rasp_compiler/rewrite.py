@@ -16,6 +16,7 @@ all-true selector over tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -29,10 +30,10 @@ from rasp_compiler import rasp
 from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError, describe_values
 from rasp_compiler.graph import ProgramGraph
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm, constant_form
+from rasp_compiler.atoms import Atom, AtomBuilder, Folded
 from rasp_compiler.selectors import (
     DEFAULT_MAX_HEADS_PER_SELECTOR,
     DEFAULT_MAX_SELECTOR_DIMS,
-    Atom,
     FeatureSpec,
     Planner,
     SelectorPlan,
@@ -155,12 +156,8 @@ def rewrite(
 
 class _Rewriter:
     def __init__(self, graph: ProgramGraph, values: ValueSets, max_dims: int, max_heads: int):
-        self.planner = Planner(
-            values=lambda label: self.values[label],
-            nullable=lambda label: None in self.values[label],
-            max_dims=max_dims,
-            max_heads=max_heads,
-        )
+        self.atoms = AtomBuilder(graph, values)
+        self.planner = Planner(self.atoms, max_dims=max_dims, max_heads=max_heads)
         self.plans: list[SelectorPlan] = []
         self.graph = graph
         self.value_sets = values
@@ -183,7 +180,11 @@ class _Rewriter:
         for expr in self.graph.exprs():
             if isinstance(expr, rasp.SOp):
                 self.encodings[expr.label] = rasp.get_encoding(expr)
-                self._rewrite_sop(expr)
+                rule = rasp.rule_for(_SOP_RULES, expr)
+                if rule is None:
+                    raise UnsupportedExpressionError(
+                        f"{expr.label}: no compilation rule for {type(expr).__name__}")
+                rule(self, expr)
         frozen = MappingProxyType
         return OpGraph(
             graph=self.graph,
@@ -205,18 +206,10 @@ class _Rewriter:
                                if encoding is rasp.Encoding.NUMERICAL}),
         )
 
-    # ----------------------------------------------------------------- dispatch
-
-    def _rewrite_sop(self, expr: rasp.SOp) -> None:
-        for cls in type(expr).__mro__:
-            handler = _SOP_RULES.get(cls)
-            if handler is not None:
-                handler(self, expr)
-                return
-        raise UnsupportedExpressionError(f"{expr.label}: no compilation rule for {type(expr).__name__}")
-
     def _add(self, label: str) -> None:
         self.order.append(label)
+
+    # ----------------------------------------------------------------- embeddings
 
     def _tokens(self, expr: rasp.TokensType) -> None:
         self._input("tokens")
@@ -229,12 +222,9 @@ class _Rewriter:
         (`length` and ConstantSelector read them even when the program does not)."""
         if label in self.embeddings:
             return
-        if label == "tokens":
-            table = {v: v for v in self.value_sets.vocab}
-            self.embeddings[label] = Embedding(label, "token", rasp.Encoding.CATEGORICAL, table)
-        else:
-            table = {i: i for i in range(self.value_sets.max_seq_len)}
-            self.embeddings[label] = Embedding(label, "position", rasp.Encoding.CATEGORICAL, table)
+        by = "token" if label == "tokens" else "position"
+        table = {v: v for v in self.atoms.values(label)}
+        self.embeddings[label] = Embedding(label, by, rasp.Encoding.CATEGORICAL, table)
         self.encodings[label] = rasp.Encoding.CATEGORICAL
         self.values[label] = tuple(table.values())
         self._add(label)
@@ -253,16 +243,9 @@ class _Rewriter:
         self._add(expr.label)
 
     def _length(self, expr: rasp.LengthType) -> None:
-        all_true = Atom(
-            select=f"{expr.label}:all_true",
-            query="tokens",
-            key="tokens",
-            query_values=self.value_sets.vocab,
-            key_values=self.value_sets.vocab,
-            relation=np.ones((len(self.value_sets.vocab),) * 2, dtype=bool),
-        )
         self._input("tokens")
-        self._width(expr.label, f"{expr.label}:all_true", (all_true,), rasp.get_encoding(expr),
+        select = f"{expr.label}:all_true"
+        self._width(expr.label, select, (self.atoms.all_true(select),), rasp.get_encoding(expr),
                     smallest=1)
 
     # ----------------------------------------------------------------- MLP-side SOps
@@ -310,46 +293,12 @@ class _Rewriter:
     def _aggregate(self, expr: rasp.Aggregate) -> None:
         plan = self.plan_selector(expr.selector, expr.label, "aggregate")
         (atoms,) = plan.chosen.heads
-        plan.heads.append(expr.label)
-        base, mapping, folded = self.fold(expr.sop)
-        ov: dict[tuple[Dim, Dim], float] = {}
-        bos_writes: list[tuple[Dim, float]] = []
+        self.plans.append(dataclasses.replace(plan, heads=(expr.label,)))
+        values = self.atoms.fold(expr.sop)
         if rasp.is_categorical(expr):
-            if self.is_numerical(base):
-                raise UnsupportedExpressionError(
-                    f"{expr.label}: a categorical Aggregate copies one-hot categories, but its "
-                    f"values {expr.sop.label} are numerical; make the aggregate numerical "
-                    f"(rasp.numerical) to average them, or make {expr.sop.label} categorical"
-                )
-            for v in self.values[base]:
-                out = None if v is None else mapping(v)
-                if out is not None:
-                    ov[(Dim(base, v), Dim(expr.label, out))] = 1.0
-            if expr.default is not None:
-                ov[(BOS, Dim(expr.label, expr.default))] = 1.0
-                bos_writes.append((Dim(expr.label, expr.default), 1.0))
+            ov, bos_writes = self._categorical_copy(expr, values)
         else:
-            if self.is_numerical(base):
-                form = self.form_of(base)
-            else:
-                self._refuse_none(expr, base, what="values")
-                numbers = {}
-                for v in self.values[base]:
-                    out = mapping(v)
-                    if not isinstance(out, Real):
-                        raise InvalidProgramError(
-                            f"{expr.label}: a numerical Aggregate averages numbers, but "
-                            f"{expr.sop.label} can be {out!r}; map it to numbers first"
-                        )
-                    numbers[Dim(base, v)] = float(out)
-                form = LinearForm.of(numbers)
-            for dim, coefficient in form.terms:
-                ov[(dim, Dim(expr.label))] = ov.get((dim, Dim(expr.label)), 0.0) + coefficient
-            default = 0 if expr.default is None else expr.default
-            if default != 0:
-                key = (BOS, Dim(expr.label))
-                ov[key] = ov.get(key, 0.0) + float(default)
-                bos_writes.append((Dim(expr.label), float(default)))
+            ov, bos_writes = self._numerical_mean(expr, values)
         self.attention[expr.label] = AttentionOp(
             label=expr.label,
             kind="aggregate",
@@ -357,11 +306,51 @@ class _Rewriter:
             selector=expr.selector.label,
             atoms=atoms,
             ov=tuple((i, o, w) for (i, o), w in ov.items() if w != 0),
-            bos_writes=tuple(bos_writes),
+            bos_writes=bos_writes,
             encoding=rasp.get_encoding(expr),
         )
-        self._note_folded(folded, expr.label)
+        self._note_folded(values.maps, expr.label)
         self._add(expr.label)
+
+    def _categorical_copy(self, expr: rasp.Aggregate, values: Folded):
+        """OV of a categorical Aggregate: each value's one-hot to its (mapped) output's;
+        the BOS key carries the default."""
+        if self.is_numerical(values.base):
+            raise UnsupportedExpressionError(
+                f"{expr.label}: a categorical Aggregate copies one-hot categories, but its "
+                f"values {expr.sop.label} are numerical; make the aggregate numerical "
+                f"(rasp.numerical) to average them, or make {expr.sop.label} categorical"
+            )
+        ov: dict[tuple[Dim, Dim], float] = {}
+        for v in self.values[values.base]:
+            out = None if v is None else values.mapping(v)
+            if out is not None:
+                ov[(Dim(values.base, v), Dim(expr.label, out))] = 1.0
+        if expr.default is None:
+            return ov, ()
+        ov[(BOS, Dim(expr.label, expr.default))] = 1.0
+        return ov, ((Dim(expr.label, expr.default), 1.0),)
+
+    def _numerical_mean(self, expr: rasp.Aggregate, values: Folded):
+        """OV of a numerical Aggregate: the values' linear form to its one dimension, which
+        the head averages; the BOS key carries the default."""
+        if self.is_numerical(values.base):
+            form = self.form_of(values.base)
+        else:
+            self._refuse_none(expr, values.base, what="values")
+            outputs = [values.mapping(v) for v in self.values[values.base]]
+            rasp.check_averaged(expr, outputs, "it can read")
+            form = LinearForm.of({Dim(values.base, v): float(out)
+                                  for v, out in zip(self.values[values.base], outputs)})
+        ov: dict[tuple[Dim, Dim], float] = {}
+        for dim, coefficient in form.terms:
+            ov[(dim, Dim(expr.label))] = ov.get((dim, Dim(expr.label)), 0.0) + coefficient
+        default = 0 if expr.default is None else expr.default
+        if default == 0:
+            return ov, ()
+        key = (BOS, Dim(expr.label))
+        ov[key] = ov.get(key, 0.0) + float(default)
+        return ov, ((Dim(expr.label), float(default)),)
 
     def _selector_width(self, expr: rasp.SelectorWidth) -> None:
         plan = self.plan_selector(expr.selector, expr.label, "width")
@@ -369,16 +358,18 @@ class _Rewriter:
         if len(plan.chosen.heads) == 1:
             (atoms,) = plan.chosen.heads
             self._width(expr.label, expr.selector.label, atoms, encoding)
-            plan.heads.append(width_hidden_label(expr.label))
+            self.plans.append(dataclasses.replace(plan, heads=(width_hidden_label(expr.label),)))
             return
         # Inclusion-exclusion: width(A | B) = width(A) + width(B) - width(A & B), ...
         n = self.value_sets.max_seq_len
         total: dict[Dim, float] = {}
+        heads = []
         for h, (atoms, sign) in enumerate(zip(plan.chosen.heads, plan.chosen.signs)):
             part = f"{expr.label}.ie{h}"
             self._width(part, expr.selector.label, atoms, rasp.Encoding.NUMERICAL, source=expr.label)
-            plan.heads.append(width_hidden_label(part))
+            heads.append(width_hidden_label(part))
             total[Dim(part)] = float(sign)
+        self.plans.append(dataclasses.replace(plan, heads=tuple(heads)))
         widths = tuple(range(n + 1))
         if encoding is rasp.Encoding.NUMERICAL:
             self.forms[expr.label] = LinearForm.of(total)
@@ -425,24 +416,18 @@ class _Rewriter:
     # ----------------------------------------------------------------- selectors
 
     def plan_selector(self, selector: rasp.Selector, user: str, kind: str) -> SelectorPlan:
-        """Normal form and construction of `selector`; creates the tuple and feature SOps
-        the chosen construction needs."""
-        plan = self.planner.plan(selector, kind, user, self.plain_atom)
-        self.plans.append(plan)
+        """Normal form and construction of `selector` (the caller records it with its
+        heads); creates the inputs, tuple and feature SOps the construction reads."""
+        plan = self.planner.plan(selector, kind, user)
+        for atom in plan.atoms:
+            if atom.key == "indices":  # a ConstantSelector: the program may not read indices
+                self._input("indices")
+            self._note_folded(atom.folded, atom.select)
         for spec in plan.chosen.tuples:
             self._tuple_unit(spec.label, spec.inputs)
         for spec in plan.chosen.features:
             self._feature_unit(spec)
         return plan
-
-    def plain_atom(self, selector: rasp.Selector) -> Atom:
-        if isinstance(selector, rasp.Select):
-            return self.atom(selector)
-        if isinstance(selector, rasp.ConstantSelector):
-            return self._constant_atom(selector)
-        raise UnsupportedExpressionError(
-            f"{selector.label}: no compilation rule for selector type {type(selector).__name__}"
-        )
 
     def _tuple_unit(self, label: str, inputs: tuple[str, ...]) -> None:
         if label in self.units:
@@ -460,35 +445,6 @@ class _Rewriter:
         self.units[spec.label] = MLPUnit(spec.label, spec.inputs, spec, rasp.Encoding.CATEGORICAL,
                                          "ClauseFeature", none_aware=True, feature=spec)
         self._add(spec.label)
-
-    def atom(self, select: rasp.Select) -> Atom:
-        key, key_map, key_folded = self.fold(select.keys)
-        query, query_map, query_folded = self.fold(select.queries)
-        for role, label, written in (("keys", key, select.keys), ("queries", query, select.queries)):
-            if self.is_numerical(label):
-                raise UnsupportedExpressionError(
-                    f"{select.label}: its {role} {written.label} are numerical, but a Select "
-                    f"compares categories; write rasp.categorical(rasp.Map(lambda x: x, "
-                    f"{written.label})) and select on that"
-                )
-        key_values = tuple(v for v in self.values[key] if v is not None)
-        query_values = tuple(v for v in self.values[query] if v is not None)
-        relation = _relation(
-            select, [query_map(q) for q in query_values], [key_map(k) for k in key_values]
-        )
-        folded = key_folded + query_folded
-        self._note_folded(folded, select.label)
-        return Atom(select.label, query, key, query_values, key_values, relation, folded)
-
-    def _constant_atom(self, selector: rasp.ConstantSelector) -> Atom:
-        n = self.value_sets.max_seq_len
-        self._input("indices")
-        relation = np.zeros((n, n), dtype=bool)
-        for q, row in enumerate(selector.value[:n]):
-            for k, selected in enumerate(row[:n]):
-                relation[q, k] = bool(selected)
-        positions = tuple(range(n))
-        return Atom(selector.label, "indices", "indices", positions, positions, relation)
 
     # ----------------------------------------------------------------- helpers
 
@@ -511,33 +467,6 @@ class _Rewriter:
                 )
             numbers[Dim(label, v)] = float(v)
         return LinearForm.of(numbers)
-
-    def fold(self, sop: rasp.SOp) -> tuple[str, Callable[[Any], Any], tuple[str, ...]]:
-        """Follow Maps of categorical SOps down to the SOp a head can read directly.
-
-        Returns the base label, the composed function (None stays None) and the
-        labels of the folded Maps.
-        """
-        functions = []
-        folded = []
-        expr = sop
-        while (
-            isinstance(expr, rasp.Map)
-            and rasp.is_categorical(expr.inner)
-            and expr.label not in self.embeddings
-        ):
-            functions.append(expr.f)
-            folded.append(expr.label)
-            expr = expr.inner
-
-        def mapping(value, functions=tuple(reversed(functions))):
-            for f in functions:
-                if value is None:
-                    return None
-                value = f(value)
-            return value
-
-        return expr.label, mapping, tuple(folded)
 
     def _note_folded(self, folded: tuple[str, ...], head: str) -> None:
         for label in folded:
@@ -592,50 +521,6 @@ def _as_tuple(*values):
 
 def _round_to_int(x: float) -> int:
     return int(round(x))
-
-
-def _relation(select: rasp.Select, queries: list, keys: list) -> np.ndarray:
-    """relation[i][j] = predicate(keys[j], queries[i]), False where either is None.
-
-    Comparisons of plain numbers are vectorised (sorting 64 tokens by tie-broken
-    keys compares 4,000 x 4,000 values); any other predicate is called per pair.
-    """
-    predicate = select.predicate
-    if isinstance(predicate, rasp.Comparison) and _plain_numbers(queries) and _plain_numbers(keys):
-        q = np.array(queries, dtype=np.float64)[:, None]
-        k = np.array(keys, dtype=np.float64)[None, :]
-        table = {
-            rasp.Comparison.EQ: np.equal, rasp.Comparison.NEQ: np.not_equal,
-            rasp.Comparison.LT: np.less, rasp.Comparison.LEQ: np.less_equal,
-            rasp.Comparison.GT: np.greater, rasp.Comparison.GEQ: np.greater_equal,
-        }
-        if predicate is rasp.Comparison.TRUE:
-            return np.ones((len(queries), len(keys)), dtype=bool)
-        if predicate is rasp.Comparison.FALSE:
-            return np.zeros((len(queries), len(keys)), dtype=bool)
-        return table[predicate](k, q)  # predicate(key, query)
-    relation = np.zeros((len(queries), len(keys)), dtype=bool)
-    for i, qv in enumerate(queries):
-        if qv is None:
-            continue
-        for j, kv in enumerate(keys):
-            if kv is None:
-                continue
-            try:
-                relation[i, j] = bool(predicate(kv, qv))
-            except Exception as exc:
-                raise InvalidProgramError(
-                    f"{select.label}: the predicate raised {type(exc).__name__}({exc}) on "
-                    f"key={kv!r}, query={qv!r}, values its inputs can take"
-                ) from exc
-    return relation
-
-
-def _plain_numbers(values: list) -> bool:
-    """All ints/floats/bools small enough to compare exactly as float64."""
-    return all(
-        isinstance(v, (int, float)) and abs(v) < 2**53 and v == v for v in values
-    )
 
 
 def _affine_fit(table: Mapping[tuple, Any]) -> tuple[float, float] | None:

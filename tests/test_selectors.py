@@ -43,7 +43,7 @@ def test_atoms_over_the_same_pair_fold_into_one_predicate():
     (atom,) = head
     assert plan.chosen.name == "conjunction" or plan.chosen.name == "atom"
     assert np.array_equal(atom.relation, np.array([[k <= q for k in VOCAB] for q in VOCAB]))
-    assert plan.chosen.cost.heads == 1 and not plan.flags
+    assert plan.chosen.cost.heads == 1 and not plan.flags()
 
 
 def test_constants_simplify():
