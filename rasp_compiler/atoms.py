@@ -4,7 +4,7 @@ An atom says which values of one categorical SOp, read on the query side, select
 which values of another, read on the key side. A head reads one-hot dimensions,
 so Maps of categorical SOps are folded into the atom: it reads the Map's input
 and applies the function to the value table (`fold`). Atoms are built from the
-program graph and its value sets alone; the selector planner (selectors.py) and
+program graph and its value sets alone; the selector chooser (selectors.py) and
 the rewriter both use `AtomBuilder` directly.
 """
 
@@ -116,7 +116,8 @@ class AtomBuilder:
 
     def _select(self, select: rasp.Select) -> Atom:
         key, query = self.fold(select.keys), self.fold(select.queries)
-        for role, folded, written in (("keys", key, select.keys), ("queries", query, select.queries)):
+        for role, folded, written in (("keys", key, select.keys),
+                                      ("queries", query, select.queries)):
             if self.is_numerical(folded.base):
                 raise UnsupportedExpressionError(
                     f"{select.label}: its {role} {written.label} are numerical, but a Select "

@@ -35,8 +35,8 @@ from rasp_compiler.selectors import (
     DEFAULT_MAX_HEADS_PER_SELECTOR,
     DEFAULT_MAX_SELECTOR_DIMS,
     FeatureSpec,
-    Planner,
-    SelectorPlan,
+    SelectorChooser,
+    SelectorChoice,
 )
 from rasp_compiler.values import ValueSets, sorted_values
 
@@ -116,7 +116,7 @@ class OpGraph:
     units: Mapping[str, MLPUnit]
     forms: Mapping[str, LinearForm]  # numerical SOps that are linear in the residual
     folded: Mapping[str, tuple[str, ...]]  # Map -> the heads and Selects it is folded into
-    selector_plans: tuple[SelectorPlan, ...]
+    selector_choices: tuple[SelectorChoice, ...]
     position: Mapping[str, int]  # index of each label in `order`
     magnitudes: Mapping[str, float]  # largest |value| of each numerical SOp (0 if none)
 
@@ -157,8 +157,8 @@ def rewrite(
 class _Rewriter:
     def __init__(self, graph: ProgramGraph, values: ValueSets, max_dims: int, max_heads: int):
         self.atoms = AtomBuilder(graph, values)
-        self.planner = Planner(self.atoms, max_dims=max_dims, max_heads=max_heads)
-        self.plans: list[SelectorPlan] = []
+        self.chooser = SelectorChooser(self.atoms, max_dims=max_dims, max_heads=max_heads)
+        self.choices: list[SelectorChoice] = []
         self.graph = graph
         self.value_sets = values
         self.values: dict[str, tuple] = dict(values.sets)
@@ -199,7 +199,7 @@ class _Rewriter:
             units=frozen(self.units),
             forms=frozen(self.forms),
             folded=frozen({label: tuple(heads) for label, heads in self.folded.items()}),
-            selector_plans=tuple(self.plans),
+            selector_choices=tuple(self.choices),
             position=frozen({label: i for i, label in enumerate(self.order)}),
             magnitudes=frozen({label: _magnitude(self.values[label])
                                for label, encoding in self.encodings.items()
@@ -291,9 +291,9 @@ class _Rewriter:
     # ----------------------------------------------------------------- attention-side SOps
 
     def _aggregate(self, expr: rasp.Aggregate) -> None:
-        plan = self.plan_selector(expr.selector, expr.label, "aggregate")
-        (atoms,) = plan.chosen.heads
-        self.plans.append(dataclasses.replace(plan, heads=(expr.label,)))
+        choice = self.choose_selector(expr.selector, expr.label, "aggregate")
+        (atoms,) = choice.chosen.heads
+        self.choices.append(dataclasses.replace(choice, heads=(expr.label,)))
         values = self.atoms.fold(expr.sop)
         if rasp.is_categorical(expr):
             ov, bos_writes = self._categorical_copy(expr, values)
@@ -353,23 +353,23 @@ class _Rewriter:
         return ov, ((Dim(expr.label), float(default)),)
 
     def _selector_width(self, expr: rasp.SelectorWidth) -> None:
-        plan = self.plan_selector(expr.selector, expr.label, "width")
+        choice = self.choose_selector(expr.selector, expr.label, "width")
         encoding = rasp.get_encoding(expr)
-        if len(plan.chosen.heads) == 1:
-            (atoms,) = plan.chosen.heads
+        if len(choice.chosen.heads) == 1:
+            (atoms,) = choice.chosen.heads
             self._width(expr.label, expr.selector.label, atoms, encoding)
-            self.plans.append(dataclasses.replace(plan, heads=(width_hidden_label(expr.label),)))
+            self.choices.append(dataclasses.replace(choice, heads=(width_hidden_label(expr.label),)))
             return
         # Inclusion-exclusion: width(A | B) = width(A) + width(B) - width(A & B), ...
         n = self.value_sets.max_seq_len
         total: dict[Dim, float] = {}
         heads = []
-        for h, (atoms, sign) in enumerate(zip(plan.chosen.heads, plan.chosen.signs)):
+        for h, (atoms, sign) in enumerate(zip(choice.chosen.heads, choice.chosen.signs)):
             part = f"{expr.label}.ie{h}"
             self._width(part, expr.selector.label, atoms, rasp.Encoding.NUMERICAL, source=expr.label)
             heads.append(width_hidden_label(part))
             total[Dim(part)] = float(sign)
-        self.plans.append(dataclasses.replace(plan, heads=tuple(heads)))
+        self.choices.append(dataclasses.replace(choice, heads=tuple(heads)))
         widths = tuple(range(n + 1))
         if encoding is rasp.Encoding.NUMERICAL:
             self.forms[expr.label] = LinearForm.of(total)
@@ -415,19 +415,19 @@ class _Rewriter:
 
     # ----------------------------------------------------------------- selectors
 
-    def plan_selector(self, selector: rasp.Selector, user: str, kind: str) -> SelectorPlan:
+    def choose_selector(self, selector: rasp.Selector, user: str, kind: str) -> SelectorChoice:
         """Normal form and construction of `selector` (the caller records it with its
         heads); creates the inputs, tuple and feature SOps the construction reads."""
-        plan = self.planner.plan(selector, kind, user)
-        for atom in plan.atoms:
+        choice = self.chooser.choose(selector, kind, user)
+        for atom in choice.atoms:
             if atom.key == "indices":  # a ConstantSelector: the program may not read indices
                 self._input("indices")
             self._note_folded(atom.folded, atom.select)
-        for spec in plan.chosen.tuples:
+        for spec in choice.chosen.tuples:
             self._tuple_unit(spec.label, spec.inputs)
-        for spec in plan.chosen.features:
+        for spec in choice.chosen.features:
             self._feature_unit(spec)
-        return plan
+        return choice
 
     def _tuple_unit(self, label: str, inputs: tuple[str, ...]) -> None:
         if label in self.units:

@@ -312,7 +312,7 @@ class Construction:
 
 
 @dataclass(frozen=True)
-class SelectorPlan:
+class SelectorChoice:
     """The chosen construction for one selector, its alternatives, and the report's text."""
 
     selector: str
@@ -341,7 +341,7 @@ class SelectorPlan:
 _Build = Callable[[Construction], Construction]  # fills in an option's heads and helper SOps
 
 
-class Planner:
+class SelectorChooser:
     """Chooses how to build each selector, from the atoms of its Selects.
 
     Every construction's cost is computed once, from the atoms, before anything is
@@ -355,7 +355,7 @@ class Planner:
         self.max_dims = max_dims
         self.max_heads = max_heads
 
-    def plan(self, selector: rasp.Selector, kind: str, used_by: str) -> SelectorPlan:
+    def choose(self, selector: rasp.Selector, kind: str, used_by: str) -> SelectorChoice:
         written_atoms: list[Atom] = []
 
         def make_atom(leaf: rasp.Selector) -> Atom:
@@ -391,7 +391,7 @@ class Planner:
                 + _rewrite_hint([o for o, _ in options])
             )
         best, build = min(allowed, key=lambda o: o[0].cost.score)
-        return SelectorPlan(
+        return SelectorChoice(
             selector=selector.label,
             used_by=used_by,
             written=written(selector),
