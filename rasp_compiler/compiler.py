@@ -3,9 +3,9 @@
     graph     -> build_graph          one node per expression
     values    -> infer_values         every value each SOp can take
     rewrite   -> rewrite              embeddings, heads, MLP units, linear forms
-    safety    -> check_categorical_aggregates
     schedule  -> schedule             layers at minimal depth, fused MLPs
     size      -> check_size           refuse, before allocating, past max_parameters
+    safety    -> check_categorical_aggregates   (on the schedule's live SOps)
     lower     -> lower                weights over named residual dimensions
     precision -> check_precision      float32 error bounds; refuse past tolerance
     assemble  -> assemble             dense haiku parameters

@@ -99,6 +99,9 @@ class Embedding:
     encoding: rasp.Encoding
     table: Mapping[Any, Any]  # token -> value (by token) or index -> value (by position)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "table", MappingProxyType(dict(self.table)))
+
 
 @dataclass(frozen=True)
 class OpGraph:
