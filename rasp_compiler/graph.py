@@ -142,46 +142,32 @@ def build_graph(program: rasp.RASPExpr) -> ProgramGraph:
     """
     exprs = postorder(program)
     taken: dict[str, rasp.RASPExpr] = {}
-    renamed: dict[int, str] = {}
-    for expr in sorted(exprs, key=lambda e: not isinstance(e, rasp._Primitive)):
-        label = expr.label
+    for expr in exprs:
         if isinstance(expr, rasp._Primitive):
-            taken.setdefault(label, expr)  # every TokensType() is the one input `tokens`
+            taken.setdefault(expr.label, expr)  # every TokensType() is the one input `tokens`
+    copies: dict[int, rasp.RASPExpr] = {}  # by id: renamed expressions and those above one
+    for expr in exprs:
+        if isinstance(expr, rasp._Primitive):
             continue
-        if label in taken and taken[label] is not expr:
-            suffix = 2
-            while f"{label}_{suffix}" in taken:
-                suffix += 1
-            label = renamed[id(expr)] = f"{label}_{suffix}"
-        taken[label] = expr
-    copies = _renamed_copies(exprs, renamed) if renamed else {}
+        label, suffix = expr.label, 2
+        while label in taken:
+            label, suffix = f"{expr.label}_{suffix}", suffix + 1
+        if label != expr.label or any(id(child) in copies for child in expr.children):
+            clone = copies[id(expr)] = copy.copy(expr)
+            for attribute, value in vars(expr).items():
+                if id(value) in copies:
+                    setattr(clone, attribute, copies[id(value)])
+            rasp.annotate(clone, name=label)
+        taken[label] = copies.get(id(expr), expr)
+    exprs = [copies.get(id(expr), expr) for expr in exprs]
     graph = nx.DiGraph()
     for expr in exprs:
-        expr = copies.get(id(expr), expr)
-        if not isinstance(expr, rasp._Primitive) or expr.label not in graph:
-            graph.add_node(expr.label, expr=expr)
+        graph.add_node(expr.label, expr=taken[expr.label])
         for child in expr.children:
             graph.add_edge(child.label, expr.label)
-    order = tuple(dict.fromkeys(copies.get(id(e), e).label for e in exprs))
+    order = tuple(dict.fromkeys(expr.label for expr in exprs))
     sources = tuple(label for label in order if graph.in_degree(label) == 0)
     return ProgramGraph(
-        graph=nx.freeze(graph), output=copies.get(id(program), program).label, sources=sources, order=order,
+        graph=nx.freeze(graph), output=exprs[-1].label, sources=sources, order=order,
         position=MappingProxyType({label: i for i, label in enumerate(order)}),
     )
-
-
-def _renamed_copies(exprs: list[rasp.RASPExpr], renamed: dict[int, str]) -> dict[int, rasp.RASPExpr]:
-    """Copies of the renamed expressions and of every expression above one, by id of the
-    original; each copy's children are the copies (`exprs` lists children first)."""
-    copies: dict[int, rasp.RASPExpr] = {}
-    for expr in exprs:
-        if id(expr) not in renamed and not any(id(c) in copies for c in expr.children):
-            continue
-        clone = copy.copy(expr)
-        for attribute, value in vars(expr).items():
-            if id(value) in copies:
-                setattr(clone, attribute, copies[id(value)])
-        if id(expr) in renamed:
-            rasp.annotate(clone, name=renamed[id(expr)])
-        copies[id(expr)] = clone
-    return copies

@@ -636,9 +636,7 @@ def is_categorical(sop: SOp) -> bool:
 
 
 def rule_for(rules: Mapping[type, T], expr: RASPExpr) -> T | None:
-    """A stage's rule for `expr` from its table keyed by class: the entry for the
-    expression's own class or, failing that, its nearest base class's (so
-    LinearSequenceMap has its own rule where a stage needs one, SequenceMap's elsewhere)."""
+    """A stage's rule for `expr`: its class's entry in `rules`, else its nearest base's."""
     for cls in type(expr).__mro__:
         if cls in rules:
             return rules[cls]
@@ -647,12 +645,9 @@ def rule_for(rules: Mapping[type, T], expr: RASPExpr) -> T | None:
 
 def check_averaged(expr: Aggregate, values: Sequence[Value], where: str,
                    error: type[Exception] = InvalidProgramError) -> None:
-    """A numerical Aggregate averages numbers: refuse `values` of its SOp that are not.
-
-    The one check of that rule, for the values an SOp can take (value sets, the
-    rewriter's folded values; `where` "it can read") and those one query selected (the
-    evaluator, which raises its own `error`).
-    """
+    """A numerical Aggregate averages numbers: refuse `values` of its SOp that are not (the
+    values it can read, for value sets and the rewriter; those one query selected, for the
+    evaluator, which raises its own `error`)."""
     bad = [v for v in values if not isinstance(v, numbers.Real)]
     if bad:
         raise error(

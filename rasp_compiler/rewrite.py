@@ -126,10 +126,6 @@ class OpGraph:
     def is_numerical(self, label: str) -> bool:
         return self.encodings[label] is rasp.Encoding.NUMERICAL
 
-    def magnitude(self, label: str) -> float:
-        """Largest |value| of a numerical SOp (0 if it holds no numbers)."""
-        return self.magnitudes[label]
-
     def inputs_of(self, label: str) -> set[str]:
         """The SOps whose residual dimensions (or forms) this SOp's computation reads."""
         if label in self.attention:
@@ -209,16 +205,7 @@ class _Rewriter:
                                if encoding is rasp.Encoding.NUMERICAL}),
         )
 
-    def _add(self, label: str) -> None:
-        self.order.append(label)
-
     # ----------------------------------------------------------------- embeddings
-
-    def _tokens(self, expr: rasp.TokensType) -> None:
-        self._input("tokens")
-
-    def _indices(self, expr: rasp.IndicesType) -> None:
-        self._input("indices")
 
     def _input(self, label: str) -> None:
         """The tokens or indices embedding, once, however many constructs ask for it
@@ -230,20 +217,20 @@ class _Rewriter:
         self.embeddings[label] = Embedding(label, by, rasp.Encoding.CATEGORICAL, table)
         self.encodings[label] = rasp.Encoding.CATEGORICAL
         self.values[label] = tuple(table.values())
-        self._add(label)
+        self.order.append(label)
 
     def _full(self, expr: rasp.Full) -> None:
         self._check_numeric_values(expr, [expr.fill])
         self.embeddings[expr.label] = Embedding(
             expr.label, "token", rasp.get_encoding(expr), {v: expr.fill for v in self.value_sets.vocab}
         )
-        self._add(expr.label)
+        self.order.append(expr.label)
 
     def _constant_sop(self, expr: rasp.ConstantSOp) -> None:
         self._check_numeric_values(expr, expr.value)
         table = {i: v for i, v in enumerate(expr.value[: self.value_sets.max_seq_len])}
         self.embeddings[expr.label] = Embedding(expr.label, "position", rasp.get_encoding(expr), table)
-        self._add(expr.label)
+        self.order.append(expr.label)
 
     def _length(self, expr: rasp.LengthType) -> None:
         self._input("tokens")
@@ -255,6 +242,7 @@ class _Rewriter:
 
     def _map(self, expr: rasp.Map) -> None:
         inner = expr.inner.label
+        self.order.append(expr.label)
         if rasp.is_numerical(expr):
             table = self._table(expr, (inner,))
             if not self.is_numerical(inner):
@@ -262,26 +250,23 @@ class _Rewriter:
                 self.forms[expr.label] = LinearForm.of(
                     {Dim(inner, v): out for (v,), out in table.items()}
                 )
-                self._add(expr.label)
                 return
             affine = _affine_fit(table)
             if affine is not None:
                 slope, intercept = affine
                 self.forms[expr.label] = self.form_of(inner).scaled(slope) + constant_form(intercept)
-                self._add(expr.label)
                 return
         self.units[expr.label] = MLPUnit(expr.label, (inner,), expr.f, rasp.get_encoding(expr), "Map")
-        self._add(expr.label)
 
     def _sequence_map(self, expr: rasp.SequenceMap) -> None:
         fst, snd = expr.fst.label, expr.snd.label
+        self.order.append(expr.label)
         if isinstance(expr, rasp.LinearSequenceMap) and rasp.is_numerical(expr):
             parts = []
             for label, factor in ((fst, expr.fst_fac), (snd, expr.snd_fac)):
                 self._refuse_none(expr, label)
                 parts.append(self.form_of(label).scaled(factor))
             self.forms[expr.label] = parts[0] + parts[1]
-            self._add(expr.label)
             return
         if rasp.is_numerical(expr):
             for label in (fst, snd):
@@ -289,7 +274,6 @@ class _Rewriter:
             self._table(expr, (fst, snd))  # checks the outputs are numbers
         kind = type(expr).__name__
         self.units[expr.label] = MLPUnit(expr.label, (fst, snd), expr.f, rasp.get_encoding(expr), kind)
-        self._add(expr.label)
 
     # ----------------------------------------------------------------- attention-side SOps
 
@@ -313,7 +297,7 @@ class _Rewriter:
             encoding=rasp.get_encoding(expr),
         )
         self._note_folded(values.maps, expr.label)
-        self._add(expr.label)
+        self.order.append(expr.label)
 
     def _categorical_copy(self, expr: rasp.Aggregate, values: Folded):
         """OV of a categorical Aggregate: each value's one-hot to its (mapped) output's;
@@ -383,10 +367,10 @@ class _Rewriter:
             self.forms[summed] = LinearForm.of(total)
             self.values[summed] = tuple(float(w) for w in widths)
             self.encodings[summed] = rasp.Encoding.NUMERICAL
-            self._add(summed)
+            self.order.append(summed)
             self.units[expr.label] = MLPUnit(expr.label, (summed,), _round_to_int, encoding,
                                              "SelectorWidth")
-        self._add(expr.label)
+        self.order.append(expr.label)
 
     def _width(self, label: str, selector: str, atoms: tuple[Atom, ...],
                encoding: rasp.Encoding, smallest: int = 0, source: str | None = None) -> None:
@@ -410,11 +394,11 @@ class _Rewriter:
             bos_writes=((Dim(hidden), 1.0),),
             encoding=rasp.Encoding.NUMERICAL,
         )
-        self._add(hidden)
+        self.order.append(hidden)
         self.encodings[label] = encoding
         self.values.setdefault(label, tuple(range(smallest, n + 1)))
         self.units[label] = MLPUnit(label, (hidden,), decode.__getitem__, encoding, "SelectorWidth")
-        self._add(label)
+        self.order.append(label)
 
     # ----------------------------------------------------------------- selectors
 
@@ -440,14 +424,14 @@ class _Rewriter:
         self.encodings[label] = rasp.Encoding.CATEGORICAL
         self.units[label] = MLPUnit(label, inputs, _as_tuple, rasp.Encoding.CATEGORICAL, "Tuple",
                                     none_aware=True)
-        self._add(label)
+        self.order.append(label)
 
     def _feature_unit(self, spec: FeatureSpec) -> None:
         self.values[spec.label] = spec.shared_values
         self.encodings[spec.label] = rasp.Encoding.CATEGORICAL
         self.units[spec.label] = MLPUnit(spec.label, spec.inputs, spec, rasp.Encoding.CATEGORICAL,
                                          "ClauseFeature", none_aware=True, feature=spec)
-        self._add(spec.label)
+        self.order.append(spec.label)
 
     # ----------------------------------------------------------------- helpers
 
@@ -544,8 +528,8 @@ def _affine_fit(table: Mapping[tuple, Any]) -> tuple[float, float] | None:
 
 
 _SOP_RULES: dict[type, Callable[[_Rewriter, Any], None]] = {
-    rasp.TokensType: _Rewriter._tokens,
-    rasp.IndicesType: _Rewriter._indices,
+    rasp.TokensType: lambda rewriter, expr: rewriter._input(expr.label),
+    rasp.IndicesType: lambda rewriter, expr: rewriter._input(expr.label),
     rasp.LengthType: _Rewriter._length,
     rasp.Full: _Rewriter._full,
     rasp.ConstantSOp: _Rewriter._constant_sop,

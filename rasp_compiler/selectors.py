@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -121,20 +122,9 @@ def simplify(node, nullable: Callable[[str], bool]):
     if any(child is absorbing for child in flat):
         return absorbing
     flat = [child for child in flat if child is not neutral]
-    merged: dict[tuple[str, str], Atom] = {}
-    others = []
-    for child in flat:
-        if isinstance(child, Atom):
-            if child.pair in merged:
-                old = merged[child.pair]
-                relation = (old.relation & child.relation) if is_and else (old.relation | child.relation)
-                joiner = "&" if is_and else "|"
-                merged[child.pair] = old.with_relation(relation, f"{old.select}{joiner}{child.select}")
-            else:
-                merged[child.pair] = child
-        else:
-            others.append(child)
-    children = [simplify(atom, nullable) for atom in merged.values()] + others
+    merged = merge_group([child for child in flat if isinstance(child, Atom)], is_and)
+    others = [child for child in flat if not isinstance(child, Atom)]
+    children = [simplify(atom, nullable) for atom in merged] + others
     if any(child is absorbing for child in children):
         return absorbing
     children = [child for child in children if child is not neutral]
@@ -174,16 +164,15 @@ def merge_group(atoms: Sequence[Atom], conjunctive_group: bool) -> list[Atom]:
     """Merge atoms over the same pair inside one clause (OR) or one term (AND)."""
     merged: dict[tuple[str, str], Atom] = {}
     for atom in atoms:
-        if atom.pair in merged:
-            old = merged[atom.pair]
-            if conjunctive_group:
-                merged[atom.pair] = old.with_relation(old.relation & atom.relation,
-                                                      f"{old.select}&{atom.select}")
-            else:
-                merged[atom.pair] = old.with_relation(old.relation | atom.relation,
-                                                      f"{old.select}|{atom.select}")
-        else:
+        old = merged.get(atom.pair)
+        if old is None:
             merged[atom.pair] = atom
+        elif conjunctive_group:
+            merged[atom.pair] = old.with_relation(old.relation & atom.relation,
+                                                  f"{old.select}&{atom.select}")
+        else:
+            merged[atom.pair] = old.with_relation(old.relation | atom.relation,
+                                                  f"{old.select}|{atom.select}")
     return list(merged.values())
 
 
@@ -405,14 +394,23 @@ class SelectorChooser:
         """Values of one side: a single SOp's values, or its tuple's (None included)."""
         if len(inputs) == 1:
             return sum(v is not None for v in self.atoms.values(inputs[0]))
-        return len(self._tuple_values(inputs))
+        return math.prod(len(self.atoms.values(label)) for label in inputs)
+
+    def _product_cost(self, atoms: list[Atom]) -> tuple[dict[tuple[str, ...], int], int]:
+        """A product encoding of `atoms`: its tuple SOps (inputs -> value count) and its
+        atom's key size (at most the smaller side's values)."""
+        queries = tuple(dict.fromkeys(a.query for a in atoms))
+        keys = tuple(dict.fromkeys(a.key for a in atoms))
+        tuples = {inputs: self._size(inputs) for inputs in (queries, keys) if len(inputs) > 1}
+        return tuples, min(self._size(queries), self._size(keys))
 
     # ------------------------------------------------------------------ CNF in one head
 
     def _conjunction_option(self, name: str, clauses: list[list[Atom]]):
-        if any(not clause for clause in clauses):  # FALSE: a clause nothing satisfies
-            return Construction("constant FALSE", Cost(1, 1, 0, 0, False, False)), \
-                lambda option: self._never(name, option)
+        if any(not clause for clause in clauses):  # FALSE: one head whose atom is all-false
+            empty = Atom(f"{name}:FALSE", "tokens", "tokens", (), (), np.zeros((0, 0), bool))
+            return Construction("constant FALSE", Cost(1, 1, 0, 0, False, False), ((empty,),)), \
+                lambda option: option
         key_size = 1 if clauses else 2  # the BOS columns (lower.bos_columns)
         dims = hidden = 0
         tuples: dict[tuple[str, ...], int] = {}  # shared by the clauses that read them
@@ -430,10 +428,9 @@ class SelectorChooser:
                 key_size += size
                 kinds.add("feature")
             else:
-                for inputs in (queries, keys):
-                    if len(inputs) > 1:
-                        tuples.setdefault(inputs, self._size(inputs))
-                key_size += min(self._size(queries), self._size(keys))
+                new, key = self._product_cost(clause)
+                tuples.update(new)
+                key_size += key
                 kinds.add("product")
         dims += sum(tuples.values())
         hidden += sum(tuples.values())
@@ -458,24 +455,17 @@ class SelectorChooser:
                 feature, atom = _feature(label, clause, side="query" if len(keys) == 1 else "key")
                 features.append(feature)
             else:
-                pair_tuples, atom, note = self._product(label, clause)
+                pair_tuples, atom, sizes = self._product(label, clause, Or(tuple(clause)))
                 tuples.extend(t for t in pair_tuples if t not in tuples)
-                notes.append(note)
+                notes.append(f"OR of {len(clause)} atoms with no shared side: product "
+                             f"encoding, {sizes}")
             head.append(atom)
         return dataclasses.replace(option, heads=(tuple(head),), features=tuple(features),
                                    tuples=tuple(tuples), notes=tuple(notes))
 
-    def _never(self, name: str, option: Construction) -> Construction:
-        """A selector that selects nothing: one head whose only atom is all-false."""
-        empty = Atom(f"{name}:FALSE", "tokens", "tokens", (), (), np.zeros((0, 0), bool))
-        return dataclasses.replace(option, heads=((empty,),))
-
-    def _tuple_values(self, inputs: tuple[str, ...]) -> list[tuple]:
-        choices = [list(self.atoms.values(label)) for label in inputs]
-        return list(itertools.product(*choices))
-
-    def _sides(self, atoms: list[Atom]):
-        """Both sides of a product encoding: the SOp read (a tuple when several) and its values."""
+    def _product(self, label: str, atoms: list[Atom], node) -> tuple[list[TupleSpec], Atom, str]:
+        """One atom over tuple SOps of the atoms' query SOps and of their key SOps (a single
+        SOp where a side has one), its relation `node` (an OR clause, or the whole selector)."""
         queries = tuple(dict.fromkeys(a.query for a in atoms))
         keys = tuple(dict.fromkeys(a.key for a in atoms))
         specs, sides = [], []
@@ -486,46 +476,30 @@ class SelectorChooser:
                 spec = TupleSpec(tuple_label(inputs), inputs)
                 if spec not in specs:
                     specs.append(spec)
-                sides.append((spec.label, tuple(self._tuple_values(inputs))))
-        return queries, keys, specs, sides
-
-    def _product(self, label: str, atoms: list[Atom]) -> tuple[list[TupleSpec], Atom, str]:
-        """Tuple SOps of the clause's query SOps and key SOps; one atom over them."""
-        queries, keys, specs, sides = self._sides(atoms)
+                choices = [self.atoms.values(i) for i in inputs]
+                sides.append((spec.label, tuple(itertools.product(*choices))))
         (query_label, query_values), (key_label, key_values) = sides
-        relation = np.zeros((len(query_values), len(key_values)), dtype=bool)
-        for atom in atoms:
-            relation |= _lift(atom, queries, query_values, keys, key_values)
-        atom = Atom(label, query_label, key_label, query_values, key_values, relation,
-                    tuple(f for a in atoms for f in a.folded))
+        lifted = {id(a): _lift(a, queries, query_values, keys, key_values) for a in atoms}
+        atom = Atom(label, query_label, key_label, query_values, key_values,
+                    _evaluate(node, lifted), tuple(f for a in atoms for f in a.folded))
         separate = sum(len(a.query_values) + len(a.key_values) for a in atoms)
-        note = (f"OR of {len(atoms)} atoms with no shared side: product encoding, "
-                f"{len(query_values):,} query and {len(key_values):,} key values "
+        note = (f"{len(query_values):,} query and {len(key_values):,} key values "
                 f"(sum would be {separate:,})")
         return specs, atom, note
 
     # ------------------------------------------------------------------ whole product
 
     def _whole_product_option(self, name: str, node):
-        atoms = _atoms_in(node)
-        queries = tuple(dict.fromkeys(a.query for a in atoms))
-        keys = tuple(dict.fromkeys(a.key for a in atoms))
-        q, k = self._size(queries), self._size(keys)
-        new = (q if len(queries) > 1 else 0) + (k if len(keys) > 1 and keys != queries else 0)
-        cost = Cost(1, min(q, k) + 1, new, new, bool(new), bool(new))
-        return Construction("whole product", cost), lambda option: self._whole_product(name, node, option)
+        tuples, key_size = self._product_cost(_atoms_in(node))
+        new = sum(tuples.values())
+        cost = Cost(1, key_size + 1, new, new, bool(new), bool(new))
+        return Construction("whole product", cost), \
+            lambda option: self._whole_product(name, node, option)
 
     def _whole_product(self, name: str, node, option: Construction) -> Construction:
         atoms = _atoms_in(node)
-        queries, keys, specs, sides = self._sides(atoms)
-        (query_label, query_values), (key_label, key_values) = sides
-        lifted = {id(a): _lift(a, queries, query_values, keys, key_values) for a in atoms}
-        atom = Atom(f"{name}:product", query_label, key_label, query_values, key_values,
-                    _evaluate(node, lifted), tuple(f for a in atoms for f in a.folded))
-        separate = sum(len(a.query_values) + len(a.key_values) for a in atoms)
-        note = (f"whole-selector product encoding over {len(atoms)} atoms: "
-                f"{len(query_values):,} query and {len(key_values):,} key values "
-                f"(sum would be {separate:,})")
+        specs, atom, sizes = self._product(f"{name}:product", atoms, node)
+        note = f"whole-selector product encoding over {len(atoms)} atoms: {sizes}"
         return dataclasses.replace(option, heads=((atom,),), tuples=tuple(specs), notes=(note,))
 
 

@@ -140,7 +140,10 @@ def infer_values(
     for expr in graph.exprs():
         if isinstance(expr, rasp.SOp):
             refuse_non_finite_parameters(expr)
-            values = _rule_for(expr)(expr, context)
+            rule = rasp.rule_for(_RULES, expr)
+            if rule is None:
+                raise InvalidProgramError(f"{expr.label}: no value-set rule for {type(expr).__name__}")
+            values = rule(expr, context)
             limit = context.limit_for(expr)
             if len(values) > limit:
                 raise _too_large(expr, len(values), limit)
@@ -600,10 +603,3 @@ _RULES: dict[type, Callable[[Any, _Context], set]] = {
     rasp.SelectorWidth: _selector_width,
     rasp.Aggregate: _aggregate,
 }
-
-
-def _rule_for(expr: rasp.SOp) -> Callable[[Any, _Context], set]:
-    rule = rasp.rule_for(_RULES, expr)
-    if rule is not None:
-        return rule
-    raise InvalidProgramError(f"{expr.label}: no value-set rule for {type(expr).__name__}")
