@@ -327,9 +327,6 @@ class SelectorChoice:
         return tuple(out)
 
 
-_Build = Callable[[Construction], Construction]  # fills in an option's heads and helper SOps
-
-
 class SelectorChooser:
     """Chooses how to build each selector, from the atoms of its Selects.
 
@@ -353,7 +350,7 @@ class SelectorChooser:
 
         nullable = self.atoms.nullable
         node = simplify(to_nnf(selector, make_atom, nullable), nullable)
-        options: list[tuple[Construction, _Build]] = []
+        options: list[tuple[Construction, Callable[[Construction], Construction]]] = []  # builder
         clauses = normal_form(node, conjunctive=True)
         if clauses is not None:
             clauses = [merge_group(clause, conjunctive_group=False) for clause in clauses]
@@ -414,45 +411,45 @@ class SelectorChooser:
         key_size = 1 if clauses else 2  # the BOS columns (lower.bos_columns)
         dims = hidden = 0
         tuples: dict[tuple[str, ...], int] = {}  # shared by the clauses that read them
-        kinds = set()
+        kinds = []  # per clause: "atom", a feature's side ("query", "key") or "product"
         for clause in clauses:
+            keys = {a.key for a in clause}
+            queries = {a.query for a in clause}
             if len(clause) == 1:
+                kinds.append("atom")
                 key_size += _live(clause[0])
-                continue
-            keys = tuple(dict.fromkeys(a.key for a in clause))
-            queries = tuple(dict.fromkeys(a.query for a in clause))
-            if len(keys) == 1 or len(queries) == 1:
+            elif len(keys) == 1 or len(queries) == 1:
+                kinds.append("query" if len(keys) == 1 else "key")
                 size = len(clause[0].key_values if len(keys) == 1 else clause[0].query_values)
                 dims += size
                 hidden += 2 * size
                 key_size += size
-                kinds.add("feature")
             else:
+                kinds.append("product")
                 new, key = self._product_cost(clause)
                 tuples.update(new)
                 key_size += key
-                kinds.add("product")
         dims += sum(tuples.values())
         hidden += sum(tuples.values())
+        helpers = any(kind != "atom" for kind in kinds)  # features or tuples: MLPs first
         label = ("product encoding" if "product" in kinds else "clause features"
-                 if "feature" in kinds else "conjunction" if len(clauses) > 1 else "atom")
-        cost = Cost(1, key_size, dims, hidden, bool(kinds), "product" in kinds)
-        return Construction(label, cost), lambda option: self._conjunction(name, clauses, option)
+                 if helpers else "conjunction" if len(clauses) > 1 else "atom")
+        cost = Cost(1, key_size, dims, hidden, helpers, "product" in kinds)
+        return Construction(label, cost), \
+            lambda option: self._conjunction(name, clauses, kinds, option)
 
-    def _conjunction(self, name: str, clauses: list[list[Atom]], option: Construction):
+    def _conjunction(self, name: str, clauses: list[list[Atom]], kinds: list[str],
+                     option: Construction):
         head: list[Atom] = []
         features: list[FeatureSpec] = []
         tuples: list[TupleSpec] = []
         notes: list[str] = []
-        for j, clause in enumerate(clauses):
-            if len(clause) == 1:
-                head.append(clause[0])
-                continue
-            keys = {atom.key for atom in clause}
-            queries = {atom.query for atom in clause}
+        for j, (clause, kind) in enumerate(zip(clauses, kinds)):
             label = f"{name}:clause{j}"
-            if len(keys) == 1 or len(queries) == 1:
-                feature, atom = _feature(label, clause, side="query" if len(keys) == 1 else "key")
+            if kind == "atom":
+                atom = clause[0]
+            elif kind != "product":
+                feature, atom = _feature(label, clause, side=kind)
                 features.append(feature)
             else:
                 pair_tuples, atom, sizes = self._product(label, clause, Or(tuple(clause)))
