@@ -3,9 +3,9 @@
     graph     -> build_graph          one node per expression
     values    -> infer_values         every value each SOp can take
     rewrite   -> rewrite              embeddings, heads, MLP units, linear forms
-    safety    -> check_categorical_aggregates
     schedule  -> schedule             layers at minimal depth, fused MLPs
     size      -> check_size           refuse, before allocating, past max_parameters
+    safety    -> check_categorical_aggregates   (on the schedule's live SOps)
     lower     -> lower                weights over named residual dimensions
     precision -> check_precision      float32 error bounds; refuse past tolerance
     assemble  -> assemble             dense haiku parameters
@@ -254,11 +254,11 @@ def _check_aggregates(ops, live, allow_unsafe: bool, causal: bool) -> tuple[list
 def _selector_entries(ops, plan: Schedule) -> tuple[SelectorEntry, ...]:
     """The selector report, with the layers each construction's MLPs really cost."""
     entries = []
-    for selector_plan in ops.selector_plans:
-        heads = [h for h in selector_plan.heads if h in plan.time]
+    for choice in ops.selector_choices:
+        heads = [h for h in choice.heads if h in plan.time]
         if not heads:
             continue  # its user is dead code
-        chosen = selector_plan.chosen
+        chosen = choice.chosen
         helpers = {t.label for t in chosen.tuples} | {f.label for f in chosen.features}
         extra = 0
         for head in heads:
@@ -270,18 +270,17 @@ def _selector_entries(ops, plan: Schedule) -> tuple[SelectorEntry, ...]:
             ideal = ready + 1 if ready % 2 == 0 else ready + 2
             extra = max(extra, (plan.time[head] - ideal) // 2)
         actual = max(plan.time[h] for h in heads)
-        if len(chosen.heads) > 1 and selector_plan.used_by in ops.units:
-            extra += (plan.time[selector_plan.used_by] - (actual + 1)) // 2
-        selector_plan.extra_layers = max(0, extra)
+        if len(chosen.heads) > 1 and choice.used_by in ops.units:
+            extra += (plan.time[choice.used_by] - (actual + 1)) // 2
         entries.append(SelectorEntry(
-            selector=selector_plan.selector,
-            used_by=selector_plan.used_by,
-            written=selector_plan.written,
-            normal_form=selector_plan.normal_form,
+            selector=choice.selector,
+            used_by=choice.used_by,
+            written=choice.written,
+            normal_form=choice.normal_form,
             construction=chosen.name,
             cost=str(chosen.cost),
-            alternatives=tuple((o.name, str(o.cost)) for o in selector_plan.alternatives),
-            flags=tuple(selector_plan.flags),
+            alternatives=tuple((o.name, str(o.cost)) for o in choice.alternatives),
+            flags=choice.flags(extra_layers=max(0, extra)),
             heads=tuple(heads),
             score=chosen.cost.score,
         ))
@@ -296,7 +295,7 @@ def _head_expression(ops, op, written: dict[str, str]) -> str:
 
 
 def _layer_infos(lowered, ops) -> tuple[LayerInfo, ...]:
-    written = {p.selector: p.written for p in ops.selector_plans}
+    written = {p.selector: p.written for p in ops.selector_choices}
     layers = []
     for heads, mlp in zip(lowered.heads, lowered.mlps):
         head_infos = []

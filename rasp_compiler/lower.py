@@ -37,7 +37,7 @@ LEAK_SHARE_OF_TOLERANCE = 0.25  # of verify.ATOL, for the leak of a numerical av
 
 
 @dataclass(frozen=True, eq=False)
-class HeadPlan:
+class LoweredHead:
     """One compiled head: its weights (dense over the residual) and softmax coldness.
 
     What it implements is `ops.attention[label]`.
@@ -63,7 +63,7 @@ class HeadPlan:
 
 
 @dataclass(frozen=True, eq=False)
-class MLPPlan:
+class LoweredMLP:
     """One layer's MLP: its parts (fused blocks, BOS cleanup) side by side."""
 
     layer: int
@@ -99,8 +99,8 @@ class LoweredModel:
     layout: ResidualLayout
     token_embeddings: np.ndarray  # [len(vocab) + 2 (BOS, PAD), d_model]
     position_embeddings: np.ndarray  # [max_seq_len + 1, d_model]
-    heads: tuple[tuple[HeadPlan, ...], ...]  # per layer
-    mlps: tuple[MLPPlan, ...]
+    heads: tuple[tuple[LoweredHead, ...], ...]  # per layer
+    mlps: tuple[LoweredMLP, ...]
     readouts: Mapping[str, Readout]
 
 
@@ -270,7 +270,7 @@ def head_size(op: AttentionOp) -> tuple[int, int]:
 
 
 def _head(ops: OpGraph, op: AttentionOp, layout: ResidualLayout, layer: int, index: int,
-          eps: float) -> HeadPlan:
+          eps: float) -> LoweredHead:
     n = ops.max_seq_len
     c = coldness_for(n, eps)
     rows = layout.index
@@ -303,7 +303,7 @@ def _head(ops: OpGraph, op: AttentionOp, layout: ResidualLayout, layer: int, ind
         w_o[j, rows[out]] = 1.0
     for read, out, weight in op.ov:
         w_v[rows[read], outputs.index(out)] += weight
-    return HeadPlan(
+    return LoweredHead(
         label=op.label,
         layer=layer,
         index=index,
@@ -394,7 +394,7 @@ def _staircase(relation: np.ndarray, live_queries: np.ndarray):
 # --------------------------------------------------------------------------- MLPs
 
 
-def _dense_mlp(layer: int, parts: list[MLPPart], layout: ResidualLayout) -> MLPPlan:
+def _dense_mlp(layer: int, parts: list[MLPPart], layout: ResidualLayout) -> LoweredMLP:
     hidden = sum(part.width for part in parts)
     w_1 = np.zeros((layout.width, hidden), dtype=np.float32)
     w_2 = np.zeros((hidden, layout.width), dtype=np.float32)
@@ -406,4 +406,4 @@ def _dense_mlp(layer: int, parts: list[MLPPart], layout: ResidualLayout) -> MLPP
             for dim, weight in neuron.w_out:
                 w_2[column, layout.index[dim]] += weight
             column += 1
-    return MLPPlan(layer=layer, parts=tuple(parts), w_1=w_1, w_2=w_2)
+    return LoweredMLP(layer=layer, parts=tuple(parts), w_1=w_1, w_2=w_2)

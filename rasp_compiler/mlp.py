@@ -75,7 +75,7 @@ def dim_bound(ops: OpGraph, dim: Dim) -> float:
     """Largest |value| dimension `dim` can hold anywhere, BOS position included."""
     if dim.sop in ("one", "bos") or not dim.is_numerical:
         return 1.0
-    return max(1.0, ops.magnitude(dim.sop))
+    return max(1.0, ops.magnitudes[dim.sop])
 
 
 def form_bound(ops: OpGraph, form: LinearForm) -> float:
@@ -416,7 +416,7 @@ def _z_at_bos(ops: OpGraph, form: LinearForm) -> float:
 
 def _step_plan(ops, label, categorical, choices, z_label, form, function) -> _StepPlan:
     zs = [float(v) for v in ops.values[z_label] if v is not None]
-    z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
+    z_bound = max(form_bound(ops, form), ops.magnitudes[z_label])
     descending = _z_at_bos(ops, form) >= zs[-1]
     order = list(range(len(zs)))[::-1] if descending else list(range(len(zs)))
     anchors: dict[frozenset, tuple[dict[Dim, float], list[Any]]] = {}
@@ -471,7 +471,7 @@ def _steps(ops, block, categorical, choices, z_label, form, function) -> MLPPart
     """Clamped steps along z (see the module doc). With at most one categorical input the
     steps are shared between its values (`_StepPlan`); with more, every combination
     gets its own, gated by its match."""
-    z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
+    z_bound = max(form_bound(ops, form), ops.magnitudes[z_label])
     if len(categorical) > 1:
         neurons, smallest_gap, leaf_weight = _combo_steps(
             ops, block, categorical, list(itertools.product(*choices)), z_label, form, function)
@@ -542,7 +542,7 @@ def _combo_steps(ops, block, categorical, combos, z_label, form, function):
     combination's match: (neurons, smallest gap, largest gate on the inputs' dims)."""
     k = len(categorical)
     zs = [float(v) for v in ops.values[z_label] if v is not None]
-    z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
+    z_bound = max(form_bound(ops, form), ops.magnitudes[z_label])
     neurons = []
     smallest_gap = float("inf")
     largest_gate = 1.0
@@ -620,7 +620,7 @@ def _piecewise_shape(ops, block, z_label, form, function):
     or None when it would be too steep; each hinge is (index, side, slope changes, which
     changes matter) and costs one neuron. Shared by the builder and the width estimate."""
     zs = [float(v) for v in ops.values[z_label] if v is not None]
-    z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
+    z_bound = max(form_bound(ops, form), ops.magnitudes[z_label])
     raws = function.raw_along({}, z_label, zs)
     zs = np.array(zs)
     for raw in raws:

@@ -13,7 +13,7 @@ average, an MLP output) this module bounds |model - exact| as
    the result itself (a relative error); when signs mix it is not: `1e8 + x`
    averaged and then `- 1e8` is off by about u * 1e8 = 6 however small the result.
 2. Attention leak. A head's softmax puts at most `leak` of its mass on keys it
-   should not read (`HeadPlan.leak_bound` for an Aggregate; N exp(-c) for a
+   should not read (`LoweredHead.leak_bound` for an Aggregate; N exp(-c) for a
    SelectorWidth, whose BOS key is meant to be read), so an average is off by at
    most leak x the span of the values it may read, its default included. The
    keys it reads all score the maximum, so their exp is exactly 1 and the
@@ -54,7 +54,7 @@ from rasp_compiler.schedule import Block, Schedule
 from rasp_compiler.verify import ATOL, RTOL
 
 if TYPE_CHECKING:
-    from rasp_compiler.lower import HeadPlan, LoweredModel
+    from rasp_compiler.lower import LoweredHead, LoweredModel
 
 UNIT_ROUNDOFF = 2.0 ** -24  # float32, round to nearest
 FLOAT64_UNIT_ROUNDOFF = 2.0 ** -53  # the decoder reads output forms in float64
@@ -286,7 +286,7 @@ class _Analysis:
 
     # ----------------------------------------------------------------- heads
 
-    def head(self, head: "HeadPlan") -> None:
+    def head(self, head: "LoweredHead") -> None:
         op = self.ops.attention[head.label]
         c = head.coldness
         # Noisy query/key one-hots move scores by at most c * noise per atom.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Callable, Mapping
 
 from rasp_compiler.errors import UnsupportedExpressionError
@@ -89,7 +90,7 @@ def schedule(ops: OpGraph, *, max_fused_input_space: int = DEFAULT_MAX_FUSED_INP
         layers.append(LayerPlan(layer, heads, tuple(layer_blocks)))
     return Schedule(
         layers=tuple(layers),
-        time=time,
+        time=MappingProxyType(time),
         materialized=frozenset(materialized),
         live=frozenset(live),
         lower_bound=lower_bound,

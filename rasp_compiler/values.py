@@ -140,7 +140,10 @@ def infer_values(
     for expr in graph.exprs():
         if isinstance(expr, rasp.SOp):
             refuse_non_finite_parameters(expr)
-            values = _rule_for(expr)(expr, context)
+            rule = rasp.rule_for(_RULES, expr)
+            if rule is None:
+                raise InvalidProgramError(f"{expr.label}: no value-set rule for {type(expr).__name__}")
+            values = rule(expr, context)
             limit = context.limit_for(expr)
             if len(values) > limit:
                 raise _too_large(expr, len(values), limit)
@@ -414,13 +417,7 @@ def _aggregate(expr: rasp.Aggregate, ctx: _Context) -> set:
             f"is selected, got {type(expr.default).__name__} {expr.default!r}; use a number "
             f"(default=0), or make the aggregate categorical (rasp.categorical)"
         )
-    bad = [v for v in inputs if not isinstance(v, Real)]
-    if bad:
-        raise InvalidProgramError(
-            f"{expr.label}: a numerical Aggregate averages numbers, but {expr.sop.label} can be "
-            f"{describe_values(bad)}; make the aggregate categorical (rasp.categorical) or map "
-            f"the values to numbers first"
-        )
+    rasp.check_averaged(expr, inputs, "it can read")
     means = _all_means(expr, inputs, ctx)
     means.add(0 if expr.default is None else expr.default)
     return means
@@ -606,10 +603,3 @@ _RULES: dict[type, Callable[[Any, _Context], set]] = {
     rasp.SelectorWidth: _selector_width,
     rasp.Aggregate: _aggregate,
 }
-
-
-def _rule_for(expr: rasp.SOp) -> Callable[[Any, _Context], set]:
-    for cls in type(expr).__mro__:
-        if cls in _RULES:
-            return _RULES[cls]
-    raise InvalidProgramError(f"{expr.label}: no value-set rule for {type(expr).__name__}")

@@ -9,6 +9,7 @@ from rasp_compiler import lib, rasp
 from rasp_compiler.assemble import forward_numpy
 from rasp_compiler.compiler import compile_program, compile_rasp_to_model
 from rasp_compiler.errors import InvalidProgramError
+from rasp_compiler.graph import postorder
 from rasp_compiler.size import estimate_size
 from rasp_compiler.verify import verify
 
@@ -291,3 +292,18 @@ def test_any_tokens_type_instance_is_the_input_tokens():
     indices_sum = rasp.SequenceMap(lambda x, y: x + y, rasp.IndicesType(), rasp.indices)
     assert compile_program(indices_sum, [0], 3).run([[0, 0]], backend="numpy") == [[0, 2]]
     assert rasp.indices.label == "indices"
+
+
+def test_compiling_leaves_the_users_program_unchanged():
+    """Label clashes are resolved in the compiler's copy of the graph, not in the user's
+    expressions: the same objects, with the same labels, children and ids, afterwards."""
+    step = rasp.Map(lambda x: x + 1, rasp.tokens).named("step")
+    again = rasp.Map(lambda x: x + 2, step, simplify=False).named("step")
+    select = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ).named("step")
+    program = rasp.numerical(rasp.Aggregate(select, rasp.numerical(again), default=0))
+    nodes = postorder(program)
+    before = [(e.label, e.unique_id, [id(c) for c in e.children]) for e in nodes]
+    model = compile_program(program, [1, 2], 3)
+    assert [(e.label, e.unique_id, [id(c) for c in e.children]) for e in postorder(program)] \
+        == before
+    assert model.run([[1, 2]], backend="numpy") == [[4.0, 4.5]] == [rasp.evaluate(program, [1, 2])]
