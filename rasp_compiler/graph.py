@@ -129,6 +129,17 @@ def _dot_escape(text: str) -> str:
     return text.replace('"', '\\"')
 
 
+def copy_reading(expr: rasp.RASPExpr, copies: Mapping[int, rasp.RASPExpr]) -> rasp.RASPExpr:
+    """A shallow copy of `expr` that reads `copies[id(child)]` in place of each child
+    that has a copy: how a stage changes part of a program without touching the
+    user's expressions."""
+    clone = copy.copy(expr)
+    for attribute, value in vars(expr).items():
+        if id(value) in copies:
+            setattr(clone, attribute, copies[id(value)])
+    return clone
+
+
 def build_graph(program: rasp.RASPExpr) -> ProgramGraph:
     """The dependency graph of `program`, in time linear in its distinct expressions.
 
@@ -153,10 +164,7 @@ def build_graph(program: rasp.RASPExpr) -> ProgramGraph:
         while label in taken:
             label, suffix = f"{expr.label}_{suffix}", suffix + 1
         if label != expr.label or any(id(child) in copies for child in expr.children):
-            clone = copies[id(expr)] = copy.copy(expr)
-            for attribute, value in vars(expr).items():
-                if id(value) in copies:
-                    setattr(clone, attribute, copies[id(value)])
+            clone = copies[id(expr)] = copy_reading(expr, copies)
             rasp.annotate(clone, name=label)
         taken[label] = copies.get(id(expr), expr)
     exprs = [copies.get(id(expr), expr) for expr in exprs]

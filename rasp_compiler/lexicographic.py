@@ -30,14 +30,13 @@ rewritten Select) and returns one sentence per rewrite for the model's info.
 
 from __future__ import annotations
 
-import copy
 import math
 from numbers import Real
 from typing import Any, Iterable
 
 from rasp_compiler import rasp
 from rasp_compiler.errors import RaspCompilerError
-from rasp_compiler.graph import postorder
+from rasp_compiler.graph import copy_reading, postorder
 from rasp_compiler.values import infer_values
 
 ORDERED = {rasp.Comparison.LT, rasp.Comparison.LEQ, rasp.Comparison.GT, rasp.Comparison.GEQ}
@@ -152,9 +151,5 @@ def _rebuilt(program: rasp.RASPExpr, replaced: dict[int, rasp.RASPExpr]) -> rasp
     for expr in postorder(program):
         if id(expr) in copies or not any(id(child) in copies for child in expr.children):
             continue
-        clone = copy.copy(expr)
-        for attribute, value in vars(expr).items():
-            if id(value) in copies:
-                setattr(clone, attribute, copies[id(value)])
-        copies[id(expr)] = clone
+        copies[id(expr)] = copy_reading(expr, copies)
     return copies.get(id(program), program)
