@@ -41,9 +41,10 @@ from rasp_compiler.model import CompiledModel
 from rasp_compiler.records import ModelInfo
 from rasp_compiler.residual import BOS, ONE, Dim, ResidualLayout
 
-# Format 1 (no checksum, lenient keys) is refused rather than read: without a checksum
-# an edited file cannot be told from a good one, and recompiling is cheap.
-FORMAT_VERSION = 2
+# Older formats are refused rather than read, since recompiling is cheap. Format 1 had no
+# checksum (an edited file could not be told from a good one); format 2 numbered the
+# layers in info from 1 (format 3 numbers them from 0, as the parameters and hooks do).
+FORMAT_VERSION = 3
 CONFIG_FILE = "model.json"
 PARAMS_FILE = "params.npz"
 CHECKSUM_PREFIX = "sha256:"
@@ -391,6 +392,9 @@ def _check_info(config: SavedConfig) -> None:
         raise _Invalid(f"{CONFIG_FILE}: info.layers describes {len(info.layers)} layers, "
                        f"shape.layers {len(shape.layers)}")
     for l, (layer, layer_shape) in enumerate(zip(info.layers, shape.layers)):
+        if layer.index != l or any(head.layer != l for head in layer.heads):
+            raise _Invalid(f"{CONFIG_FILE}: info.layers[{l}] is numbered {layer.index} (heads "
+                           f"{[head.layer for head in layer.heads]}), not {l}")
         if len(layer.heads) != layer_shape.heads or layer.mlp_hidden != layer_shape.mlp_hidden:
             raise _Invalid(
                 f"{CONFIG_FILE}: info.layers[{l}] has {len(layer.heads)} heads and MLP width "

@@ -46,8 +46,8 @@ class HeadInfo:
 
     @property
     def name(self) -> str:
-        """TransformerLens-style position: L{layer}H{index} (layers counted from 0)."""
-        return f"L{self.layer - 1}H{self.index}"
+        """TransformerLens-style position: L{layer}H{index} (head `index` of `blocks.{layer}`)."""
+        return f"L{self.layer}H{self.index}"
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class MLPPartInfo:
 
 @dataclass(frozen=True)
 class LayerInfo:
-    index: int  # 1-based
+    index: int  # from 0, as in the parameters (layer_0/...) and hooks (blocks.0...)
     heads: tuple[HeadInfo, ...]
     mlp: tuple[MLPPartInfo, ...]
     mlp_hidden: int

@@ -27,7 +27,7 @@ def test_compile_prints_the_layer_plan_and_runs(capsys, tmp_path):
     assert main(["compile", "reverse", "--run", "a", "b", "c", "-o", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
     assert "2 layers (lower bound 2)" in out
-    assert "layer 2:" in out and "reverse <- flip" in out
+    assert "layer 1:" in out and "reverse <- flip" in out
     assert "output: ['c', 'b', 'a']" in out
     assert (tmp_path / "m" / "params.npz").is_file()
 

@@ -188,7 +188,7 @@ def test_input_view_is_what_the_model_and_evaluator_give(reverse):
     for layer in reverse.info.layers:
         for head in layer.heads:
             got = np.array(view["heads"][head.name]["compiled"])
-            pattern = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"][0, head.index, :4, :4]
+            pattern = cache[f"blocks.{layer.index}.attn.hook_pattern"][0, head.index, :4, :4]
             np.testing.assert_allclose(got, pattern, rtol=0, atol=1e-7)
             ideal = ideal_pattern(head.kind, head_matrix(reverse.compilation, head.label,
                                                          evaluation), 4)
@@ -317,7 +317,7 @@ def test_clicking_a_head_shows_its_pattern_as_in_the_cache(browser, server, reve
             assert text_of(browser, "#head-title").startswith(f"{head.name}: {head.label}")
             cells = browser.find_elements("css selector", "table[data-which='compiled'] td")
             got = np.array([float(c.get_attribute("data-value")) for c in cells]).reshape(5, 5)
-            pattern = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"][0, head.index, :5, :5]
+            pattern = cache[f"blocks.{layer.index}.attn.hook_pattern"][0, head.index, :5, :5]
             np.testing.assert_allclose(got, pattern, rtol=0, atol=1e-7)
             assert browser.find_elements("css selector", "table[data-which='ideal'] td")
             selected = browser.find_elements("css selector", "#selector-table tr.sel")
@@ -325,7 +325,7 @@ def test_clicking_a_head_shows_its_pattern_as_in_the_cache(browser, server, reve
     browser.find_element("css selector", "#residual-map th.group[data-sop='tokens']").click()
     assert browser.find_elements("css selector", "#plan .chip.sel[data-sop='tokens']")
     browser.find_element("css selector", "#residual .steps button[data-step='2']").click()
-    assert "after layer 1 MLP" in text_of(browser, "#residual-map caption")
+    assert "after layer 0 MLP" in text_of(browser, "#residual-map caption")
     screenshot(browser, "head", screenshots / "server_head.png")
     screenshot(browser, "residual", screenshots / "server_residual.png")
     assert console_problems(browser) == []
