@@ -153,7 +153,7 @@ def test_every_compile_option_is_accepted_in_a_program_file(tmp_path):
     import inspect
 
     from rasp_compiler.compiler import compile_program
-    from rasp_compiler.library import compile_option_names, load_program
+    from rasp_compiler.program_files import compile_option_names, load_program
 
     keyword_only = [name for name, p in inspect.signature(compile_program).parameters.items()
                     if p.kind is p.KEYWORD_ONLY]

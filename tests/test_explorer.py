@@ -20,7 +20,7 @@ from rasp_compiler.cli import main
 from rasp_compiler.diagnostics import head_matrix, ideal_pattern, residual_hook
 from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.evaluator import evaluate_all
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 from rasp_compiler.model import CompiledModel
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")

@@ -25,7 +25,7 @@ from rasp_compiler.errors import (
     UnsafeAggregateError,
 )
 from rasp_compiler.evaluator import evaluate
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 from rasp_compiler.model import Unclean
 from rasp_compiler.verify import values_match
 

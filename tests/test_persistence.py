@@ -11,7 +11,7 @@ import pytest
 from rasp_compiler import persistence
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.errors import LoadError, SaveError
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 from rasp_compiler.model import CompiledModel
 
 BATCH = [["a", "b", "c"], ["d"], ["b", "a", "d", "c"]]
