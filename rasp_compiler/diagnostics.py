@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from rasp_compiler import rasp
-from rasp_compiler.errors import EvaluationError
+from rasp_compiler.errors import EvaluationError, UnknownNameError
 from rasp_compiler.evaluator import evaluate_all
 from rasp_compiler.records import CompilationRecord, require_compilation
 from rasp_compiler.schedule import layer_at
@@ -72,7 +72,8 @@ class ModelLayout:
         for place in self.nodes:
             if place.label == label:
                 return place
-        raise KeyError(label)
+        raise UnknownNameError(f"no node {label!r} in {self!r}'s program; have "
+                               f"{[place.label for place in self.nodes]}")
 
     def to_json(self) -> str:
         return json.dumps(

@@ -460,9 +460,9 @@ class _Handler(BaseHTTPRequestHandler):
                               f"an input is at most {MAX_REQUEST_BYTES} bytes")
         try:
             text = json.loads(self.rfile.read(size).decode("utf-8"))["text"]
-            if not isinstance(text, str):
-                raise TypeError
         except (ValueError, KeyError, TypeError):
+            text = None
+        if not isinstance(text, str):
             return self._text(HTTPStatus.BAD_REQUEST, 'send JSON {"text": "the tokens"}')
         body = json.dumps(json_safe(self.server.run_words(text.split())), allow_nan=False)
         self._send(HTTPStatus.OK, body.encode("utf-8"), "application/json")

@@ -35,7 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from rasp_compiler.assemble import ModelShape
-from rasp_compiler.errors import LoadError, SaveError
+from rasp_compiler.errors import InternalError, LoadError, SaveError
 from rasp_compiler.lower import Readout
 from rasp_compiler.model import CompiledModel
 from rasp_compiler.records import ModelInfo
@@ -471,7 +471,8 @@ def to_json(value: Any, hint: Any = None) -> Any:
         return float(value)
     if hint is str:
         return str(value)
-    raise TypeError(f"no JSON encoding for the type {hint!r}; extend persistence.to_json")
+    raise InternalError(f"no JSON encoding for the type {hint!r} (a field of the info records); "
+                        f"extend persistence.to_json")
 
 
 def from_json(data: Any, hint: Any, path: str = "") -> Any:
@@ -526,7 +527,8 @@ def from_json(data: Any, hint: Any, path: str = "") -> Any:
         if not isinstance(data, str):
             raise _Invalid(f"{path}: expected a string, got {_kind(data)}")
         return data
-    raise TypeError(f"no JSON decoding for the type {hint!r}; extend persistence.from_json")
+    raise InternalError(f"no JSON decoding for the type {hint!r} (a field of the info records); "
+                        f"extend persistence.from_json")
 
 
 def _optional(hint: Any) -> Any:

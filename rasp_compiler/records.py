@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from rasp_compiler import rasp
-from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.errors import InvalidInputError, UnknownNameError
 from rasp_compiler.graph import ProgramGraph
 from rasp_compiler.lower import LoweredModel
 from rasp_compiler.rewrite import OpGraph
@@ -95,7 +95,8 @@ class SelectorReport(tuple):
         for entry in self:
             if entry.selector == selector:
                 return entry
-        raise KeyError(f"no selector {selector!r} in this model; have {[e.selector for e in self]}")
+        raise UnknownNameError(f"no selector {selector!r} in this model; have "
+                               f"{[e.selector for e in self]}")
 
     def __str__(self) -> str:
         lines = []

@@ -7,7 +7,7 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler import compile_program
-from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.errors import InvalidInputError, UnknownNameError
 from rasp_compiler.model import CompiledModel
 
 from cases import CASES
@@ -53,6 +53,13 @@ def test_layout_text_json_and_repr(reverse):
     assert repr(layout) == "ModelLayout(depth=2, lower_bound=2, heads=[1, 1])"
     assert layout.node("opp_index_minus_1").place == "folded"
     assert layout.node("length").place == "head+mlp"
+
+
+def test_unknown_names_are_refused_with_the_names_there_are(reverse):
+    with pytest.raises(UnknownNameError, match=r"no node 'nothing' in .* have \['indices'"):
+        reverse.layout_report().node("nothing")
+    with pytest.raises(KeyError, match=r"no selector 'nothing' in this model; have \['all_true', 'flip'\]"):
+        reverse.selector_report().entry("nothing")
 
 
 def test_residual_map_names_writers_and_readers(reverse):

@@ -252,6 +252,9 @@ def test_the_server_serves_one_page_and_one_api_at_localhost_only(server):
         assert status == 404 and "root:" not in body, path
     assert request("GET", "/", headers={"Host": "attacker.example:80"})[0] == 403
     assert request("POST", "/api/run", body=b"not json")[0] == 400
+    for body in ({"text": 3}, {"words": "a"}, ["a"]):  # JSON, but not {"text": "..."}
+        status, text = request("POST", "/api/run", body=json.dumps(body).encode())
+        assert status == 400 and 'send JSON {"text": "the tokens"}' in text, body
     assert request("POST", "/api/run", body=b"x" * (explorer.MAX_REQUEST_BYTES + 1))[0] == 413
     assert request("POST", "/elsewhere", body=b"{}")[0] == 404
     status, body = request("POST", "/api/run", body=json.dumps({"text": "b  a"}).encode())

@@ -205,6 +205,17 @@ def test_a_readout_for_a_missing_output_is_refused(copy):
     refused(copy, "info.output 'nothing' has no readout")
 
 
+def test_a_record_field_of_a_type_the_codec_lacks_is_a_bug_named_where_to_fix():
+    from rasp_compiler.errors import InternalError
+    from rasp_compiler.persistence import from_json, to_json
+
+    with pytest.raises(InternalError, match=r"no JSON encoding for the type <class 'complex'>.*"
+                                            r"extend persistence.to_json"):
+        to_json(1j, complex)
+    with pytest.raises(InternalError, match=r"extend persistence.from_json"):
+        from_json([1, 0], complex)
+
+
 def test_layers_numbered_from_one_are_refused(copy):
     def from_one(data):
         for layer in data["info"]["layers"]:
