@@ -111,7 +111,8 @@ def test_a_corrupted_head_fails_the_pattern_check_and_read_back_finds_it():
     patterns = model.check_patterns(inputs)
     failed = patterns.failed()[0]  # later heads read its wrong output and fail too
     assert [h.head for h in patterns.heads if h.passed][0] == "L0H0"
-    assert failed.head == "L1H0" and failed.label == "target_pos.attn"
+    assert failed.head == "L1H0"
+    assert model.layout_report().node("target_pos").where.startswith("counted by L1H0")
     assert failed.worst_input in {tuple(x) for x in inputs} and failed.worst_query is not None
     assert "FAIL at input" in str(patterns)
     readback = model.read_back(inputs)
