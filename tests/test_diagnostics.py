@@ -95,19 +95,23 @@ def test_head_and_selector_maps(reverse):
     assert reverse.selector_to_heads() == {"all_true": ["L0H0"], "flip": ["L1H0"]}
 
 
-def _corrupt(model, layer, factor):
-    params = {k: dict(v) for k, v in model.params.items()}
-    params[f"layer_{layer}/attn/key"]["w"] = params[f"layer_{layer}/attn/key"]["w"] * factor
-    model.params = params
-    model.runtime.jitted.clear()
+def _corrupted(model, layer, factor):
+    """A copy of `model` (sharing its program and compiled forward) whose layer's key
+    weights are scaled by `factor`; the shared model is left as it was."""
+    import copy
+
+    broken = copy.copy(model)
+    broken.params = {k: dict(v) for k, v in model.params.items()}
+    broken.params[f"layer_{layer}/attn/key"]["w"] = model.params[f"layer_{layer}/attn/key"]["w"] * factor
+    return broken
 
 
-def test_a_corrupted_head_fails_the_pattern_check_and_read_back_finds_it():
-    program = lib.make_sort_freq(5)
-    model = compile_program(program, ["a", "b", "c"], 5)
+def test_a_corrupted_head_fails_the_pattern_check_and_read_back_finds_it(compiled_case):
+    (case,) = [case for case in CASES if case.name == "program:sort_freq"]  # vocab abc, length 5
+    good = compiled_case(case)
     inputs = [["a", "b", "b"], ["c", "a", "c", "b"]]
-    assert model.check_patterns(inputs).passed
-    _corrupt(model, 1, 0.05)  # layer 1's head (smaller -> target_pos) loses its coldness
+    assert good.check_patterns(inputs).passed
+    model = _corrupted(good, 1, 0.05)  # layer 1's head (smaller -> target_pos) loses its coldness
     patterns = model.check_patterns(inputs)
     failed = patterns.failed()[0]  # later heads read its wrong output and fail too
     assert [h.head for h in patterns.heads if h.passed][0] == "L0H0"
