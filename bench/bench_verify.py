@@ -29,7 +29,7 @@ import jax
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler import compile_program
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 from rasp_compiler.verify import (
     DEFAULT_CHUNK,
     _forward_batch,

@@ -23,7 +23,7 @@ from rasp_compiler.errors import (
     RaspCompilerError,
     SaveError,
 )
-from rasp_compiler.library import list_programs, load_program
+from rasp_compiler.program_files import list_programs, load_program
 
 EXIT_USER_ERROR = 2
 
@@ -142,7 +142,7 @@ def _saved_model_folder(reference: str) -> Path | None:
     if any((folder / name).exists()
            for name in (CONFIG_FILE, PARAMS_FILE, compression.CONFIG_FILE)):
         return folder
-    from rasp_compiler.library import program_names
+    from rasp_compiler.program_files import program_names
 
     return None if reference in program_names() else folder
 

@@ -23,19 +23,20 @@ from typing import Sequence
 import numpy as np
 
 from rasp_compiler import rasp
-from rasp_compiler.errors import EvaluationError
+from rasp_compiler.errors import EvaluationError, UnknownNameError
 from rasp_compiler.evaluator import evaluate_all
 from rasp_compiler.records import CompilationRecord, require_compilation
+from rasp_compiler.schedule import layer_at
 from rasp_compiler.verify import values_match
 
 DEFAULT_PATTERN_TOLERANCE = 1e-3
 
 
 def sublayer_name(time: int) -> str:
-    """'embeddings', 'layer 1 attention', 'layer 1 MLP', ... for a schedule time."""
+    """'embeddings', 'layer 0 attention', 'layer 0 MLP', ... for a schedule time."""
     if time == 0:
         return "embeddings"
-    layer = (time + 1) // 2
+    layer = layer_at(time)
     return f"layer {layer} {'attention' if time % 2 else 'MLP'}"
 
 
@@ -43,7 +44,7 @@ def residual_hook(time: int) -> str:
     """The cache entry holding the residual right after sublayer `time`."""
     if time == 0:
         return "hook_embed+pos"
-    layer = (time + 1) // 2 - 1
+    layer = layer_at(time)
     return f"blocks.{layer}.hook_resid_mid" if time % 2 else f"blocks.{layer}.hook_resid_post"
 
 
@@ -71,7 +72,8 @@ class ModelLayout:
         for place in self.nodes:
             if place.label == label:
                 return place
-        raise KeyError(label)
+        raise UnknownNameError(f"no node {label!r} in {self!r}'s program; have "
+                               f"{[place.label for place in self.nodes]}")
 
     def to_json(self) -> str:
         return json.dumps(
@@ -402,8 +404,8 @@ def check_patterns(model, inputs: Sequence[Sequence], tolerance: float = DEFAULT
     inputs, cache, evaluations = _run_and_evaluate(model, record, inputs)
     checks = []
     for layer in model.info.layers:
-        patterns = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"]
-        scores = cache[f"blocks.{layer.index - 1}.attn.hook_attn_scores"]
+        patterns = cache[f"blocks.{layer.index}.attn.hook_pattern"]
+        scores = cache[f"blocks.{layer.index}.attn.hook_attn_scores"]
         for head in layer.heads:
             worst = (0.0, None, None)
             margin, leak = np.inf, 0.0

@@ -43,6 +43,7 @@ from rasp_compiler.diagnostics import (
 )
 from rasp_compiler.encoding import Unclean
 from rasp_compiler.errors import EvaluationError, InvalidInputError, RaspCompilerError
+from rasp_compiler.schedule import attention_time, mlp_time
 from rasp_compiler.verify import values_match
 
 NO_PROGRAM_NOTE = (
@@ -81,7 +82,7 @@ def _matrix(array: np.ndarray, digits: int | None = None) -> list[list]:
 
 
 def write_times(model) -> dict[str, int]:
-    """The schedule time (0 embeddings, 2l-1 layer l attention, 2l layer l MLP) after which
+    """The schedule time (0 embeddings, 2l+1 layer l attention, 2l+2 layer l MLP) after which
     each readable SOp can be read, from the model's own info (a loaded model has no
     schedule): a head writes its label's dimensions, an MLP part its outputs', the
     embeddings the rest; a readout (a free linear form reads several owners) is ready when
@@ -90,10 +91,10 @@ def write_times(model) -> dict[str, int]:
     owners: dict[str, int] = {}
     for layer in model.info.layers:
         for head in layer.heads:
-            owners.setdefault(head.label, 2 * layer.index - 1)
+            owners.setdefault(head.label, attention_time(layer.index))
         for part in layer.mlp:
             for output in part.outputs:
-                owners.setdefault(output, 2 * layer.index)
+                owners.setdefault(output, mlp_time(layer.index))
     dims = model.layout.dims
     return {label: max((owners.get(dims[i].sop, 0) for i in readout.indices), default=0)
             for label, readout in model.readouts.items()}
@@ -202,12 +203,12 @@ def model_view(model, owner: str) -> dict:
                 "atoms": list(head.atoms), "key_size": head.key_size,
                 "value_size": head.value_size,
                 "selector_entry": selectors.get(head.selector),
-                "hook": f"blocks.{layer.index - 1}.attn.hook_pattern",
+                "hook": f"blocks.{layer.index}.attn.hook_pattern",
             })
         parts = []
         for part in layer.mlp:
             parts.append({
-                "id": f"L{layer.index - 1}MLP[{part.start}:{part.stop}]",
+                "id": f"L{layer.index}MLP[{part.start}:{part.stop}]",
                 "construction": part.construction, "units": list(part.units),
                 "leaves": list(part.leaves), "reads": _owners_read(model, part.leaves),
                 "writes": [o for o in part.outputs if o in ranges],
@@ -341,8 +342,8 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
 
     heads = {}
     for layer in model.info.layers:
-        patterns = np.asarray(cache[f"blocks.{layer.index - 1}.attn.hook_pattern"])[0]
-        scores = np.asarray(cache[f"blocks.{layer.index - 1}.attn.hook_attn_scores"])[0]
+        patterns = np.asarray(cache[f"blocks.{layer.index}.attn.hook_pattern"])[0]
+        scores = np.asarray(cache[f"blocks.{layer.index}.attn.hook_attn_scores"])[0]
         for head in layer.heads:
             got = patterns[head.index, :length, :length]
             logits = scores[head.index, :length, :length]
@@ -535,9 +536,9 @@ class _Handler(BaseHTTPRequestHandler):
                               f"an input is at most {MAX_REQUEST_BYTES} bytes")
         try:
             text = json.loads(self.rfile.read(size).decode("utf-8"))["text"]
-            if not isinstance(text, str):
-                raise TypeError
         except (ValueError, KeyError, TypeError):
+            text = None
+        if not isinstance(text, str):
             return self._text(HTTPStatus.BAD_REQUEST, 'send JSON {"text": "the tokens"}')
         body = json.dumps(json_safe(self.server.run_words(text.split())), allow_nan=False)
         self._send(HTTPStatus.OK, body.encode("utf-8"), "application/json")

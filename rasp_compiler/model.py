@@ -221,7 +221,7 @@ class CompiledModel:
             lines.append(f"layer {layer.index}:")
             for head in layer.heads:
                 lines.append(
-                    f"  head {head.index}: {head.source} <- {head.selector} "
+                    f"  {head.name}: {head.source} <- {head.selector} "
                     f"({'; '.join(head.atoms) or 'no atoms'}), coldness {head.coldness:.1f}"
                 )
             for part in layer.mlp:

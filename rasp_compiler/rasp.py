@@ -27,7 +27,7 @@ from collections import defaultdict
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar, Union
 
-from rasp_compiler.errors import InvalidProgramError, describe_values
+from rasp_compiler.errors import EvaluationError, InvalidProgramError, describe_values
 
 Value = Union[None, int, float, str, bool]
 SelectorValue = list[list[bool]]
@@ -56,9 +56,10 @@ class Comparison(enum.Enum):
 
     def __call__(self, key: Value, query: Value) -> bool:
         if key is None or query is None:
-            raise ValueError(
+            raise EvaluationError(
                 f"Comparison.{self.name} was called with key={key!r}, query={query!r}; "
-                "predicates are not defined on None (the evaluator treats None as never selected)"
+                "predicates are not defined on None (the evaluator treats None as never "
+                "selected): test for None before calling the comparison"
             )
         return _COMPARISONS[self](key, query)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rasp_compiler import compile_program, compress, explorer
 from rasp_compiler.errors import CompileWarning
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 EXAMPLE = [3, 1, 2, 1]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.library import load_program, program_names
+from rasp_compiler.program_files import load_program, program_names
 from rasp_compiler.model import CompiledModel
 
 

@@ -21,7 +21,7 @@ from rasp_compiler.compression import CompressedModel, CompressionInfo
 from rasp_compiler.diagnostics import head_matrix, ideal_pattern, residual_hook
 from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.evaluator import evaluate_all
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 from rasp_compiler.model import CompiledModel
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")
@@ -206,7 +206,7 @@ def test_input_view_is_what_the_model_and_evaluator_give(reverse):
     for layer in reverse.info.layers:
         for head in layer.heads:
             got = np.array(view["heads"][head.name]["compiled"])
-            pattern = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"][0, head.index, :4, :4]
+            pattern = cache[f"blocks.{layer.index}.attn.hook_pattern"][0, head.index, :4, :4]
             np.testing.assert_allclose(got, pattern, rtol=0, atol=1e-7)
             ideal = ideal_pattern(head.kind, head_matrix(reverse.compilation, head.label,
                                                          evaluation), 4)
@@ -270,6 +270,9 @@ def test_the_server_serves_one_page_and_one_api_at_localhost_only(server):
         assert status == 404 and "root:" not in body, path
     assert request("GET", "/", headers={"Host": "attacker.example:80"})[0] == 403
     assert request("POST", "/api/run", body=b"not json")[0] == 400
+    for body in ({"text": 3}, {"words": "a"}, ["a"]):  # JSON, but not {"text": "..."}
+        status, text = request("POST", "/api/run", body=json.dumps(body).encode())
+        assert status == 400 and 'send JSON {"text": "the tokens"}' in text, body
     assert request("POST", "/api/run", body=b"x" * (explorer.MAX_REQUEST_BYTES + 1))[0] == 413
     assert request("POST", "/elsewhere", body=b"{}")[0] == 404
     status, body = request("POST", "/api/run", body=json.dumps({"text": "b  a"}).encode())
@@ -362,7 +365,7 @@ def test_clicking_a_head_shows_its_pattern_as_in_the_cache(browser, server, reve
             assert text_of(browser, "#head-title").startswith(f"{head.name}: {head.label}")
             cells = browser.find_elements("css selector", "table[data-which='compiled'] td")
             got = np.array([float(c.get_attribute("data-value")) for c in cells]).reshape(5, 5)
-            pattern = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"][0, head.index, :5, :5]
+            pattern = cache[f"blocks.{layer.index}.attn.hook_pattern"][0, head.index, :5, :5]
             np.testing.assert_allclose(got, pattern, rtol=0, atol=1e-7)
             assert browser.find_elements("css selector", "table[data-which='ideal'] td")
             selected = browser.find_elements("css selector", "#selector-table tr.sel")
@@ -370,7 +373,7 @@ def test_clicking_a_head_shows_its_pattern_as_in_the_cache(browser, server, reve
     browser.find_element("css selector", "#residual-map th.group[data-sop='tokens']").click()
     assert browser.find_elements("css selector", "#plan .chip.sel[data-sop='tokens']")
     browser.find_element("css selector", "#residual .steps button[data-step='2']").click()
-    assert "after layer 1 MLP" in text_of(browser, "#residual-map caption")
+    assert "after layer 0 MLP" in text_of(browser, "#residual-map caption")
     screenshot(browser, "head", screenshots / "server_head.png")
     screenshot(browser, "residual", screenshots / "server_residual.png")
     assert console_problems(browser) == []

@@ -11,7 +11,7 @@ import pytest
 from rasp_compiler import persistence
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.errors import LoadError, SaveError
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 from rasp_compiler.model import CompiledModel
 
 BATCH = [["a", "b", "c"], ["d"], ["b", "a", "d", "c"]]
@@ -205,10 +205,30 @@ def test_a_readout_for_a_missing_output_is_refused(copy):
     refused(copy, "info.output 'nothing' has no readout")
 
 
+def test_a_record_field_of_a_type_the_codec_lacks_is_a_bug_named_where_to_fix():
+    from rasp_compiler.errors import InternalError
+    from rasp_compiler.persistence import from_json, to_json
+
+    with pytest.raises(InternalError, match=r"no JSON encoding for the type <class 'complex'>.*"
+                                            r"extend persistence.to_json"):
+        to_json(1j, complex)
+    with pytest.raises(InternalError, match=r"extend persistence.from_json"):
+        from_json([1, 0], complex)
+
+
+def test_layers_numbered_from_one_are_refused(copy):
+    def from_one(data):
+        for layer in data["info"]["layers"]:
+            layer["index"] += 1
+    edit_json(copy, from_one)
+    refused(copy, r"info.layers\[0\] is numbered 1 \(heads \[0\]\), not 0")
+
+
 @pytest.mark.parametrize("version, message", [
     (1, r"saved by an older rasp_compiler \(format 1\); recompile and save again"),
-    (3, r"saved by a newer rasp_compiler \(format 3; this one reads format 2\)"),
-    ("2", "format: '2' is not a format version"),
+    (2, r"saved by an older rasp_compiler \(format 2\); recompile and save again"),
+    (4, r"saved by a newer rasp_compiler \(format 4; this one reads format 3\)"),
+    ("3", "format: '3' is not a format version"),
 ])
 def test_other_format_versions_are_refused(copy, version, message):
     edit_json(copy, lambda d: d.update(format=version))

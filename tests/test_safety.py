@@ -6,7 +6,7 @@ from rasp_compiler import lib, rasp
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.errors import CompileWarning, UnsafeAggregateError
 from rasp_compiler.graph import build_graph
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 from rasp_compiler.rewrite import rewrite
 from rasp_compiler.safety import KeyFacts, check_categorical_aggregates
 from rasp_compiler.schedule import schedule

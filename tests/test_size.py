@@ -97,7 +97,7 @@ def test_an_attention_refusal_names_the_aggregate_and_its_comparison():
     before = rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LT),
                             rasp.tokens).named("before")
     with pytest.raises(ModelTooLargeError,
-                       match=r"before: layer 1.s attention \(1 head of key size 100 .* "
+                       match=r"before: layer 0.s attention \(1 head of key size 100 .* "
                              r"comparing tokens \(100 values\)"
                              r" with tokens \(100 values\).*select on SOps with fewer values"):
         compile_program(before, range(100), 2, max_parameters=50_000,
