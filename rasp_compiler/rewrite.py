@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from rasp_compiler import rasp
+from rasp_compiler import rasp, widths
 from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError, describe_values
 from rasp_compiler.graph import ProgramGraph
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm, constant_form
@@ -148,7 +148,7 @@ class OpGraph:
 
 
 def width_hidden_label(label: str) -> str:
-    """The hidden numerical SOp a SelectorWidth's head writes (1 / (width + 1))."""
+    """The hidden numerical SOp a SelectorWidth's head writes (s / (s + width), widths.py)."""
     return f"{label}{WIDTH_SUFFIX}"
 
 
@@ -401,14 +401,14 @@ class _Rewriter:
 
     def _width(self, label: str, selector: str, atoms: tuple[Atom, ...],
                encoding: rasp.Encoding, smallest: int = 0, source: str | None = None) -> None:
-        """A head whose BOS weight is 1/(w+1), and the MLP unit decoding w from it."""
+        """A head whose BOS weight is s/(s+w) (widths.py), and the MLP unit decoding w from it."""
         n = self.value_sets.max_seq_len
         hidden = width_hidden_label(label)
         if hidden in self.graph.graph:
             raise InvalidProgramError(
                 f"{hidden}: this label is reserved for the head of SelectorWidth {label}; rename it"
             )
-        decode = {1.0 / (w + 1): w for w in range(smallest, n + 1)}
+        decode = {widths.fraction(w, n): w for w in range(smallest, n + 1)}
         self.values[hidden] = sorted_values(decode)
         self.encodings[hidden] = rasp.Encoding.NUMERICAL
         self.attention[hidden] = AttentionOp(
