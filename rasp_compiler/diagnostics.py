@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rasp_compiler import rasp, widths
+from rasp_compiler import rasp
 from rasp_compiler.errors import EvaluationError
 from rasp_compiler.evaluator import evaluate_all
 from rasp_compiler.records import CompilationRecord, require_compilation
@@ -308,7 +308,7 @@ def ideal_pattern(kind: str, matrix: np.ndarray, length: int,
 
     Row 0 (BOS query) attends to BOS. An Aggregate spreads evenly over the selected
     keys, or puts everything on BOS when none is selected; a SelectorWidth gives BOS
-    `bos_share` times what each selected key gets (`widths.bos_share(max_seq_len)`).
+    `bos_share` times what each selected key gets (`AttentionOp.bos_share`, widths.py).
     Padding positions stay zero.
     """
     n = matrix.shape[0]
@@ -415,7 +415,7 @@ def check_patterns(model, inputs: Sequence[Sequence], tolerance: float = DEFAULT
                 length = len(xs) + 1
                 matrix = head_matrix(record, head.label, evaluation)
                 ideal = ideal_pattern(head.kind, matrix, length,
-                                      widths.bos_share(model.max_seq_len))
+                                      record.ops.attention[head.label].bos_share)
                 stats = pattern_stats(ideal,
                                       patterns[b, head.index, :length, :length],
                                       scores[b, head.index, :length, :length])

@@ -6,8 +6,8 @@ their forms. A BOS column (`one` on the query side, `bos` on the key side) gives
 the BOS key c * (t - 1/2) for an Aggregate, so BOS wins only when nothing is
 selected (the default), and c * t for a SelectorWidth, so BOS shares attention
 with the w selected keys and receives 1 / (w + 1); above max_seq_len 16 its score
-is raised by ln N so it receives N / (N + w), whose values stay ~1/(4N) apart
-(widths.py).
+is raised by ln N when the width is categorical, so it receives N / (N + w), whose
+values stay ~1/(4N) apart (widths.py).
 
 Coldness c: with at most N keys, the attention mass that leaks away from the
 intended keys is at most (N + 1) * exp(-c / 2) =: eps, so c = 2 ln((N + 1) / eps).
@@ -25,7 +25,7 @@ from typing import Mapping
 
 import numpy as np
 
-from rasp_compiler import rasp, widths
+from rasp_compiler import rasp
 from rasp_compiler.errors import CompilationError
 from rasp_compiler.mlp import MLPPart, bos_cleanup, lower_block, ungate
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm, ResidualLayout, build_layout
@@ -292,7 +292,7 @@ def _head(ops: OpGraph, op: AttentionOp, layout: ResidualLayout, layer: int, ind
     bos_k = np.zeros((layout.width, columns), np.float32)
     bos_q[rows[ONE], 0] = 1.0
     if op.kind == "width":  # BOS weighs as much as s keys (widths.py)
-        bos_k[rows[BOS], 0] = c * clauses + widths.bos_score_offset(n)
+        bos_k[rows[BOS], 0] = c * clauses + math.log(op.bos_share)
     else:
         bos_k[rows[BOS], 0] = c * (clauses - 0.5)
     if columns == 2:

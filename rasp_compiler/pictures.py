@@ -34,7 +34,6 @@ def head_patterns(model, tokens: Sequence) -> list[dict]:
     """For each head: its name, title, the compiled pattern and (with the program) the ideal."""
     from rasp_compiler.diagnostics import head_matrix, ideal_pattern
     from rasp_compiler.evaluator import evaluate_all
-    from rasp_compiler.widths import bos_share
 
     tokens = list(tokens)
     _, cache = model.run_with_cache([tokens])
@@ -50,7 +49,7 @@ def head_patterns(model, tokens: Sequence) -> list[dict]:
             ideal = None
             if evaluation is not None:
                 ideal = ideal_pattern(head.kind, head_matrix(record, head.label, evaluation),
-                                      length, bos_share(model.max_seq_len))
+                                      length, record.ops.attention[head.label].bos_share)
             out.append({
                 "name": head.name,
                 "title": f"{head.name}: {head.label} <- {head.expression}",

@@ -25,9 +25,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from rasp_compiler import rasp, widths
+from rasp_compiler import linear_lookup, rasp, widths
 from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError, describe_values
 from rasp_compiler.graph import ProgramGraph
+from rasp_compiler.linear_lookup import LinearLookup
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm, constant_form
 from rasp_compiler.selectors import (
     DEFAULT_MAX_HEADS_PER_SELECTOR,
@@ -55,6 +56,7 @@ class AttentionOp:
     ov: tuple[tuple[Dim, Dim, float], ...]  # (read dim, written dim, weight)
     bos_writes: tuple[tuple[Dim, float], ...]  # what the head writes at the BOS query position
     encoding: rasp.Encoding
+    bos_share: float = 1.0  # a width head's BOS key weighs like this many keys (widths.py)
 
     @property
     def queries(self) -> tuple[str, ...]:
@@ -87,6 +89,7 @@ class MLPUnit:
     kind: str  # "Map", "SequenceMap", "SelectorWidth", "Tuple", "ClauseFeature", ...
     none_aware: bool = False  # fn is called on None inputs too (tuples keep the None)
     feature: FeatureSpec | None = None  # set for an OR clause's feature (multi-hot output)
+    linear: LinearLookup | None = None  # f is a function of one linear form (linear_lookup.py)
 
 
 @dataclass(frozen=True)
@@ -302,12 +305,30 @@ class _Rewriter:
             self.forms[expr.label] = parts[0] + parts[1]
             self._add(expr.label)
             return
+        linear = None
         if rasp.is_numerical(expr):
             for label in (fst, snd):
                 self._refuse_none(expr, label)
-            self._table(expr, (fst, snd))  # checks the outputs are numbers
+            table = self._table(expr, (fst, snd))  # checks the outputs are numbers
+            # ---- linear_lookup hook: an affine SequenceMap is a linear form (no neurons)
+            affine = linear_lookup.affine_fit(table)
+            if affine is not None:
+                a, b, c = affine
+                self.forms[expr.label] = (self.form_of(fst).scaled(a) + self.form_of(snd).scaled(b)
+                                          + constant_form(c))
+                self._add(expr.label)
+                return
+        fn = expr.f
+        possible = linear_lookup.possible_pairs(expr)
+        if possible is not None:  # (length, indices): no value where index >= length
+            fn = linear_lookup.OnPossiblePairs(expr.f, possible)
+        if not (rasp.is_numerical(expr) or self.is_numerical(fst) or self.is_numerical(snd)):
+            # ---- linear_lookup hook: f(x, y) = g(x + r y) needs O(distinct x + r y) neurons
+            linear = linear_lookup.detect(expr.f, fst, self.values[fst], snd, self.values[snd],
+                                          possible)
         kind = type(expr).__name__
-        self.units[expr.label] = MLPUnit(expr.label, (fst, snd), expr.f, rasp.get_encoding(expr), kind)
+        self.units[expr.label] = MLPUnit(expr.label, (fst, snd), fn, rasp.get_encoding(expr),
+                                         kind, linear=linear)
         self._add(expr.label)
 
     # ----------------------------------------------------------------- attention-side SOps
@@ -408,7 +429,8 @@ class _Rewriter:
             raise InvalidProgramError(
                 f"{hidden}: this label is reserved for the head of SelectorWidth {label}; rename it"
             )
-        decode = {widths.fraction(w, n): w for w in range(smallest, n + 1)}
+        share = widths.bos_share(n, categorical=encoding is rasp.Encoding.CATEGORICAL)
+        decode = {widths.fraction(w, share): w for w in range(smallest, n + 1)}
         self.values[hidden] = sorted_values(decode)
         self.encodings[hidden] = rasp.Encoding.NUMERICAL
         self.attention[hidden] = AttentionOp(
@@ -420,6 +442,7 @@ class _Rewriter:
             ov=((BOS, Dim(hidden), 1.0),),
             bos_writes=((Dim(hidden), 1.0),),
             encoding=rasp.Encoding.NUMERICAL,
+            bos_share=share,
         )
         self._add(hidden)
         self.encodings[label] = encoding
