@@ -32,7 +32,7 @@ LENGTHS = [16, 64, 256, 1024]
 BATCH = 8
 SAMPLES = 6
 PARAMETER_LIMIT = 60_000_000
-TIME_LIMIT_S = 180
+TIME_LIMIT_S = 300
 MARKER = "bench:scaling"
 PLOT = Path("docs/images/scaling.svg")
 
