@@ -304,12 +304,14 @@ class PatternReport:
         return "\n".join(lines)
 
 
-def ideal_pattern(kind: str, matrix: np.ndarray, length: int) -> np.ndarray:
+def ideal_pattern(kind: str, matrix: np.ndarray, length: int,
+                  bos_share: float = 1.0) -> np.ndarray:
     """The exact attention pattern [T, T] a head implementing `matrix` ([n, n]) should have.
 
     Row 0 (BOS query) attends to BOS. An Aggregate spreads evenly over the selected
-    keys, or puts everything on BOS when none is selected; a SelectorWidth shares
-    evenly between BOS and the selected keys. Padding positions stay zero.
+    keys, or puts everything on BOS when none is selected; a SelectorWidth gives BOS
+    `bos_share` times what each selected key gets (`AttentionOp.bos_share`, widths.py).
+    Padding positions stay zero.
     """
     n = matrix.shape[0]
     pattern = np.zeros((length, length))
@@ -317,8 +319,8 @@ def ideal_pattern(kind: str, matrix: np.ndarray, length: int) -> np.ndarray:
     for q in range(n):
         selected = np.flatnonzero(matrix[q]) + 1
         if kind == "width":
-            pattern[q + 1, 0] = 1.0 / (len(selected) + 1)
-            pattern[q + 1, selected] = 1.0 / (len(selected) + 1)
+            pattern[q + 1, 0] = bos_share / (len(selected) + bos_share)
+            pattern[q + 1, selected] = 1.0 / (len(selected) + bos_share)
         elif len(selected):
             pattern[q + 1, selected] = 1.0 / len(selected)
         else:
@@ -414,7 +416,9 @@ def check_patterns(model, inputs: Sequence[Sequence], tolerance: float = DEFAULT
                     continue
                 length = len(xs) + 1
                 matrix = head_matrix(record, head.label, evaluation)
-                stats = pattern_stats(ideal_pattern(head.kind, matrix, length),
+                ideal = ideal_pattern(head.kind, matrix, length,
+                                      record.ops.attention[head.label].bos_share)
+                stats = pattern_stats(ideal,
                                       patterns[b, head.index, :length, :length],
                                       scores[b, head.index, :length, :length])
                 if stats.max_deviation > worst[0]:

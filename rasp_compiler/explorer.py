@@ -351,7 +351,7 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
                     "margin": None, "bos_leak": None, "max_deviation": None}
             if evaluation is not None:
                 ideal = ideal_pattern(head.kind, head_matrix(record, head.label, evaluation),
-                                      length)
+                                      length, record.ops.attention[head.label].bos_share)
                 stats = pattern_stats(ideal, got, logits)
                 view.update(ideal=_matrix(ideal), margin=_number(stats.min_margin, 4),
                             bos_leak=_number(stats.max_bos_leak),

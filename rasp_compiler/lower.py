@@ -5,7 +5,9 @@ one-hot (query side) and K's one-hot (key side); a conjunction of t atoms adds
 their forms. A BOS column (`one` on the query side, `bos` on the key side) gives
 the BOS key c * (t - 1/2) for an Aggregate, so BOS wins only when nothing is
 selected (the default), and c * t for a SelectorWidth, so BOS shares attention
-with the w selected keys and receives 1 / (w + 1).
+with the w selected keys and receives 1 / (w + 1); above max_seq_len 16 its score
+is raised by ln N when the width is categorical, so it receives N / (N + w), whose
+values stay ~1/(4N) apart (widths.py).
 
 Coldness c: with at most N keys, the attention mass that leaks away from the
 intended keys is at most (N + 1) * exp(-c / 2) =: eps, so c = 2 ln((N + 1) / eps).
@@ -289,7 +291,10 @@ def _head(ops: OpGraph, op: AttentionOp, layout: ResidualLayout, layer: int, ind
     bos_q = np.zeros((layout.width, columns), np.float32)
     bos_k = np.zeros((layout.width, columns), np.float32)
     bos_q[rows[ONE], 0] = 1.0
-    bos_k[rows[BOS], 0] = c * clauses if op.kind == "width" else c * (clauses - 0.5)
+    if op.kind == "width":  # BOS weighs as much as s keys (widths.py)
+        bos_k[rows[BOS], 0] = c * clauses + math.log(op.bos_share)
+    else:
+        bos_k[rows[BOS], 0] = c * (clauses - 0.5)
     if columns == 2:
         bos_q[rows[BOS], 1] = 1.0
         bos_k[rows[BOS], 1] = c * (clauses + 1)

@@ -192,8 +192,21 @@ def _match_all(ops: OpGraph, leaves: list[str], combo: tuple) -> dict[Dim, float
     return total
 
 
+def linear_lookup_of(ops: OpGraph, block: Block):
+    """The block's `linear_lookup.LinearLookup` when it is one such unit on its own inputs."""
+    unit = ops.units[block.units[0]]
+    if len(block.units) == 1 and unit.linear is not None and block.leaves == unit.inputs \
+            and block.outputs == (unit.label,):
+        return unit.linear
+    return None
+
+
 def lower_block(ops: OpGraph, block: Block) -> MLPPart:
     """The exact MLP neurons for one fused block."""
+    lookup = linear_lookup_of(ops, block)
+    if lookup is not None:
+        from rasp_compiler import linear_lookup
+        return linear_lookup.lower(ops, block, lookup)
     first = ops.units[block.units[0]]
     if len(block.units) == 1 and first.feature is not None and block.leaves == first.inputs:
         return clause_feature(ops, block)  # linear in its inputs: 2 neurons per value
@@ -221,6 +234,9 @@ def neuron_bound(ops: OpGraph, block: Block) -> int:
     numerical input's values, per combination; piecewise-linear never more
     than steps (lower_block keeps the narrower).
     """
+    lookup = linear_lookup_of(ops, block)
+    if lookup is not None:
+        return lookup.width
     first = ops.units[block.units[0]]
     if len(block.units) == 1 and first.feature is not None and block.leaves == first.inputs:
         return 2 * len(first.feature.shared_values)
@@ -240,6 +256,9 @@ def count_neurons(ops: OpGraph, block: Block, stop_after: int) -> int:
     """`lower_block(ops, block).width`, computed by the same function calls without
     building any neuron; returns early, with a count above `stop_after`, as soon as
     the width is certain to exceed it."""
+    lookup = linear_lookup_of(ops, block)
+    if lookup is not None:
+        return lookup.width
     first = ops.units[block.units[0]]
     if len(block.units) == 1 and first.feature is not None and block.leaves == first.inputs:
         return clause_feature(ops, block).width

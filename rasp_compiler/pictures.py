@@ -48,7 +48,8 @@ def head_patterns(model, tokens: Sequence) -> list[dict]:
         for head in layer.heads:
             ideal = None
             if evaluation is not None:
-                ideal = ideal_pattern(head.kind, head_matrix(record, head.label, evaluation), length)
+                ideal = ideal_pattern(head.kind, head_matrix(record, head.label, evaluation),
+                                      length, record.ops.attention[head.label].bos_share)
             out.append({
                 "name": head.name,
                 "title": f"{head.name}: {head.label} <- {head.expression}",

@@ -47,6 +47,8 @@ import numpy as np
 
 from rasp_compiler import rasp
 from rasp_compiler.errors import CompilationError
+from rasp_compiler.linear_lookup import LINEAR_STEPS
+from rasp_compiler.linear_lookup import check_precision as check_linear_lookup
 from rasp_compiler.mlp import MLPPart
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm
 from rasp_compiler.rewrite import OpGraph
@@ -339,6 +341,9 @@ class _Analysis:
         for label in block.outputs:
             if not self.ops.is_numerical(label):
                 self.noise[label] = 2.0 * one_hot_noise
+        if part.construction == LINEAR_STEPS:  # linear_lookup.py: steps along x + r y
+            check_linear_lookup(block, part, self.noise, self.ops.units[block.units[0]].linear)
+            return
         if not numerical:
             self._lookup(block, part, categorical, one_hot_noise)
             return

@@ -26,9 +26,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from rasp_compiler import rasp
+from rasp_compiler import linear_lookup, rasp, widths
 from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError, describe_values
 from rasp_compiler.graph import ProgramGraph
+from rasp_compiler.linear_lookup import LinearLookup
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm, constant_form
 from rasp_compiler.atoms import Atom, AtomBuilder, Folded
 from rasp_compiler.selectors import (
@@ -56,6 +57,7 @@ class AttentionOp:
     ov: tuple[tuple[Dim, Dim, float], ...]  # (read dim, written dim, weight)
     bos_writes: tuple[tuple[Dim, float], ...]  # what the head writes at the BOS query position
     encoding: rasp.Encoding
+    bos_share: float = 1.0  # a width head's BOS key weighs like this many keys (widths.py)
 
     @property
     def queries(self) -> tuple[str, ...]:
@@ -88,6 +90,7 @@ class MLPUnit:
     kind: str  # "Map", "SequenceMap", "SelectorWidth", "Tuple", "ClauseFeature", ...
     none_aware: bool = False  # fn is called on None inputs too (tuples keep the None)
     feature: FeatureSpec | None = None  # set for an OR clause's feature (multi-hot output)
+    linear: LinearLookup | None = None  # f is a function of one linear form (linear_lookup.py)
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ class OpGraph:
 
 
 def width_hidden_label(label: str) -> str:
-    """The hidden numerical SOp a SelectorWidth's head writes (1 / (width + 1))."""
+    """The hidden numerical SOp a SelectorWidth's head writes (s / (s + width), widths.py)."""
     return f"{label}{WIDTH_SUFFIX}"
 
 
@@ -268,12 +271,29 @@ class _Rewriter:
                 parts.append(self.form_of(label).scaled(factor))
             self.forms[expr.label] = parts[0] + parts[1]
             return
+        linear = None
         if rasp.is_numerical(expr):
             for label in (fst, snd):
                 self._refuse_none(expr, label)
-            self._table(expr, (fst, snd))  # checks the outputs are numbers
+            table = self._table(expr, (fst, snd))  # checks the outputs are numbers
+            # ---- linear_lookup hook: an affine SequenceMap is a linear form (no neurons)
+            affine = linear_lookup.affine_fit(table)
+            if affine is not None:
+                a, b, c = affine
+                self.forms[expr.label] = (self.form_of(fst).scaled(a) + self.form_of(snd).scaled(b)
+                                          + constant_form(c))
+                return
+        fn = expr.f
+        possible = linear_lookup.possible_pairs(expr)
+        if possible is not None:  # (length, indices): no value where index >= length
+            fn = linear_lookup.OnPossiblePairs(expr.f, possible)
+        if not (rasp.is_numerical(expr) or self.is_numerical(fst) or self.is_numerical(snd)):
+            # ---- linear_lookup hook: f(x, y) = g(x + r y) needs O(distinct x + r y) neurons
+            linear = linear_lookup.detect(expr.f, fst, self.values[fst], snd, self.values[snd],
+                                          possible)
         kind = type(expr).__name__
-        self.units[expr.label] = MLPUnit(expr.label, (fst, snd), expr.f, rasp.get_encoding(expr), kind)
+        self.units[expr.label] = MLPUnit(expr.label, (fst, snd), fn, rasp.get_encoding(expr),
+                                         kind, linear=linear)
 
     # ----------------------------------------------------------------- attention-side SOps
 
@@ -374,14 +394,15 @@ class _Rewriter:
 
     def _width(self, label: str, selector: str, atoms: tuple[Atom, ...],
                encoding: rasp.Encoding, smallest: int = 0, source: str | None = None) -> None:
-        """A head whose BOS weight is 1/(w+1), and the MLP unit decoding w from it."""
+        """A head whose BOS weight is s/(s+w) (widths.py), and the MLP unit decoding w from it."""
         n = self.value_sets.max_seq_len
         hidden = width_hidden_label(label)
         if hidden in self.graph.graph:
             raise InvalidProgramError(
                 f"{hidden}: this label is reserved for the head of SelectorWidth {label}; rename it"
             )
-        decode = {1.0 / (w + 1): w for w in range(smallest, n + 1)}
+        share = widths.bos_share(n, categorical=encoding is rasp.Encoding.CATEGORICAL)
+        decode = {widths.fraction(w, share): w for w in range(smallest, n + 1)}
         self.values[hidden] = sorted_values(decode)
         self.encodings[hidden] = rasp.Encoding.NUMERICAL
         self.attention[hidden] = AttentionOp(
@@ -393,6 +414,7 @@ class _Rewriter:
             ov=((BOS, Dim(hidden), 1.0),),
             bos_writes=((Dim(hidden), 1.0),),
             encoding=rasp.Encoding.NUMERICAL,
+            bos_share=share,
         )
         self.order.append(hidden)
         self.encodings[label] = encoding

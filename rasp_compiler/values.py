@@ -24,6 +24,7 @@ from rasp_compiler import rasp
 from rasp_compiler.errors import InvalidProgramError, ValueSetTooLargeError, describe_values
 from rasp_compiler.graph import ProgramGraph, build_graph
 from rasp_compiler.identity import as_number, clash_fix, describe_clash, find_clash
+from rasp_compiler.linear_lookup import possible_pairs
 
 DEFAULT_MAX_VALUE_SET_SIZE = 10_000  # categorical: one residual dimension per value
 DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE = 2_000_000  # numerical: one dimension, any count
@@ -331,25 +332,30 @@ def _paired_means(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
 
 def _sequence_map(expr: rasp.SequenceMap, ctx: _Context) -> set:
     fst, snd = ctx.sets[expr.fst.label], ctx.sets[expr.snd.label]
-    if len(fst) * len(snd) > ctx.max_pairs:
+    # (length, indices): only pairs with index < length occur (linear_lookup.possible_pairs)
+    possible = possible_pairs(expr)
+    count = len(fst) * len(snd) if possible is None else sum(
+        possible(x, y) for x in fst for y in snd)
+    if count > ctx.max_pairs:
         raise ValueSetTooLargeError(
             f"{expr.label}: this SequenceMap's inputs {expr.fst.label} ({len(fst):,} values) and "
-            f"{expr.snd.label} ({len(snd):,} values) give {len(fst) * len(snd):,} pairs, over the "
+            f"{expr.snd.label} ({len(snd):,} values) give {count:,} pairs, over the "
             f"limit of {ctx.max_pairs:,}; shrink one input with a Map or raise "
             f"max_sequence_map_pairs"
         )
     source = f"the pair ({expr.fst.label}, {expr.snd.label})"
     xs = [x for x in fst if x is not None]
     ys = [y for y in snd if y is not None]
+    pairs = [(x, y) for x in xs for y in ys if possible is None or possible(x, y)]
     f = expr.f
     try:  # fast path: up to max_sequence_map_pairs (10^6) calls
-        outputs = [f(x, y) for x in xs for y in ys]
+        outputs = [f(x, y) for x, y in pairs]
         out = set(outputs)
     except Exception:  # say which pair failed, or gave an unhashable value
-        outputs = [_call_on_values(expr, f, (x, y), source) for x in xs for y in ys]
+        outputs = [_call_on_values(expr, f, pair, source) for pair in pairs]
         out = set(outputs)
     _check_identity(expr, outputs, out, lambda i: (
-        f"on ({expr.fst.label}, {expr.snd.label}) = ({xs[i // len(ys)]!r}, {ys[i % len(ys)]!r})"
+        f"on ({expr.fst.label}, {expr.snd.label}) = ({pairs[i][0]!r}, {pairs[i][1]!r})"
     ))
     if (len(xs) < len(fst) and snd) or (len(ys) < len(snd) and fst):
         out.add(None)  # None in gives None out
