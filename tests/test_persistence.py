@@ -186,12 +186,13 @@ def test_a_vocab_of_the_wrong_size_is_refused(copy):
     refused(copy, "bos: the token 'BOS' is also in the vocab")
 
 
-def test_a_readout_out_of_range_or_on_the_wrong_dims_is_refused(copy):
+def test_a_readout_out_of_range_or_on_the_wrong_dims_is_refused(copy, model):
     def out_of_range(data):
         data["readouts"][-1]["indices"][0] = 99
 
     edit_json(copy, out_of_range)
-    refused(copy, r"readouts\[4\] \('reverse'\): index 99 is outside the residual \(dims 0..22\)")
+    last = model.layout.width - 1
+    refused(copy, rf"readouts\[4\] \('reverse'\): index 99 is outside the residual \(dims 0..{last}\)")
 
     def wrong_dim(data):
         data["readouts"][-1]["indices"][0] = 6  # tokens:a, not reverse:a
