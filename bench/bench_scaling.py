@@ -42,7 +42,7 @@ warnings.simplefilter("ignore")
 import numpy as np
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.errors import ModelTooLargeError, RaspCompilerError
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 from rasp_compiler.verify import verify
 
 name, n, limit, batch, samples = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
