@@ -27,6 +27,13 @@ Exactness in float32: consecutive z values must be at least mlp.MIN_RELATIVE_GAP
 of z's range apart (the same rule as every step MLP), and the one-hot noise of
 the inputs times the step slope must stay below half the distance to a kink
 (`check_precision`, called by precision.py).
+
+Read from the one-hots, each step neuron carries a weight for every value of
+both inputs (N^2 non-zero weights for `length - indices`). After scheduling,
+`with_numerical_copies` gives an input a numerical copy `x.number` where that
+saves weights and costs no layer: the lookup then walks along the numerical
+form `f.z` = x.number + r y.number with the ordinary steps of mlp.py (a few
+weights per neuron), and precision.py bounds the copies' error like any number's.
 """
 
 from __future__ import annotations
