@@ -486,4 +486,8 @@ def with_numerical_copies(ops, plan, *, max_fused_input_space: int):
     replanned = schedule(copied, max_fused_input_space=max_fused_input_space)
     if replanned.depth > plan.depth:
         return None
-    return copied, replanned
+    # The copies' forms cut chains of MLPs that unlimited fusion could join: the depth
+    # bound, and the notes on why units were not fused, are those of the one-hot reading.
+    bound = min(plan.lower_bound, replanned.lower_bound)
+    notes = tuple(dict.fromkeys(plan.fusion_notes + replanned.fusion_notes))
+    return copied, dataclasses.replace(replanned, lower_bound=bound, fusion_notes=notes)

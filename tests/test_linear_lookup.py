@@ -88,7 +88,7 @@ def test_linear_steps_read_numerical_copies_a_few_weights_per_neuron():
     program = rasp.Aggregate(rasp.Select(rasp.indices, opp, rasp.Comparison.EQ), rasp.tokens)
     ops, plan = _ops(program, ["a", "b"], 40, max_fused_input_space=100)
     copied, replanned = with_numerical_copies(ops, plan, max_fused_input_space=100)
-    assert replanned.depth == plan.depth
+    assert replanned.depth == plan.depth and replanned.lower_bound == plan.lower_bound == 2
     assert copied.forms["opp.z"].as_dict() == {Dim("length.number"): 1.0,
                                                Dim("indices.number"): -1.0}
     assert copied.embeddings["indices.number"].table[39] == 39.0  # written by position
