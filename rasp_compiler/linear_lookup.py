@@ -359,15 +359,20 @@ class _AlongForm:
     """A linear lookup as a function of z alone: the output at each of its zs."""
 
     def __init__(self, lookup: LinearLookup):
+        self.lookup = lookup
         self.zs = np.asarray(lookup.zs)
         self.outputs = lookup.outputs
         self.quantum = AFFINE_TOLERANCE * max(1.0, float(np.abs(self.zs).max()))
 
     def __call__(self, z):
+        from rasp_compiler.errors import CompilationError
+
         k = int(np.clip(np.searchsorted(self.zs, z), 1, len(self.zs) - 1))
         nearest = k - 1 if abs(z - self.zs[k - 1]) <= abs(z - self.zs[k]) else k
-        if abs(z - self.zs[nearest]) > self.quantum:
-            raise ValueError(f"{z!r} is not a value of the linear form")
+        if abs(z - self.zs[nearest]) > self.quantum:  # only its own zs are ever asked for
+            raise CompilationError(
+                f"{self.lookup.describe()}: {z!r} is not one of the values this linear form "
+                f"takes; this is a compiler bug, please report it with the program")
         return self.outputs[nearest]
 
 
