@@ -22,9 +22,11 @@ from typing import Any, Iterable
 from rasp_compiler import rasp
 from rasp_compiler.assemble import assemble
 from rasp_compiler.causal import check_invariance
-from rasp_compiler.errors import CompileWarning, InvalidProgramError, UnsafeAggregateError
+from rasp_compiler.errors import (CompilationError, CompileWarning, InvalidProgramError,
+                                  UnsafeAggregateError)
 from rasp_compiler.graph import build_graph
 from rasp_compiler.lexicographic import expand_lexicographic_selects
+from rasp_compiler.linear_lookup import with_numerical_copies
 from rasp_compiler.lower import DEFAULT_ATTENTION_PRECISION, FLOAT32_PRECISION_FLOOR, lower
 from rasp_compiler.model import CompiledModel
 from rasp_compiler.precision import check_magnitudes, check_precision
@@ -130,12 +132,24 @@ def compile_program(
     ops = rewrite(graph, values, max_selector_dims=max_selector_dims,
                   max_heads_per_selector=max_heads_per_selector)
     plan = schedule(ops, max_fused_input_space=max_fused_input_space)
-    check_size(ops, plan, int(max_parameters))
-    selectors = _selector_entries(ops, plan)
-    messages, checks = _check_aggregates(ops, plan.live, allow_unsafe_aggregates, causal)
-    check_magnitudes(ops, plan.live)
-    lowered = lower(ops, plan, attention_precision=attention_precision)
-    check_precision(ops, plan, lowered)
+    # Linear lookups read numerical copies of their inputs where that saves weights; if
+    # float32 cannot keep a copy exact enough (precision.py), they read the one-hots.
+    readings = [with_numerical_copies(ops, plan, max_fused_input_space=max_fused_input_space),
+                (ops, plan)]
+    readings = [reading for reading in readings if reading is not None]
+    for attempt, (ops, plan) in enumerate(readings):
+        check_size(ops, plan, int(max_parameters))
+        selectors = _selector_entries(ops, plan)
+        messages, checks = _check_aggregates(ops, plan.live, allow_unsafe_aggregates, causal)
+        check_magnitudes(ops, plan.live)
+        try:
+            lowered = lower(ops, plan, attention_precision=attention_precision)
+            check_precision(ops, plan, lowered)
+        except CompilationError:
+            if attempt + 1 == len(readings):
+                raise
+            continue
+        break
     params, shape = assemble(lowered, causal=causal)
     invariance = check_invariance(graph, values.vocab, max_seq_len) if causal else None
     info = ModelInfo(

@@ -27,12 +27,21 @@ Exactness in float32: consecutive z values must be at least mlp.MIN_RELATIVE_GAP
 of z's range apart (the same rule as every step MLP), and the one-hot noise of
 the inputs times the step slope must stay below half the distance to a kink
 (`check_precision`, called by precision.py).
+
+Read from the one-hots, each step neuron carries a weight for every value of
+both inputs (N^2 non-zero weights for `length - indices`). After scheduling,
+`with_numerical_copies` gives an input a numerical copy `x.number` where that
+saves weights and costs no layer: the lookup then walks along the numerical
+form `f.z` = x.number + r y.number with the ordinary steps of mlp.py (a few
+weights per neuron), and precision.py bounds the copies' error like any number's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 from numbers import Real
 from typing import Any, Callable, Mapping, Sequence
 
@@ -327,3 +336,163 @@ def check_precision(block, part, noise: Mapping[str, float], lookup: LinearLooku
                 f"steps {2.0 / slope:.3g} apart, but one-hot noise and float32 rounding may "
                 f"move a step's input by {wrong / slope:.3g}, so it could read the wrong value; "
                 f"lower max_seq_len or map the inputs to fewer values first")
+
+
+# --------------------------------------------------------------------------- numerical copies
+
+COPY_SUFFIX = ".number"  # the numerical copy of categorical SOp x is the hidden SOp `x.number`
+FORM_SUFFIX = ".z"  # the linear form a linear lookup `f` walks along, read from copies: `f.z`
+HINGE_WEIGHTS = 4  # non-zero weights of one neuron of a copy's MLP (z, one, bos in; one out)
+
+
+class _AsNumber:
+    """A categorical unit's function with its (numeric) value as a float: the copy's."""
+
+    def __init__(self, fn: Callable[..., Any]):
+        self.fn = fn
+
+    def __call__(self, *args):
+        return float(self.fn(*args))
+
+
+class _AlongForm:
+    """A linear lookup as a function of z alone: the output at each of its zs."""
+
+    def __init__(self, lookup: LinearLookup):
+        self.lookup = lookup
+        self.zs = np.asarray(lookup.zs)
+        self.outputs = lookup.outputs
+        self.quantum = AFFINE_TOLERANCE * max(1.0, float(np.abs(self.zs).max()))
+
+    def __call__(self, z):
+        from rasp_compiler.errors import CompilationError
+
+        k = int(np.clip(np.searchsorted(self.zs, z), 1, len(self.zs) - 1))
+        nearest = k - 1 if abs(z - self.zs[k - 1]) <= abs(z - self.zs[k]) else k
+        if abs(z - self.zs[nearest]) > self.quantum:  # only its own zs are ever asked for
+            raise CompilationError(
+                f"{self.lookup.describe()}: {z!r} is not one of the values this linear form "
+                f"takes; this is a compiler bug, please report it with the program")
+        return self.outputs[nearest]
+
+
+def with_numerical_copies(ops, plan, *, max_fused_input_space: int):
+    """(ops, plan) where each linear lookup compiled on its own reads numerical copies of
+    its inputs, or None when no lookup gains from that.
+
+    A `linear-steps` neuron reading the one-hots of x and y carries one weight per value
+    of each (z = sum of v [x = v] + r sum of w [y = w]): about 8 N^2 weights for the 4N
+    neurons of `length - indices`. A numerical copy `x.number` (one dimension holding x's
+    value) brings that to a few per neuron. It is written where x is: by the embedding
+    for tokens, indices and constants, and, for a categorical SOp decoded by an MLP from
+    one number (a SelectorWidth's decoder), by a second MLP block beside the decoder in
+    the same layer, with x's value as a number (piecewise-linear, so it carries the
+    attention's error scaled by the decoder's slope, which precision.py bounds). The
+    lookup becomes a Map of the numerical form `f.z` = x.number + r y.number (the one-hot
+    reading stays for an input without a copy), compiled by the ordinary steps. An input
+    gets a copy only where it saves weights; x's one-hot is dropped when nothing else
+    reads it. The plan is rescheduled; if that would take more layers, None.
+    """
+    from rasp_compiler import rasp
+    from rasp_compiler.mlp import linear_lookup_of, neuron_bound
+    from rasp_compiler.rewrite import Embedding, MLPUnit
+    from rasp_compiler.schedule import schedule
+
+    block_of = {unit: block for layer in plan.layers for block in layer.blocks
+                for unit in block.units}
+    taken = set(ops.values) | {expr.label for expr in ops.graph.exprs()}
+    values, encodings = dict(ops.values), dict(ops.encodings)
+    embeddings, units, forms = dict(ops.embeddings), dict(ops.units), dict(ops.forms)
+    after: dict[str, list[str]] = {}  # label -> new labels placed right after it in order
+    before: dict[str, list[str]] = {}  # label -> new labels placed right before it
+    copies: dict[str, str] = {}
+    numerical = rasp.Encoding.NUMERICAL
+
+    def copy_cost(source: str) -> float | None:
+        """Non-zero weights of writing source's copy; None when it cannot have one."""
+        if f"{source}{COPY_SUFFIX}" in taken or None in ops.values[source]:
+            return None
+        if source in ops.embeddings:
+            return sum(v is not None and float(v) != 0 for v in ops.embeddings[source].table.values())
+        block = block_of.get(source)
+        if block is None or block.units != (source,):
+            return None  # an attention output or a fused block: no place to write a copy
+        leaves = [ops.values[leaf] for leaf in block.leaves]
+        if len(block.leaves) != 1 or not ops.is_numerical(block.leaves[0]) or None in leaves[0]:
+            return None  # the copy must be a function of one number, as the decoder is
+        return HINGE_WEIGHTS * neuron_bound(ops, block)
+
+    def make_copy(source: str) -> str:
+        if source in copies:
+            return copies[source]
+        label = f"{source}{COPY_SUFFIX}"
+        if source in ops.embeddings:
+            embedding = ops.embeddings[source]
+            table = {k: float(v) for k, v in embedding.table.items() if v is not None}
+            embeddings[label] = Embedding(label, embedding.by, numerical, table)
+        else:
+            unit = ops.units[source]
+            units[label] = MLPUnit(label, unit.inputs, _AsNumber(unit.fn), numerical, "Copy")
+        values[label] = tuple(sorted({float(v) for v in ops.values[source]}))
+        encodings[label] = numerical
+        after.setdefault(source, []).append(label)
+        copies[source] = label
+        return label
+
+    for layer in plan.layers:
+        for block in layer.blocks:
+            lookup = linear_lookup_of(ops, block)
+            (label,) = block.units if lookup is not None else (None,)
+            if lookup is None or f"{label}{FORM_SUFFIX}" in taken:
+                continue
+            steps = 2 * lookup.changes
+            chosen: dict[str, str] = {}
+            for source, source_values in ((lookup.x, lookup.x_values),
+                                          (lookup.y, lookup.y_values)):
+                cost = copy_cost(source)
+                spread = sum(float(v) != 0 for v in source_values)
+                if cost is not None and steps * (spread - 1) > (0 if source in copies else cost):
+                    chosen[source] = make_copy(source)
+            if not chosen:
+                continue
+            terms: dict[Dim, float] = {}
+            for source, source_values, factor in ((lookup.x, lookup.x_values, 1.0),
+                                                  (lookup.y, lookup.y_values, lookup.ratio)):
+                if source in chosen:
+                    terms[Dim(chosen[source])] = terms.get(Dim(chosen[source]), 0.0) + factor
+                else:
+                    for v in source_values:
+                        terms[Dim(source, v)] = terms.get(Dim(source, v), 0.0) + factor * float(v)
+            z = f"{label}{FORM_SUFFIX}"
+            forms[z] = LinearForm.of(terms)
+            values[z] = lookup.zs
+            encodings[z] = numerical
+            before.setdefault(label, []).append(z)
+            unit = ops.units[label]
+            units[label] = MLPUnit(label, (z,), _AlongForm(lookup), unit.encoding, unit.kind,
+                                   linear=lookup)
+    if not copies:
+        return None
+    order: list[str] = []
+    for label in ops.order:
+        order.extend(before.get(label, ()))
+        order.append(label)
+        order.extend(after.get(label, ()))
+    frozen = MappingProxyType
+    magnitudes = dict(ops.magnitudes)
+    for label in order:
+        if label not in magnitudes and encodings[label] is numerical:
+            magnitudes[label] = max((abs(float(v)) for v in values[label]), default=0.0)
+    copied = dataclasses.replace(
+        ops, values=frozen(values), encodings=frozen(encodings), order=tuple(order),
+        embeddings=frozen(embeddings), units=frozen(units), forms=frozen(forms),
+        position=frozen({label: i for i, label in enumerate(order)}),
+        magnitudes=frozen(magnitudes))
+    replanned = schedule(copied, max_fused_input_space=max_fused_input_space)
+    if replanned.depth > plan.depth:
+        return None
+    # The copies' forms cut chains of MLPs that unlimited fusion could join: the depth
+    # bound, and the notes on why units were not fused, are those of the one-hot reading.
+    bound = min(plan.lower_bound, replanned.lower_bound)
+    notes = tuple(dict.fromkeys(plan.fusion_notes + replanned.fusion_notes))
+    return copied, dataclasses.replace(replanned, lower_bound=bound, fusion_notes=notes)

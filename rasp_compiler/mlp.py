@@ -193,9 +193,12 @@ def _match_all(ops: OpGraph, leaves: list[str], combo: tuple) -> dict[Dim, float
 
 
 def linear_lookup_of(ops: OpGraph, block: Block):
-    """The block's `linear_lookup.LinearLookup` when it is one such unit on its own inputs."""
+    """The block's `linear_lookup.LinearLookup` when it is one such unit reading the
+    one-hots of its own two inputs (not the numerical copies of them, see
+    `linear_lookup.with_numerical_copies`: then it is a steps block along their form)."""
     unit = ops.units[block.units[0]]
-    if len(block.units) == 1 and unit.linear is not None and block.leaves == unit.inputs \
+    if len(block.units) == 1 and unit.linear is not None \
+            and block.leaves == (unit.linear.x, unit.linear.y) == unit.inputs \
             and block.outputs == (unit.label,):
         return unit.linear
     return None
@@ -223,7 +226,11 @@ def lower_block(ops: OpGraph, block: Block) -> MLPPart:
         smooth = _piecewise_linear(ops, block, z_label, form, function)
         steps = _steps(ops, block, categorical, choices, z_label, form, function)
         return smooth if smooth is not None and smooth.width < steps.width else steps
-    return _steps(ops, block, categorical, choices, z_label, form, function)
+    part = _steps(ops, block, categorical, choices, z_label, form, function)
+    if first.linear is not None and len(block.units) == 1:
+        from rasp_compiler.linear_lookup import LINEAR_STEPS  # the same steps, along x + r y
+        part = dataclasses.replace(part, construction=LINEAR_STEPS)
+    return part
 
 
 def neuron_bound(ops: OpGraph, block: Block) -> int:

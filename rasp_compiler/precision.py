@@ -49,7 +49,7 @@ from rasp_compiler import rasp
 from rasp_compiler.errors import CompilationError
 from rasp_compiler.linear_lookup import LINEAR_STEPS
 from rasp_compiler.linear_lookup import check_precision as check_linear_lookup
-from rasp_compiler.mlp import MLPPart
+from rasp_compiler.mlp import MLPPart, linear_lookup_of
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm
 from rasp_compiler.rewrite import OpGraph
 from rasp_compiler.schedule import Block, Schedule
@@ -341,8 +341,9 @@ class _Analysis:
         for label in block.outputs:
             if not self.ops.is_numerical(label):
                 self.noise[label] = 2.0 * one_hot_noise
-        if part.construction == LINEAR_STEPS:  # linear_lookup.py: steps along x + r y
-            check_linear_lookup(block, part, self.noise, self.ops.units[block.units[0]].linear)
+        lookup = linear_lookup_of(self.ops, block)
+        if lookup is not None:  # linear_lookup.py: steps along x + r y, read from one-hots
+            check_linear_lookup(block, part, self.noise, lookup)
             return
         if not numerical:
             self._lookup(block, part, categorical, one_hot_noise)
@@ -393,7 +394,7 @@ class _Analysis:
             for d, w in neuron.w_out:
                 if d.sop in outputs and d.is_numerical:
                     w_out[i, outputs.index(d.sop)] += w
-        steps = part.construction == "steps"
+        steps = part.construction in ("steps", LINEAR_STEPS)  # along numerical copies
         per_value = np.zeros((zs.size, len(outputs)))
         exact = np.zeros((zs.size, len(outputs)))
         rounds = np.asarray([gamma(int(k) + 1) for k in counts])

@@ -8,7 +8,9 @@ from rasp_compiler import lib, rasp
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.errors import CompilationError
 from rasp_compiler.graph import build_graph
-from rasp_compiler.linear_lookup import LINEAR_STEPS, check_precision, detect
+from rasp_compiler import compiler
+from rasp_compiler.linear_lookup import (LINEAR_STEPS, check_precision, detect,
+                                         with_numerical_copies)
 from rasp_compiler.mlp import lower_block
 from rasp_compiler.residual import BOS, ONE, Dim
 from rasp_compiler.rewrite import rewrite
@@ -72,6 +74,66 @@ def test_reverse_at_128_is_small_and_reports_the_construction():
     assert LINEAR_STEPS in constructions
     rng = random.Random(1)
     inputs = [[rng.choice("abcd") for _ in range(k)] for k in (128, 3)]
+    assert verify(lib.make_reverse(rasp.tokens), model, inputs=inputs, backend="numpy").ok
+
+
+def _reverse_on_its_own(n):
+    """reverse with `length - indices` in its own MLP (not fused with length's decoder)."""
+    return compile_program(lib.make_reverse(rasp.tokens), ["a", "b", "c", "d"], n,
+                           max_fused_input_space=100)
+
+
+def test_linear_steps_read_numerical_copies_a_few_weights_per_neuron():
+    opp = (lib.make_length() - rasp.indices).named("opp")
+    program = rasp.Aggregate(rasp.Select(rasp.indices, opp, rasp.Comparison.EQ), rasp.tokens)
+    ops, plan = _ops(program, ["a", "b"], 40, max_fused_input_space=100)
+    copied, replanned = with_numerical_copies(ops, plan, max_fused_input_space=100)
+    assert replanned.depth == plan.depth and replanned.lower_bound == plan.lower_bound == 2
+    assert copied.forms["opp.z"].as_dict() == {Dim("length.number"): 1.0,
+                                               Dim("indices.number"): -1.0}
+    assert copied.embeddings["indices.number"].table[39] == 39.0  # written by position
+    # length's one-hot is read by nothing else now: only its numerical copy is written.
+    assert "length" not in replanned.materialized and "length.number" in replanned.materialized
+    (block,) = [b for layer in replanned.layers for b in layer.blocks if b.outputs == ("opp",)]
+    part = lower_block(copied, block)
+    assert part.construction == LINEAR_STEPS
+    assert max(len(neuron.w_in) for neuron in part.neurons) <= 4  # the copies, one, bos
+    for length in range(1, 41):
+        for index in range(length):
+            inputs = {ONE: 1.0, Dim("length.number"): length, Dim("indices.number"): index}
+            assert apply(part, inputs) == {Dim("opp", length - index): pytest.approx(1.0)}
+
+
+def test_reverse_non_zero_parameters_grow_about_linearly_and_stay_exact():
+    small, large = _reverse_on_its_own(32), _reverse_on_its_own(64)
+    assert large.parameter_count(nonzero=True) <= 2.3 * small.parameter_count(nonzero=True)
+    assert large.depth == small.depth == 3
+    rng = random.Random(2)
+    inputs = [[rng.choice("abcd") for _ in range(k)] for k in (64, 63, 1, 17)]
+    assert verify(lib.make_reverse(rasp.tokens), large, inputs=inputs, backend="numpy").ok
+
+
+def test_dyck1_non_zero_parameters_grow_about_linearly():
+    dyck = lambda: lib.make_dyck(["()"])  # noqa: E731
+    small, large = (compile_program(dyck(), ["(", ")"], n) for n in (32, 64))
+    assert large.parameter_count(nonzero=True) <= 2.3 * small.parameter_count(nonzero=True)
+    inputs = [list("(" * 32 + ")" * 32), list("()" * 31 + ")("), list(")")]
+    assert verify(dyck(), large, inputs=inputs, backend="numpy").ok
+
+
+def test_a_copy_float32_cannot_trust_falls_back_to_the_one_hots(monkeypatch):
+    real = compiler.check_precision
+
+    def refuse_copies(ops, plan, lowered):
+        if "length.number" in plan.materialized:
+            raise CompilationError("length.number: pretend float32 cannot hold it")
+        return real(ops, plan, lowered)
+
+    monkeypatch.setattr(compiler, "check_precision", refuse_copies)
+    model = _reverse_on_its_own(32)
+    (part,) = [p for layer in model.info.layers for p in layer.mlp if p.label == "opp_index"]
+    assert part.construction == LINEAR_STEPS and part.leaves == ("length", "indices")
+    inputs = [list("abcd" * 8), list("dcb")]
     assert verify(lib.make_reverse(rasp.tokens), model, inputs=inputs, backend="numpy").ok
 
 
