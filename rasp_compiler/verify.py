@@ -50,6 +50,7 @@ DEFAULT_CHUNK = 65536  # inputs generated, run and compared at a time
 PROGRESS_CHUNK = 8192  # the same with a progress bar
 FORWARD_TOKENS = 1 << 17  # tokens per jitted forward call, at most (rows are a power of two)
 MIN_FORWARD_BATCH = 8
+SPARSE_MIN_INPUTS = 20_000  # forward="auto": fewer inputs run the dense forward
 EVALUATION_CELLS = 1 << 22  # batch x length x length per batched evaluation, at most
 MAX_EXHAUSTIVE_INPUTS = 1 << 62
 NO_COLUMN = -3  # an expected value the readout has no column for: nothing decodes to it
@@ -234,6 +235,7 @@ def verify(
     atol: float = ATOL,
     progress: bool = False,
     backend: str = "jax",
+    forward: str = "auto",
 ) -> VerificationReport:
     """Compare `model` with the evaluator on the chosen inputs, `chunk` inputs at a time
     (default DEFAULT_CHUNK, or PROGRESS_CHUNK with a progress bar).
@@ -241,7 +243,15 @@ def verify(
     Inputs are generated lazily, so exhaustive runs over millions of inputs stay
     in constant memory; each forward batch is sharded over every JAX device. With
     `progress=True` a progress bar is drawn on stderr.
+
+    `forward` (backend "jax"): "sparse" runs the model's forward on its non-zero
+    weights alone (sparse_forward.py: planned from `model.params` as they are, the
+    same function up to float summation order), "dense" the model's own dense
+    forward; "auto" (default) the sparse one for SPARSE_MIN_INPUTS inputs or more,
+    where its longer XLA compilation pays for itself.
     """
+    if forward not in ("auto", "sparse", "dense"):
+        raise InvalidProgramError(f"forward must be 'auto', 'sparse' or 'dense', got {forward!r}")
     if exhaustive_up_to is None and samples is None and inputs is None:
         raise InvalidProgramError("say what to check: exhaustive_up_to=, samples= or inputs=")
     if chunk is None:  # a progress bar moves at least every PROGRESS_CHUNK inputs
@@ -268,8 +278,10 @@ def verify(
         rows = _encode(model, [list(xs) for xs in inputs])
         streams.append(_row_chunks(rows, chunk, total))
         total += len(rows)
+    sparse = forward == "sparse" or (forward == "auto" and total >= SPARSE_MIN_INPUTS)
     checker = _Checker(build_graph(program), model, rtol, atol, backend,
-                       forward_batch=_forward_batch(total, chunk, model.max_seq_len))
+                       forward_batch=_forward_batch(total, chunk, model.max_seq_len),
+                       sparse=sparse and backend == "jax")
     bar = ProgressBar(total) if progress else None
     started = time.perf_counter()
     for blocks in itertools.chain.from_iterable(streams):
@@ -311,8 +323,9 @@ class _Checker:
     """Runs the model and the batched evaluator on blocks of inputs and keeps the tally."""
 
     def __init__(self, graph: ProgramGraph, model, rtol: float, atol: float, backend: str,
-                 forward_batch: int):
+                 forward_batch: int, sparse: bool = False):
         self.graph = graph
+        self.sparse = sparse
         self.model = model
         self.rtol, self.atol = rtol, atol
         self.backend = backend
@@ -340,7 +353,7 @@ class _Checker:
         # evaluator runs here, and `collect` waits for it.
         collect = self.model.runtime.dispatch_readout_columns(
             self.model.params, [block.ids for block in blocks], self.readout,
-            backend=self.backend, batch=self.forward_batch)
+            backend=self.backend, batch=self.forward_batch, sparse=self.sparse)
         parts = []
         for i, block in enumerate(blocks):
             n = block.ids.shape[1]
