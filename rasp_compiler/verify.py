@@ -148,21 +148,81 @@ def random_input_ids(vocab_size: int, max_seq_len: int, count: int,
                      seed: int = 0) -> Iterator[list[int]]:
     """The token ids of `random_inputs`: the draws `rng.randint(1, max_seq_len)` and
     `rng.choice(vocab)` make, so the same inputs for a seed (tests/test_verify.py)."""
-    # random.Random._randbelow(n) inlined (its per-call overhead is most of the cost):
-    # getrandbits(n.bit_length()) until the draw is below n.
-    bits = random.Random(seed).getrandbits
-    length_bits, token_bits = max_seq_len.bit_length(), vocab_size.bit_length()
-    for _ in range(count):
-        n = bits(length_bits)
-        while n >= max_seq_len:
-            n = bits(length_bits)
-        row = []
-        for _ in range(n + 1):
-            token = bits(token_bits)
-            while token >= vocab_size:
-                token = bits(token_bits)
-            row.append(token)
-        yield row
+    draws = _RandomIds(vocab_size, max_seq_len, seed)
+    done = 0
+    while done < count:
+        lengths, tokens = draws.take(min(DEFAULT_CHUNK, count - done))
+        bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+        tokens = tokens.tolist()
+        for start, stop in zip(bounds, bounds[1:]):
+            yield tokens[start:stop]
+        done += len(lengths)
+
+
+class _RandomIds:
+    """The draws of `random.Random(seed)`'s randint(1, max_seq_len) and choice(vocab), made
+    on arrays: the same Mersenne Twister stream (numpy's MT19937, started from Python's
+    state), each 32-bit word read as random's `_randbelow` reads it (getrandbits(k) is the
+    word's top k bits; a draw >= n is rejected and the next word drawn)."""
+
+    def __init__(self, vocab_size: int, max_seq_len: int, seed: int):
+        state = random.Random(seed).getstate()[1]
+        self.generator = np.random.MT19937()
+        self.generator.state = {"bit_generator": "MT19937", "state": {
+            "key": np.array(state[:624], dtype=np.uint32), "pos": state[624]}}
+        self.vocab_size, self.max_seq_len = vocab_size, max_seq_len
+        self.words = np.zeros(0, dtype=np.uint64)  # drawn, not yet used
+
+    def _more(self, count: int) -> None:
+        self.words = np.concatenate([self.words, self.generator.random_raw(count)])
+
+    def take(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next `count` inputs: their lengths, and their token ids concatenated."""
+        length_shift = 32 - self.max_seq_len.bit_length()
+        token_shift = 32 - self.vocab_size.bit_length()
+        # words per input, on average: length draws, then (mean length) token draws
+        per_input = (2 ** (32 - length_shift) / self.max_seq_len
+                     + (self.max_seq_len + 1) / 2 * 2 ** (32 - token_shift) / self.vocab_size)
+        all_lengths: list[np.ndarray] = []
+        all_tokens: list[np.ndarray] = []
+        found = 0
+        while found < count:
+            wanted = int((count - found) * per_input * 1.1) + 64
+            if len(self.words) < wanted:
+                self._more(wanted - len(self.words))
+            words = self.words
+            size = len(words)
+            length_value = (words >> length_shift).astype(np.int64)
+            token_value = (words >> token_shift).astype(np.int64)
+            token_at = np.flatnonzero(token_value < self.vocab_size)  # accepted token words
+            tokens_before = np.concatenate([[0], np.cumsum(token_value < self.vocab_size)])
+            # next_length[i]: the first accepted length word at or after i (size: none)
+            next_length = np.where(length_value < self.max_seq_len, np.arange(size), size)
+            next_length = np.append(np.minimum.accumulate(next_length[::-1])[::-1], size)
+            # An input whose length word is i: its first token is accepted token word
+            # tokens_before[i + 1], its last ends the input; the next input's length word
+            # follows. Each input's successor, on arrays; then the chain, in Python.
+            first = tokens_before[1:]
+            last = first + length_value  # index in token_at of the last token (n = value + 1)
+            complete = last < len(token_at)
+            after = np.where(complete, token_at[np.minimum(last, len(token_at) - 1)] + 1, size)
+            successor = np.where(complete, next_length[after], -1).tolist()
+            chain = []
+            at = int(next_length[0])
+            while len(chain) < count - found and 0 <= at < size:
+                chain.append(at)
+                at = successor[at]
+            if chain:
+                chain_at = np.array(chain)
+                n = length_value[chain_at] + 1
+                offsets = np.repeat(first[chain_at] - np.concatenate([[0], np.cumsum(n)[:-1]]), n)
+                all_lengths.append(n)
+                all_tokens.append(token_value[token_at[offsets + np.arange(int(n.sum()))]])
+                found += len(chain)
+                self.words = words[int(token_at[last[chain[-1]]]) + 1:]
+            if found < count:  # the words ran out mid-input: draw more, from that input on
+                self._more(max(len(self.words), 1024))
+        return np.concatenate(all_lengths), np.concatenate(all_tokens)
 
 
 def random_inputs(vocab: Sequence, max_seq_len: int, count: int, seed: int = 0) -> Iterator[tuple]:
@@ -201,6 +261,23 @@ def _exhaustive_chunks(vocab_size: int, max_length: int, chunk: int,
                 pending, room = [], chunk
     if pending:
         yield pending
+
+
+def _random_chunks(vocab_size: int, max_seq_len: int, count: int, seed: int, chunk: int,
+                   first: int) -> Iterator[list[_Block]]:
+    """`random_input_ids` as blocks, `chunk` inputs at a time, grouped by length."""
+    draws = _RandomIds(vocab_size, max_seq_len, seed)
+    done = 0
+    while done < count:
+        lengths, tokens = draws.take(min(chunk, count - done))
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        blocks = []
+        for n in np.unique(lengths).tolist():
+            members = np.flatnonzero(lengths == n)
+            ids = tokens[starts[members, None] + np.arange(n)]
+            blocks.append(_Block(ids, first + done + members))
+        done += len(lengths)
+        yield blocks
 
 
 def _row_chunks(rows: Iterable[Sequence[int]], chunk: int, first: int) -> Iterator[list[_Block]]:
@@ -271,8 +348,8 @@ def verify(
         streams.append(_exhaustive_chunks(vocab_size, exhaustive_up_to, chunk, total))
         total += count
     if samples is not None:
-        streams.append(_row_chunks(random_input_ids(vocab_size, model.max_seq_len, samples, seed),
-                                   chunk, total))
+        streams.append(_random_chunks(vocab_size, model.max_seq_len, samples, seed, chunk,
+                                      total))
         total += samples
     if inputs is not None:
         rows = _encode(model, [list(xs) for xs in inputs])
