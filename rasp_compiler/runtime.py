@@ -28,7 +28,7 @@ CACHE_CHUNK_BYTES = 256 * 1024**2  # run_with_cache computes at most this much p
 MIN_BUCKET_LENGTH = 8  # shorter inputs share one compiled shape: compiling costs more than padding
 MIN_BUCKET_BATCH = 8
 MIN_BUCKET_FILL = 64  # a length bucket with fewer inputs joins the next longer one
-SPARSE_BATCH = 512  # rows per sparse forward call: its [T, rows] arrays stay in cache
+SPARSE_BATCH = 1024  # rows per sparse forward call: its [T, rows] arrays stay in cache
 MAX_SPARSE_COMPILED = 8  # sparse forwards kept compiled (one per weight pattern)
 
 
