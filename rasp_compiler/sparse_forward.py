@@ -40,6 +40,7 @@ from rasp_compiler.assemble import ModelShape
 # Activations (and attention logits) provably below this magnitude cannot overflow
 # float32 (max 3.4e38) in any partial sum, in either forward.
 SAFE_MAGNITUDE = 1e30
+LOOPED_LOGITS = 16  # a head with more logit dims sums its scores in a loop (jax)
 
 # One output of a sparse linear map: ((input index, weight), ...) over its non-zero weights.
 Terms = tuple[tuple[int, float], ...]
@@ -208,6 +209,7 @@ def sparse_forward_fn(plan: SparsePlan, xp) -> Callable:
     jax.numpy (jit it: the plan, weights included, is baked in)."""
     if xp is np:
         barrier = lambda arrays: arrays
+        looped_scores = None
     else:
         import jax
 
@@ -217,6 +219,15 @@ def sparse_forward_fn(plan: SparsePlan, xp) -> Callable:
             present = [a for a in arrays if a is not None]
             done = iter(jax.lax.optimization_barrier(present))
             return [None if a is None else next(done) for a in arrays]
+
+        def looped_scores(q, k):
+            """sum over e of q[e] (x) k[e], [T, T, B], one logit dim per loop step: the
+            partial sums stay in cache (a long fused sum spills them to memory)."""
+            def step(e, scores):
+                return scores + q[e][:, None, :] * k[e][None, :, :]
+
+            first = q[0][:, None, :] * k[0][None, :, :]
+            return jax.lax.fori_loop(1, q.shape[0], step, first)
 
     def forward(token_ids, key_mask):
         ids = token_ids.T  # [T, B]: batch innermost, each dim's array is vectorised over it
@@ -244,9 +255,11 @@ def sparse_forward_fn(plan: SparsePlan, xp) -> Callable:
                 scores = None
                 qs = barrier([_linear(t, residual) for t in head.query])
                 ks = barrier([_linear(t, residual) for t in head.key])
-                for q, k in zip(qs, ks):  # XLA fuses the sum into one loop
-                    if q is None or k is None:
-                        continue
+                pairs = [(q, k) for q, k in zip(qs, ks) if q is not None and k is not None]
+                if len(pairs) > LOOPED_LOGITS and xp is not np:
+                    scores = looped_scores(xp.stack([q for q, _ in pairs]),
+                                           xp.stack([k for _, k in pairs]))
+                for q, k in pairs if scores is None else ():  # XLA fuses this sum
                     term = q[:, None, :] * k[None, :, :]
                     scores = term if scores is None else scores + term
                 if scores is None:  # every logit zero
