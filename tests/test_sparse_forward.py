@@ -9,7 +9,7 @@ from rasp_compiler import lib, rasp
 from rasp_compiler.assemble import forward_numpy
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.errors import InvalidProgramError
-from rasp_compiler.sparse_forward import plan_sparse_forward, sparse_forward_fn
+from rasp_compiler.sparse_forward import LOOPED_LOGITS, plan_sparse_forward, sparse_forward_fn
 from rasp_compiler.verify import input_ids, random_input_ids, verify
 
 from cases import CASES, causal_twin
@@ -50,13 +50,19 @@ def test_sparse_forward_equals_the_dense_forward(case, compiled_case):
 
 
 def test_jitted_sparse_forward_equals_the_dense_forward():
+    # 20 values compared: a head with more logit dims than LOOPED_LOGITS (the looped sum)
     program = lib.make_sort_unique(rasp.tokens, rasp.tokens)
-    model = compile_program(program, [1, 2, 3], 5)
+    model = compile_program(program, list(range(20)), 4)
     readout = model.readouts[model.output]
-    block = input_ids(3, 4)
-    dense = model.runtime.readout_columns(model.params, [block], readout, backend="numpy")[0]
-    sparse = model.runtime.readout_columns(model.params, [block], readout, sparse=True)[0]
-    np.testing.assert_allclose(sparse, dense, rtol=1e-6, atol=1e-6)
+    plan = plan_sparse_forward(model.params, model.shape, readout.indices)
+    assert max(len(head.query) for layer in plan.layers for head in layer.heads) > LOOPED_LOGITS
+    blocks = [input_ids(20, 1), input_ids(20, 2)] + [
+        np.array([row for row in random_input_ids(20, 4, 400, seed=3) if len(row) == n])
+        for n in (3, 4)]
+    dense = model.runtime.readout_columns(model.params, blocks, readout, backend="numpy")
+    sparse = model.runtime.readout_columns(model.params, blocks, readout, sparse=True)
+    for got, want in zip(sparse, dense):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_the_plan_skips_zero_weights():
