@@ -25,6 +25,7 @@ import math
 import random
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Iterable, Iterator, Sequence
@@ -361,10 +362,13 @@ def verify(
                        sparse=sparse and backend == "jax")
     bar = ProgressBar(total) if progress else None
     started = time.perf_counter()
-    for blocks in itertools.chain.from_iterable(streams):
-        checker.check(blocks)
-        if bar:
-            bar.advance(sum(len(block.order) for block in blocks), checker.mismatch_count)
+    try:
+        for blocks in itertools.chain.from_iterable(streams):
+            checker.check(blocks)
+            if bar:
+                bar.advance(sum(len(block.order) for block in blocks), checker.mismatch_count)
+    finally:
+        checker.close()
     if bar:
         bar.close()
     return checker.report(time.perf_counter() - started)
@@ -420,17 +424,22 @@ class _Checker:
         self.max_error = 0.0
         self.examples: list[tuple[int, int, Mismatch]] = []  # (order, position, mismatch)
         self.invariance: tuple | None = None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-forward")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
     def check(self, blocks: list[_Block]) -> None:
         if not self.arrays:
             for block in blocks:
                 self._check_decoded(block)
             return
-        # The forward is dispatched first: XLA computes on its own threads while the
-        # evaluator runs here, and `collect` waits for it.
-        collect = self.model.runtime.dispatch_readout_columns(
-            self.model.params, [block.ids for block in blocks], self.readout,
-            backend=self.backend, batch=self.forward_batch, sparse=self.sparse)
+        # The forward runs on a thread of its own (XLA releases the GIL; on a CPU it may
+        # execute a call in the thread that dispatches it) while the evaluator runs here.
+        forward = self.pool.submit(
+            self.model.runtime.readout_columns, self.model.params,
+            [block.ids for block in blocks], self.readout, backend=self.backend,
+            batch=self.forward_batch, sparse=self.sparse)
         parts = []
         for i, block in enumerate(blocks):
             n = block.ids.shape[1]
@@ -440,7 +449,7 @@ class _Checker:
                 expected = evaluate_batch(self.graph, part.ids, self.model.vocab,
                                           causal=self.causal)
                 parts.append((i, start, part, expected))
-        columns = collect()
+        columns = forward.result()
         first_difference = None
         for i, start, part, expected in parts:
             found = self._compare(part, expected, columns[i][start: start + len(part.ids)])
