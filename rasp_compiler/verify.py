@@ -11,8 +11,10 @@ Numerical outputs agree when |got - expected| <= atol + rtol * |expected| (both 
 categorical outputs must be the same value: equal and of one type (1 is not True).
 
 Everything runs on arrays: inputs are made as token-id arrays (an exhaustive
-input from its index by arithmetic), grouped by length, run through the model
-(`Runtime.readout_columns`, sharded over every JAX device), decoded all at once
+input from its index by arithmetic, a random one as random.Random's draws made on
+arrays), grouped by length, run through the model (`Runtime.readout_columns`,
+sharded over every JAX device; from SPARSE_MIN_INPUTS inputs its sparse forward,
+sparse_forward.py, on a worker thread while the evaluator runs), decoded all at once
 (`encoding.decode_indices`) and compared with the batched evaluator
 (batch_evaluator.py, held equal to the scalar one by the tests). Python objects
 are made only for the mismatches the report shows.
