@@ -207,12 +207,14 @@ class _RandomIds:
             # follows. Each input's successor, on arrays; then the chain, in Python.
             first = tokens_before[1:]
             last = first + length_value  # index in token_at of the last token (n = value + 1)
-            complete = last < len(token_at)
-            after = np.where(complete, token_at[np.minimum(last, len(token_at) - 1)] + 1, size)
-            successor = np.where(complete, next_length[after], -1).tolist()
+            complete = last < len(token_at)  # its last token is among the words drawn
+            ends = np.append(token_at, size - 1)  # (an incomplete input reads the filler)
+            after = np.where(complete, ends[np.minimum(last, len(token_at))] + 1, size)
+            successor = next_length[after].tolist()
+            complete = complete.tolist()
             chain = []
             at = int(next_length[0])
-            while len(chain) < count - found and 0 <= at < size:
+            while len(chain) < count - found and at < size and complete[at]:
                 chain.append(at)
                 at = successor[at]
             if chain:
