@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from rasp_compiler.compiler import compile_program
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 
 PROGRAMS = [
     "length", "reverse", "histogram", "sort_unique", "sort", "sort_freq", "frac_prevs",
@@ -45,7 +45,7 @@ import time, warnings
 start = time.perf_counter()
 warnings.simplefilter("ignore")
 from rasp_compiler.compiler import compile_program
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 spec = load_program({name!r})
 compile_program(spec.make({n}), spec.vocab, {n}, **spec.options)
 print(time.perf_counter() - start)

@@ -25,7 +25,7 @@ import jax
 
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.compression import compress
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 from rasp_compiler.sae import train_sae
 from rasp_compiler.superposition import residual_sample, score_dictionary
 

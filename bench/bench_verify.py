@@ -31,7 +31,7 @@ import numpy as np
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler import compile_program
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 from rasp_compiler.sparse_forward import plan_sparse_forward
 from rasp_compiler.verify import DEFAULT_CHUNK, _forward_batch, _random_chunks, verify
 

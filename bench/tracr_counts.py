@@ -48,7 +48,7 @@ def main() -> None:
     from tracr.compiler import compiling, lib
     from tracr.rasp import rasp
 
-    from rasp_compiler.library import load_program
+    from rasp_compiler.program_files import load_program
 
     warnings.simplefilter("ignore")
     counts = {}

@@ -22,7 +22,7 @@ def program():
     smaller = rasp.Select(keys, keys, rasp.Comparison.LT).named("smaller")
     same = rasp.Select(keys, keys, rasp.Comparison.EQ).named("same")
     earlier = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LT).named("earlier")
-    before = (smaller | (same & earlier)).named("before")
+    before = (smaller | (same & earlier).named("same_and_earlier")).named("before")
     target = rasp.SelectorWidth(before).named("target")
     fetch = rasp.Select(target, rasp.indices, rasp.Comparison.EQ).named("fetch")
     return rasp.Aggregate(fetch, rasp.tokens).named("sort_ties")

@@ -26,7 +26,7 @@ from rasp_compiler.errors import (
 )
 from rasp_compiler.evaluator import Evaluation, evaluate, evaluate_all
 from rasp_compiler.graph import ProgramGraph, build_graph
-from rasp_compiler.library import ProgramSpec, list_programs, load_program
+from rasp_compiler.program_files import ProgramSpec, list_programs, load_program
 from rasp_compiler.model import CompiledModel, Unclean
 from rasp_compiler.values import ValueSets, infer_values
 from rasp_compiler.verify import VerificationReport, verify

@@ -284,10 +284,10 @@ class _Run:
         if self.causal and type(node) is rasp.LengthType:
             return Coded(tuple(range(1, self.n + 1)),
                          np.broadcast_to(np.arange(self.n), (self.batch, self.n)))
-        for cls in type(node).__mro__:
-            if cls in _RULES:
-                return _RULES[cls](self, node)
-        return self.scalar(node)  # the evaluator says there is no rule: every row raises
+        rule = rasp.rule_for(_RULES, node)
+        if rule is None:
+            return self.scalar(node)  # the evaluator says there is no rule: every row raises
+        return rule(self, node)
 
     # ----------------------------------------------------------------- helpers
 

@@ -23,7 +23,7 @@ from rasp_compiler.errors import (
     RaspCompilerError,
     SaveError,
 )
-from rasp_compiler.library import list_programs, load_program
+from rasp_compiler.program_files import list_programs, load_program
 
 EXIT_USER_ERROR = 2
 
@@ -133,14 +133,16 @@ def positive_int(text: str) -> int:
 
 def _saved_model_folder(reference: str) -> Path | None:
     """The folder if `reference` names one holding a saved model (or meant to)."""
+    from rasp_compiler import compression
     from rasp_compiler.persistence import CONFIG_FILE, PARAMS_FILE
 
     folder = Path(reference)
     if not folder.is_dir():
         return None
-    if any((folder / name).exists() for name in (CONFIG_FILE, PARAMS_FILE)):
+    if any((folder / name).exists()
+           for name in (CONFIG_FILE, PARAMS_FILE, compression.CONFIG_FILE)):
         return folder
-    from rasp_compiler.library import program_names
+    from rasp_compiler.program_files import program_names
 
     return None if reference in program_names() else folder
 
@@ -314,7 +316,8 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     from rasp_compiler import explorer
 
     folder = _saved_model_folder(args.program)
-    if folder is not None:  # a model saved by `compile -o`: no program, views degrade
+    if folder is not None:  # saved by `compile -o` or `compress -o`: no program, views degrade
+        from rasp_compiler import compression
         from rasp_compiler.model import CompiledModel
 
         if args.vocab is not None or args.max_seq_len is not None or args.causal:
@@ -323,7 +326,11 @@ def _cmd_explore(args: argparse.Namespace) -> int:
                 f"when it was compiled; drop --vocab / --max-seq-len / --causal or explore the "
                 f"program instead"
             )
-        owner, model, examples = "the saved model", CompiledModel.load(folder), []
+        if (folder / compression.CONFIG_FILE).exists():
+            model = compression.CompressedModel.load(folder)
+        else:
+            model = CompiledModel.load(folder)
+        owner, examples = "the saved model", []
     else:
         spec, model = _compile_spec(args)
         owner, examples = spec.name, [ex[0] for ex in spec.examples]
@@ -346,7 +353,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         from rasp_compiler.compression import check_compressed_destination
 
         check_compressed_destination(Path(args.output))
-    for picture in (args.picture, args.norms):
+    for picture in (args.picture, args.norms, args.html):
         if picture:
             _check_report_path(Path(picture))
     spec, model = _compile_spec(args)
@@ -364,6 +371,11 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         from rasp_compiler.superposition import feature_norms_picture
 
         print(f"wrote {feature_norms_picture(compressed, args.norms)}")
+    if args.html:  # the explorer's page: interference matrix, and the examples run compressed
+        from rasp_compiler.explorer import default_inputs, write_static_page
+
+        inputs = default_inputs(model, [example[0] for example in spec.examples])
+        print(f"wrote {write_static_page(compressed, inputs, args.html, spec.name)}")
     return 0
 
 
@@ -483,6 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
     compressing.add_argument("--picture", metavar="PATH",
                              help="write the interference (W W^T) picture, PNG or SVG")
     compressing.add_argument("--norms", metavar="PATH", help="write the feature norms picture")
+    compressing.add_argument("--html", metavar="PATH",
+                             help="write the explorer's static page for the compressed model "
+                                  "(its interference matrix; the program's examples run "
+                                  "compressed beside the exact model)")
     compressing.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     compressing.set_defaults(handler=_cmd_compress)
     return parser

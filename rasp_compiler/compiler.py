@@ -3,9 +3,9 @@
     graph     -> build_graph          one node per expression
     values    -> infer_values         every value each SOp can take
     rewrite   -> rewrite              embeddings, heads, MLP units, linear forms
-    safety    -> check_categorical_aggregates
     schedule  -> schedule             layers at minimal depth, fused MLPs
     size      -> check_size           refuse, before allocating, past max_parameters
+    safety    -> check_categorical_aggregates   (on the schedule's live SOps)
     lower     -> lower                weights over named residual dimensions
     precision -> check_precision      float32 error bounds; refuse past tolerance
     assemble  -> assemble             dense haiku parameters
@@ -22,8 +22,11 @@ from typing import Any, Iterable
 from rasp_compiler import rasp
 from rasp_compiler.assemble import assemble
 from rasp_compiler.causal import check_invariance
-from rasp_compiler.errors import CompileWarning, InvalidProgramError, UnsafeAggregateError
+from rasp_compiler.errors import (CompilationError, CompileWarning, InvalidProgramError,
+                                  UnsafeAggregateError)
 from rasp_compiler.graph import build_graph
+from rasp_compiler.lexicographic import expand_lexicographic_selects
+from rasp_compiler.linear_lookup import with_numerical_copies
 from rasp_compiler.lower import DEFAULT_ATTENTION_PRECISION, FLOAT32_PRECISION_FLOOR, lower
 from rasp_compiler.model import CompiledModel
 from rasp_compiler.precision import check_magnitudes, check_precision
@@ -108,7 +111,13 @@ def compile_program(
         max_heads_per_selector=max_heads_per_selector,
         max_parameters=max_parameters,
     )
-    graph = build_graph(program)
+    vocab = list(vocab)  # read twice: a generator would be empty the second time
+    value_limits = dict(max_value_set_size=max_value_set_size,
+                        max_numerical_value_set_size=max_numerical_value_set_size,
+                        max_sequence_map_pairs=max_sequence_map_pairs)
+    compiled_program, rewrites = expand_lexicographic_selects(
+        program, vocab, max_seq_len, max_pairs=max_sequence_map_pairs, **value_limits)
+    graph = build_graph(compiled_program)
     values = infer_values(
         graph, vocab, max_seq_len,
         max_value_set_size=max_value_set_size,
@@ -123,12 +132,24 @@ def compile_program(
     ops = rewrite(graph, values, max_selector_dims=max_selector_dims,
                   max_heads_per_selector=max_heads_per_selector)
     plan = schedule(ops, max_fused_input_space=max_fused_input_space)
-    check_size(ops, plan, int(max_parameters))
-    selectors = _selector_entries(ops, plan)
-    messages, checks = _check_aggregates(ops, plan.live, allow_unsafe_aggregates, causal)
-    check_magnitudes(ops, plan.live)
-    lowered = lower(ops, plan, attention_precision=attention_precision)
-    check_precision(ops, plan, lowered)
+    # Linear lookups read numerical copies of their inputs where that saves weights; if
+    # float32 cannot keep a copy exact enough (precision.py), they read the one-hots.
+    readings = [with_numerical_copies(ops, plan, max_fused_input_space=max_fused_input_space),
+                (ops, plan)]
+    readings = [reading for reading in readings if reading is not None]
+    for attempt, (ops, plan) in enumerate(readings):
+        check_size(ops, plan, int(max_parameters))
+        selectors = _selector_entries(ops, plan)
+        messages, checks = _check_aggregates(ops, plan.live, allow_unsafe_aggregates, causal)
+        check_magnitudes(ops, plan.live)
+        try:
+            lowered = lower(ops, plan, attention_precision=attention_precision)
+            check_precision(ops, plan, lowered)
+        except CompilationError:
+            if attempt + 1 == len(readings):
+                raise
+            continue
+        break
     params, shape = assemble(lowered, causal=causal)
     invariance = check_invariance(graph, values.vocab, max_seq_len) if causal else None
     info = ModelInfo(
@@ -136,6 +157,7 @@ def compile_program(
         layers=_layer_infos(lowered, ops),
         lower_bound=plan.lower_bound,
         fusion_notes=plan.fusion_notes,
+        rewrites=rewrites,
         folded=dict(ops.folded),
         warnings=tuple(messages),
         aggregate_checks=tuple((c.label, c.status, c.reason) for c in checks),
@@ -246,11 +268,11 @@ def _check_aggregates(ops, live, allow_unsafe: bool, causal: bool) -> tuple[list
 def _selector_entries(ops, plan: Schedule) -> tuple[SelectorEntry, ...]:
     """The selector report, with the layers each construction's MLPs really cost."""
     entries = []
-    for selector_plan in ops.selector_plans:
-        heads = [h for h in selector_plan.heads if h in plan.time]
+    for choice in ops.selector_choices:
+        heads = [h for h in choice.heads if h in plan.time]
         if not heads:
             continue  # its user is dead code
-        chosen = selector_plan.chosen
+        chosen = choice.chosen
         helpers = {t.label for t in chosen.tuples} | {f.label for f in chosen.features}
         extra = 0
         for head in heads:
@@ -262,18 +284,17 @@ def _selector_entries(ops, plan: Schedule) -> tuple[SelectorEntry, ...]:
             ideal = ready + 1 if ready % 2 == 0 else ready + 2
             extra = max(extra, (plan.time[head] - ideal) // 2)
         actual = max(plan.time[h] for h in heads)
-        if len(chosen.heads) > 1 and selector_plan.used_by in ops.units:
-            extra += (plan.time[selector_plan.used_by] - (actual + 1)) // 2
-        selector_plan.extra_layers = max(0, extra)
+        if len(chosen.heads) > 1 and choice.used_by in ops.units:
+            extra += (plan.time[choice.used_by] - (actual + 1)) // 2
         entries.append(SelectorEntry(
-            selector=selector_plan.selector,
-            used_by=selector_plan.used_by,
-            written=selector_plan.written,
-            normal_form=selector_plan.normal_form,
+            selector=choice.selector,
+            used_by=choice.used_by,
+            written=choice.written,
+            normal_form=choice.normal_form,
             construction=chosen.name,
             cost=str(chosen.cost),
-            alternatives=tuple((o.name, str(o.cost)) for o in selector_plan.alternatives),
-            flags=tuple(selector_plan.flags),
+            alternatives=tuple((o.name, str(o.cost)) for o in choice.alternatives),
+            flags=choice.flags(extra_layers=max(0, extra)),
             heads=tuple(heads),
             score=chosen.cost.score,
         ))
@@ -288,7 +309,7 @@ def _head_expression(ops, op, written: dict[str, str]) -> str:
 
 
 def _layer_infos(lowered, ops) -> tuple[LayerInfo, ...]:
-    written = {p.selector: p.written for p in ops.selector_plans}
+    written = {p.selector: p.written for p in ops.selector_choices}
     layers = []
     for heads, mlp in zip(lowered.heads, lowered.mlps):
         head_infos = []

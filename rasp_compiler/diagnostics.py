@@ -23,19 +23,20 @@ from typing import Sequence
 import numpy as np
 
 from rasp_compiler import rasp
-from rasp_compiler.errors import EvaluationError
+from rasp_compiler.errors import EvaluationError, UnknownNameError
 from rasp_compiler.evaluator import evaluate_all
 from rasp_compiler.records import CompilationRecord, require_compilation
+from rasp_compiler.schedule import layer_at
 from rasp_compiler.verify import values_match
 
 DEFAULT_PATTERN_TOLERANCE = 1e-3
 
 
 def sublayer_name(time: int) -> str:
-    """'embeddings', 'layer 1 attention', 'layer 1 MLP', ... for a schedule time."""
+    """'embeddings', 'layer 0 attention', 'layer 0 MLP', ... for a schedule time."""
     if time == 0:
         return "embeddings"
-    layer = (time + 1) // 2
+    layer = layer_at(time)
     return f"layer {layer} {'attention' if time % 2 else 'MLP'}"
 
 
@@ -43,7 +44,7 @@ def residual_hook(time: int) -> str:
     """The cache entry holding the residual right after sublayer `time`."""
     if time == 0:
         return "hook_embed+pos"
-    layer = (time + 1) // 2 - 1
+    layer = layer_at(time)
     return f"blocks.{layer}.hook_resid_mid" if time % 2 else f"blocks.{layer}.hook_resid_post"
 
 
@@ -71,7 +72,8 @@ class ModelLayout:
         for place in self.nodes:
             if place.label == label:
                 return place
-        raise KeyError(label)
+        raise UnknownNameError(f"no node {label!r} in {self!r}'s program; have "
+                               f"{[place.label for place in self.nodes]}")
 
     def to_json(self) -> str:
         return json.dumps(
@@ -302,12 +304,14 @@ class PatternReport:
         return "\n".join(lines)
 
 
-def ideal_pattern(kind: str, matrix: np.ndarray, length: int) -> np.ndarray:
+def ideal_pattern(kind: str, matrix: np.ndarray, length: int,
+                  bos_share: float = 1.0) -> np.ndarray:
     """The exact attention pattern [T, T] a head implementing `matrix` ([n, n]) should have.
 
     Row 0 (BOS query) attends to BOS. An Aggregate spreads evenly over the selected
-    keys, or puts everything on BOS when none is selected; a SelectorWidth shares
-    evenly between BOS and the selected keys. Padding positions stay zero.
+    keys, or puts everything on BOS when none is selected; a SelectorWidth gives BOS
+    `bos_share` times what each selected key gets (`AttentionOp.bos_share`, widths.py).
+    Padding positions stay zero.
     """
     n = matrix.shape[0]
     pattern = np.zeros((length, length))
@@ -315,8 +319,8 @@ def ideal_pattern(kind: str, matrix: np.ndarray, length: int) -> np.ndarray:
     for q in range(n):
         selected = np.flatnonzero(matrix[q]) + 1
         if kind == "width":
-            pattern[q + 1, 0] = 1.0 / (len(selected) + 1)
-            pattern[q + 1, selected] = 1.0 / (len(selected) + 1)
+            pattern[q + 1, 0] = bos_share / (len(selected) + bos_share)
+            pattern[q + 1, selected] = 1.0 / (len(selected) + bos_share)
         elif len(selected):
             pattern[q + 1, selected] = 1.0 / len(selected)
         else:
@@ -402,8 +406,8 @@ def check_patterns(model, inputs: Sequence[Sequence], tolerance: float = DEFAULT
     inputs, cache, evaluations = _run_and_evaluate(model, record, inputs)
     checks = []
     for layer in model.info.layers:
-        patterns = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"]
-        scores = cache[f"blocks.{layer.index - 1}.attn.hook_attn_scores"]
+        patterns = cache[f"blocks.{layer.index}.attn.hook_pattern"]
+        scores = cache[f"blocks.{layer.index}.attn.hook_attn_scores"]
         for head in layer.heads:
             worst = (0.0, None, None)
             margin, leak = np.inf, 0.0
@@ -412,7 +416,9 @@ def check_patterns(model, inputs: Sequence[Sequence], tolerance: float = DEFAULT
                     continue
                 length = len(xs) + 1
                 matrix = head_matrix(record, head.label, evaluation)
-                stats = pattern_stats(ideal_pattern(head.kind, matrix, length),
+                ideal = ideal_pattern(head.kind, matrix, length,
+                                      record.ops.attention[head.label].bos_share)
+                stats = pattern_stats(ideal,
                                       patterns[b, head.index, :length, :length],
                                       scores[b, head.index, :length, :length])
                 if stats.max_deviation > worst[0]:

@@ -69,6 +69,23 @@ class MissingDependencyError(RaspCompilerError, ImportError):
     """An optional dependency (for pictures: matplotlib) is not installed."""
 
 
+class UnknownNameError(RaspCompilerError, KeyError):
+    """A lookup by name (a node's label, a selector, a head) that the model does not have."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted, as a repr
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelMismatchError(RaspCompilerError, AssertionError):
+    """The compiled model's output differs from the reference evaluator's (raised by the
+    testing helpers, so pytest and hypothesis report it as a failed check)."""
+
+
+class InternalError(RaspCompilerError, RuntimeError):
+    """rasp_compiler broke one of its own rules: a bug in rasp_compiler, not in the
+    program or the input; the message says where to fix it."""
+
+
 class CompileWarning(UserWarning):
     """Something the compiler could not prove: the model is built, but check it."""
 

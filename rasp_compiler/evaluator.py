@@ -127,9 +127,9 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _handler_for(expr: rasp.RASPExpr) -> Callable[[Any, dict, tuple], Any]:
-    for cls in type(expr).__mro__:
-        if cls in _HANDLERS:
-            return _HANDLERS[cls]
+    handler = rasp.rule_for(_HANDLERS, expr)
+    if handler is not None:
+        return handler
     raise EvaluationError(f"{expr.label}: no evaluation rule for {type(expr).__name__}")
 
 
@@ -203,13 +203,7 @@ def _aggregate(expr: rasp.Aggregate, values, xs):
             continue
         picked = [sop_values[k] for k in chosen]
         if numerical:
-            bad = [v for v in picked if not isinstance(v, Real)]
-            if bad:
-                raise EvaluationError(
-                    f"{expr.label}: a numerical Aggregate averages numbers, but at query "
-                    f"position {q} it selected {bad[0]!r} from {expr.sop.label}; make the "
-                    f"aggregate categorical or map the values to numbers first"
-                )
+            rasp.check_averaged(expr, picked, f"at query position {q} it selected", EvaluationError)
             out.append(exact_mean(picked))
         else:
             distinct = list(dict.fromkeys(picked))

@@ -43,6 +43,7 @@ from rasp_compiler.diagnostics import (
 )
 from rasp_compiler.encoding import Unclean
 from rasp_compiler.errors import EvaluationError, InvalidInputError, RaspCompilerError
+from rasp_compiler.schedule import attention_time, mlp_time
 from rasp_compiler.verify import values_match
 
 NO_PROGRAM_NOTE = (
@@ -81,7 +82,7 @@ def _matrix(array: np.ndarray, digits: int | None = None) -> list[list]:
 
 
 def write_times(model) -> dict[str, int]:
-    """The schedule time (0 embeddings, 2l-1 layer l attention, 2l layer l MLP) after which
+    """The schedule time (0 embeddings, 2l+1 layer l attention, 2l+2 layer l MLP) after which
     each readable SOp can be read, from the model's own info (a loaded model has no
     schedule): a head writes its label's dimensions, an MLP part its outputs', the
     embeddings the rest; a readout (a free linear form reads several owners) is ready when
@@ -90,10 +91,10 @@ def write_times(model) -> dict[str, int]:
     owners: dict[str, int] = {}
     for layer in model.info.layers:
         for head in layer.heads:
-            owners.setdefault(head.label, 2 * layer.index - 1)
+            owners.setdefault(head.label, attention_time(layer.index))
         for part in layer.mlp:
             for output in part.outputs:
-                owners.setdefault(output, 2 * layer.index)
+                owners.setdefault(output, mlp_time(layer.index))
     dims = model.layout.dims
     return {label: max((owners.get(dims[i].sop, 0) for i in readout.indices), default=0)
             for label, readout in model.readouts.items()}
@@ -105,6 +106,16 @@ def residual_at(cache, time: int) -> np.ndarray:
     if hook == "hook_embed+pos":
         return np.asarray(cache["hook_embed"]) + np.asarray(cache["hook_pos_embed"])
     return np.asarray(cache[hook])
+
+
+def read_at(cache, time: int, depth: int) -> np.ndarray:
+    """A compressed model's residual [B, T, D] right after sublayer `time`, as the frozen
+    weights read it back from the compressed stream (the next read's hook: the attention
+    or MLP input, or the readout's)."""
+    if time == 2 * depth:
+        return np.asarray(cache["hook_readout_in"])
+    layer, part = divmod(time, 2)
+    return np.asarray(cache[f"blocks.{layer}.hook_{'mlp' if part else 'attn'}_in"])
 
 
 # --------------------------------------------------------------------------- model view
@@ -123,11 +134,57 @@ def _owners_read(model, leaves: Sequence[str]) -> list[str]:
     return out
 
 
+def is_compressed(model) -> bool:
+    """A CompressedModel (compression.py): the compiled model run through a learnt
+    projection. Its structure is its base model's; what it computes is not exact."""
+    return hasattr(model, "base") and hasattr(model, "interference")
+
+
+def compression_view(model, pairs: int = 12) -> dict:
+    """A compressed model's interference, as JSON-ready data: W @ W.T over the original
+    features (entry (i, j): how much reading feature i picks up of feature j), each
+    feature's norm, and the strongest off-diagonal pairs (at most `pairs`, none that
+    round to 0)."""
+    matrix = np.asarray(model.interference(), np.float64)
+    off = matrix - np.diag(np.diag(matrix))
+    upper = np.triu_indices(matrix.shape[0], k=1)
+    order = np.argsort(-np.abs(off[upper]), kind="stable")[:pairs]
+    order = [k for k in order if abs(off[upper][k]) >= 5e-4]  # what rounds to 0 is no pair
+    labels = model.residual_labels
+    info = model.info
+    return {
+        "d": model.d, "d_model": model.d_model,
+        "reads": f"nonlinear (a ReLU decoder of width {info.hidden} per read)"
+                 if model.readers else "linear (W.T)",
+        "agreement": _number(info.agreement, 4), "steps": info.steps,
+        "interference": _matrix(matrix, 3),
+        "norms": [_number(x, 3) for x in np.diag(matrix)],
+        "max_interference": _number(np.abs(off).max() if off.size else 0.0, 3),
+        "mean_interference": _number(np.abs(off[upper]).mean() if upper[0].size else 0.0, 4),
+        "pairs": [[int(upper[0][k]), int(upper[1][k]), labels[upper[0][k]], labels[upper[1][k]],
+                   _number(off[upper[0][k], upper[1][k]], 3)] for k in order],
+    }
+
+
 def model_view(model, owner: str) -> dict:
     """Everything the page shows that does not depend on the input, as JSON-ready data.
 
     `owner` names the model in messages about typed tokens, as the CLI does (the
-    program's name, or "the saved model")."""
+    program's name, or "the saved model"). A compressed model shows its base model's
+    structure plus its interference matrix (`compression`)."""
+    if is_compressed(model):
+        view = model_view(model.base, owner)
+        compression = compression_view(model)
+        view["compression"] = compression
+        view["facts"] = [
+            ["compression", f"residual {model.d_model} -> {model.d} dimensions, "
+                            f"{compression['reads']} reads, {model.info.steps:,} steps; "
+                            f"agreement with the exact model {model.info.agreement:.2%} "
+                            f"in training"],
+            ["interference", f"largest |W W^T| off the diagonal {compression['max_interference']}"
+                             f", mean {compression['mean_interference']}"],
+        ] + view["facts"]
+        return view
     selectors = {entry.selector: asdict(entry) for entry in model.selector_report()}
     ranges = model.layout.ranges()
     layers = []
@@ -146,12 +203,12 @@ def model_view(model, owner: str) -> dict:
                 "atoms": list(head.atoms), "key_size": head.key_size,
                 "value_size": head.value_size,
                 "selector_entry": selectors.get(head.selector),
-                "hook": f"blocks.{layer.index - 1}.attn.hook_pattern",
+                "hook": f"blocks.{layer.index}.attn.hook_pattern",
             })
         parts = []
         for part in layer.mlp:
             parts.append({
-                "id": f"L{layer.index - 1}MLP[{part.start}:{part.stop}]",
+                "id": f"L{layer.index}MLP[{part.start}:{part.stop}]",
                 "construction": part.construction, "units": list(part.units),
                 "leaves": list(part.leaves), "reads": _owners_read(model, part.leaves),
                 "writes": [o for o in part.outputs if o in ranges],
@@ -189,6 +246,7 @@ def model_view(model, owner: str) -> dict:
     if info.causal_invariance:
         facts.append(["causal invariance", info.causal_invariance])
     facts += [["warning", w] for w in info.warnings]
+    facts += [["rewrite", note] for note in info.rewrites]
     facts += [["fusion", note] for note in info.fusion_notes]
     return {
         "title": model.output, "owner": owner, "output": model.output,
@@ -199,6 +257,7 @@ def model_view(model, owner: str) -> dict:
         "steps": [sublayer_name(t) for t in range(2 * model.depth + 1)],
         "selectors": list(selectors.values()), "nodes": nodes,
         "not_in_residual": not_in_residual, "tolerance": DEFAULT_PATTERN_TOLERANCE,
+        "compression": None,
     }
 
 
@@ -213,12 +272,15 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
     from rasp_compiler.cli import parse_tokens  # the CLI's own parser: one message for both
 
     words = [str(w) for w in words]
+    compressed = model if is_compressed(model) else None
+    exact = model.base if compressed is not None else model  # the structure, the readouts
     try:
         tokens = parse_tokens(owner, words, model.vocab)
         outputs, cache = model.run_with_cache([tokens])
     except RaspCompilerError as exc:
         return {"words": words, "error": str(exc)}
     length = len(tokens) + 1
+    model = exact
     record = model.compilation
     evaluation, evaluator_error = None, None
     if record is not None:
@@ -243,11 +305,23 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
             problems.append(f"output position {position}: the model gives {show(value)}, the "
                             f"evaluator {show(expected[position])}")
 
-    steps = [residual_at(cache, t)[0, :length] for t in range(2 * model.depth + 1)]
+    if compressed is None:
+        steps = [residual_at(cache, t)[0, :length] for t in range(2 * model.depth + 1)]
+
+        def decode(label, residual):
+            return model.decode(label, residual, len(tokens))
+    else:
+        from rasp_compiler.compression import decode_nearest
+
+        steps = [read_at(cache, t, model.depth)[0, :length] for t in range(2 * model.depth + 1)]
+
+        def decode(label, residual):
+            readout = model.readouts[label]
+            return decode_nearest(readout, residual[1:, list(readout.indices)])
     times = write_times(model)
     sops = []
     for label, time in sorted(times.items(), key=lambda item: item[1]):
-        got = model.decode(label, steps[time], len(tokens))
+        got = decode(label, steps[time])
         want = None
         if evaluation is not None and label in evaluation.values:
             want = evaluation[label]
@@ -263,13 +337,13 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
         sops.append({"label": label, "values": [show(v) for v in got],
                      "expected": None if want is None else [show(v) for v in want],
                      "agree": agree})
-    decoded = [{label: [show(v) for v in model.decode(label, step, len(tokens))]
-                for label in times} for step in steps]
+    decoded = [{label: [show(v) for v in decode(label, step)] for label in times}
+               for step in steps]
 
     heads = {}
     for layer in model.info.layers:
-        patterns = np.asarray(cache[f"blocks.{layer.index - 1}.attn.hook_pattern"])[0]
-        scores = np.asarray(cache[f"blocks.{layer.index - 1}.attn.hook_attn_scores"])[0]
+        patterns = np.asarray(cache[f"blocks.{layer.index}.attn.hook_pattern"])[0]
+        scores = np.asarray(cache[f"blocks.{layer.index}.attn.hook_attn_scores"])[0]
         for head in layer.heads:
             got = patterns[head.index, :length, :length]
             logits = scores[head.index, :length, :length]
@@ -277,7 +351,7 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
                     "margin": None, "bos_leak": None, "max_deviation": None}
             if evaluation is not None:
                 ideal = ideal_pattern(head.kind, head_matrix(record, head.label, evaluation),
-                                      length)
+                                      length, record.ops.attention[head.label].bos_share)
                 stats = pattern_stats(ideal, got, logits)
                 view.update(ideal=_matrix(ideal), margin=_number(stats.min_margin, 4),
                             bos_leak=_number(stats.max_bos_leak),
@@ -288,9 +362,12 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
                         f"{stats.max_deviation:.3g} at query position {stats.worst_query} "
                         f"(tolerance {DEFAULT_PATTERN_TOLERANCE:g})")
             heads[head.name] = view
+    exact_output = None
+    if compressed is not None:
+        exact_output = [show(v) for v in exact.run([tokens])[0]]
     return {
         "words": words, "tokens": words, "positions": ["BOS"] + words,
-        "output": [show(v) for v in output_row],
+        "output": [show(v) for v in output_row], "exact_output": exact_output,
         "expected": None if expected is None else [show(v) for v in expected],
         "evaluator_error": evaluator_error, "problems": problems, "sops": sops,
         "decoded": decoded, "residual": [_matrix(step, 5) for step in steps], "heads": heads,
@@ -459,9 +536,9 @@ class _Handler(BaseHTTPRequestHandler):
                               f"an input is at most {MAX_REQUEST_BYTES} bytes")
         try:
             text = json.loads(self.rfile.read(size).decode("utf-8"))["text"]
-            if not isinstance(text, str):
-                raise TypeError
         except (ValueError, KeyError, TypeError):
+            text = None
+        if not isinstance(text, str):
             return self._text(HTTPStatus.BAD_REQUEST, 'send JSON {"text": "the tokens"}')
         body = json.dumps(json_safe(self.server.run_words(text.split())), allow_nan=False)
         self._send(HTTPStatus.OK, body.encode("utf-8"), "application/json")

@@ -7,9 +7,10 @@ are shared; tracr's walk enumerates paths and is exponential on shared DAGs.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Iterable
+from types import MappingProxyType
+from typing import Iterable, Mapping
 
 import networkx as nx
 
@@ -62,6 +63,7 @@ class ProgramGraph:
     output: str
     sources: tuple[str, ...]
     order: tuple[str, ...]  # topological: every node after all of its inputs
+    position: Mapping[str, int]  # index of each label in `order`
 
     def expr(self, label: str) -> rasp.RASPExpr:
         return self.graph.nodes[label]["expr"]
@@ -79,11 +81,6 @@ class ProgramGraph:
 
     def selectors(self) -> list[str]:
         return [label for label in self.order if isinstance(self.expr(label), rasp.Selector)]
-
-    @cached_property
-    def position(self) -> dict[str, int]:
-        """Index of each label in the topological order."""
-        return {label: i for i, label in enumerate(self.order)}
 
     def users(self, label: str) -> list[str]:
         """The nodes that read `label`, in topological order."""
@@ -132,29 +129,46 @@ def _dot_escape(text: str) -> str:
     return text.replace('"', '\\"')
 
 
+def copy_reading(expr: rasp.RASPExpr, copies: Mapping[int, rasp.RASPExpr]) -> rasp.RASPExpr:
+    """A shallow copy of `expr` that reads `copies[id(child)]` in place of each child
+    that has a copy: how a stage changes part of a program without touching the
+    user's expressions."""
+    clone = copy.copy(expr)
+    for attribute, value in vars(expr).items():
+        if id(value) in copies:
+            setattr(clone, attribute, copies[id(value)])
+    return clone
+
+
 def build_graph(program: rasp.RASPExpr) -> ProgramGraph:
     """The dependency graph of `program`, in time linear in its distinct expressions.
 
     Labels must identify nodes. tracr only makes its labels unique by appending
     an id, so tracr code often names two different expressions alike (a helper
-    called twice). Such a clash is resolved here, once, by renaming the later
-    expression in place to `name_2`, `name_3`, ...; the inputs keep their names,
-    and every instance of one (a second `rasp.TokensType()`) is the same node.
+    called twice). Such a clash is resolved here, deterministically: the later
+    expression becomes `name_2`, `name_3`, ... in the graph, which holds renamed
+    copies (of it and of the expressions above it); the user's expressions are
+    never changed. Every instance of an input (a second `rasp.TokensType()`) is
+    the same node.
     """
     exprs = postorder(program)
-    graph = nx.DiGraph()
     taken: dict[str, rasp.RASPExpr] = {}
-    for expr in sorted(exprs, key=lambda e: not isinstance(e, rasp._Primitive)):
-        label = expr.label
+    for expr in exprs:
         if isinstance(expr, rasp._Primitive):
-            taken.setdefault(label, expr)  # every TokensType() is the one input `tokens`
+            taken.setdefault(expr.label, expr)  # every TokensType() is the one input `tokens`
+    copies: dict[int, rasp.RASPExpr] = {}  # by id: renamed expressions and those above one
+    for expr in exprs:
+        if isinstance(expr, rasp._Primitive):
             continue
-        if label in taken and taken[label] is not expr:
-            suffix = 2
-            while f"{label}_{suffix}" in taken:
-                suffix += 1
-            expr.named(f"{label}_{suffix}")
-        taken[expr.label] = expr
+        label, suffix = expr.label, 2
+        while label in taken:
+            label, suffix = f"{expr.label}_{suffix}", suffix + 1
+        if label != expr.label or any(id(child) in copies for child in expr.children):
+            clone = copies[id(expr)] = copy_reading(expr, copies)
+            rasp.annotate(clone, name=label)
+        taken[label] = copies.get(id(expr), expr)
+    exprs = [copies.get(id(expr), expr) for expr in exprs]
+    graph = nx.DiGraph()
     for expr in exprs:
         graph.add_node(expr.label, expr=taken[expr.label])
         for child in expr.children:
@@ -162,5 +176,6 @@ def build_graph(program: rasp.RASPExpr) -> ProgramGraph:
     order = tuple(dict.fromkeys(expr.label for expr in exprs))
     sources = tuple(label for label in order if graph.in_degree(label) == 0)
     return ProgramGraph(
-        graph=nx.freeze(graph), output=program.label, sources=sources, order=order
+        graph=nx.freeze(graph), output=exprs[-1].label, sources=sources, order=order,
+        position=MappingProxyType({label: i for i, label in enumerate(order)}),
     )

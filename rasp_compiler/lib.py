@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from rasp_compiler import rasp
+from rasp_compiler.errors import InvalidProgramError
 
 
 def make_length() -> rasp.SOp:
@@ -80,14 +81,21 @@ def make_pair_balance(sop: rasp.SOp, open_token: Any, close_token: Any) -> rasp.
     return rasp.numerical(balance).named(f"balance_{suffix}")
 
 
+def _check_pairs(function: str, pairs: Sequence[str]) -> None:
+    if isinstance(pairs, str) or not pairs or any(
+            not isinstance(pair, str) or len(pair) != 2 for pair in pairs):
+        raise InvalidProgramError(
+            f"{function}: pairs must be a list of two-character strings, an opening and a "
+            f"closing bracket each, such as ['()', '{{}}'], got {pairs!r}")
+
+
 def make_shuffle_dyck(pairs: Sequence[str]) -> rasp.SOp:
     """True at every position iff each bracket type is balanced on its own (shuffle-Dyck).
 
     As in the RASP paper: no prefix may close more than it opened (no negative
     balance anywhere) and every balance is zero at the last position.
     """
-    if not pairs or any(len(pair) != 2 for pair in pairs):
-        raise ValueError(f"pairs must be two-character strings such as '()', got {pairs!r}")
+    _check_pairs("make_shuffle_dyck", pairs)
     balances = [make_pair_balance(rasp.tokens, pair[0], pair[1]) for pair in pairs]
 
     any_negative = balances[0] < 0
@@ -121,7 +129,8 @@ def detect_pattern(sop: rasp.SOp, pattern: Sequence[Any]) -> rasp.SOp:
     """True where `pattern` ends at this position, False elsewhere, None for the first
     len(pattern) - 1 positions."""
     if len(pattern) < 1:
-        raise ValueError(f"pattern must have at least one element, got {pattern!r}")
+        raise InvalidProgramError(f"detect_pattern: the pattern must have at least one element, "
+                                  f"got {pattern!r}; pass the tokens to look for, e.g. ['a', 'b']")
     detectors = []
     for back, element in enumerate(reversed(pattern)):
         detector = (sop == element).named(f"is_{element}_{back}")
@@ -159,8 +168,7 @@ def make_dyck(pairs: Sequence[str]) -> rasp.SOp:
     level; count of a closing bracket = earlier opening brackets at its level; the
     partner is the one with rank = count - 1 (an AND of three atoms in one head).
     """
-    if not pairs or any(len(pair) != 2 for pair in pairs):
-        raise ValueError(f"pairs must be two-character strings such as '()', got {pairs!r}")
+    _check_pairs("make_dyck", pairs)
     openers = {pair[0] for pair in pairs}
     closers = {pair[1] for pair in pairs}
     partner = {pair[1]: pair[0] for pair in pairs}

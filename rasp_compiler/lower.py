@@ -5,7 +5,9 @@ one-hot (query side) and K's one-hot (key side); a conjunction of t atoms adds
 their forms. A BOS column (`one` on the query side, `bos` on the key side) gives
 the BOS key c * (t - 1/2) for an Aggregate, so BOS wins only when nothing is
 selected (the default), and c * t for a SelectorWidth, so BOS shares attention
-with the w selected keys and receives 1 / (w + 1).
+with the w selected keys and receives 1 / (w + 1); above max_seq_len 16 its score
+is raised by ln N when the width is categorical, so it receives N / (N + w), whose
+values stay ~1/(4N) apart (widths.py).
 
 Coldness c: with at most N keys, the attention mass that leaks away from the
 intended keys is at most (N + 1) * exp(-c / 2) =: eps, so c = 2 ln((N + 1) / eps).
@@ -37,7 +39,7 @@ LEAK_SHARE_OF_TOLERANCE = 0.25  # of verify.ATOL, for the leak of a numerical av
 
 
 @dataclass(frozen=True, eq=False)
-class HeadPlan:
+class LoweredHead:
     """One compiled head: its weights (dense over the residual) and softmax coldness.
 
     What it implements is `ops.attention[label]`.
@@ -63,7 +65,7 @@ class HeadPlan:
 
 
 @dataclass(frozen=True, eq=False)
-class MLPPlan:
+class LoweredMLP:
     """One layer's MLP: its parts (fused blocks, BOS cleanup) side by side."""
 
     layer: int
@@ -99,8 +101,8 @@ class LoweredModel:
     layout: ResidualLayout
     token_embeddings: np.ndarray  # [len(vocab) + 2 (BOS, PAD), d_model]
     position_embeddings: np.ndarray  # [max_seq_len + 1, d_model]
-    heads: tuple[tuple[HeadPlan, ...], ...]  # per layer
-    mlps: tuple[MLPPlan, ...]
+    heads: tuple[tuple[LoweredHead, ...], ...]  # per layer
+    mlps: tuple[LoweredMLP, ...]
     readouts: Mapping[str, Readout]
 
 
@@ -270,7 +272,7 @@ def head_size(op: AttentionOp) -> tuple[int, int]:
 
 
 def _head(ops: OpGraph, op: AttentionOp, layout: ResidualLayout, layer: int, index: int,
-          eps: float) -> HeadPlan:
+          eps: float) -> LoweredHead:
     n = ops.max_seq_len
     c = coldness_for(n, eps)
     rows = layout.index
@@ -289,7 +291,10 @@ def _head(ops: OpGraph, op: AttentionOp, layout: ResidualLayout, layer: int, ind
     bos_q = np.zeros((layout.width, columns), np.float32)
     bos_k = np.zeros((layout.width, columns), np.float32)
     bos_q[rows[ONE], 0] = 1.0
-    bos_k[rows[BOS], 0] = c * clauses if op.kind == "width" else c * (clauses - 0.5)
+    if op.kind == "width":  # BOS weighs as much as s keys (widths.py)
+        bos_k[rows[BOS], 0] = c * clauses + math.log(op.bos_share)
+    else:
+        bos_k[rows[BOS], 0] = c * (clauses - 0.5)
     if columns == 2:
         bos_q[rows[BOS], 1] = 1.0
         bos_k[rows[BOS], 1] = c * (clauses + 1)
@@ -303,7 +308,7 @@ def _head(ops: OpGraph, op: AttentionOp, layout: ResidualLayout, layer: int, ind
         w_o[j, rows[out]] = 1.0
     for read, out, weight in op.ov:
         w_v[rows[read], outputs.index(out)] += weight
-    return HeadPlan(
+    return LoweredHead(
         label=op.label,
         layer=layer,
         index=index,
@@ -394,7 +399,7 @@ def _staircase(relation: np.ndarray, live_queries: np.ndarray):
 # --------------------------------------------------------------------------- MLPs
 
 
-def _dense_mlp(layer: int, parts: list[MLPPart], layout: ResidualLayout) -> MLPPlan:
+def _dense_mlp(layer: int, parts: list[MLPPart], layout: ResidualLayout) -> LoweredMLP:
     hidden = sum(part.width for part in parts)
     w_1 = np.zeros((layout.width, hidden), dtype=np.float32)
     w_2 = np.zeros((hidden, layout.width), dtype=np.float32)
@@ -406,4 +411,4 @@ def _dense_mlp(layer: int, parts: list[MLPPart], layout: ResidualLayout) -> MLPP
             for dim, weight in neuron.w_out:
                 w_2[column, layout.index[dim]] += weight
             column += 1
-    return MLPPlan(layer=layer, parts=tuple(parts), w_1=w_1, w_2=w_2)
+    return LoweredMLP(layer=layer, parts=tuple(parts), w_1=w_1, w_2=w_2)

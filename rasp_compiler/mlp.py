@@ -75,7 +75,7 @@ def dim_bound(ops: OpGraph, dim: Dim) -> float:
     """Largest |value| dimension `dim` can hold anywhere, BOS position included."""
     if dim.sop in ("one", "bos") or not dim.is_numerical:
         return 1.0
-    return max(1.0, ops.magnitude(dim.sop))
+    return max(1.0, ops.magnitudes[dim.sop])
 
 
 def form_bound(ops: OpGraph, form: LinearForm) -> float:
@@ -192,8 +192,24 @@ def _match_all(ops: OpGraph, leaves: list[str], combo: tuple) -> dict[Dim, float
     return total
 
 
+def linear_lookup_of(ops: OpGraph, block: Block):
+    """The block's `linear_lookup.LinearLookup` when it is one such unit reading the
+    one-hots of its own two inputs (not the numerical copies of them, see
+    `linear_lookup.with_numerical_copies`: then it is a steps block along their form)."""
+    unit = ops.units[block.units[0]]
+    if len(block.units) == 1 and unit.linear is not None \
+            and block.leaves == (unit.linear.x, unit.linear.y) == unit.inputs \
+            and block.outputs == (unit.label,):
+        return unit.linear
+    return None
+
+
 def lower_block(ops: OpGraph, block: Block) -> MLPPart:
     """The exact MLP neurons for one fused block."""
+    lookup = linear_lookup_of(ops, block)
+    if lookup is not None:
+        from rasp_compiler import linear_lookup
+        return linear_lookup.lower(ops, block, lookup)
     first = ops.units[block.units[0]]
     if len(block.units) == 1 and first.feature is not None and block.leaves == first.inputs:
         return clause_feature(ops, block)  # linear in its inputs: 2 neurons per value
@@ -210,7 +226,11 @@ def lower_block(ops: OpGraph, block: Block) -> MLPPart:
         smooth = _piecewise_linear(ops, block, z_label, form, function)
         steps = _steps(ops, block, categorical, choices, z_label, form, function)
         return smooth if smooth is not None and smooth.width < steps.width else steps
-    return _steps(ops, block, categorical, choices, z_label, form, function)
+    part = _steps(ops, block, categorical, choices, z_label, form, function)
+    if first.linear is not None and len(block.units) == 1:
+        from rasp_compiler.linear_lookup import LINEAR_STEPS  # the same steps, along x + r y
+        part = dataclasses.replace(part, construction=LINEAR_STEPS)
+    return part
 
 
 def neuron_bound(ops: OpGraph, block: Block) -> int:
@@ -221,6 +241,9 @@ def neuron_bound(ops: OpGraph, block: Block) -> int:
     numerical input's values, per combination; piecewise-linear never more
     than steps (lower_block keeps the narrower).
     """
+    lookup = linear_lookup_of(ops, block)
+    if lookup is not None:
+        return lookup.width
     first = ops.units[block.units[0]]
     if len(block.units) == 1 and first.feature is not None and block.leaves == first.inputs:
         return 2 * len(first.feature.shared_values)
@@ -240,6 +263,9 @@ def count_neurons(ops: OpGraph, block: Block, stop_after: int) -> int:
     """`lower_block(ops, block).width`, computed by the same function calls without
     building any neuron; returns early, with a count above `stop_after`, as soon as
     the width is certain to exceed it."""
+    lookup = linear_lookup_of(ops, block)
+    if lookup is not None:
+        return lookup.width
     first = ops.units[block.units[0]]
     if len(block.units) == 1 and first.feature is not None and block.leaves == first.inputs:
         return clause_feature(ops, block).width
@@ -416,7 +442,7 @@ def _z_at_bos(ops: OpGraph, form: LinearForm) -> float:
 
 def _step_plan(ops, label, categorical, choices, z_label, form, function) -> _StepPlan:
     zs = [float(v) for v in ops.values[z_label] if v is not None]
-    z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
+    z_bound = max(form_bound(ops, form), ops.magnitudes[z_label])
     descending = _z_at_bos(ops, form) >= zs[-1]
     order = list(range(len(zs)))[::-1] if descending else list(range(len(zs)))
     anchors: dict[frozenset, tuple[dict[Dim, float], list[Any]]] = {}
@@ -471,7 +497,7 @@ def _steps(ops, block, categorical, choices, z_label, form, function) -> MLPPart
     """Clamped steps along z (see the module doc). With at most one categorical input the
     steps are shared between its values (`_StepPlan`); with more, every combination
     gets its own, gated by its match."""
-    z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
+    z_bound = max(form_bound(ops, form), ops.magnitudes[z_label])
     if len(categorical) > 1:
         neurons, smallest_gap, leaf_weight = _combo_steps(
             ops, block, categorical, list(itertools.product(*choices)), z_label, form, function)
@@ -542,7 +568,7 @@ def _combo_steps(ops, block, categorical, combos, z_label, form, function):
     combination's match: (neurons, smallest gap, largest gate on the inputs' dims)."""
     k = len(categorical)
     zs = [float(v) for v in ops.values[z_label] if v is not None]
-    z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
+    z_bound = max(form_bound(ops, form), ops.magnitudes[z_label])
     neurons = []
     smallest_gap = float("inf")
     largest_gate = 1.0
@@ -620,7 +646,7 @@ def _piecewise_shape(ops, block, z_label, form, function):
     or None when it would be too steep; each hinge is (index, side, slope changes, which
     changes matter) and costs one neuron. Shared by the builder and the width estimate."""
     zs = [float(v) for v in ops.values[z_label] if v is not None]
-    z_bound = max(form_bound(ops, form), ops.magnitude(z_label))
+    z_bound = max(form_bound(ops, form), ops.magnitudes[z_label])
     raws = function.raw_along({}, z_label, zs)
     zs = np.array(zs)
     for raw in raws:

@@ -221,7 +221,7 @@ class CompiledModel:
             lines.append(f"layer {layer.index}:")
             for head in layer.heads:
                 lines.append(
-                    f"  head {head.index}: {head.source} <- {head.selector} "
+                    f"  {head.name}: {head.source} <- {head.selector} "
                     f"({'; '.join(head.atoms) or 'no atoms'}), coldness {head.coldness:.1f}"
                 )
             for part in layer.mlp:
@@ -229,6 +229,8 @@ class CompiledModel:
                     f"  mlp [{part.start}:{part.stop}] {part.construction}: "
                     f"{', '.join(part.units) or ', '.join(part.outputs)}"
                 )
+        for note in self.info.rewrites:
+            lines.append(f"rewrite: {note}")
         for note in self.info.fusion_notes:
             lines.append(f"note: {note}")
         if self.info.causal_invariance:

@@ -35,15 +35,16 @@ from typing import Any, Callable
 import numpy as np
 
 from rasp_compiler.assemble import ModelShape
-from rasp_compiler.errors import LoadError, SaveError
+from rasp_compiler.errors import InternalError, LoadError, SaveError
 from rasp_compiler.lower import Readout
 from rasp_compiler.model import CompiledModel
 from rasp_compiler.records import ModelInfo
 from rasp_compiler.residual import BOS, ONE, Dim, ResidualLayout
 
-# Format 1 (no checksum, lenient keys) is refused rather than read: without a checksum
-# an edited file cannot be told from a good one, and recompiling is cheap.
-FORMAT_VERSION = 2
+# Older formats are refused rather than read, since recompiling is cheap. Format 1 had no
+# checksum (an edited file could not be told from a good one); format 2 numbered the
+# layers in info from 1 (format 3 numbers them from 0, as the parameters and hooks do).
+FORMAT_VERSION = 3
 CONFIG_FILE = "model.json"
 PARAMS_FILE = "params.npz"
 CHECKSUM_PREFIX = "sha256:"
@@ -391,6 +392,9 @@ def _check_info(config: SavedConfig) -> None:
         raise _Invalid(f"{CONFIG_FILE}: info.layers describes {len(info.layers)} layers, "
                        f"shape.layers {len(shape.layers)}")
     for l, (layer, layer_shape) in enumerate(zip(info.layers, shape.layers)):
+        if layer.index != l or any(head.layer != l for head in layer.heads):
+            raise _Invalid(f"{CONFIG_FILE}: info.layers[{l}] is numbered {layer.index} (heads "
+                           f"{[head.layer for head in layer.heads]}), not {l}")
         if len(layer.heads) != layer_shape.heads or layer.mlp_hidden != layer_shape.mlp_hidden:
             raise _Invalid(
                 f"{CONFIG_FILE}: info.layers[{l}] has {len(layer.heads)} heads and MLP width "
@@ -467,7 +471,8 @@ def to_json(value: Any, hint: Any = None) -> Any:
         return float(value)
     if hint is str:
         return str(value)
-    raise TypeError(f"no JSON encoding for the type {hint!r}; extend persistence.to_json")
+    raise InternalError(f"no JSON encoding for the type {hint!r} (a field of the info records); "
+                        f"extend persistence.to_json")
 
 
 def from_json(data: Any, hint: Any, path: str = "") -> Any:
@@ -475,20 +480,22 @@ def from_json(data: Any, hint: Any, path: str = "") -> Any:
     if hint is Any:
         return _decode_value(data, path)
     if dataclasses.is_dataclass(hint):
-        names = [f.name for f in dataclasses.fields(hint)]
+        fields = dataclasses.fields(hint)
+        names = [f.name for f in fields]
         if not isinstance(data, dict):
             raise _Invalid(f"{path or 'the file'}: expected an object with keys "
                            f"{', '.join(names)}, got {_kind(data)}")
-        for name in names:
-            if name not in data:
-                raise _Invalid(f"{_join(path, name)}: missing")
+        for field in fields:  # a field with a default was added later: older files lack it
+            if field.name not in data and field.default is dataclasses.MISSING \
+                    and field.default_factory is dataclasses.MISSING:
+                raise _Invalid(f"{_join(path, field.name)}: missing")
         for key in data:
             if key not in names:
                 raise _Invalid(f"{_join(path, key)}: unknown key (a {hint.__name__} has "
                                f"{', '.join(names)})")
         hints = _field_hints(hint)
         return hint(**{name: from_json(data[name], hints[name], _join(path, name))
-                       for name in names})
+                       for name in names if name in data})
     optional = _optional(hint)
     if optional is not None:
         return None if data is None else from_json(data, optional, path)
@@ -522,7 +529,8 @@ def from_json(data: Any, hint: Any, path: str = "") -> Any:
         if not isinstance(data, str):
             raise _Invalid(f"{path}: expected a string, got {_kind(data)}")
         return data
-    raise TypeError(f"no JSON decoding for the type {hint!r}; extend persistence.from_json")
+    raise InternalError(f"no JSON decoding for the type {hint!r} (a field of the info records); "
+                        f"extend persistence.from_json")
 
 
 def _optional(hint: Any) -> Any:

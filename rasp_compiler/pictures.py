@@ -44,11 +44,12 @@ def head_patterns(model, tokens: Sequence) -> list[dict]:
         evaluation = evaluate_all(record.graph, tokens, causal=model.causal)
     out = []
     for layer in model.info.layers:
-        patterns = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"][0]
+        patterns = cache[f"blocks.{layer.index}.attn.hook_pattern"][0]
         for head in layer.heads:
             ideal = None
             if evaluation is not None:
-                ideal = ideal_pattern(head.kind, head_matrix(record, head.label, evaluation), length)
+                ideal = ideal_pattern(head.kind, head_matrix(record, head.label, evaluation),
+                                      length, record.ops.attention[head.label].bos_share)
             out.append({
                 "name": head.name,
                 "title": f"{head.name}: {head.label} <- {head.expression}",
@@ -112,8 +113,11 @@ def attention_heatmaps(model, tokens: Sequence, path) -> Path:
     return path
 
 
+EMBEDDINGS = -1  # node_layers' key for the embeddings (layers count from 0)
+
+
 def node_layers(model) -> dict[str, int]:
-    """The layer computing each node (0: embeddings and free forms of them)."""
+    """The layer computing each node (EMBEDDINGS: embeddings and free forms of them)."""
     layers: dict[str, int] = {}
     record = model.compilation
     if record is None:  # a loaded model: no program graph to place
@@ -121,7 +125,8 @@ def node_layers(model) -> dict[str, int]:
     graph, plan = record.graph, record.schedule
     for label in graph.order:
         if label in plan.time:
-            layers[label] = plan.layer_of(label)
+            layer = plan.layer_of(label)
+            layers[label] = EMBEDDINGS if layer is None else layer
     for layer in model.info.layers:
         for head in layer.heads:
             layers.setdefault(head.selector, layer.index)
@@ -144,7 +149,7 @@ def _dot_text(text: str) -> str:
 
 def graph_dot(model) -> str:
     """The program graph as Graphviz DOT, laid out left to right by layer: one cluster
-    per layer (0: the embeddings), SOps as boxes and selectors as ellipses, each labelled
+    per layer (and one for the embeddings), SOps as boxes and selectors as ellipses, each labelled
     with its name, kind and where it lives in the model (the head or MLP)."""
     from rasp_compiler.diagnostics import layout
     from rasp_compiler.records import require_compilation
@@ -162,9 +167,10 @@ def graph_dot(model) -> str:
              f'  label="{_dot_text(model.output)}: the program by layer (left to right); '
              f'boxes are SOps, ellipses selectors"; labelloc=t;']
     for layer in sorted(set(layers.values())):
-        colour = LAYER_COLOURS[layer % len(LAYER_COLOURS)]
-        title = "embeddings" if layer == 0 else f"layer {layer}"
-        lines.append(f'  subgraph cluster_{layer} {{ label="{title}"; style="filled,rounded"; '
+        colour = LAYER_COLOURS[(layer + 1) % len(LAYER_COLOURS)]
+        title = "embeddings" if layer == EMBEDDINGS else f"layer {layer}"
+        cluster = "embeddings" if layer == EMBEDDINGS else layer
+        lines.append(f'  subgraph cluster_{cluster} {{ label="{title}"; style="filled,rounded"; '
                      f'color="#aaaaaa"; fillcolor="{colour}";')
         for label in graph.order:
             if layers.get(label) == layer:

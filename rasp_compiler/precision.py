@@ -13,7 +13,7 @@ average, an MLP output) this module bounds |model - exact| as
    the result itself (a relative error); when signs mix it is not: `1e8 + x`
    averaged and then `- 1e8` is off by about u * 1e8 = 6 however small the result.
 2. Attention leak. A head's softmax puts at most `leak` of its mass on keys it
-   should not read (`HeadPlan.leak_bound` for an Aggregate; N exp(-c) for a
+   should not read (`LoweredHead.leak_bound` for an Aggregate; N exp(-c) for a
    SelectorWidth, whose BOS key is meant to be read), so an average is off by at
    most leak x the span of the values it may read, its default included. The
    keys it reads all score the maximum, so their exp is exactly 1 and the
@@ -47,14 +47,16 @@ import numpy as np
 
 from rasp_compiler import rasp
 from rasp_compiler.errors import CompilationError
-from rasp_compiler.mlp import MLPPart
+from rasp_compiler.linear_lookup import LINEAR_STEPS
+from rasp_compiler.linear_lookup import check_precision as check_linear_lookup
+from rasp_compiler.mlp import MLPPart, linear_lookup_of
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm
 from rasp_compiler.rewrite import OpGraph
 from rasp_compiler.schedule import Block, Schedule
 from rasp_compiler.verify import ATOL, RTOL
 
 if TYPE_CHECKING:
-    from rasp_compiler.lower import HeadPlan, LoweredModel
+    from rasp_compiler.lower import LoweredHead, LoweredModel
 
 UNIT_ROUNDOFF = 2.0 ** -24  # float32, round to nearest
 FLOAT64_UNIT_ROUNDOFF = 2.0 ** -53  # the decoder reads output forms in float64
@@ -286,7 +288,7 @@ class _Analysis:
 
     # ----------------------------------------------------------------- heads
 
-    def head(self, head: "HeadPlan") -> None:
+    def head(self, head: "LoweredHead") -> None:
         op = self.ops.attention[head.label]
         c = head.coldness
         # Noisy query/key one-hots move scores by at most c * noise per atom.
@@ -339,6 +341,10 @@ class _Analysis:
         for label in block.outputs:
             if not self.ops.is_numerical(label):
                 self.noise[label] = 2.0 * one_hot_noise
+        lookup = linear_lookup_of(self.ops, block)
+        if lookup is not None:  # linear_lookup.py: steps along x + r y, read from one-hots
+            check_linear_lookup(block, part, self.noise, lookup)
+            return
         if not numerical:
             self._lookup(block, part, categorical, one_hot_noise)
             return
@@ -388,7 +394,7 @@ class _Analysis:
             for d, w in neuron.w_out:
                 if d.sop in outputs and d.is_numerical:
                     w_out[i, outputs.index(d.sop)] += w
-        steps = part.construction == "steps"
+        steps = part.construction in ("steps", LINEAR_STEPS)  # along numerical copies
         per_value = np.zeros((zs.size, len(outputs)))
         exact = np.zeros((zs.size, len(outputs)))
         rounds = np.asarray([gamma(int(k) + 1) for k in counts])

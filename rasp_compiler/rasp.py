@@ -27,12 +27,13 @@ from collections import defaultdict
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar, Union
 
-from rasp_compiler.errors import InvalidProgramError
+from rasp_compiler.errors import EvaluationError, InvalidProgramError, describe_values
 
 Value = Union[None, int, float, str, bool]
 SelectorValue = list[list[bool]]
 RASPExprT = TypeVar("RASPExprT", bound="RASPExpr")
 SOpT = TypeVar("SOpT", bound="SOp")
+T = TypeVar("T")
 
 _NAME_KEY = "name"
 _ENCODING_KEY = "encoding"
@@ -55,9 +56,10 @@ class Comparison(enum.Enum):
 
     def __call__(self, key: Value, query: Value) -> bool:
         if key is None or query is None:
-            raise ValueError(
+            raise EvaluationError(
                 f"Comparison.{self.name} was called with key={key!r}, query={query!r}; "
-                "predicates are not defined on None (the evaluator treats None as never selected)"
+                "predicates are not defined on None (the evaluator treats None as never "
+                "selected): test for None before calling the comparison"
             )
         return _COMPARISONS[self](key, query)
 
@@ -632,6 +634,28 @@ def is_numerical(sop: SOp) -> bool:
 
 def is_categorical(sop: SOp) -> bool:
     return get_encoding(sop) is Encoding.CATEGORICAL
+
+
+def rule_for(rules: Mapping[type, T], expr: RASPExpr) -> T | None:
+    """A stage's rule for `expr`: its class's entry in `rules`, else its nearest base's."""
+    for cls in type(expr).__mro__:
+        if cls in rules:
+            return rules[cls]
+    return None
+
+
+def check_averaged(expr: Aggregate, values: Sequence[Value], where: str,
+                   error: type[Exception] = InvalidProgramError) -> None:
+    """A numerical Aggregate averages numbers: refuse `values` of its SOp that are not (the
+    values it can read, for value sets and the rewriter; those one query selected, for the
+    evaluator, which raises its own `error`)."""
+    bad = [v for v in values if not isinstance(v, numbers.Real)]
+    if bad:
+        raise error(
+            f"{expr.label}: a numerical Aggregate averages numbers, but {where} "
+            f"{describe_values(bad)} of {expr.sop.label}; make the aggregate categorical "
+            f"(rasp.categorical) or map the values to numbers first"
+        )
 
 
 def predicate_name(predicate: Callable[..., bool]) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from rasp_compiler import rasp
-from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.errors import InvalidInputError, UnknownNameError
 from rasp_compiler.graph import ProgramGraph
 from rasp_compiler.lower import LoweredModel
 from rasp_compiler.rewrite import OpGraph
@@ -46,8 +46,8 @@ class HeadInfo:
 
     @property
     def name(self) -> str:
-        """TransformerLens-style position: L{layer}H{index} (layers counted from 0)."""
-        return f"L{self.layer - 1}H{self.index}"
+        """TransformerLens-style position: L{layer}H{index} (head `index` of `blocks.{layer}`)."""
+        return f"L{self.layer}H{self.index}"
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class MLPPartInfo:
 
 @dataclass(frozen=True)
 class LayerInfo:
-    index: int  # 1-based
+    index: int  # from 0, as in the parameters (layer_0/...) and hooks (blocks.0...)
     heads: tuple[HeadInfo, ...]
     mlp: tuple[MLPPartInfo, ...]
     mlp_hidden: int
@@ -95,7 +95,8 @@ class SelectorReport(tuple):
         for entry in self:
             if entry.selector == selector:
                 return entry
-        raise KeyError(f"no selector {selector!r} in this model; have {[e.selector for e in self]}")
+        raise UnknownNameError(f"no selector {selector!r} in this model; have "
+                               f"{[e.selector for e in self]}")
 
     def __str__(self) -> str:
         lines = []
@@ -119,6 +120,7 @@ class ModelInfo:
     layers: tuple[LayerInfo, ...]
     lower_bound: int
     fusion_notes: tuple[str, ...] = ()
+    rewrites: tuple[str, ...] = ()  # program rewrites made before compiling, in words
     folded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     aggregate_checks: tuple[tuple[str, str, str], ...] = ()  # (label, status, reason)

@@ -13,8 +13,8 @@ Glossary (used by every later stage):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Iterable, Mapping, NamedTuple
 
 
@@ -106,10 +106,10 @@ class ResidualLayout:
     """The residual stream's dimensions in order, and who owns which."""
 
     dims: tuple[Dim, ...]
+    index: Mapping[Dim, int] = field(init=False, repr=False, compare=False)  # dim -> position
 
-    @cached_property
-    def index(self) -> dict[Dim, int]:
-        return {dim: i for i, dim in enumerate(self.dims)}
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", MappingProxyType({d: i for i, d in enumerate(self.dims)}))
 
     @property
     def width(self) -> int:

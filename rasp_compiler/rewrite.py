@@ -16,26 +16,28 @@ all-true selector over tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from numbers import Real
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from rasp_compiler import rasp
+from rasp_compiler import linear_lookup, rasp, widths
 from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError, describe_values
 from rasp_compiler.graph import ProgramGraph
+from rasp_compiler.linear_lookup import LinearLookup
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm, constant_form
+from rasp_compiler.atoms import Atom, AtomBuilder, Folded
 from rasp_compiler.selectors import (
     DEFAULT_MAX_HEADS_PER_SELECTOR,
     DEFAULT_MAX_SELECTOR_DIMS,
-    Atom,
     FeatureSpec,
-    Planner,
-    SelectorPlan,
+    SelectorChooser,
+    SelectorChoice,
 )
 from rasp_compiler.values import ValueSets, sorted_values
 
@@ -55,6 +57,7 @@ class AttentionOp:
     ov: tuple[tuple[Dim, Dim, float], ...]  # (read dim, written dim, weight)
     bos_writes: tuple[tuple[Dim, float], ...]  # what the head writes at the BOS query position
     encoding: rasp.Encoding
+    bos_share: float = 1.0  # a width head's BOS key weighs like this many keys (widths.py)
 
     @property
     def queries(self) -> tuple[str, ...]:
@@ -87,6 +90,7 @@ class MLPUnit:
     kind: str  # "Map", "SequenceMap", "SelectorWidth", "Tuple", "ClauseFeature", ...
     none_aware: bool = False  # fn is called on None inputs too (tuples keep the None)
     feature: FeatureSpec | None = None  # set for an OR clause's feature (multi-hot output)
+    linear: LinearLookup | None = None  # f is a function of one linear form (linear_lookup.py)
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,9 @@ class Embedding:
     by: str  # "token" or "position"
     encoding: rasp.Encoding
     table: Mapping[Any, Any]  # token -> value (by token) or index -> value (by position)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "table", MappingProxyType(dict(self.table)))
 
 
 @dataclass(frozen=True)
@@ -114,27 +121,13 @@ class OpGraph:
     attention: Mapping[str, AttentionOp]
     units: Mapping[str, MLPUnit]
     forms: Mapping[str, LinearForm]  # numerical SOps that are linear in the residual
-    folded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # Map -> heads
-    selector_plans: tuple[SelectorPlan, ...] = ()
+    folded: Mapping[str, tuple[str, ...]]  # Map -> the heads and Selects it is folded into
+    selector_choices: tuple[SelectorChoice, ...]
+    position: Mapping[str, int]  # index of each label in `order`
+    magnitudes: Mapping[str, float]  # largest |value| of each numerical SOp (0 if none)
 
     def is_numerical(self, label: str) -> bool:
         return self.encodings[label] is rasp.Encoding.NUMERICAL
-
-    def magnitude(self, label: str) -> float:
-        """Largest |value| of a numerical SOp (0 if it holds no numbers); cached."""
-        cache = self.__dict__.setdefault("_magnitudes", {})
-        if label not in cache:
-            values = self.values[label]
-            try:
-                numbers = np.asarray(values, dtype=np.float64)
-            except (TypeError, ValueError):
-                numbers = np.asarray([float(v) for v in values if isinstance(v, Real)])
-            cache[label] = float(np.abs(numbers).max()) if numbers.size else 0.0
-        return cache[label]
-
-    @cached_property
-    def position(self) -> dict[str, int]:
-        return {label: i for i, label in enumerate(self.order)}
 
     def inputs_of(self, label: str) -> set[str]:
         """The SOps whose residual dimensions (or forms) this SOp's computation reads."""
@@ -148,7 +141,7 @@ class OpGraph:
 
 
 def width_hidden_label(label: str) -> str:
-    """The hidden numerical SOp a SelectorWidth's head writes (1 / (width + 1))."""
+    """The hidden numerical SOp a SelectorWidth's head writes (s / (s + width), widths.py)."""
     return f"{label}{WIDTH_SUFFIX}"
 
 
@@ -165,13 +158,9 @@ def rewrite(
 
 class _Rewriter:
     def __init__(self, graph: ProgramGraph, values: ValueSets, max_dims: int, max_heads: int):
-        self.planner = Planner(
-            values=lambda label: self.values[label],
-            nullable=lambda label: None in self.values[label],
-            max_dims=max_dims,
-            max_heads=max_heads,
-        )
-        self.plans: list[SelectorPlan] = []
+        self.atoms = AtomBuilder(graph, values)
+        self.chooser = SelectorChooser(self.atoms, max_dims=max_dims, max_heads=max_heads)
+        self.choices: list[SelectorChoice] = []
         self.graph = graph
         self.value_sets = values
         self.values: dict[str, tuple] = dict(values.sets)
@@ -193,87 +182,70 @@ class _Rewriter:
         for expr in self.graph.exprs():
             if isinstance(expr, rasp.SOp):
                 self.encodings[expr.label] = rasp.get_encoding(expr)
-                self._rewrite_sop(expr)
+                rule = rasp.rule_for(_SOP_RULES, expr)
+                if rule is None:
+                    raise UnsupportedExpressionError(
+                        f"{expr.label}: no compilation rule for {type(expr).__name__}")
+                rule(self, expr)
+        frozen = MappingProxyType
         return OpGraph(
             graph=self.graph,
             vocab=self.value_sets.vocab,
             max_seq_len=self.value_sets.max_seq_len,
-            values=self.values,
-            encodings=self.encodings,
+            values=frozen(self.values),
+            encodings=frozen(self.encodings),
             order=tuple(self.order),
             output=output.label,
-            embeddings=self.embeddings,
-            attention=self.attention,
-            units=self.units,
-            forms=self.forms,
-            folded={label: tuple(heads) for label, heads in self.folded.items()},
-            selector_plans=tuple(self.plans),
+            embeddings=frozen(self.embeddings),
+            attention=frozen(self.attention),
+            units=frozen(self.units),
+            forms=frozen(self.forms),
+            folded=frozen({label: tuple(heads) for label, heads in self.folded.items()}),
+            selector_choices=tuple(self.choices),
+            position=frozen({label: i for i, label in enumerate(self.order)}),
+            magnitudes=frozen({label: _magnitude(self.values[label])
+                               for label, encoding in self.encodings.items()
+                               if encoding is rasp.Encoding.NUMERICAL}),
         )
 
-    # ----------------------------------------------------------------- dispatch
-
-    def _rewrite_sop(self, expr: rasp.SOp) -> None:
-        for cls in type(expr).__mro__:
-            handler = _SOP_RULES.get(cls)
-            if handler is not None:
-                handler(self, expr)
-                return
-        raise UnsupportedExpressionError(f"{expr.label}: no compilation rule for {type(expr).__name__}")
-
-    def _add(self, label: str) -> None:
-        self.order.append(label)
-
-    def _tokens(self, expr: rasp.TokensType) -> None:
-        self._input("tokens")
-
-    def _indices(self, expr: rasp.IndicesType) -> None:
-        self._input("indices")
+    # ----------------------------------------------------------------- embeddings
 
     def _input(self, label: str) -> None:
         """The tokens or indices embedding, once, however many constructs ask for it
         (`length` and ConstantSelector read them even when the program does not)."""
         if label in self.embeddings:
             return
-        if label == "tokens":
-            table = {v: v for v in self.value_sets.vocab}
-            self.embeddings[label] = Embedding(label, "token", rasp.Encoding.CATEGORICAL, table)
-        else:
-            table = {i: i for i in range(self.value_sets.max_seq_len)}
-            self.embeddings[label] = Embedding(label, "position", rasp.Encoding.CATEGORICAL, table)
+        by = "token" if label == "tokens" else "position"
+        table = {v: v for v in self.atoms.values(label)}
+        self.embeddings[label] = Embedding(label, by, rasp.Encoding.CATEGORICAL, table)
         self.encodings[label] = rasp.Encoding.CATEGORICAL
         self.values[label] = tuple(table.values())
-        self._add(label)
+        self.order.append(label)
 
     def _full(self, expr: rasp.Full) -> None:
         self._check_numeric_values(expr, [expr.fill])
         self.embeddings[expr.label] = Embedding(
             expr.label, "token", rasp.get_encoding(expr), {v: expr.fill for v in self.value_sets.vocab}
         )
-        self._add(expr.label)
+        self.order.append(expr.label)
 
     def _constant_sop(self, expr: rasp.ConstantSOp) -> None:
         self._check_numeric_values(expr, expr.value)
         table = {i: v for i, v in enumerate(expr.value[: self.value_sets.max_seq_len])}
         self.embeddings[expr.label] = Embedding(expr.label, "position", rasp.get_encoding(expr), table)
-        self._add(expr.label)
+        self.order.append(expr.label)
 
     def _length(self, expr: rasp.LengthType) -> None:
-        all_true = Atom(
-            select=f"{expr.label}:all_true",
-            query="tokens",
-            key="tokens",
-            query_values=self.value_sets.vocab,
-            key_values=self.value_sets.vocab,
-            relation=np.ones((len(self.value_sets.vocab),) * 2, dtype=bool),
-        )
         self._input("tokens")
-        self._width(expr.label, f"{expr.label}:all_true", (all_true,), rasp.get_encoding(expr),
+        select = f"{expr.label}:all_true"
+        self._width(expr.label, select, (self.atoms.all_true(select),), rasp.get_encoding(expr),
                     smallest=1)
 
     # ----------------------------------------------------------------- MLP-side SOps
 
     def _map(self, expr: rasp.Map) -> None:
         inner = expr.inner.label
+        self.order.append(expr.label)
         if rasp.is_numerical(expr):
             table = self._table(expr, (inner,))
             if not self.is_numerical(inner):
@@ -281,80 +253,59 @@ class _Rewriter:
                 self.forms[expr.label] = LinearForm.of(
                     {Dim(inner, v): out for (v,), out in table.items()}
                 )
-                self._add(expr.label)
                 return
             affine = _affine_fit(table)
             if affine is not None:
                 slope, intercept = affine
                 self.forms[expr.label] = self.form_of(inner).scaled(slope) + constant_form(intercept)
-                self._add(expr.label)
                 return
         self.units[expr.label] = MLPUnit(expr.label, (inner,), expr.f, rasp.get_encoding(expr), "Map")
-        self._add(expr.label)
 
     def _sequence_map(self, expr: rasp.SequenceMap) -> None:
         fst, snd = expr.fst.label, expr.snd.label
+        self.order.append(expr.label)
         if isinstance(expr, rasp.LinearSequenceMap) and rasp.is_numerical(expr):
             parts = []
             for label, factor in ((fst, expr.fst_fac), (snd, expr.snd_fac)):
                 self._refuse_none(expr, label)
                 parts.append(self.form_of(label).scaled(factor))
             self.forms[expr.label] = parts[0] + parts[1]
-            self._add(expr.label)
             return
+        linear = None
         if rasp.is_numerical(expr):
             for label in (fst, snd):
                 self._refuse_none(expr, label)
-            self._table(expr, (fst, snd))  # checks the outputs are numbers
+            table = self._table(expr, (fst, snd))  # checks the outputs are numbers
+            # ---- linear_lookup hook: an affine SequenceMap is a linear form (no neurons)
+            affine = linear_lookup.affine_fit(table)
+            if affine is not None:
+                a, b, c = affine
+                self.forms[expr.label] = (self.form_of(fst).scaled(a) + self.form_of(snd).scaled(b)
+                                          + constant_form(c))
+                return
+        fn = expr.f
+        possible = linear_lookup.possible_pairs(expr)
+        if possible is not None:  # (length, indices): no value where index >= length
+            fn = linear_lookup.OnPossiblePairs(expr.f, possible)
+        if not (rasp.is_numerical(expr) or self.is_numerical(fst) or self.is_numerical(snd)):
+            # ---- linear_lookup hook: f(x, y) = g(x + r y) needs O(distinct x + r y) neurons
+            linear = linear_lookup.detect(expr.f, fst, self.values[fst], snd, self.values[snd],
+                                          possible)
         kind = type(expr).__name__
-        self.units[expr.label] = MLPUnit(expr.label, (fst, snd), expr.f, rasp.get_encoding(expr), kind)
-        self._add(expr.label)
+        self.units[expr.label] = MLPUnit(expr.label, (fst, snd), fn, rasp.get_encoding(expr),
+                                         kind, linear=linear)
 
     # ----------------------------------------------------------------- attention-side SOps
 
     def _aggregate(self, expr: rasp.Aggregate) -> None:
-        plan = self.plan_selector(expr.selector, expr.label, "aggregate")
-        (atoms,) = plan.chosen.heads
-        plan.heads.append(expr.label)
-        base, mapping, folded = self.fold(expr.sop)
-        ov: dict[tuple[Dim, Dim], float] = {}
-        bos_writes: list[tuple[Dim, float]] = []
+        choice = self.choose_selector(expr.selector, expr.label, "aggregate")
+        (atoms,) = choice.chosen.heads
+        self.choices.append(dataclasses.replace(choice, heads=(expr.label,)))
+        values = self.atoms.fold(expr.sop)
         if rasp.is_categorical(expr):
-            if self.is_numerical(base):
-                raise UnsupportedExpressionError(
-                    f"{expr.label}: a categorical Aggregate copies one-hot categories, but its "
-                    f"values {expr.sop.label} are numerical; make the aggregate numerical "
-                    f"(rasp.numerical) to average them, or make {expr.sop.label} categorical"
-                )
-            for v in self.values[base]:
-                out = None if v is None else mapping(v)
-                if out is not None:
-                    ov[(Dim(base, v), Dim(expr.label, out))] = 1.0
-            if expr.default is not None:
-                ov[(BOS, Dim(expr.label, expr.default))] = 1.0
-                bos_writes.append((Dim(expr.label, expr.default), 1.0))
+            ov, bos_writes = self._categorical_copy(expr, values)
         else:
-            if self.is_numerical(base):
-                form = self.form_of(base)
-            else:
-                self._refuse_none(expr, base, what="values")
-                numbers = {}
-                for v in self.values[base]:
-                    out = mapping(v)
-                    if not isinstance(out, Real):
-                        raise InvalidProgramError(
-                            f"{expr.label}: a numerical Aggregate averages numbers, but "
-                            f"{expr.sop.label} can be {out!r}; map it to numbers first"
-                        )
-                    numbers[Dim(base, v)] = float(out)
-                form = LinearForm.of(numbers)
-            for dim, coefficient in form.terms:
-                ov[(dim, Dim(expr.label))] = ov.get((dim, Dim(expr.label)), 0.0) + coefficient
-            default = 0 if expr.default is None else expr.default
-            if default != 0:
-                key = (BOS, Dim(expr.label))
-                ov[key] = ov.get(key, 0.0) + float(default)
-                bos_writes.append((Dim(expr.label), float(default)))
+            ov, bos_writes = self._numerical_mean(expr, values)
         self.attention[expr.label] = AttentionOp(
             label=expr.label,
             kind="aggregate",
@@ -362,28 +313,70 @@ class _Rewriter:
             selector=expr.selector.label,
             atoms=atoms,
             ov=tuple((i, o, w) for (i, o), w in ov.items() if w != 0),
-            bos_writes=tuple(bos_writes),
+            bos_writes=bos_writes,
             encoding=rasp.get_encoding(expr),
         )
-        self._note_folded(folded, expr.label)
-        self._add(expr.label)
+        self._note_folded(values.maps, expr.label)
+        self.order.append(expr.label)
+
+    def _categorical_copy(self, expr: rasp.Aggregate, values: Folded):
+        """OV of a categorical Aggregate: each value's one-hot to its (mapped) output's;
+        the BOS key carries the default."""
+        if self.is_numerical(values.base):
+            raise UnsupportedExpressionError(
+                f"{expr.label}: a categorical Aggregate copies one-hot categories, but its "
+                f"values {expr.sop.label} are numerical; make the aggregate numerical "
+                f"(rasp.numerical) to average them, or make {expr.sop.label} categorical"
+            )
+        ov: dict[tuple[Dim, Dim], float] = {}
+        for v in self.values[values.base]:
+            out = None if v is None else values.mapping(v)
+            if out is not None:
+                ov[(Dim(values.base, v), Dim(expr.label, out))] = 1.0
+        if expr.default is None:
+            return ov, ()
+        ov[(BOS, Dim(expr.label, expr.default))] = 1.0
+        return ov, ((Dim(expr.label, expr.default), 1.0),)
+
+    def _numerical_mean(self, expr: rasp.Aggregate, values: Folded):
+        """OV of a numerical Aggregate: the values' linear form to its one dimension, which
+        the head averages; the BOS key carries the default."""
+        if self.is_numerical(values.base):
+            form = self.form_of(values.base)
+        else:
+            self._refuse_none(expr, values.base, what="values")
+            outputs = [values.mapping(v) for v in self.values[values.base]]
+            rasp.check_averaged(expr, outputs, "it can read")
+            form = LinearForm.of({Dim(values.base, v): float(out)
+                                  for v, out in zip(self.values[values.base], outputs)})
+        ov: dict[tuple[Dim, Dim], float] = {}
+        for dim, coefficient in form.terms:
+            ov[(dim, Dim(expr.label))] = ov.get((dim, Dim(expr.label)), 0.0) + coefficient
+        default = 0 if expr.default is None else expr.default
+        if default == 0:
+            return ov, ()
+        key = (BOS, Dim(expr.label))
+        ov[key] = ov.get(key, 0.0) + float(default)
+        return ov, ((Dim(expr.label), float(default)),)
 
     def _selector_width(self, expr: rasp.SelectorWidth) -> None:
-        plan = self.plan_selector(expr.selector, expr.label, "width")
+        choice = self.choose_selector(expr.selector, expr.label, "width")
         encoding = rasp.get_encoding(expr)
-        if len(plan.chosen.heads) == 1:
-            (atoms,) = plan.chosen.heads
+        if len(choice.chosen.heads) == 1:
+            (atoms,) = choice.chosen.heads
             self._width(expr.label, expr.selector.label, atoms, encoding)
-            plan.heads.append(width_hidden_label(expr.label))
+            self.choices.append(dataclasses.replace(choice, heads=(width_hidden_label(expr.label),)))
             return
         # Inclusion-exclusion: width(A | B) = width(A) + width(B) - width(A & B), ...
         n = self.value_sets.max_seq_len
         total: dict[Dim, float] = {}
-        for h, (atoms, sign) in enumerate(zip(plan.chosen.heads, plan.chosen.signs)):
+        heads = []
+        for h, (atoms, sign) in enumerate(zip(choice.chosen.heads, choice.chosen.signs)):
             part = f"{expr.label}.ie{h}"
             self._width(part, expr.selector.label, atoms, rasp.Encoding.NUMERICAL, source=expr.label)
-            plan.heads.append(width_hidden_label(part))
+            heads.append(width_hidden_label(part))
             total[Dim(part)] = float(sign)
+        self.choices.append(dataclasses.replace(choice, heads=tuple(heads)))
         widths = tuple(range(n + 1))
         if encoding is rasp.Encoding.NUMERICAL:
             self.forms[expr.label] = LinearForm.of(total)
@@ -394,21 +387,22 @@ class _Rewriter:
             self.forms[summed] = LinearForm.of(total)
             self.values[summed] = tuple(float(w) for w in widths)
             self.encodings[summed] = rasp.Encoding.NUMERICAL
-            self._add(summed)
+            self.order.append(summed)
             self.units[expr.label] = MLPUnit(expr.label, (summed,), _round_to_int, encoding,
                                              "SelectorWidth")
-        self._add(expr.label)
+        self.order.append(expr.label)
 
     def _width(self, label: str, selector: str, atoms: tuple[Atom, ...],
                encoding: rasp.Encoding, smallest: int = 0, source: str | None = None) -> None:
-        """A head whose BOS weight is 1/(w+1), and the MLP unit decoding w from it."""
+        """A head whose BOS weight is s/(s+w) (widths.py), and the MLP unit decoding w from it."""
         n = self.value_sets.max_seq_len
         hidden = width_hidden_label(label)
         if hidden in self.graph.graph:
             raise InvalidProgramError(
                 f"{hidden}: this label is reserved for the head of SelectorWidth {label}; rename it"
             )
-        decode = {1.0 / (w + 1): w for w in range(smallest, n + 1)}
+        share = widths.bos_share(n, categorical=encoding is rasp.Encoding.CATEGORICAL)
+        decode = {widths.fraction(w, share): w for w in range(smallest, n + 1)}
         self.values[hidden] = sorted_values(decode)
         self.encodings[hidden] = rasp.Encoding.NUMERICAL
         self.attention[hidden] = AttentionOp(
@@ -420,34 +414,29 @@ class _Rewriter:
             ov=((BOS, Dim(hidden), 1.0),),
             bos_writes=((Dim(hidden), 1.0),),
             encoding=rasp.Encoding.NUMERICAL,
+            bos_share=share,
         )
-        self._add(hidden)
+        self.order.append(hidden)
         self.encodings[label] = encoding
         self.values.setdefault(label, tuple(range(smallest, n + 1)))
         self.units[label] = MLPUnit(label, (hidden,), decode.__getitem__, encoding, "SelectorWidth")
-        self._add(label)
+        self.order.append(label)
 
     # ----------------------------------------------------------------- selectors
 
-    def plan_selector(self, selector: rasp.Selector, user: str, kind: str) -> SelectorPlan:
-        """Normal form and construction of `selector`; creates the tuple and feature SOps
-        the chosen construction needs."""
-        plan = self.planner.plan(selector, kind, user, self.plain_atom)
-        self.plans.append(plan)
-        for spec in plan.chosen.tuples:
+    def choose_selector(self, selector: rasp.Selector, user: str, kind: str) -> SelectorChoice:
+        """Normal form and construction of `selector` (the caller records it with its
+        heads); creates the inputs, tuple and feature SOps the construction reads."""
+        choice = self.chooser.choose(selector, kind, user)
+        for atom in choice.atoms:
+            if atom.key == "indices":  # a ConstantSelector: the program may not read indices
+                self._input("indices")
+            self._note_folded(atom.folded, atom.select)
+        for spec in choice.chosen.tuples:
             self._tuple_unit(spec.label, spec.inputs)
-        for spec in plan.chosen.features:
+        for spec in choice.chosen.features:
             self._feature_unit(spec)
-        return plan
-
-    def plain_atom(self, selector: rasp.Selector) -> Atom:
-        if isinstance(selector, rasp.Select):
-            return self.atom(selector)
-        if isinstance(selector, rasp.ConstantSelector):
-            return self._constant_atom(selector)
-        raise UnsupportedExpressionError(
-            f"{selector.label}: no compilation rule for selector type {type(selector).__name__}"
-        )
+        return choice
 
     def _tuple_unit(self, label: str, inputs: tuple[str, ...]) -> None:
         if label in self.units:
@@ -457,43 +446,14 @@ class _Rewriter:
         self.encodings[label] = rasp.Encoding.CATEGORICAL
         self.units[label] = MLPUnit(label, inputs, _as_tuple, rasp.Encoding.CATEGORICAL, "Tuple",
                                     none_aware=True)
-        self._add(label)
+        self.order.append(label)
 
     def _feature_unit(self, spec: FeatureSpec) -> None:
         self.values[spec.label] = spec.shared_values
         self.encodings[spec.label] = rasp.Encoding.CATEGORICAL
         self.units[spec.label] = MLPUnit(spec.label, spec.inputs, spec, rasp.Encoding.CATEGORICAL,
                                          "ClauseFeature", none_aware=True, feature=spec)
-        self._add(spec.label)
-
-    def atom(self, select: rasp.Select) -> Atom:
-        key, key_map, key_folded = self.fold(select.keys)
-        query, query_map, query_folded = self.fold(select.queries)
-        for role, label, written in (("keys", key, select.keys), ("queries", query, select.queries)):
-            if self.is_numerical(label):
-                raise UnsupportedExpressionError(
-                    f"{select.label}: its {role} {written.label} are numerical, but a Select "
-                    f"compares categories; write rasp.categorical(rasp.Map(lambda x: x, "
-                    f"{written.label})) and select on that"
-                )
-        key_values = tuple(v for v in self.values[key] if v is not None)
-        query_values = tuple(v for v in self.values[query] if v is not None)
-        relation = _relation(
-            select, [query_map(q) for q in query_values], [key_map(k) for k in key_values]
-        )
-        folded = key_folded + query_folded
-        self._note_folded(folded, select.label)
-        return Atom(select.label, query, key, query_values, key_values, relation, folded)
-
-    def _constant_atom(self, selector: rasp.ConstantSelector) -> Atom:
-        n = self.value_sets.max_seq_len
-        self._input("indices")
-        relation = np.zeros((n, n), dtype=bool)
-        for q, row in enumerate(selector.value[:n]):
-            for k, selected in enumerate(row[:n]):
-                relation[q, k] = bool(selected)
-        positions = tuple(range(n))
-        return Atom(selector.label, "indices", "indices", positions, positions, relation)
+        self.order.append(spec.label)
 
     # ----------------------------------------------------------------- helpers
 
@@ -516,33 +476,6 @@ class _Rewriter:
                 )
             numbers[Dim(label, v)] = float(v)
         return LinearForm.of(numbers)
-
-    def fold(self, sop: rasp.SOp) -> tuple[str, Callable[[Any], Any], tuple[str, ...]]:
-        """Follow Maps of categorical SOps down to the SOp a head can read directly.
-
-        Returns the base label, the composed function (None stays None) and the
-        labels of the folded Maps.
-        """
-        functions = []
-        folded = []
-        expr = sop
-        while (
-            isinstance(expr, rasp.Map)
-            and rasp.is_categorical(expr.inner)
-            and expr.label not in self.embeddings
-        ):
-            functions.append(expr.f)
-            folded.append(expr.label)
-            expr = expr.inner
-
-        def mapping(value, functions=tuple(reversed(functions))):
-            for f in functions:
-                if value is None:
-                    return None
-                value = f(value)
-            return value
-
-        return expr.label, mapping, tuple(folded)
 
     def _note_folded(self, folded: tuple[str, ...], head: str) -> None:
         for label in folded:
@@ -583,56 +516,20 @@ class _Rewriter:
                 )
 
 
+def _magnitude(values: tuple) -> float:
+    try:
+        numbers = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        numbers = np.asarray([float(v) for v in values if isinstance(v, Real)])
+    return float(np.abs(numbers).max()) if numbers.size else 0.0
+
+
 def _as_tuple(*values):
     return tuple(values)
 
 
 def _round_to_int(x: float) -> int:
     return int(round(x))
-
-
-def _relation(select: rasp.Select, queries: list, keys: list) -> np.ndarray:
-    """relation[i][j] = predicate(keys[j], queries[i]), False where either is None.
-
-    Comparisons of plain numbers are vectorised (sorting 64 tokens by tie-broken
-    keys compares 4,000 x 4,000 values); any other predicate is called per pair.
-    """
-    predicate = select.predicate
-    if isinstance(predicate, rasp.Comparison) and _plain_numbers(queries) and _plain_numbers(keys):
-        q = np.array(queries, dtype=np.float64)[:, None]
-        k = np.array(keys, dtype=np.float64)[None, :]
-        table = {
-            rasp.Comparison.EQ: np.equal, rasp.Comparison.NEQ: np.not_equal,
-            rasp.Comparison.LT: np.less, rasp.Comparison.LEQ: np.less_equal,
-            rasp.Comparison.GT: np.greater, rasp.Comparison.GEQ: np.greater_equal,
-        }
-        if predicate is rasp.Comparison.TRUE:
-            return np.ones((len(queries), len(keys)), dtype=bool)
-        if predicate is rasp.Comparison.FALSE:
-            return np.zeros((len(queries), len(keys)), dtype=bool)
-        return table[predicate](k, q)  # predicate(key, query)
-    relation = np.zeros((len(queries), len(keys)), dtype=bool)
-    for i, qv in enumerate(queries):
-        if qv is None:
-            continue
-        for j, kv in enumerate(keys):
-            if kv is None:
-                continue
-            try:
-                relation[i, j] = bool(predicate(kv, qv))
-            except Exception as exc:
-                raise InvalidProgramError(
-                    f"{select.label}: the predicate raised {type(exc).__name__}({exc}) on "
-                    f"key={kv!r}, query={qv!r}, values its inputs can take"
-                ) from exc
-    return relation
-
-
-def _plain_numbers(values: list) -> bool:
-    """All ints/floats/bools small enough to compare exactly as float64."""
-    return all(
-        isinstance(v, (int, float)) and abs(v) < 2**53 and v == v for v in values
-    )
 
 
 def _affine_fit(table: Mapping[tuple, Any]) -> tuple[float, float] | None:
@@ -653,8 +550,8 @@ def _affine_fit(table: Mapping[tuple, Any]) -> tuple[float, float] | None:
 
 
 _SOP_RULES: dict[type, Callable[[_Rewriter, Any], None]] = {
-    rasp.TokensType: _Rewriter._tokens,
-    rasp.IndicesType: _Rewriter._indices,
+    rasp.TokensType: lambda rewriter, expr: rewriter._input(expr.label),
+    rasp.IndicesType: lambda rewriter, expr: rewriter._input(expr.label),
     rasp.LengthType: _Rewriter._length,
     rasp.Full: _Rewriter._full,
     rasp.ConstantSOp: _Rewriter._constant_sop,

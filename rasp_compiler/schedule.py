@@ -1,7 +1,9 @@
 """Schedule: each operation to a (layer, attention | MLP) slot, at minimal depth.
 
-Time is counted in sublayers: 0 is the embeddings, 2l-1 the attention of layer l,
-2l its MLP. An attention op runs at the first attention sublayer after all it
+Layers are numbered from 0, as the parameters (`layer_0/...`), hooks (`blocks.0...`)
+and head names (`L0H0`) number them. Time is counted in sublayers: 0 is the
+embeddings, 2l+1 the attention of layer l, 2l+2 its MLP (`attention_time`,
+`mlp_time`, `layer_at`). An attention op runs at the first attention sublayer after all it
 reads; an MLP unit at the first MLP sublayer after its inputs, or, when an input
 is another unit computed in that same MLP, fused with it into one block (one
 MLP computes the composition exactly, because every value set is finite).
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Callable, Mapping
 
 from rasp_compiler.errors import UnsupportedExpressionError
@@ -29,7 +32,7 @@ DEFAULT_MAX_FUSED_INPUT_SPACE = 16_384
 class Block:
     """One fused MLP computation: `units` in order, reading `leaves`, writing `outputs`."""
 
-    layer: int  # 1-based
+    layer: int  # from 0
     units: tuple[str, ...]
     leaves: tuple[str, ...]
     outputs: tuple[str, ...]
@@ -41,7 +44,7 @@ class Block:
 
 @dataclass(frozen=True)
 class LayerPlan:
-    index: int  # 1-based
+    index: int  # from 0
     heads: tuple[str, ...]  # attention ops (labels of what they write)
     blocks: tuple[Block, ...]
 
@@ -59,9 +62,24 @@ class Schedule:
     def depth(self) -> int:
         return len(self.layers)
 
-    def layer_of(self, label: str) -> int:
-        """The 1-based layer that writes `label` (0 for embeddings and forms of them)."""
-        return math.ceil(self.time[label] / 2)
+    def layer_of(self, label: str) -> int | None:
+        """The layer that writes `label` (None: the embeddings and forms of them)."""
+        return layer_at(self.time[label])
+
+
+def attention_time(layer: int) -> int:
+    """The sublayer time of layer `layer`'s attention."""
+    return 2 * layer + 1
+
+
+def mlp_time(layer: int) -> int:
+    """The sublayer time of layer `layer`'s MLP."""
+    return 2 * layer + 2
+
+
+def layer_at(time: int) -> int | None:
+    """The layer of sublayer time `time` (None: the embeddings, time 0)."""
+    return None if time == 0 else (time - 1) // 2
 
 
 def schedule(ops: OpGraph, *, max_fused_input_space: int = DEFAULT_MAX_FUSED_INPUT_SPACE) -> Schedule:
@@ -76,12 +94,12 @@ def schedule(ops: OpGraph, *, max_fused_input_space: int = DEFAULT_MAX_FUSED_INP
     depth = max((math.ceil(t / 2) for t in time.values()), default=0)
     lower_bound = max((math.ceil(t / 2) for t in unlimited_time.values()), default=0)
     layers = []
-    for layer in range(1, depth + 1):
+    for layer in range(depth):
         heads = tuple(label for label in ops.order if label in ops.attention
-                      and label in time and time[label] == 2 * layer - 1)
+                      and label in time and time[label] == attention_time(layer))
         layer_blocks = []
         for units in blocks:
-            if time[units[0]] != 2 * layer:
+            if time[units[0]] != mlp_time(layer):
                 continue
             leaves = _leaves(ops, units)
             outputs = tuple(u for u in units if u in materialized)
@@ -89,7 +107,7 @@ def schedule(ops: OpGraph, *, max_fused_input_space: int = DEFAULT_MAX_FUSED_INP
         layers.append(LayerPlan(layer, heads, tuple(layer_blocks)))
     return Schedule(
         layers=tuple(layers),
-        time=time,
+        time=MappingProxyType(time),
         materialized=frozenset(materialized),
         live=frozenset(live),
         lower_bound=lower_bound,

@@ -28,13 +28,16 @@ three steps (docs/selectors.md explains each, with the costs):
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
 from rasp_compiler import rasp
+from rasp_compiler.atoms import Atom, AtomBuilder
 from rasp_compiler.errors import CompilationError, UnsupportedExpressionError
 
 MAX_CLAUSES = 32  # CNF distribution stops here and falls back to the whole product
@@ -47,33 +50,6 @@ LAYER_COST = 1000.0
 HEAD_COST = 200.0
 HIDDEN_COST = 0.5
 KEY_COST = 0.25
-
-
-@dataclass(frozen=True, eq=False)
-class Atom:
-    """One Select after folding: query position q selects key k iff relation[qv][kv]."""
-
-    select: str  # the Select's label as written (several joined by '+' once merged)
-    query: str  # SOp whose dims the query side reads (one-hot, or a clause feature)
-    key: str  # SOp whose dims the key side reads
-    query_values: tuple
-    key_values: tuple
-    relation: np.ndarray  # bool [len(query_values), len(key_values)]
-    folded: tuple[str, ...] = ()  # labels of the Maps folded into this atom
-
-    def describe(self) -> str:
-        return f"{self.select}: {self.key} (keys) vs {self.query} (queries)"
-
-    @property
-    def pair(self) -> tuple[str, str]:
-        return (self.query, self.key)
-
-    def name(self) -> str:
-        return f"{self.select}[{self.key}|{self.query}]"
-
-    def with_relation(self, relation: np.ndarray, select: str | None = None) -> "Atom":
-        return Atom(select or self.select, self.query, self.key, self.query_values,
-                    self.key_values, relation, self.folded)
 
 
 class _Constant:
@@ -146,20 +122,9 @@ def simplify(node, nullable: Callable[[str], bool]):
     if any(child is absorbing for child in flat):
         return absorbing
     flat = [child for child in flat if child is not neutral]
-    merged: dict[tuple[str, str], Atom] = {}
-    others = []
-    for child in flat:
-        if isinstance(child, Atom):
-            if child.pair in merged:
-                old = merged[child.pair]
-                relation = (old.relation & child.relation) if is_and else (old.relation | child.relation)
-                joiner = "&" if is_and else "|"
-                merged[child.pair] = old.with_relation(relation, f"{old.select}{joiner}{child.select}")
-            else:
-                merged[child.pair] = child
-        else:
-            others.append(child)
-    children = [simplify(atom, nullable) for atom in merged.values()] + others
+    merged = merge_group([child for child in flat if isinstance(child, Atom)], is_and)
+    others = [child for child in flat if not isinstance(child, Atom)]
+    children = [simplify(atom, nullable) for atom in merged] + others
     if any(child is absorbing for child in children):
         return absorbing
     children = [child for child in children if child is not neutral]
@@ -199,16 +164,15 @@ def merge_group(atoms: Sequence[Atom], conjunctive_group: bool) -> list[Atom]:
     """Merge atoms over the same pair inside one clause (OR) or one term (AND)."""
     merged: dict[tuple[str, str], Atom] = {}
     for atom in atoms:
-        if atom.pair in merged:
-            old = merged[atom.pair]
-            if conjunctive_group:
-                merged[atom.pair] = old.with_relation(old.relation & atom.relation,
-                                                      f"{old.select}&{atom.select}")
-            else:
-                merged[atom.pair] = old.with_relation(old.relation | atom.relation,
-                                                      f"{old.select}|{atom.select}")
-        else:
+        old = merged.get(atom.pair)
+        if old is None:
             merged[atom.pair] = atom
+        elif conjunctive_group:
+            merged[atom.pair] = old.with_relation(old.relation & atom.relation,
+                                                  f"{old.select}&{atom.select}")
+        else:
+            merged[atom.pair] = old.with_relation(old.relation | atom.relation,
+                                                  f"{old.select}|{atom.select}")
     return list(merged.values())
 
 
@@ -329,15 +293,15 @@ class Construction:
 
     name: str
     cost: Cost
-    heads: tuple[tuple[Atom, ...], ...]
+    heads: tuple[tuple[Atom, ...], ...] = ()  # empty until built
     signs: tuple[int, ...] = ()  # inclusion-exclusion signs, one per head
     features: tuple[FeatureSpec, ...] = ()
     tuples: tuple[TupleSpec, ...] = ()
     notes: tuple[str, ...] = ()  # flags' explanations (exponential, extra heads)
 
 
-@dataclass
-class SelectorPlan:
+@dataclass(frozen=True)
+class SelectorChoice:
     """The chosen construction for one selector, its alternatives, and the report's text."""
 
     selector: str
@@ -345,40 +309,48 @@ class SelectorPlan:
     written: str
     normal_form: str
     chosen: Construction
-    alternatives: list[Construction] = field(default_factory=list)
-    heads: list[str] = field(default_factory=list)  # attention ops implementing it
-    extra_layers: int = 0  # set after scheduling
+    alternatives: tuple[Construction, ...]  # not built: name and cost only
+    atoms: tuple[Atom, ...]  # of its Selects and ConstantSelectors as written, in order
+    heads: tuple[str, ...] = ()  # the attention ops implementing it, named by the rewriter
 
-    @property
-    def flags(self) -> list[str]:
+    def flags(self, extra_layers: int = 0) -> tuple[str, ...]:
+        """The report's warnings; `extra_layers` is what the schedule says the helper MLPs cost."""
         out = []
         cost = self.chosen.cost
         if cost.exponential:
             out.append("exponential: " + "; ".join(n for n in self.chosen.notes if n))
         if cost.heads > 1:
             out.append(f"extra-heads: {cost.heads} heads instead of 1")
-        if self.extra_layers:
-            out.append(f"extra-layer: +{self.extra_layers} layer{'s' * (self.extra_layers > 1)} "
+        if extra_layers:
+            out.append(f"extra-layer: +{extra_layers} layer{'s' * (extra_layers > 1)} "
                        f"for the MLP this construction needs")
-        return out
+        return tuple(out)
 
 
-class Planner:
-    """Builds the constructions of a selector given the compiler's value sets."""
+class SelectorChooser:
+    """Chooses how to build each selector, from the atoms of its Selects.
 
-    def __init__(self, values: Callable[[str], tuple], nullable: Callable[[str], bool],
-                 max_dims: int, max_heads: int):
-        self.values = values
-        self.nullable = nullable
+    Every construction's cost is computed once, from the atoms, before anything is
+    built (a product relation can have 10^7 entries); only the cheapest allowed
+    option is then built. The cost is exact but for a product encoding's key size,
+    which counts every tuple value (at most that many are live).
+    """
+
+    def __init__(self, atoms: AtomBuilder, max_dims: int, max_heads: int):
+        self.atoms = atoms
         self.max_dims = max_dims
         self.max_heads = max_heads
 
-    def plan(self, selector: rasp.Selector, kind: str, used_by: str, make_atom) -> SelectorPlan:
-        nnf = to_nnf(selector, make_atom, self.nullable)
-        node = simplify(nnf, self.nullable)
-        # Each option: (name, cost, builder). Costs are cheap; only the chosen one is built
-        # (a product relation can have 10^7 entries).
-        options: list[tuple[str, Cost, Callable[[], Construction]]] = []
+    def choose(self, selector: rasp.Selector, kind: str, used_by: str) -> SelectorChoice:
+        written_atoms: list[Atom] = []
+
+        def make_atom(leaf: rasp.Selector) -> Atom:
+            written_atoms.append(self.atoms.atom(leaf))
+            return written_atoms[-1]
+
+        nullable = self.atoms.nullable
+        node = simplify(to_nnf(selector, make_atom, nullable), nullable)
+        options: list[tuple[Construction, Callable[[Construction], Construction]]] = []  # builder
         clauses = normal_form(node, conjunctive=True)
         if clauses is not None:
             clauses = [merge_group(clause, conjunctive_group=False) for clause in clauses]
@@ -387,242 +359,190 @@ class Planner:
             terms = normal_form(node, conjunctive=False, limit=MAX_INCLUSION_EXCLUSION_TERMS)
             if terms is not None and 1 < len(terms) <= MAX_INCLUSION_EXCLUSION_TERMS:
                 terms = [merge_group(term, conjunctive_group=True) for term in terms]
-                options.append(self._inclusion_exclusion_option(terms))
+                options.append(_inclusion_exclusion_option(terms))
         if isinstance(node, (Or, And)):
             options.append(self._whole_product_option(selector.label, node))
         form = render_cnf(clauses) if clauses is not None else render(node) + " (no CNF within bound)"
         if is_composite(selector):
             allowed = [o for o in options
-                       if o[1].dims <= self.max_dims and o[1].heads <= self.max_heads]
+                       if o[0].cost.dims <= self.max_dims and o[0].cost.heads <= self.max_heads]
         else:
             allowed = options  # a single Select costs what the program asks; no blow-up to cap
         if not allowed:
-            name, cost, _ = min(options, key=lambda o: o[1].score)
+            cheapest = min((o for o, _ in options), key=lambda o: o.cost.score)
             raise CompilationError(
                 f"{selector.label} (used by {used_by}): {written(selector)} needs at least "
-                f"{cost} with the cheapest construction ({name}), over the limits "
+                f"{cheapest.cost} with the cheapest construction ({cheapest.name}), over the limits "
                 f"max_selector_dims={self.max_dims}, max_heads_per_selector={self.max_heads}. "
-                + _rewrite_hint(options)
+                + _rewrite_hint([o for o, _ in options])
             )
-        best = min(allowed, key=lambda o: o[1].score)
-        chosen = best[2]()
-        return SelectorPlan(
+        best, build = min(allowed, key=lambda o: o[0].cost.score)
+        return SelectorChoice(
             selector=selector.label,
             used_by=used_by,
             written=written(selector),
             normal_form=form,
-            chosen=chosen,
-            alternatives=[Construction(name, cost, ()) for name, cost, _ in options
-                          if name != best[0]],
+            chosen=build(best),
+            alternatives=tuple(o for o, _ in options if o.name != best.name),
+            atoms=tuple(written_atoms),
         )
 
     def _size(self, inputs: tuple[str, ...]) -> int:
         """Values of one side: a single SOp's values, or its tuple's (None included)."""
         if len(inputs) == 1:
-            return sum(v is not None for v in self.values(inputs[0]))
-        size = 1
-        for label in inputs:
-            size *= len(self.values(label))
-        return size
+            return sum(v is not None for v in self.atoms.values(inputs[0]))
+        return math.prod(len(self.atoms.values(label)) for label in inputs)
 
-    def _conjunction_option(self, name: str, clauses: list[list[Atom]]):
-        key_size, dims, hidden = 2, 0, 0
-        needs_mlp = exponential = False
-        kinds = set()
-        for clause in clauses:
-            if len(clause) == 1:
-                key_size += _key_size(clause) - 2
-                kinds.add("atom")
-                continue
-            if not clause:
-                continue
-            keys = tuple(dict.fromkeys(a.key for a in clause))
-            queries = tuple(dict.fromkeys(a.query for a in clause))
-            needs_mlp = True
-            if len(keys) == 1 or len(queries) == 1:
-                shared = keys[0] if len(keys) == 1 else queries[0]
-                size = self._size((shared,))
-                dims += size
-                hidden += 2 * size
-                key_size += size
-                kinds.add("feature")
-            else:
-                q, k = self._size(queries), self._size(keys)
-                new = (q if len(queries) > 1 else 0) + (k if len(keys) > 1 and keys != queries else 0)
-                dims += new
-                hidden += new
-                key_size += min(q, k)
-                exponential = True
-                kinds.add("product")
-        label = ("product encoding" if "product" in kinds else "clause features"
-                 if "feature" in kinds else "conjunction" if len(clauses) > 1 else "atom")
-        cost = Cost(1, key_size, dims, hidden, needs_mlp, exponential)
-        return label, cost, lambda: self._conjunction(name, clauses)
-
-    def _inclusion_exclusion_option(self, terms: list[list[Atom]]):
-        heads = 2 ** len(terms) - 1
-        size = max((len(a.query_values) for term in terms for a in term), default=1)
-        key_size = sum(_key_size(term) for term in terms) * 2 ** (len(terms) - 1)
-        cost = Cost(heads, key_size, heads, heads * 2 * size, True, True)
-        return "inclusion-exclusion", cost, lambda: self._inclusion_exclusion(terms)
-
-    def _whole_product_option(self, name: str, node):
-        atoms = _atoms_in(node)
+    def _product_cost(self, atoms: list[Atom]) -> tuple[dict[tuple[str, ...], int], int]:
+        """A product encoding of `atoms`: its tuple SOps (inputs -> value count) and its
+        atom's key size (at most the smaller side's values)."""
         queries = tuple(dict.fromkeys(a.query for a in atoms))
         keys = tuple(dict.fromkeys(a.key for a in atoms))
-        q, k = self._size(queries), self._size(keys)
-        new = (q if len(queries) > 1 else 0) + (k if len(keys) > 1 and keys != queries else 0)
-        cost = Cost(1, min(q, k) + 2, new, new, bool(new), bool(new))
-        return "whole product", cost, lambda: self._whole_product(name, node)
+        tuples = {inputs: self._size(inputs) for inputs in (queries, keys) if len(inputs) > 1}
+        return tuples, min(self._size(queries), self._size(keys))
 
     # ------------------------------------------------------------------ CNF in one head
 
-    def _conjunction(self, name: str, clauses: list[list[Atom]]) -> Construction:
-        if not clauses:  # TRUE
-            return self._single("atom", [])
+    def _conjunction_option(self, name: str, clauses: list[list[Atom]]):
+        if any(not clause for clause in clauses):  # FALSE: one head whose atom is all-false
+            empty = Atom(f"{name}:FALSE", "tokens", "tokens", (), (), np.zeros((0, 0), bool))
+            return Construction("constant FALSE", Cost(1, 1, 0, 0, False, False), ((empty,),)), \
+                lambda option: option
+        key_size = 1 if clauses else 2  # the BOS columns (lower.bos_columns)
+        dims = hidden = 0
+        tuples: dict[tuple[str, ...], int] = {}  # shared by the clauses that read them
+        kinds = []  # per clause: "atom", a feature's side ("query", "key") or "product"
+        for clause in clauses:
+            keys = {a.key for a in clause}
+            queries = {a.query for a in clause}
+            if len(clause) == 1:
+                kinds.append("atom")
+                key_size += _live(clause[0])
+            elif len(keys) == 1 or len(queries) == 1:
+                kinds.append("query" if len(keys) == 1 else "key")
+                size = len(clause[0].key_values if len(keys) == 1 else clause[0].query_values)
+                dims += size
+                hidden += 2 * size
+                key_size += size
+            else:
+                kinds.append("product")
+                new, key = self._product_cost(clause)
+                tuples.update(new)
+                key_size += key
+        dims += sum(tuples.values())
+        hidden += sum(tuples.values())
+        helpers = any(kind != "atom" for kind in kinds)  # features or tuples: MLPs first
+        label = ("product encoding" if "product" in kinds else "clause features"
+                 if helpers else "conjunction" if len(clauses) > 1 else "atom")
+        cost = Cost(1, key_size, dims, hidden, helpers, "product" in kinds)
+        return Construction(label, cost), \
+            lambda option: self._conjunction(name, clauses, kinds, option)
+
+    def _conjunction(self, name: str, clauses: list[list[Atom]], kinds: list[str],
+                     option: Construction):
         head: list[Atom] = []
         features: list[FeatureSpec] = []
         tuples: list[TupleSpec] = []
         notes: list[str] = []
-        hidden = dims = 0
-        exponential = False
-        for j, clause in enumerate(clauses):
-            if not clause:  # FALSE: a clause nothing satisfies
-                return self._never(name)
-            if len(clause) == 1:
-                head.append(clause[0])
-                continue
-            keys = {atom.key for atom in clause}
-            queries = {atom.query for atom in clause}
+        for j, (clause, kind) in enumerate(zip(clauses, kinds)):
             label = f"{name}:clause{j}"
-            if len(keys) == 1:
-                feature, atom = self._feature(label, clause, side="query")
-            elif len(queries) == 1:
-                feature, atom = self._feature(label, clause, side="key")
+            if kind == "atom":
+                atom = clause[0]
+            elif kind != "product":
+                feature, atom = _feature(label, clause, side=kind)
+                features.append(feature)
             else:
-                pair_tuples, atom, note = self._product(label, clause)
-                fresh = [t for t in pair_tuples if t not in tuples]
-                tuples.extend(fresh)
-                dims += sum(len(self._tuple_values(t.inputs)) for t in fresh)
-                hidden += sum(len(self._tuple_values(t.inputs)) for t in fresh)
-                head.append(atom)
-                notes.append(note)
-                exponential = True
-                continue
-            features.append(feature)
-            dims += len(feature.shared_values)
-            hidden += 2 * len(feature.shared_values)
+                pair_tuples, atom, sizes = self._product(label, clause, Or(tuple(clause)))
+                tuples.extend(t for t in pair_tuples if t not in tuples)
+                notes.append(f"OR of {len(clause)} atoms with no shared side: product "
+                             f"encoding, {sizes}")
             head.append(atom)
-        cost = Cost(1, _key_size(head), dims, hidden, bool(features or tuples), exponential)
-        name_text = "atom" if len(head) == 1 and not features and not tuples else "conjunction"
-        if features and not tuples:
-            name_text = "clause features"
-        elif tuples:
-            name_text = "product encoding"
-        return Construction(name_text, cost, (tuple(head),), (), tuple(features), tuple(tuples),
-                            tuple(notes))
+        return dataclasses.replace(option, heads=(tuple(head),), features=tuple(features),
+                                   tuples=tuple(tuples), notes=tuple(notes))
 
-    def _single(self, name: str, head: list[Atom]) -> Construction:
-        return Construction(name, Cost(1, _key_size(head), 0, 0, False, False), (tuple(head),))
-
-    def _never(self, name: str) -> Construction:
-        """A selector that selects nothing: one head whose only atom is all-false."""
-        empty = Atom(f"{name}:FALSE", "tokens", "tokens", (), (), np.zeros((0, 0), bool))
-        return Construction("constant FALSE", Cost(1, 1, 0, 0, False, False), ((empty,),))
-
-    def _feature(self, label: str, clause: list[Atom], side: str) -> tuple[FeatureSpec, Atom]:
-        if side == "query":
-            shared = clause[0].key
-            shared_values = clause[0].key_values
-            terms = tuple((a.query, a.query_values, a.relation) for a in clause)
-            atom = Atom(label, label, shared, shared_values, shared_values,
-                        np.eye(len(shared_values), dtype=bool),
-                        tuple(f for a in clause for f in a.folded))
-        else:
-            shared = clause[0].query
-            shared_values = clause[0].query_values
-            terms = tuple((a.key, a.key_values, a.relation.T) for a in clause)
-            atom = Atom(label, shared, label, shared_values, shared_values,
-                        np.eye(len(shared_values), dtype=bool),
-                        tuple(f for a in clause for f in a.folded))
-        return FeatureSpec(label, side, shared, shared_values, terms), atom
-
-    def _tuple_values(self, inputs: tuple[str, ...]) -> list[tuple]:
-        choices = [list(self.values(label)) for label in inputs]
-        return list(itertools.product(*choices))
-
-    def _sides(self, atoms: list[Atom]):
-        """Both sides of a product encoding: the SOp read (a tuple when several) and its values."""
+    def _product(self, label: str, atoms: list[Atom], node) -> tuple[list[TupleSpec], Atom, str]:
+        """One atom over tuple SOps of the atoms' query SOps and of their key SOps (a single
+        SOp where a side has one), its relation `node` (an OR clause, or the whole selector)."""
         queries = tuple(dict.fromkeys(a.query for a in atoms))
         keys = tuple(dict.fromkeys(a.key for a in atoms))
         specs, sides = [], []
         for inputs in (queries, keys):
             if len(inputs) == 1:
-                sides.append((inputs[0], tuple(v for v in self.values(inputs[0]) if v is not None)))
+                sides.append((inputs[0], tuple(v for v in self.atoms.values(inputs[0]) if v is not None)))
             else:
                 spec = TupleSpec(tuple_label(inputs), inputs)
                 if spec not in specs:
                     specs.append(spec)
-                sides.append((spec.label, tuple(self._tuple_values(inputs))))
-        return queries, keys, specs, sides
-
-    def _product(self, label: str, atoms: list[Atom]) -> tuple[list[TupleSpec], Atom, str]:
-        """Tuple SOps of the clause's query SOps and key SOps; one atom over them."""
-        queries, keys, specs, sides = self._sides(atoms)
+                choices = [self.atoms.values(i) for i in inputs]
+                sides.append((spec.label, tuple(itertools.product(*choices))))
         (query_label, query_values), (key_label, key_values) = sides
-        relation = np.zeros((len(query_values), len(key_values)), dtype=bool)
-        for atom in atoms:
-            relation |= _lift(atom, queries, query_values, keys, key_values)
-        atom = Atom(label, query_label, key_label, query_values, key_values, relation,
-                    tuple(f for a in atoms for f in a.folded))
+        lifted = {id(a): _lift(a, queries, query_values, keys, key_values) for a in atoms}
+        atom = Atom(label, query_label, key_label, query_values, key_values,
+                    _evaluate(node, lifted), tuple(f for a in atoms for f in a.folded))
         separate = sum(len(a.query_values) + len(a.key_values) for a in atoms)
-        note = (f"OR of {len(atoms)} atoms with no shared side: product encoding, "
-                f"{len(query_values):,} query and {len(key_values):,} key values "
+        note = (f"{len(query_values):,} query and {len(key_values):,} key values "
                 f"(sum would be {separate:,})")
         return specs, atom, note
 
-    def _whole_product(self, name: str, node) -> Construction:
+    # ------------------------------------------------------------------ whole product
+
+    def _whole_product_option(self, name: str, node):
+        tuples, key_size = self._product_cost(_atoms_in(node))
+        new = sum(tuples.values())
+        cost = Cost(1, key_size + 1, new, new, bool(new), bool(new))
+        return Construction("whole product", cost), \
+            lambda option: self._whole_product(name, node, option)
+
+    def _whole_product(self, name: str, node, option: Construction) -> Construction:
         atoms = _atoms_in(node)
-        queries, keys, specs, sides = self._sides(atoms)
-        (query_label, query_values), (key_label, key_values) = sides
-        lifted = {id(a): _lift(a, queries, query_values, keys, key_values) for a in atoms}
-        relation = _evaluate(node, lifted)
-        atom = Atom(f"{name}:product", query_label, key_label, query_values, key_values,
-                    relation, tuple(f for a in atoms for f in a.folded))
-        size = sum(len(self._tuple_values(s.inputs)) for s in specs)
-        separate = sum(len(a.query_values) + len(a.key_values) for a in atoms)
-        note = (f"whole-selector product encoding over {len(atoms)} atoms: "
-                f"{len(query_values):,} query and {len(key_values):,} key values "
-                f"(sum would be {separate:,})")
-        cost = Cost(1, _key_size([atom]), size, size, bool(specs), bool(specs))
-        return Construction("whole product", cost, ((atom,),), (), (), tuple(specs), (note,))
+        specs, atom, sizes = self._product(f"{name}:product", atoms, node)
+        note = f"whole-selector product encoding over {len(atoms)} atoms: {sizes}"
+        return dataclasses.replace(option, heads=((atom,),), tuples=tuple(specs), notes=(note,))
 
-    # ------------------------------------------------------------------ inclusion-exclusion
 
-    def _inclusion_exclusion(self, terms: list[list[Atom]]) -> Construction:
-        heads, signs = [], []
-        for size in range(1, len(terms) + 1):
-            for subset in itertools.combinations(terms, size):
-                atoms = merge_group([a for term in subset for a in term], conjunctive_group=True)
-                heads.append(tuple(atoms))
-                signs.append(1 if size % 2 else -1)
-        n_values = max((len(a.query_values) for h in heads for a in h), default=1)
-        hidden = len(heads) * 2 * n_values
-        cost = Cost(len(heads), sum(_key_size(list(h)) for h in heads), len(heads), hidden,
-                    True, True)
-        note = (f"OR of {len(terms)} terms by inclusion-exclusion: {len(heads)} conjunction "
-                f"heads combined by an MLP (2^{len(terms)} - 1)")
-        return Construction("inclusion-exclusion", cost, tuple(heads), tuple(signs),
-                            notes=(note,))
+def _feature(label: str, clause: list[Atom], side: str) -> tuple[FeatureSpec, Atom]:
+    """An OR clause whose atoms share their key (side "query") or query SOp (side "key")."""
+    if side == "query":
+        shared = clause[0].key
+        shared_values = clause[0].key_values
+        terms = tuple((a.query, a.query_values, a.relation) for a in clause)
+    else:
+        shared = clause[0].query
+        shared_values = clause[0].query_values
+        terms = tuple((a.key, a.key_values, a.relation.T) for a in clause)
+    query, key = (label, shared) if side == "query" else (shared, label)
+    atom = Atom(label, query, key, shared_values, shared_values,
+                np.eye(len(shared_values), dtype=bool), tuple(f for a in clause for f in a.folded))
+    return FeatureSpec(label, side, shared, shared_values, terms), atom
+
+
+def _inclusion_exclusion_option(terms: list[list[Atom]]):
+    """width(A | B) = width(A) + width(B) - width(A & B), ...: one head per non-empty subset."""
+    heads, signs = [], []
+    for size in range(1, len(terms) + 1):
+        for subset in itertools.combinations(terms, size):
+            heads.append(tuple(merge_group([a for term in subset for a in term],
+                                           conjunctive_group=True)))
+            signs.append(1 if size % 2 else -1)
+    n_values = max((len(a.query_values) for h in heads for a in h), default=1)
+    cost = Cost(len(heads), sum(_key_size(h) for h in heads), len(heads),
+                len(heads) * 2 * n_values, True, True)
+    note = (f"OR of {len(terms)} terms by inclusion-exclusion: {len(heads)} conjunction "
+            f"heads combined by an MLP (2^{len(terms)} - 1)")
+    option = Construction("inclusion-exclusion", cost)
+    return option, lambda option: dataclasses.replace(
+        option, heads=tuple(heads), signs=tuple(signs), notes=(note,))
+
+
+def _live(atom: Atom) -> int:
+    """Key columns the atom's bilinear form needs: the live values of its smaller side."""
+    if not atom.relation.size:
+        return 0
+    return min(int(atom.relation.any(axis=1).sum()), int(atom.relation.any(axis=0).sum()))
 
 
 def _key_size(atoms: Sequence[Atom]) -> int:
-    size = 1 if atoms else 2  # the BOS columns (lower.bos_columns)
-    for atom in atoms:
-        live_q = int(atom.relation.any(axis=1).sum()) if atom.relation.size else 0
-        live_k = int(atom.relation.any(axis=0).sum()) if atom.relation.size else 0
-        size += min(live_q, live_k)
-    return size
+    return (1 if atoms else 2) + sum(_live(atom) for atom in atoms)  # BOS columns, then atoms
 
 
 def _atoms_in(node) -> list[Atom]:
@@ -660,12 +580,12 @@ def _evaluate(node, lifted: dict[int, np.ndarray]) -> np.ndarray:
     return out
 
 
-def _rewrite_hint(options) -> str:
-    fewest_heads = min(options, key=lambda o: o[1].heads)
-    fewest_dims = min(options, key=lambda o: o[1].dims)
+def _rewrite_hint(options: list[Construction]) -> str:
+    fewest_heads = min(options, key=lambda o: o.cost.heads)
+    fewest_dims = min(options, key=lambda o: o.cost.dims)
     return (
-        f"Cheapest in dimensions: {fewest_dims[0]} ({fewest_dims[1]}); fewest heads: "
-        f"{fewest_heads[0]} ({fewest_heads[1]}). Raise the limit, or rewrite the selector so "
+        f"Cheapest in dimensions: {fewest_dims.name} ({fewest_dims.cost}); fewest heads: "
+        f"{fewest_heads.name} ({fewest_heads.cost}). Raise the limit, or rewrite the selector so "
         f"that the atoms of each OR share their key SOp or their query SOp (then an MLP "
         f"feature of linear size replaces the product)"
     )

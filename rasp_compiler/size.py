@@ -42,7 +42,7 @@ class SizePart:
     """One part of the model and its parameters: exact when low == high."""
 
     kind: str  # "embeddings", "attention" (one layer's heads) or "mlp" (one MLP part)
-    layer: int  # 1-based; 0 for the embeddings
+    layer: int | None  # from 0; None for the embeddings
     low: int
     high: int
     block: Block | None = None  # the MLP part's block (None: the layer's BOS cleanup)
@@ -82,7 +82,7 @@ def estimate_size(ops: OpGraph, plan: Schedule, *, count: bool = False) -> SizeE
     """Exact embeddings and heads; MLP parts bounded from value sets, or counted."""
     d_model = residual_layout(ops, plan).width
     rows = len(ops.vocab) + 2 + ops.max_seq_len + 1  # token table (with BOS, PAD) + positions
-    parts = [SizePart("embeddings", 0, rows * d_model, rows * d_model)]
+    parts = [SizePart("embeddings", None, rows * d_model, rows * d_model)]
     for layer in plan.layers:
         sizes = [head_size(ops.attention[label]) for label in layer.heads]
         key_size = max((k for k, _ in sizes), default=0)

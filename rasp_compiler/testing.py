@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 from hypothesis import strategies as st
 
-from rasp_compiler.errors import EvaluationError, InvalidInputError
+from rasp_compiler.errors import EvaluationError, InvalidInputError, ModelMismatchError
 from rasp_compiler.evaluator import evaluate
 from rasp_compiler.graph import ProgramGraph, build_graph
 from rasp_compiler.verify import values_match
@@ -116,6 +116,8 @@ def assert_matches(program, model, tokens: Sequence, *, backend: str = "numpy") 
     except EvaluationError:
         return
     for position, (g, e) in enumerate(zip(got, expected)):
-        assert values_match(g, e), (
-            f"input {tokens} position {position}: the evaluator says {e!r}, the model {g!r}"
-        )
+        if not values_match(g, e):
+            raise ModelMismatchError(
+                f"{getattr(model, 'output', 'the model')}: on input {tokens} at position "
+                f"{position} the evaluator says {e!r}, the model {g!r}; see the read-back "
+                f"(model.read_back([tokens])) for the first SOp that goes wrong")

@@ -24,6 +24,7 @@ from rasp_compiler import rasp
 from rasp_compiler.errors import InvalidProgramError, ValueSetTooLargeError, describe_values
 from rasp_compiler.graph import ProgramGraph, build_graph
 from rasp_compiler.identity import as_number, clash_fix, describe_clash, find_clash
+from rasp_compiler.linear_lookup import possible_pairs
 
 DEFAULT_MAX_VALUE_SET_SIZE = 10_000  # categorical: one residual dimension per value
 DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE = 2_000_000  # numerical: one dimension, any count
@@ -140,7 +141,10 @@ def infer_values(
     for expr in graph.exprs():
         if isinstance(expr, rasp.SOp):
             refuse_non_finite_parameters(expr)
-            values = _rule_for(expr)(expr, context)
+            rule = rasp.rule_for(_RULES, expr)
+            if rule is None:
+                raise InvalidProgramError(f"{expr.label}: no value-set rule for {type(expr).__name__}")
+            values = rule(expr, context)
             limit = context.limit_for(expr)
             if len(values) > limit:
                 raise _too_large(expr, len(values), limit)
@@ -328,25 +332,30 @@ def _paired_means(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
 
 def _sequence_map(expr: rasp.SequenceMap, ctx: _Context) -> set:
     fst, snd = ctx.sets[expr.fst.label], ctx.sets[expr.snd.label]
-    if len(fst) * len(snd) > ctx.max_pairs:
+    # (length, indices): only pairs with index < length occur (linear_lookup.possible_pairs)
+    possible = possible_pairs(expr)
+    count = len(fst) * len(snd) if possible is None else sum(
+        possible(x, y) for x in fst for y in snd)
+    if count > ctx.max_pairs:
         raise ValueSetTooLargeError(
             f"{expr.label}: this SequenceMap's inputs {expr.fst.label} ({len(fst):,} values) and "
-            f"{expr.snd.label} ({len(snd):,} values) give {len(fst) * len(snd):,} pairs, over the "
+            f"{expr.snd.label} ({len(snd):,} values) give {count:,} pairs, over the "
             f"limit of {ctx.max_pairs:,}; shrink one input with a Map or raise "
             f"max_sequence_map_pairs"
         )
     source = f"the pair ({expr.fst.label}, {expr.snd.label})"
     xs = [x for x in fst if x is not None]
     ys = [y for y in snd if y is not None]
+    pairs = [(x, y) for x in xs for y in ys if possible is None or possible(x, y)]
     f = expr.f
     try:  # fast path: up to max_sequence_map_pairs (10^6) calls
-        outputs = [f(x, y) for x in xs for y in ys]
+        outputs = [f(x, y) for x, y in pairs]
         out = set(outputs)
     except Exception:  # say which pair failed, or gave an unhashable value
-        outputs = [_call_on_values(expr, f, (x, y), source) for x in xs for y in ys]
+        outputs = [_call_on_values(expr, f, pair, source) for pair in pairs]
         out = set(outputs)
     _check_identity(expr, outputs, out, lambda i: (
-        f"on ({expr.fst.label}, {expr.snd.label}) = ({xs[i // len(ys)]!r}, {ys[i % len(ys)]!r})"
+        f"on ({expr.fst.label}, {expr.snd.label}) = ({pairs[i][0]!r}, {pairs[i][1]!r})"
     ))
     if (len(xs) < len(fst) and snd) or (len(ys) < len(snd) and fst):
         out.add(None)  # None in gives None out
@@ -414,13 +423,7 @@ def _aggregate(expr: rasp.Aggregate, ctx: _Context) -> set:
             f"is selected, got {type(expr.default).__name__} {expr.default!r}; use a number "
             f"(default=0), or make the aggregate categorical (rasp.categorical)"
         )
-    bad = [v for v in inputs if not isinstance(v, Real)]
-    if bad:
-        raise InvalidProgramError(
-            f"{expr.label}: a numerical Aggregate averages numbers, but {expr.sop.label} can be "
-            f"{describe_values(bad)}; make the aggregate categorical (rasp.categorical) or map "
-            f"the values to numbers first"
-        )
+    rasp.check_averaged(expr, inputs, "it can read")
     means = _all_means(expr, inputs, ctx)
     means.add(0 if expr.default is None else expr.default)
     return means
@@ -606,10 +609,3 @@ _RULES: dict[type, Callable[[Any, _Context], set]] = {
     rasp.SelectorWidth: _selector_width,
     rasp.Aggregate: _aggregate,
 }
-
-
-def _rule_for(expr: rasp.SOp) -> Callable[[Any, _Context], set]:
-    for cls in type(expr).__mro__:
-        if cls in _RULES:
-            return _RULES[cls]
-    raise InvalidProgramError(f"{expr.label}: no value-set rule for {type(expr).__name__}")

@@ -5,24 +5,27 @@
 Writes, for the bundled `sort_ties` on [3, 1, 2, 1]: the attention heatmaps and the
 program graph (pictures.py: matplotlib and Graphviz's dot), the explorer's static page,
 and screenshots of two of its views taken in headless chromium (selenium with the
-distribution's chromium and chromedriver, as the tests use).
+distribution's chromium and chromedriver, as the tests use); and the interference view of
+`sort_unique` (max_seq_len 5) compressed to half its residual width (`--only-compressed`
+makes just that one).
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
-from rasp_compiler import compile_program, explorer
+from rasp_compiler import compile_program, compress, explorer
 from rasp_compiler.errors import CompileWarning
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 EXAMPLE = [3, 1, 2, 1]
 
 
-def screenshots(page: Path, head: str) -> None:
+def open_page(page: Path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
@@ -32,10 +35,15 @@ def screenshots(page: Path, head: str) -> None:
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1300,3000"):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    driver.get(page.as_uri())
+    WebDriverWait(driver, 20).until(
+        lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+    return driver
+
+
+def screenshots(page: Path, head: str) -> None:
+    driver = open_page(page)
     try:
-        driver.get(page.as_uri())
-        WebDriverWait(driver, 20).until(
-            lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
         driver.find_element("css selector", f"#plan .box.head[data-head='{head}']").click()
         driver.find_element("css selector", "#residual .steps button[data-step='3']").click()
         for view in ("head", "residual"):
@@ -46,7 +54,30 @@ def screenshots(page: Path, head: str) -> None:
         driver.quit()
 
 
+def compressed_screenshot(page: Path) -> None:
+    """sort_unique at half width: its interference view, with the strongest pair selected."""
+    spec = load_program("sort_unique")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompileWarning)
+        model = compile_program(spec.make(5), spec.vocab, 5)
+    small = compress(model, model.shape.d_model // 2, seed=0, steps=1000)
+    print(small)
+    explorer.write_static_page(small, [[3, 1, 2]], page, owner=spec.name)
+    driver = open_page(page)
+    try:
+        driver.find_element("css selector", "#interference-pairs tr[data-dim]").click()
+        path = IMAGES / "explorer_interference.png"
+        driver.find_element("id", "interference").screenshot(str(path))
+        print(f"wrote {path}")
+    finally:
+        driver.quit()
+        page.unlink()
+
+
 def main() -> None:
+    compressed_screenshot(IMAGES / "compressed_report.html")
+    if "--only-compressed" in sys.argv:
+        return
     spec = load_program("sort_ties")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CompileWarning)

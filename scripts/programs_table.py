@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from rasp_compiler.compiler import compile_program
-from rasp_compiler.library import list_programs
+from rasp_compiler.program_files import list_programs
 
 HEADER = """# Programs
 

@@ -24,7 +24,7 @@ import jax
 
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.compression import compress
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 from rasp_compiler.superposition import interference_picture, sweep, sweep_picture
 
 PROGRAMS = ("histogram", "sort", "sort_freq", "dyck1")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.library import load_program, program_names
+from rasp_compiler.program_files import load_program, program_names
 from rasp_compiler.model import CompiledModel
 
 
@@ -99,6 +99,12 @@ CONSTRUCT_CASES = [
         rasp.indices)), LETTERS, 6, 4),
     Case("length_primitive", lambda n: rasp.SequenceMap(lambda l, i: l - i, rasp.length,
                                                         rasp.indices), LETTERS, 6, 4),
+    # linear_lookup.py: a function of x - i (steps along it), and an affine numerical map
+    Case("linear_lookup_difference", lambda n: rasp.SequenceMap(
+        lambda x, i: (x - i) % 4 if x > i else None, rasp.tokens, rasp.indices),
+        tuple(range(10)), 8, 3),
+    Case("affine_sequence_map", lambda n: rasp.numerical(rasp.SequenceMap(
+        lambda x, i: 2 * x - i + 0.5, rasp.tokens, rasp.indices)), NUMBERS, 6, 4),
     Case("select_lambda_and_none", lambda n: rasp.SelectorWidth(_select(
         lib.shift_by(1, rasp.tokens), rasp.tokens, lambda k, q: k != q)), LETTERS, 5, 4),
     Case("deep_chain", lambda n: _deep_chain(), NUMBERS, 5, 3),

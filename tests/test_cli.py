@@ -27,7 +27,7 @@ def test_compile_prints_the_layer_plan_and_runs(capsys, tmp_path):
     assert main(["compile", "reverse", "--run", "a", "b", "c", "-o", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
     assert "2 layers (lower bound 2)" in out
-    assert "layer 2:" in out and "reverse <- flip" in out
+    assert "layer 1:" in out and "reverse <- flip" in out
     assert "output: ['c', 'b', 'a']" in out
     assert (tmp_path / "m" / "params.npz").is_file()
 
@@ -153,7 +153,7 @@ def test_every_compile_option_is_accepted_in_a_program_file(tmp_path):
     import inspect
 
     from rasp_compiler.compiler import compile_program
-    from rasp_compiler.library import compile_option_names, load_program
+    from rasp_compiler.program_files import compile_option_names, load_program
 
     keyword_only = [name for name, p in inspect.signature(compile_program).parameters.items()
                     if p.kind is p.KEYWORD_ONLY]

@@ -201,10 +201,10 @@ def test_compress_refuses_what_is_not_a_compiled_model():
 
 def test_cli_compresses_nonlinear_saves_and_draws(shift, tmp_path, capsys):
     """Also the nonlinear variant: a ReLU decoder per read, saved and loaded with W."""
-    folder, picture = tmp_path / "saved", tmp_path / "w.png"
+    folder, picture, page = tmp_path / "saved", tmp_path / "w.png", tmp_path / "page.html"
     code = main(["compress", "shift_by", "--max-seq-len", str(MAX_SEQ_LEN), "--dim",
                  str(SMALL_D), "--steps", "20", "--nonlinear", "-q", "-o", str(folder),
-                 "--picture", str(picture)])
+                 "--picture", str(picture), "--html", str(page)])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "residual 12 -> 7, nonlinear reads (hidden 14)" in out
@@ -215,6 +215,10 @@ def test_cli_compresses_nonlinear_saves_and_draws(shift, tmp_path, capsys):
     assert loaded.info.nonlinear and loaded.info.steps == 20
     # The decoders start as zero (the linear model) and training moved them.
     assert np.abs(loaded.readers["hook_readout_in"]["w2"]).max() > 0
+    # The explorer's page: the interference matrix, and the examples run compressed.
+    text = page.read_text()
+    assert '"interference":[[' in text and '"exact_output":[' in text
+    assert "nonlinear (a ReLU decoder of width 14 per read)" in text
 
 
 def test_cli_refuses_a_width_over_d_model(capsys):

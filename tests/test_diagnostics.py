@@ -7,7 +7,7 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler import compile_program
-from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.errors import InvalidInputError, UnknownNameError
 from rasp_compiler.model import CompiledModel
 
 from cases import CASES
@@ -47,7 +47,7 @@ def test_layout_text_json_and_repr(reverse):
     layout = reverse.layout_report()
     text = str(layout)
     assert "L1H0 aggregate reverse" in text and "query opp_index; key indices; value tokens" in text
-    assert "layer 2" in text and "mlp: (empty)" in text
+    assert "layer 1" in text and "mlp: (empty)" in text
     data = json.loads(layout.to_json())
     assert data["depth"] == 2 and data["layers"][0]["mlp"][0]["units"] == ["length", "opp_index"]
     assert repr(layout) == "ModelLayout(depth=2, lower_bound=2, heads=[1, 1])"
@@ -55,14 +55,39 @@ def test_layout_text_json_and_repr(reverse):
     assert layout.node("length").place == "head+mlp"
 
 
+def test_unknown_names_are_refused_with_the_names_there_are(reverse):
+    with pytest.raises(UnknownNameError, match=r"no node 'nothing' in .* have \['indices'"):
+        reverse.layout_report().node("nothing")
+    with pytest.raises(KeyError, match=r"no selector 'nothing' in this model; have \['all_true', 'flip'\]"):
+        reverse.selector_report().entry("nothing")
+
+
 def test_residual_map_names_writers_and_readers(reverse):
     entries = {e.owner: e for e in reverse.residual_map().entries}
     assert entries["one"].start == 0 and entries["bos"].start == 1
-    assert entries["opp_index"].written_by.startswith("layer 1 MLP")
+    assert entries["opp_index"].written_by.startswith("layer 0 MLP")
     assert "L1H0 query" in entries["opp_index"].read_by
     assert entries["reverse"].read_by == ("decoder",)
     assert entries["tokens"].values == ("a", "b", "c")
     assert json.loads(reverse.residual_map().to_json())["width"] == reverse.layout.width
+
+
+def test_layers_are_numbered_from_zero_everywhere_users_see_them(reverse):
+    from rasp_compiler.diagnostics import residual_hook, sublayer_name
+    from rasp_compiler.schedule import attention_time, mlp_time
+
+    layout, residual = str(reverse.layout_report()), str(reverse.residual_map())
+    _, cache = reverse.run_with_cache([["a", "b"]])
+    for position, layer in enumerate(reverse.info.layers):
+        assert layer.index == position and f"layer {position}:" in reverse.summary()
+        for head in layer.heads:  # L{l}H{i} is head i of blocks.{l}, in layer l's attention
+            assert head.name == f"L{position}H{head.index}"
+            assert f"{head.name} (layer {position} attention)" in layout
+            assert cache[f"blocks.{position}.attn.hook_pattern"].shape[1] == len(layer.heads)
+    assert "written by L1H0 (layer 1 attention)" in residual  # reverse, the last head
+    assert sublayer_name(attention_time(0)) == "layer 0 attention"
+    assert sublayer_name(mlp_time(1)) == "layer 1 MLP"
+    assert residual_hook(mlp_time(1)) == f"blocks.{reverse.depth - 1}.hook_resid_post"
 
 
 def test_head_and_selector_maps(reverse):
@@ -70,29 +95,34 @@ def test_head_and_selector_maps(reverse):
     assert reverse.selector_to_heads() == {"all_true": ["L0H0"], "flip": ["L1H0"]}
 
 
-def _corrupt(model, layer, factor):
-    params = {k: dict(v) for k, v in model.params.items()}
-    params[f"layer_{layer}/attn/key"]["w"] = params[f"layer_{layer}/attn/key"]["w"] * factor
-    model.params = params
-    model.runtime.jitted.clear()
+def _corrupted(model, layer, factor):
+    """A copy of `model` (sharing its program and compiled forward) whose layer's key
+    weights are scaled by `factor`; the shared model is left as it was."""
+    import copy
+
+    broken = copy.copy(model)
+    broken.params = {k: dict(v) for k, v in model.params.items()}
+    broken.params[f"layer_{layer}/attn/key"]["w"] = model.params[f"layer_{layer}/attn/key"]["w"] * factor
+    return broken
 
 
-def test_a_corrupted_head_fails_the_pattern_check_and_read_back_finds_it():
-    program = lib.make_sort_freq(5)
-    model = compile_program(program, ["a", "b", "c"], 5)
+def test_a_corrupted_head_fails_the_pattern_check_and_read_back_finds_it(compiled_case):
+    (case,) = [case for case in CASES if case.name == "program:sort_freq"]  # vocab abc, length 5
+    good = compiled_case(case)
     inputs = [["a", "b", "b"], ["c", "a", "c", "b"]]
-    assert model.check_patterns(inputs).passed
-    _corrupt(model, 1, 0.05)  # layer 2's head (smaller -> target_pos) loses its coldness
+    assert good.check_patterns(inputs).passed
+    model = _corrupted(good, 1, 0.05)  # layer 1's head (smaller -> target_pos) loses its coldness
     patterns = model.check_patterns(inputs)
     failed = patterns.failed()[0]  # later heads read its wrong output and fail too
     assert [h.head for h in patterns.heads if h.passed][0] == "L0H0"
-    assert failed.head == "L1H0" and failed.label == "target_pos.attn"
+    assert failed.head == "L1H0"
+    assert model.layout_report().node("target_pos").where.startswith("counted by L1H0")
     assert failed.worst_input in {tuple(x) for x in inputs} and failed.worst_query is not None
     assert "FAIL at input" in str(patterns)
     readback = model.read_back(inputs)
     first = readback.first_divergence
-    assert first.label == "target_pos" and first.written_after == "layer 2 MLP"
-    assert "first divergence: target_pos after layer 2 MLP" in str(readback)
+    assert first.label == "target_pos" and first.written_after == "layer 1 MLP"
+    assert "first divergence: target_pos after layer 1 MLP" in str(readback)
 
 
 def test_pictures_are_produced(reverse, tmp_path):
@@ -123,7 +153,8 @@ def test_the_graph_is_laid_out_by_layer_with_readable_labels(reverse, tmp_path):
 
     dot = graph_dot(reverse)
     assert "rankdir=LR" in dot
-    assert 'subgraph cluster_0 { label="embeddings"' in dot and 'label="layer 2"' in dot
+    assert 'subgraph cluster_embeddings { label="embeddings"' in dot
+    assert 'label="layer 0"' in dot and 'label="layer 1"' in dot and 'label="layer 2"' not in dot
     assert dot.count(" -> ") == reverse.ops.graph.graph.number_of_edges()
     svg = reverse.graph_picture(tmp_path / "graph.svg").read_text()
     for label in reverse.ops.graph.order:  # every node's label is drawn as text, whole

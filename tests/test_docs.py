@@ -17,15 +17,24 @@ Conventions for doc authors:
   `print(expr)  # [...]` whose comment starts with a list, tuple, dict or set
   literal, `expr` must equal that literal (text after the literal is free:
   `# [[1, 3, 4], [1, 2]], batched`).
+- A shown output is checked: a non-Python fence right after `<!-- shows: WHAT -->`
+  must be, line for line (trailing spaces aside), what WHAT gives where it stands
+  among the document's Python blocks: `printed` (what the Python block just before
+  printed), `$ rasp-compiler ARGS` (the command line's standard output), or a Python
+  expression (its `str()`, evaluated in the blocks' namespace). Only documents run
+  in this process (no `def test_...`) may show outputs.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import difflib
 import importlib.util
 import io
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tokenize
@@ -60,6 +69,7 @@ def test_readme_test_command_is_what_ci_runs():
 PYTHON_FENCE_TAGS = {"python", "py"}
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+-]*)")
 NOT_RUN = re.compile(r"^\s*<!--\s*not-run:\s*(.*?)\s*-->\s*$")
+SHOWS = re.compile(r"^\s*<!--\s*shows:\s*(.*?)\s*-->\s*$")
 CLAIM_CHECKER = "_doc_claim"
 
 
@@ -73,12 +83,27 @@ class Example:
     not_run: str | None
 
 
+@dataclass(frozen=True)
+class Shown:
+    """A fenced output block after `<!-- shows: what -->`: what it claims to be the output of."""
+
+    document: Path
+    first_line: int  # 1-based line, in the document, of the block's first line
+    text: str
+    what: str
+
+
 def _relative(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def examples_in(document: Path) -> list[Example]:
     """Every fenced block tagged python, in order, with its not-run marker if it has one."""
+    return [block for block in blocks_in(document) if isinstance(block, Example)]
+
+
+def blocks_in(document: Path) -> list[Example | Shown]:
+    """The python blocks and the shown outputs, in document order."""
     lines = document.read_text().splitlines()
     found = []
     start = 0
@@ -91,10 +116,12 @@ def examples_in(document: Path) -> list[Example]:
         end = start + 1
         while end < len(lines) and not _closes(lines[end], fence):
             end += 1
+        text = "\n".join(lines[start + 1: end])
         if tag in PYTHON_FENCE_TAGS:
             marker = NOT_RUN.match(lines[start - 1]) if start else None
-            found.append(Example(document, start + 2, "\n".join(lines[start + 1: end]),
-                                 marker.group(1) if marker else None))
+            found.append(Example(document, start + 2, text, marker.group(1) if marker else None))
+        elif start and SHOWS.match(lines[start - 1]):
+            found.append(Shown(document, start + 2, text, SHOWS.match(lines[start - 1]).group(1)))
         start = end + 1
     return found
 
@@ -105,10 +132,17 @@ def _closes(line: str, fence: str) -> bool:
 
 
 def stray_not_run_markers(document: Path) -> list[str]:
-    """not-run markers that are not right before a python fence, or give no reason."""
+    """not-run markers that are not right before a python fence, or give no reason;
+    shows markers that are not right before a fence of another language."""
     lines = document.read_text().splitlines()
     problems = []
     for number, line in enumerate(lines, 1):
+        if SHOWS.match(line):
+            following = FENCE.match(lines[number]) if number < len(lines) else None
+            if following is None or following.group(2).lower() in PYTHON_FENCE_TAGS:
+                problems.append(f"{_relative(document)}:{number}: shows marker not right before "
+                                "an output fence (``` or ```text)")
+            continue
         marker = NOT_RUN.match(line)
         if marker is None:
             if "<!--" in line and "not-run" in line:
@@ -195,16 +229,70 @@ def count_test_functions(examples: list[Example]) -> int:
                if isinstance(node, ast.FunctionDef) and node.name.startswith("test"))
 
 
-def run_in_process(examples: list[Example]) -> dict:
-    """exec the blocks in order in one namespace; tracebacks point into the markdown."""
+def run_in_process(blocks: list[Example | Shown], check_shown=None) -> dict:
+    """exec the Python blocks in order in one namespace (tracebacks point into the
+    markdown), checking each shown output where it stands (`check_shown(shown, output)`)."""
+    check_shown = check_shown or globals()["check_shown"]
     namespace = {"__name__": "__doc_example__"}
     exec(CLAIM_CHECKER_LINE, namespace)
+    printed = ""
     with warnings.catch_warnings():
         # A CompileWarning is documented behaviour a user sees printed, not an error.
         warnings.filterwarnings("ignore", category=CompileWarning)
-        for example in examples:
-            exec(compile(checked_source(example), str(example.document), "exec"), namespace)
+        for block in blocks:
+            if isinstance(block, Shown):
+                check_shown(block, output_of(block.what, namespace, printed))
+                continue
+            with contextlib.redirect_stdout(io.StringIO()) as out:
+                exec(compile(checked_source(block), str(block.document), "exec"), namespace)
+            printed = out.getvalue()
     return namespace
+
+
+def output_of(what: str, namespace: dict, printed: str) -> str:
+    """What a shows marker names: `printed`, `$ rasp-compiler ARGS` or an expression."""
+    if what == "printed":
+        return printed
+    if what.startswith("$ "):
+        from rasp_compiler.cli import main
+
+        program, *args = shlex.split(what[2:])
+        assert program == "rasp-compiler", f"shows: {what!r}: only rasp-compiler commands run"
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            status = main(args)
+        assert status == 0, f"shows: {what!r} exited with status {status}"
+        return out.getvalue()
+    return str(eval(what, namespace))
+
+
+def _normalised(text: str) -> list[str]:
+    return [line.rstrip() for line in text.strip("\n").splitlines()]
+
+
+def check_shown(shown: Shown, output: str) -> None:
+    want, got = _normalised(shown.text), _normalised(output)
+    if want != got:
+        diff = "\n".join(difflib.unified_diff(want, got, "the document", "the output", lineterm=""))
+        raise AssertionError(f"{_relative(shown.document)}:{shown.first_line}: the block shown "
+                             f"as the output of {shown.what!r} is stale; paste the output in (python "
+                             f"tests/test_docs.py --update {_relative(shown.document)}):\n{diff}")
+
+
+def update_shown_outputs(document: Path) -> int:
+    """Rewrite every shown output of `document` with what it now is; the number changed."""
+    lines = document.read_text().splitlines()
+    changes = []
+
+    def record(shown: Shown, output: str) -> None:
+        if _normalised(shown.text) != _normalised(output):
+            changes.append((shown, _normalised(output)))
+
+    run_in_process([b for b in blocks_in(document) if not getattr(b, "not_run", None)], record)
+    for shown, output in reversed(changes):
+        start = shown.first_line - 1
+        lines[start: start + len(shown.text.splitlines())] = output
+    document.write_text("\n".join(lines) + "\n")
+    return len(changes)
 
 
 def write_user_test_file(examples: list[Example], directory: Path) -> Path:
@@ -255,12 +343,16 @@ def _document_param(document: Path):
 
 @pytest.mark.parametrize("document", [_document_param(d) for d in DOCUMENTS_WITH_EXAMPLES])
 def test_document_examples_run_as_a_user_would(document, tmp_path, monkeypatch):
-    examples = [example for example in examples_in(document) if not example.not_run]
+    blocks = [block for block in blocks_in(document) if not getattr(block, "not_run", None)]
+    examples = [block for block in blocks if isinstance(block, Example)]
     test_count = count_test_functions(examples)
     if test_count == 0:
         monkeypatch.chdir(tmp_path)
-        run_in_process(examples)
+        run_in_process(blocks)
         return
+    assert len(blocks) == len(examples), (
+        f"{_relative(document)}: shown outputs are checked in this process only, and this "
+        "document's examples define tests (they run as a user's test file)")
     result = run_as_user_test_file(examples, tmp_path)
     report = result.stdout + result.stderr
     assert result.returncode == 0, f"{_relative(document)}: its examples fail in a clean project:\n{report}"
@@ -329,3 +421,34 @@ def test_user_test_file_keeps_the_documents_line_numbers(tmp_path):
         assert file_lines[number - 1] == doc_lines[number - 1]
     assert count_test_functions(examples_in(document)) == 1
     assert (tmp_path / "pytest.ini").read_text() == "[pytest]\n"
+
+
+def test_harness_checks_shown_outputs_where_they_stand(tmp_path):
+    document = _write_doc(tmp_path, (
+        "```python\nxs = [3, 1]\nprint(sorted(xs))\n```\n"
+        "<!-- shows: printed -->\n```\n[1, 3]\n```\n"
+        "<!-- shows: len(xs) -->\n```text\n2\n```\n"
+        "<!-- shows: $ rasp-compiler run reverse a b -->\n```\n['b', 'a']\n```\n"
+    ))
+    blocks = blocks_in(document)
+    assert [type(block).__name__ for block in blocks] == ["Example", "Shown", "Shown", "Shown"]
+    assert stray_not_run_markers(document) == []
+    run_in_process(blocks)
+
+
+def test_harness_catches_a_stale_shown_output_at_its_markdown_line(tmp_path):
+    document = _write_doc(tmp_path, "```python\nprint('new')\n```\n<!-- shows: printed -->\n```\nold\n```\n")
+    with pytest.raises(AssertionError, match=r"doc.md:6: the block shown as the output of 'printed' "
+                                             r"is stale(.|\n)*-old\n\+new"):
+        run_in_process(blocks_in(document))
+    assert "not right before an output fence" in stray_not_run_markers(
+        _write_doc(tmp_path, "<!-- shows: printed -->\n```python\nx = 1\n```\n"))[0]
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="refresh the shown outputs of documents")
+    parser.add_argument("--update", nargs="+", type=Path, required=True, metavar="DOCUMENT")
+    for path in parser.parse_args().update:
+        print(f"{path}: {update_shown_outputs(path.resolve())} shown outputs updated")

@@ -17,10 +17,11 @@ import pytest
 
 from rasp_compiler import compile_program, explorer, lib, rasp
 from rasp_compiler.cli import main
+from rasp_compiler.compression import CompressedModel, CompressionInfo
 from rasp_compiler.diagnostics import head_matrix, ideal_pattern, residual_hook
 from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.evaluator import evaluate_all
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 from rasp_compiler.model import CompiledModel
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")
@@ -50,6 +51,23 @@ def saved_folder(reverse, tmp_path_factory):
 def loaded(saved_folder):
     """`reverse` saved and loaded: no program."""
     return CompiledModel.load(saved_folder)
+
+
+@pytest.fixture(scope="module")
+def merged(reverse):
+    """`reverse` compressed by hand: tokens a and b share one dimension (W is the identity
+    with their two columns added), so W W^T has exactly one off-diagonal 1 and the model
+    cannot tell a from b. Known superposition, no training."""
+    labels = reverse.residual_labels
+    a, b = labels.index("tokens:a"), labels.index("tokens:b")
+    W = np.delete(np.eye(len(labels), dtype=np.float32), b, axis=1)
+    W[b, a] = 1.0
+    info = CompressionInfo(
+        d=W.shape[1], d_model=len(labels), seed=0, nonlinear=False, hidden=0, init="by hand",
+        steps=0, max_steps=0, batch_size=1, learning_rate=0.0, output_weight=1.0,
+        reconstruction_weight=1.0, exhaustive=False, training_inputs=0, stopped="budget",
+        agreement=0.5, loss=0.0, output_loss=0.0, reconstruction_loss=0.0, seconds=0.0)
+    return CompressedModel(reverse, W, None, info), (a, b)
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +206,7 @@ def test_input_view_is_what_the_model_and_evaluator_give(reverse):
     for layer in reverse.info.layers:
         for head in layer.heads:
             got = np.array(view["heads"][head.name]["compiled"])
-            pattern = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"][0, head.index, :4, :4]
+            pattern = cache[f"blocks.{layer.index}.attn.hook_pattern"][0, head.index, :4, :4]
             np.testing.assert_allclose(got, pattern, rtol=0, atol=1e-7)
             ideal = ideal_pattern(head.kind, head_matrix(reverse.compilation, head.label,
                                                          evaluation), 4)
@@ -252,6 +270,9 @@ def test_the_server_serves_one_page_and_one_api_at_localhost_only(server):
         assert status == 404 and "root:" not in body, path
     assert request("GET", "/", headers={"Host": "attacker.example:80"})[0] == 403
     assert request("POST", "/api/run", body=b"not json")[0] == 400
+    for body in ({"text": 3}, {"words": "a"}, ["a"]):  # JSON, but not {"text": "..."}
+        status, text = request("POST", "/api/run", body=json.dumps(body).encode())
+        assert status == 400 and 'send JSON {"text": "the tokens"}' in text, body
     assert request("POST", "/api/run", body=b"x" * (explorer.MAX_REQUEST_BYTES + 1))[0] == 413
     assert request("POST", "/elsewhere", body=b"{}")[0] == 404
     status, body = request("POST", "/api/run", body=json.dumps({"text": "b  a"}).encode())
@@ -264,6 +285,33 @@ def test_a_loaded_model_degrades_with_a_note(loaded):
     assert all(h["ideal"] is None and h["margin"] is None for h in view["heads"].values())
     model = explorer.model_view(loaded, "the saved model")
     assert not model["has_program"] and model["nodes"] == []
+
+
+def test_a_compressed_model_shows_its_interference_and_runs_compressed(merged, reverse):
+    model, (a, b) = merged
+    view = explorer.model_view(model, "reverse")
+    compression = view["compression"]
+    np.testing.assert_allclose(compression["interference"], model.W @ model.W.T, atol=1e-3)
+    assert compression["pairs"] == [[a, b, "tokens:a", "tokens:b", 1.0]]  # the only one
+    assert compression["max_interference"] == 1.0 and compression["d"] == model.d
+    assert view["layers"] == explorer.model_view(reverse, "reverse")["layers"]
+    assert explorer.model_view(reverse, "reverse")["compression"] is None
+
+    words = ["b", "a", "c"]
+    run = explorer.input_view(model, "reverse", words)
+    assert run["output"] == [explorer.show(v) for v in model.run([words])[0]]
+    assert run["exact_output"] == ["c", "a", "b"] == run["expected"]
+    assert run["output"] != run["expected"]  # a and b are one feature now
+    assert any("output position" in problem for problem in run["problems"])
+    _, cache = model.run_with_cache([words])
+    embeddings = cache["hook_embed"][0] + cache["hook_pos_embed"][0]
+    np.testing.assert_allclose(run["residual"][0], embeddings[:4] @ model.W.T, atol=1e-5)
+    np.testing.assert_allclose(run["residual"][-1], cache["hook_readout_in"][0, :4], atol=1e-5)
+    head = reverse.info.layers[-1].heads[0]
+    np.testing.assert_allclose(
+        run["heads"][head.name]["compiled"],
+        cache[f"blocks.{len(reverse.info.layers) - 1}.attn.hook_pattern"][0, head.index, :4, :4],
+        atol=1e-6)
 
 
 # --------------------------------------------------------------------------- in the browser
@@ -317,7 +365,7 @@ def test_clicking_a_head_shows_its_pattern_as_in_the_cache(browser, server, reve
             assert text_of(browser, "#head-title").startswith(f"{head.name}: {head.label}")
             cells = browser.find_elements("css selector", "table[data-which='compiled'] td")
             got = np.array([float(c.get_attribute("data-value")) for c in cells]).reshape(5, 5)
-            pattern = cache[f"blocks.{layer.index - 1}.attn.hook_pattern"][0, head.index, :5, :5]
+            pattern = cache[f"blocks.{layer.index}.attn.hook_pattern"][0, head.index, :5, :5]
             np.testing.assert_allclose(got, pattern, rtol=0, atol=1e-7)
             assert browser.find_elements("css selector", "table[data-which='ideal'] td")
             selected = browser.find_elements("css selector", "#selector-table tr.sel")
@@ -325,7 +373,7 @@ def test_clicking_a_head_shows_its_pattern_as_in_the_cache(browser, server, reve
     browser.find_element("css selector", "#residual-map th.group[data-sop='tokens']").click()
     assert browser.find_elements("css selector", "#plan .chip.sel[data-sop='tokens']")
     browser.find_element("css selector", "#residual .steps button[data-step='2']").click()
-    assert "after layer 1 MLP" in text_of(browser, "#residual-map caption")
+    assert "after layer 0 MLP" in text_of(browser, "#residual-map caption")
     screenshot(browser, "head", screenshots / "server_head.png")
     screenshot(browser, "residual", screenshots / "server_residual.png")
     assert console_problems(browser) == []
@@ -380,8 +428,30 @@ def test_causal_and_loaded_models_in_the_page(browser, loaded, tmp_path, screens
     assert console_problems(browser) == []
 
 
+def test_a_compressed_model_in_the_page(browser, merged, tmp_path, screenshots):
+    model, (a, b) = merged
+    path = explorer.write_static_page(model, [["b", "a", "c"]], tmp_path / "c.html", "reverse")
+    load(browser, path.as_uri())
+    assert console_problems(browser) == []
+    cells = browser.find_elements("css selector", "#interference-map td")
+    width = model.d_model
+    assert len(cells) == width * width
+    values = np.array([float(c.get_attribute("data-value")) for c in cells]).reshape(width, width)
+    np.testing.assert_allclose(values, model.W @ model.W.T, atol=1e-3)
+    banner = browser.find_element("id", "banner")
+    assert banner.is_displayed() and "expected" in banner.get_attribute("class")
+    assert "Expected in superposition" in banner.text
+    assert text_of(browser, "#exact-output") == "c a b"
+    browser.find_element("css selector", f"#interference-map th.dim[data-dim='{a}']").click()
+    marked = browser.find_elements("css selector", "#interference-map td.dim-sel")
+    assert len(marked) == 2 * width - 1  # row a and column a
+    assert browser.find_elements("css selector", f"#residual-map th.dim-sel[data-dim='{a}']")
+    screenshot(browser, "interference", screenshots / "compressed_interference.png")
+    assert (screenshots / "compressed_interference.png").stat().st_size > 2_000
+
+
 def test_the_explore_command_serves_a_program_or_a_saved_model(monkeypatch, capsys,
-                                                                saved_folder):
+                                                                saved_folder, merged, tmp_path):
     opened, answers = [], {}
 
     def serve_once(server):
@@ -415,3 +485,8 @@ def test_the_explore_command_serves_a_program_or_a_saved_model(monkeypatch, caps
     assert main(["explore", str(saved_folder), "--no-browser"]) == 0
     assert len(opened) == 1 and answers["run"]["output"] == ["c", "d"]
     assert '"has_program":false' in answers["page"]
+    compressed = merged[0].save(tmp_path / "compressed")
+    assert main(["explore", str(compressed), "--no-browser"]) == 0
+    assert answers["run"]["output"] == merged[0].run([["d", "c"]])[0]
+    assert answers["run"]["exact_output"] == ["c", "d"]
+    assert '"interference":[[' in answers["page"]

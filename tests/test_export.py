@@ -25,7 +25,7 @@ from rasp_compiler.errors import (
     UnsafeAggregateError,
 )
 from rasp_compiler.evaluator import evaluate
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 from rasp_compiler.model import Unclean
 from rasp_compiler.verify import values_match
 
@@ -245,7 +245,7 @@ def test_export_destination_is_checked(sort_ties, tmp_path):
 
 def _fetch_pattern_hook(model) -> str:
     (head,) = [h for layer in model.info.layers for h in layer.heads if h.selector == "fetch"]
-    return f"blocks.{head.layer - 1}.attn.hook_pattern", head.index
+    return f"blocks.{head.layer}.attn.hook_pattern", head.index
 
 
 def test_a_transformer_lens_patch_changes_the_output_as_in_our_runtime(sort_ties):

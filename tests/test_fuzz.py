@@ -8,6 +8,7 @@ from hypothesis import given, settings
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler import compile_program
+from rasp_compiler.errors import ModelMismatchError
 from rasp_compiler.fuzz import FuzzConfig, campaign, random_program
 from rasp_compiler.testing import assert_matches, rasp_inputs
 
@@ -64,7 +65,8 @@ def test_assert_matches_catches_a_wrong_model():
     params = {k: dict(v) for k, v in model.params.items()}
     params["layer_0/mlp/linear_2"]["w"] = params["layer_0/mlp/linear_2"]["w"][:, ::-1] * 1
     model.params = params
-    with pytest.raises(AssertionError, match="the evaluator says"):
+    with pytest.raises(ModelMismatchError, match=r"hist: on input \['a', 'b', 'a'\] at position "
+                                                 r"\d the evaluator says"):
         assert_matches(lib.make_hist(), model, ["a", "b", "a"])
 
 

@@ -43,7 +43,8 @@ def test_label_clashes_are_renamed_once_deterministically():
     b = rasp.Map(lambda x: x + 2, a, simplify=False).named("step")
     graph = build_graph(b)
     assert graph.order == ("tokens", "step", "step_2")
-    assert a.label == "step" and b.label == "step_2"
+    assert a.label == b.label == "step"  # the user's expressions keep their labels
+    assert graph.expr("step") is a and graph.expr("step_2").inner is a
     assert evaluate(b, [1]) == [4]
     assert build_graph(b).order == graph.order  # stable on rebuild
 

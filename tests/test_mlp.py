@@ -45,14 +45,15 @@ def test_lookup_is_exact_on_every_input_combination():
 
 def test_steps_decode_selector_width_exactly_and_tolerate_noise():
     ops, (block,) = blocks_of(lib.make_hist(), ["a", "b"], 8)
+    (width_head,) = block.leaves  # the SOp the width head writes
     part = lower_block(ops, block)
     assert part.construction == "steps"
     for w in range(9):
         z = 1.0 / (w + 1)
         gap = z - 1.0 / (w + 2)
         for noise in (0.0, gap / 5, -gap / 5):
-            assert apply(part, {ONE: 1.0, Dim("hist.attn"): z + noise}) == {Dim("hist", w): 1.0}
-    assert part.noise_budget["hist.attn"] == pytest.approx((1 / 8 - 1 / 9) / 4)
+            assert apply(part, {ONE: 1.0, Dim(width_head): z + noise}) == {Dim("hist", w): 1.0}
+    assert part.noise_budget[width_head] == pytest.approx((1 / 8 - 1 / 9) / 4)
 
 
 def test_piecewise_linear_for_smooth_numerical_maps():
@@ -72,11 +73,12 @@ def test_piecewise_linear_pivots_where_the_output_is_smallest():
     width = rasp.numerical(rasp.SelectorWidth(
         rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LEQ))).named("width")
     ops, (block,) = blocks_of(width, ["a", "b"], 16)
+    (width_head,) = block.leaves
     part = lower_block(ops, block)
     assert part.construction == "piecewise-linear"
     for w in range(17):
         z = 1.0 / (w + 1)
-        inputs = {ONE: 1.0, Dim("width.attn"): z}
+        inputs = {ONE: 1.0, Dim(width_head): z}
         assert apply(part, inputs).get(Dim("width"), 0.0) == pytest.approx(w, abs=1e-9)
         on = [n for n in part.neurons if sum(v * inputs.get(d, 0.0) for d, v in n.w_in) > 0]
         assert len(on) == w  # the hinges between z and the pivot z = 1
@@ -92,12 +94,12 @@ def test_steps_refuse_values_float32_cannot_separate():
 
 
 def test_bos_cleanup_subtracts_only_at_bos():
-    ops, _ = blocks_of(lib.make_hist(), ["a", "b"], 4)
-    part = bos_cleanup(ops, [(Dim("hist.attn"), 1.0)])
-    assert apply(part, {ONE: 1.0, BOS: 1.0, Dim("hist.attn"): 0.999}) == {
-        Dim("hist.attn"): pytest.approx(-0.999)}
+    ops, (block,) = blocks_of(lib.make_hist(), ["a", "b"], 4)
+    head = Dim(block.leaves[0])  # what the width head writes
+    part = bos_cleanup(ops, [(head, 1.0)])
+    assert apply(part, {ONE: 1.0, BOS: 1.0, head: 0.999}) == {head: pytest.approx(-0.999)}
     for z in (0.2, 0.5, 1.0):
-        assert apply(part, {ONE: 1.0, Dim("hist.attn"): z}) == {}
+        assert apply(part, {ONE: 1.0, head: z}) == {}
 
 
 def test_steps_are_shared_between_the_values_of_one_categorical_input():
@@ -105,6 +107,7 @@ def test_steps_are_shared_between_the_values_of_one_categorical_input():
     change of the output (v to v + 1) is one pair of neurons for every index, each
     index's threshold on its own dimension; exact with noise, silent at BOS (z = 1)."""
     ops, (block,) = blocks_of(lib.make_reverse(rasp.tokens), ["a", "b"], 6)
+    (head,) = [Dim(leaf) for leaf in block.leaves if leaf != "indices"]  # the length head's
     part = lower_block(ops, block)
     assert part.construction == "steps"
     per_index = 6 * (1 + 2 * 6)  # an anchor and a pair per change, for every index
@@ -114,11 +117,10 @@ def test_steps_are_shared_between_the_values_of_one_categorical_input():
         gap = min(1.0 / length - z, z - 1.0 / (length + 2))  # to the nearer value
         for index in range(length):
             for noise in (0.0, gap / 5, -gap / 5):
-                inputs = {ONE: 1.0, Dim("length.attn"): z + noise, Dim("indices", index): 1.0}
+                inputs = {ONE: 1.0, head: z + noise, Dim("indices", index): 1.0}
                 assert apply(part, inputs) == {Dim("opp_index", length - index): 1.0}
     # The BOS position holds z = 1 (the width head reads only BOS there) and no index.
-    assert apply(ungate(part, [(Dim("length.attn"), 1.0)]),
-                 {ONE: 1.0, BOS: 1.0, Dim("length.attn"): 1.0}) == {}
+    assert apply(ungate(part, [(head, 1.0)]), {ONE: 1.0, BOS: 1.0, head: 1.0}) == {}
 
 
 def test_lookup_boxes_share_a_neuron_between_combinations_with_one_output():
@@ -141,11 +143,12 @@ def test_lookup_boxes_share_a_neuron_between_combinations_with_one_output():
 def test_bos_gates_stay_only_where_a_neuron_would_fire_at_bos():
     """ungate: at BOS the residual holds one, bos and what this layer's heads write."""
     ops, (block,) = blocks_of(lib.make_hist(), ["a", "b"], 6)
+    head = Dim(block.leaves[0])  # what the width head writes
     part = lower_block(ops, block)
-    kept = ungate(part, [(Dim("hist.attn"), 1.0)])
+    kept = ungate(part, [(head, 1.0)])
     gated = [n for n in kept.neurons if any(d == BOS for d, _ in n.w_in)]
     assert len(gated) == 1  # the anchor (a constant); every step is off at z = 1
-    assert apply(kept, {ONE: 1.0, BOS: 1.0, Dim("hist.attn"): 1.0}) == {}
+    assert apply(kept, {ONE: 1.0, BOS: 1.0, head: 1.0}) == {}
     # Were z 0 at BOS (nothing written), the steps walking up from z = 1 would fire.
     assert len([n for n in ungate(part, []).neurons
                 if any(d == BOS for d, _ in n.w_in)]) == len(kept.neurons)

@@ -1,7 +1,7 @@
 import pytest
 
 from rasp_compiler import rasp
-from rasp_compiler.errors import InvalidProgramError
+from rasp_compiler.errors import EvaluationError, InvalidProgramError
 
 
 def test_labels_count_per_kind_and_named_overrides():
@@ -105,8 +105,9 @@ def test_comparisons_are_called_key_first_and_negate_exactly(comparison):
         for query in range(3):
             assert comparison(key, query) != comparison.negated()(key, query)
     assert rasp.Comparison.LT(1, 2) is True  # key < query
-    with pytest.raises(ValueError, match="None"):
-        comparison(None, 1)
+    with pytest.raises(EvaluationError, match=f"Comparison.{comparison.name} was called with "
+                                              r"key=None, query=1; .*test for None"):
+        comparison(None, 1)  # an EvaluationError is a ValueError, as tracr raises
 
 
 @pytest.mark.parametrize(

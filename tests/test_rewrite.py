@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.errors import UnsupportedExpressionError
+from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError
 from rasp_compiler.graph import build_graph
 from rasp_compiler.residual import BOS, Dim, ONE
 from rasp_compiler.rewrite import rewrite, width_hidden_label
@@ -94,3 +94,27 @@ def test_inputs_read_by_length_or_constant_selectors_are_embedded_once():
     table = [[k == q for k in range(4)] for q in range(4)]
     program = rasp.Aggregate(rasp.ConstantSelector(table), rasp.indices).named("copy")
     assert ops_of(program).order.count("indices") == 1
+
+
+def test_the_rewrite_is_read_only_and_records_each_selector_with_its_heads():
+    agg = rasp.numerical(rasp.Aggregate(
+        rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ).named("prefix"),
+        rasp.numerical(rasp.Map(lambda x: 1.0 if x == "a" else 0.0, rasp.tokens)), default=0,
+    ).named("frac"))
+    ops = ops_of(agg)
+    for mapping in (ops.values, ops.encodings, ops.attention, ops.units, ops.forms,
+                    ops.embeddings, ops.folded, ops.position, ops.magnitudes,
+                    ops.embeddings["tokens"].table):
+        with pytest.raises(TypeError):
+            mapping["new"] = 0
+    (choice,) = ops.selector_choices
+    assert choice.selector == "prefix" and choice.heads == ("frac",)
+    assert ops.magnitudes["frac"] == 1.0
+
+
+def test_a_numerical_aggregate_of_a_map_that_gives_none_is_refused_by_name():
+    maybe = rasp.Map(lambda x: None if x == "b" else 1, rasp.tokens).named("maybe")
+    select = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ)
+    with pytest.raises(InvalidProgramError, match=r"mean: a numerical Aggregate averages "
+                       r"numbers, but it can read \{None\} of maybe"):
+        ops_of(rasp.numerical(rasp.Aggregate(select, maybe, default=0).named("mean")))

@@ -14,23 +14,32 @@ def plan_of(program, vocab=("a", "b", "c"), n=5, **options):
     return ops, schedule(ops, **options)
 
 
+def head_of(ops, source: str) -> str:
+    """The attention op computing the SOp `source` (a SelectorWidth's head writes a
+    hidden SOp of its own, whatever the rewriter names it)."""
+    (label,) = [label for label, op in ops.attention.items() if op.source == source]
+    return label
+
+
 def test_consecutive_mlp_units_fuse_into_one_block():
     ops, plan = plan_of(lib.make_reverse(rasp.tokens))
     assert plan.depth == 2 and plan.lower_bound == 2
     (block,) = plan.layers[0].blocks
     assert block.units == ("length", "opp_index")  # decode + SequenceMap in one MLP
-    assert set(block.leaves) == {"length.attn", "indices"}
+    assert set(block.leaves) == {head_of(ops, "length"), "indices"}
     assert block.outputs == ("opp_index",)  # length itself never reaches the residual
-    assert plan.layers[0].heads == ("length.attn",)
-    assert plan.layers[1].heads == ("reverse",)
+    assert plan.layers[0].heads == (head_of(ops, "length"),)
+    assert plan.layers[1].heads == (head_of(ops, "reverse"),)
 
 
-def test_time_is_counted_in_sublayers():
+def test_each_op_runs_in_the_first_sublayer_after_what_it_reads():
     ops, plan = plan_of(lib.make_reverse(rasp.tokens))
-    assert plan.time["tokens"] == 0
-    assert plan.time["length.attn"] == 1
-    assert plan.time["opp_index"] == 2
-    assert plan.time["reverse"] == 3
+    assert plan.layer_of("tokens") is None and plan.layer_of("indices") is None  # embeddings
+    assert plan.layer_of(head_of(ops, "length")) == 0  # attention of layer 0
+    assert plan.layer_of("opp_index") == 0  # the MLP right after the head it reads
+    assert plan.layer_of("reverse") == 1
+    order = [plan.time[label] for label in ("tokens", head_of(ops, "length"), "opp_index", "reverse")]
+    assert order == sorted(set(order))  # strictly one after another
 
 
 def test_fusion_stops_at_the_input_space_limit_and_says_why():
@@ -56,8 +65,8 @@ def test_a_unit_reading_two_numbers_is_refused():
 
 
 def test_only_sops_something_reads_are_materialized():
-    _, plan = plan_of(lib.make_hist())
-    assert plan.materialized == {"tokens", "hist.attn", "hist"}
+    ops, plan = plan_of(lib.make_hist())
+    assert plan.materialized == {"tokens", head_of(ops, "hist"), "hist"}
     is_x = (rasp.tokens == "a").named("is_a")
     _, plan = plan_of(lib.make_frac_prevs(is_x))
     assert plan.materialized == {"tokens", "indices", "frac_prevs"}  # is_a folds into the head

@@ -20,38 +20,38 @@ def sel(keys, queries, predicate, name):
     return rasp.Select(keys, queries, predicate).named(name)
 
 
-def plans(program, vocab=VOCAB, n=5, **options):
+def choices(program, vocab=VOCAB, n=5, **options):
     graph = build_graph(program)
     ops = rewrite(graph, infer_values(graph, vocab, n), **options)
-    return {p.selector: p for p in ops.selector_plans}
+    return {p.selector: p for p in ops.selector_choices}
 
 
 def test_de_morgan_and_negated_atoms():
     a, b = sel(T, T, C.LT, "a"), sel(I, I, C.EQ, "b")
-    plan = plans(rasp.SelectorWidth((~(a | b)).named("nor")))["nor"]
-    assert plan.normal_form == "~a[tokens|tokens] & ~b[indices|indices]"
-    (head,) = plan.chosen.heads
+    choice = choices(rasp.SelectorWidth((~(a | b)).named("nor")))["nor"]
+    assert choice.normal_form == "~a[tokens|tokens] & ~b[indices|indices]"
+    (head,) = choice.chosen.heads
     relations = {atom.select: atom.relation for atom in head}
     assert np.array_equal(relations["~a"], ~np.array([[k < q for k in VOCAB] for q in VOCAB]))
-    assert plan.chosen.name == "conjunction"
+    assert choice.chosen.name == "conjunction"
 
 
 def test_atoms_over_the_same_pair_fold_into_one_predicate():
     lt, eq = sel(T, T, C.LT, "lt"), sel(T, T, C.EQ, "eq")
-    plan = plans(rasp.SelectorWidth((lt | eq).named("le")))["le"]
-    (head,) = plan.chosen.heads
+    choice = choices(rasp.SelectorWidth((lt | eq).named("le")))["le"]
+    (head,) = choice.chosen.heads
     (atom,) = head
-    assert plan.chosen.name == "conjunction" or plan.chosen.name == "atom"
+    assert choice.chosen.name == "conjunction" or choice.chosen.name == "atom"
     assert np.array_equal(atom.relation, np.array([[k <= q for k in VOCAB] for q in VOCAB]))
-    assert plan.chosen.cost.heads == 1 and not plan.flags
+    assert choice.chosen.cost.heads == 1 and not choice.flags()
 
 
 def test_constants_simplify():
     always = sel(T, T, C.TRUE, "always")
     never = sel(I, I, C.FALSE, "never")
-    both = plans(rasp.SelectorWidth((always & sel(I, I, C.LT, "lt")).named("x")))["x"]
+    both = choices(rasp.SelectorWidth((always & sel(I, I, C.LT, "lt")).named("x")))["x"]
     assert both.normal_form == "lt[indices|indices]"
-    empty = plans(rasp.SelectorWidth((never & sel(T, T, C.EQ, "eq")).named("y")))["y"]
+    empty = choices(rasp.SelectorWidth((never & sel(T, T, C.EQ, "eq")).named("y")))["y"]
     assert empty.chosen.name == "constant FALSE"
     model = compile_program(rasp.SelectorWidth((never & sel(T, T, C.EQ, "eq2")).named("z")), VOCAB, 4)
     assert model.run([[1, 2, 1]]) == [[0, 0, 0]]
@@ -93,7 +93,7 @@ def test_or_with_a_shared_key_uses_a_linear_feature_not_a_product():
 
 def test_or_with_a_shared_query_builds_the_feature_on_the_key_side():
     shared = (sel(T, I, C.LT, "token_below") | sel(I, I, C.EQ, "self")).named("shared_query")
-    (feature,) = plans(rasp.SelectorWidth(shared))["shared_query"].chosen.features
+    (feature,) = choices(rasp.SelectorWidth(shared))["shared_query"].chosen.features
     assert feature.side == "key" and feature.shared == "indices"
 
 

@@ -14,7 +14,7 @@ from rasp_compiler.assemble import forward_numpy
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.evaluator import evaluate
-from rasp_compiler.library import load_program
+from rasp_compiler.program_files import load_program
 from rasp_compiler.tracr_view import (
     MASKED_LOGIT,
     CategoricalEncoder,

@@ -89,6 +89,13 @@
          "SOp to highlight where it is written and read."), el("div", { id: "plan-body" })),
        section("head", "Attention head", el("div", { id: "head-body" })),
        section("residual", "Residual stream", el("div", { id: "residual-body" })),
+       MODEL.compression ? section("interference", "Interference (compressed model)",
+         el("p", { class: "note" },
+           `This model runs the compiled transformer through a ${MODEL.compression.d}-dimensional ` +
+           `residual (W: ${MODEL.compression.d_model} x ${MODEL.compression.d}). Entry (i, j) of W W^T is ` +
+           "how much reading feature i picks up of feature j: the identity without compression, " +
+           "superposition off the diagonal. Click a dimension to select it everywhere."),
+         el("div", { id: "interference-body" })) : null,
        section("selectors", "Selector report", el("div", { id: "selectors-body" })),
        section("facts", "Compile facts", el("div", { id: "facts-body" })),
        hover));
@@ -211,6 +218,8 @@
     const result = document.getElementById("run-result");
     const output = el("p", {}, "output: ", el("code", { id: "output" }, view.output.join(" ")));
     const parts = [el("p", {}, "input: ", el("code", { id: "input-shown" }, view.words.join(" "))), output];
+    if (view.exact_output) parts.push(el("p", {}, "exact (uncompressed) model: ",
+      el("code", { id: "exact-output" }, view.exact_output.join(" "))));
     if (view.expected) parts.push(el("p", {}, "evaluator: ", el("code", { id: "expected" }, view.expected.join(" ")),
       view.problems.length ? null : el("span", { class: "ok" }, "  agrees")));
     if (view.evaluator_error) parts.push(el("p", { class: "error" }, `the evaluator has no answer here: ${view.evaluator_error}`));
@@ -236,6 +245,16 @@
 
   function renderBanner(view) {
     if (!view.problems.length) { banner.hidden = true; banner.replaceChildren(); return; }
+    banner.classList.toggle("expected", !!MODEL.compression);
+    if (MODEL.compression) {
+      banner.replaceChildren(
+        `The compressed model differs from the evaluator on this input (${view.problems.length} ` +
+        `finding(s)). Expected in superposition: it agreed with the exact model on ` +
+        `${fmt(100 * MODEL.compression.agreement, 4)}% of positions in training.`,
+        el("ul", {}, view.problems.map((p) => el("li", {}, p))));
+      banner.hidden = false;
+      return;
+    }
     banner.replaceChildren(
       `THE COMPILED MODEL AND THE EVALUATOR DISAGREE on this input (${view.problems.length} ` +
       "finding(s)). They never should: this is a compiler bug; please report it with this input.",
@@ -369,6 +388,47 @@
     markSelection();
   }
 
+  // --------------------------------------------------------------------- interference
+
+  function renderInterference() {
+    const c = MODEL.compression;
+    const matrix = c.interference;
+    let scale = 0;
+    for (const row of matrix) for (const v of row) if (typeof v === "number") scale = Math.max(scale, Math.abs(v));
+    const describe = (i, j) => `reading ${MODEL.dims[i].label} picks up ${fmt(matrix[i][j], 3)} of ${MODEL.dims[j].label}`;
+    const table = el("table", { class: "heat inter", id: "interference-map" },
+      el("caption", {}, `W W^T over the ${c.d_model} original features, grouped by SOp (colour scale ±${fmt(scale, 3)})`));
+    table.append(el("tr", {}, el("th", {}), MODEL.groups.map((g) => el("th", {
+      class: "group", colspan: g.stop - g.start, data: { sop: g.sop }, title: g.sop,
+      on: { click: () => selectSop(g.sop) } }, g.stop - g.start > 2 ? g.sop : ""))));
+    matrix.forEach((row, i) => {
+      const d = MODEL.dims[i];
+      table.append(el("tr", {}, el("th", { class: "dim", data: { sop: d.sop, dim: i }, title: `dimension ${i}: ${d.label} (norm ${fmt(c.norms[i], 3)})`,
+                                           on: { click: () => selectDim(i) } }, d.label),
+        row.map((value, j) => {
+          const first = MODEL.groups.some((g) => g.start === j);
+          const td = el("td", { class: first ? "first" : null, data: { row: i, col: j, value }, title: describe(i, j) });
+          td.style.backgroundColor = diverging(value, scale);
+          td.addEventListener("mouseenter", () => { hover.textContent = describe(i, j); });
+          td.addEventListener("click", () => selectDim(i));
+          return td;
+        })));
+    });
+    const pairs = el("table", { class: "grid", id: "interference-pairs" },
+      el("tr", {}, el("th", {}, "feature i"), el("th", {}, "feature j"), el("th", {}, "W W^T (i, j)")),
+      c.pairs.map(([i, j, a, b, value]) => el("tr", { data: { dim: i }, title: "select feature i",
+                                                     on: { click: () => selectDim(i) } },
+        el("td", {}, a), el("td", {}, b), el("td", {}, fmt(value, 3)))));
+    document.getElementById("interference-body").replaceChildren(
+      kv([["compressed width", `${c.d} of ${c.d_model}`], ["reads", c.reads],
+          ["agreement with the exact model (training)", `${fmt(100 * c.agreement, 4)}%`],
+          ["largest |W W^T| off the diagonal", fmt(c.max_interference, 3)],
+          ["mean |W W^T| off the diagonal", fmt(c.mean_interference, 3)]]),
+      el("h3", {}, "Strongest interference"),
+      c.pairs.length ? pairs : el("p", { class: "empty" }, "none: no two features interfere"),
+      el("div", { class: "scroll" }, table));
+  }
+
   // --------------------------------------------------------------------- selectors
 
   function renderSelectors() {
@@ -430,6 +490,13 @@
     }
     for (const node of document.querySelectorAll("#residual-map [data-dim]"))
       node.classList.toggle("dim-sel", state.dim !== null && node.dataset.dim === String(state.dim));
+    const dim = state.dim === null ? null : String(state.dim);
+    for (const node of document.querySelectorAll("#interference-map td"))
+      node.classList.toggle("dim-sel", dim !== null && (node.dataset.row === dim || node.dataset.col === dim));
+    for (const node of document.querySelectorAll("#interference-map th.dim, #interference-pairs tr[data-dim]"))
+      node.classList.toggle("sel", dim !== null && node.dataset.dim === dim);
+    for (const node of document.querySelectorAll("#interference-map th.group"))
+      node.classList.toggle("sop-sel", node.dataset.sop === state.sop);
     for (const node of document.querySelectorAll(".box[data-head], .box[data-mlp]")) {
       const touches = !!state.sop && [...node.querySelectorAll(".chip")].some((c) => c.dataset.sop === state.sop);
       node.classList.toggle("touch", touches);
@@ -448,6 +515,7 @@
   renderFacts();
   renderPlan();
   renderSelectors();
+  if (MODEL.compression) renderInterference();
   renderInputForm();
   state.head = HEADS.length ? HEADS[0].name : null;
   const first = DATA.inputs[0];

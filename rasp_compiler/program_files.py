@@ -1,4 +1,4 @@
-"""Finding and loading RASP programs: the bundled `programs/` folder or any `file.py:factory`.
+"""Finding and loading RASP program files: the bundled `programs/` folder or any `file.py:factory`.
 
 A program file is a Python module with a docstring (its first line is the
 one-line description), `VOCAB`, `MAX_SEQ_LEN`, `EXAMPLES` (pairs of input and

@@ -1,13 +1,13 @@
 import pytest
 
-from rasp_compiler import library
+from rasp_compiler import program_files
 from rasp_compiler.errors import LoadError
 from rasp_compiler.evaluator import evaluate
 
 
-@pytest.mark.parametrize("name", library.program_names())
+@pytest.mark.parametrize("name", program_files.program_names())
 def test_every_bundled_program_is_described_and_meets_its_examples(name):
-    spec = library.load_program(name)
+    spec = program_files.load_program(name)
     assert spec.description and spec.description != name
     assert spec.vocab and spec.max_seq_len >= 1 and spec.examples
     program = spec.make()
@@ -26,11 +26,11 @@ def test_programs_load_from_a_path_and_factory(tmp_path):
         "VOCAB = (1, 2)\nMAX_SEQ_LEN = 3\n"
         "def make():\n    return rasp.Map(lambda x: 2 * x, rasp.tokens)\n"
     )
-    spec = library.load_program(f"{path}:make")
+    spec = program_files.load_program(f"{path}:make")
     assert spec.description == "Doubles the tokens."
     assert evaluate(spec.make(), [1, 2]) == [2, 4]
     with pytest.raises(LoadError, match="no function 'program'"):
-        library.load_program(str(path))
+        program_files.load_program(str(path))
 
 
 @pytest.mark.parametrize("reference, message", [
@@ -39,14 +39,14 @@ def test_programs_load_from_a_path_and_factory(tmp_path):
 ])
 def test_loading_errors_are_clear(reference, message):
     with pytest.raises(LoadError, match=message):
-        library.load_program(reference)
+        program_files.load_program(reference)
 
 
 def test_a_factory_must_return_an_sop(tmp_path):
     path = tmp_path / "bad.py"
     path.write_text("def program():\n    return 3\n")
     with pytest.raises(LoadError, match="not an SOp"):
-        library.load_program(f"{path}:program").make()
+        program_files.load_program(f"{path}:program").make()
 
 
 def _dyck_ok(word, pairs):
@@ -67,7 +67,7 @@ def test_dyck_programs_agree_with_a_stack_based_checker(name, pairs):
 
     from rasp_compiler.batch_evaluator import evaluate_batch
 
-    spec = library.load_program(name)
+    spec = program_files.load_program(name)
     program = spec.make()
     for n in range(1, 7):
         words = list(itertools.product(range(len(spec.vocab)), repeat=n))
