@@ -10,7 +10,8 @@ Three measurements, each a `verify` call on the jitted model (backend "jax"):
 2. Every program of tracr's lib at max_seq_len 10 with its own vocab: 100,000
    random inputs of 1..10 tokens, after one unmeasured call on as many other
    inputs (so nothing compiles in the measured one): inputs per second, and the
-   time the jitted forward alone takes on the same inputs and batches.
+   time the forward alone takes on the same inputs and batches: the sparse
+   forward verify runs (sparse_forward.py) and the model's dense one.
 3. A million-input exhaustive check: reverse over {a, b, c, d}, every input of up
    to 10 tokens (1,398,100 inputs), one call, XLA compilation included.
 """
@@ -26,17 +27,13 @@ import warnings
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.program_files import load_program
-from rasp_compiler.verify import (
-    DEFAULT_CHUNK,
-    _forward_batch,
-    _row_chunks,
-    random_input_ids,
-    verify,
-)
+from rasp_compiler.sparse_forward import plan_sparse_forward
+from rasp_compiler.verify import DEFAULT_CHUNK, _forward_batch, _random_chunks, verify
 
 TRACR_LIB = [
     "length", "reverse", "histogram", "sort_unique", "sort", "sort_freq", "frac_prevs",
@@ -69,16 +66,24 @@ def throughput(name: str) -> dict:
     verify(program, model, samples=SAMPLES, seed=1)  # compiles every shape the next call uses
     report, seconds = timed(lambda: verify(program, model, samples=SAMPLES, seed=2))
     assert report.mismatch_count == 0, report
-    # The jitted forward alone on the same inputs and batches: the ceiling.
+    # The forwards alone on the same inputs and batches (each compiled first).
     readout = model.readouts[model.output]
     batch = _forward_batch(SAMPLES, DEFAULT_CHUNK, MAX_SEQ_LEN)
-    chunks = list(_row_chunks(random_input_ids(len(spec.vocab), MAX_SEQ_LEN, SAMPLES, 2),
-                              DEFAULT_CHUNK, 0))
-    _, forward = timed(lambda: [model.runtime.readout_columns(
-        model.params, [block.ids for block in blocks], readout, batch=batch)
-        for blocks in chunks])
+    chunks = list(_random_chunks(len(spec.vocab), MAX_SEQ_LEN, SAMPLES, 2, DEFAULT_CHUNK, 0))
+
+    def forward(sparse: bool) -> float:
+        run = lambda: [model.runtime.readout_columns(
+            model.params, [block.ids for block in blocks], readout, batch=batch, sparse=sparse)
+            for blocks in chunks]
+        run()
+        return timed(run)[1]
+
+    plan = plan_sparse_forward(model.params, model.shape, readout.indices)
     return {"program": name, "inputs": SAMPLES, "undefined": report.undefined,
-            "seconds": seconds, "rate": SAMPLES / seconds, "forward_s": forward}
+            "seconds": seconds, "rate": SAMPLES / seconds, "sparse_s": forward(True),
+            "dense_s": forward(False), "terms": plan.terms,
+            "weights": sum(int(np.size(w)) for name, module in model.params.items()
+                           if not name.endswith("_embed") for w in module.values())}
 
 
 def million() -> dict:
@@ -110,12 +115,14 @@ def text(reverse: dict, rates: list[dict], big: dict) -> str:
         "",
         f"Throughput on {SAMPLES:,} random inputs of 1..{MAX_SEQ_LEN} tokens (warm):",
         "",
-        "| program | inputs/s | seconds | of which the forward alone | undefined |",
-        "|---|---|---|---|---|",
+        "| program | inputs/s | seconds | sparse forward alone | dense forward alone | "
+        "multiply-adds per position, sparse / dense | undefined |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rates:
         lines.append(f"| {r['program']} | {r['rate']:,.0f} | {r['seconds']:.2f} | "
-                     f"{r['forward_s']:.2f} s | {r['undefined']:,} |")
+                     f"{r['sparse_s']:.2f} s | {r['dense_s']:.2f} s | "
+                     f"{r['terms']:,} / {r['weights']:,} | {r['undefined']:,} |")
     return "\n".join(lines)
 
 

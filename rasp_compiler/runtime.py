@@ -20,6 +20,7 @@ import numpy as np
 from rasp_compiler.assemble import ModelShape, build_forward, forward_numpy
 from rasp_compiler.errors import InvalidInputError, describe_bytes
 from rasp_compiler.lower import Readout
+from rasp_compiler.sparse_forward import plan_sparse_forward, sparse_forward_fn
 
 DEFAULT_BATCH_CHUNK = 1024
 DEFAULT_MAX_CACHE_BYTES = 2 * 1024**3  # run_with_cache refuses a larger (returned) cache
@@ -27,6 +28,8 @@ CACHE_CHUNK_BYTES = 256 * 1024**2  # run_with_cache computes at most this much p
 MIN_BUCKET_LENGTH = 8  # shorter inputs share one compiled shape: compiling costs more than padding
 MIN_BUCKET_BATCH = 8
 MIN_BUCKET_FILL = 64  # a length bucket with fewer inputs joins the next longer one
+SPARSE_BATCH = 1024  # rows per sparse forward call: its [T, rows] arrays stay in cache
+MAX_SPARSE_COMPILED = 8  # sparse forwards kept compiled (one per weight pattern)
 
 
 class ActivationCache(dict):
@@ -50,6 +53,7 @@ class Runtime:
         self._forward = build_forward(shape, with_cache=False)
         self._forward_cached = build_forward(shape, with_cache=True)
         self.jitted: dict[str, Any] = {}  # by name: "slice:<label>" or "cache"
+        self.sparse_jitted: dict[Any, Any] = {}  # by SparsePlan (weights included)
 
     def pack(self, rows: list[list[int]], length: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Ids [batch, length] (BOS, the row, PAD) and the key mask; rows past len(rows)
@@ -79,6 +83,19 @@ class Runtime:
                 fn = lambda params, ids, mask: self._forward.apply(params, None, ids, mask)[..., index]
             self.jitted[name] = jax.jit(fn)
         return self.jitted[name]
+
+    def sparse_jit(self, params, readout: Readout) -> Callable | None:
+        """The jitted sparse forward `(ids, mask)` -> `readout` columns, planned from
+        `params` as they are now (sparse_forward.py), or None where it cannot be shown
+        equal to the dense forward. Compiled once per plan (the weights are part of it)."""
+        plan = plan_sparse_forward(params, self.shape, readout.indices)
+        if plan is None:
+            return None
+        if plan not in self.sparse_jitted:
+            if len(self.sparse_jitted) >= MAX_SPARSE_COMPILED:
+                self.sparse_jitted.pop(next(iter(self.sparse_jitted)))
+            self.sparse_jitted[plan] = jax.jit(sparse_forward_fn(plan, jax.numpy))
+        return self.sparse_jitted[plan]
 
     def sharded(self, ids: np.ndarray, mask: np.ndarray):
         """Spread the batch axis over every JAX device (one device: unchanged)."""
@@ -127,15 +144,16 @@ class Runtime:
         return results
 
     def readout_columns(self, params, blocks: Sequence[np.ndarray], readout: Readout,
-                        backend: str = "jax", batch: int | None = None) -> list[np.ndarray]:
+                        backend: str = "jax", batch: int | None = None,
+                        sparse: bool = False) -> list[np.ndarray]:
         """Per block of same-length id rows [B, n], the final residual's `readout` columns
         [B, n, k] (BOS dropped): the array path of `residual_slices`, no per-row Python.
         See `dispatch_readout_columns`."""
-        return self.dispatch_readout_columns(params, blocks, readout, backend, batch)()
+        return self.dispatch_readout_columns(params, blocks, readout, backend, batch, sparse)()
 
     def dispatch_readout_columns(self, params, blocks: Sequence[np.ndarray], readout: Readout,
-                                 backend: str = "jax", batch: int | None = None
-                                 ) -> Callable[[], list[np.ndarray]]:
+                                 backend: str = "jax", batch: int | None = None,
+                                 sparse: bool = False) -> Callable[[], list[np.ndarray]]:
         """`readout_columns`, started: returns a function that waits for the results.
         The jax forward runs asynchronously meanwhile (the caller can evaluate the
         reference answers in parallel); the numpy one runs when called.
@@ -145,7 +163,9 @@ class Runtime:
         holding the bucket, at most DEFAULT_BATCH_CHUNK). backend "jax": the last call
         is padded with filler rows, so a bucket compiles one shape however many rows
         it gets; batches are sharded over every JAX device. "numpy": `forward_numpy`,
-        nothing to compile, no filler rows.
+        nothing to compile, no filler rows. `sparse=True` (jax only): the sparse
+        forward of `sparse_jit` (the same function, computed on the non-zero weights
+        alone), SPARSE_BATCH rows a call; the dense one where no sparse plan exists.
         """
         if backend not in ("jax", "numpy"):
             raise InvalidInputError(f"backend must be 'jax' or 'numpy', got {backend!r}")
@@ -157,8 +177,13 @@ class Runtime:
             forward = lambda ids, mask: forward_numpy(weights, self.shape, ids, mask)[..., index]
             devices = 1
         else:
-            jitted = self.jit(f"slice:{readout.label}", readout)
-            forward = lambda ids, mask: jitted(params, *self.sharded(ids, mask))  # async
+            sparse_forward = self.sparse_jit(params, readout) if sparse else None
+            if sparse_forward is not None:
+                forward = lambda ids, mask: sparse_forward(*self.sharded(ids, mask))  # async
+                batch = SPARSE_BATCH
+            else:
+                jitted = self.jit(f"slice:{readout.label}", readout)
+                forward = lambda ids, mask: jitted(params, *self.sharded(ids, mask))  # async
             devices = jax.device_count()
         buckets: dict[int, list[int]] = {}
         for i, block in enumerate(blocks):

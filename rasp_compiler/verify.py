@@ -11,8 +11,10 @@ Numerical outputs agree when |got - expected| <= atol + rtol * |expected| (both 
 categorical outputs must be the same value: equal and of one type (1 is not True).
 
 Everything runs on arrays: inputs are made as token-id arrays (an exhaustive
-input from its index by arithmetic), grouped by length, run through the model
-(`Runtime.readout_columns`, sharded over every JAX device), decoded all at once
+input from its index by arithmetic, a random one as random.Random's draws made on
+arrays), grouped by length, run through the model (`Runtime.readout_columns`,
+sharded over every JAX device; from SPARSE_MIN_INPUTS inputs its sparse forward,
+sparse_forward.py, on a worker thread while the evaluator runs), decoded all at once
 (`encoding.decode_indices`) and compared with the batched evaluator
 (batch_evaluator.py, held equal to the scalar one by the tests). Python objects
 are made only for the mismatches the report shows.
@@ -25,6 +27,7 @@ import math
 import random
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Iterable, Iterator, Sequence
@@ -50,6 +53,7 @@ DEFAULT_CHUNK = 65536  # inputs generated, run and compared at a time
 PROGRESS_CHUNK = 8192  # the same with a progress bar
 FORWARD_TOKENS = 1 << 17  # tokens per jitted forward call, at most (rows are a power of two)
 MIN_FORWARD_BATCH = 8
+SPARSE_MIN_INPUTS = 20_000  # forward="auto": fewer inputs run the dense forward
 EVALUATION_CELLS = 1 << 22  # batch x length x length per batched evaluation, at most
 MAX_EXHAUSTIVE_INPUTS = 1 << 62
 NO_COLUMN = -3  # an expected value the readout has no column for: nothing decodes to it
@@ -147,21 +151,83 @@ def random_input_ids(vocab_size: int, max_seq_len: int, count: int,
                      seed: int = 0) -> Iterator[list[int]]:
     """The token ids of `random_inputs`: the draws `rng.randint(1, max_seq_len)` and
     `rng.choice(vocab)` make, so the same inputs for a seed (tests/test_verify.py)."""
-    # random.Random._randbelow(n) inlined (its per-call overhead is most of the cost):
-    # getrandbits(n.bit_length()) until the draw is below n.
-    bits = random.Random(seed).getrandbits
-    length_bits, token_bits = max_seq_len.bit_length(), vocab_size.bit_length()
-    for _ in range(count):
-        n = bits(length_bits)
-        while n >= max_seq_len:
-            n = bits(length_bits)
-        row = []
-        for _ in range(n + 1):
-            token = bits(token_bits)
-            while token >= vocab_size:
-                token = bits(token_bits)
-            row.append(token)
-        yield row
+    draws = _RandomIds(vocab_size, max_seq_len, seed)
+    done = 0
+    while done < count:
+        lengths, tokens = draws.take(min(DEFAULT_CHUNK, count - done))
+        bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+        tokens = tokens.tolist()
+        for start, stop in zip(bounds, bounds[1:]):
+            yield tokens[start:stop]
+        done += len(lengths)
+
+
+class _RandomIds:
+    """The draws of `random.Random(seed)`'s randint(1, max_seq_len) and choice(vocab), made
+    on arrays: the same Mersenne Twister stream (numpy's MT19937, started from Python's
+    state), each 32-bit word read as random's `_randbelow` reads it (getrandbits(k) is the
+    word's top k bits; a draw >= n is rejected and the next word drawn)."""
+
+    def __init__(self, vocab_size: int, max_seq_len: int, seed: int):
+        state = random.Random(seed).getstate()[1]
+        self.generator = np.random.MT19937()
+        self.generator.state = {"bit_generator": "MT19937", "state": {
+            "key": np.array(state[:624], dtype=np.uint32), "pos": state[624]}}
+        self.vocab_size, self.max_seq_len = vocab_size, max_seq_len
+        self.words = np.zeros(0, dtype=np.uint64)  # drawn, not yet used
+
+    def _more(self, count: int) -> None:
+        self.words = np.concatenate([self.words, self.generator.random_raw(count)])
+
+    def take(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next `count` inputs: their lengths, and their token ids concatenated."""
+        length_shift = 32 - self.max_seq_len.bit_length()
+        token_shift = 32 - self.vocab_size.bit_length()
+        # words per input, on average: length draws, then (mean length) token draws
+        per_input = (2 ** (32 - length_shift) / self.max_seq_len
+                     + (self.max_seq_len + 1) / 2 * 2 ** (32 - token_shift) / self.vocab_size)
+        all_lengths: list[np.ndarray] = []
+        all_tokens: list[np.ndarray] = []
+        found = 0
+        while found < count:
+            wanted = int((count - found) * per_input * 1.1) + 64
+            if len(self.words) < wanted:
+                self._more(wanted - len(self.words))
+            words = self.words
+            size = len(words)
+            length_value = (words >> length_shift).astype(np.int64)
+            token_value = (words >> token_shift).astype(np.int64)
+            token_at = np.flatnonzero(token_value < self.vocab_size)  # accepted token words
+            tokens_before = np.concatenate([[0], np.cumsum(token_value < self.vocab_size)])
+            # next_length[i]: the first accepted length word at or after i (size: none)
+            next_length = np.where(length_value < self.max_seq_len, np.arange(size), size)
+            next_length = np.append(np.minimum.accumulate(next_length[::-1])[::-1], size)
+            # An input whose length word is i: its first token is accepted token word
+            # tokens_before[i + 1], its last ends the input; the next input's length word
+            # follows. Each input's successor, on arrays; then the chain, in Python.
+            first = tokens_before[1:]
+            last = first + length_value  # index in token_at of the last token (n = value + 1)
+            complete = last < len(token_at)  # its last token is among the words drawn
+            ends = np.append(token_at, size - 1)  # (an incomplete input reads the filler)
+            after = np.where(complete, ends[np.minimum(last, len(token_at))] + 1, size)
+            successor = next_length[after].tolist()
+            complete = complete.tolist()
+            chain = []
+            at = int(next_length[0])
+            while len(chain) < count - found and at < size and complete[at]:
+                chain.append(at)
+                at = successor[at]
+            if chain:
+                chain_at = np.array(chain)
+                n = length_value[chain_at] + 1
+                offsets = np.repeat(first[chain_at] - np.concatenate([[0], np.cumsum(n)[:-1]]), n)
+                all_lengths.append(n)
+                all_tokens.append(token_value[token_at[offsets + np.arange(int(n.sum()))]])
+                found += len(chain)
+                self.words = words[int(token_at[last[chain[-1]]]) + 1:]
+            if found < count:  # the words ran out mid-input: draw more, from that input on
+                self._more(max(len(self.words), 1024))
+        return np.concatenate(all_lengths), np.concatenate(all_tokens)
 
 
 def random_inputs(vocab: Sequence, max_seq_len: int, count: int, seed: int = 0) -> Iterator[tuple]:
@@ -202,6 +268,23 @@ def _exhaustive_chunks(vocab_size: int, max_length: int, chunk: int,
         yield pending
 
 
+def _random_chunks(vocab_size: int, max_seq_len: int, count: int, seed: int, chunk: int,
+                   first: int) -> Iterator[list[_Block]]:
+    """`random_input_ids` as blocks, `chunk` inputs at a time, grouped by length."""
+    draws = _RandomIds(vocab_size, max_seq_len, seed)
+    done = 0
+    while done < count:
+        lengths, tokens = draws.take(min(chunk, count - done))
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        blocks = []
+        for n in np.unique(lengths).tolist():
+            members = np.flatnonzero(lengths == n)
+            ids = tokens[starts[members, None] + np.arange(n)]
+            blocks.append(_Block(ids, first + done + members))
+        done += len(lengths)
+        yield blocks
+
+
 def _row_chunks(rows: Iterable[Sequence[int]], chunk: int, first: int) -> Iterator[list[_Block]]:
     """Rows of token ids of any length, `chunk` at a time, grouped by length."""
     iterator = iter(rows)
@@ -234,6 +317,7 @@ def verify(
     atol: float = ATOL,
     progress: bool = False,
     backend: str = "jax",
+    forward: str = "auto",
 ) -> VerificationReport:
     """Compare `model` with the evaluator on the chosen inputs, `chunk` inputs at a time
     (default DEFAULT_CHUNK, or PROGRESS_CHUNK with a progress bar).
@@ -241,7 +325,15 @@ def verify(
     Inputs are generated lazily, so exhaustive runs over millions of inputs stay
     in constant memory; each forward batch is sharded over every JAX device. With
     `progress=True` a progress bar is drawn on stderr.
+
+    `forward` (backend "jax"): "sparse" runs the model's forward on its non-zero
+    weights alone (sparse_forward.py: planned from `model.params` as they are, the
+    same function up to float summation order), "dense" the model's own dense
+    forward; "auto" (default) the sparse one for SPARSE_MIN_INPUTS inputs or more,
+    where its longer XLA compilation pays for itself.
     """
+    if forward not in ("auto", "sparse", "dense"):
+        raise InvalidProgramError(f"forward must be 'auto', 'sparse' or 'dense', got {forward!r}")
     if exhaustive_up_to is None and samples is None and inputs is None:
         raise InvalidProgramError("say what to check: exhaustive_up_to=, samples= or inputs=")
     if chunk is None:  # a progress bar moves at least every PROGRESS_CHUNK inputs
@@ -261,21 +353,26 @@ def verify(
         streams.append(_exhaustive_chunks(vocab_size, exhaustive_up_to, chunk, total))
         total += count
     if samples is not None:
-        streams.append(_row_chunks(random_input_ids(vocab_size, model.max_seq_len, samples, seed),
-                                   chunk, total))
+        streams.append(_random_chunks(vocab_size, model.max_seq_len, samples, seed, chunk,
+                                      total))
         total += samples
     if inputs is not None:
         rows = _encode(model, [list(xs) for xs in inputs])
         streams.append(_row_chunks(rows, chunk, total))
         total += len(rows)
+    sparse = forward == "sparse" or (forward == "auto" and total >= SPARSE_MIN_INPUTS)
     checker = _Checker(build_graph(program), model, rtol, atol, backend,
-                       forward_batch=_forward_batch(total, chunk, model.max_seq_len))
+                       forward_batch=_forward_batch(total, chunk, model.max_seq_len),
+                       sparse=sparse and backend == "jax")
     bar = ProgressBar(total) if progress else None
     started = time.perf_counter()
-    for blocks in itertools.chain.from_iterable(streams):
-        checker.check(blocks)
-        if bar:
-            bar.advance(sum(len(block.order) for block in blocks), checker.mismatch_count)
+    try:
+        for blocks in itertools.chain.from_iterable(streams):
+            checker.check(blocks)
+            if bar:
+                bar.advance(sum(len(block.order) for block in blocks), checker.mismatch_count)
+    finally:
+        checker.close()
     if bar:
         bar.close()
     return checker.report(time.perf_counter() - started)
@@ -311,8 +408,9 @@ class _Checker:
     """Runs the model and the batched evaluator on blocks of inputs and keeps the tally."""
 
     def __init__(self, graph: ProgramGraph, model, rtol: float, atol: float, backend: str,
-                 forward_batch: int):
+                 forward_batch: int, sparse: bool = False):
         self.graph = graph
+        self.sparse = sparse
         self.model = model
         self.rtol, self.atol = rtol, atol
         self.backend = backend
@@ -330,17 +428,22 @@ class _Checker:
         self.max_error = 0.0
         self.examples: list[tuple[int, int, Mismatch]] = []  # (order, position, mismatch)
         self.invariance: tuple | None = None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-forward")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
     def check(self, blocks: list[_Block]) -> None:
         if not self.arrays:
             for block in blocks:
                 self._check_decoded(block)
             return
-        # The forward is dispatched first: XLA computes on its own threads while the
-        # evaluator runs here, and `collect` waits for it.
-        collect = self.model.runtime.dispatch_readout_columns(
-            self.model.params, [block.ids for block in blocks], self.readout,
-            backend=self.backend, batch=self.forward_batch)
+        # The forward runs on a thread of its own (XLA releases the GIL; on a CPU it may
+        # execute a call in the thread that dispatches it) while the evaluator runs here.
+        forward = self.pool.submit(
+            self.model.runtime.readout_columns, self.model.params,
+            [block.ids for block in blocks], self.readout, backend=self.backend,
+            batch=self.forward_batch, sparse=self.sparse)
         parts = []
         for i, block in enumerate(blocks):
             n = block.ids.shape[1]
@@ -350,7 +453,7 @@ class _Checker:
                 expected = evaluate_batch(self.graph, part.ids, self.model.vocab,
                                           causal=self.causal)
                 parts.append((i, start, part, expected))
-        columns = collect()
+        columns = forward.result()
         first_difference = None
         for i, start, part, expected in parts:
             found = self._compare(part, expected, columns[i][start: start + len(part.ids)])

@@ -24,6 +24,22 @@ def test_exhaustive_and_random_inputs():
     assert list(random_inputs("abc", 6, 50, seed=7)) == drawn
 
 
+def test_random_ids_are_random_randint_and_choice_draws():
+    # Drawn on arrays (verify._RandomIds): the same stream as random.Random's calls, for
+    # small and large vocabs and lengths, few inputs (the last may not fit the words drawn
+    # first) and many (several chunks).
+    from rasp_compiler.verify import random_input_ids
+
+    for vocab, max_seq_len, count in [(1, 1, 3), (2, 64, 8), (5, 100, 40), (20, 7, 300),
+                                      (3, 10, 70_000)]:
+        rng = random.Random(count)
+        drawn = []
+        for _ in range(count):
+            n = rng.randint(1, max_seq_len)
+            drawn.append([rng.randrange(vocab) for _ in range(n)])
+        assert list(random_input_ids(vocab, max_seq_len, count, seed=count)) == drawn
+
+
 def test_exhaustive_ids_are_the_product_order():
     assert input_ids(3, 4).tolist() == [list(xs) for xs in itertools.product(range(3), repeat=4)]
     assert input_ids(3, 4, 10, 13).tolist() == input_ids(3, 4)[10:13].tolist()
