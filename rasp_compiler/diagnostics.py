@@ -385,11 +385,11 @@ def _values_of(label: str, evaluation) -> list:
     return [None] * len(evaluation.inputs)
 
 
-def _run_and_evaluate(model, record: CompilationRecord, inputs):
+def _run_and_evaluate(model, record: CompilationRecord, inputs, backend: str):
     """The inputs as lists, the model's activation cache, and the evaluator's values
     (None for an input on which the program is undefined)."""
     inputs = [list(x) for x in inputs]
-    _, cache = model.run_with_cache(inputs)
+    _, cache = model.run_with_cache(inputs, backend=backend)
     evaluations = []
     for xs in inputs:
         try:
@@ -399,11 +399,12 @@ def _run_and_evaluate(model, record: CompilationRecord, inputs):
     return inputs, cache, evaluations
 
 
-def check_patterns(model, inputs: Sequence[Sequence], tolerance: float = DEFAULT_PATTERN_TOLERANCE
-                   ) -> PatternReport:
-    """Compare every head's attention with the exact normalised selector matrix."""
+def check_patterns(model, inputs: Sequence[Sequence], tolerance: float = DEFAULT_PATTERN_TOLERANCE,
+                   *, backend: str = "jax") -> PatternReport:
+    """Compare every head's attention with the exact normalised selector matrix
+    (the model run by `backend`, "jax" or "numpy")."""
     record = require_compilation(model, "check_patterns")
-    inputs, cache, evaluations = _run_and_evaluate(model, record, inputs)
+    inputs, cache, evaluations = _run_and_evaluate(model, record, inputs, backend)
     checks = []
     for layer in model.info.layers:
         patterns = cache[f"blocks.{layer.index}.attn.hook_pattern"]
@@ -476,10 +477,11 @@ class ReadBackReport:
         return "\n".join(lines)
 
 
-def read_back(model, inputs: Sequence[Sequence]) -> ReadBackReport:
-    """Decode every SOp right after the sublayer that writes it; compare with the evaluator."""
+def read_back(model, inputs: Sequence[Sequence], *, backend: str = "jax") -> ReadBackReport:
+    """Decode every SOp right after the sublayer that writes it; compare with the evaluator
+    (the model run by `backend`, "jax" or "numpy")."""
     record = require_compilation(model, "read_back")
-    inputs, cache, evaluations = _run_and_evaluate(model, record, inputs)
+    inputs, cache, evaluations = _run_and_evaluate(model, record, inputs, backend)
     residuals = {"hook_embed+pos": cache["hook_embed"] + cache["hook_pos_embed"]}
     time = record.schedule.time
     graph = record.graph.graph

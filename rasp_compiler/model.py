@@ -162,17 +162,18 @@ class CompiledModel:
 
         return selector_to_heads(self)
 
-    def check_patterns(self, inputs, tolerance: float | None = None):
+    def check_patterns(self, inputs, tolerance: float | None = None, *, backend: str = "jax"):
         """Every head's attention pattern against the exact selector matrix (see diagnostics)."""
         from rasp_compiler.diagnostics import DEFAULT_PATTERN_TOLERANCE, check_patterns
 
-        return check_patterns(self, inputs, tolerance or DEFAULT_PATTERN_TOLERANCE)
+        return check_patterns(self, inputs, tolerance or DEFAULT_PATTERN_TOLERANCE,
+                              backend=backend)
 
-    def read_back(self, inputs):
+    def read_back(self, inputs, *, backend: str = "jax"):
         """Every SOp decoded after the sublayer writing it, against the evaluator."""
         from rasp_compiler.diagnostics import read_back
 
-        return read_back(self, inputs)
+        return read_back(self, inputs, backend=backend)
 
     def attention_heatmaps(self, tokens, path):
         """PNG: every head's pattern on `tokens`, the ideal one beside it (needs matplotlib)."""
@@ -290,8 +291,11 @@ class CompiledModel:
 
     def run_with_cache(self, batch, *, ids: bool = False,
                        max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
-                       batch_chunk: int | None = None) -> tuple[list[list], ActivationCache]:
+                       batch_chunk: int | None = None,
+                       backend: str = "jax") -> tuple[list[list], ActivationCache]:
         """Outputs and every activation, all sequences padded to one length.
+        `backend="numpy"` records the same hooks with the numpy forward (no XLA
+        compilation: for one-off looks at many small models).
 
         The forward runs on chunks of `batch_chunk` inputs (default: as many as
         fit CACHE_CHUNK_BYTES of activations), each copied into arrays sized for
@@ -303,7 +307,7 @@ class CompiledModel:
         readout = self._readout(self.output)
         slices, cache = self.runtime.run_with_cache(self.params, rows, readout,
                                                     max_cache_bytes=max_cache_bytes,
-                                                    batch_chunk=batch_chunk)
+                                                    batch_chunk=batch_chunk, backend=backend)
         return [decode_readout(readout, s[1:]) for s in slices], cache
 
     def cache_bytes_per_input(self, length: int) -> int:

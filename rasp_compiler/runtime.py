@@ -245,10 +245,11 @@ class Runtime:
 
     def run_with_cache(self, params, rows: list[list[int]], readout: Readout, *,
                        max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
-                       batch_chunk: int | None = None
+                       batch_chunk: int | None = None, backend: str = "jax"
                        ) -> tuple[list[np.ndarray], ActivationCache]:
         """Per row the final residual's `readout` columns [len(row) + 1, k] (BOS first),
-        and every activation, all rows padded to one length.
+        and every activation, all rows padded to one length. `backend` as in
+        `residual_slices`: "numpy" records the same hooks with `forward_numpy`.
 
         The forward runs on chunks of `batch_chunk` rows (default: as many as fit
         CACHE_CHUNK_BYTES of activations), each copied into arrays sized for the
@@ -276,7 +277,14 @@ class Runtime:
                 f"per call, or raise max_cache_bytes"
             )
         chunk = min(len(rows), batch_chunk or max(1, CACHE_CHUNK_BYTES // per_input))
-        forward = self.jit("cache", None)
+        if backend == "jax":
+            forward = self.jit("cache", None)
+        elif backend == "numpy":
+            def forward(params, ids, mask):
+                cache: dict[str, np.ndarray] = {}
+                return forward_numpy(params, self.shape, ids, mask, cache=cache), cache
+        else:
+            raise InvalidInputError(f"backend must be 'jax' or 'numpy', got {backend!r}")
         index = list(readout.indices)
         slices: list[np.ndarray] = []
         activations: dict[str, np.ndarray] = {}

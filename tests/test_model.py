@@ -122,6 +122,17 @@ def test_run_with_cache_in_chunks_equals_one_pass(reverse):
     assert sum(a.nbytes for a in whole.values()) == 5 * reverse.cache_bytes_per_input(length)
 
 
+def test_run_with_cache_on_the_numpy_forward_records_the_same_hooks(reverse):
+    batch = [["a", "b"], ["c"], ["a", "b", "c", "a"]]
+    outputs, cache = reverse.run_with_cache(batch)
+    numpy_outputs, numpy_cache = reverse.run_with_cache(batch, backend="numpy")
+    assert numpy_outputs == outputs and numpy_cache.keys() == cache.keys()
+    for name in cache:
+        assert np.allclose(numpy_cache[name], cache[name], atol=1e-5, equal_nan=True), name
+    with pytest.raises(InvalidInputError, match="backend must be 'jax' or 'numpy', got 'tpu'"):
+        reverse.run_with_cache(batch, backend="tpu")
+
+
 def test_run_with_cache_refuses_a_cache_over_max_cache_bytes(reverse):
     per_input = reverse.cache_bytes_per_input(7)  # BOS + 3 tokens pad to max_seq_len + 1
     batch = [["a", "b", "c"]] * 5
