@@ -33,6 +33,13 @@ class Atom:
     relation: np.ndarray  # bool [len(query_values), len(key_values)]
     folded: tuple[str, ...] = ()  # labels of the Maps folded into this atom
 
+    def __post_init__(self) -> None:
+        # Frozen means frozen: the relation is a read-only copy, so no stage can change
+        # an atom another stage holds.
+        relation = np.array(self.relation, dtype=bool)
+        relation.setflags(write=False)
+        object.__setattr__(self, "relation", relation)
+
     def describe(self) -> str:
         return f"{self.select}: {self.key} (keys) vs {self.query} (queries)"
 

@@ -17,6 +17,7 @@ this module are re-exported here.
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -84,7 +85,7 @@ class CompiledModel:
         self.bos = bos
         self.pad = pad
         self.layout = layout
-        self.readouts = dict(readouts)
+        self.readouts = MappingProxyType(dict(readouts))  # read-only: the model's own decoding
         self.info = info
         self.compilation = compilation
         self.token_encoder = TokenEncoder(self.vocab, max_seq_len)

@@ -122,6 +122,11 @@ def test_run_with_cache_in_chunks_equals_one_pass(reverse):
     assert sum(a.nbytes for a in whole.values()) == 5 * reverse.cache_bytes_per_input(length)
 
 
+def test_the_readouts_are_read_only(reverse):
+    with pytest.raises(TypeError):
+        reverse.readouts["copy"] = reverse.readouts["reverse"]
+
+
 def test_run_with_cache_on_the_numpy_forward_records_the_same_hooks(reverse):
     batch = [["a", "b"], ["c"], ["a", "b", "c", "a"]]
     outputs, cache = reverse.run_with_cache(batch)

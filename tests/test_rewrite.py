@@ -110,6 +110,10 @@ def test_the_rewrite_is_read_only_and_records_each_selector_with_its_heads():
     (choice,) = ops.selector_choices
     assert choice.selector == "prefix" and choice.heads == ("frac",)
     assert ops.magnitudes["frac"] == 1.0
+    for atoms in choice.chosen.heads:  # the relations the head is built from are frozen too
+        for atom in atoms:
+            with pytest.raises(ValueError, match="read-only"):
+                atom.relation[0, 0] = not atom.relation[0, 0]
 
 
 def test_a_numerical_aggregate_of_a_map_that_gives_none_is_refused_by_name():
