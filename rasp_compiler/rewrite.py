@@ -373,7 +373,10 @@ class _Rewriter:
         heads = []
         for h, (atoms, sign) in enumerate(zip(choice.chosen.heads, choice.chosen.signs)):
             part = f"{expr.label}.ie{h}"
-            self._width(part, expr.selector.label, atoms, rasp.Encoding.NUMERICAL, source=expr.label)
+            # The parts of a categorical width are only summed and rounded: they may take
+            # the scaled BOS share whose steps stay apart at long lengths (widths.py).
+            self._width(part, expr.selector.label, atoms, rasp.Encoding.NUMERICAL,
+                        source=expr.label, scaled=encoding is rasp.Encoding.CATEGORICAL)
             heads.append(width_hidden_label(part))
             total[Dim(part)] = float(sign)
         self.choices.append(dataclasses.replace(choice, heads=tuple(heads)))
@@ -393,15 +396,19 @@ class _Rewriter:
         self.order.append(expr.label)
 
     def _width(self, label: str, selector: str, atoms: tuple[Atom, ...],
-               encoding: rasp.Encoding, smallest: int = 0, source: str | None = None) -> None:
-        """A head whose BOS weight is s/(s+w) (widths.py), and the MLP unit decoding w from it."""
+               encoding: rasp.Encoding, smallest: int = 0, source: str | None = None,
+               scaled: bool | None = None) -> None:
+        """A head whose BOS weight is s/(s+w) (widths.py), and the MLP unit decoding w from
+        it; `scaled` (default: a categorical width) chooses the scaled share s."""
         n = self.value_sets.max_seq_len
         hidden = width_hidden_label(label)
         if hidden in self.graph.graph:
             raise InvalidProgramError(
                 f"{hidden}: this label is reserved for the head of SelectorWidth {label}; rename it"
             )
-        share = widths.bos_share(n, categorical=encoding is rasp.Encoding.CATEGORICAL)
+        if scaled is None:
+            scaled = encoding is rasp.Encoding.CATEGORICAL
+        share = widths.bos_share(n, categorical=scaled)
         decode = {widths.fraction(w, share): w for w in range(smallest, n + 1)}
         self.values[hidden] = sorted_values(decode)
         self.encodings[hidden] = rasp.Encoding.NUMERICAL

@@ -126,6 +126,18 @@ def test_inclusion_exclusion_is_used_for_widths_when_dims_are_capped():
     assert verify(numerical, model, exhaustive_up_to=4).ok
 
 
+def test_inclusion_exclusion_parts_of_a_categorical_width_use_the_scaled_bos_share():
+    """Parts that are only summed and rounded decode from s/(s+w), whose steps stay apart
+    at long lengths (widths.py; sort_freq compiles at 256 thanks to it)."""
+    n = 24  # above widths.UNSCALED_UP_TO
+    crossed = (sel(T, T, C.LT, "smaller") | sel(I, I, C.GT, "later")).named("crossed")
+    width = rasp.SelectorWidth(crossed).named("count")
+    model = compile_program(width, VOCAB, n, max_selector_dims=60)  # not the product (97)
+    shares = {op.bos_share for label, op in model.ops.attention.items() if ".ie" in label}
+    assert shares == {float(n)}
+    assert verify(width, model, samples=40, backend="numpy").ok
+
+
 def test_extra_layer_is_flagged_only_when_the_feature_mlp_delays_the_head():
     shared = (sel(T, T, C.EQ, "same") | sel(T, I, C.EQ, "token_is_index")).named("delayed")
     model = compile_program(rasp.SelectorWidth(shared), VOCAB, 5)
