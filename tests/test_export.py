@@ -7,11 +7,10 @@ import random
 import sys
 import warnings
 
+import importlib
+
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import load_file
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from rasp_compiler import export, lib, rasp
 from rasp_compiler.assemble import forward_numpy
@@ -38,9 +37,31 @@ pytestmark = [
 
 TOLERANCE = 1e-5
 
-# The models are tiny: on CI's two shared cores torch's worker threads cost more than they
-# give (the case table runs 4x faster on one thread).
-torch.set_num_threads(1)
+
+class _Imported:
+    """A module imported when first used, not at collection: torch and TransformerLens
+    take seconds to import, and every test process collects this file, while only the
+    one running the "export" group needs them."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        if attribute.startswith("_") or attribute == "pytestmark":  # pytest's collection probes
+            raise AttributeError(attribute)
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+torch = _Imported("torch")
+transformer_lens = _Imported("transformer_lens")
+safetensors_torch = _Imported("safetensors.torch")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The models are tiny: on CI's two shared cores torch's worker threads cost more than
+    they give (the case table runs 4x faster on one thread)."""
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
@@ -201,9 +222,10 @@ def test_safetensors_load_into_a_fresh_hooked_transformer_from_file_and_config(s
     assert config["transformer_lens_versions"] == ">=2,<4"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        fresh = HookedTransformer(HookedTransformerConfig(**config["transformer_lens_config"],
-                                                          device="cpu"))
-    loaded = fresh.load_state_dict(load_file(folder / config["weights"]), strict=False)
+        fresh = transformer_lens.HookedTransformer(transformer_lens.HookedTransformerConfig(
+            **config["transformer_lens_config"], device="cpu"))
+    loaded = fresh.load_state_dict(safetensors_torch.load_file(folder / config["weights"]),
+                                   strict=False)
     assert not loaded.unexpected_keys
     assert all(key.endswith((".IGNORE", ".mask")) for key in loaded.missing_keys)  # buffers
     encoding = config["encoding"]
