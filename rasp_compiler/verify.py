@@ -204,21 +204,15 @@ class _RandomIds:
             next_length = np.append(np.minimum.accumulate(next_length[::-1])[::-1], size)
             # An input whose length word is i: its first token is accepted token word
             # tokens_before[i + 1], its last ends the input; the next input's length word
-            # follows. Each input's successor, on arrays; then the chain, in Python.
+            # follows. Each input's successor, on arrays; then the chain of inputs.
             first = tokens_before[1:]
             last = first + length_value  # index in token_at of the last token (n = value + 1)
             complete = last < len(token_at)  # its last token is among the words drawn
             ends = np.append(token_at, size - 1)  # (an incomplete input reads the filler)
             after = np.where(complete, ends[np.minimum(last, len(token_at))] + 1, size)
-            successor = next_length[after].tolist()
-            complete = complete.tolist()
-            chain = []
-            at = int(next_length[0])
-            while len(chain) < count - found and at < size and complete[at]:
-                chain.append(at)
-                at = successor[at]
-            if chain:
-                chain_at = np.array(chain)
+            chain = _chain(int(next_length[0]), next_length[after], complete, count - found)
+            if len(chain):
+                chain_at = chain
                 n = length_value[chain_at] + 1
                 offsets = np.repeat(first[chain_at] - np.concatenate([[0], np.cumsum(n)[:-1]]), n)
                 all_lengths.append(n)
@@ -228,6 +222,27 @@ class _RandomIds:
             if found < count:  # the words ran out mid-input: draw more, from that input on
                 self._more(max(len(self.words), 1024))
         return np.concatenate(all_lengths), np.concatenate(all_tokens)
+
+
+def _chain(start: int, successor: np.ndarray, complete: np.ndarray, limit: int) -> np.ndarray:
+    """The first `limit` nodes of the path start, successor[start], ..., cut before the
+    first node that is incomplete or past the end (index len(successor)).
+
+    By pointer doubling: after k rounds the path holds 2^k nodes and `jump` is the
+    successor applied 2^k times (every successor lies after its node, so the path never
+    loops), so the path takes log2(limit) passes over the arrays instead of a Python step
+    per input."""
+    sink = len(successor)
+    jump = np.append(np.where(complete, successor, sink), sink)  # no way on from a bad node
+    good = np.append(complete, False)
+    path = np.array([start], dtype=np.int64)
+    while len(path) < limit:
+        path = np.concatenate([path, jump[path]])
+        if len(path) < limit:
+            jump = jump[jump]
+    path = path[:limit]
+    bad = ~good[path]
+    return path[: int(np.argmax(bad))] if bad.any() else path
 
 
 def random_inputs(vocab: Sequence, max_seq_len: int, count: int, seed: int = 0) -> Iterator[tuple]:
