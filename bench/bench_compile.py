@@ -52,6 +52,22 @@ print(time.perf_counter() - start)
 """
 
 
+
+def forward_seconds(model, batch: int, n_tokens: int, repeats: int) -> list[float]:
+    """Seconds per jitted forward of `batch` random inputs of `n_tokens` tokens, warm
+    (compiled by a first call), `repeats` times. Also used by bench_scaling.py."""
+    ids = np.random.default_rng(0).integers(0, len(model.vocab), size=(batch, n_tokens))
+    packed, mask = model.runtime.pack(model.encode_ids(ids),
+                                      model.runtime.bucket_length(n_tokens), batch)
+    forward = model.runtime.jit(f"slice:{model.output}", model.readouts[model.output])
+    forward(model.params, packed, mask).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        forward(model.params, packed, mask).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return times
+
 def measure(name: str) -> dict:
     spec = load_program(name)
     warm = []
@@ -63,18 +79,7 @@ def measure(name: str) -> dict:
         [sys.executable, "-c", COLD_SCRIPT.format(name=name, n=MAX_SEQ_LEN)],
         check=True, capture_output=True, text=True,
     ).stdout.strip())
-    rng = np.random.default_rng(0)
-    ids = rng.integers(0, len(model.vocab), size=(BATCH, MAX_SEQ_LEN))
-    rows = model.encode_ids(ids)
-    length = model.runtime.bucket_length(MAX_SEQ_LEN)
-    packed_ids, mask = model.runtime.pack(rows, length, BATCH)
-    forward = model.runtime.jit(f"slice:{model.output}", model.readouts[model.output])
-    forward(model.params, packed_ids, mask).block_until_ready()
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        forward(model.params, packed_ids, mask).block_until_ready()
-        times.append(time.perf_counter() - start)
+    times = forward_seconds(model, BATCH, MAX_SEQ_LEN, repeats=5)
     return {
         "program": name,
         "layers": model.depth,

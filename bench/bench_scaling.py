@@ -41,7 +41,7 @@ PLOT = Path("docs/images/scaling.svg")
 CHILD = r"""
 import json, random, statistics, sys, time, warnings
 warnings.simplefilter("ignore")
-import numpy as np
+from bench_compile import forward_seconds
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.errors import ModelTooLargeError, RaspCompilerError
 from rasp_compiler.program_files import load_program
@@ -59,16 +59,7 @@ except RaspCompilerError as error:
     print(json.dumps({"status": "refused: " + str(error).split(";")[0][:160]}))
     sys.exit(0)
 compile_s = time.perf_counter() - start
-rng = np.random.default_rng(0)
-ids = rng.integers(0, len(model.vocab), size=(batch, n))
-packed, mask = model.runtime.pack(model.encode_ids(ids), model.runtime.bucket_length(n), batch)
-forward = model.runtime.jit(f"slice:{model.output}", model.readouts[model.output])
-forward(model.params, packed, mask).block_until_ready()
-times = []
-for _ in range(3):
-    t = time.perf_counter()
-    forward(model.params, packed, mask).block_until_ready()
-    times.append(time.perf_counter() - t)
+times = forward_seconds(model, batch, n, repeats=3)
 draw = random.Random(1)
 inputs = [[draw.choice(spec.vocab) for _ in range(n)] for _ in range(samples // 2)]
 inputs += [[draw.choice(spec.vocab) for _ in range(draw.randint(1, n))]
@@ -90,7 +81,8 @@ def measure(name: str, n: int) -> dict:
                str(SAMPLES)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=TIME_LIMIT_S,
-                              env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                  [str(Path(__file__).parents[1]), str(Path(__file__).parent)])})
     except subprocess.TimeoutExpired:
         return {"program": name, "n": n, "status": f"skipped: over {TIME_LIMIT_S} s"}
     lines = done.stdout.strip().splitlines()

@@ -21,7 +21,7 @@ TF32 (10-bit mantissa), which breaks attention logits of size ~40.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import haiku as hk
 import jax
@@ -125,7 +125,7 @@ def build_forward(shape: ModelShape, *, with_cache: bool) -> hk.Transformed:
         residual = embed + pos_embed
         cache = {"hook_embed": embed, "hook_pos_embed": pos_embed}
         for l, layer in enumerate(shape.layers):
-            cache[f"blocks.{l}.hook_resid_pre"] = residual
+            resid_pre = residual
             h, dk, dv = layer.heads, layer.key_size, layer.value_size
             with hk.name_scope(f"layer_{l}"):
                 with hk.name_scope("attn"):
@@ -156,20 +156,8 @@ def build_forward(shape: ModelShape, *, with_cache: bool) -> hk.Transformed:
             mlp_out = jnp.einsum("bth,hd->btd", post, w_2, precision=PRECISION)
             residual = residual + mlp_out
             if with_cache:
-                cache.update({
-                    f"blocks.{l}.attn.hook_q": q,
-                    f"blocks.{l}.attn.hook_k": k,
-                    f"blocks.{l}.attn.hook_v": v,
-                    f"blocks.{l}.attn.hook_attn_scores": scores,
-                    f"blocks.{l}.attn.hook_pattern": pattern,
-                    f"blocks.{l}.attn.hook_z": z,
-                    f"blocks.{l}.hook_attn_out": attn_out,
-                    f"blocks.{l}.hook_resid_mid": resid_mid,
-                    f"blocks.{l}.mlp.hook_pre": pre,
-                    f"blocks.{l}.mlp.hook_post": post,
-                    f"blocks.{l}.hook_mlp_out": mlp_out,
-                    f"blocks.{l}.hook_resid_post": residual,
-                })
+                cache.update(layer_cache(l, (resid_pre, q, k, v, scores, pattern, z, attn_out,
+                                             resid_mid, pre, post, mlp_out, residual)))
         if with_cache:
             return residual, cache
         return residual
@@ -247,11 +235,19 @@ def forward_numpy(params: dict, shape: ModelShape, token_ids: np.ndarray,
     return residual
 
 
+LAYER_HOOKS = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v",
+               "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "hook_attn_out",
+               "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out",
+               "hook_resid_post")  # one layer's hooks, in forward order
+
+
+def layer_cache(layer: int, activations: Sequence) -> dict:
+    """One layer's activations (in LAYER_HOOKS order) under their hook names."""
+    return {f"blocks.{layer}.{name}": value for name, value in zip(LAYER_HOOKS, activations,
+                                                                    strict=True)}
+
+
 def hook_names(shape: ModelShape) -> list[str]:
     """Every hook name of the model's cache, in forward order (TransformerLens's names)."""
-    per_layer = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v",
-                 "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "hook_attn_out",
-                 "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out",
-                 "hook_resid_post")
     return ["hook_embed", "hook_pos_embed"] + [
-        f"blocks.{l}.{name}" for l in range(len(shape.layers)) for name in per_layer]
+        f"blocks.{l}.{name}" for l in range(len(shape.layers)) for name in LAYER_HOOKS]

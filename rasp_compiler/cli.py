@@ -21,7 +21,6 @@ from rasp_compiler.errors import (
     InvalidProgramError,
     LoadError,
     RaspCompilerError,
-    SaveError,
 )
 from rasp_compiler.program_files import list_programs, load_program
 
@@ -236,13 +235,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _check_report_path(path: Path) -> None:
-    """The HTML report goes to a file in an existing folder; say so before compiling."""
-    if path.is_dir():
-        raise SaveError(f"cannot write the HTML report to {path}: it is a folder; name a file, "
-                        f"e.g. {path / 'report.html'}")
-    if not path.parent.is_dir():
-        raise SaveError(f"cannot write the HTML report to {path}: the folder {path.parent} "
-                        f"does not exist")
+    """A report or picture goes to a file in an existing folder; say so before compiling."""
+    from rasp_compiler.persistence import check_file_destination
+
+    check_file_destination(path, "write the HTML report to", "report.html")
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:

@@ -56,7 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rasp_compiler.assemble import PRECISION, attention_mask
+from rasp_compiler.assemble import PRECISION, attention_mask, layer_cache
 from rasp_compiler.errors import InvalidInputError, InvalidProgramError, LoadError, SaveError
 
 EXHAUSTIVE_LIMIT = 4096  # train (and evaluate) on every input when there are at most this many
@@ -249,21 +249,8 @@ def compressed_forward(params: dict, shape, projection: dict, ids, mask, with_ca
         mlp_out = _mm(post, _mm(params[f"{prefix}/mlp/linear_2"]["w"], w))
         h = h + mlp_out
         if with_cache:
-            cache.update({
-                f"blocks.{l}.hook_resid_pre": resid_pre,
-                f"blocks.{l}.attn.hook_q": q,
-                f"blocks.{l}.attn.hook_k": k,
-                f"blocks.{l}.attn.hook_v": v,
-                f"blocks.{l}.attn.hook_attn_scores": scores,
-                f"blocks.{l}.attn.hook_pattern": pattern,
-                f"blocks.{l}.attn.hook_z": z,
-                f"blocks.{l}.hook_attn_out": attn_out,
-                f"blocks.{l}.hook_resid_mid": resid_mid,
-                f"blocks.{l}.mlp.hook_pre": pre,
-                f"blocks.{l}.mlp.hook_post": post,
-                f"blocks.{l}.hook_mlp_out": mlp_out,
-                f"blocks.{l}.hook_resid_post": h,
-            })
+            cache.update(layer_cache(l, (resid_pre, q, k, v, scores, pattern, z, attn_out,
+                                         resid_mid, pre, post, mlp_out, h)))
     read(h, "hook_readout_in")
     return reads, cache
 

@@ -429,15 +429,11 @@ def check_destination(path: str | Path, format: str = "safetensors") -> Path:
     safetensors: a folder, new, empty, or holding an earlier export (replaced).
     transformerlens: a file (new, or replaced) in an existing folder.
     """
-    target = Path(path)
     if format == "transformerlens":
-        if target.is_dir():
-            raise SaveError(f"cannot export to {target}: it is a folder; name a file, e.g. "
-                            f"{target / 'model.pt'}")
-        if not target.parent.is_dir():
-            raise SaveError(f"cannot export to {target}: the folder {target.parent} does not "
-                            f"exist")
-        return target
+        from rasp_compiler.persistence import check_file_destination
+
+        return check_file_destination(path, "export to", "model.pt")
+    target = Path(path)
     if target.exists() and not target.is_dir():
         raise SaveError(
             f"cannot export to {target}: it is a file; name a folder (new, empty, or holding an "

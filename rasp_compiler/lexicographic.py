@@ -103,20 +103,18 @@ def _lexicographic_parts(key: rasp.SequenceMap, vocab, max_seq_len: int, max_pai
         table = {(a, b): key.f(a, b) for a in firsts for b in seconds}
     except Exception:  # noqa: BLE001 - a user function failing here is the compiler's to report
         return None
-    results = list(table.values())
-    if not all(isinstance(r, Real) and not isinstance(r, bool) and math.isfinite(r)
-               for r in results):
+    if _numbers(tuple(table.values())) is None:
         return None
     by_first = [table[a, b] for a in firsts for b in seconds]
     by_second = [table[a, b] for b in seconds for a in firsts]
     for order, parts in ((by_first, (key.fst, key.snd)), (by_second, (key.snd, key.fst))):
         if all(x < y for x, y in zip(order, order[1:])):
-            return (*parts, len(results))
+            return (*parts, len(table))
     return None
 
 
 def _numbers(values: tuple) -> list | None:
-    """The value set sorted, if every value is a real number (None or a bool, which the
+    """The values sorted, if every one is a finite real number (None or a bool, which the
     order of a sort key should not hang on, or a string: not rewritten)."""
     if not values or not all(isinstance(v, Real) and not isinstance(v, bool)
                              and math.isfinite(v) for v in values):

@@ -77,6 +77,19 @@ class _Invalid(LoadError):
 # ---------------------------------------------------------------------------- save
 
 
+def check_file_destination(path: str | Path, doing: str, example: str) -> Path:
+    """Refuse, before any work, a file destination that cannot be written: a folder, or a
+    file in a folder that does not exist. `doing` starts the message ("export to"),
+    `example` names a file to suggest inside a folder given by mistake."""
+    target = Path(path)
+    if target.is_dir():
+        raise SaveError(f"cannot {doing} {target}: it is a folder; name a file, e.g. "
+                        f"{target / example}")
+    if not target.parent.is_dir():
+        raise SaveError(f"cannot {doing} {target}: the folder {target.parent} does not exist")
+    return target
+
+
 def save_model(model: CompiledModel, path: str | Path) -> Path:
     """Write `path/params.npz` and `path/model.json`; `load_model(path)` reads them back.
 
