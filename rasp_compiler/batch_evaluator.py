@@ -22,7 +22,11 @@ How values are held:
 
 User functions are called once per distinct argument present in the batch (per
 distinct pair for a SequenceMap and a Select predicate), never once per
-position; a numerical mean is an exact float64 sum (checked to be exact) divided
+position. A value that is the same on every input (indices, length, a Select of
+indices by indices, anything computed from those alone) is held broadcast over
+the batch (an array whose batch stride is 0, see `_uniform`) and computed on one
+row: `Select(indices, indices, LEQ)` is one n x n matrix, and a numerical mean
+over it one matrix product; a numerical mean is an exact float64 sum (checked to be exact) divided
 once. Anything this module cannot vectorise (a numerical mean whose float64 sum
 might round, a default that is not a number) falls back, for that node only, to
 the scalar evaluator's rule, row by row.
@@ -76,6 +80,9 @@ class Numbers:
 
     values: np.ndarray  # float64 [B, n]; 0.0 where none
     none: np.ndarray  # bool [B, n]
+    # The same values as codes into their distinct values, when a rule knows them
+    # cheaply (a numerical Map of categorical values): saves sorting B x n floats.
+    coded: Coded | None = None
 
     def objects(self) -> np.ndarray:
         out = self.values.astype(object)
@@ -270,7 +277,7 @@ class _Run:
             value = self.node(node)
             if isinstance(node, rasp.Selector):
                 if self.mask is not None:
-                    value = value & self.mask
+                    value = _per_row(lambda v: v & self.mask, value)
             elif rasp.is_numerical(node):
                 value = _as_numbers(value)
             self.values[node.label] = value
@@ -409,14 +416,30 @@ def outputs_differ(a: SOpValues, b: SOpValues) -> np.ndarray:
 
 def _numbers_to_coded(numbers: Numbers) -> Coded:
     """Distinct floats by bit pattern (so -0.0 and 0.0 stay apart), None last."""
+    if numbers.coded is not None:
+        return numbers.coded
     bits = np.ascontiguousarray(numbers.values).view(np.uint64)
-    unique, inverse = np.unique(bits.ravel(), return_inverse=True)
+    unique, codes = _sorted_codes(bits)
     table = list(unique.view(np.float64).tolist())
-    codes = inverse.reshape(bits.shape).astype(np.int64)
     if numbers.none.any():
         table.append(None)
         codes[numbers.none] = len(table) - 1
     return Coded(tuple(table), codes)
+
+
+def _sorted_codes(keys: np.ndarray, sample: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_inverse=True), sooner: B x n keys hold few distinct values,
+    so the distinct values of the first `sample` rows (plus any the rest adds) are
+    found by a sort of those alone and a binary search of the rest."""
+    if keys.size == 0:
+        return keys.ravel(), np.zeros(keys.shape, dtype=np.int64)
+    unique = np.unique(keys[:sample])
+    codes = np.searchsorted(unique, keys)
+    missing = unique[np.minimum(codes, len(unique) - 1)] != keys
+    if missing.any():
+        unique = np.union1d(unique, keys[missing])
+        codes = np.searchsorted(unique, keys)
+    return unique, codes.astype(np.int64, copy=False)
 
 
 def _as_numbers(value: SOpValues) -> SOpValues:
@@ -425,13 +448,30 @@ def _as_numbers(value: SOpValues) -> SOpValues:
     if isinstance(value, Numbers):
         return value
     converted = [as_number(v) for v in value.table]
-    if all(v is None or type(v) is float for v in converted):
-        numbers = np.array([0.0 if v is None else v for v in converted] or [0.0], dtype=np.float64)
-        nones = np.array([v is None for v in converted] or [False], dtype=bool)
-        return Numbers(numbers[value.codes], nones[value.codes])
     table = _Table()
-    remap = np.array([table.add(v) for v in converted], dtype=np.int64)
-    return Coded(tuple(table.values), remap[value.codes])
+    remap = np.array([table.add(v) for v in converted] or [0], dtype=np.int64)
+    codes = _per_row(lambda c: remap[c], value.codes)
+    if all(v is None or type(v) is float for v in table.values):
+        numbers = np.array([0.0 if v is None else v for v in table.values] or [0.0])
+        nones = np.array([v is None for v in table.values] or [False], dtype=bool)
+        return Numbers(_per_row(lambda c: numbers[c], codes), _per_row(lambda c: nones[c], codes),
+                       Coded(tuple(table.values) or (None,), codes))
+    return Coded(tuple(table.values), codes)
+
+
+def _uniform(array: np.ndarray) -> bool:
+    """Whether `array` [B, ...] is held broadcast over the batch (batch stride 0): the
+    same on every input by construction, so a rule may compute it on row 0 alone."""
+    return array.ndim > 0 and array.shape[0] > 1 and array.strides[0] == 0
+
+
+def _per_row(f: Callable, *arrays: np.ndarray) -> np.ndarray:
+    """f(*arrays), elementwise over the batch; on row 0 alone, broadcast, when every
+    array is uniform (so the result is too)."""
+    if all(_uniform(a) for a in arrays):
+        row = f(*(a[:1] for a in arrays))
+        return np.broadcast_to(row, (arrays[0].shape[0],) + row.shape[1:])
+    return f(*arrays)
 
 
 def _used(codes: np.ndarray, size: int) -> np.ndarray:
@@ -491,7 +531,7 @@ def _map(run: _Run, node: rasp.Map) -> SOpValues:
         bad = np.zeros(len(inner.table), dtype=bool)
         bad[used[[calls[j] for j in failed]]] = True
         run.fail(_rows_with(inner.codes, bad))
-    return Coded(tuple(out.values) or (None,), lookup[inner.codes])
+    return _coded(out, _per_row(lambda c: lookup[c], inner.codes))
 
 
 def _sequence_map(run: _Run, node: rasp.SequenceMap) -> SOpValues:
@@ -500,13 +540,14 @@ def _sequence_map(run: _Run, node: rasp.SequenceMap) -> SOpValues:
             and isinstance(run.values[node.snd.label], Numbers)
             and all(_plain_number(f) for f in (node.fst_fac, node.snd_fac))):
         x, y = run.values[node.fst.label], run.values[node.snd.label]
+        a, b = float(node.fst_fac), float(node.snd_fac)
         with np.errstate(all="ignore"):  # inf as Python gives it, without a warning
-            total = float(node.fst_fac) * x.values + float(node.snd_fac) * y.values
-        none = x.none | y.none
-        return Numbers(np.where(none, 0.0, total), none)
+            total = _per_row(lambda u, v: a * u + b * v, x.values, y.values)
+        none = _per_row(np.logical_or, x.none, y.none)
+        return Numbers(_per_row(lambda n, t: np.where(n, 0.0, t), none, total), none)
     fst, snd = run.coded(node.fst), run.coded(node.snd)
     width = len(snd.table)
-    pairs = fst.codes * width + snd.codes
+    pairs = _per_row(lambda f, s: f * width + s, fst.codes, snd.codes)
     if len(fst.table) * width <= DENSE_PAIR_LIMIT:
         used = _used(pairs, len(fst.table) * width)
         inverse = None
@@ -527,13 +568,20 @@ def _sequence_map(run: _Run, node: rasp.SequenceMap) -> SOpValues:
     if inverse is None:
         lookup = np.zeros(max(len(fst.table) * width, 1), dtype=np.int64)
         lookup[used] = codes_of_used
-        codes = lookup[pairs]
+        codes = _per_row(lambda p: lookup[p], pairs)
     else:
         codes = codes_of_used[inverse.reshape(pairs.shape)]
     if failed:
         bad_pairs = used[[calls[j] for j in failed]]
         run.fail(np.isin(pairs, bad_pairs).any(axis=1))
-    return Coded(tuple(out.values) or (None,), codes)
+    return _coded(out, codes)
+
+
+def _coded(table: _Table, codes: np.ndarray) -> Coded:
+    """A rule's result; held uniform when it has one value (e.g. a Map of the length)."""
+    if len(table.values) <= 1:
+        return Coded(tuple(table.values) or (None,), np.broadcast_to(np.int64(0), codes.shape))
+    return Coded(tuple(table.values), codes)
 
 
 def _plain_number(value) -> bool:
@@ -541,8 +589,8 @@ def _plain_number(value) -> bool:
 
 
 def _selector_width(run: _Run, node: rasp.SelectorWidth) -> Coded:
-    widths = run.values[node.selector.label].sum(axis=2)
-    return Coded(tuple(range(run.n + 1)), widths.astype(np.int64))
+    widths = _per_row(lambda s: s.sum(axis=2, dtype=np.int64), run.values[node.selector.label])
+    return Coded(tuple(range(run.n + 1)), widths)
 
 
 def _aggregate(run: _Run, node: rasp.Aggregate) -> SOpValues:
@@ -570,10 +618,12 @@ def _numerical_aggregate(run: _Run, node: rasp.Aggregate) -> SOpValues:
         return run.scalar(node)  # a default that is not a number: the scalar rule
     selector = run.values[node.selector.label]
     source = run.values[node.sop.label]
-    if isinstance(source, Numbers):
+    if isinstance(source, Numbers):  # 0.0 where None
         values, bad = source.values, source.none
+        distinct = source.coded.table if source.coded is not None else ()
+        table = np.array([0.0 if v is None else v for v in distinct], dtype=np.float64)
     else:
-        numbers = np.zeros(len(source.table), dtype=np.float64)
+        table = np.zeros(len(source.table), dtype=np.float64)  # 0.0 where not a number
         not_number = np.zeros(len(source.table), dtype=bool)
         for i, v in enumerate(source.table):
             if not isinstance(v, Real):
@@ -585,39 +635,54 @@ def _numerical_aggregate(run: _Run, node: rasp.Aggregate) -> SOpValues:
                 return run.scalar(node)
             if number != v:
                 return run.scalar(node)  # an int float64 cannot hold: exact rule
-            numbers[i] = number
-        values, bad = numbers[source.codes], not_number[source.codes]
-    values = np.where(bad, 0.0, values)
-    if not _sums_are_exact(values, run.n):  # then any order of summation is exact
+            table[i] = number
+        values, bad = table[source.codes], not_number[source.codes]
+    # Every value is an integer times 2^-scale (the table's scale holds for the values
+    # drawn from it), so the sums are integer sums: exact, in any order, and computed
+    # without BLAS (whose threads fight the verification forward's for the cores).
+    scale = _exact_scale(table, run.n) if len(table) else None
+    scale = _exact_scale(values, run.n) if scale is None else scale
+    if scale is None:
         return run.scalar(node)
-    picked_bad = (selector & bad[:, None, :]).any(axis=2)
-    if picked_bad.any():
-        run.fail(picked_bad.any(axis=1))
-    counts = selector.sum(axis=2)
+    integers = (np.ldexp(values, scale) if scale else values).astype(np.int64)
+    if _uniform(selector):  # one matrix for every input: [B, k] @ [k, q]
+        matrix = np.ascontiguousarray(selector[0].T, dtype=np.int64)
+        if bad.any():
+            picked_bad = (bad.astype(np.int64) @ matrix) > 0
+            if picked_bad.any():
+                run.fail(picked_bad.any(axis=1))
+        counts = matrix.sum(axis=0)
+        sums = integers @ matrix
+    else:
+        picked_bad = (selector & bad[:, None, :]).any(axis=2)
+        if picked_bad.any():
+            run.fail(picked_bad.any(axis=1))
+        counts = selector.sum(axis=2)
+        sums = np.matmul(selector.astype(np.int64), integers[:, :, None])[..., 0]
     with np.errstate(all="ignore"):
-        sums = np.matmul(selector.astype(np.float64), values[:, :, None])[..., 0]
-        means = sums / np.maximum(counts, 1) + 0.0  # + 0.0: the exact mean is never -0.0
-    out = np.where(counts > 0, means, default)
+        sums = np.ldexp(sums, -scale) if scale else sums.astype(np.float64)
+        means = sums / np.maximum(counts, 1) + 0.0
+    out = np.where(counts > 0, means, default)  # + 0.0 above: an exact mean is never -0.0
     return Numbers(out, np.zeros(out.shape, dtype=bool))
 
 
-def _sums_are_exact(values: np.ndarray, terms: int) -> bool:
-    """Whether every sum of up to `terms` of these float64 values is exact in float64:
-    all are integers times one power of two, and no partial sum reaches 2^53 of them."""
+def _exact_scale(values: np.ndarray, terms: int) -> int | None:
+    """A power of two 2^scale that makes every value an integer with every sum of up to
+    `terms` of them below 2^53 in magnitude (so exact in float64 and int64), or None."""
     if values.size == 0:
-        return True
+        return 0
     if not np.isfinite(values).all():
-        return False
+        return None
     largest = float(np.abs(values).max())
     if largest == 0.0:
-        return True
+        return 0
     for scale in _EXACT_SCALES:
         if largest * 2.0 ** scale * terms >= _FLOAT_INTEGERS:
-            return False
+            return None
         scaled = np.ldexp(values, scale)
         if np.array_equal(scaled, np.floor(scaled)):
-            return True
-    return False
+            return scale
+    return None
 
 
 # --------------------------------------------------------------------------- selectors
@@ -652,13 +717,15 @@ def _select(run: _Run, node: rasp.Select) -> np.ndarray:
             k, q = pairs[live[j]]
             rows |= (keys.codes == k).any(axis=1) & (queries.codes == q).any(axis=1)
         run.fail(rows)
+    if selected.all() or not selected.any():  # e.g. TRUE: one matrix for every input
+        return np.broadcast_to(bool(selected.all()), (run.batch, run.n, run.n))
     if inverse is None:
         relation = np.zeros((len(queries.table), width), dtype=bool)
         index = np.array(pairs, dtype=np.int64).reshape(-1, 2)
         relation[index[:, 1], index[:, 0]] = selected
         # one flat take: about twice as fast as indexing the 2-D relation by two arrays
-        flat = (queries.codes * width)[:, :, None] + keys.codes[:, None, :]
-        return np.take(relation.ravel(), flat)
+        return _per_row(lambda q, k: np.take(relation.ravel(), (q * width)[:, :, None]
+                                             + k[:, None, :]), queries.codes, keys.codes)
     return selected[inverse.reshape(run.batch, run.n, run.n)]
 
 
@@ -674,15 +741,15 @@ def _constant_selector(run: _Run, node: rasp.ConstantSelector) -> np.ndarray:
 
 
 def _selector_and(run: _Run, node: rasp.SelectorAnd) -> np.ndarray:
-    return run.values[node.fst.label] & run.values[node.snd.label]
+    return _per_row(np.logical_and, run.values[node.fst.label], run.values[node.snd.label])
 
 
 def _selector_or(run: _Run, node: rasp.SelectorOr) -> np.ndarray:
-    return run.values[node.fst.label] | run.values[node.snd.label]
+    return _per_row(np.logical_or, run.values[node.fst.label], run.values[node.snd.label])
 
 
 def _selector_not(run: _Run, node: rasp.SelectorNot) -> np.ndarray:
-    return ~run.values[node.inner.label]
+    return _per_row(np.logical_not, run.values[node.inner.label])
 
 
 _RULES: Mapping[type, Callable[[_Run, Any], Any]] = {

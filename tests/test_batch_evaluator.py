@@ -167,6 +167,58 @@ def test_numerical_means_are_exact_and_fall_back_when_float64_could_round():
     assert batch.lists(halves.label) == [[0.25, 0.0, -1 / 12]]
 
 
+def test_values_the_same_on_every_input_are_computed_once_and_stay_exact():
+    """indices, length and what is computed from them alone are held broadcast over the
+    batch (batch stride 0), on one row: the Select, its width, a mean over it; a TRUE
+    Select of tokens is one matrix too. Masked (causal) or not, equal to the scalar rule,
+    and a mixture with per-input values is per input again."""
+    prefix = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)
+    everything = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE)
+    last = rasp.Map(lambda n: n - 1, rasp.SelectorWidth(everything))
+    at_last = rasp.Select(rasp.indices, last, rasp.Comparison.EQ)
+    is_b = rasp.numerical(rasp.Map(lambda t: 1 if t == "b" else 0, rasp.tokens))
+    frac = rasp.numerical(rasp.Aggregate(prefix, is_b, default=0))
+    final = rasp.numerical(rasp.Aggregate(at_last, frac, default=0))
+    both = rasp.SelectorWidth(prefix & rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ))
+    program = rasp.SequenceMap(lambda x, w: (x, w), final, both)
+    inputs = [list(xs) for xs in itertools.product("ab", repeat=4)]
+    for causal in (False, True):
+        assert_equal_to_scalar(program, ("a", "b"), inputs, causal=causal)
+        batch = evaluate_inputs(program, inputs, causal=causal)
+        for uniform in (prefix, everything, at_last):
+            assert batch.values[uniform.label].strides[0] == 0, uniform.label
+        assert batch.coded(last.label).codes.strides[0] == 0
+        assert batch.values[frac.label].values.strides[0] != 0  # depends on the tokens
+        assert batch.values[both.label].codes.strides[0] != 0
+
+
+def test_a_predicate_that_raises_on_a_uniform_select_makes_every_input_undefined():
+    select = rasp.Select(rasp.indices, rasp.indices, lambda k, q: 1 / (k - q) > 0)
+    program = rasp.SelectorWidth(select)
+    assert_equal_to_scalar(program, (0, 1), [[0, 1], [1, 1]])
+    assert evaluate_inputs(program, [[0, 1], [1, 1]]).undefined.tolist() == [True, True]
+
+
+def test_numerical_values_are_coded_even_past_the_sample():
+    """A computed numerical SOp's distinct values are found from the first rows and a
+    binary search of the rest; values only later rows hold are still told apart."""
+    from rasp_compiler.batch_evaluator import _sorted_codes
+
+    keys = np.array([[3, 1], [1, 3], [7, 3], [0, 9]], dtype=np.uint64)
+    unique, codes = _sorted_codes(keys, sample=2)
+    expected, inverse = np.unique(keys, return_inverse=True)
+    assert unique.tolist() == expected.tolist()
+    assert codes.tolist() == inverse.reshape(keys.shape).tolist()
+    x = rasp.numerical(rasp.Map(float, rasp.tokens))
+    doubled = rasp.numerical(rasp.LinearSequenceMap(x, x, 1, 1))  # no table of its own
+    label = rasp.Map(str, doubled)
+    inputs = [[1, 1]] * 5000 + [[0, 2]]  # 0.0 and 4.0 only in the last row
+    batch = evaluate_inputs(label, inputs)
+    assert batch.values[doubled.label].coded is None
+    assert batch.lists(label.label)[-1] == ["0.0", "4.0"]
+    assert batch.lists(label.label)[0] == ["2.0", "2.0"]
+
+
 def test_large_value_tables_take_the_sparse_path():
     """Keys and queries with more distinct pairs than DENSE_PAIR_LIMIT: the predicate
     and the pair function are called per distinct pair present, still exact."""
