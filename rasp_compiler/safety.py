@@ -10,6 +10,11 @@ tracr compiles such programs silently. Here each categorical Aggregate is:
   SOp built from them as `KeyFacts` proves, such as the target positions of a
   sort), so at most one position is selected; or determines the values read
   (equal keys, equal values), so every selected position holds the same value;
+- under a causal mask, also proven when the key SOp is never larger than its
+  position (the width of a selector that never selects a position's own key)
+  and the query side is `indices`, selecting only key values at least the
+  query's index (such as EQ): keys at j <= q holding a value >= q can only be q
+  itself; this proves tracr's sorts compiled with `causal=True`;
 - unsafe when the evaluator finds an input where it mixes values (exhaustive
   over short inputs, then random ones): the compiler refuses, showing that input;
 - unproven otherwise: compiled with a warning that says what would make the
@@ -20,6 +25,7 @@ tracr compiles such programs silently. Here each categorical Aggregate is:
 from __future__ import annotations
 
 import itertools
+import numbers
 import random
 from dataclasses import dataclass
 from typing import Iterable
@@ -28,6 +34,7 @@ import numpy as np
 
 from rasp_compiler import rasp
 from rasp_compiler.batch_evaluator import by_length, evaluate_batch
+from rasp_compiler.identity import identity_key
 from rasp_compiler.residual import BOS
 from rasp_compiler.rewrite import AttentionOp, OpGraph, width_hidden_label
 
@@ -43,6 +50,17 @@ PROOF_NEEDS = (
     "over keys that differ at every position: indices, an injective Map or SequenceMap of such "
     "keys (e.g. a key plus an index tie-break that never collides), or a SelectorWidth ranking "
     "such keys by a strict order; or over keys whose equal values mean equal aggregated values"
+)
+# Under a causal mask a ranking is no permutation (KeyFacts), so the third kind of keys is
+# replaced by the one rule that holds only there.
+CAUSAL_PROOF_NEEDS = (
+    "a proof needs a selector atom that matches at most one key value per query (such as EQ) "
+    "over keys that differ at every position: indices, or an injective Map or SequenceMap of "
+    "such keys (under the causal mask a SelectorWidth ranking is no permutation); or over keys "
+    "whose equal values mean equal aggregated values; or an atom comparing indices (queries) "
+    "with keys never larger than their position, such as the SelectorWidth of a selector that "
+    "never selects a position's own key (Select(keys, keys, LT)), that selects only key values "
+    "at least the query's index (such as EQ)"
 )
 
 
@@ -79,8 +97,9 @@ def check_categorical_aggregates(
             pending.append(op)
     unproven: dict[str, str] = {}  # label -> what a proof would need
     if pending:
-        facts = KeyFacts(ops, {a.key for op in pending for a in _functional_atoms(op)},
-                         causal=causal)
+        # The causal rule reads any atom's keys, not only a functional atom's.
+        keys = {a.key for op in pending for a in (op.atoms if causal else _functional_atoms(op))}
+        facts = KeyFacts(ops, keys, causal=causal)
         for op in pending:
             reason = _key_proof(op, facts)
             if reason:
@@ -129,7 +148,12 @@ def _local_proof(op: AttentionOp) -> str:
 
 
 def _key_proof(op: AttentionOp, facts: KeyFacts) -> str:
-    """A functional atom over keys that differ at every position, or that determine the values."""
+    """A functional atom over keys that differ at every position, or that determine the
+    values; under a causal mask, an atom that can select only the query's own position."""
+    if facts.causal:
+        reason = _causal_position_proof(op, facts)
+        if reason:
+            return reason
     functional = _functional_atoms(op)
     for atom in functional:
         chain = facts.unique_chain(atom.key)
@@ -150,14 +174,38 @@ def _key_proof(op: AttentionOp, facts: KeyFacts) -> str:
     return ""
 
 
+def _causal_position_proof(op: AttentionOp, facts: KeyFacts) -> str:
+    """Under the causal mask query position q sees keys j <= q only. An atom (a conjunct:
+    it must hold) reading `indices` on the query side and selecting only key values >= q,
+    over keys K with K_j <= j at every position, selects j only if q <= K_j <= j <= q."""
+    for atom in op.atoms:
+        bound = facts.position_bound(atom.key)
+        if atom.query != "indices" or bound is None:
+            continue
+        if all(_is_number(k) and k >= q
+               for qi, q in enumerate(atom.query_values)
+               for ki, k in enumerate(atom.key_values) if atom.relation[qi, ki]):
+            return (
+                f"under the causal mask query position q sees only keys at positions j <= q; "
+                f"{atom.select} selects only values of {atom.key} at least q, and {bound}, so "
+                f"only position q itself can be selected"
+            )
+    return ""
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _missing_proof(op: AttentionOp, facts: KeyFacts) -> str:
     """Why no proof went through, and what would make one."""
+    needs = CAUSAL_PROOF_NEEDS if facts.causal else PROOF_NEEDS
     functional = _functional_atoms(op)
     if not functional:
         atoms = ", ".join(a.select for a in op.atoms) or "none"
         return (
             f"no atom of its selector {op.selector} (atoms: {atoms}) matches at most one key "
-            f"value per query; {PROOF_NEEDS}"
+            f"value per query; {needs}"
         )
     parts = []
     for atom in functional:
@@ -169,7 +217,7 @@ def _missing_proof(op: AttentionOp, facts: KeyFacts) -> str:
         if notes:
             text += f" ({'; '.join(notes)})"
         parts.append(text)
-    return f"{'; '.join(parts)}; {PROOF_NEEDS}"
+    return f"{'; '.join(parts)}; {needs}"
 
 
 @dataclass(frozen=True)
@@ -207,7 +255,11 @@ class KeyFacts:
 
     Under a causal mask the SelectorWidth rule fails (position i counts only the
     smaller values before it: `[5, 3]` ranks both 0), so `causal=True` drops it;
-    the other rules relate values at one position and hold unchanged.
+    the other rules relate values at one position and hold unchanged. In its place
+    a causal width gets a bound (`position_bound`): a SelectorWidth computed by one
+    head with an atom comparing an SOp with itself that no value satisfies against
+    itself never selects a position's own key, so at position j it counts at most
+    the j keys before it.
     """
 
     def __init__(self, ops: OpGraph, labels: Iterable[str], *, causal: bool = False):
@@ -216,6 +268,7 @@ class KeyFacts:
         self.edges: dict[str, list[_Edge]] = {}
         self.notes: dict[str, str] = {}  # near misses: rules over a position-unique SOp that failed
         self._unique: dict[str, tuple[_Edge, ...] | None] = {}
+        self._bounded: dict[str, str] = {}  # causal: label -> why its value at j is <= j
         needed = self._ancestors(labels)
         for label in ops.order:
             if label in needed:
@@ -226,6 +279,10 @@ class KeyFacts:
     def unique_chain(self, label: str) -> tuple[_Edge, ...] | None:
         """The edges from `label` to `indices` if it differs at every position, else None."""
         return self._unique.get(label)
+
+    def position_bound(self, label: str) -> str | None:
+        """Under a causal mask: why `label` is at most j at every position j, else None."""
+        return self._bounded.get(label)
 
     def explain(self, chain: tuple[_Edge, ...]) -> str:
         whys = [edge.why for edge in chain] + ["indices differ at every position"]
@@ -313,7 +370,9 @@ class KeyFacts:
             self._map_rule(label, expr)
         elif isinstance(expr, rasp.SequenceMap):
             self._sequence_map_rule(label, expr)
-        elif isinstance(expr, rasp.SelectorWidth) and not self.causal:
+        elif isinstance(expr, rasp.SelectorWidth) and self.causal:
+            self._causal_width_bound(label, expr)
+        elif isinstance(expr, rasp.SelectorWidth):
             self._width_rule(label, expr)
         elif expr is None and label in self.ops.units and self.ops.units[label].kind == "Tuple":
             inputs = self.ops.units[label].inputs
@@ -402,6 +461,25 @@ class KeyFacts:
                             f"does not keep the values of {kept} apart")
                 seen.setdefault(out, (u, args))
         return None
+
+    def _causal_width_bound(self, label: str, expr: rasp.SelectorWidth) -> None:
+        head = self.ops.attention.get(width_hidden_label(label))
+        if head is None:  # several heads (inclusion-exclusion): not covered
+            return
+        for atom in head.atoms:
+            if atom.query != atom.key:
+                continue
+            query_index = {identity_key(v): i for i, v in enumerate(atom.query_values)}
+            if any(atom.relation[query_index[identity_key(v)], ki]
+                   for ki, v in enumerate(atom.key_values) if identity_key(v) in query_index):
+                continue
+            self._bounded[label] = (
+                f"{label} is the SelectorWidth of {expr.selector.label}, whose {atom.select} "
+                f"holds for no value of {atom.key} against itself: a position never selects "
+                f"its own key, so under the mask {label} at position j counts at most the j "
+                f"positions before it"
+            )
+            return
 
     def _width_rule(self, label: str, expr: rasp.SelectorWidth) -> None:
         head = self.ops.attention.get(width_hidden_label(label))

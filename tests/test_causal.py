@@ -124,6 +124,12 @@ def test_diagnostics_use_the_masked_ideal_pattern():
     inputs = [["a", "b", "a"], ["b", "b"]]
     assert model.check_patterns(inputs).passed
     assert model.read_back(inputs).agrees
+    # the heatmaps' ideal pattern is the masked one, and the compiled pattern matches it
+    from rasp_compiler.pictures import head_patterns
+
+    for head in head_patterns(model, inputs[0]):
+        assert not np.triu(head["ideal"], 1).any(), head["name"]
+        np.testing.assert_allclose(head["compiled"], head["ideal"], atol=0.05)
 
 
 def test_causal_fuzz_campaign_is_clean():

@@ -185,3 +185,66 @@ def test_under_a_causal_mask_rankings_are_not_proofs():
     assert compile_without_warning(minimum, [1, 2, 3], 4).info.aggregate_checks[0][1] == "proven"
     with pytest.raises(UnsafeAggregateError, match=r"minimum: .*on the input \[2, 1\]"):
         compile_program(minimum, [1, 2, 3], 4, causal=True)
+
+
+def causal_checks_of(program, vocab, n):
+    ops = ops_of(program, vocab, n)
+    return {c.label: c for c in check_categorical_aggregates(ops, schedule(ops).live, causal=True)}
+
+
+@pytest.mark.parametrize("program, vocab, n", [
+    (lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=5, min_key=1), [1, 2, 3], 5),
+    (lib.make_sort_unique(rasp.tokens, rasp.tokens), [1, 2, 3], 4),  # repeated keys too
+    (lib.make_sort_freq(5), ["a", "b", "c"], 5),
+], ids=["make_sort", "make_sort_unique", "make_sort_freq"])
+def test_tracrs_sorts_compiled_causal_are_proven_by_the_position_bound(program, vocab, n):
+    # Causally target_pos is no permutation ([5, 3] ranks both 0), but it is at most j at
+    # position j (LT never selects a position's own key), so Select(target_pos, indices,
+    # EQ) at query q can only select key q: q <= target_pos_j <= j <= q.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        model = compile_program(program, vocab, n, causal=True)
+    ((label, status, reason),) = model.info.aggregate_checks
+    assert status == "proven", reason
+    assert "under the causal mask query position q sees only keys at positions j <= q" in reason
+    assert "target_pos is the SelectorWidth of smaller" in reason
+    assert verify(program, model, exhaustive_up_to=3, samples=50, backend="numpy").ok
+
+
+def test_the_causal_position_bound_needs_a_strict_width_and_keys_at_least_the_query():
+    keys = rasp.SequenceMap(lambda t, i: t + i / 10, rasp.tokens, rasp.indices).named("keys")
+    strict = rasp.SelectorWidth(rasp.Select(keys, keys, rasp.Comparison.LT)).named("strict")
+    loose = rasp.SelectorWidth(rasp.Select(keys, keys, rasp.Comparison.LEQ)).named("loose")
+    ops = ops_of(rasp.SequenceMap(lambda a, b: a + b, strict, loose), [1, 2, 3], 4)
+    facts = KeyFacts(ops, ["strict", "loose"], causal=True)
+    assert "never selects its own key" in facts.position_bound("strict")
+    assert facts.position_bound("loose") is None  # LEQ selects itself: at most j + 1
+    assert KeyFacts(ops, ["strict"]).position_bound("strict") is None  # bidirectional: no bound
+    # Keys at most j, but the atom selects a key value below the query's index: q - 1
+    # holds target q - 1 whenever its key is the largest so far, as q may too.
+    previous = rasp.Aggregate(rasp.Select(strict, rasp.indices, lambda k, q: k == q - 1),
+                              rasp.tokens).named("previous")
+    check = causal_checks_of(previous, [1, 2, 3], 4)["previous"]
+    assert check.status == "unsafe", check.reason
+    # The same with LEQ widths: key q - 1 and key q can both hold q.
+    at_most = rasp.Aggregate(rasp.Select(loose, rasp.indices, rasp.Comparison.EQ),
+                             rasp.tokens).named("at_most")
+    check = causal_checks_of(at_most, [1, 2, 3], 4)["at_most"]
+    assert check.status == "unsafe", check.reason
+
+
+def test_a_causal_warning_names_the_proofs_that_hold_under_the_mask():
+    same_index = rasp.Map(lambda i: i, rasp.indices).named("same_index")
+    keys = rasp.SequenceMap(lambda i, j: i if i == j else 0, rasp.indices, same_index)
+    # diag_keys is indices in disguise (no proof sees it); LEQ over it selects a position's
+    # own key, so the position bound fails too, and the search finds no mixing: a warning.
+    keys = keys.named("diag_keys")
+    program = rasp.Aggregate(
+        rasp.Select(rasp.SelectorWidth(rasp.Select(keys, keys, rasp.Comparison.LEQ)),
+                    rasp.indices, rasp.Comparison.EQ), rasp.tokens).named("unproven")
+    with pytest.warns(CompileWarning) as caught:
+        compile_program(program, [1, 2, 3], 4, causal=True)
+    (message,) = [str(w.message) for w in caught]
+    assert "under the causal mask a SelectorWidth ranking is no permutation" in message
+    assert "keys never larger than their position" in message
+    assert "or a SelectorWidth ranking such keys by a strict order" not in message

@@ -10,8 +10,10 @@ import pytest
 
 from rasp_compiler import lib, testing
 from rasp_compiler.compiler import compile_program
-from rasp_compiler.errors import InvalidInputError, RaspCompilerError
+from rasp_compiler.errors import InvalidInputError, ModelMismatchError, RaspCompilerError
 from rasp_compiler.testing import assert_matches, warm_up
+
+from cases import causal_twin
 
 PROGRAM = lib.make_hist()
 MODEL = compile_program(PROGRAM, ["a", "b"], 4)
@@ -90,3 +92,16 @@ def test_unknown_backend_is_a_clear_error():
     with pytest.raises(InvalidInputError, match="backend must be one of") as error:
         assert_matches(PROGRAM, MODEL, ["a"], backend="torch")
     assert isinstance(error.value, (RaspCompilerError, ValueError))
+
+
+def test_assert_matches_checks_a_causal_model_against_the_causal_meaning():
+    length = lib.make_length()
+    plain = compile_program(length, ["a", "b"], 4)
+    causal = causal_twin(plain)  # the same weights behind the mask: length is i + 1
+    assert_matches(length, causal, ["a", "b", "a"])
+    assert_matches(length, plain, ["a", "b", "a"])
+    # A model claiming to be causal is held to the causal meaning, not the plain one.
+    claims_causal = causal_twin(plain)
+    claims_causal.runtime = plain.runtime  # runs unmasked: every position says 3
+    with pytest.raises(ModelMismatchError, match=r"at position 0 the evaluator says 1, the model 3"):
+        assert_matches(length, claims_causal, ["a", "b", "a"])
