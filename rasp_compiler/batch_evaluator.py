@@ -693,22 +693,76 @@ def _select(run: _Run, node: rasp.Select) -> np.ndarray:
     width = len(keys.table)
     used_keys = _used(keys.codes, width)
     used_queries = _used(queries.codes, len(queries.table))
-    if len(used_keys) * len(used_queries) <= DENSE_PAIR_LIMIT:
-        pairs = [(int(k), int(q)) for q in used_queries for k in used_keys]
-        inverse = None
-    else:
-        combined = queries.codes[:, :, None] * width + keys.codes[:, None, :]
-        unique, inverse = np.unique(combined.ravel(), return_inverse=True)
-        pairs = [(p % width, p // width) for p in unique.tolist()]
+    if len(used_keys) * len(used_queries) > DENSE_PAIR_LIMIT:
+        return _sparse_select(run, node, keys, queries)
+    # The predicate on every used (query, key) pair: [used queries, used keys].
+    key_values = [keys.table[k] for k in used_keys.tolist()]
+    query_values = [queries.table[q] for q in used_queries.tolist()]
+    holds = _compare_numbers(node.predicate, key_values, query_values)
+    if holds is None:
+        holds = np.zeros((len(query_values), len(key_values)), dtype=bool)
+        live = [(q, k) for q, query in enumerate(query_values) if query is not None
+                for k, key in enumerate(key_values) if key is not None]
+        predicate = node.predicate
+        results, failed = run.call_each(
+            lambda key, query: bool(predicate(key, query)),
+            [(key_values[k], query_values[q]) for q, k in live])
+        for (q, k), result in zip(live, results):
+            holds[q, k] = bool(result)
+        if failed:
+            rows = np.zeros(run.batch, dtype=bool)
+            for j in failed:
+                q, k = live[j]
+                rows |= ((keys.codes == used_keys[k]).any(axis=1)
+                         & (queries.codes == used_queries[q]).any(axis=1))
+            run.fail(rows)
+    if holds.all() or not holds.any():  # e.g. TRUE: one matrix for every input
+        return np.broadcast_to(bool(holds.all()), (run.batch, run.n, run.n))
+    relation = np.zeros((len(queries.table), width), dtype=bool)
+    relation[np.ix_(used_queries, used_keys)] = holds
+    # one flat take: about twice as fast as indexing the 2-D relation by two arrays
+    return _per_row(lambda q, k: np.take(relation.ravel(), (q * width)[:, :, None]
+                                         + k[:, None, :]), queries.codes, keys.codes)
+
+
+_NUMPY_COMPARISONS = {
+    rasp.Comparison.EQ: np.equal, rasp.Comparison.LT: np.less,
+    rasp.Comparison.LEQ: np.less_equal, rasp.Comparison.GT: np.greater,
+    rasp.Comparison.GEQ: np.greater_equal, rasp.Comparison.NEQ: np.not_equal,
+}
+
+
+def _compare_numbers(predicate, keys: list, queries: list) -> np.ndarray | None:
+    """A Comparison of plain numbers, as numpy arrays [queries, keys] (False where
+    either is None), when float64 compares them as Python does: every value an int of
+    at most 2^53 in magnitude or a float. None otherwise (then it is called per pair)."""
+    compare = _NUMPY_COMPARISONS.get(predicate)
+    if compare is None:
+        return None
+    arrays = []
+    for values in (keys, queries):
+        if not all(v is None or type(v) is float or (type(v) is int and abs(v) <= 2 ** 53)
+                   for v in values):
+            return None
+        arrays.append((np.array([0.0 if v is None else v for v in values], dtype=np.float64),
+                       np.array([v is not None for v in values], dtype=bool)))
+    (k, k_live), (q, q_live) = arrays
+    return compare(k[None, :], q[:, None]) & k_live[None, :] & q_live[:, None]
+
+
+def _sparse_select(run: _Run, node: rasp.Select, keys: Coded, queries: Coded) -> np.ndarray:
+    """A Select over more used pairs than DENSE_PAIR_LIMIT: the predicate per distinct
+    (query, key) pair present in the batch."""
+    width = len(keys.table)
+    combined = queries.codes[:, :, None] * width + keys.codes[:, None, :]
+    unique, inverse = np.unique(combined.ravel(), return_inverse=True)
+    pairs = [(p % width, p // width) for p in unique.tolist()]
     predicate = node.predicate
-
-    def holds(key, query) -> bool:
-        return bool(predicate(key, query))
-
     live = [i for i, (k, q) in enumerate(pairs)
             if keys.table[k] is not None and queries.table[q] is not None]
     results, failed = run.call_each(
-        holds, [(keys.table[pairs[i][0]], queries.table[pairs[i][1]]) for i in live])
+        lambda key, query: bool(predicate(key, query)),
+        [(keys.table[pairs[i][0]], queries.table[pairs[i][1]]) for i in live])
     selected = np.zeros(len(pairs), dtype=bool)
     selected[[live[i] for i, r in enumerate(results) if r]] = True
     if failed:
@@ -717,15 +771,6 @@ def _select(run: _Run, node: rasp.Select) -> np.ndarray:
             k, q = pairs[live[j]]
             rows |= (keys.codes == k).any(axis=1) & (queries.codes == q).any(axis=1)
         run.fail(rows)
-    if selected.all() or not selected.any():  # e.g. TRUE: one matrix for every input
-        return np.broadcast_to(bool(selected.all()), (run.batch, run.n, run.n))
-    if inverse is None:
-        relation = np.zeros((len(queries.table), width), dtype=bool)
-        index = np.array(pairs, dtype=np.int64).reshape(-1, 2)
-        relation[index[:, 1], index[:, 0]] = selected
-        # one flat take: about twice as fast as indexing the 2-D relation by two arrays
-        return _per_row(lambda q, k: np.take(relation.ravel(), (q * width)[:, :, None]
-                                             + k[:, None, :]), queries.codes, keys.codes)
     return selected[inverse.reshape(run.batch, run.n, run.n)]
 
 

@@ -219,6 +219,25 @@ def test_numerical_values_are_coded_even_past_the_sample():
     assert batch.lists(label.label)[0] == ["2.0", "2.0"]
 
 
+@pytest.mark.parametrize("comparison", list(rasp.Comparison), ids=lambda c: c.name)
+def test_comparisons_of_numbers_are_computed_by_numpy_as_python_computes_them(comparison):
+    """Comparisons of plain numbers run as numpy array comparisons; at the edges where
+    float64 is not Python (ints past 2^53) or values are not numbers, per pair."""
+    from rasp_compiler.batch_evaluator import _compare_numbers
+
+    values = {0: 2 ** 53, 1: 2 ** 53 + 1, 2: -0.0, 3: 0, 4: float("nan"), 5: None, 6: 0.5}
+    key = rasp.Map(lambda t: values[t], rasp.tokens)
+    query = rasp.Map(lambda t: values[(t + 3) % 7], rasp.tokens)
+    program = rasp.SelectorWidth(rasp.Select(key, query, comparison))
+    inputs = [list(xs) for xs in itertools.product(range(7), repeat=2)]
+    assert_equal_to_scalar(program, tuple(range(7)), inputs)
+    plain = [2 ** 53, -0.0, 0, float("nan"), None, 0.5]
+    vectorised = _compare_numbers(comparison, plain, plain)
+    assert (vectorised is None) == (comparison in (rasp.Comparison.TRUE, rasp.Comparison.FALSE))
+    assert _compare_numbers(comparison, [2 ** 53 + 1], [1.0]) is None
+    assert _compare_numbers(comparison, [True], [1]) is None
+
+
 def test_large_value_tables_take_the_sparse_path():
     """Keys and queries with more distinct pairs than DENSE_PAIR_LIMIT: the predicate
     and the pair function are called per distinct pair present, still exact."""
