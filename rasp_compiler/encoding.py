@@ -219,8 +219,15 @@ class Unclean:
 
 
 def readout_numbers(readout: Readout, columns: np.ndarray) -> np.ndarray:
-    """A numerical readout's values from its columns [..., k] (float64, shape [...])."""
-    return columns.astype(np.float64) @ np.asarray(readout.coefficients, np.float64)
+    """A numerical readout's values from its columns [..., k] (float64, shape [...]).
+
+    A sum over the k columns, not a BLAS product: BLAS threads would fight the
+    verification forward's threads for the cores."""
+    columns = np.asarray(columns)
+    total = np.zeros(columns.shape[:-1], dtype=np.float64)
+    for i, coefficient in enumerate(readout.coefficients):
+        total += columns[..., i].astype(np.float64) * float(coefficient)
+    return total
 
 
 EMPTY = -1  # decode_indices: the position holds no value (None)

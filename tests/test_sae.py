@@ -69,3 +69,16 @@ def test_scorer_reads_an_sae_with_its_codes(toy):
 def test_bad_arguments_are_refused(arguments, options, message):
     with pytest.raises(InvalidInputError, match=message):
         train_sae(*arguments, **options)
+
+
+def test_same_seed_same_sae_and_progress_is_shown(toy, capsys):
+    _, _, x = toy
+    first = train_sae(x, 12, steps=200, seed=3, progress=True)
+    err = capsys.readouterr().err
+    assert "SAE (relu, 12 latents): step 100/200" in err and "step 200/200" in err
+    assert "mse" in err and err.endswith("\n")
+    again = train_sae(x, 12, steps=200, seed=3)
+    assert capsys.readouterr().err == ""
+    np.testing.assert_array_equal(again.w_dec, first.w_dec)
+    np.testing.assert_array_equal(again.w_enc, first.w_enc)
+    assert not np.allclose(train_sae(x, 12, steps=200, seed=4).w_dec, first.w_dec)
