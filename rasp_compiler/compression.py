@@ -47,7 +47,7 @@ import sys
 import time
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Real
 from pathlib import Path
 from typing import Any
@@ -271,6 +271,11 @@ class _Plan:
     max_seq_len: int
     mode: str  # "full" (every input each step), "pick" (random batches of them), "random"
     batch_size: int
+
+    def for_evaluation(self) -> "_Plan":
+        """The plan with what only training uses (how batches are drawn) blanked: the
+        evaluation's compiled functions are then shared by runs that differ only in that."""
+        return replace(self, mode="", batch_size=0)
 
 
 @functools.lru_cache(maxsize=64)
@@ -542,10 +547,11 @@ def compress(model, d: int, *, seed: int = 0, steps: int = 3000, batch_size: int
         numerical=readout.numerical, vocab_size=vocab_size, max_seq_len=model.max_seq_len,
         mode="random" if not exhaustive else "full" if n_data <= batch_size else "pick",
         batch_size=batch_size)
+    eval_plan = plan.for_evaluation()
     # Every evaluation input's targets, computed once (at most tens of MB): training on
     # every input then runs one forward per step.
     eval_targets = jnp.concatenate([
-        _targets_jit(params, plan, eval_ids[i: i + 1024], eval_mask[i: i + 1024])
+        _targets_jit(params, eval_plan, eval_ids[i: i + 1024], eval_mask[i: i + 1024])
         for i in range(0, n_data, 1024)], axis=1)
     data = (eval_ids, eval_mask, eval_targets) if exhaustive else ()
     pca_rows = None
@@ -557,7 +563,7 @@ def compress(model, d: int, *, seed: int = 0, steps: int = 3000, batch_size: int
 
     def measure(proj):
         output_loss, reconstruction, agreement = (float(v) for v in _evaluate(
-            params, plan, proj, eval_ids, eval_mask, eval_targets))
+            params, eval_plan, proj, eval_ids, eval_mask, eval_targets))
         total = output_weight * output_loss + reconstruction_weight * reconstruction
         return total, output_loss, reconstruction, agreement
 
