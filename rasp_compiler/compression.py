@@ -430,14 +430,8 @@ def _random_inputs(key, vocab_size: int, max_seq_len: int, batch: int):
 # ---------------------------------------------------------------------------- training
 
 
-def _check_options(model, d, steps, batch_size, learning_rate, output_weight,
-                   reconstruction_weight, hidden, init, target_agreement, eval_every,
-                   patience) -> None:
-    from rasp_compiler.model import CompiledModel
-
-    if not isinstance(model, CompiledModel):
-        raise InvalidInputError(f"compress needs a CompiledModel (from compile_program), got "
-                                f"{type(model).__name__}")
+def check_width(model, d) -> None:
+    """Refuse a compressed width that is not a whole number in 1..d_model."""
     width = model.shape.d_model
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
         raise InvalidInputError(f"d must be a whole number of dimensions, got {d!r}")
@@ -446,6 +440,24 @@ def _check_options(model, d, steps, batch_size, learning_rate, output_weight,
             f"d={d}: the compressed residual must have 1..{width} dimensions (d_model of the "
             f"{model.output} model is {width}); pick d in that range"
         )
+
+
+def residual_hook_names(depth: int) -> list[str]:
+    """The hooks holding a compressed model's residual [.., d], layer by layer."""
+    return [f"blocks.{l}.hook_resid_{part}" for l in range(depth)
+            for part in ("pre", "mid", "post")]
+
+
+def _check_options(model, d, steps, batch_size, learning_rate, output_weight,
+                   reconstruction_weight, hidden, init, target_agreement, eval_every,
+                   patience) -> None:
+    from rasp_compiler.model import CompiledModel
+
+    if not isinstance(model, CompiledModel):
+        raise InvalidInputError(f"compress needs a CompiledModel (from compile_program), got "
+                                f"{type(model).__name__}")
+    check_width(model, d)
+    width = model.shape.d_model
 
     def whole(name, value, least):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
@@ -672,8 +684,7 @@ class CompressedModel:
     @property
     def residual_hooks(self) -> list[str]:
         """Hooks holding the compressed residual [.., d]: where an SAE can be trained."""
-        return [f"blocks.{l}.hook_resid_{part}" for l in range(self.base.depth)
-                for part in ("pre", "mid", "post")]
+        return residual_hook_names(self.base.depth)
 
     def interference(self) -> np.ndarray:
         """W @ W.T [D, D]: entry (i, j) is how much reading feature i picks up of feature j
