@@ -142,6 +142,30 @@ def test_cache_has_the_compiled_hooks_with_a_compressed_residual(shift, small):
                                cache["blocks.0.hook_resid_pre"] @ small.W.T, atol=1e-5)
 
 
+def test_nonlinear_reads_add_a_relu_decoder_to_the_linear_read(shift, small):
+    """x = h @ W.T + relu(h @ w1 + b1) @ w2 at every read; with w2 = 0 (how training
+    starts) the model is the linear one."""
+    rng = np.random.default_rng(0)
+    hidden = 5
+
+    def readers(scale):
+        return {name: {"w1": rng.normal(size=(SMALL_D, hidden)).astype(np.float32),
+                       "b1": rng.normal(size=hidden).astype(np.float32),
+                       "w2": scale * rng.normal(size=(hidden, WIDTH)).astype(np.float32)}
+                for name in read_hooks(shift.shape)}
+
+    start = CompressedModel(shift, small.W, readers(0.0), small.info)
+    assert start.run(INPUTS) == small.run(INPUTS)
+    trained = readers(0.3)
+    model = CompressedModel(shift, small.W, trained, small.info)
+    _, cache = model.run_with_cache(INPUTS)
+    for name, resid in (("blocks.0.hook_attn_in", "blocks.0.hook_resid_pre"),
+                        ("hook_readout_in", "blocks.0.hook_resid_post")):
+        h, r = cache[resid], trained[name]
+        expected = h @ small.W.T + np.maximum(h @ r["w1"] + r["b1"], 0) @ r["w2"]
+        np.testing.assert_allclose(cache[name], expected, atol=1e-4, err_msg=name)
+
+
 def test_feature_directions_are_rows_of_W_with_the_true_activations(shift, small):
     truth = small.feature_directions()
     assert truth.labels == tuple(shift.residual_labels)
