@@ -47,7 +47,7 @@ import sys
 import time
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Real
 from pathlib import Path
 from typing import Any
@@ -272,6 +272,11 @@ class _Plan:
     mode: str  # "full" (every input each step), "pick" (random batches of them), "random"
     batch_size: int
 
+    def for_evaluation(self) -> "_Plan":
+        """The plan with what only training uses (how batches are drawn) blanked: the
+        evaluation's compiled functions are then shared by runs that differ only in that."""
+        return replace(self, mode="", batch_size=0)
+
 
 @functools.lru_cache(maxsize=64)
 def _base_apply(shape):
@@ -425,14 +430,8 @@ def _random_inputs(key, vocab_size: int, max_seq_len: int, batch: int):
 # ---------------------------------------------------------------------------- training
 
 
-def _check_options(model, d, steps, batch_size, learning_rate, output_weight,
-                   reconstruction_weight, hidden, init, target_agreement, eval_every,
-                   patience) -> None:
-    from rasp_compiler.model import CompiledModel
-
-    if not isinstance(model, CompiledModel):
-        raise InvalidInputError(f"compress needs a CompiledModel (from compile_program), got "
-                                f"{type(model).__name__}")
+def check_width(model, d) -> None:
+    """Refuse a compressed width that is not a whole number in 1..d_model."""
     width = model.shape.d_model
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
         raise InvalidInputError(f"d must be a whole number of dimensions, got {d!r}")
@@ -441,6 +440,24 @@ def _check_options(model, d, steps, batch_size, learning_rate, output_weight,
             f"d={d}: the compressed residual must have 1..{width} dimensions (d_model of the "
             f"{model.output} model is {width}); pick d in that range"
         )
+
+
+def residual_hook_names(depth: int) -> list[str]:
+    """The hooks holding a compressed model's residual [.., d], layer by layer."""
+    return [f"blocks.{l}.hook_resid_{part}" for l in range(depth)
+            for part in ("pre", "mid", "post")]
+
+
+def _check_options(model, d, steps, batch_size, learning_rate, output_weight,
+                   reconstruction_weight, hidden, init, target_agreement, eval_every,
+                   patience) -> None:
+    from rasp_compiler.model import CompiledModel
+
+    if not isinstance(model, CompiledModel):
+        raise InvalidInputError(f"compress needs a CompiledModel (from compile_program), got "
+                                f"{type(model).__name__}")
+    check_width(model, d)
+    width = model.shape.d_model
 
     def whole(name, value, least):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
@@ -542,10 +559,11 @@ def compress(model, d: int, *, seed: int = 0, steps: int = 3000, batch_size: int
         numerical=readout.numerical, vocab_size=vocab_size, max_seq_len=model.max_seq_len,
         mode="random" if not exhaustive else "full" if n_data <= batch_size else "pick",
         batch_size=batch_size)
+    eval_plan = plan.for_evaluation()
     # Every evaluation input's targets, computed once (at most tens of MB): training on
     # every input then runs one forward per step.
     eval_targets = jnp.concatenate([
-        _targets_jit(params, plan, eval_ids[i: i + 1024], eval_mask[i: i + 1024])
+        _targets_jit(params, eval_plan, eval_ids[i: i + 1024], eval_mask[i: i + 1024])
         for i in range(0, n_data, 1024)], axis=1)
     data = (eval_ids, eval_mask, eval_targets) if exhaustive else ()
     pca_rows = None
@@ -557,7 +575,7 @@ def compress(model, d: int, *, seed: int = 0, steps: int = 3000, batch_size: int
 
     def measure(proj):
         output_loss, reconstruction, agreement = (float(v) for v in _evaluate(
-            params, plan, proj, eval_ids, eval_mask, eval_targets))
+            params, eval_plan, proj, eval_ids, eval_mask, eval_targets))
         total = output_weight * output_loss + reconstruction_weight * reconstruction
         return total, output_loss, reconstruction, agreement
 
@@ -666,8 +684,7 @@ class CompressedModel:
     @property
     def residual_hooks(self) -> list[str]:
         """Hooks holding the compressed residual [.., d]: where an SAE can be trained."""
-        return [f"blocks.{l}.hook_resid_{part}" for l in range(self.base.depth)
-                for part in ("pre", "mid", "post")]
+        return residual_hook_names(self.base.depth)
 
     def interference(self) -> np.ndarray:
         """W @ W.T [D, D]: entry (i, j) is how much reading feature i picks up of feature j

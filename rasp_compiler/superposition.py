@@ -452,6 +452,7 @@ def sweep(model, dims: Sequence[int], *, program=None, hook: str | None = None,
     from rasp_compiler.compression import compress
     from rasp_compiler.sae import train_sae
 
+    _check_sweep(model, dims, hook, sae_latents, sae_kind, sae_options, compress_options)
     points = []
     for d in dims:
         compressed = compress(model, d, seed=seed, progress=progress, **compress_options)
@@ -473,6 +474,45 @@ def sweep(model, dims: Sequence[int], *, program=None, hook: str | None = None,
             l0=score.l0, precision=score.precision, recall=score.recall,
             recovered_by_firing=score.recovered_by_firing, sae_seconds=sae.info.seconds))
     return points
+
+
+def _check_sweep(model, dims, hook, sae_latents, sae_kind, sae_options,
+                 compress_options) -> None:
+    """Refuse a sweep's bad arguments before any training: a mistake in the last width, the
+    hook or the SAE's options would otherwise surface after minutes of compressing."""
+    import inspect
+
+    from rasp_compiler.compression import check_width, compress, residual_hook_names
+    from rasp_compiler.model import CompiledModel
+    from rasp_compiler.sae import KINDS, train_sae
+
+    if not isinstance(model, CompiledModel):
+        raise InvalidInputError(f"sweep needs a CompiledModel (from compile_program), got "
+                                f"{type(model).__name__}")
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence) or not dims:
+        raise InvalidInputError(f"dims must be a non-empty list of widths, got {dims!r}")
+    for d in dims:
+        check_width(model, d)
+    hooks = residual_hook_names(model.depth)
+    if hook is not None and hook not in hooks:
+        raise InvalidInputError(f"unknown hook {hook!r}: a compressed model's residual is at "
+                                f"{', '.join(hooks)}")
+    if sae_latents is not None and (isinstance(sae_latents, bool) or not isinstance(
+            sae_latents, (int, np.integer)) or sae_latents < 1):
+        raise InvalidInputError(f"sae_latents must be a whole number >= 1 (or None: one per "
+                                f"live feature), got {sae_latents!r}")
+    if sae_kind not in KINDS:
+        raise InvalidInputError(f"sae_kind must be one of {', '.join(KINDS)}, got {sae_kind!r}")
+    for what, options, function, taken in (
+            ("sae_options", sae_options or {}, train_sae, {"data", "latents", "kind", "seed",
+                                                           "progress"}),
+            ("compress options", compress_options, compress, {"model", "d", "seed",
+                                                              "progress"})):
+        known = set(inspect.signature(function).parameters) - taken
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise InvalidInputError(f"sweep cannot pass {what} {', '.join(unknown)}; it "
+                                    f"passes on {', '.join(sorted(known))}")
 
 
 # ---------------------------------------------------------------------------- pictures

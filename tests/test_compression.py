@@ -83,6 +83,47 @@ def test_same_seed_same_model_other_seed_another(shift, small):
     assert not np.allclose(other.W, small.W)
 
 
+def test_a_stalled_loss_stops_early_and_progress_is_shown(shift, capsys):
+    """A learning rate too small to move the loss: after `patience` evaluations without a 1%
+    improvement training stops ("plateau"), well inside the budget, keeping the best W; the
+    progress line shows each evaluation's step, rate, loss and agreement."""
+    stalled = compress(shift, SMALL_D, seed=0, steps=SMALL_STEPS, learning_rate=1e-9,
+                       eval_every=5, patience=2, progress=True)
+    assert stalled.info.stopped == "plateau"
+    assert stalled.info.steps == 10 and [h[0] for h in stalled.info.history] == [0, 5, 10]
+    assert stalled.info.agreement == max(h[3] for h in stalled.info.history) < 1.0
+    err = capsys.readouterr().err
+    assert "compress shift_by_2 to d=7: step 5/400" in err and "step 10/400" in err
+    assert "steps/s)" in err and "agreement" in err and err.endswith("\n")
+    quiet = compress(shift, SMALL_D, seed=0, steps=10, learning_rate=1e-9, eval_every=5)
+    assert capsys.readouterr().err == "" and quiet.info.stopped == "budget"
+
+
+def test_training_on_random_inputs_when_there_are_too_many_to_list(shift, monkeypatch):
+    """Past EXHAUSTIVE_LIMIT inputs, each step draws fresh random inputs on the device (their
+    targets computed by the exact model in the same step), and the evaluation set is a fixed
+    random sample: inputs of 1..max_seq_len tokens, BOS first, PAD after the tokens."""
+    import jax
+
+    from rasp_compiler import compression
+
+    ids, mask = (np.asarray(a) for a in compression._random_inputs(
+        jax.random.PRNGKey(0), len(shift.vocab), MAX_SEQ_LEN, 256))
+    bos, pad = len(shift.vocab), len(shift.vocab) + 1
+    lengths = mask.sum(axis=1) - 1
+    assert (ids[:, 0] == bos).all() and set(lengths) == set(range(1, MAX_SEQ_LEN + 1))
+    assert ((ids[:, 1:] < bos) == mask[:, 1:]).all() and (ids[~mask] == pad).all()
+    monkeypatch.setattr(compression, "EXHAUSTIVE_LIMIT", 10)
+    # As many evaluation inputs as there are inputs in all: the evaluation reuses the
+    # exhaustive runs' compiled shapes, and only the random-batch step compiles anew.
+    every = len(list(all_inputs(shift.vocab, MAX_SEQ_LEN)))
+    monkeypatch.setattr(compression, "EVAL_SAMPLES", every)
+    sampled = compress(shift, SMALL_D, seed=0, steps=SMALL_STEPS)
+    assert not sampled.info.exhaustive and sampled.info.training_inputs == every
+    assert sampled.info.agreement == 1.0 and sampled.info.stopped == "target"
+    assert sampled.accuracy().position_accuracy >= SMALL_ACCURACY
+
+
 def test_cache_has_the_compiled_hooks_with_a_compressed_residual(shift, small):
     outputs, cache = small.run_with_cache(INPUTS)
     assert outputs == small.run(INPUTS)
@@ -99,6 +140,30 @@ def test_cache_has_the_compiled_hooks_with_a_compressed_residual(shift, small):
                                atol=1e-5)
     np.testing.assert_allclose(cache["blocks.0.hook_attn_in"],
                                cache["blocks.0.hook_resid_pre"] @ small.W.T, atol=1e-5)
+
+
+def test_nonlinear_reads_add_a_relu_decoder_to_the_linear_read(shift, small):
+    """x = h @ W.T + relu(h @ w1 + b1) @ w2 at every read; with w2 = 0 (how training
+    starts) the model is the linear one."""
+    rng = np.random.default_rng(0)
+    hidden = 5
+
+    def readers(scale):
+        return {name: {"w1": rng.normal(size=(SMALL_D, hidden)).astype(np.float32),
+                       "b1": rng.normal(size=hidden).astype(np.float32),
+                       "w2": scale * rng.normal(size=(hidden, WIDTH)).astype(np.float32)}
+                for name in read_hooks(shift.shape)}
+
+    start = CompressedModel(shift, small.W, readers(0.0), small.info)
+    assert start.run(INPUTS) == small.run(INPUTS)
+    trained = readers(0.3)
+    model = CompressedModel(shift, small.W, trained, small.info)
+    _, cache = model.run_with_cache(INPUTS)
+    for name, resid in (("blocks.0.hook_attn_in", "blocks.0.hook_resid_pre"),
+                        ("hook_readout_in", "blocks.0.hook_resid_post")):
+        h, r = cache[resid], trained[name]
+        expected = h @ small.W.T + np.maximum(h @ r["w1"] + r["b1"], 0) @ r["w2"]
+        np.testing.assert_allclose(cache[name], expected, atol=1e-4, err_msg=name)
 
 
 def test_feature_directions_are_rows_of_W_with_the_true_activations(shift, small):

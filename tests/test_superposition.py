@@ -47,6 +47,17 @@ def test_a_permuted_rescaled_copy_is_still_recovered():
     assert signed.recovered == pytest.approx(np.mean(scales > 0))
 
 
+def test_duplicated_latents_are_counted():
+    """A latent within 0.9 cosine of an earlier one is a duplicate: a rescaled copy, a
+    slightly bent one, and (unless signs are compared) a negated one."""
+    bent = TRUE[1] + 0.1 * np.linalg.norm(TRUE[1]) * TRUE[2] / np.linalg.norm(TRUE[2])
+    dictionary = np.vstack([TRUE[:5], 3 * TRUE[0], bent, -TRUE[3]])
+    score = score_dictionary(dictionary, TRUE[:5])
+    assert score.duplicate_latents == 3 and score.recovered == 1.0
+    assert score_dictionary(dictionary, TRUE[:5], signed=True).duplicate_latents == 2
+    assert score_dictionary(TRUE[:5], TRUE[:5]).duplicate_latents == 0
+
+
 @pytest.mark.parametrize("signed", [False, True])
 def test_random_directions_score_what_theory_says(signed):
     """The mean of many random dictionaries' scores against the exact expectation (density
@@ -163,3 +174,18 @@ def test_a_sweep_measures_accuracy_and_recovery(exact, tmp_path):
     assert point.features > 0 and point.sae_latents == point.features
     assert 0 <= point.recovered <= 1 and point.chance < 1
     assert sweep_picture({"hist": points}, tmp_path / "sweep.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"dims": [5, 0]}, r"d=0: the compressed residual must have 1\.\.11"),
+    ({"dims": []}, "dims must be a non-empty list"),
+    ({"hook": "blocks.3.hook_resid_post"}, "unknown hook 'blocks.3.hook_resid_post'"),
+    ({"sae_latents": 0}, "sae_latents must be a whole number >= 1"),
+    ({"sae_kind": "gated"}, "sae_kind must be one of relu, topk"),
+    ({"sae_options": {"stepz": 10}}, "sweep cannot pass sae_options stepz"),
+    ({"stepz": 10}, "sweep cannot pass compress options stepz"),
+])
+def test_a_sweeps_bad_arguments_are_refused_before_any_training(exact, arguments, message):
+    arguments = {"dims": [5], **arguments}
+    with pytest.raises(InvalidInputError, match=message):
+        sweep(exact.base, **arguments)
