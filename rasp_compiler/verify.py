@@ -382,10 +382,21 @@ def verify(
     bar = ProgressBar(total) if progress else None
     started = time.perf_counter()
     try:
-        for blocks in itertools.chain.from_iterable(streams):
-            checker.check(blocks)
+        # One chunk ahead: chunk k + 1 is drawn and its forward queued before chunk k is
+        # evaluated, so the forward thread never waits for this one.
+        def finish(queued) -> None:
+            checker.finish(queued)
             if bar:
-                bar.advance(sum(len(block.order) for block in blocks), checker.mismatch_count)
+                bar.advance(sum(len(b.order) for b in queued[0]), checker.mismatch_count)
+
+        pending = None
+        for blocks in itertools.chain.from_iterable(streams):
+            queued = checker.start(blocks)
+            if pending is not None:
+                finish(pending)
+            pending = queued
+        if pending is not None:
+            finish(pending)
     finally:
         checker.close()
     if bar:
@@ -448,17 +459,24 @@ class _Checker:
     def close(self) -> None:
         self.pool.shutdown(wait=True)
 
-    def check(self, blocks: list[_Block]) -> None:
+    def start(self, blocks: list[_Block]):
+        """Queue the model's forward on these blocks (its own thread: XLA releases the
+        GIL; on a CPU it may execute a call in the thread that dispatches it). `finish`
+        evaluates and compares them; starting the next chunk first keeps the forward
+        busy while this thread evaluates."""
         if not self.arrays:
-            for block in blocks:
-                self._check_decoded(block)
-            return
-        # The forward runs on a thread of its own (XLA releases the GIL; on a CPU it may
-        # execute a call in the thread that dispatches it) while the evaluator runs here.
-        forward = self.pool.submit(
+            return blocks, None
+        return blocks, self.pool.submit(
             self.model.runtime.readout_columns, self.model.params,
             [block.ids for block in blocks], self.readout, backend=self.backend,
             batch=self.forward_batch, sparse=self.sparse)
+
+    def finish(self, queued) -> None:
+        blocks, forward = queued
+        if forward is None:
+            for block in blocks:
+                self._check_decoded(block)
+            return
         parts = []
         for i, block in enumerate(blocks):
             n = block.ids.shape[1]

@@ -91,6 +91,37 @@ def test_progress_bar_reports_counts(capsys):
     assert "24/24 inputs (100%)" in err and "0 mismatched" in err
 
 
+def test_the_next_chunks_forward_is_queued_before_this_chunk_is_evaluated(monkeypatch):
+    """verify keeps one chunk ahead: chunk k + 1's forward is queued before chunk k is
+    evaluated and compared, so the forward thread does not wait for the evaluator; the
+    report is the same as checking chunk by chunk, mismatches included."""
+    import importlib
+
+    verify_module = importlib.import_module("rasp_compiler.verify")  # not the function
+    program = lib.make_hist()
+    model = compile_program(program, ["a", "b"], 4)
+    params = dict(model.params)
+    params["layer_0/mlp/linear_2"] = {"w": params["layer_0/mlp/linear_2"]["w"] * 0}
+    model.params = params
+    events = []
+    start, finish = verify_module._Checker.start, verify_module._Checker.finish
+
+    def logged_start(self, blocks):
+        events.append(("start", sum(len(b.order) for b in blocks)))
+        return start(self, blocks)
+
+    def logged_finish(self, queued):
+        events.append(("finish", sum(len(b.order) for b in queued[0])))
+        return finish(self, queued)
+
+    monkeypatch.setattr(verify_module._Checker, "start", logged_start)
+    monkeypatch.setattr(verify_module._Checker, "finish", logged_finish)
+    report = verify(program, model, exhaustive_up_to=3, chunk=5)
+    assert [kind for kind, _ in events] == ["start"] + ["start", "finish"] * 2 + ["finish"]
+    assert [n for kind, n in events if kind == "finish"] == [5, 5, 4]
+    assert report.inputs_checked == 14 and report.mismatch_count == report.positions_checked
+
+
 def test_batches_are_sharded_over_several_devices():
     import os
     import subprocess
