@@ -421,9 +421,9 @@ def _numbers_to_coded(numbers: Numbers) -> Coded:
 
 def _as_numbers(value: SOpValues) -> SOpValues:
     """A numerical SOp's values as the model holds them (identity.as_number): floats;
-    None and non-numbers (which the compiler refuses) kept as they are."""
+    None and non-numbers (which the compiler refuses) kept as they are; -0.0 is 0.0."""
     if isinstance(value, Numbers):
-        return value
+        return Numbers(value.values + 0.0, value.none)  # -0.0 + 0.0 is 0.0
     converted = [as_number(v) for v in value.table]
     if all(v is None or type(v) is float for v in converted):
         numbers = np.array([0.0 if v is None else v for v in converted] or [0.0], dtype=np.float64)

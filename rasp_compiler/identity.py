@@ -16,7 +16,8 @@ answers the other (`str` of them differs). The rule used everywhere:
   encoder accepts a token only if it is the vocab's token itself.
 
 Numerical SOps are numbers in one dimension and are not subject to this rule:
-there True, 1 and 1.0 are the number 1.0 (the evaluator gives floats).
+there True, 1 and 1.0 are the number 1.0 and -0.0 is 0.0 (the evaluator gives
+floats, zeros without a sign).
 """
 
 from __future__ import annotations
@@ -53,11 +54,15 @@ def identity_key(value: Any) -> Hashable:
 
 def as_number(value: Any) -> Any:
     """A numerical SOp's value as the model holds it: a number (bools included) as a
-    float; None and non-numbers (which the compiler refuses) unchanged."""
-    if type(value) is float or not isinstance(value, (Real, np.bool_)):
+    float, and -0.0 as 0.0 (one dimension holds the number zero, not a sign: a value
+    set keeps one of the two, so `str` of it must not depend on which); None and
+    non-numbers (which the compiler refuses) unchanged."""
+    if type(value) is float:
+        return value + 0.0  # -0.0 + 0.0 is 0.0; every other float is unchanged
+    if not isinstance(value, (Real, np.bool_)):
         return value
     try:
-        return float(value)
+        return float(value) + 0.0
     except OverflowError:  # an int too big for a float: left for the finiteness checks
         return value
 

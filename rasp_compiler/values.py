@@ -365,8 +365,8 @@ def _sequence_map(expr: rasp.SequenceMap, ctx: _Context) -> set:
 def as_numbers(values: set) -> set:
     """A numerical SOp's values as floats (see identity.as_number): a numerical
     dimension holds a number, not its type, and the evaluator converts the same way,
-    so functions reading it see the float the model computes with."""
-    if all(type(v) is float for v in values):
+    so functions reading it see the float the model computes with (0.0 for -0.0)."""
+    if all(type(v) is float and v != 0 for v in values):
         return values
     return set(map(as_number, values))
 

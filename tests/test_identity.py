@@ -38,3 +38,4 @@ def test_numerical_values_become_floats_and_the_rest_is_kept():
     assert [as_number(v) for v in (True, 1, np.int64(2), 0.5, None, "a")] == [1.0, 1.0, 2.0, 0.5,
                                                                                 None, "a"]
     assert type(as_number(True)) is float and type(as_number(np.float32(0.5))) is float
+    assert str(as_number(-0.0)) == "0.0" and str(as_number(np.float64(-0.0))) == "0.0"

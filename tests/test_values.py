@@ -261,6 +261,18 @@ def test_numerical_sops_hold_numbers_as_floats():
     assert values["as_text"] == ("1.0", "2.0")
 
 
+def test_a_numerical_zero_has_no_sign():
+    # A numerical dimension holds 0.0 and -0.0 as one number, and the value set kept
+    # whichever came first: Map(str) of it said '0.0' where the evaluator said '-0.0'.
+    zeros = rasp.numerical(rasp.Map(lambda x: -0.0 if x == 1 else 0.0 if x == 0 else 2.0,
+                                    rasp.tokens)).named("zeros")
+    as_text = rasp.Map(str, zeros, simplify=False).named("as_text")
+    values = infer_values(as_text, [0, 1, 2], 2)
+    assert [math.copysign(1, v) for v in values["zeros"]] == [1, 1]
+    assert values["as_text"] == ("0.0", "2.0")
+    assert evaluate_all(as_text, [1, 0]).values["as_text"] == ["0.0", "0.0"]
+
+
 def test_categorical_linear_sequence_maps_keep_exact_values():
     total = rasp.LinearSequenceMap(rasp.tokens, rasp.indices, 2, 1).named("total")
     values = infer_values(total, [0, 1], 3)["total"]
