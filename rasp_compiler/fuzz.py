@@ -59,7 +59,7 @@ CATEGORICAL_FROM_NUMERICAL: tuple[tuple[str, Callable], ...] = (
     ("[x>0.5]", lambda x: int(x > 0.5)),
     ("round(x)", lambda x: int(round(x))),
     ("[x<0]", lambda x: int(x < 0)),
-    ("str(x)", str),  # tells every float apart, -0.0 from 0.0 too: the model must agree
+    ("sign(x), -0.0 < 0", lambda x: int(math.copysign(1, x))),  # tells -0.0 from 0.0
 )
 NUMERICAL_FROM_NUMERICAL: tuple[tuple[str, Callable], ...] = (
     ("2x", lambda x: 2 * x),
