@@ -42,7 +42,8 @@ from rasp_compiler.diagnostics import (
     sublayer_name,
 )
 from rasp_compiler.encoding import Unclean
-from rasp_compiler.errors import EvaluationError, InvalidInputError, RaspCompilerError
+from rasp_compiler.errors import (EvaluationError, InvalidInputError, RaspCompilerError,
+                                   SaveError)
 from rasp_compiler.schedule import attention_time, mlp_time
 from rasp_compiler.verify import values_match
 
@@ -430,10 +431,13 @@ def page_html(view: dict, inputs: Sequence[dict], mode: str) -> tuple[str, str]:
 
 
 def default_inputs(model, examples: Sequence = ()) -> list[list[str]]:
-    """The inputs a static page holds when none are given: the examples, else the vocab
+    """The inputs a static page holds when none are given: the examples the model can run
+    (compiled with a smaller --max-seq-len or --vocab, some do not fit), else the vocab
     (cut to max_seq_len)."""
+    vocab = {str(t) for t in model.vocab}
     inputs = [[str(t) for t in example] for example in examples]
-    return inputs or [[str(t) for t in model.vocab[: model.max_seq_len]]]
+    fitting = [xs for xs in inputs if 0 < len(xs) <= model.max_seq_len and set(xs) <= vocab]
+    return fitting or [[str(t) for t in model.vocab[: model.max_seq_len]]]
 
 
 def static_page(model, inputs: Sequence[Sequence], owner: str | None = None) -> str:
@@ -448,7 +452,11 @@ def static_page(model, inputs: Sequence[Sequence], owner: str | None = None) -> 
 
 def write_static_page(model, inputs: Sequence[Sequence], path, owner: str | None = None) -> Path:
     path = Path(path)
-    path.write_text(static_page(model, inputs, owner), encoding="utf-8")
+    page = static_page(model, inputs, owner)
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:  # e.g. a full disk or a read-only file: say which file
+        raise SaveError(f"cannot write the HTML page to {path}: {exc.strerror or exc}") from exc
     return path
 
 

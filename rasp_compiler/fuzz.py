@@ -53,16 +53,19 @@ NUMERICAL_FROM_CATEGORICAL: tuple[tuple[str, Callable], ...] = (
     ("x-1", lambda x: x - 1),
     ("[x>1]", lambda x: float(x > 1)),
     ("[x==0]", lambda x: float(x == 0)),
+    ("(x-1)/2, -0.0 at 0", lambda x: -0.0 if x == 0 else (x - 1) / 2),  # 0.0 at 1: two zeros
 )
 CATEGORICAL_FROM_NUMERICAL: tuple[tuple[str, Callable], ...] = (
     ("[x>0.5]", lambda x: int(x > 0.5)),
     ("round(x)", lambda x: int(round(x))),
     ("[x<0]", lambda x: int(x < 0)),
+    ("sign(x), -0.0 < 0", lambda x: int(math.copysign(1, x))),  # tells -0.0 from 0.0
 )
 NUMERICAL_FROM_NUMERICAL: tuple[tuple[str, Callable], ...] = (
     ("2x", lambda x: 2 * x),
     ("x-0.5", lambda x: x - 0.5),
     ("x^2", lambda x: x * x),
+    ("-x", lambda x: -x),  # -0.0 from 0.0: a numerical zero has no sign (identity.as_number)
 )
 NON_FINITE_MAPS: tuple[tuple[str, Callable], ...] = (
     ("inf at 3", lambda x: math.inf if x == 3 else float(x)),

@@ -85,6 +85,8 @@ def check_file_destination(path: str | Path, doing: str, example: str) -> Path:
     if target.is_dir():
         raise SaveError(f"cannot {doing} {target}: it is a folder; name a file, e.g. "
                         f"{target / example}")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise SaveError(f"cannot {doing} {target}: {target.parent} is a file, not a folder")
     if not target.parent.is_dir():
         raise SaveError(f"cannot {doing} {target}: the folder {target.parent} does not exist")
     return target
@@ -131,6 +133,10 @@ def check_save_destination(folder: Path) -> None:
             f"cannot save the model to {folder}: it is a file; name a folder (new, empty, or "
             f"holding an earlier save): the model is written as {CONFIG_FILE} and {PARAMS_FILE}"
         )
+    blocking = next((parent for parent in folder.parents
+                     if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise SaveError(f"cannot save the model to {folder}: {blocking} is a file, not a folder")
     if folder.is_dir():
         try:
             entries = sorted(os.listdir(folder))

@@ -108,8 +108,12 @@ def attention_heatmaps(model, tokens: Sequence, path) -> Path:
                                 ha="center", va="center", fontsize=6,
                                 color="white" if matrix[q, k] > 0.6 else "black")
     path = Path(path)
-    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.15)  # nothing cut off
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.15)  # nothing cut off
+    except OSError as exc:  # e.g. a full disk or a read-only file: say which file
+        raise SaveError(f"cannot write the picture to {path}: {exc.strerror or exc}") from exc
+    finally:
+        plt.close(fig)
     return path
 
 

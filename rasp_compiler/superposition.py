@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.errors import InvalidInputError, SaveError
 
 RECOVERED = 0.9  # a true feature is recovered when some latent's cosine with it reaches this
 ACTIVE = 0.01  # a true feature is active where |its value| exceeds this
@@ -592,8 +592,12 @@ def sweep_picture(sweeps: dict[str, Sequence[SweepPoint]], path) -> Path:
 
 def _save(fig, plt, path) -> Path:
     path = Path(path)
-    fig.savefig(path, dpi=110, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=110, format=path.suffix.lstrip(".") or "png")
+    except OSError as exc:  # e.g. a full disk or a read-only file: say which file
+        raise SaveError(f"cannot write the picture to {path}: {exc.strerror or exc}") from exc
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -167,6 +167,13 @@ class _Context:
     def limit_for(self, expr: rasp.SOp) -> int:
         return self.max_numerical_size if rasp.is_numerical(expr) else self.max_size
 
+    def refuse_too_large(self, expr: rasp.SOp, values: set) -> None:
+        """The size check infer_values makes, made early by rules that go on to scan
+        every value (the identity check on 10^6 outputs takes seconds; a refusal should not)."""
+        limit = self.limit_for(expr)
+        if len(values) > limit:
+            raise _too_large(expr, len(values), limit)
+
 
 def _too_large(expr: rasp.RASPExpr, size: int, limit: int) -> ValueSetTooLargeError:
     option = "max_numerical_value_set_size" if rasp.is_numerical(expr) else "max_value_set_size"
@@ -222,6 +229,7 @@ def _map(expr: rasp.Map, ctx: _Context) -> set:
     except Exception:
         outputs = [_call_on_values(expr, f, (x,), expr.inner.label) for x in present]
         out = set(outputs)
+    ctx.refuse_too_large(expr, out)
     _check_identity(expr, outputs, out, lambda i: f"on {expr.inner.label} = {present[i]!r}")
     if len(present) < len(inputs):
         out.add(None)
@@ -354,6 +362,7 @@ def _sequence_map(expr: rasp.SequenceMap, ctx: _Context) -> set:
     except Exception:  # say which pair failed, or gave an unhashable value
         outputs = [_call_on_values(expr, f, pair, source) for pair in pairs]
         out = set(outputs)
+    ctx.refuse_too_large(expr, out)
     _check_identity(expr, outputs, out, lambda i: (
         f"on ({expr.fst.label}, {expr.snd.label}) = ({pairs[i][0]!r}, {pairs[i][1]!r})"
     ))
@@ -365,8 +374,8 @@ def _sequence_map(expr: rasp.SequenceMap, ctx: _Context) -> set:
 def as_numbers(values: set) -> set:
     """A numerical SOp's values as floats (see identity.as_number): a numerical
     dimension holds a number, not its type, and the evaluator converts the same way,
-    so functions reading it see the float the model computes with."""
-    if all(type(v) is float for v in values):
+    so functions reading it see the float the model computes with (0.0 for -0.0)."""
+    if all(type(v) is float and v != 0 for v in values):
         return values
     return set(map(as_number, values))
 

@@ -113,6 +113,16 @@ def test_none_defaults_and_composite_selectors():
     assert_equal_to_scalar(program, (0, 1, 2), inputs, causal=True)
 
 
+def test_a_numerical_zero_computed_as_minus_zero_reads_as_zero():
+    """-0.5 * 0.0 - 0.5 * 0.0 is -0.0 in numpy; a numerical SOp holds the number, so str of it is '0.0'
+    in both evaluators and in the model (whose value set has one zero)."""
+    x = rasp.numerical(rasp.Map(float, rasp.tokens, simplify=False))
+    negated = rasp.numerical(rasp.LinearSequenceMap(x, x, -0.5, -0.5))
+    as_text = rasp.Map(str, negated, simplify=False)
+    assert evaluate_inputs(as_text, [[0, 1]]).lists(as_text.label) == [["0.0", "-1.0"]]
+    assert_equal_to_scalar(as_text, (0, 1), [[0, 1], [1, 0]])
+
+
 def test_identity_true_one_and_one_point_zero_are_different_values():
     """A categorical Aggregate selecting True and 1 mixes values (as in the scalar
     evaluator); a numerical one averages them as numbers."""

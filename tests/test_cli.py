@@ -171,7 +171,7 @@ def test_compile_output_onto_a_file_or_a_folder_of_other_things_is_refused(tmp_p
     assert main(["compile", "reverse", "-o", str(tmp_path / "stuff")]) == 2
     one_line_error(capsys, "holds other files (notes.txt) and no saved model")
     assert main(["compile", "reverse", "-o", str(tmp_path / "file" / "below")]) == 2
-    one_line_error(capsys, "cannot save the model to")
+    one_line_error(capsys, "cannot save the model to", f"{tmp_path / 'file'} is a file, not a folder")
 
 
 def test_inspect_html_into_a_missing_folder_or_onto_a_folder_is_refused(tmp_path, capsys):
@@ -179,6 +179,34 @@ def test_inspect_html_into_a_missing_folder_or_onto_a_folder_is_refused(tmp_path
     one_line_error(capsys, "the folder", "does not exist")
     assert main(["inspect", "reverse", "--html", str(tmp_path)]) == 2
     one_line_error(capsys, "it is a folder; name a file")
+    (tmp_path / "file").write_text("x")
+    assert main(["inspect", "reverse", "--html", str(tmp_path / "file" / "r.html")]) == 2
+    one_line_error(capsys, f"{tmp_path / 'file'} is a file, not a folder")
+
+
+def test_a_report_the_disk_refuses_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    # An OSError while writing (a full disk, /proc/version) used to print only
+    # "[Errno 28] No space left on device", without the file.
+    from pathlib import Path
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    target = tmp_path / "r.html"
+    assert main(["inspect", "reverse", "--max-seq-len", "3", "--html", str(target)]) == 2
+    one_line_error(capsys, f"cannot write the HTML page to {target}: No space left on device")
+
+
+def test_inspect_html_takes_the_examples_that_fit_a_shorter_model(tmp_path, capsys):
+    # reverse's first example has 4 tokens: at --max-seq-len 3 the page used to fail with
+    # "input 0 has 4 tokens"; it shows the examples that fit (else the vocab).
+    target = tmp_path / "r.html"
+    assert main(["inspect", "reverse", "--max-seq-len", "3", "--selectors", "--html",
+                 str(target)]) == 0
+    assert f"wrote {target}" in capsys.readouterr().out and target.stat().st_size > 0
+    assert main(["inspect", "reverse", "--max-seq-len", "2", "--vocab", "x,y", "--selectors",
+                 "--html", str(target)]) == 0
 
 
 def test_a_corrupt_saved_model_is_one_line(tmp_path, capsys):

@@ -248,6 +248,17 @@ def test_a_categorical_map_of_a_numerical_sop_sees_the_float_the_model_holds():
     program = rasp.Map(str, number, simplify=False)
     model = compile_program(program, [0, 1, 2], 3)
     assert model.run([[0, 1, 2]], backend="numpy") == [["0.0", "1.0", "2.0"]]
+
+
+def test_a_numerical_minus_zero_reads_as_zero_in_model_and_evaluator():
+    # Used to be silently wrong: the value set {0.0, -0.0} kept 0.0, so the model said
+    # '0.0' where the evaluator said '-0.0'. A numerical SOp holds the number zero.
+    zeros = rasp.numerical(rasp.Map(lambda x: 0.0 if x == 0 else -0.0 if x == 1 else 2.0,
+                                    rasp.tokens))
+    program = rasp.Map(str, zeros, simplify=False)
+    model = compile_program(program, [0, 1, 2], 3)
+    assert model.run([[0, 1, 2]], backend="numpy") == [["0.0", "0.0", "2.0"]]
+    assert verify(program, model, exhaustive_up_to=3, backend="numpy").ok
     assert verify(program, model, exhaustive_up_to=2, backend="numpy").ok
 
 

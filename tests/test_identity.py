@@ -38,3 +38,15 @@ def test_numerical_values_become_floats_and_the_rest_is_kept():
     assert [as_number(v) for v in (True, 1, np.int64(2), 0.5, None, "a")] == [1.0, 1.0, 2.0, 0.5,
                                                                                 None, "a"]
     assert type(as_number(True)) is float and type(as_number(np.float32(0.5))) is float
+    assert str(as_number(-0.0)) == "0.0" and str(as_number(np.float64(-0.0))) == "0.0"
+
+
+def test_tuples_of_one_type_are_checked_column_by_column():
+    # A SequenceMap's pairs: no clash unless some column has one (as fast as a flat list).
+    pairs = [(x, i) for x in range(100) for i in range(100)] + [None]
+    assert find_clash(pairs) is None
+    assert find_clash(pairs + [(True, 0)]) == (100, len(pairs))  # (1, 0) and (True, 0)
+    # Equal elements in a column that never meet in equal tuples: no clash.
+    assert find_clash([(1, "a"), (True, "b")]) is None
+    assert find_clash([((0.0, 1), "x"), (2,), ((-0.0, 1), "x")]) == (0, 2)
+    assert find_clash([(1, 2), (1, 2, 3), (1.0, 2, 3)]) == (1, 2)

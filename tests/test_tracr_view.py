@@ -198,6 +198,8 @@ def test_encoders_follow_tracr(reverse):
     (["BOS"] + ["a"] * 6, "7 tokens, BOS included; this model takes at most 6"),
     (["BOS", "a", "BOS"], "position 2: the BOS token 'BOS' may only come first"),
     (["BOS", "a", "PAD", "b"], "position 3: token 'b' follows the PAD token 'PAD'"),
+    (None, r"apply\(\) takes a list of tokens with the BOS token 'BOS' first .*got NoneType None"),
+    ("BOSab", r"apply\(\) takes a list of tokens .*got str 'BOSab'"),
 ])
 def test_apply_rejects_bad_inputs_clearly(reverse, tokens, message):
     with pytest.raises(InvalidInputError, match=message):
