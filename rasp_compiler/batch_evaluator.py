@@ -446,7 +446,9 @@ def _as_numbers(value: SOpValues) -> SOpValues:
     """A numerical SOp's values as the model holds them (identity.as_number): floats;
     None and non-numbers (which the compiler refuses) kept as they are; -0.0 is 0.0."""
     if isinstance(value, Numbers):
-        return Numbers(value.values + 0.0, value.none)  # -0.0 + 0.0 is 0.0
+        if value.coded is not None:  # made below: as_number gave its values, no -0.0
+            return value
+        return Numbers(_per_row(lambda v: v + 0.0, value.values), value.none)  # -0.0 + 0.0 is 0.0
     converted = [as_number(v) for v in value.table]
     table = _Table()
     remap = np.array([table.add(v) for v in converted] or [0], dtype=np.int64)
