@@ -20,6 +20,10 @@ from rasp_compiler.compression import (
 from rasp_compiler.errors import InvalidInputError, InvalidProgramError, LoadError, SaveError
 from rasp_compiler.verify import all_inputs
 
+# One worker: its fixtures (a trained compression) and the jitted training steps are
+# made once, not once per worker.
+pytestmark = pytest.mark.xdist_group("compression")
+
 MAX_SEQ_LEN = 4
 # shift_by (the tokens two places on, None before them) at max_seq_len 4 has 12 features; to
 # d=7 it was right at every position of every input after 100 steps with each of seeds 0..3

@@ -10,6 +10,10 @@ from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.sae import SparseAutoencoder, train_sae
 from rasp_compiler.superposition import score_dictionary
 
+# One worker: its fixtures (a trained compression) and the jitted training steps are
+# made once, not once per worker.
+pytestmark = pytest.mark.xdist_group("compression")
+
 FEATURES, D, ROWS = 6, 10, 1200
 
 

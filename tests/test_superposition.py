@@ -24,6 +24,10 @@ from rasp_compiler.superposition import (
     sweep_picture,
 )
 
+# One worker: its fixtures (a trained compression) and the jitted training steps are
+# made once, not once per worker.
+pytestmark = pytest.mark.xdist_group("compression")
+
 RNG = np.random.default_rng(7)
 TRUE = RNG.normal(size=(30, 12))  # 30 features squeezed into 12 dimensions
 
