@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -311,6 +311,28 @@ class CompiledModel:
                                                     batch_chunk=batch_chunk, backend=backend)
         return [decode_readout(readout, s[1:]) for s in slices], cache
 
+    def run_with_hooks(self, batch, fwd_hooks, *, ids: bool = False, label: str | None = None,
+                       return_cache: bool = False,
+                       max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES):
+        """Decoded outputs with activations patched, as TransformerLens's `run_with_hooks`.
+
+        `fwd_hooks` is a list of (hook name, function) pairs, names as in
+        `run_with_cache`; each function gets the activation there, the same array
+        `run_with_cache` records (the whole batch, padded to one length, BOS at 0), and
+        returns its replacement, or None to leave it as it is. Several on one name run
+        in order. The rest of the forward sees the replacement. The forward is the
+        numpy one (`forward_numpy`, no compilation per patch). With
+        `return_cache=True`, returns (outputs, cache) of the patched run.
+        """
+        hooks = _compose_hooks(fwd_hooks)
+        rows = self.encode_ids(batch) if ids else self.encode(batch)
+        readout = self._readout(label or self.output)
+        slices, cache = self.runtime.run_with_cache(
+            self.params, rows, readout, max_cache_bytes=max_cache_bytes, backend="numpy",
+            hooks=hooks)
+        outputs = [decode_readout(readout, s[1:]) for s in slices]
+        return (outputs, cache) if return_cache else outputs
+
     def cache_bytes_per_input(self, length: int) -> int:
         """Bytes (float32) `run_with_cache` keeps per input padded to `length` positions
         (BOS included): every hook's activation, summed over layers."""
@@ -415,3 +437,38 @@ __all__ = [
     "Unclean",
     "lookup_ids",
 ]
+
+
+def _compose_hooks(fwd_hooks) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """TransformerLens's `fwd_hooks` list as forward_numpy's hooks: one function per name
+    (several on a name run in order; a function returning None changes nothing)."""
+    if isinstance(fwd_hooks, Mapping):
+        fwd_hooks = list(fwd_hooks.items())
+    by_name: dict[str, list[Callable]] = {}
+    try:
+        pairs = list(fwd_hooks)
+    except TypeError:
+        pairs = None
+    for i, pair in enumerate(pairs or ()):
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)
+                and callable(pair[1])):
+            raise InvalidInputError(
+                f"fwd_hooks[{i}] is {pair!r}; each hook is a (hook name, function) pair, e.g. "
+                f"('blocks.0.attn.hook_pattern', lambda pattern: pattern)"
+            )
+        by_name.setdefault(pair[0], []).append(pair[1])
+    if not by_name:
+        raise InvalidInputError(
+            f"run_with_hooks needs fwd_hooks, a non-empty list of (hook name, function) pairs; "
+            f"got {fwd_hooks!r} (use run or run_with_cache for an unpatched run)"
+        )
+
+    def chain(functions):
+        def patched(value):
+            for function in functions:
+                result = function(value)
+                value = value if result is None else result
+            return value
+        return patched
+
+    return {name: chain(functions) for name, functions in by_name.items()}

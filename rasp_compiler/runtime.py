@@ -245,7 +245,8 @@ class Runtime:
 
     def run_with_cache(self, params, rows: list[list[int]], readout: Readout, *,
                        max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
-                       batch_chunk: int | None = None, backend: str = "jax"
+                       batch_chunk: int | None = None, backend: str = "jax",
+                       hooks: Mapping[str, Callable] | None = None,
                        ) -> tuple[list[np.ndarray], ActivationCache]:
         """Per row the final residual's `readout` columns [len(row) + 1, k] (BOS first),
         and every activation, all rows padded to one length. `backend` as in
@@ -255,8 +256,10 @@ class Runtime:
         CACHE_CHUNK_BYTES of activations), each copied into arrays sized for the
         whole batch, so memory holds the returned cache and one chunk. A cache
         larger than `max_cache_bytes` (float32) is refused before running, with the
-        size it would need and how many inputs fit.
+        size it would need and how many inputs fit. `hooks` (numpy only): activation
+        patches, see forward_numpy; the cache records what they return.
         """
+        _check_hooks_backend(hooks, backend)
         if not rows:
             raise InvalidInputError(
                 "run_with_cache got an empty batch; give at least one sequence (the cache's "
@@ -282,7 +285,8 @@ class Runtime:
         elif backend == "numpy":
             def forward(params, ids, mask):
                 cache: dict[str, np.ndarray] = {}
-                return forward_numpy(params, self.shape, ids, mask, cache=cache), cache
+                return forward_numpy(params, self.shape, ids, mask, cache=cache,
+                                     hooks=hooks), cache
         else:
             raise InvalidInputError(f"backend must be 'jax' or 'numpy', got {backend!r}")
         index = list(readout.indices)
@@ -315,3 +319,11 @@ class Runtime:
             per_input += 2 * h * t * t  # attn_scores, pattern
             per_input += 2 * t * layer.mlp_hidden  # mlp pre, post
         return 4 * per_input
+
+
+def _check_hooks_backend(hooks, backend: str) -> None:
+    if hooks and backend != "numpy":
+        raise InvalidInputError(
+            f"activation hooks run in the numpy forward only (backend='numpy'), got "
+            f"backend={backend!r}: a jitted forward would compile again for every hook function"
+        )

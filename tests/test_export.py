@@ -289,10 +289,7 @@ def test_a_transformer_lens_patch_changes_the_output_as_in_our_runtime(sort_ties
     with torch.no_grad():
         theirs = hooked.rasp.decode(hooked.run_with_hooks(
             tokens, fwd_hooks=[(name, lambda pattern, hook: swap_rows(pattern))]))[0]
-    ids = _numpy(tokens)
-    residual = forward_numpy(model.params, model.shape, ids, np.ones(ids.shape, bool),
-                             hooks={name: swap_rows})
-    ours = model.decode(model.output, residual[0], len(xs))
+    (ours,) = model.run_with_hooks([xs], [(name, swap_rows)])
     predicted = list(sorted_xs)
     predicted[0], predicted[-1] = sorted_xs[-1], sorted_xs[0]
     assert theirs == ours == predicted == [3, 1, 2, 1]
@@ -316,11 +313,8 @@ def test_a_residual_patch_acts_like_the_patched_input(sort_ties):
     with torch.no_grad():
         theirs = hooked.rasp.decode(hooked.run_with_hooks(
             tokens, fwd_hooks=[("hook_embed", lambda embed, hook: put_four(embed))]))[0]
-    ids = _numpy(tokens)
-    residual = forward_numpy(model.params, model.shape, ids, np.ones(ids.shape, bool),
-                             hooks={"hook_embed": put_four})
-    assert theirs == model.decode(model.output, residual[0], len(xs)) == evaluate(
-        program, [3, 4, 2, 1]) == [1, 2, 3, 4]
+    (ours,) = model.run_with_hooks([xs], [("hook_embed", put_four)])
+    assert theirs == ours == evaluate(program, [3, 4, 2, 1]) == [1, 2, 3, 4]
 
 
 def test_our_runtime_refuses_unknown_hooks_and_misshapen_patches(sort_ties):

@@ -151,6 +151,55 @@ def test_run_with_cache_refuses_a_cache_over_max_cache_bytes(reverse):
         reverse.run_with_cache(batch, batch_chunk=0)
 
 
+def _attend_to_self(pattern):
+    """Every query attends to its own position only."""
+    out = np.zeros_like(pattern)
+    positions = np.arange(pattern.shape[-1])
+    out[..., positions, positions] = 1.0
+    return out
+
+
+def test_run_with_hooks_patches_activations_as_transformer_lens_does(reverse):
+    """The flip head made to attend to each position itself: reverse becomes copy. The
+    cache records what the hook returned; the unpatched model is untouched."""
+    batch = [["a", "b", "c"], ["c", "a"]]
+    flip = f"blocks.{len(reverse.shape.layers) - 1}.attn.hook_pattern"
+    assert reverse.run_with_hooks(batch, [(flip, _attend_to_self)]) == batch
+    outputs, cache = reverse.run_with_hooks(batch, [(flip, _attend_to_self)], return_cache=True)
+    assert outputs == batch
+    assert np.array_equal(cache[flip], _attend_to_self(cache[flip]))
+    assert reverse.run(batch) == [["c", "b", "a"], ["a", "c"]]
+    seen = []
+    unchanged = reverse.run_with_hooks(batch, [(flip, lambda p: seen.append(p.shape)),
+                                               ("hook_embed", lambda e: e + 0.0)])
+    assert unchanged == reverse.run(batch) and seen and seen[0][:2] == (2, 1)
+    # Hooks on one name run in order: the second gets the first's patch.
+    second_saw = []
+    reverse.run_with_hooks(batch, [(flip, _attend_to_self),
+                                   (flip, lambda p: second_saw.append(p.copy()))])
+    assert np.array_equal(second_saw[0], _attend_to_self(second_saw[0]))
+
+
+@pytest.mark.parametrize("hooks, message", [
+    ([], "needs fwd_hooks, a non-empty list"),
+    (None, "needs fwd_hooks"),
+    ([("hook_embed",)], r"fwd_hooks\[0\] is \('hook_embed',\); each hook is a \(hook name"),
+    ([("hook_embed", 3)], r"fwd_hooks\[0\] is \('hook_embed', 3\)"),
+    ([("blocks.7.hook_resid_pre", lambda x: x)], "no hook named 'blocks.7.hook_resid_pre'"),
+    ([("hook_embed", lambda x: x[..., 0])], r"the hook on hook_embed returned shape"),
+])
+def test_run_with_hooks_refuses_bad_hooks_clearly(reverse, hooks, message):
+    with pytest.raises(InvalidInputError, match=message):
+        reverse.run_with_hooks([["a", "b"]], hooks)
+
+
+def test_jitted_runs_refuse_hooks_rather_than_ignore_them(reverse):
+    rows = reverse.encode([["a", "b"]])
+    with pytest.raises(InvalidInputError, match="numpy forward only"):
+        reverse.runtime.run_with_cache(reverse.params, rows, reverse._readout(reverse.output),
+                                       hooks={"hook_embed": lambda x: x})
+
+
 def test_intermediate_sops_can_be_read_back(reverse):
     # length - indices is read by the flip head; length itself is fused into its MLP.
     assert reverse.run([["a", "b", "c"]], label="opp_index") == [[3, 2, 1]]
