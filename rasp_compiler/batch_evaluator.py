@@ -26,8 +26,8 @@ position. A value that is the same on every input (indices, length, a Select of
 indices by indices, anything computed from those alone) is held broadcast over
 the batch (an array whose batch stride is 0, see `_uniform`) and computed on one
 row: `Select(indices, indices, LEQ)` is one n x n matrix, and a numerical mean
-over it one matrix product; a numerical mean is an exact float64 sum (checked to be exact) divided
-once. Anything this module cannot vectorise (a numerical mean whose float64 sum
+over it one matrix product. A numerical mean is an exact integer sum (the values
+are checked to be integers times one power of two) divided once. Anything this module cannot vectorise (a numerical mean whose float64 sum
 might round, a default that is not a number) falls back, for that node only, to
 the scalar evaluator's rule, row by row.
 
