@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import weakref
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Mapping, Sequence
@@ -440,7 +441,26 @@ def _z_at_bos(ops: OpGraph, form: LinearForm) -> float:
     return sum(c * (1.0 if d == ONE else written.get(d, 0.0)) for d, c in form.terms)
 
 
+# Step plans by OpGraph (its id, dropped when it is collected): the size check counts a
+# block's steps (count_neurons) and lowering builds them (lower_block); both read one
+# plan, made once (a long sequence's plan calls the block's functions ~10^5-10^6 times).
+_STEP_PLANS: dict[int, dict[tuple, "_StepPlan"]] = {}
+
+
 def _step_plan(ops, label, categorical, choices, z_label, form, function) -> _StepPlan:
+    """The shared steps of a block (`_StepPlan`), made once per OpGraph and block."""
+    plans = _STEP_PLANS.get(id(ops))
+    if plans is None:
+        plans = _STEP_PLANS[id(ops)] = {}
+        weakref.finalize(ops, _STEP_PLANS.pop, id(ops), None)
+    key = (label, tuple(unit.label for unit in function.units), tuple(function.outputs),
+           tuple(categorical), z_label, form)
+    if key not in plans:
+        plans[key] = _make_step_plan(ops, label, categorical, choices, z_label, form, function)
+    return plans[key]
+
+
+def _make_step_plan(ops, label, categorical, choices, z_label, form, function) -> _StepPlan:
     zs = [float(v) for v in ops.values[z_label] if v is not None]
     z_bound = max(form_bound(ops, form), ops.magnitudes[z_label])
     descending = _z_at_bos(ops, form) >= zs[-1]

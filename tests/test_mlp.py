@@ -152,3 +152,31 @@ def test_bos_gates_stay_only_where_a_neuron_would_fire_at_bos():
     # Were z 0 at BOS (nothing written), the steps walking up from z = 1 would fire.
     assert len([n for n in ungate(part, []).neurons
                 if any(d == BOS for d, _ in n.w_in)]) == len(kept.neurons)
+
+
+def test_a_blocks_step_plan_is_made_once_for_the_size_check_and_lowering(monkeypatch):
+    """count_neurons (the size check) and lower_block read the same step plan: each is
+    made once per OpGraph and block, and forgotten with the OpGraph."""
+    import gc
+
+    from rasp_compiler import mlp
+    from rasp_compiler.compiler import compile_program
+    from rasp_compiler.program_files import load_program
+
+    made = []
+    make = mlp._make_step_plan
+
+    def counted(ops, label, categorical, choices, z_label, form, function):
+        made.append((id(ops), label, z_label))
+        return make(ops, label, categorical, choices, z_label, form, function)
+
+    monkeypatch.setattr(mlp, "_make_step_plan", counted)
+    spec = load_program("running_sum")
+    model = compile_program(spec.make(8), spec.vocab, 8, **spec.options)
+    assert made and len(made) == len(set(made))
+    ops_id = made[0][0]
+    assert ops_id in mlp._STEP_PLANS
+    assert model.run([[1, 2, 3]]) == [[1, 3, 6]]
+    del model
+    gc.collect()
+    assert ops_id not in mlp._STEP_PLANS
