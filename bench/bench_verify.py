@@ -72,9 +72,10 @@ def throughput(name: str) -> dict:
     chunks = list(_random_chunks(len(spec.vocab), MAX_SEQ_LEN, SAMPLES, 2, DEFAULT_CHUNK, 0))
 
     def forward(sparse: bool) -> float:
+        planned = model.runtime.sparse_jit(model.params, readout) if sparse else None
         run = lambda: [model.runtime.readout_columns(
-            model.params, [block.ids for block in blocks], readout, batch=batch, sparse=sparse)
-            for blocks in chunks]
+            model.params, [block.ids for block in blocks], readout, batch=batch,
+            sparse_forward=planned) for blocks in chunks]
         run()
         return timed(run)[1]
 

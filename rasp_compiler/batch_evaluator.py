@@ -698,26 +698,12 @@ def _select(run: _Run, node: rasp.Select) -> np.ndarray:
     if len(used_keys) * len(used_queries) > DENSE_PAIR_LIMIT:
         return _sparse_select(run, node, keys, queries)
     # The predicate on every used (query, key) pair: [used queries, used keys].
-    key_values = [keys.table[k] for k in used_keys.tolist()]
-    query_values = [queries.table[q] for q in used_queries.tolist()]
-    holds = _compare_numbers(node.predicate, key_values, query_values)
+    holds = _compare_numbers(node.predicate, [keys.table[k] for k in used_keys.tolist()],
+                             [queries.table[q] for q in used_queries.tolist()])
     if holds is None:
-        holds = np.zeros((len(query_values), len(key_values)), dtype=bool)
-        live = [(q, k) for q, query in enumerate(query_values) if query is not None
-                for k, key in enumerate(key_values) if key is not None]
-        predicate = node.predicate
-        results, failed = run.call_each(
-            lambda key, query: bool(predicate(key, query)),
-            [(key_values[k], query_values[q]) for q, k in live])
-        for (q, k), result in zip(live, results):
-            holds[q, k] = bool(result)
-        if failed:
-            rows = np.zeros(run.batch, dtype=bool)
-            for j in failed:
-                q, k = live[j]
-                rows |= ((keys.codes == used_keys[k]).any(axis=1)
-                         & (queries.codes == used_queries[q]).any(axis=1))
-            run.fail(rows)
+        pairs = np.stack(np.meshgrid(used_keys, used_queries), axis=-1).reshape(-1, 2)
+        holds = _call_predicate(run, node, keys, queries, pairs).reshape(
+            len(used_queries), len(used_keys))
     if holds.all() or not holds.any():  # e.g. TRUE: one matrix for every input
         return np.broadcast_to(bool(holds.all()), (run.batch, run.n, run.n))
     relation = np.zeros((len(queries.table), width), dtype=bool)
@@ -725,6 +711,27 @@ def _select(run: _Run, node: rasp.Select) -> np.ndarray:
     # one flat take: about twice as fast as indexing the 2-D relation by two arrays
     return _per_row(lambda q, k: np.take(relation.ravel(), (q * width)[:, :, None]
                                          + k[:, None, :]), queries.codes, keys.codes)
+
+
+def _call_predicate(run: _Run, node: rasp.Select, keys: Coded, queries: Coded,
+                    pairs: np.ndarray) -> np.ndarray:
+    """The Select's predicate on each (key code, query code) pair [P, 2]: False where
+    either value is None (never selected); the inputs holding a pair on which it raises
+    are undefined."""
+    predicate = node.predicate
+    arguments = [(keys.table[k], queries.table[q]) for k, q in pairs.tolist()]
+    live = [i for i, (key, query) in enumerate(arguments) if key is not None and query is not None]
+    results, failed = run.call_each(lambda key, query: bool(predicate(key, query)),
+                                    [arguments[i] for i in live])
+    holds = np.zeros(len(pairs), dtype=bool)
+    holds[[i for i, result in zip(live, results) if result]] = True
+    if failed:
+        rows = np.zeros(run.batch, dtype=bool)
+        for j in failed:
+            k, q = pairs[live[j]]
+            rows |= (keys.codes == k).any(axis=1) & (queries.codes == q).any(axis=1)
+        run.fail(rows)
+    return holds
 
 
 _NUMPY_COMPARISONS = {
@@ -758,21 +765,8 @@ def _sparse_select(run: _Run, node: rasp.Select, keys: Coded, queries: Coded) ->
     width = len(keys.table)
     combined = queries.codes[:, :, None] * width + keys.codes[:, None, :]
     unique, inverse = np.unique(combined.ravel(), return_inverse=True)
-    pairs = [(p % width, p // width) for p in unique.tolist()]
-    predicate = node.predicate
-    live = [i for i, (k, q) in enumerate(pairs)
-            if keys.table[k] is not None and queries.table[q] is not None]
-    results, failed = run.call_each(
-        lambda key, query: bool(predicate(key, query)),
-        [(keys.table[pairs[i][0]], queries.table[pairs[i][1]]) for i in live])
-    selected = np.zeros(len(pairs), dtype=bool)
-    selected[[live[i] for i, r in enumerate(results) if r]] = True
-    if failed:
-        rows = np.zeros(run.batch, dtype=bool)
-        for j in failed:
-            k, q = pairs[live[j]]
-            rows |= (keys.codes == k).any(axis=1) & (queries.codes == q).any(axis=1)
-        run.fail(rows)
+    pairs = np.stack([unique % width, unique // width], axis=-1)
+    selected = _call_predicate(run, node, keys, queries, pairs)
     return selected[inverse.reshape(run.batch, run.n, run.n)]
 
 

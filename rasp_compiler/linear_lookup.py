@@ -20,8 +20,8 @@ so evenly spaced inputs such as positions, widths and tokens 1..k are covered),
 and keeps the r with the fewest changes of g along z whose groups of equal z
 all share one output. It is used only when it needs at most half as many
 neurons as the input space has pairs, and only for categorical outputs (a
-numerical SequenceMap that is affine in its inputs becomes a linear form
-instead: `affine_fit`, no neurons at all).
+numerical Map or SequenceMap that is affine in its inputs becomes a linear
+form instead: `affine_fit`, no neurons at all).
 
 Exactness in float32: consecutive z values must be at least mlp.MIN_RELATIVE_GAP
 of z's range apart (the same rule as every step MLP), and the one-hot noise of
@@ -55,7 +55,7 @@ LINEAR_STEPS = "linear-steps"  # the construction's name in the layer plan
 MIN_COMBINATIONS = 64  # below this many input pairs the plain lookup is small anyway
 MAX_COMBINATIONS = 4_200_000  # tabulating f beyond this costs seconds (1,024 x 1,025 fits)
 MAX_RATIO_TERM = 4  # r = +-(p/q)(dx/dy) for p, q in 1..MAX_RATIO_TERM
-AFFINE_TOLERANCE = 1e-9  # relative, as rewrite's affine Maps
+AFFINE_TOLERANCE = 1e-9  # relative: affine fits, and equal z values
 NOISE_SHARE = 8.0  # a one-hot input may move z by at most gap / NOISE_SHARE
 
 
@@ -241,27 +241,35 @@ def _check_ratio(xs: np.ndarray, ys: np.ndarray, codes: np.ndarray, ratio: float
     return z[first], group_codes
 
 
-def affine_fit(table: Mapping[tuple, Any]) -> tuple[float, float, float] | None:
-    """(a, b, c) with f(x, y) = a x + b y + c on every tabulated pair, or None.
-
-    Fitted on three pairs that span both directions, then checked on all of them
-    (relative tolerance AFFINE_TOLERANCE of the largest |f|).
-    """
+def affine_fit(table: Mapping[tuple, Any]) -> tuple[float, ...] | None:
+    """(a_1, ..., a_k, c) with f(x_1, ..., x_k) = a_1 x_1 + ... + a_k x_k + c on every
+    tabulated argument tuple (a numerical Map or SequenceMap that is a linear form), or
+    None. A least-squares fit checked on every entry (within AFFINE_TOLERANCE of the
+    largest |f|); an argument that takes one value gets coefficient 0 (the constant
+    carries it), and coefficients that are integers up to rounding are snapped to them,
+    so forms stay exact."""
     if not table or not all(isinstance(v, Real) and not isinstance(v, bool)
-                            for pair in table for v in pair):
+                            for key in table for v in key):
         return None
-    items = [((float(x), float(y)), float(out)) for (x, y), out in table.items()]
-    points = np.asarray([p for p, _ in items])
-    outs = np.asarray([o for _, o in items])
-    design = np.column_stack([points, np.ones(len(points))])
-    coefficients, *_ = np.linalg.lstsq(design, outs, rcond=None)
+    points = np.asarray([[float(v) for v in key] for key in table])
+    outs = np.asarray([float(out) for out in table.values()])
     scale = max(1.0, float(np.abs(outs).max()))
-    if not np.allclose(design @ coefficients, outs, rtol=0, atol=AFFINE_TOLERANCE * scale):
+
+    def snap(v: float) -> float:
+        return round(v) if abs(v - round(v)) < AFFINE_TOLERANCE * scale else v
+
+    # Slopes from the centred points (large offsets stay well conditioned), snapped; the
+    # constant from the first entry, as f(x) - a x there; then every entry is checked.
+    varying = [i for i in range(points.shape[1]) if np.ptp(points[:, i]) > 0]
+    slopes = np.zeros(points.shape[1])
+    if varying:
+        centred = points[:, varying] - points[:, varying].mean(axis=0)
+        fitted, *_ = np.linalg.lstsq(centred, outs - outs.mean(), rcond=None)
+        slopes[varying] = [snap(float(v)) for v in fitted]
+    constant = snap(float(outs[0] - points[0] @ slopes))
+    if not np.allclose(points @ slopes + constant, outs, rtol=0, atol=AFFINE_TOLERANCE * scale):
         return None
-    a, b, c = (float(v) for v in coefficients)
-    # Snap coefficients that are integers up to rounding, so forms stay exact.
-    a, b, c = (round(v) if abs(v - round(v)) < AFFINE_TOLERANCE * scale else v for v in (a, b, c))
-    return a, b, c
+    return tuple(float(v) for v in slopes) + (float(constant),)
 
 
 # --------------------------------------------------------------------------- lowering

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from dataclasses import dataclass
 from numbers import Real
 from types import MappingProxyType
@@ -41,7 +40,6 @@ from rasp_compiler.selectors import (
 )
 from rasp_compiler.values import ValueSets, sorted_values
 
-AFFINE_TOLERANCE = 1e-9
 WIDTH_SUFFIX = ".attn"
 
 
@@ -254,7 +252,7 @@ class _Rewriter:
                     {Dim(inner, v): out for (v,), out in table.items()}
                 )
                 return
-            affine = _affine_fit(table)
+            affine = linear_lookup.affine_fit(table)
             if affine is not None:
                 slope, intercept = affine
                 self.forms[expr.label] = self.form_of(inner).scaled(slope) + constant_form(intercept)
@@ -276,8 +274,7 @@ class _Rewriter:
             for label in (fst, snd):
                 self._refuse_none(expr, label)
             table = self._table(expr, (fst, snd))  # checks the outputs are numbers
-            # ---- linear_lookup hook: an affine SequenceMap is a linear form (no neurons)
-            affine = linear_lookup.affine_fit(table)
+            affine = linear_lookup.affine_fit(table)  # a linear form: no neurons
             if affine is not None:
                 a, b, c = affine
                 self.forms[expr.label] = (self.form_of(fst).scaled(a) + self.form_of(snd).scaled(b)
@@ -537,23 +534,6 @@ def _as_tuple(*values):
 
 def _round_to_int(x: float) -> int:
     return int(round(x))
-
-
-def _affine_fit(table: Mapping[tuple, Any]) -> tuple[float, float] | None:
-    """(slope, intercept) if f(x) = slope * x + intercept on every tabulated x."""
-    points = sorted((float(x), float(y)) for (x,), y in table.items())
-    if not points:
-        return None
-    if len(points) == 1:
-        return 0.0, points[0][1]
-    (x0, y0), (x1, y1) = points[0], points[-1]
-    slope = (y1 - y0) / (x1 - x0)
-    intercept = y0 - slope * x0
-    scale = max(1.0, max(abs(y) for _, y in points))
-    for x, y in points:
-        if not math.isclose(slope * x + intercept, y, rel_tol=0, abs_tol=AFFINE_TOLERANCE * scale):
-            return None
-    return slope, intercept
 
 
 _SOP_RULES: dict[type, Callable[[_Rewriter, Any], None]] = {

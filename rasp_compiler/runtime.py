@@ -145,27 +145,19 @@ class Runtime:
 
     def readout_columns(self, params, blocks: Sequence[np.ndarray], readout: Readout,
                         backend: str = "jax", batch: int | None = None,
-                        sparse: bool = False) -> list[np.ndarray]:
+                        sparse_forward: Callable | None = None) -> list[np.ndarray]:
         """Per block of same-length id rows [B, n], the final residual's `readout` columns
         [B, n, k] (BOS dropped): the array path of `residual_slices`, no per-row Python.
-        See `dispatch_readout_columns`."""
-        return self.dispatch_readout_columns(params, blocks, readout, backend, batch, sparse)()
-
-    def dispatch_readout_columns(self, params, blocks: Sequence[np.ndarray], readout: Readout,
-                                 backend: str = "jax", batch: int | None = None,
-                                 sparse: bool = False) -> Callable[[], list[np.ndarray]]:
-        """`readout_columns`, started: returns a function that waits for the results.
-        The jax forward runs asynchronously meanwhile (the caller can evaluate the
-        reference answers in parallel); the numpy one runs when called.
 
         Blocks of one length bucket are packed together (sparse buckets join the next
         longer one) and run `batch` rows at a time (default: the smallest power of two
-        holding the bucket, at most DEFAULT_BATCH_CHUNK). backend "jax": the last call
-        is padded with filler rows, so a bucket compiles one shape however many rows
-        it gets; batches are sharded over every JAX device. "numpy": `forward_numpy`,
-        nothing to compile, no filler rows. `sparse=True` (jax only): the sparse
-        forward of `sparse_jit` (the same function, computed on the non-zero weights
-        alone), SPARSE_BATCH rows a call; the dense one where no sparse plan exists.
+        holding the bucket, at most DEFAULT_BATCH_CHUNK). backend "jax": every call is
+        dispatched (XLA runs them asynchronously) before any result is read; the last
+        call of a bucket is padded with filler rows, so a bucket compiles one shape
+        however many rows it gets; batches are sharded over every JAX device. "numpy":
+        `forward_numpy`, nothing to compile, no filler rows. `sparse_forward` (jax only):
+        a function from `sparse_jit` (planned once by the caller for these params), run
+        SPARSE_BATCH rows a call instead of the dense forward.
         """
         if backend not in ("jax", "numpy"):
             raise InvalidInputError(f"backend must be 'jax' or 'numpy', got {backend!r}")
@@ -177,7 +169,6 @@ class Runtime:
             forward = lambda ids, mask: forward_numpy(weights, self.shape, ids, mask)[..., index]
             devices = 1
         else:
-            sparse_forward = self.sparse_jit(params, readout) if sparse else None
             if sparse_forward is not None:
                 forward = lambda ids, mask: sparse_forward(*self.sharded(ids, mask))  # async
                 batch = SPARSE_BATCH
@@ -215,18 +206,14 @@ class Runtime:
                         [part_mask, np.eye(1, length, dtype=bool).repeat(filler, axis=0)])
                 results.append((forward(part_ids, part_mask), len(part_ids) - filler))
             pending.append((members, results))
-
-        def collect() -> list[np.ndarray]:
-            for members, results in pending:
-                columns = np.concatenate([np.asarray(result)[:rows] for result, rows in results])
-                start = 0
-                for i in members:
-                    count, n = blocks[i].shape
-                    out[i] = columns[start: start + count, 1: n + 1]
-                    start += count
-            return out
-
-        return collect
+        for members, results in pending:  # every call dispatched: now wait for the results
+            columns = np.concatenate([np.asarray(result)[:rows] for result, rows in results])
+            start = 0
+            for i in members:
+                count, n = blocks[i].shape
+                out[i] = columns[start: start + count, 1: n + 1]
+                start += count
+        return out
 
     def pack_array(self, blocks: Sequence[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
         """Ids [rows, length] (BOS, the row, PAD) and the key mask of blocks of id rows,

@@ -436,7 +436,6 @@ class _Checker:
     def __init__(self, graph: ProgramGraph, model, rtol: float, atol: float, backend: str,
                  forward_batch: int, sparse: bool = False):
         self.graph = graph
-        self.sparse = sparse
         self.model = model
         self.rtol, self.atol = rtol, atol
         self.backend = backend
@@ -450,6 +449,9 @@ class _Checker:
         self.readout_keys = {}
         for i, value in enumerate(self.readout.values if self.arrays else ()):
             self.readout_keys.setdefault(identity_key(value), i)
+        # Planned once from the weights as they are for this run (None: the dense forward).
+        self.sparse_forward = model.runtime.sparse_jit(model.params, self.readout) \
+            if sparse and self.arrays else None
         self.checked = self.positions = self.undefined = self.mismatch_count = 0
         self.max_error = 0.0
         self.examples: list[tuple[int, int, Mismatch]] = []  # (order, position, mismatch)
@@ -469,7 +471,7 @@ class _Checker:
         return blocks, self.pool.submit(
             self.model.runtime.readout_columns, self.model.params,
             [block.ids for block in blocks], self.readout, backend=self.backend,
-            batch=self.forward_batch, sparse=self.sparse)
+            batch=self.forward_batch, sparse_forward=self.sparse_forward)
 
     def finish(self, queued) -> None:
         blocks, forward = queued

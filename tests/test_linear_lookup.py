@@ -146,6 +146,20 @@ def test_an_affine_numerical_sequence_map_is_a_linear_form():
     assert verify(affine, model, exhaustive_up_to=3, backend="numpy").ok
 
 
+def test_one_affine_fit_serves_maps_and_sequence_maps():
+    """Coefficients per argument then the constant; an argument with one value gets 0
+    (the constant carries it); near-integers snap; anything else is not affine."""
+    from rasp_compiler.linear_lookup import affine_fit
+
+    assert affine_fit({(x,): 0.1 * x + 2 for x in range(5)}) == pytest.approx((0.1, 2.0))
+    assert affine_fit({(3.0,): 5.0}) == (0.0, 5.0)
+    assert affine_fit({(x, 7): 3 * x - 7 for x in range(4)}) == (3, 0.0, -7)
+    assert affine_fit({(x, y): 2 * x - y for x in range(3) for y in range(3)}) == (2, -1, 0)
+    assert affine_fit({(x,): x * x for x in range(4)}) is None
+    assert affine_fit({(True,): 1.0, (False,): 0.0}) is None
+    assert affine_fit({}) is None
+
+
 def test_noisy_inputs_that_could_cross_a_step_are_refused():
     opp = (lib.make_length() - rasp.indices).named("opp")
     ops, plan = _ops(opp, ["a"], 40, max_fused_input_space=100)

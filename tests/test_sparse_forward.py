@@ -60,7 +60,8 @@ def test_jitted_sparse_forward_equals_the_dense_forward():
         np.array([row for row in random_input_ids(20, 4, 400, seed=3) if len(row) == n])
         for n in (3, 4)]
     dense = model.runtime.readout_columns(model.params, blocks, readout, backend="numpy")
-    sparse = model.runtime.readout_columns(model.params, blocks, readout, sparse=True)
+    sparse = model.runtime.readout_columns(
+        model.params, blocks, readout, sparse_forward=model.runtime.sparse_jit(model.params, readout))
     for got, want in zip(sparse, dense):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
