@@ -7,8 +7,9 @@
     compile_program(program, {"a", "b"}, 8).run([["a", "b"]])   # the same, by a transformer
 """
 
-from rasp_compiler import errors, lib, rasp
-from rasp_compiler.compiler import compile_program, compile_rasp_to_model
+from rasp_compiler import compiling, errors, lib, rasp
+from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiling import compile_rasp_to_model
 from rasp_compiler.compression import CompressedModel, compress
 from rasp_compiler.errors import (
     CompilationError,
@@ -42,6 +43,7 @@ __all__ = [
     "VerificationReport",
     "compile_program",
     "compile_rasp_to_model",
+    "compiling",
     "compress",
     "verify",
     "Evaluation",

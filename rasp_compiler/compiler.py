@@ -183,27 +183,6 @@ def compile_program(
     )
 
 
-def compile_rasp_to_model(
-    program: rasp.SOp,
-    vocab: Iterable[Any],
-    max_seq_len: int,
-    causal: bool = False,
-    compiler_bos: Any = "BOS",
-    compiler_pad: Any = "PAD",
-    mlp_exactness: int = 100,
-) -> CompiledModel:
-    """tracr's entry point, same arguments: `model.apply(["BOS", ...]).decoded` works.
-
-    `mlp_exactness` is accepted for compatibility and has no effect: every MLP here
-    is exact on every possible input value, not a discretised approximation.
-    `causal=True` builds a decoder-only model, as tracr does (see compile_program).
-    """
-    if isinstance(mlp_exactness, bool) or not isinstance(mlp_exactness, int) or mlp_exactness < 1:
-        raise InvalidProgramError(f"mlp_exactness must be a positive int, got {mlp_exactness!r}")
-    return compile_program(program, vocab, max_seq_len, bos=compiler_bos, pad=compiler_pad,
-                           causal=causal)
-
-
 def _check_options(*, attention_precision, allow_unsafe_aggregates, **limits) -> None:
     """Refuse option values that would fail (or mislead) deep inside a later stage."""
     if not isinstance(allow_unsafe_aggregates, bool):
