@@ -267,6 +267,12 @@ class TransformerOutput:
     input_embeddings: np.ndarray  # [B, T, D]
 
 
+# A pytree, so a jitted forward (tracr_model.make_forward) can return it.
+jax.tree_util.register_dataclass(
+    TransformerOutput, meta_fields=[],
+    data_fields=["layer_outputs", "residuals", "attn_logits", "output", "input_embeddings"])
+
+
 @dataclass(frozen=True)
 class TracrOutput:
     """tracr's `AssembledTransformerModelOutput`, returned by `model.apply`.
@@ -289,32 +295,34 @@ class TracrOutput:
         return self.unembedded
 
 
-def _activate(function: Callable, x: np.ndarray) -> np.ndarray:
+def _activate(function: Callable, x, xp):
     if function is jax.nn.relu:
-        return np.maximum(x, 0.0)  # no JAX dispatch for the one activation compiled models use
-    return np.asarray(function(x), dtype=np.float32)
+        return xp.maximum(x, 0.0)  # no JAX dispatch in numpy for the one activation we use
+    return xp.asarray(function(x), dtype=xp.float32)
 
 
 def forward(params: dict, config: TracrModelConfig, token_ids,
-            pad_encoding: int | None = None) -> TransformerOutput:
-    """tracr's transformer (no layer norm, no dropout) over tracr-shaped `params`, in numpy.
+            pad_encoding: int | None = None, *, xp=np) -> TransformerOutput:
+    """tracr's transformer (no layer norm, no dropout) over tracr-shaped `params`.
 
-    Keys holding `pad_encoding` are masked, as tracr's `CompiledTransformerModel`
-    does when given a pad token; with `config.causal` a query also cannot see
-    later keys. Masked logits hold -1e30, as in tracr.
+    `xp` is numpy (the default: no XLA compilation, for `apply`) or jax.numpy
+    (tracr's `forward`, which jit and grad go through). Keys holding `pad_encoding`
+    are masked, as tracr's `CompiledTransformerModel` does when given a pad token;
+    with `config.causal` a query also cannot see later keys. Masked logits hold
+    -1e30, as in tracr.
     """
     if config.layer_norm:
         raise InvalidInputError("this forward has no layer norm: config.layer_norm must be False")
-    p = {module: {name: np.asarray(value, np.float32) for name, value in inner.items()}
+    p = {module: {name: xp.asarray(value, xp.float32) for name, value in inner.items()}
          for module, inner in params.items()}
-    ids = np.asarray(token_ids)
+    ids = xp.asarray(token_ids)
     batch, length = ids.shape
     heads, size = config.num_heads, config.key_size
     embeddings = p["token_embed"]["embeddings"][ids] + p["pos_embed"]["embeddings"][:length][None]
-    keys_visible = np.ones((batch, length), bool) if pad_encoding is None else ids != pad_encoding
-    mask = np.broadcast_to(keys_visible[:, None, None, :], (batch, 1, length, length))
+    keys_visible = xp.ones((batch, length), bool) if pad_encoding is None else ids != pad_encoding
+    mask = xp.broadcast_to(keys_visible[:, None, None, :], (batch, 1, length, length))
     if config.causal:
-        mask = mask & np.tril(np.ones((length, length), bool))[None, None]
+        mask = mask & xp.asarray(np.tril(np.ones((length, length), bool)))[None, None]
     layer_outputs, residuals, attn_logits = [], [], []
     residual = embeddings
     for l in range(config.num_layers):
@@ -322,11 +330,11 @@ def forward(params: dict, config: TracrModelConfig, token_ids,
         project = lambda name: (residual @ attn(name)["w"] + attn(name)["b"]).reshape(
             batch, length, heads, size)
         q, k, v = project("query"), project("key"), project("value")
-        logits = np.einsum("bthd,bshd->bhts", q, k) / np.float32(math.sqrt(size))
-        logits = np.where(mask, logits, np.float32(MASKED_LOGIT))
-        weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        weights /= weights.sum(axis=-1, keepdims=True)
-        mixed = np.einsum("bhts,bshd->bthd", weights, v).reshape(batch, length, heads * size)
+        logits = xp.einsum("bthd,bshd->bhts", q, k) / np.float32(math.sqrt(size))
+        logits = xp.where(mask, logits, np.float32(MASKED_LOGIT))
+        weights = xp.exp(logits - logits.max(axis=-1, keepdims=True))
+        weights = weights / weights.sum(axis=-1, keepdims=True)
+        mixed = xp.einsum("bhts,bshd->bthd", weights, v).reshape(batch, length, heads * size)
         attn_out = mixed @ attn("linear")["w"] + attn("linear")["b"]
         residual = residual + attn_out
         layer_outputs.append(attn_out)
@@ -334,7 +342,7 @@ def forward(params: dict, config: TracrModelConfig, token_ids,
         attn_logits.append(logits)
         mlp = lambda name: p[f"{PREFIX}/layer_{l}/mlp/{name}"]
         hidden = _activate(config.activation_function,
-                           residual @ mlp("linear_1")["w"] + mlp("linear_1")["b"])
+                           residual @ mlp("linear_1")["w"] + mlp("linear_1")["b"], xp)
         mlp_out = hidden @ mlp("linear_2")["w"] + mlp("linear_2")["b"]
         residual = residual + mlp_out
         layer_outputs.append(mlp_out)
@@ -344,23 +352,22 @@ def forward(params: dict, config: TracrModelConfig, token_ids,
                              input_embeddings=embeddings)
 
 
-def apply(model, tokens: Sequence) -> TracrOutput:
-    """tracr's `model.apply([BOS, t1, ..., tn, PAD, ...])` on the padded view.
+def encode_for_apply(encoder: CategoricalEncoder, tokens: Sequence) -> tuple[list[int], int]:
+    """tracr's input checks for `apply([BOS, t1, ..., tn, PAD, ...])`, and ours.
 
-    The input encoder checks BOS first, known tokens and the length; besides,
-    BOS may not reappear and PAD may only trail (our model reads positions, so a
-    token after PAD would be misplaced). PAD keys are masked; `decoded` holds the
-    PAD token at PAD positions and BOS at position 0, as tracr does.
+    The encoder checks BOS first, known tokens and the length; besides, BOS may not
+    reappear and PAD may only trail (our model reads positions, so a token after PAD
+    would be misplaced). Returns the ids and the number of tokens before any PAD.
     """
+    bos, pad = encoder.bos_token, encoder.pad_token
     if isinstance(tokens, (np.ndarray, jax.Array)):
         tokens = np.asarray(tokens).tolist()
     if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
         raise InvalidInputError(
-            f"apply() takes a list of tokens with the BOS token {model.bos!r} first (as "
+            f"apply() takes a list of tokens with the BOS token {bos!r} first (as "
             f"tracr does), got {type(tokens).__name__} {tokens!r}"
         )
     tokens = list(tokens)
-    encoder = input_encoder(model)
     ids = encoder.encode(tokens)
     body = ids[1:]
     n_tokens = next((i for i, token_id in enumerate(body) if token_id == encoder.pad_encoding),
@@ -368,13 +375,25 @@ def apply(model, tokens: Sequence) -> TracrOutput:
     for position, token_id in enumerate(body, start=1):
         if token_id == encoder.bos_encoding:
             raise InvalidInputError(
-                f"position {position}: the BOS token {model.bos!r} may only come first"
+                f"position {position}: the BOS token {bos!r} may only come first"
             )
         if position > n_tokens + 1 and token_id != encoder.pad_encoding:
             raise InvalidInputError(
                 f"position {position}: token {tokens[position]!r} follows the PAD token "
-                f"{model.pad!r}; PAD may only fill the end of the input"
+                f"{pad!r}; PAD may only fill the end of the input"
             )
+    return ids, n_tokens
+
+
+def apply(model, tokens: Sequence) -> TracrOutput:
+    """tracr's `model.apply([BOS, t1, ..., tn, PAD, ...])` on the padded view.
+
+    Inputs are checked by `encode_for_apply`. PAD keys are masked; `decoded` holds
+    the PAD token at PAD positions and BOS at position 0, as tracr does.
+    """
+    encoder = input_encoder(model)
+    ids, n_tokens = encode_for_apply(encoder, tokens)
+    body = ids[1:]
     config = model_config(model)
     out = forward(tracr_params(model), config, np.asarray([ids]), encoder.pad_encoding)
     final = out.output

@@ -7,7 +7,8 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.assemble import forward_numpy
-from rasp_compiler.compiler import compile_program, compile_rasp_to_model
+from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiling import compile_rasp_to_model
 from rasp_compiler.errors import InvalidProgramError
 from rasp_compiler.graph import postorder
 from rasp_compiler.size import estimate_size
@@ -210,7 +211,8 @@ def test_tracr_entry_point_and_apply():
                                   compiler_bos="BOS", compiler_pad="PAD", mlp_exactness=100)
     out = model.apply(["BOS", "a", "b", "c"])
     assert out.decoded == ["BOS", "c", "b", "a"]
-    assert out.transformer_output.shape == (1, 4, model.layout.width)
+    assert out.transformer_output.shape == (1, 4, len(model.residual_labels))
+    assert model.compiled.layout.width < len(model.residual_labels)  # + tracr's PAD direction
 
 
 @pytest.mark.parametrize("call, error, message", [
