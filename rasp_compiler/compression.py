@@ -45,8 +45,6 @@ import json
 import math
 import sys
 import time
-import zipfile
-import zlib
 from dataclasses import dataclass, replace
 from numbers import Real
 from pathlib import Path
@@ -864,9 +862,10 @@ class CompressedModel:
         return save_compressed(self, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "CompressedModel":
-        """A compressed model saved by `save`, checked; any problem raises LoadError."""
-        return load_compressed(path)
+    def load(cls, path: str | Path, *, max_parameters: int | None = None) -> "CompressedModel":
+        """A compressed model saved by `save`, checked; any problem raises LoadError.
+        `max_parameters` bounds what the saved files may declare (as CompiledModel.load)."""
+        return load_compressed(path, max_parameters)
 
 
 @functools.partial(jax.jit, static_argnames="shape")
@@ -949,11 +948,13 @@ def save_compressed(model: CompressedModel, path: str | Path) -> Path:
     return folder
 
 
-def load_compressed(path: str | Path) -> CompressedModel:
+def load_compressed(path: str | Path, max_parameters: int | None = None) -> CompressedModel:
     from rasp_compiler.model import CompiledModel
-    from rasp_compiler.persistence import from_json
+    from rasp_compiler.persistence import check_declared_size, from_json, read_arrays
+    from rasp_compiler.size import DEFAULT_MAX_PARAMETERS
 
     folder = Path(path)
+    limit = DEFAULT_MAX_PARAMETERS if max_parameters is None else max_parameters
 
     def fail(problem: str):
         return LoadError(f"cannot load the compressed model saved in {folder}: {problem}")
@@ -968,8 +969,10 @@ def load_compressed(path: str | Path) -> CompressedModel:
                    f"{CONFIG_FILE}, {ARRAYS_FILE} and {BASE_FOLDER}/, written by "
                    f"CompressedModel.save or `rasp-compiler compress -o`")
     try:
+        if (folder / CONFIG_FILE).stat().st_size > 16 * 1024**2:
+            raise fail(f"{CONFIG_FILE} is larger than any compressed model's (16 MB)")
         data = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise fail(f"{CONFIG_FILE} cannot be read ({exc})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
         raise fail(f"{CONFIG_FILE}: format: expected {FORMAT_VERSION}, got "
@@ -979,31 +982,34 @@ def load_compressed(path: str | Path) -> CompressedModel:
         saved = from_json(data, _SavedCompression)
     except LoadError as problem:
         raise fail(f"{CONFIG_FILE}: {problem}") from None
-    try:
-        with np.load(folder / ARRAYS_FILE, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-        raise fail(f"{ARRAYS_FILE} cannot be read ({exc}); it is truncated or damaged") from exc
-    if checksum != _checksum(data, arrays):
-        raise fail(f"{CONFIG_FILE} or {ARRAYS_FILE} was edited or corrupted (checksum "
-                   f"mismatch); compress the model again")
-    base = CompiledModel.load(folder / BASE_FOLDER)
+    base = CompiledModel.load(folder / BASE_FOLDER, max_parameters=limit)
     info = saved.info
     width = base.shape.d_model
-    expected = {"W": (width, info.d)}
-    for name in saved.readers:
-        expected.update({f"readers::{name}::w1": (info.d, info.hidden),
-                         f"readers::{name}::b1": (info.hidden,),
-                         f"readers::{name}::w2": (info.hidden, width)})
-    if set(arrays) != set(expected):
-        raise fail(f"{ARRAYS_FILE} holds {sorted(arrays)}, expected {sorted(expected)}")
-    for key, want in expected.items():
-        if arrays[key].shape != want or arrays[key].dtype != np.float32:
-            raise fail(f"{ARRAYS_FILE}: {key} is {arrays[key].dtype} {list(arrays[key].shape)}, "
-                       f"expected float32 {list(want)}")
+    # The arrays' names and shapes follow from compression.json and the base model: hold
+    # compression.npz to them before reading any of its data.
+    if not 1 <= info.d <= width or info.d_model != width:
+        raise fail(f"{CONFIG_FILE}: info.d is {info.d} and info.d_model {info.d_model}; the "
+                   f"base model's residual has {width} dims (d must be 1..{width})")
+    if info.hidden < 0 or bool(saved.readers) != (info.hidden > 0):
+        raise fail(f"{CONFIG_FILE}: info.hidden {info.hidden} does not match the readers "
+                   f"{list(saved.readers)} (nonlinear reads have hidden > 0, linear ones 0)")
     if saved.readers and set(saved.readers) != set(read_hooks(base.shape)):
         raise fail(f"{CONFIG_FILE}: readers {list(saved.readers)} are not this model's reads "
                    f"{read_hooks(base.shape)}")
+    expected = {"W": ((width, info.d), "[d_model, d]")}
+    for name in saved.readers:
+        expected.update({f"readers::{name}::w1": ((info.d, info.hidden), "[d, hidden]"),
+                         f"readers::{name}::b1": ((info.hidden,), "[hidden]"),
+                         f"readers::{name}::w2": ((info.hidden, width), "[hidden, d_model]")})
+    try:
+        check_declared_size(expected, limit, CONFIG_FILE,
+                            "CompressedModel.load(path, max_parameters=N)")
+        arrays = read_arrays(folder / ARRAYS_FILE, expected, CONFIG_FILE)
+    except LoadError as problem:
+        raise fail(str(problem)) from problem.__cause__
+    if checksum != _checksum(data, arrays):
+        raise fail(f"{CONFIG_FILE} or {ARRAYS_FILE} was edited or corrupted (checksum "
+                   f"mismatch); compress the model again")
     readers = {name: {key: arrays[f"readers::{name}::{key}"] for key in ("w1", "b1", "w2")}
                for name in saved.readers} or None
     return CompressedModel(base, arrays["W"], readers, info)

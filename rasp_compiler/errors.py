@@ -110,7 +110,7 @@ def describe_values(values, limit: int = 8) -> str:
 
 def describe_bytes(size: int) -> str:
     """A byte count for messages: '2.1 GB', '340.0 MB', '12.5 kB', '812 bytes'."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if size >= scale:
             return f"{size / scale:.1f} {unit}"
     return f"{size} bytes"

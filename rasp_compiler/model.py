@@ -393,11 +393,19 @@ class CompiledModel:
         return save_model(self, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "CompiledModel":
-        """A model saved by `save`, checked throughout; any problem raises LoadError."""
-        from rasp_compiler.persistence import load_model
+    def load(cls, path: str | Path, *, max_parameters: int | None = None) -> "CompiledModel":
+        """A model saved by `save`, checked throughout; any problem raises LoadError.
 
-        return load_model(path, model_class=cls)
+        Its model.json may declare at most `max_parameters` parameters (default: the
+        compile_program default, 200 million); pass the limit a larger model was compiled
+        with. Nothing in params.npz is read before its names and shapes are checked.
+        """
+        from rasp_compiler.persistence import load_model
+        from rasp_compiler.size import DEFAULT_MAX_PARAMETERS
+
+        return load_model(path, model_class=cls,
+                          max_parameters=DEFAULT_MAX_PARAMETERS if max_parameters is None
+                          else max_parameters)
 
     def to_hooked_transformer(self, device: str = "cpu"):
         """A TransformerLens HookedTransformer computing what this model computes (needs

@@ -6,10 +6,16 @@ A saved model is a folder holding two files:
     model.json  format, vocab, max_seq_len, bos, pad, shape, layout, readouts, info, checksum
 
 Loading trusts nothing in the folder: every key, type, array shape and cross-reference is
-checked, and a SHA-256 checksum over the config and the weights refuses any file edited or
-damaged after saving. Each problem raises one `LoadError` naming the folder and the field
-(`info.layers[0].heads[1].coldness: missing`). Loading never executes code: model.json is
-plain JSON and params.npz is read with `allow_pickle=False`.
+checked, and a SHA-256 checksum over the config and the weights refuses a file damaged or
+half-written after saving. Each problem raises one `LoadError` naming the folder and the
+field (`info.layers[0].heads[1].coldness: missing`). Loading never executes code: model.json
+is plain JSON, and params.npz is read entry by entry (`read_arrays`): its names, sizes and
+.npy headers are held to the shapes model.json declares before any array data is read, so
+memory stays within what model.json declares, itself bounded by `max_parameters`.
+
+The checksum has no key: it is not a signature. Someone who edits a weight and writes the
+new checksum gets a model that loads (and passes every structural check); see
+docs/compiler.md, "Saved models", for what that means and what to do about it.
 
 The codec turns the frozen dataclasses (ModelInfo, Readout, ModelShape, ...) into JSON and
 back from their type hints, so a new field is saved and checked without new code here.
@@ -21,6 +27,7 @@ import collections.abc
 import dataclasses
 import functools
 import hashlib
+import io
 import json
 import math
 import operator
@@ -35,11 +42,12 @@ from typing import Any, Callable
 import numpy as np
 
 from rasp_compiler.assemble import ModelShape
-from rasp_compiler.errors import InternalError, LoadError, SaveError
+from rasp_compiler.errors import InternalError, LoadError, SaveError, describe_bytes
 from rasp_compiler.lower import Readout
 from rasp_compiler.model import CompiledModel
 from rasp_compiler.records import ModelInfo
 from rasp_compiler.residual import BOS, ONE, Dim, ResidualLayout
+from rasp_compiler.size import DEFAULT_MAX_PARAMETERS
 
 # Older formats are refused rather than read, since recompiling is cheap. Format 1 had no
 # checksum (an edited file could not be told from a good one); format 2 numbered the
@@ -50,9 +58,18 @@ PARAMS_FILE = "params.npz"
 CHECKSUM_PREFIX = "sha256:"
 TOKENS = "tokens"  # the layout owner of the input tokens' one-hot dims
 PARAM_DTYPE = np.dtype("<f4")
-# What a damaged npz can raise from inside zipfile / zlib / numpy's npy reader.
-_ARCHIVE_ERRORS = (OSError, EOFError, ValueError, NotImplementedError, KeyError,
-                   zipfile.BadZipFile, zlib.error)
+# What a damaged npz can raise from inside zipfile / zlib / numpy's npy reader
+# (RuntimeError: an encrypted entry; RecursionError, MemoryError: a pathological header).
+_ARCHIVE_ERRORS = (OSError, EOFError, ValueError, NotImplementedError, KeyError, RuntimeError,
+                   RecursionError, MemoryError, SyntaxError, zipfile.BadZipFile, zlib.error)
+# An .npy header numpy writes for a float32 matrix is 128 bytes; numpy's own reader refuses
+# headers past 10,000 characters. Anything longer is not a saved model's.
+NPY_HEADER_LIMIT = 10_000
+NPY_MAX_PREFIX = 12  # before the header: magic (6), version (2), header length (2 or 4)
+READ_CHUNK = 1 << 20  # array data is read in pieces of this many bytes into its own buffer
+# model.json of the largest models the default max_parameters allows is a few MB (one line
+# per residual dim, one per head); the limit grows with max_parameters.
+CONFIG_BYTES_PER_DEFAULT_LIMIT = 64 * 1024**2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,20 +182,26 @@ def _write_replacing(target: Path, write: Callable) -> None:
 # ---------------------------------------------------------------------------- load
 
 
-def load_model(path: str | Path, model_class: type = CompiledModel) -> CompiledModel:
+def load_model(path: str | Path, model_class: type = CompiledModel, *,
+               max_parameters: int = DEFAULT_MAX_PARAMETERS) -> CompiledModel:
     """Read and check a folder written by `save_model`; any problem raises LoadError.
 
-    `model_class` is what to build (CompiledModel.load passes its own class).
+    `model_class` is what to build (CompiledModel.load passes its own class). A model.json
+    declaring more than `max_parameters` parameters (default: compile_program's limit) is
+    refused before params.npz is opened; pass the limit the model was compiled with.
     """
     folder = Path(path)
+    if isinstance(max_parameters, bool) or not isinstance(max_parameters, int) \
+            or max_parameters < 1:
+        raise LoadError(f"max_parameters must be a positive int, got {max_parameters!r}")
     try:
-        return _load(folder, model_class)
+        return _load(folder, model_class, max_parameters)
     except _Invalid as problem:
         raise LoadError(f"cannot load the model saved in {folder}: {problem}") from (
             problem.__cause__)
 
 
-def _load(folder: Path, model_class: type) -> CompiledModel:
+def _load(folder: Path, model_class: type, max_parameters: int) -> CompiledModel:
     if not folder.is_dir():
         raise _Invalid("it is a file, not a saved model's folder" if folder.exists()
                        else "no such folder")
@@ -188,7 +211,7 @@ def _load(folder: Path, model_class: type) -> CompiledModel:
             f"{' and '.join(missing)} missing; a saved model is a folder holding {CONFIG_FILE} "
             f"and {PARAMS_FILE}, written by CompiledModel.save or `rasp-compiler compile -o`"
         )
-    data = _read_config(folder / CONFIG_FILE)
+    data = _read_config(folder / CONFIG_FILE, max_parameters)
     _check_format(data)
     checksum = data.pop("checksum", None)
     if not isinstance(checksum, str) or not checksum.startswith(CHECKSUM_PREFIX):
@@ -197,10 +220,15 @@ def _load(folder: Path, model_class: type) -> CompiledModel:
         config = from_json(data, SavedConfig)
     except _Invalid as problem:
         raise _Invalid(f"{CONFIG_FILE}: {problem}") from None
-    arrays = _read_params(folder / PARAMS_FILE)
     layout = _layout(config)
     _check_sizes(config, layout)
-    _check_arrays(config.shape, arrays)
+    # Every array's name, shape and dtype follow from model.json: params.npz is held to
+    # them entry by entry, from its zip directory and .npy headers, before any data is read.
+    expected = expected_arrays(config.shape)
+    check_declared_size(expected, max_parameters, f"the shape in {CONFIG_FILE}",
+                        "CompiledModel.load(path, max_parameters=N)")
+    arrays = read_arrays(folder / PARAMS_FILE, expected, CONFIG_FILE)
+    _check_finite(arrays)
     _check_readouts(config, layout)
     _check_info(config)
     _check_vocab_embedding(config, layout, arrays["token_embed::embeddings"])
@@ -226,7 +254,13 @@ def _load(folder: Path, model_class: type) -> CompiledModel:
     )
 
 
-def _read_config(file: Path) -> dict:
+def config_byte_limit(max_parameters: int) -> int:
+    """The largest model.json read for a model of at most `max_parameters` parameters."""
+    return max(CONFIG_BYTES_PER_DEFAULT_LIMIT,
+               CONFIG_BYTES_PER_DEFAULT_LIMIT * max_parameters // DEFAULT_MAX_PARAMETERS)
+
+
+def _read_config(file: Path, max_parameters: int = DEFAULT_MAX_PARAMETERS) -> dict:
     def no_repeats(pairs):
         keys = [key for key, _ in pairs]
         for key in keys:
@@ -235,6 +269,11 @@ def _read_config(file: Path) -> dict:
         return dict(pairs)
 
     try:
+        size, limit = file.stat().st_size, config_byte_limit(max_parameters)
+        if size > limit:
+            raise _Invalid(f"{CONFIG_FILE} is {describe_bytes(size)}, more than a saved model "
+                           f"of at most {max_parameters:,} parameters writes ("
+                           f"{describe_bytes(limit)}); it is not a saved model's")
         data = json.loads(file.read_text(encoding="utf-8"), object_pairs_hook=no_repeats)
     except OSError as exc:
         raise _Invalid(f"cannot read {CONFIG_FILE}: {exc}") from exc
@@ -264,18 +303,139 @@ def _check_format(data: dict) -> None:
                    f"{FORMAT_VERSION}); upgrade rasp_compiler")
 
 
-def _read_params(file: Path) -> dict[str, np.ndarray]:
+def check_declared_size(expected: dict[str, tuple[tuple[int, ...], str]],
+                        max_parameters: int, declared_by: str, how: str) -> None:
+    """Refuse, before opening the archive, arrays whose declared sizes add up past
+    `max_parameters` (`declared_by` says where the shapes come from, `how` how to load
+    a model that large)."""
+    count = sum(math.prod(shape) for shape, _ in expected.values())
+    if count > max_parameters:
+        raise _Invalid(
+            f"{declared_by} declares {count:,} parameters ({describe_bytes(4 * count)} of "
+            f"float32), more than max_parameters={max_parameters:,} allows; a model compiled "
+            f"with a larger max_parameters loads with {how}"
+        )
+
+
+def read_arrays(file: Path, expected: dict[str, tuple[tuple[int, ...], str]],
+                declared_by: str) -> dict[str, np.ndarray]:
+    """The float32 arrays of the npz archive `file`, which must hold exactly `expected`
+    (key -> (shape, how that shape follows from `declared_by`, e.g. model.json)).
+
+    Everything is checked before any array data is read: the entry names (from the zip
+    directory), each entry's sizes (uncompressed: its header and expected shape; compressed:
+    no more than that), then its .npy header (length, shape, dtype). The data is then read
+    in pieces into a buffer of the expected size, never more, and zipfile checks each
+    entry's CRC. So memory stays within the expected sizes whatever the archive claims.
+    """
+    name = file.name
     if not zipfile.is_zipfile(file):
-        raise _Invalid(f"{PARAMS_FILE} is not an npz (zip) archive; it is truncated or damaged")
+        raise _Invalid(f"{name} is not an npz (zip) archive; it is truncated or damaged")
     try:
-        archive = np.load(file, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise _Invalid(f"{PARAMS_FILE} is not an npz archive")
-        with archive:
-            return {key: archive[key] for key in archive.files}
+        with zipfile.ZipFile(file) as archive:
+            entries = _archive_entries(archive, name, expected, declared_by)
+            headers = {key: _entry_header(archive, entries[key], name, key, want, why,
+                                          declared_by)
+                       for key, (want, why) in expected.items()}
+            return {key: _entry_data(archive, entries[key], name, key, expected[key][0],
+                                     *headers[key])
+                    for key in expected}
+    except _Invalid:
+        raise
     except _ARCHIVE_ERRORS as exc:
-        raise _Invalid(f"{PARAMS_FILE} cannot be read ({type(exc).__name__}: {exc}); it is "
+        raise _Invalid(f"{name} cannot be read ({type(exc).__name__}: {exc}); it is "
                        f"truncated or damaged") from exc
+
+
+def _archive_entries(archive: zipfile.ZipFile, name: str, expected: dict,
+                     declared_by: str) -> dict[str, zipfile.ZipInfo]:
+    """The zip entry of each expected array; any other entry, a repeated or a missing one
+    is refused."""
+    entries: dict[str, zipfile.ZipInfo] = {}
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy"):
+            raise _Invalid(f"{name} holds {info.filename!r}, which is not an array (an npz "
+                           f"archive holds only NAME.npy entries)")
+        key = info.filename[: -len(".npy")]
+        if key in entries:
+            raise _Invalid(f"{name} holds two entries named {info.filename!r}")
+        entries[key] = info
+    missing = sorted(set(expected) - set(entries))
+    if missing:
+        raise _Invalid(f"{name}: missing the parameters {', '.join(missing)}")
+    extra = sorted(set(entries) - set(expected))
+    if extra:
+        shown = ", ".join(extra[:5]) + (f", ... ({len(extra)} in all)" if len(extra) > 5 else "")
+        raise _Invalid(f"{name}: unexpected parameters {shown} ({declared_by} declares "
+                       f"{len(expected)} arrays)")
+    return entries
+
+
+def _entry_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, key: str,
+                  want: tuple[int, ...], why: str, declared_by: str) -> tuple[int, bool]:
+    """Check one entry's sizes and .npy header against the shape `want`; return the
+    header's length in bytes and whether the data is in Fortran order."""
+    need = PARAM_DTYPE.itemsize * math.prod(want)
+    where = f"{name}: {key}"
+    if info.flag_bits & 0x1:
+        raise _Invalid(f"{where} is encrypted; numpy never writes encrypted entries")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise _Invalid(f"{where} is compressed with zip method {info.compress_type}; numpy "
+                       f"writes stored or deflated entries only")
+    most = need + NPY_MAX_PREFIX + NPY_HEADER_LIMIT
+    if info.file_size > most:
+        raise _Invalid(f"{where} holds {describe_bytes(info.file_size)} once uncompressed, "
+                       f"more than its expected shape {list(want)} needs "
+                       f"({describe_bytes(need)} and a header)")
+    # Deflate adds at most 5 bytes per 16 kB block; a larger entry hides something else.
+    if info.compress_size > info.file_size + info.file_size // 1000 + 1024:
+        raise _Invalid(f"{where} takes {describe_bytes(info.compress_size)} compressed, more "
+                       f"than the {describe_bytes(info.file_size)} it holds")
+    with archive.open(info) as stream:
+        version = np.lib.format.read_magic(stream)
+        if version not in ((1, 0), (2, 0)):
+            raise _Invalid(f"{where} has .npy format version {version[0]}.{version[1]}; numpy "
+                           f"writes float32 arrays as version 1.0 (or 2.0)")
+        length_bytes = stream.read(2 if version == (1, 0) else 4)
+        length = int.from_bytes(length_bytes, "little")
+        if length > NPY_HEADER_LIMIT:
+            raise _Invalid(f"{where} has a {describe_bytes(length)} .npy header; numpy writes "
+                           f"about 128 bytes (at most {NPY_HEADER_LIMIT:,})")
+        header = io.BytesIO(length_bytes + stream.read(length))
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, fortran_order, dtype = read_header(header, max_header_size=NPY_HEADER_LIMIT)
+    if shape != want:
+        raise _Invalid(f"{name}: {key} has shape {list(shape)}, expected {list(want)} = "
+                       f"{why} from {declared_by}")
+    if dtype != PARAM_DTYPE:
+        raise _Invalid(f"{name}: {key} has dtype {dtype}, expected float32")
+    header_bytes = 8 + len(length_bytes) + length  # magic and version, length, header
+    if info.file_size != header_bytes + need:
+        raise _Invalid(f"{where} holds {info.file_size:,} bytes, but its header and shape "
+                       f"make {header_bytes + need:,}; it is truncated or damaged")
+    return header_bytes, fortran_order
+
+
+def _entry_data(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, key: str,
+                shape: tuple[int, ...], header_bytes: int, fortran_order: bool) -> np.ndarray:
+    """A checked entry's array, read in pieces into a buffer of its expected size."""
+    buffer = bytearray(info.file_size - header_bytes)
+    view = memoryview(buffer)
+    with archive.open(info) as stream:
+        stream.read(header_bytes)
+        done = 0
+        while done < len(buffer):
+            piece = stream.read(min(READ_CHUNK, len(buffer) - done))
+            if not piece:
+                raise _Invalid(f"{name}: {key} ends after {done:,} of its {len(buffer):,} "
+                               f"bytes; it is truncated or damaged")
+            view[done: done + len(piece)] = piece
+            done += len(piece)
+        if stream.read(1):  # also reaches the end of the entry, where zipfile checks its CRC
+            raise _Invalid(f"{name}: {key} holds more data than its shape")
+    return np.frombuffer(buffer, dtype=PARAM_DTYPE).reshape(
+        shape, order="F" if fortran_order else "C")
 
 
 # ---------------------------------------------------------------------------- checks
@@ -352,22 +512,8 @@ def expected_arrays(shape: ModelShape) -> dict[str, tuple[tuple[int, ...], str]]
     return out
 
 
-def _check_arrays(shape: ModelShape, arrays: dict[str, np.ndarray]) -> None:
-    expected = expected_arrays(shape)
-    missing = sorted(set(expected) - set(arrays))
-    if missing:
-        raise _Invalid(f"{PARAMS_FILE}: missing the parameters {', '.join(missing)}")
-    extra = sorted(set(arrays) - set(expected))
-    if extra:
-        raise _Invalid(f"{PARAMS_FILE}: unexpected parameters {', '.join(extra)} (the shape in "
-                       f"{CONFIG_FILE} has {len(shape.layers)} layers)")
-    for key, (want, why) in expected.items():
-        array = arrays[key]
-        if array.shape != want:
-            raise _Invalid(f"{PARAMS_FILE}: {key} has shape {list(array.shape)}, expected "
-                           f"{list(want)} = {why} from {CONFIG_FILE}")
-        if array.dtype != PARAM_DTYPE:
-            raise _Invalid(f"{PARAMS_FILE}: {key} has dtype {array.dtype}, expected float32")
+def _check_finite(arrays: dict[str, np.ndarray]) -> None:
+    for key, array in arrays.items():
         bad = np.argwhere(~np.isfinite(array))
         if len(bad):
             raise _Invalid(f"{PARAMS_FILE}: {key} holds {len(bad)} non-finite values (NaN or "

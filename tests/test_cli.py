@@ -234,6 +234,33 @@ def test_a_corrupt_saved_model_is_one_line(tmp_path, capsys):
     one_line_error(capsys, "is a folder, not a program")
 
 
+def test_a_saved_array_declaring_a_huge_shape_is_one_line(tmp_path, capsys):
+    # An .npy header declaring (10**13,) used to end in numpy's _ArrayMemoryError traceback.
+    import io
+    import zipfile
+
+    import numpy as np
+
+    folder = tmp_path / "m"
+    assert main(["compile", "reverse", "--max-seq-len", "3", "-o", str(folder)]) == 0
+    capsys.readouterr()
+    with np.load(folder / "params.npz") as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    with zipfile.ZipFile(folder / "params.npz", "w") as archive:
+        for key, value in arrays.items():
+            entry = io.BytesIO()
+            if key == "pos_embed::embeddings":
+                np.lib.format.write_array_header_1_0(
+                    entry, {"descr": "<f4", "fortran_order": False, "shape": (10**13,)})
+                entry.write(value.tobytes())
+            else:
+                np.lib.format.write_array(entry, value)
+            archive.writestr(f"{key}.npy", entry.getvalue())
+    assert main(["run", str(folder), "a", "b"]) == 2
+    one_line_error(capsys, f"cannot load the model saved in {folder}: params.npz: "
+                           f"pos_embed::embeddings has shape [10000000000000], expected")
+
+
 def test_a_saved_model_keeps_its_vocab_and_length(tmp_path, capsys):
     assert main(["compile", "reverse", "--max-seq-len", "3", "-o", str(tmp_path / "m")]) == 0
     capsys.readouterr()

@@ -229,6 +229,36 @@ def test_load_refuses_edited_and_missing_files(small, tmp_path):
         CompressedModel.load(folder)
 
 
+def test_load_holds_compression_npz_to_its_config_before_reading_it(small, tmp_path):
+    """Names and shapes follow from compression.json and the base model; an extra or
+    oversized entry is refused from the zip directory, before any data is read."""
+    import time
+    import tracemalloc
+    import zipfile
+
+    folder = small.save(tmp_path / "m")
+    good = (folder / "compression.npz").read_bytes()
+    with zipfile.ZipFile(folder / "compression.npz", "a", zipfile.ZIP_DEFLATED,
+                         compresslevel=1) as archive:
+        with archive.open("zzz.npy", "w", force_zip64=True) as entry:
+            for _ in range(25):  # 400 MB of zeros, 1.8 MB on disk
+                entry.write(bytes(1 << 24))
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(LoadError, match=r"compression.npz: unexpected parameters zzz"):
+        CompressedModel.load(folder)
+    elapsed, peak = time.perf_counter() - started, tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert elapsed < 2 and peak < 50e6, (elapsed, peak)
+    (folder / "compression.npz").write_bytes(good)
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    config["info"]["d"] = 10**9
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(LoadError, match=r"info.d is 1000000000 and info.d_model 12; the base "
+                                        r"model's residual has 12 dims"):
+        CompressedModel.load(folder)
+
+
 def test_save_refuses_a_file_or_a_foreign_folder(small, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(SaveError, match="it is a file"):

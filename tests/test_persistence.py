@@ -296,3 +296,171 @@ def test_the_codec_names_the_path_of_what_is_wrong(change, message):
 def test_values_a_saved_model_cannot_hold_are_refused_on_save():
     with pytest.raises(SaveError, match=r"cannot save the value frozenset\(\{1\}\)"):
         persistence.to_json(Outer(1, None, (), (), {}, frozenset({1})))
+
+
+# ------------------------------------------------- params.npz held to model.json before reading
+
+
+def arrays_of(folder):
+    with np.load(folder / "params.npz") as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def npy_bytes(array=None, header=None, data=b""):
+    """An .npy entry: `array` as numpy writes it, or a version 1.0 `header` dict and raw data."""
+    import io
+
+    buffer = io.BytesIO()
+    if array is not None:
+        np.lib.format.write_array(buffer, array)
+    else:
+        np.lib.format.write_array_header_1_0(buffer, header)
+        buffer.write(data)
+    return buffer.getvalue()
+
+
+def write_npz(folder, entries, *, extra=None):
+    """params.npz holding `entries` (name -> .npy bytes), stored as np.savez does; `extra`
+    (name, shape of zeros) is appended deflated, streamed, never held in memory."""
+    import zipfile
+
+    with zipfile.ZipFile(folder / "params.npz", "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    if extra is not None:
+        name, shape = extra
+        with zipfile.ZipFile(folder / "params.npz", "a", zipfile.ZIP_DEFLATED,
+                             compresslevel=1) as archive:
+            with archive.open(name, "w", force_zip64=True) as entry:
+                entry.write(npy_bytes(header={"descr": "<f4", "fortran_order": False,
+                                              "shape": shape})[:128])
+                left, chunk = 4 * int(np.prod(shape)), bytes(1 << 24)
+                while left > 0:
+                    entry.write(chunk[:left])
+                    left -= len(chunk)
+
+
+def refused_quickly(folder, message, seconds=2.0, megabytes=50, **load):
+    """Refused, in under `seconds` and with Python's allocations (numpy's included) peaking
+    under `megabytes`: nothing of the oversized array was read."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(LoadError, match=message) as info:
+            CompiledModel.load(folder, **load)
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < seconds and peak < megabytes * 1e6, (elapsed, peak)
+    assert str(folder) in str(info.value)
+    return str(info.value)
+
+
+def test_a_header_declaring_a_huge_shape_is_refused_before_any_data_is_read(copy):
+    # It used to raise numpy's raw _ArrayMemoryError (36.4 TiB), a CLI traceback.
+    entries = {f"{key}.npy": npy_bytes(value) for key, value in arrays_of(copy).items()}
+    entries["token_embed::embeddings.npy"] = npy_bytes(
+        header={"descr": "<f4", "fortran_order": False, "shape": (10**13,)}, data=bytes(456))
+    write_npz(copy, entries)
+    refused_quickly(copy, r"params.npz: token_embed::embeddings has shape \[10000000000000\], "
+                          r"expected \[6, 19\] = \[vocab_size, d_model\] from model.json")
+
+
+def test_an_extra_compressed_array_is_refused_from_the_zip_directory(copy):
+    # The issue's case: 1e9 zeros took 4.1 GB and 29 s before "unexpected parameters";
+    # 1e8 here (400 MB uncompressed, 1.8 MB on disk) keeps the test fast.
+    entries = {f"{key}.npy": npy_bytes(value) for key, value in arrays_of(copy).items()}
+    write_npz(copy, entries, extra=("zzz.npy", (10**8,)))
+    refused_quickly(copy, r"params.npz: unexpected parameters zzz \(model.json declares 14 "
+                          r"arrays\)")
+
+
+def test_an_expected_array_that_holds_more_than_its_shape_is_refused_unread(copy):
+    entries = {f"{key}.npy": npy_bytes(value) for key, value in arrays_of(copy).items()}
+    del entries["layer_0/mlp/linear_1::w.npy"]
+    write_npz(copy, entries, extra=("layer_0/mlp/linear_1::w.npy", (10**8,)))
+    refused_quickly(copy, r"params.npz: layer_0/mlp/linear_1::w holds 400.0 MB once "
+                          r"uncompressed, more than its expected shape \[19, 9\] needs")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda e: e.update({"notes.txt": b"hi"}),
+     "params.npz holds 'notes.txt', which is not an array"),
+    (lambda e: e.update({"pos_embed::embeddings.npy": e["pos_embed::embeddings.npy"] + b"\0"}),
+     r"pos_embed::embeddings holds 509 bytes, but its header and shape make 508"),
+    (lambda e: e.update({"pos_embed::embeddings.npy": e["pos_embed::embeddings.npy"][:-4]}),
+     "pos_embed::embeddings holds 504 bytes, but its header and shape make 508"),
+    (lambda e: e.update({"pos_embed::embeddings.npy": b"\x93NUMPY\x01\x00\xff\xff" + bytes(600)}),
+     r"pos_embed::embeddings has a 65.5 kB .npy header; numpy writes about 128 bytes"),
+    (lambda e: e.update({"pos_embed::embeddings.npy": b"\x93NUMPY\x03\x00" + bytes(600)}),
+     r"pos_embed::embeddings has .npy format version 3.0"),
+    (lambda e: e.update({"pos_embed::embeddings.npy": npy_bytes(np.zeros((5, 19), ">f4"))}),
+     "pos_embed::embeddings has dtype >f4, expected float32"),
+])
+def test_each_entry_is_checked_from_its_sizes_and_header(copy, change, message):
+    entries = {f"{key}.npy": npy_bytes(value) for key, value in arrays_of(copy).items()}
+    change(entries)
+    write_npz(copy, entries)
+    refused_quickly(copy, message)
+
+
+def test_a_repeated_entry_is_refused(copy):
+    import warnings
+
+    entries = {f"{key}.npy": npy_bytes(value) for key, value in arrays_of(copy).items()}
+    write_npz(copy, entries)
+    import zipfile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile: "Duplicate name"
+        with zipfile.ZipFile(copy / "params.npz", "a") as archive:
+            archive.writestr("pos_embed::embeddings.npy", entries["pos_embed::embeddings.npy"])
+    refused_quickly(copy, "params.npz holds two entries named 'pos_embed::embeddings.npy'")
+
+
+def test_a_model_json_declaring_a_huge_model_is_refused_before_params_npz_is_opened(copy):
+    def huge(data):
+        data["max_seq_len"] = 10**12
+        data["shape"]["max_positions"] = 10**12 + 1
+
+    edit_json(copy, huge)
+    (copy / "params.npz").write_bytes(b"never opened")
+    message = refused_quickly(copy, r"the shape in model.json declares 19,000,000,000,\d+ "
+                                    r"parameters \(76.0 TB of float32\), more than "
+                                    r"max_parameters=200,000,000 allows")
+    assert "CompiledModel.load(path, max_parameters=N)" in message
+
+
+def test_max_parameters_bounds_what_a_load_may_declare(saved, model):
+    count = model.parameter_count()
+    refused_quickly(saved, f"declares {count:,} parameters", max_parameters=count - 1)
+    assert CompiledModel.load(saved, max_parameters=count).parameter_count() == count
+    with pytest.raises(LoadError, match="max_parameters must be a positive int, got 0"):
+        CompiledModel.load(saved, max_parameters=0)
+
+
+def test_an_oversized_model_json_is_refused_unread(copy):
+    with open(copy / "model.json", "ab") as handle:
+        handle.truncate(persistence.config_byte_limit(persistence.DEFAULT_MAX_PARAMETERS) + 1)
+    refused_quickly(copy, r"model.json is 67.1 MB, more than a saved model of at most "
+                          r"200,000,000 parameters writes")
+
+
+def test_the_checksum_catches_damage_but_is_no_signature(copy, model):
+    """What docs/compiler.md promises: any change without a matching checksum is refused;
+    a deliberate edit that writes a new checksum loads (the checksum has no key)."""
+    def double_a_weight(arrays):
+        arrays["layer_1/attn/value::w"] *= 2
+
+    edit_arrays(copy, double_a_weight)
+    refused(copy, "checksum mismatch")
+    data = json.loads((copy / "model.json").read_text())
+    data.pop("checksum")
+    data["checksum"] = persistence._checksum(data, arrays_of(copy))
+    (copy / "model.json").write_text(json.dumps(data))
+    np.testing.assert_array_equal(CompiledModel.load(copy).params["layer_1/attn/value"]["w"],
+                                  2 * model.params["layer_1/attn/value"]["w"])
