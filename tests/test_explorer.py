@@ -279,6 +279,76 @@ def test_the_server_serves_one_page_and_one_api_at_localhost_only(server):
     assert status == 200 and json.loads(body)["output"] == ["a", "b"]
 
 
+def raw_request(server, head: bytes, body: bytes = b"") -> tuple[int, str, float]:
+    """Send bytes as they are (no client fixing up the headers) to the server on 127.0.0.1;
+    (status, body, seconds to the answer), with a 10 s bound on everything."""
+    import socket
+    import time
+
+    host, port = server.server_address
+    started = time.perf_counter()
+    with socket.create_connection((host, port), timeout=10) as connection:
+        connection.sendall(b"POST /api/run HTTP/1.1\r\nHost: %s:%d\r\n" % (host.encode(), port)
+                           + head + b"\r\n" + body)
+        connection.shutdown(socket.SHUT_WR)  # all sent: a short body ends here
+        response = b""
+        while chunk := connection.recv(65536):
+            response += chunk
+    head_text, _, text = response.decode("utf-8", "replace").partition("\r\n\r\n")
+    return int(head_text.split()[1]), text, time.perf_counter() - started
+
+
+@pytest.mark.parametrize("head, status, message", [
+    (b"Content-Length: -1\r\n", 400,
+     "Content-Length must be a number of bytes, 0 to 65536, got '-1'"),
+    (b"Content-Length: abc\r\n", 400, "Content-Length must be a number of bytes"),
+    (b"Content-Length: +5\r\n", 400, "Content-Length must be a number of bytes"),
+    (b"Content-Length: 5\r\nContent-Length: 5\r\n", 400, "send one Content-Length header"),
+    (b"", 411, "send the input with a Content-Length"),
+    (b"Transfer-Encoding: chunked\r\n", 411, "not a Transfer-Encoding"),
+    (b"Content-Length: 65537\r\n", 413,
+     "an input is at most 65536 bytes, got a Content-Length of 65537"),
+    (b"Content-Length: 99999999999999999999\r\n", 413, "an input is at most 65536 bytes"),
+])
+def test_a_bad_content_length_is_refused_before_the_body_is_read(server, head, status,
+                                                                   message):
+    # Content-Length: -1 used to read until the client closed (300 MB streamed, then 200).
+    got, text, seconds = raw_request(server, head, b'{"text": "a b"}')
+    assert (got, seconds < 5) == (status, True) and message in text, text
+
+
+def test_a_client_streaming_past_a_negative_length_is_cut_off(server):
+    import socket
+
+    host, port = server.server_address
+    sent = 0
+    with socket.create_connection((host, port), timeout=10) as connection:
+        connection.sendall(b"POST /api/run HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: -1"
+                           b"\r\n\r\n" % (host.encode(), port))
+        assert connection.recv(12) == b"HTTP/1.0 400"  # answered before any body was sent
+        with pytest.raises(OSError):  # then the server stops reading and closes
+            while sent < 64 * 2**20:
+                connection.sendall(bytes(65536))
+                sent += 65536
+    assert sent < 32 * 2**20  # socket buffers take a few MB; the old server read all 64 MB
+
+
+def test_deeply_nested_json_is_a_clear_400_not_a_recursion_error(server, capsys):
+    for body in (b"[" * 30_000, b'{"text": ' + b"[" * 30_000, b'{"a": ' * 5_000):
+        status, text, _ = raw_request(server, b"Content-Length: %d\r\n" % len(body), body)
+        assert status == 400 and "the JSON nests" in text and "(at most 32)" in text, text
+    brackets_in_text = json.dumps({"text": "[" * 100 + " a"}).encode()
+    status, text, _ = raw_request(server, b"Content-Length: %d\r\n" % len(brackets_in_text),
+                                  brackets_in_text)
+    assert status == 200 and "is not in the vocab" in json.loads(text)["error"]
+    for body in (b"\xff\xfe", b'{"text": "a b"'):
+        status, text, _ = raw_request(server, b"Content-Length: %d\r\n" % len(body), body)
+        assert status == 400, text
+    status, text, _ = raw_request(server, b"Content-Length: 40\r\n", b'{"text": "a"}')
+    assert status == 400 and "the body ended after 13 of the 40 bytes" in text
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_a_loaded_model_degrades_with_a_note(loaded):
     view = explorer.input_view(loaded, "the saved model", ["a", "b"])
     assert view["output"] == ["b", "a"] and view["expected"] is None
