@@ -4,8 +4,8 @@ Every command takes a program as a bundled name (`rasp-compiler list`) or as
 `path/to/file.py:factory`; `run` also takes a folder saved by `compile -o`.
 A mistake in the arguments, the program file or a saved model prints one line,
 `rasp-compiler: error: ...`, and exits with status 2 (bad option values are
-refused by argparse, also with status 2). Only a bug in rasp_compiler itself
-shows a traceback.
+refused by argparse, also with status 2). Ctrl-C prints one line and exits with
+status 130. Only a bug in rasp_compiler itself shows a traceback.
 """
 
 from __future__ import annotations
@@ -130,6 +130,32 @@ def positive_int(text: str) -> int:
     return value
 
 
+JAX_SEEDS = 2**32  # compress's seed makes a JAX key, which keeps 32 bits (verify.check_seed)
+
+
+def seed_number(text: str) -> int:
+    """An argparse type: a seed, a whole number >= 0 (random.Random(-5) is seed 5)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") \
+            from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def jax_seed(text: str) -> int:
+    """An argparse type: a seed for a JAX key, 0 to 2**32 - 1 (a larger one would repeat a
+    smaller one's stream, and past 2**63 JAX raised OverflowError)."""
+    value = seed_number(text)
+    if value >= JAX_SEEDS:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 to {JAX_SEEDS - 1:,} (JAX's random keys keep 32 bits of a seed), "
+            f"got {value:,}")
+    return value
+
+
 def _saved_model_folder(reference: str) -> Path | None:
     """The folder if `reference` names one holding a saved model (or meant to)."""
     from rasp_compiler import compression
@@ -223,15 +249,24 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     spec, model = _compile_spec(args)
     if args.exhaustive is None and args.samples is None:
-        args.exhaustive = max((n for n in range(1, model.max_seq_len + 1)
-                               if sum(len(model.vocab) ** k for k in range(1, n + 1)) <= 100_000),
-                              default=1)
+        args.exhaustive = _default_exhaustive(len(model.vocab), model.max_seq_len)
     program = require_compilation(model, "rasp-compiler verify").program
     with _no_runaway_recursion(spec.name):
         report = verify(program, model, exhaustive_up_to=args.exhaustive,
                         samples=args.samples, seed=args.seed, progress=not args.quiet)
     print(report)
     return 0 if report.ok else 1
+
+
+def _default_exhaustive(vocab_size: int, max_seq_len: int, limit: int = 100_000) -> int:
+    """The longest n such that every input of 1..n tokens is at most `limit` inputs (at
+    least 1). It stops at the first n past the limit: summing every power up to
+    max_seq_len for every n took time quadratic in max_seq_len."""
+    n, count = 0, 0
+    while n < max_seq_len and count + vocab_size ** (n + 1) <= limit:
+        n += 1
+        count += vocab_size ** n
+    return max(n, 1)
 
 
 def _check_report_path(path: Path) -> None:
@@ -472,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     verifying.add_argument("--exhaustive", type=positive_int, metavar="N",
                            help="every input of 1..N tokens (default: as long as <= 100,000 inputs)")
     verifying.add_argument("--samples", type=positive_int, metavar="N", help="N random inputs")
-    verifying.add_argument("--seed", type=int, default=0)
+    verifying.add_argument("--seed", type=seed_number, default=0,
+                           help="the random inputs' seed, a whole number >= 0 (default 0)")
     verifying.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     verifying.set_defaults(handler=_cmd_verify)
 
@@ -482,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compile_options(compressing)
     compressing.add_argument("--dim", type=positive_int, required=True, metavar="D",
                              help="width of the compressed residual (1..d_model)")
-    compressing.add_argument("--seed", type=int, default=0)
+    compressing.add_argument("--seed", type=jax_seed, default=0,
+                             help="the training seed, 0 to 4294967295 (default 0)")
     compressing.add_argument("--steps", type=positive_int, default=3000,
                              help="training budget (Adam steps; early stopping may use fewer)")
     compressing.add_argument("--nonlinear", action="store_true",
@@ -500,10 +537,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except KeyboardInterrupt:  # Ctrl-C while compiling, verifying, training: no traceback
+        print(f"rasp-compiler: interrupted (Ctrl-C) during {args.command}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except RaspCompilerError as exc:
         print(f"rasp-compiler: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

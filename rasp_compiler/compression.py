@@ -55,11 +55,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from rasp_compiler.assemble import PRECISION, attention_mask, layer_cache
-from rasp_compiler.errors import InvalidInputError, InvalidProgramError, LoadError, SaveError
+from rasp_compiler.errors import (InvalidInputError, InvalidProgramError, LoadError, SaveError,
+                                  describe_bytes)
 
 EXHAUSTIVE_LIMIT = 4096  # train (and evaluate) on every input when there are at most this many
 EVAL_SAMPLES = 1024  # otherwise: a fixed random sample of this many inputs to evaluate on
 TARGET_BYTES = 256 * 1024**2  # the evaluation set's stored targets stay under this
+MAX_BATCH_BYTES = 16 * 1024**3  # a training batch's stored reads, at most (a large GPU's memory)
 OUTPUT_LOGIT_SCALE = 10.0  # a clean one-hot readout is a confident softmax: loss ~0 when exact
 NONE_THRESHOLD = 0.5  # a categorical readout whose largest entry is below this reads as None
 NUMERICAL_ATOL = 0.01  # a compressed model is approximate: numbers count as right within
@@ -446,10 +448,12 @@ def residual_hook_names(depth: int) -> list[str]:
             for part in ("pre", "mid", "post")]
 
 
-def _check_options(model, d, steps, batch_size, learning_rate, output_weight,
+def _check_options(model, d, seed, steps, batch_size, learning_rate, output_weight,
                    reconstruction_weight, hidden, init, target_agreement, eval_every,
                    patience) -> None:
     from rasp_compiler.model import CompiledModel
+    from rasp_compiler.size import DEFAULT_MAX_PARAMETERS
+    from rasp_compiler.verify import check_seed
 
     if not isinstance(model, CompiledModel):
         raise InvalidInputError(f"compress needs a CompiledModel (from compile_program), got "
@@ -467,6 +471,21 @@ def _check_options(model, d, steps, batch_size, learning_rate, output_weight,
     whole("patience", patience, 1)
     if hidden is not None:
         whole("hidden", hidden, 1)
+    check_seed(seed, jax_key=True)
+    # Sizes bounded before anything is allocated (2**40 used to end in XLA's out-of-memory
+    # error): the decoders as compile_program bounds a model, a batch's stored reads by bytes.
+    reads = len(read_hooks(model.shape))
+    decoder = reads * (hidden or 2 * d) * (d + 1 + width)
+    if hidden is not None and decoder > DEFAULT_MAX_PARAMETERS:
+        raise InvalidInputError(
+            f"hidden={hidden:,} gives the {reads} decoders {decoder:,} parameters, more than "
+            f"{DEFAULT_MAX_PARAMETERS:,}; a decoder a few times d wide is the usual choice")
+    per_input = 4 * reads * (model.max_seq_len + 1) * width
+    if batch_size * per_input > MAX_BATCH_BYTES:
+        raise InvalidInputError(
+            f"batch_size={batch_size:,} would hold {describe_bytes(batch_size * per_input)} of "
+            f"reads per step, more than {describe_bytes(MAX_BATCH_BYTES)}; at most "
+            f"{MAX_BATCH_BYTES // per_input:,} for this model")
     for name, value in (("learning_rate", learning_rate), ("output_weight", output_weight),
                         ("reconstruction_weight", reconstruction_weight)):
         if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) \
@@ -530,8 +549,9 @@ def compress(model, d: int, *, seed: int = 0, steps: int = 3000, batch_size: int
     rank-d linear reconstruction) or "identity" (only for d = d_model: the exact model).
     The same seed gives the same model on the same device.
     """
-    _check_options(model, d, steps, batch_size, learning_rate, output_weight,
+    _check_options(model, d, seed, steps, batch_size, learning_rate, output_weight,
                    reconstruction_weight, hidden, init, target_agreement, eval_every, patience)
+    seed = int(seed)
     started = time.perf_counter()
     width, shape = model.shape.d_model, model.shape
     hidden_width = (hidden or 2 * d) if nonlinear else 0
@@ -584,31 +604,33 @@ def compress(model, d: int, *, seed: int = 0, steps: int = 3000, batch_size: int
     history = [(0, time.perf_counter() - started, scores[0], scores[3])]
     done, stale, stopped = 0, 0, "budget"
     key = key_data
-    while True:
-        if scores[3] >= target_agreement:
-            stopped = "target"
-            break
-        if done >= steps:
-            break
-        count = min(eval_every, steps - done)
-        projection, opt_state, key = _train_steps(projection, opt_state, key, count, hyper,
-                                                  params, data, plan=plan)
-        done += count
-        scores = measure(projection)
-        history.append((done, time.perf_counter() - started, scores[0], scores[3]))
-        if bar:
-            bar.update(done, loss=scores[0], agreement=scores[3])
-        if (scores[3], -scores[0]) > (best_scores[3], -best_scores[0]):
-            best, best_scores = projection, scores
-        if scores[0] < best_loss * (1 - PLATEAU):
-            best_loss, stale = scores[0], 0
-        else:
-            stale += 1
-            if stale >= patience:
-                stopped = "plateau"
+    try:
+        while True:
+            if scores[3] >= target_agreement:
+                stopped = "target"
                 break
-    if bar:
-        bar.close()
+            if done >= steps:
+                break
+            count = min(eval_every, steps - done)
+            projection, opt_state, key = _train_steps(projection, opt_state, key, count, hyper,
+                                                      params, data, plan=plan)
+            done += count
+            scores = measure(projection)
+            history.append((done, time.perf_counter() - started, scores[0], scores[3]))
+            if bar:
+                bar.update(done, loss=scores[0], agreement=scores[3])
+            if (scores[3], -scores[0]) > (best_scores[3], -best_scores[0]):
+                best, best_scores = projection, scores
+            if scores[0] < best_loss * (1 - PLATEAU):
+                best_loss, stale = scores[0], 0
+            else:
+                stale += 1
+                if stale >= patience:
+                    stopped = "plateau"
+                    break
+    finally:
+        if bar:  # also on Ctrl-C: what is printed next starts on a line of its own
+            bar.close()
     info = CompressionInfo(
         d=d, d_model=width, seed=seed, nonlinear=bool(nonlinear), hidden=hidden_width,
         init=init, steps=done, max_steps=steps, batch_size=batch_size,

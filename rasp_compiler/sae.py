@@ -30,6 +30,8 @@ import numpy as np
 
 from rasp_compiler.compression import StepProgress
 from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.size import DEFAULT_MAX_PARAMETERS
+from rasp_compiler.verify import check_seed
 
 KINDS = ("relu", "topk")
 STEPS_PER_CALL = 100
@@ -179,6 +181,11 @@ def train_sae(data, latents: int, *, kind: str = "relu", l1: float = 0.1, k: int
                                ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
             raise InvalidInputError(f"{name} must be a whole number >= {least}, got {value!r}")
+    check_seed(seed, jax_key=True)
+    size = latents * (2 * x.shape[1] + 1)  # encoder, decoder, biases: bounded before allocating
+    if size > DEFAULT_MAX_PARAMETERS:
+        raise InvalidInputError(f"latents={latents:,} gives the SAE {size:,} parameters, more "
+                                f"than {DEFAULT_MAX_PARAMETERS:,}")
     if kind not in KINDS:
         raise InvalidInputError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if kind == "topk":
@@ -196,7 +203,7 @@ def train_sae(data, latents: int, *, kind: str = "relu", l1: float = 0.1, k: int
     spread = float(np.sqrt(np.mean(np.sum((x - x.mean(0)) ** 2, axis=1))))
     scale = spread if spread > 1e-12 else 1.0
     data_device = jnp.asarray(x / scale)
-    key_init, key_data = jax.random.split(jax.random.PRNGKey(seed))
+    key_init, key_data = jax.random.split(jax.random.PRNGKey(int(seed)))
     w_dec = _unit_rows(jax.random.normal(key_init, (latents, d), jnp.float32))
     params = {"w_enc": w_dec.T, "b_enc": jnp.zeros((latents,), jnp.float32), "w_dec": w_dec,
               "b_dec": data_device.mean(0)}

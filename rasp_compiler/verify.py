@@ -147,11 +147,35 @@ def input_ids(vocab_size: int, length: int, start: int = 0, stop: int | None = N
     return (index[:, None] // powers[None, :]) % vocab_size
 
 
+JAX_SEEDS = 2**32  # jax.random.PRNGKey keeps a seed's low 32 bits (without jax_enable_x64)
+
+
+def check_seed(seed: Any, *, jax_key: bool = False) -> int:
+    """`seed` if it is a whole number a random stream can take without repeating another
+    seed's stream, else InvalidInputError: not a bool, float (NaN) or string, and not
+    negative (random.Random(-5) is random.Random(5)); for a JAX key (`jax_key`) also below
+    2**32, since PRNGKey keeps 32 bits (2**32 would be seed 0, and past 2**63 it raised
+    OverflowError)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise InvalidInputError(f"seed must be a whole number >= 0, got {seed!r} "
+                                f"({type(seed).__name__})")
+    seed = int(seed)
+    if seed < 0:
+        raise InvalidInputError(f"seed must be a whole number >= 0, got {seed} (a negative "
+                                f"seed would repeat the stream of {-seed})")
+    if jax_key and seed >= JAX_SEEDS:
+        raise InvalidInputError(
+            f"seed must be a whole number from 0 to {JAX_SEEDS - 1:,}, got {seed:,}: JAX's "
+            f"random keys keep 32 bits of a seed, so a larger one would repeat a smaller one's "
+            f"model")
+    return seed
+
+
 def random_input_ids(vocab_size: int, max_seq_len: int, count: int,
                      seed: int = 0) -> Iterator[list[int]]:
     """The token ids of `random_inputs`: the draws `rng.randint(1, max_seq_len)` and
     `rng.choice(vocab)` make, so the same inputs for a seed (tests/test_verify.py)."""
-    draws = _RandomIds(vocab_size, max_seq_len, seed)
+    draws = _RandomIds(vocab_size, max_seq_len, check_seed(seed))
     done = 0
     while done < count:
         lengths, tokens = draws.take(min(DEFAULT_CHUNK, count - done))
@@ -250,6 +274,17 @@ def random_inputs(vocab: Sequence, max_seq_len: int, count: int, seed: int = 0) 
     vocab = list(vocab)
     for row in random_input_ids(len(vocab), max_seq_len, count, seed):
         yield tuple(vocab[i] for i in row)
+
+
+def describe_seconds(seconds: float) -> str:
+    """A duration for messages: '45 s', '12 minutes', '3.5 hours', '2.0 days'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} minutes"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:,.1f} days"
 
 
 @dataclass(frozen=True, eq=False)
@@ -353,8 +388,16 @@ def verify(
         raise InvalidProgramError("say what to check: exhaustive_up_to=, samples= or inputs=")
     if chunk is None:  # a progress bar moves at least every PROGRESS_CHUNK inputs
         chunk = PROGRESS_CHUNK if progress else DEFAULT_CHUNK
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise InvalidProgramError(f"chunk must be a positive int, got {chunk!r}")
+    for name, value in (("chunk", chunk), ("samples", samples),
+                        ("exhaustive_up_to", exhaustive_up_to)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):  # 0 or -5 used to check nothing, silently
+            raise InvalidProgramError(f"{name} must be a positive int, got {value!r}")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) \
+                or value < 0:
+            raise InvalidProgramError(f"{name} must be a finite number >= 0, got {value!r}")
+    seed = check_seed(seed)
     vocab_size = len(model.vocab)
     streams: list[Iterator[list[_Block]]] = []
     total = 0
@@ -399,8 +442,8 @@ def verify(
             finish(pending)
     finally:
         checker.close()
-    if bar:
-        bar.close()
+        if bar:  # also on Ctrl-C: what is printed next starts on a line of its own
+            bar.close()
     return checker.report(time.perf_counter() - started)
 
 
@@ -607,24 +650,48 @@ class _Checker:
 
 
 class ProgressBar:
-    """A one-line text progress bar on stderr (no dependency)."""
+    """A one-line text progress bar on stderr (no dependency), with the time left.
+
+    Once the rate is known (from the end of the first chunk, which also pays for XLA's
+    compilation, over at least ESTIMATE_AFTER seconds), a run that will take more than
+    LONG_RUN seconds in all says so once, on a line of its own: `verify --samples
+    100000000` ran for 70 minutes with only the bar to show for it."""
 
     WIDTH = 30
+    ESTIMATE_AFTER = 1.0
+    LONG_RUN = 60.0
 
-    def __init__(self, total: int, stream=None):
+    def __init__(self, total: int, stream=None, title: str = "verify"):
         self.total = max(total, 1)
         self.done = 0
         self.started = time.perf_counter()
         self.stream = stream or sys.stderr
+        self.title = title
+        self.first: tuple[float, int] | None = None  # (time, inputs) after the first chunk
+        self.estimated = False
 
     def advance(self, count: int, mismatches: int = 0) -> None:
         self.done += count
+        now = time.perf_counter()
         fraction = min(self.done / self.total, 1.0)
         filled = int(self.WIDTH * fraction)
-        rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+        rate = self.done / max(now - self.started, 1e-9)
+        left = ""
+        if self.first is None:
+            self.first = (now, self.done)
+        elif now - self.first[0] >= self.ESTIMATE_AFTER:
+            rate = (self.done - self.first[1]) / (now - self.first[0])
+            remaining = (self.total - self.done) / max(rate, 1e-9)
+            left = f", about {describe_seconds(remaining)} left"
+            if not self.estimated and now - self.started + remaining > self.LONG_RUN:
+                self.stream.write(
+                    f"\r{self.title}: {self.total:,} inputs at about {rate:,.0f}/s take about "
+                    f"{describe_seconds(now - self.started + remaining)} in all; Ctrl-C stops "
+                    f"it\n")
+            self.estimated = True
         self.stream.write(
             f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done:,}/{self.total:,} "
-            f"inputs ({fraction:.0%}), {rate:,.0f}/s, {mismatches} mismatched"
+            f"inputs ({fraction:.0%}), {rate:,.0f}/s, {mismatches} mismatched{left}   "
         )
         self.stream.flush()
 

@@ -278,6 +278,14 @@ def test_a_saved_model_keeps_its_vocab_and_length(tmp_path, capsys):
     (["verify", "reverse", "--samples", "0"], "argument --samples: must be at least 1"),
     (["verify", "reverse", "--samples", "-5"], "must be at least 1, got -5"),
     (["verify", "reverse", "--exhaustive", "0"], "argument --exhaustive: must be at least 1"),
+    # An OverflowError traceback from JAX (and 2**32 silently seed 0), before compiling:
+    (["compress", "reverse", "--dim", "5", "--seed", "99999999999999999999999"],
+     "argument --seed: must be 0 to 4,294,967,295 (JAX's random keys keep 32 bits of a seed)"),
+    (["compress", "reverse", "--dim", "5", "--seed", "-1"], "argument --seed: must be at least 0"),
+    (["compress", "reverse", "--dim", "5", "--seed", "nan"],
+     "argument --seed: expected a whole number >= 0, got 'nan'"),
+    (["verify", "reverse", "--seed", "-3"], "argument --seed: must be at least 0, got -3"),
+    (["verify", "reverse", "--seed", "1.5"], "expected a whole number >= 0, got '1.5'"),
 ])
 def test_bad_option_values_are_refused_not_defaulted(capsys, argv, text):
     with pytest.raises(SystemExit) as exit_info:
@@ -285,6 +293,72 @@ def test_bad_option_values_are_refused_not_defaulted(capsys, argv, text):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert text in err and "Traceback" not in err
+
+
+def test_verify_takes_any_whole_seed_from_zero_up(capsys):
+    assert main(["verify", "reverse", "--max-seq-len", "3", "--samples", "20",
+                 "--seed", "99999999999999999999999", "-q"]) == 0
+    assert capsys.readouterr().out.startswith("OK: 20 inputs")
+
+
+def test_the_default_exhaustive_length_is_found_without_summing_every_power():
+    import time
+
+    from rasp_compiler.cli import _default_exhaustive
+
+    for vocab_size, max_seq_len in [(1, 5), (2, 20), (4, 6), (10, 3), (100_001, 4), (3, 1)]:
+        old = max((n for n in range(1, max_seq_len + 1)
+                   if sum(vocab_size ** k for k in range(1, n + 1)) <= 100_000), default=1)
+        assert _default_exhaustive(vocab_size, max_seq_len) == old
+    started = time.perf_counter()  # the old sum took time quadratic in max_seq_len
+    assert _default_exhaustive(4, 10**7) == 8 and _default_exhaustive(1, 10**5) == 10**5
+    assert time.perf_counter() - started < 1
+
+
+@pytest.mark.parametrize("command", ["compile", "verify", "compress", "inspect"])
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, command):
+    from rasp_compiler import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, f"_cmd_{command}", interrupted)
+    argv = [command, "reverse"] + (["--dim", "3"] if command == "compress" else [])
+    assert main(argv) == 130
+    assert capsys.readouterr().err == f"rasp-compiler: interrupted (Ctrl-C) during {command}\n"
+
+
+def test_ctrl_c_during_a_real_verify_run_is_one_line_and_exit_130(tmp_path):
+    """A real SIGINT to `rasp-compiler verify` in its own process, once the progress bar has
+    said how long the run would take; bounded to a minute."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root), JAX_PLATFORMS="cpu")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rasp_compiler.cli", "verify", "reverse", "--samples",
+         "100000000"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    timer = threading.Timer(60, process.kill)
+    timer.start()
+    try:
+        err = b""
+        while b"take about" not in err and process.poll() is None:
+            err += process.stderr.read1(4096)
+        process.send_signal(signal.SIGINT)
+        out, rest = process.communicate(timeout=30)
+    finally:
+        timer.cancel()
+        process.kill()
+    err = (err + rest).decode()
+    assert process.returncode == 130, err[-2000:]
+    assert "verify: 100,000,000 inputs at about" in err and "Traceback" not in err
+    assert err.endswith("\nrasp-compiler: interrupted (Ctrl-C) during verify\n"), err[-500:]
+    assert out == b""
 
 
 def test_os_errors_are_one_line_but_bugs_still_show_a_traceback(monkeypatch, capsys):

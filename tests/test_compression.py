@@ -287,6 +287,16 @@ def test_bad_widths_are_refused(shift, d, message):
     ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
     ({"output_weight": 0, "reconstruction_weight": 0}, "nothing to train"),
     ({"target_agreement": 0}, r"target_agreement must be in \(0, 1\]"),
+    # JAX keys keep 32 bits: 2**70 raised OverflowError, NaN a raw TypeError, and 2**32
+    # silently trained seed 0's model.
+    ({"seed": 2**70}, "seed must be a whole number from 0 to 4,294,967,295, got "
+                      "1,180,591,620,717,411,303,424"),
+    ({"seed": 2**32}, "a larger one would repeat a smaller one's model"),
+    ({"seed": float("nan")}, r"seed must be a whole number >= 0, got nan \(float\)"),
+    ({"seed": -1}, "a negative seed would repeat"),
+    ({"seed": True}, "seed must be a whole number"),
+    ({"hidden": 2**40, "nonlinear": True}, "hidden=1,099,511,627,776 gives the 2 decoders"),
+    ({"batch_size": 2**40}, r"batch_size=1,099,511,627,776 would hold .* of reads per step"),
 ])
 def test_bad_options_are_refused(shift, options, message):
     with pytest.raises(InvalidInputError, match=message):

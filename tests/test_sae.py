@@ -69,6 +69,9 @@ def test_scorer_reads_an_sae_with_its_codes(toy):
     ((np.zeros((3, 2)), 4), {"kind": "topk", "k": 5}, "in 1..4"),
     ((np.zeros((3, 2)), 4), {"k": 2}, "with kind='relu' set l1"),
     ((np.zeros((3, 2)), 4), {"l1": -1.0}, "l1 must be a finite number >= 0"),
+    ((np.zeros((3, 2)), 4), {"seed": 2**70}, "seed must be a whole number from 0 to"),
+    ((np.zeros((3, 2)), 4), {"seed": float("nan")}, "seed must be a whole number >= 0"),
+    ((np.zeros((3, 2)), 10**9), {}, "latents=1,000,000,000 gives the SAE"),
 ])
 def test_bad_arguments_are_refused(arguments, options, message):
     with pytest.raises(InvalidInputError, match=message):

@@ -82,6 +82,57 @@ def test_verify_needs_something_to_check():
         verify(program, model, exhaustive_up_to=3)
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"samples": 0}, "samples must be a positive int, got 0"),  # these checked nothing
+    ({"samples": -5}, "samples must be a positive int, got -5"),
+    ({"samples": 2.5}, "samples must be a positive int, got 2.5"),  # a raw TypeError
+    ({"samples": True}, "samples must be a positive int, got True"),
+    ({"exhaustive_up_to": 0}, "exhaustive_up_to must be a positive int, got 0"),
+    ({"samples": 5, "seed": float("nan")}, r"seed must be a whole number >= 0, got nan \(float\)"),
+    ({"samples": 5, "seed": "7"}, r"seed must be a whole number >= 0, got '7' \(str\)"),
+    ({"samples": 5, "seed": -5}, "a negative seed would repeat the stream of 5"),
+    ({"samples": 5, "rtol": float("nan")}, "rtol must be a finite number >= 0, got nan"),
+    ({"samples": 5, "atol": -1}, "atol must be a finite number >= 0, got -1"),
+])
+def test_verify_refuses_option_values_that_would_check_nothing_or_crash(options, message):
+    from rasp_compiler.errors import RaspCompilerError
+
+    program = lib.make_hist()
+    model = compile_program(program, ["a"], 2)
+    with pytest.raises(RaspCompilerError, match=message):
+        verify(program, model, **options)
+
+
+def test_any_whole_seed_from_zero_up_makes_its_own_inputs():
+    # Python's random takes any int exactly: 2**70 is a seed of its own, not an error.
+    assert list(random_inputs("abc", 4, 5, seed=2**70)) != list(random_inputs("abc", 4, 5, seed=0))
+    assert list(random_inputs("abc", 4, 5, seed=np.int64(3))) == list(random_inputs("abc", 4, 5,
+                                                                                   seed=3))
+
+
+def test_a_long_run_says_how_long_it_will_take_once_the_rate_is_known():
+    import io
+    import unittest.mock
+
+    from rasp_compiler.verify import ProgressBar, describe_seconds
+
+    clock = iter([0.0, 30.0, 31.0, 32.0, 33.0])  # start; first chunk (30 s: XLA); then 1 s
+    stream = io.StringIO()
+    with unittest.mock.patch("rasp_compiler.verify.time.perf_counter", lambda: next(clock)):
+        bar = ProgressBar(100_000_000, stream)
+        bar.advance(8192)            # t=30: the first chunk's rate would count compilation
+        bar.advance(24_000)          # t=31: 24,000/s since the first chunk
+        bar.advance(24_000)          # t=32
+        bar.advance(24_000)          # t=33
+    lines = stream.getvalue().replace("\r", "\n").splitlines()
+    estimates = [line for line in lines if line.startswith("verify: ")]
+    assert estimates == ["verify: 100,000,000 inputs at about 24,000/s take about 70 minutes in "
+                         "all; Ctrl-C stops it"]
+    assert "about 69 minutes left" in lines[-1]
+    assert [describe_seconds(s) for s in (45, 720, 3.5 * 3600, 2 * 86400)] == [
+        "45 s", "12 minutes", "3.5 hours", "2.0 days"]
+
+
 def test_progress_bar_reports_counts(capsys):
     program = lib.make_hist()
     model = compile_program(program, ["a", "b"], 4)
