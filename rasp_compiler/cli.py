@@ -28,17 +28,47 @@ EXIT_USER_ERROR = 2
 
 
 def parse_tokens(owner: str, words: Sequence[str], vocab: Sequence) -> list:
-    """Command-line words to `owner`'s vocab tokens: each word must be the str() of one."""
-    by_text = {str(token): token for token in vocab}
+    """Command-line words to `owner`'s vocab tokens: each word is the str() of one token,
+    or its repr() (`'1'`, quoted, is the string "1").
+
+    A word that could be two tokens is refused, naming both: with VOCAB (1, "1", 2) the
+    word 1 used to be read as the string "1", silently, and the int 1 could not be typed.
+    """
+    readings: dict[str, list] = {}
+    for token in vocab:
+        for text in dict.fromkeys((str(token), repr(token))):
+            readings.setdefault(text, []).append(token)
     tokens = []
     for word in words:
-        if word not in by_text:
+        found = readings.get(word, [])
+        if not found:
             raise InvalidInputError(
                 f"token {word!r} is not in the vocab of {owner}: "
-                f"{', '.join(sorted(by_text))}"
+                f"{', '.join(sorted({str(token) for token in vocab}))}"
             )
-        tokens.append(by_text[word])
+        if len(found) > 1:
+            raise InvalidInputError(_ambiguous(owner, word, found, readings))
+        tokens.append(found[0])
     return tokens
+
+
+def _ambiguous(owner: str, word: str, found: list, readings: dict[str, list]) -> str:
+    """Why `word` names several tokens, and how each one can be typed alone (its repr,
+    when that names it alone), or that it cannot."""
+    shown = " or ".join(f"the {type(token).__name__} {token!r}" for token in found)
+    ways, stuck = [], []
+    for token in found:
+        if len(readings.get(repr(token), [])) == 1 and repr(token) != word:
+            ways.append(f"the {type(token).__name__} as {repr(token)}, quotes included (in a "
+                        f"shell: \"{repr(token)}\")")
+        else:
+            stuck.append(f"the {type(token).__name__} {token!r}")
+    advice = f"; type {' and '.join(ways)}" if ways else ""
+    if stuck:
+        advice += (f"; {' and '.join(stuck)} cannot be typed apart: rename a token in the "
+                   f"vocab so that no two print alike, or run the model from Python")
+    return (f"the word {word!r} is ambiguous in the vocab of {owner}: it can be {shown}, "
+            f"which print alike{advice}")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -51,7 +81,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _no_runaway_recursion(name: str):
-    """User functions may recurse without end; say so in one line instead of a traceback."""
+    """User functions may recurse without end, or end the process: say so in one line
+    instead of a traceback or a silent exit."""
+    from rasp_compiler.program_files import describe_exit
+
     try:
         yield
     except RecursionError:
@@ -59,6 +92,11 @@ def _no_runaway_recursion(name: str):
             f"{name}: the program recursed without end (RecursionError): one of its functions "
             f"calls itself with no base case, or it nests deeper than Python's recursion "
             f"limit ({sys.getrecursionlimit()})"
+        ) from None
+    except SystemExit as exc:
+        raise InvalidProgramError(
+            f"{name}: one of the program's functions {describe_exit(exc)} while it was "
+            f"evaluated; a Map or SequenceMap function must return a value"
         ) from None
 
 
@@ -269,11 +307,12 @@ def _default_exhaustive(vocab_size: int, max_seq_len: int, limit: int = 100_000)
     return max(n, 1)
 
 
-def _check_report_path(path: Path) -> None:
+def _check_report_path(path: Path, what: str = "the HTML report",
+                       example: str = "report.html") -> None:
     """A report or picture goes to a file in an existing folder; say so before compiling."""
     from rasp_compiler.persistence import check_file_destination
 
-    check_file_destination(path, "write the HTML report to", "report.html")
+    check_file_destination(path, f"write {what} to", example)
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -384,9 +423,12 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         from rasp_compiler.compression import check_compressed_destination
 
         check_compressed_destination(Path(args.output))
-    for picture in (args.picture, args.norms, args.html):
+    for picture, what, example in (
+            (args.picture, "the interference picture (--picture)", "interference.png"),
+            (args.norms, "the feature norms picture (--norms)", "norms.png"),
+            (args.html, "the HTML page (--html)", "report.html")):
         if picture:
-            _check_report_path(Path(picture))
+            _check_report_path(Path(picture), what, example)
     spec, model = _compile_spec(args)
     compressed = compress(model, args.dim, seed=args.seed, steps=args.steps,
                           nonlinear=args.nonlinear, progress=not args.quiet)

@@ -7,7 +7,8 @@ expected output), optionally `COMPILE_OPTIONS` (keyword options of
 
 Loading checks each of these (a VOCAB that is not a collection, a MAX_SEQ_LEN that
 is not a positive int, a malformed example, an unknown option) and calling the
-factory turns any failure in it into one LoadError naming the file and factory.
+factory turns any failure in it into one LoadError naming the file and factory; so
+does a file or factory that tries to end the process (SystemExit).
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ class ProgramSpec:
             raise LoadError(
                 f"{self.path}: the factory {name}() recursed without end (RecursionError); "
                 f"check that its recursive calls reach a base case"
+            ) from None
+        except SystemExit as exc:  # `raise SystemExit("bye")` printed bye and exited 1
+            raise LoadError(
+                f"{self.path}: the factory {name}() {describe_exit(exc)}; a factory must "
+                f"return the program's output SOp, not end the process"
             ) from None
         except Exception as exc:  # user code: say where it broke, keep the cause
             raise LoadError(
@@ -232,7 +238,22 @@ def _import_file(path: Path, module_name: str) -> ModuleType:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:  # `sys.exit(7)` at import exited 7 with no message
+        sys.modules.pop(module_name, None)
+        raise LoadError(f"importing {path} failed: it {describe_exit(exc)} at import; a "
+                        f"program file defines VOCAB, MAX_SEQ_LEN and its factory, and must "
+                        f"not end the process (guard a script part with "
+                        f"`if __name__ == \"__main__\":`)") from None
     except Exception as exc:
         sys.modules.pop(module_name, None)
         raise LoadError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
     return module
+
+
+def describe_exit(exc: SystemExit) -> str:
+    """What user code did when it raised SystemExit: 'called sys.exit(7)', 'raised
+    SystemExit('bye')', 'called sys.exit()'."""
+    if not exc.args:
+        return "called sys.exit() (SystemExit)"
+    return f"called sys.exit({exc.args[0]!r}) (SystemExit)" if len(exc.args) == 1 else \
+        f"raised SystemExit{exc.args!r}"

@@ -120,6 +120,47 @@ def test_a_broken_factory_is_one_line(tmp_path, capsys, factory, texts):
         one_line_error(capsys, path, *texts)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("import sys\nsys.exit(7)\n", "failed: it called sys.exit(7) (SystemExit) at import"),
+    ("def program():\n    raise SystemExit('bye')\n",
+     "the factory program() called sys.exit('bye') (SystemExit)"),
+    ("import sys\ndef program():\n    return rasp.Map(lambda x: sys.exit(3), rasp.tokens)\n",
+     "prog: one of the program's functions called sys.exit(3) (SystemExit) while it was "
+     "evaluated"),
+])
+def test_a_program_that_exits_is_one_line_and_status_2(tmp_path, capsys, text, message):
+    path = write_program(tmp_path, "", text)
+    for command in (["run", path, "a"], ["eval", path, "a"], ["compile", path]):
+        assert main(command) == 2, command
+        one_line_error(capsys, message, *([path] if "prog:" not in message else []))
+
+
+AMBIGUOUS = '''"""Ambiguous words."""
+from rasp_compiler import rasp
+VOCAB = (1, "1", 2, False, "False")
+MAX_SEQ_LEN = 4
+def program():
+    return rasp.Map(lambda x: x, rasp.tokens)
+'''
+
+
+def test_a_word_that_could_be_two_tokens_is_refused_naming_both(tmp_path, capsys):
+    path = tmp_path / "ambig.py"
+    path.write_text(AMBIGUOUS)
+    # The word 1 used to be read as the string "1", silently (the int 1 could not be typed).
+    assert main(["run", str(path), "1", "2"]) == 2
+    one_line_error(capsys, "the word '1' is ambiguous in the vocab of ambig: it can be the int "
+                           "1 or the str '1', which print alike",
+                   "type the str as '1', quotes included (in a shell: \"'1'\")",
+                   "the int 1 cannot be typed apart")
+    assert main(["run", str(path), "'1'", "2", "'False'"]) == 0
+    assert capsys.readouterr().out.strip() == "['1', 2, 'False']"
+    assert main(["eval", str(path), "-q", "False"]) == 2
+    one_line_error(capsys, "it can be the bool False or the str 'False'")
+    assert main(["run", "reverse", "'a'", "b"]) == 0  # a repr is a way to type any token
+    assert capsys.readouterr().out.strip() == "['b', 'a']"
+
+
 def test_a_function_that_recurses_forever_is_one_line_in_eval_and_compile(tmp_path, capsys):
     path = write_program(tmp_path, "def f(x):\n    return f(x)\n",
                          "def program():\n    return rasp.Map(f, rasp.tokens).named('loop')\n")
@@ -182,6 +223,18 @@ def test_inspect_html_into_a_missing_folder_or_onto_a_folder_is_refused(tmp_path
     (tmp_path / "file").write_text("x")
     assert main(["inspect", "reverse", "--html", str(tmp_path / "file" / "r.html")]) == 2
     one_line_error(capsys, f"{tmp_path / 'file'} is a file, not a folder")
+
+
+def test_compress_names_the_picture_it_cannot_write(tmp_path, capsys):
+    # Every one of --picture, --norms and --html said "cannot write the HTML report".
+    assert main(["compress", "reverse", "--dim", "3", "--picture", str(tmp_path)]) == 2
+    one_line_error(capsys, f"cannot write the interference picture (--picture) to {tmp_path}: "
+                           f"it is a folder; name a file, e.g. {tmp_path / 'interference.png'}")
+    assert main(["compress", "reverse", "--dim", "3", "--norms",
+                 str(tmp_path / "no" / "n.png")]) == 2
+    one_line_error(capsys, "cannot write the feature norms picture (--norms) to")
+    assert main(["compress", "reverse", "--dim", "3", "--html", str(tmp_path)]) == 2
+    one_line_error(capsys, "cannot write the HTML page (--html) to")
 
 
 def test_a_report_the_disk_refuses_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
