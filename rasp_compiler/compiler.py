@@ -112,6 +112,7 @@ def compile_program(
         max_parameters=max_parameters,
     )
     vocab = list(vocab)  # read twice: a generator would be empty the second time
+    _check_special_tokens(bos, pad, vocab)
     value_limits = dict(max_value_set_size=max_value_set_size,
                         max_numerical_value_set_size=max_numerical_value_set_size,
                         max_sequence_map_pairs=max_sequence_map_pairs)
@@ -124,11 +125,6 @@ def compile_program(
         max_numerical_value_set_size=max_numerical_value_set_size,
         max_sequence_map_pairs=max_sequence_map_pairs,
     )
-    for name, token in (("bos", bos), ("pad", pad)):
-        if token in values.vocab:
-            raise InvalidProgramError(
-                f"the {name} token {token!r} is also in the vocab; choose another {name}="
-            )
     ops = rewrite(graph, values, max_selector_dims=max_selector_dims,
                   max_heads_per_selector=max_heads_per_selector)
     plan = schedule(ops, max_fused_input_space=max_fused_input_space)
@@ -214,6 +210,55 @@ def _check_options(*, attention_precision, allow_unsafe_aggregates, **limits) ->
             f"away from the keys it selects), got {eps!r}; the default is "
             f"{DEFAULT_ATTENTION_PRECISION:g}"
         )
+
+
+def _check_special_tokens(bos, pad, vocab: list) -> None:
+    """bos and pad must be tokens a saved model holds (str, int, finite float, bool, or
+    tuples of them), different from each other and from every vocab token as Python
+    compares them (the encoder and `load` look tokens up by ==, so 1 and True would be one
+    token). Checked on entry: bos="X", pad="X" (or 1 and True) compiled and saved, then
+    load() refused; bos=["X"] compiled, then apply raised a raw TypeError."""
+    for name, token in (("bos", bos), ("pad", pad)):
+        if not _storable(token):
+            raise InvalidProgramError(
+                f"{name} must be a token a saved model can hold: a str, int, finite float, "
+                f"bool or a tuple of them, got {type(token).__name__} {token!r}"
+                + ("; None is RASP's 'no value'" if token is None else ""))
+        try:
+            inside = token in vocab  # at C speed: a vocab may be long
+        except Exception:  # a token that cannot be compared: refused later by the vocab checks
+            inside = False
+        for other in vocab if inside else ():
+            if _equal(token, other):
+                raise InvalidProgramError(
+                    f"the {name} token {token!r} is also in the vocab"
+                    + ("" if type(other) is type(token) else
+                       f" as {type(other).__name__} {other!r}, which Python counts as equal")
+                    + f"; choose another {name}=")
+    if _equal(bos, pad):
+        raise InvalidProgramError(
+            f"bos and pad must be different tokens, got bos={bos!r} and pad={pad!r}"
+            + ("" if type(bos) is type(pad) else
+               f" ({type(bos).__name__} and {type(pad).__name__}, which Python counts as "
+               f"equal: the encoder could not tell them apart)")
+            + "; choose another pad=")
+
+
+def _storable(token) -> bool:
+    kind = type(token)
+    if kind in (str, int, bool):
+        return True
+    if kind is float:
+        return math.isfinite(token)
+    return kind is tuple and all(item is None or _storable(item) for item in token)
+
+
+def _equal(a, b) -> bool:
+    """a == b as the encoder's dicts see it (False for values that cannot be compared)."""
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. an array token: refused later by the vocab checks
+        return False
 
 
 def _check_aggregates(ops, live, allow_unsafe: bool, causal: bool) -> tuple[list[str], list]:

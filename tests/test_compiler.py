@@ -322,3 +322,42 @@ def test_compiling_leaves_the_users_program_unchanged():
     assert [(e.label, e.unique_id, [id(c) for c in e.children]) for e in postorder(program)] \
         == before
     assert model.run([[1, 2]], backend="numpy") == [[4.0, 4.5]] == [rasp.evaluate(program, [1, 2])]
+
+
+@pytest.mark.parametrize("options, vocab, message", [
+    # These compiled and saved, then load() refused (bos and pad the same, or equal to
+    # Python: the encoder would give them one id) ...
+    ({"bos": "X", "pad": "X"}, ["a", "b"],
+     r"bos and pad must be different tokens, got bos='X' and pad='X'; choose another pad="),
+    ({"bos": 1, "pad": True}, ["a", "b"],
+     r"got bos=1 and pad=True \(int and bool, which Python counts as equal: the encoder could "
+     r"not tell them apart\)"),
+    ({"bos": 1, "pad": 1.0}, ["a", "b"], r"\(int and float, which Python counts as equal"),
+    ({"bos": True}, [1, 2], "the bos token True is also in the vocab as int 1, which Python "
+                            "counts as equal; choose another bos="),
+    # ... and this compiled, then apply raised a raw TypeError (unhashable list).
+    ({"bos": ["X"]}, ["a", "b"], r"bos must be a token a saved model can hold: a str, int, "
+                                 r"finite float, bool or a tuple of them, got list \['X'\]"),
+    ({"pad": None}, ["a", "b"], "got NoneType None; None is RASP's 'no value'"),
+    ({"pad": float("nan")}, ["a", "b"], "got float nan"),
+    ({"bos": {"X": 1}}, ["a", "b"], "got dict"),
+    ({"pad": "a"}, ["a", "b"], "the pad token 'a' is also in the vocab; choose another pad="),
+])
+def test_bos_and_pad_are_checked_on_entry(options, vocab, message):
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(InvalidProgramError, match=message):
+        compile_program(lib.make_hist(), vocab, 4, **options)
+    assert time.perf_counter() - started < 1  # before any stage runs
+
+
+@pytest.mark.parametrize("bos, pad", [(True, False), (1, "1"), (("B",), ("P", None)), (-1.5, 0)])
+def test_bos_and_pad_that_compile_also_save_load_and_apply(tmp_path, bos, pad):
+    from rasp_compiler.model import CompiledModel
+
+    model = compile_program(lib.make_reverse(rasp.tokens), ["a", "b"], 3, bos=bos, pad=pad)
+    loaded = CompiledModel.load(model.save(tmp_path / "m"))
+    assert (loaded.bos, loaded.pad) == (bos, pad) and type(loaded.bos) is type(bos)
+    assert loaded.run([["a", "b"]]) == [["b", "a"]]
+    assert model.apply([bos, "a", "b"]).decoded == [bos, "b", "a"]
