@@ -1,44 +1,86 @@
+import itertools
+import logging
+
 import pytest
 
 from rasp_compiler import rasp
 from rasp_compiler.errors import EvaluationError, InvalidProgramError
 
 
-def test_labels_count_per_kind_and_named_overrides():
+def test_ids_are_drawn_lazily_and_labels_are_tracrs():
+    rasp.RASPExpr._ids = itertools.count(1)  # tracr's reset
     first = rasp.Map(lambda x: x, rasp.tokens)
-    second = rasp.Map(lambda x: x, rasp.tokens)
-    kind, number = first.label.rsplit("_", 1)
-    assert kind == "map"
-    assert second.label == f"map_{int(number) + 1}"
     select = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
-    assert select.label.startswith("select_")
-    aggregate = rasp.Aggregate(select, rasp.tokens)
-    assert aggregate.label.startswith("aggregate_")
-    # A new select does not renumber maps.
-    third = rasp.Map(lambda x: x, rasp.tokens)
-    assert third.label == f"map_{int(number) + 2}"
-    assert third.named("mine") is third
-    assert third.label == "mine"
+    second = rasp.Map(lambda x: x, rasp.tokens)
+    assert "unique_id" not in vars(first)  # building draws no id
+    assert repr(first) == "Map('map (no id yet)')" and "unique_id" not in vars(first)
+    assert (first.name, select.name, second.name) == ("map", "select", "map")
+    assert second.label == "map_1"  # drawn on first read, in read order
+    assert first.label == "map_2" and select.label == "select_3"
+    assert first.unique_id == 2 and first.label == "map_2"  # and then kept
+    named = second.named("mine")
+    assert named.label == "mine" and named.name == "mine" and named is not second
+    assert second.label == "map_1"  # the original keeps its name and label
+    assert rasp.Map(lambda x: x, rasp.tokens).named("map").label.startswith("map_")  # a default
+    rasp.RASPExpr._ids = itertools.count(1)
+    again = [rasp.Map(lambda x: x, rasp.tokens) for _ in range(2)]
+    assert [e.label for e in again] == ["map_1", "map_2"]  # reset + rebuild: same labels
 
 
-def test_primitives_have_fixed_labels():
+def test_copy_is_shallow_with_a_new_id():
+    inner = rasp.Map(lambda x: x + 1, rasp.tokens)
+    outer = rasp.Map(lambda x: x * 2, inner, simplify=False).named("outer")
+    clone = outer.copy()
+    assert clone is not outer and clone.inner is inner and clone.name == "outer"
+    assert clone.unique_id != outer.unique_id
+    unnamed = rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ))
+    assert unnamed.copy().label != unnamed.label
+
+
+def test_primitives_have_fixed_labels_and_never_change():
     assert rasp.tokens.label == "tokens"
     assert rasp.indices.label == "indices"
     assert rasp.length.label == "length"
     assert rasp.TokensType().label == "tokens"  # as in tracr: every instance is the input
-    assert rasp.tokens.named("tokens") is rasp.tokens  # naming it its own name is harmless
+    foo = rasp.tokens.named("foo")
+    assert foo is not rasp.tokens and foo.name == "foo" and foo.label == "tokens"
+    assert rasp.tokens.name == "tokens"
+    numbers = rasp.numerical(rasp.indices)
+    assert isinstance(numbers, rasp.IndicesType) and numbers.label == "indices"
+    assert rasp.is_numerical(numbers) and rasp.is_categorical(rasp.indices)
     assert rasp.Full((1, 2)).fill == (1, 2)  # tuples are hashable values
 
 
-def test_default_encoding_is_categorical_and_annotations_change_in_place():
+def test_annotations_are_copies_with_lazy_defaults():
     sop = rasp.Map(lambda x: x + 1, rasp.tokens)
     assert rasp.is_categorical(sop)
-    assert rasp.numerical(sop) is sop
-    assert rasp.is_numerical(sop)
-    assert rasp.get_encoding(sop) is rasp.Encoding.NUMERICAL
-    assert rasp.categorical(sop) is sop and rasp.is_categorical(sop)
-    sop.annotated(note="x")
-    assert sop.annotations["note"] == "x" and rasp.is_categorical(sop)
+    num = rasp.numerical(sop)
+    assert num is not sop and rasp.is_numerical(num) and rasp.is_categorical(sop)
+    assert rasp.get_encoding(num) is rasp.Encoding.NUMERICAL
+    back = rasp.categorical(num)
+    assert rasp.is_categorical(back) and rasp.is_numerical(num)
+    noted = sop.annotated(note="x")
+    assert noted.annotations["note"] == "x" and "note" not in sop.annotations
+    assert rasp.is_categorical(noted)
+    assert rasp.annotate(sop, name="s").name == "s" and sop.name == "map"
+    with pytest.raises(KeyError, match="no annotation 'colour'"):
+        sop.annotations["colour"]
+    rasp.DEFAULT_ANNOTATORS["colour"] = lambda expr: "blue"
+    try:
+        assert sop.annotations["colour"] == "blue"
+        assert rasp.annotate(sop, colour="red").annotations["colour"] == "red"
+    finally:
+        del rasp.DEFAULT_ANNOTATORS["colour"]
+    assert rasp.default_name(sop) == "map" and rasp.default_encoding(sop) is rasp.Encoding.CATEGORICAL
+    select = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
+    with pytest.raises(InvalidProgramError, match="only SOps have an encoding"):
+        select.annotations["encoding"]
+
+
+def test_sequence_map_of_one_sop_twice_logs_a_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        rasp.SequenceMap(lambda x, y: x + y, rasp.tokens, rasp.tokens)
+    assert "reads tokens as both of its inputs" in caplog.text and "rasp.Map" in caplog.text
 
 
 def test_map_simplifies_nested_maps_like_tracr():
@@ -87,9 +129,9 @@ def test_operator_overloads_build_maps_and_sequence_maps(build, expected):
 def test_selector_operators_build_composite_selectors():
     a = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
     b = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LT)
-    assert isinstance(a & b, rasp.SelectorAnd)
+    assert isinstance(a & b, rasp.SelectorAnd) and (a & b).fst is a
     assert isinstance(a | b, rasp.SelectorOr)
-    assert isinstance(~a, rasp.SelectorNot)
+    assert isinstance(~(a & b), rasp.SelectorNot)
 
 
 def test_linear_sequence_map_and_constants():
@@ -125,15 +167,16 @@ def test_comparisons_are_called_key_first_and_negate_exactly(comparison):
         (lambda: rasp.numerical(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)), "SOp"),
         (lambda: rasp.tokens.named(""), "non-empty"),
         (lambda: rasp.ConstantSOp("abc"), "list of values"),
-        (lambda: rasp.Full([1]), r"full_\d+: the fill value \[1\] is a list, which is not "
+        (lambda: rasp.Full([1]), r"Full: the fill value \[1\] is a list, which is not "
                                  r"hashable.*write a tuple"),
-        (lambda: rasp.ConstantSOp([1, [1], 2]), r"constant_sop_\d+: the value at position 1 "
+        (lambda: rasp.ConstantSOp([1, [1], 2]), r"ConstantSOp: the value at position 1 "
                                                 r"\[1\] is a list, which is not hashable"),
         (lambda: rasp.Full({"a": 1}), "dict, which is not hashable"),
-        (lambda: rasp.tokens.named("toks"), r"tokens: the program inputs tokens, indices and "
-                                             r"length keep their labels.*rasp.Map\(lambda x: x, "
-                                             r"rasp.tokens\).named\('toks'\)"),
-        (lambda: rasp.annotate(rasp.IndicesType(), name="i"), "indices: the program inputs"),
+        (lambda: rasp.annotate(rasp.tokens, name=3), "tokens: a name must be a non-empty string"),
+        (lambda: rasp.annotate(rasp.tokens, encoding="numerical"), "rasp.numerical"),
+        (lambda: rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ).annotated(
+            encoding=rasp.Encoding.NUMERICAL), r"select \(no id yet\): only SOps"),
+        (lambda: rasp.selector_and(rasp.tokens, rasp.tokens), "selector_and: its first input"),
     ],
 )
 def test_bad_arguments_raise_invalid_program_error_naming_the_problem(build, message):
