@@ -6,6 +6,8 @@ import pytest
 from rasp_compiler import rasp
 from rasp_compiler.errors import EvaluationError, InvalidProgramError
 
+C = rasp.Comparison
+
 
 def test_ids_are_drawn_lazily_and_labels_are_tracrs():
     rasp.RASPExpr._ids = itertools.count(1)  # tracr's reset
@@ -188,3 +190,134 @@ def test_default_rasp_evaluator_is_tracr_compatible():
     program = rasp.Map(lambda x: x * 2, rasp.tokens)
     assert rasp.DefaultRASPEvaluator().evaluate(program, [1, 2]) == [2, 4]
     assert rasp.evaluate(program, [3]) == [6]
+
+
+# --------------------------------------------------------------------------- selector folding
+
+K = [0, 1, 2, 3]
+
+
+def _matrix(selector, xs=K):
+    return rasp.evaluate(selector, xs)
+
+
+def test_not_of_a_select_is_a_select_keeping_exact_comparisons():
+    for comparison, negation in [(C.EQ, C.NEQ), (C.NEQ, C.EQ), (C.TRUE, C.FALSE), (C.FALSE, C.TRUE)]:
+        folded = ~rasp.Select(rasp.tokens, rasp.indices, comparison)
+        assert isinstance(folded, rasp.Select) and folded.predicate is negation
+    lt = rasp.Select(rasp.tokens, rasp.indices, C.LT)
+    folded = ~lt
+    assert isinstance(folded, rasp.Select) and folded.keys is rasp.tokens
+    assert not isinstance(folded.predicate, rasp.Comparison)  # `not <` is not `>=` on sets
+    assert rasp.predicate_name(folded.predicate) == "not_LT"
+    assert (~folded).predicate is C.LT  # not not
+    sets = [frozenset({1}), frozenset({2})]
+    assert not C.GEQ(sets[0], sets[1]) and folded.predicate(sets[0], sets[1])
+    assert _matrix(folded) == _matrix(rasp.selector_not(lt, simplify=False))
+    kept = rasp.selector_not(lt, simplify=False)
+    assert isinstance(kept, rasp.SelectorNot) and kept.inner is lt
+    both = rasp.Select(rasp.tokens, rasp.tokens, C.EQ) & rasp.Select(rasp.indices, rasp.indices, C.LT)
+    assert isinstance(~both, rasp.SelectorNot)
+
+
+def test_and_or_of_selects_over_the_same_sops_fold_into_one_select():
+    geq = rasp.Select(rasp.tokens, rasp.indices, C.GEQ)
+    leq = rasp.Select(rasp.tokens, rasp.indices, C.LEQ)
+    for op, combine in ((rasp.selector_and, all), (rasp.selector_or, any)):
+        folded = op(geq, leq)
+        assert isinstance(folded, rasp.Select)
+        assert folded.keys is rasp.tokens and folded.queries is rasp.indices
+        expected = [[combine((k >= q, k <= q)) for k in [3, 1, 0, 2]] for q in range(4)]
+        assert _matrix(folded, [3, 1, 0, 2]) == expected
+        assert _matrix(op(geq, leq, simplify=False), [3, 1, 0, 2]) == expected
+    assert (geq & leq).predicate == (geq & leq).predicate  # folded predicates compare by parts
+    # Comparisons are kept where the fold is the same function on every value.
+    true = rasp.Select(rasp.tokens, rasp.indices, C.TRUE)
+    false = rasp.Select(rasp.tokens, rasp.indices, C.FALSE)
+    assert (true & geq).predicate is C.GEQ and (geq & true).predicate is C.GEQ
+    assert (false | leq).predicate is C.LEQ and (leq | false).predicate is C.LEQ
+    assert (geq & rasp.Select(rasp.tokens, rasp.indices, C.GEQ)).predicate is C.GEQ
+    assert not isinstance((geq | true).predicate, rasp.Comparison)
+    crossed = rasp.Select(rasp.indices, rasp.tokens, C.LEQ)
+    assert isinstance(geq & crossed, rasp.SelectorAnd) and isinstance(geq | crossed, rasp.SelectorOr)
+    assert isinstance(rasp.SelectorAnd(geq, leq), rasp.SelectorAnd)  # the classes never fold
+
+
+def test_a_full_side_matches_any_sop_and_keeps_its_fill():
+    full_keys = rasp.Select(rasp.Full(1), rasp.indices, C.GEQ)
+    on_tokens = rasp.Select(rasp.tokens, rasp.indices, C.LEQ)
+    folded = full_keys & on_tokens
+    assert isinstance(folded, rasp.Select) and folded.keys is rasp.tokens
+    assert folded.queries is rasp.indices
+    full_queries = rasp.Select(rasp.tokens, rasp.Full(2), C.GT)
+    folded_or = on_tokens | full_queries
+    assert folded_or.keys is rasp.tokens and folded_or.queries is rasp.indices
+    xs = [2, 0, 3, 1]
+    for simplified, written in ((folded, rasp.SelectorAnd(full_keys, on_tokens)),
+                                (folded_or, rasp.SelectorOr(on_tokens, full_queries))):
+        assert _matrix(simplified, xs) == _matrix(written, xs)
+
+
+def test_folded_selectors_leave_none_positions_unselected():
+    """A Select entry whose key or query is None is False; the folded `~` keeps that rule,
+    an explicit SelectorNot negates it."""
+    shifted = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, lambda k, q: q == k + 1),
+                             rasp.tokens)
+    same = rasp.Select(shifted, rasp.tokens, C.EQ)
+    assert _matrix(~same, [5, 6]) == [[False, False], [False, True]]
+    assert _matrix(rasp.SelectorNot(same), [5, 6]) == [[True, False], [True, True]]
+
+
+# --------------------------------------------------------------------------- evaluators
+
+
+def _programs():
+    shifted = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, lambda k, q: q == k + 1),
+                             rasp.tokens)
+    means = rasp.numerical(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, C.LEQ),
+                                          rasp.numerical(rasp.Map(lambda x: x > 1, rasp.tokens)),
+                                          default=0))
+    either = rasp.SelectorOr(rasp.Select(rasp.tokens, rasp.tokens, C.EQ),
+                             rasp.SelectorNot(rasp.Select(rasp.indices, rasp.indices, C.LT)))
+    return [
+        rasp.Map(lambda x: x * 2, shifted),  # None flows through
+        rasp.SequenceMap(lambda x, y: (x, y), shifted, rasp.indices),
+        means,  # exact means, as floats
+        rasp.SelectorWidth(either),
+        rasp.LinearSequenceMap(rasp.length, rasp.indices, 2, -1),
+        rasp.Select(shifted, rasp.tokens, C.LEQ),
+        rasp.Aggregate(rasp.ConstantSelector([[True, False, False]] * 3), rasp.ConstantSOp([7, 8, 9])),
+        rasp.Full(4) | rasp.Full(0),
+    ]
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_default_evaluator_gives_the_reference_values(index):
+    program = _programs()[index]
+    evaluator = rasp.DefaultRASPEvaluator()
+    for xs in ([1, 2, 3], [3, 1, 2], [2, 2, 2]):
+        assert evaluator.evaluate(program, xs) == rasp.evaluate(program, xs) == program(xs)
+    assert isinstance(evaluator, rasp.RASPEvaluator)
+
+
+def test_default_evaluator_refuses_what_the_reference_refuses():
+    mixed = rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, C.TRUE), rasp.tokens)
+    for evaluate in (rasp.evaluate, rasp.DefaultRASPEvaluator().evaluate):
+        with pytest.raises(EvaluationError, match="different values"):
+            evaluate(mixed, [1, 2])
+        with pytest.raises(EvaluationError, match="Constant len 3 doesn't match input len 2"):
+            evaluate(rasp.ConstantSOp([1, 2, 3]), [1, 2])
+
+
+def test_overriding_evaluate_reaches_every_sub_expression():
+    class Masked(rasp.DefaultRASPEvaluator):  # tracr's causal_eval.CausalEvaluator, in short
+        def evaluate(self, expr, xs):
+            out = super().evaluate(expr, xs)
+            if isinstance(expr, rasp.Selector):
+                out = [[v and k <= q for k, v in enumerate(row)] for q, row in enumerate(out)]
+            return out
+
+    everything = rasp.Select(rasp.tokens, rasp.tokens, C.TRUE)
+    width = rasp.SelectorWidth(rasp.SelectorAnd(everything, everything))
+    assert Masked().evaluate(width, [5, 6, 7]) == [1, 2, 3]
+    assert rasp.DefaultRASPEvaluator().evaluate(width, [5, 6, 7]) == [3, 3, 3]
