@@ -215,8 +215,14 @@ class _Rewriter:
             return
         by = "token" if label == "tokens" else "position"
         table = {v: v for v in self.atoms.values(label)}
-        self.embeddings[label] = Embedding(label, by, rasp.Encoding.CATEGORICAL, table)
-        self.encodings[label] = rasp.Encoding.CATEGORICAL
+        encoding = rasp.Encoding.CATEGORICAL
+        if label in self.graph.graph and rasp.is_numerical(self.graph.expr(label)):
+            # rasp.numerical(rasp.tokens): one dimension holding the number, as the
+            # evaluator gives it (a float), and as every reader in the program reads it.
+            self._check_numeric_values(self.graph.expr(label), list(table.values()))
+            encoding = rasp.Encoding.NUMERICAL
+        self.embeddings[label] = Embedding(label, by, encoding, table)
+        self.encodings[label] = encoding
         self.values[label] = tuple(table.values())
         self.order.append(label)
 
