@@ -40,7 +40,7 @@ import networkx as nx
 import numpy as np
 
 from rasp_compiler import rasp, tracr_view
-from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.errors import InvalidInputError, NotProvidedError
 from rasp_compiler.residual import BOS, ONE, Dim
 
 PREFIX = tracr_view.PREFIX
@@ -486,7 +486,7 @@ class AssembledModel:
 
     def get_compiled_model(self):
         """tracr's haiku module is not built here: say what to use instead."""
-        raise NotImplementedError(
+        raise NotProvidedError(
             "get_compiled_model(): this compiler builds no haiku module in tracr's layout. "
             "For tracr's forward pass use model.forward(model.params, token_ids) (a jax "
             "function: jit and grad go through it); for our haiku model and its hooks use "
