@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.compiler import compile_program, compile_rasp_to_model
+from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiling import compile_rasp_to_model
 from rasp_compiler.errors import EvaluationError, UnsafeAggregateError
 from rasp_compiler.evaluator import causal_invariance, evaluate, evaluate_all
 from rasp_compiler.model import CompiledModel

@@ -7,7 +7,8 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.assemble import forward_numpy
-from rasp_compiler.compiler import compile_program, compile_rasp_to_model
+from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiling import compile_rasp_to_model
 from rasp_compiler.errors import InvalidProgramError
 from rasp_compiler.graph import postorder
 from rasp_compiler.size import estimate_size
