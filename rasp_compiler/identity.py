@@ -189,19 +189,3 @@ def value_dict(pairs: Iterable[tuple[Any, Any]]) -> dict | ValueMap:
     if find_clash([key for key, _ in pairs]) is None:
         return dict(pairs)
     return ValueMap(pairs)
-
-
-def describe_clash(a: Any, b: Any) -> str:
-    """Why a and b are not the same value although Python counts them equal."""
-    if type(a) is type(b) or (isinstance(a, float) and isinstance(b, float)):
-        if isinstance(a, float) and a == 0:
-            return f"{a!r} and {b!r} are zeros of different sign"
-        return f"{a!r} and {b!r} differ inside (by type or sign of zero)"
-    return f"{a!r} ({type(a).__name__}) and {b!r} ({type(b).__name__}) differ in type"
-
-
-def clash_fix(a: Any, b: Any) -> str:
-    """How to make a function return only one of a and b (completes "make f ...")."""
-    if isinstance(a, float) and isinstance(b, float) and a == 0:
-        return "return 0.0 for every zero: add 0.0 to its result (-0.0 + 0.0 is 0.0)"
-    return "return one type: wrap its result in int(...), float(...) or bool(...)"
