@@ -311,6 +311,10 @@ _FRACTION = rasp.numerical(rasp.Aggregate(
     pytest.param(lambda: rasp.SequenceMap(
         lambda x, i: (0 if x == i else 0.0, (x == 1,) if i else (1,)), rasp.tokens, rasp.indices),
                  id="tuples_holding_mixed"),
+    # frozenset values are values, not a clause feature's multi-hot (they crashed lowering
+    # with KeyError: Dim(sop='map_..', value=0) when mlp.py took every frozenset for one)
+    pytest.param(lambda: rasp.Map(lambda x: frozenset({x % 2 == 0}) if x < 2 else frozenset({1}),
+                                  rasp.tokens), id="frozensets_holding_mixed"),
 ])
 def test_equal_but_different_values_compile_exactly(program):
     """0, 0.0, -0.0, False, 1, 1.0 and True in every construct: each value keeps its own
