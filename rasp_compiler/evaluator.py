@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 from rasp_compiler import rasp
 from rasp_compiler.errors import EvaluationError, InvalidInputError
 from rasp_compiler.graph import ProgramGraph, build_graph
-from rasp_compiler.identity import as_number, find_clash
+from rasp_compiler.identity import as_number, find_clash, same_value
 
 SelectorMatrix = list[list[bool]]
 Values = Mapping[str, Any]
@@ -132,9 +132,10 @@ def causal_invariance(expr: rasp.RASPExpr | ProgramGraph, inputs) -> tuple | Non
 
 
 def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return a == b or abs(a - b) <= 1e-12 * max(1.0, abs(a))
-    return type(a) is type(b) and a == b
+    """The same value (identity.py: 0 is not 0.0, nor -0.0), floats within rounding."""
+    if isinstance(a, float) and isinstance(b, float) and a != b:
+        return abs(a - b) <= 1e-12 * max(1.0, abs(a))
+    return same_value(a, b)
 
 
 def _rule_for(expr: rasp.RASPExpr) -> Callable[..., Any]:
