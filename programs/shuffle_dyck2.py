@@ -14,4 +14,4 @@ EXAMPLES = [
 
 
 def program():
-    return lib.make_shuffle_dyck(["()", "{}"])
+    return lib.make_shuffle_dyck2()

@@ -22,6 +22,7 @@ from rasp_compiler.errors import (
     RaspCompilerError,
     SaveError,
     UnsafeAggregateError,
+    NotProvidedError,
     UnsupportedExpressionError,
     ValueSetTooLargeError,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "RaspCompilerError",
     "SaveError",
     "UnsafeAggregateError",
+    "NotProvidedError",
     "UnsupportedExpressionError",
     "ValueSetTooLargeError",
     "ValueSets",

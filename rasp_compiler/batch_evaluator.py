@@ -329,13 +329,13 @@ class _Run:
 
     def scalar(self, node: rasp.RASPExpr):
         """The node by the scalar evaluator's own rule, row by row (the fallback)."""
-        rule = evaluator._CAUSAL_HANDLERS.get(type(node)) if self.causal else None
+        rule = evaluator._CAUSAL_RULES.get(type(node)) if self.causal else None
         try:
-            rule = rule or evaluator._handler_for(node)
+            rule = rule or evaluator._rule_for(node)
         except EvaluationError:
             self.fail(np.ones(self.batch, dtype=bool))
             return _empty_like(node, self.batch, self.n)
-        children = {child.label: self.lists_of(child) for child in node.children}
+        children = [self.lists_of(child) for child in node.children]
         inputs = [self.tokens.table[i] for i in self.tokens.codes[0].tolist()]  # length only
         out = []
         failed = np.zeros(self.batch, dtype=bool)
@@ -344,9 +344,8 @@ class _Run:
             if self.undefined[b]:
                 out.append(None)
                 continue
-            values = {label: rows[b] for label, rows in children.items()}
             try:
-                out.append(rule(node, values, inputs))
+                out.append(rule(node, inputs, *(rows[b] for rows in children)))
             except EvaluationError as error:
                 failed[b] = True
                 labels[b] = (error.label, error.position)

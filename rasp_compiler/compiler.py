@@ -24,7 +24,7 @@ from rasp_compiler.assemble import assemble
 from rasp_compiler.causal import check_invariance
 from rasp_compiler.errors import (CompilationError, CompileWarning, InvalidProgramError,
                                   UnsafeAggregateError)
-from rasp_compiler.graph import build_graph
+from rasp_compiler.graph import assign_ids, build_graph
 from rasp_compiler.lexicographic import expand_lexicographic_selects
 from rasp_compiler.linear_lookup import with_numerical_copies
 from rasp_compiler.lower import DEFAULT_ATTENTION_PRECISION, FLOAT32_PRECISION_FLOOR, lower
@@ -111,6 +111,7 @@ def compile_program(
         max_heads_per_selector=max_heads_per_selector,
         max_parameters=max_parameters,
     )
+    assign_ids(program)  # before any stage reads a label: tracr's ids, so tracr's labels
     vocab = list(vocab)  # read twice: a generator would be empty the second time
     _check_special_tokens(bos, pad, vocab)
     value_limits = dict(max_value_set_size=max_value_set_size,

@@ -24,6 +24,7 @@ import numpy as np
 
 from rasp_compiler import rasp
 from rasp_compiler.errors import EvaluationError, UnknownNameError
+from rasp_compiler.identity import ValueMap
 from rasp_compiler.evaluator import evaluate_all
 from rasp_compiler.records import CompilationRecord, require_compilation
 from rasp_compiler.schedule import layer_at
@@ -338,8 +339,8 @@ def head_matrix(record: CompilationRecord, label: str, evaluation) -> np.ndarray
         return np.array(evaluation[op.selector], dtype=bool).reshape(n, n)
     matrix = np.ones((n, n), dtype=bool)
     for atom in op.atoms:
-        q_index = {v: i for i, v in enumerate(atom.query_values)}
-        k_index = {v: i for i, v in enumerate(atom.key_values)}
+        q_index = ValueMap((v, i) for i, v in enumerate(atom.query_values))  # 0 is not 0.0
+        k_index = ValueMap((v, i) for i, v in enumerate(atom.key_values))
         queries = _values_of(atom.query, evaluation)
         keys = _values_of(atom.key, evaluation)
         for q in range(n):
@@ -496,9 +497,10 @@ def read_back(model, inputs: Sequence[Sequence], *, backend: str = "jax") -> Rea
             if evaluation is None or label not in evaluation.values:
                 continue
             got = model.decode(label, residual[b], len(xs))
+            categorical = not model.readouts[label].numerical  # 0 is not 0.0 (identity.py)
             for position, (value, expected) in enumerate(zip(got, evaluation[label])):
                 positions += 1
-                if not values_match(value, expected):
+                if not values_match(value, expected, categorical=categorical):
                     mismatches += 1
                     if first is None:
                         first = (f"input {xs} position {position}: expected {expected!r}, "

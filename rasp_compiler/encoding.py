@@ -2,7 +2,8 @@
 
 Encoding turns token sequences (no BOS) into checked rows of token ids: a token
 must be a vocab token itself, not an equal value of another type (True or 1.0
-for the token 1: identity.py), and a sequence must hold 1..max_seq_len tokens.
+for the token 1: identity.py; a vocab holding both 1 and True has both tokens, and
+is looked up by identity), and a sequence must hold 1..max_seq_len tokens.
 Every refusal is an InvalidInputError naming the input and position.
 
 Decoding reads one SOp from its readout's residual columns: a categorical value
@@ -23,7 +24,7 @@ import jax
 import numpy as np
 
 from rasp_compiler.errors import InvalidInputError
-from rasp_compiler.identity import identity_key
+from rasp_compiler.identity import identity_key, value_dict
 
 if TYPE_CHECKING:
     from rasp_compiler.lower import Readout
@@ -67,7 +68,9 @@ class TokenEncoder:
     def __init__(self, vocab: Sequence, max_seq_len: int):
         self.vocab = tuple(vocab)
         self.max_seq_len = max_seq_len
-        self.token_ids = {token: i for i, token in enumerate(self.vocab)}
+        # token -> id; a ValueMap when the vocab holds equal tokens that are different
+        # values (1 and True), which it then tells apart (identity.py)
+        self.token_ids = value_dict((token, i) for i, token in enumerate(self.vocab))
         # A token of one of these types that equals a vocab token is that token; any
         # other (True or 1.0 given for the token 1: identity.py) takes the checked path.
         self._exact_token_types = _exact_token_types(self.vocab)

@@ -23,6 +23,11 @@ class UnsupportedExpressionError(RaspCompilerError, NotImplementedError):
     """The program is valid RASP but the compiler cannot (yet) build it exactly."""
 
 
+class NotProvidedError(RaspCompilerError, NotImplementedError):
+    """A part of tracr's interface this compiler does not provide; the message says what
+    to use instead (tracr's craft model, its haiku module)."""
+
+
 class EvaluationError(RaspCompilerError, ValueError):
     """The reference evaluator met an input on which the program has no meaning.
 

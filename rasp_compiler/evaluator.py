@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 from rasp_compiler import rasp
 from rasp_compiler.errors import EvaluationError, InvalidInputError
 from rasp_compiler.graph import ProgramGraph, build_graph
-from rasp_compiler.identity import as_number, find_clash
+from rasp_compiler.identity import as_number, find_clash, same_value
 
 SelectorMatrix = list[list[bool]]
 Values = Mapping[str, Any]
@@ -76,24 +76,35 @@ def evaluate_all(expr: rasp.RASPExpr | ProgramGraph, xs: Sequence[rasp.Value], *
 
     Pass a prebuilt `ProgramGraph` to evaluate many inputs without rebuilding it.
     """
+    inputs = tuple(check_input(xs))
+    values: dict[str, Any] = {}
+    graph = expr if isinstance(expr, ProgramGraph) else build_graph(expr)
+    for node in graph.exprs():
+        rule = _CAUSAL_RULES.get(type(node)) if causal else None
+        if rule is None:
+            rule = _rule_for(node)
+        value = rule(node, inputs, *(values[child.label] for child in node.children))
+        if causal and isinstance(node, rasp.Selector):
+            value = _mask_future(value)
+        values[node.label] = finish(node, value)
+    return Evaluation(inputs=inputs, output=graph.output, values=values, causal=bool(causal))
+
+
+def check_input(xs: Sequence[rasp.Value]) -> Sequence[rasp.Value]:
+    """`xs` if it is a sequence of tokens, else an InvalidInputError."""
     if isinstance(xs, (bytes, bytearray)) or not isinstance(xs, Sequence):
         raise InvalidInputError(
             f"the input must be a sequence of tokens (a list), got {type(xs).__name__} {xs!r}"
         )
-    inputs = tuple(xs)
-    values: dict[str, Any] = {}
-    graph = expr if isinstance(expr, ProgramGraph) else build_graph(expr)
-    for node in graph.exprs():
-        if causal and type(node) in _CAUSAL_HANDLERS:
-            value = _CAUSAL_HANDLERS[type(node)](node, values, inputs)
-        else:
-            value = _handler_for(node)(node, values, inputs)
-        if causal and isinstance(node, rasp.Selector):
-            value = _mask_future(value)
-        elif isinstance(node, rasp.SOp) and rasp.is_numerical(node):
-            value = [as_number(v) for v in value]  # a numerical dimension holds a float
-        values[node.label] = value
-    return Evaluation(inputs=inputs, output=graph.output, values=values, causal=bool(causal))
+    return xs
+
+
+def finish(expr: rasp.RASPExpr, value: Any) -> Any:
+    """A construct's value as the program holds it: a numerical SOp's values are floats
+    (one residual dimension holds the number)."""
+    if isinstance(expr, rasp.SOp) and rasp.is_numerical(expr):
+        return [as_number(v) for v in value]
+    return value
 
 
 def _mask_future(matrix: SelectorMatrix) -> SelectorMatrix:
@@ -121,42 +132,47 @@ def causal_invariance(expr: rasp.RASPExpr | ProgramGraph, inputs) -> tuple | Non
 
 
 def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return a == b or abs(a - b) <= 1e-12 * max(1.0, abs(a))
-    return type(a) is type(b) and a == b
+    """The same value (identity.py: 0 is not 0.0, nor -0.0), floats within rounding."""
+    if isinstance(a, float) and isinstance(b, float) and a != b:
+        return abs(a - b) <= 1e-12 * max(1.0, abs(a))
+    return same_value(a, b)
 
 
-def _handler_for(expr: rasp.RASPExpr) -> Callable[[Any, dict, tuple], Any]:
-    handler = rasp.rule_for(_HANDLERS, expr)
-    if handler is not None:
-        return handler
+def _rule_for(expr: rasp.RASPExpr) -> Callable[..., Any]:
+    rule = rasp.rule_for(RULES, expr)
+    if rule is not None:
+        return rule
     raise EvaluationError(f"{expr.label}: no evaluation rule for {type(expr).__name__}")
 
 
 # --------------------------------------------------------------------------- SOps
+#
+# One rule per construct: rule(expr, xs, *values of expr.children, in order). The walk
+# above and rasp.DefaultRASPEvaluator (tracr's recursive structure) both call these.
 
 
-def _tokens(expr, values, xs):
+def _tokens(expr, xs):
     return list(xs)
 
 
-def _indices(expr, values, xs):
+def _indices(expr, xs):
     return list(range(len(xs)))
 
 
-def _length(expr, values, xs):
+def _length(expr, xs):
     return [len(xs)] * len(xs)
 
 
-def _full(expr: rasp.Full, values, xs):
+def _full(expr: rasp.Full, xs):
     return [expr.fill] * len(xs)
 
 
-def _constant_sop(expr: rasp.ConstantSOp, values, xs):
+def _constant_sop(expr: rasp.ConstantSOp, xs):
     if expr.check_length and len(expr.value) != len(xs):
         raise EvaluationError(
-            f"{expr.label}: this ConstantSOp has {len(expr.value)} values but the input has "
-            f"{len(xs)} tokens; pass an input of that length or check_length=False"
+            f"{expr.label}: Constant len {len(expr.value)} doesn't match input len {len(xs)}: "
+            f"this ConstantSOp has {len(expr.value)} values but the input has {len(xs)} "
+            f"tokens; pass an input of that length or build it with check_length=False"
         )
     n = len(xs)
     return list(expr.value[:n]) + [None] * (n - len(expr.value))
@@ -173,17 +189,17 @@ def _apply(expr: rasp.RASPExpr, f: Callable, *args):
         ) from exc
 
 
-def _map(expr: rasp.Map, values, xs):
-    return [None if x is None else _apply(expr, expr.f, x) for x in values[expr.inner.label]]
+def _map(expr: rasp.Map, xs, inner):
+    return [None if x is None else _apply(expr, expr.f, x) for x in inner]
 
 
-def _sequence_map(expr: rasp.SequenceMap, values, xs):
-    pairs = zip(values[expr.fst.label], values[expr.snd.label])
-    return [None if x is None or y is None else _apply(expr, expr.f, x, y) for x, y in pairs]
+def _sequence_map(expr: rasp.SequenceMap, xs, fst, snd):
+    return [None if x is None or y is None else _apply(expr, expr.f, x, y)
+            for x, y in zip(fst, snd)]
 
 
-def _selector_width(expr: rasp.SelectorWidth, values, xs):
-    return [sum(row) for row in values[expr.selector.label]]
+def _selector_width(expr: rasp.SelectorWidth, xs, matrix):
+    return [sum(row) for row in matrix]
 
 
 def exact_mean(selected: Sequence[Real]) -> float:
@@ -191,9 +207,7 @@ def exact_mean(selected: Sequence[Real]) -> float:
     return float(sum(Fraction(x) for x in selected) / len(selected))
 
 
-def _aggregate(expr: rasp.Aggregate, values, xs):
-    matrix = values[expr.selector.label]
-    sop_values = values[expr.sop.label]
+def _aggregate(expr: rasp.Aggregate, xs, matrix, sop_values):
     numerical = rasp.is_numerical(expr)
     out = []
     for q, row in enumerate(matrix):
@@ -227,9 +241,7 @@ def _aggregate(expr: rasp.Aggregate, values, xs):
 # --------------------------------------------------------------------------- selectors
 
 
-def _select(expr: rasp.Select, values, xs) -> SelectorMatrix:
-    keys = values[expr.keys.label]
-    queries = values[expr.queries.label]
+def _select(expr: rasp.Select, xs, keys, queries) -> SelectorMatrix:
     matrix = []
     for query in queries:
         row = []
@@ -248,41 +260,40 @@ def _select(expr: rasp.Select, values, xs) -> SelectorMatrix:
     return matrix
 
 
-def _constant_selector(expr: rasp.ConstantSelector, values, xs) -> SelectorMatrix:
+def _constant_selector(expr: rasp.ConstantSelector, xs) -> SelectorMatrix:
     n = len(xs)
     if expr.check_length and (len(expr.value) != n or any(len(row) != n for row in expr.value)):
         raise EvaluationError(
-            f"{expr.label}: this ConstantSelector is {len(expr.value)} rows but the input has "
-            f"{n} tokens; it must be {n} x {n} (or pass check_length=False)"
+            f"{expr.label}: Constant len {len(expr.value)} doesn't match input len {n}: this "
+            f"ConstantSelector must be {n} x {n} for this input (or built with "
+            f"check_length=False)"
         )
     rows = [list(row[:n]) + [False] * (n - len(row)) for row in expr.value[:n]]
     return rows + [[False] * n for _ in range(n - len(rows))]
 
 
-def _selector_and(expr: rasp.SelectorAnd, values, xs) -> SelectorMatrix:
-    a, b = values[expr.fst.label], values[expr.snd.label]
+def _selector_and(expr: rasp.SelectorAnd, xs, a, b) -> SelectorMatrix:
     return [[x and y for x, y in zip(ra, rb)] for ra, rb in zip(a, b)]
 
 
-def _selector_or(expr: rasp.SelectorOr, values, xs) -> SelectorMatrix:
-    a, b = values[expr.fst.label], values[expr.snd.label]
+def _selector_or(expr: rasp.SelectorOr, xs, a, b) -> SelectorMatrix:
     return [[x or y for x, y in zip(ra, rb)] for ra, rb in zip(a, b)]
 
 
-def _selector_not(expr: rasp.SelectorNot, values, xs) -> SelectorMatrix:
-    return [[not x for x in row] for row in values[expr.inner.label]]
+def _selector_not(expr: rasp.SelectorNot, xs, inner) -> SelectorMatrix:
+    return [[not x for x in row] for row in inner]
 
 
-def _causal_length(expr, values, xs):
+def _causal_length(expr, xs):
     """`length` as a causal model computes it: the number of tokens seen so far."""
     return [i + 1 for i in range(len(xs))]
 
 
-_CAUSAL_HANDLERS: dict[type, Callable[[Any, dict, tuple], Any]] = {
+_CAUSAL_RULES: dict[type, Callable[..., Any]] = {
     rasp.LengthType: _causal_length,
 }
 
-_HANDLERS: dict[type, Callable[[Any, dict, tuple], Any]] = {
+RULES: dict[type, Callable[..., Any]] = {
     rasp.TokensType: _tokens,
     rasp.IndicesType: _indices,
     rasp.LengthType: _length,

@@ -51,6 +51,7 @@ from rasp_compiler.errors import (
     MissingDependencyError,
     SaveError,
 )
+from rasp_compiler.identity import value_dict
 
 SUPPORTED_TRANSFORMER_LENS = ">=2,<4"  # the versions that have HookedTransformer
 SUPPORTED_MAJOR_VERSIONS = (2, 3)
@@ -144,8 +145,8 @@ class ExportEncoding:
 
     @property
     def encoding_map(self) -> dict:
-        """token -> id (BOS and PAD included)."""
-        return dict(self.input_encoding)
+        """token -> id (BOS and PAD included; a ValueMap when the vocab holds 1 and True)."""
+        return value_dict(self.input_encoding)
 
     @property
     def bos_id(self) -> int:
@@ -168,8 +169,8 @@ class ExportEncoding:
             )
         if not batch:
             raise InvalidInputError("the batch is empty; give at least one token sequence")
-        vocab_ids = {token: i for token, i in self.input_encoding if token not in (self.bos,
-                                                                                  self.pad)}
+        vocab_ids = value_dict((token, i) for token, i in self.input_encoding
+                               if token not in (self.bos, self.pad))
         rows = []
         for b, sequence in enumerate(batch):
             if isinstance(sequence, (str, bytes)) or not isinstance(sequence, (list, tuple)):

@@ -1,7 +1,8 @@
 """Random well-formed RASP programs, for property tests and differential fuzzing.
 
 `random_program(rng, ...)` draws a DAG of Maps (some returning bools, floats or
-mixed types), SequenceMaps, numerical Maps,
+mixed types: values Python counts as equal but that are different values, such as
+0, 0.0, -0.0 and False, which the compiler must keep apart), SequenceMaps, numerical Maps,
 LinearSequenceMaps, Selects with every comparison, Boolean selector
 combinations, Aggregates (categorical and numerical) and SelectorWidths over
 integer tokens. Functions are drawn from fixed tables (no eval), and keep values
@@ -40,13 +41,17 @@ CATEGORICAL_PAIRS: tuple[tuple[str, Callable], ...] = (
     ("x==y", lambda x, y: int(x == y)),
 )
 # Categorical maps returning bools, floats and mixes of types: some values are equal but
-# not the same (True and 1, -0.0 and 0.0), which the compiler must refuse, never merge.
+# not the same (True and 1, 0 and 0.0, -0.0 and 0.0), which the compiler must keep apart
+# (identity.py: a dimension each), never merge; "kind of x" reads which one it was given.
 MIXED_TYPE_MAPS: tuple[tuple[str, Callable], ...] = (
     ("x>1 (bool)", lambda x: x > 1),
     ("x/2 (float)", lambda x: x / 2),
     ("True if x==0 else 1", lambda x: True if x == 0 else 1),
     ("-0.0 if x==0 else 0.0", lambda x: -0.0 if x == 0 else 0.0),
     ("float(x) if x else 0", lambda x: float(x) if x else 0),
+    ("0, 0.0, -0.0 or False", lambda x: (0, 0.0, -0.0, False)[int(x) % 4]),
+    ("kind of x", lambda x: 4 * (type(x) is bool) + 2 * (type(x) is float)
+     + (math.copysign(1, x) < 0)),
 )
 NUMERICAL_FROM_CATEGORICAL: tuple[tuple[str, Callable], ...] = (
     ("x/2", lambda x: x / 2),

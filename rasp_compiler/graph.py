@@ -7,6 +7,7 @@ are shared; tracr's walk enumerates paths and is exponential on shared DAGs.
 
 from __future__ import annotations
 
+import collections
 import copy
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -133,6 +134,7 @@ def copy_reading(expr: rasp.RASPExpr, copies: Mapping[int, rasp.RASPExpr]) -> ra
     """A shallow copy of `expr` that reads `copies[id(child)]` in place of each child
     that has a copy: how a stage changes part of a program without touching the
     user's expressions."""
+    expr.unique_id  # the copy keeps the id, so an unnamed expression keeps its label
     clone = copy.copy(expr)
     for attribute, value in vars(expr).items():
         if id(value) in copies:
@@ -140,22 +142,61 @@ def copy_reading(expr: rasp.RASPExpr, copies: Mapping[int, rasp.RASPExpr]) -> ra
     return clone
 
 
+def assign_ids(program: rasp.RASPExpr) -> None:
+    """Gives every expression of `program` its id in the order tracr's compiler reads
+    labels (rasp_to_graph.extract_rasp_graph: breadth first from the output, each
+    expression's children in order), so that unnamed expressions get the labels tracr
+    gives them (`map_5`). An id is drawn once, when first read; the inputs have none.
+
+    tracr's queue re-enqueues shared expressions (exponential on shared DAGs); the
+    order in which ids are first drawn is the same as this walk's, which visits each
+    expression once.
+    """
+    seen = {id(program)}
+    queue = collections.deque([program])
+    _touch(program)
+    while queue:
+        expr = queue.popleft()
+        for child in expr.children:
+            if id(child) not in seen:
+                seen.add(id(child))
+                _touch(child)
+                queue.append(child)
+
+
+def _touch(expr: rasp.RASPExpr) -> None:
+    if isinstance(expr, rasp.RASPExpr) and not isinstance(expr, rasp._Primitive):
+        expr.unique_id  # noqa: B018 - drawing the id is the point
+
+
 def build_graph(program: rasp.RASPExpr) -> ProgramGraph:
     """The dependency graph of `program`, in time linear in its distinct expressions.
 
-    Labels must identify nodes. tracr only makes its labels unique by appending
-    an id, so tracr code often names two different expressions alike (a helper
-    called twice). Such a clash is resolved here, deterministically: the later
-    expression becomes `name_2`, `name_3`, ... in the graph, which holds renamed
-    copies (of it and of the expressions above it); the user's expressions are
-    never changed. Every instance of an input (a second `rasp.TokensType()`) is
-    the same node.
+    Ids are drawn first, in tracr's order (`assign_ids`). Labels must identify
+    nodes. A name the user gives is the label itself, so tracr code often names two
+    different expressions alike (a helper called twice). Such a clash is resolved
+    here, deterministically: the later expression becomes `name_2`, `name_3`, ... in
+    the graph, which holds renamed copies (of it and of the expressions above it);
+    the user's expressions are never changed. Every instance of an input (a second
+    `rasp.TokensType()`, a `rasp.numerical(rasp.tokens)` copy) is the same node, so
+    its instances must agree on the encoding.
     """
     exprs = postorder(program)
+    assign_ids(program)
     taken: dict[str, rasp.RASPExpr] = {}
     for expr in exprs:
         if isinstance(expr, rasp._Primitive):
-            taken.setdefault(expr.label, expr)  # every TokensType() is the one input `tokens`
+            first = taken.setdefault(expr.label, expr)  # every TokensType() is `tokens`
+            if rasp.get_encoding(first) is not rasp.get_encoding(expr):
+                raise InvalidProgramError(
+                    f"{expr.label}: the program reads the input {expr.label} as "
+                    f"{rasp.get_encoding(first).value} in one place and as "
+                    f"{rasp.get_encoding(expr).value} in another (rasp.numerical and "
+                    f"rasp.categorical return annotated copies of it), but an input is one "
+                    f"node with one encoding; give every use of {expr.label} the same encoding, "
+                    f"or convert a copy, e.g. rasp.numerical(rasp.Map(lambda x: x, "
+                    f"rasp.{expr.label}))"
+                )
     copies: dict[int, rasp.RASPExpr] = {}  # by id: renamed expressions and those above one
     for expr in exprs:
         if isinstance(expr, rasp._Primitive):
@@ -164,8 +205,10 @@ def build_graph(program: rasp.RASPExpr) -> ProgramGraph:
         while label in taken:
             label, suffix = f"{expr.label}_{suffix}", suffix + 1
         if label != expr.label or any(id(child) in copies for child in expr.children):
-            clone = copies[id(expr)] = copy_reading(expr, copies)
-            rasp.annotate(clone, name=label)
+            clone = copy_reading(expr, copies)
+            if label != expr.label:
+                clone = rasp.annotate(clone, name=label)
+            copies[id(expr)] = clone
         taken[label] = copies.get(id(expr), expr)
     exprs = [copies.get(id(expr), expr) for expr in exprs]
     graph = nx.DiGraph()

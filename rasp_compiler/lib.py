@@ -6,7 +6,7 @@ thin wrappers that pick a vocab and a length.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rasp_compiler import rasp
 from rasp_compiler.errors import InvalidProgramError
@@ -18,9 +18,12 @@ def make_length() -> rasp.SOp:
     return rasp.SelectorWidth(all_true).named("length")
 
 
+# One shared instance, as in tracr (whose make_reverse and make_shuffle_dyck read it).
+length = make_length()
+
+
 def make_reverse(sop: rasp.SOp) -> rasp.SOp:
     """`sop` read backwards: position i takes the value at length - 1 - i."""
-    length = make_length()
     opp_index = (length - rasp.indices).named("opp_index")
     opp_index = (opp_index - 1).named("opp_index_minus_1")
     flip = rasp.Select(rasp.indices, opp_index, rasp.Comparison.EQ).named("flip")
@@ -111,12 +114,17 @@ def make_shuffle_dyck(pairs: Sequence[str]) -> rasp.SOp:
         all_zero = all_zero & (balance == 0)
     all_zero = all_zero.named("all_zero")
 
-    last_index = (make_length() - 1).named("last_index")
+    last_index = (length - 1).named("last_index")
     select_last = rasp.Select(rasp.indices, last_index, rasp.Comparison.EQ).named("select_last")
     last_zero = rasp.Aggregate(select_last, all_zero).named("last_zero")
 
     not_has_neg = (~has_neg).named("not_has_neg")
     return (last_zero & not_has_neg).named("shuffle_dyck")
+
+
+def make_shuffle_dyck2() -> rasp.SOp:
+    """Shuffle-Dyck over two bracket types, `()` and `{}`."""
+    return make_shuffle_dyck(pairs=["()", "{}"]).named("shuffle_dyck2")
 
 
 def shift_by(offset: int, sop: rasp.SOp) -> rasp.SOp:
@@ -209,3 +217,23 @@ def make_dyck(pairs: Sequence[str]) -> rasp.SOp:
     return rasp.SequenceMap(
         lambda ok, bad: bool(ok) and bad == 0, balanced, any_mismatch.named("any_mismatch")
     ).named("dyck")
+
+
+def make_nary_sequencemap(f: Callable[..., Any], *sops: rasp.SOp) -> rasp.SOp:
+    """f(a[i], b[i], c[i], ...) at each position, for any number of SOps.
+
+    SequenceMaps gather the arguments into a tuple, one SOp at a time, and a Map
+    applies `f` to the tuple. Each tuple SOp is categorical, with one value per
+    combination of its parts' values, so a compiled model grows with their product.
+    """
+    if not sops:
+        raise InvalidProgramError(
+            "make_nary_sequencemap: pass the function and at least one SOp, "
+            "e.g. make_nary_sequencemap(lambda x, y, z: x + y - z, tokens, tokens, indices)")
+    first, *rest = sops
+    if not rest:
+        return rasp.Map(lambda x: f(x), first)
+    args = rasp.SequenceMap(lambda x, y: (x, y), first, rest[0])
+    for sop in rest[1:]:
+        args = rasp.SequenceMap(lambda xs, y: (*xs, y), args, sop)
+    return rasp.Map(lambda xs: f(*xs), args)

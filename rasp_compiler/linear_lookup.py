@@ -241,18 +241,22 @@ def _check_ratio(xs: np.ndarray, ys: np.ndarray, codes: np.ndarray, ratio: float
     return z[first], group_codes
 
 
-def affine_fit(table: Mapping[tuple, Any]) -> tuple[float, ...] | None:
+def affine_fit(table: Mapping[tuple, Any] | Sequence[tuple[tuple, Any]]
+               ) -> tuple[float, ...] | None:
     """(a_1, ..., a_k, c) with f(x_1, ..., x_k) = a_1 x_1 + ... + a_k x_k + c on every
-    tabulated argument tuple (a numerical Map or SequenceMap that is a linear form), or
+    tabulated argument tuple (given as a mapping or as (arguments, output) pairs, which
+    may hold the arguments 0 and 0.0 both: a numerical Map or SequenceMap that is a
+    linear form), or
     None. A least-squares fit checked on every entry (within AFFINE_TOLERANCE of the
     largest |f|); an argument that takes one value gets coefficient 0 (the constant
     carries it), and coefficients that are integers up to rounding are snapped to them,
     so forms stay exact."""
-    if not table or not all(isinstance(v, Real) and not isinstance(v, bool)
-                            for key in table for v in key):
+    pairs = list(table.items()) if isinstance(table, Mapping) else list(table)
+    if not pairs or not all(isinstance(v, Real) and not isinstance(v, bool)
+                            for key, _ in pairs for v in key):
         return None
-    points = np.asarray([[float(v) for v in key] for key in table])
-    outs = np.asarray([float(out) for out in table.values()])
+    points = np.asarray([[float(v) for v in key] for key, _ in pairs])
+    outs = np.asarray([float(out) for _, out in pairs])
     scale = max(1.0, float(np.abs(outs).max()))
 
     def snap(v: float) -> float:
@@ -436,7 +440,7 @@ def with_numerical_copies(ops, plan, *, max_fused_input_space: int):
         label = f"{source}{COPY_SUFFIX}"
         if source in ops.embeddings:
             embedding = ops.embeddings[source]
-            table = {k: float(v) for k, v in embedding.table.items() if v is not None}
+            table = [(k, float(v)) for k, v in embedding.table.items() if v is not None]
             embeddings[label] = Embedding(label, embedding.by, numerical, table)
         else:
             unit = ops.units[source]

@@ -34,10 +34,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rasp_compiler.errors import CompilationError, InvalidProgramError
-from rasp_compiler.identity import identity_key
+from rasp_compiler.identity import find_clash, identity_key, same_value
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm
 from rasp_compiler.rewrite import OpGraph
 from rasp_compiler.schedule import Block
+from rasp_compiler.selectors import Accepted
 
 BOS_GATE = 2.0  # subtracted at BOS from lookup neurons (their pre-activation is at most 1)
 MIN_RELATIVE_GAP = 2e-5  # float32 cannot place a step between values closer than this
@@ -109,6 +110,15 @@ class _BlockFunction:
         self.units = [ops.units[label] for label in block.units]
         self.outputs = block.outputs
         self._along: dict[tuple, list[tuple]] = {}
+        # A categorical output that can be 0 and 0.0 (1 and True, ...): two outputs are
+        # the same only when they are the same value (identity.py), not merely equal.
+        self._exact = any(not ops.is_numerical(label) and find_clash(ops.values[label])
+                          for label in self.outputs)
+
+    def same(self, a: tuple, b: tuple) -> bool:
+        """Whether two results of `raw` encode the same (a shortcut: equal results need no
+        difference computed)."""
+        return a == b and (not self._exact or same_value(a, b))
 
     def raw(self, env: dict[str, Any]) -> tuple:
         """The output values (not yet encoded) for one assignment of the leaves."""
@@ -123,7 +133,7 @@ class _BlockFunction:
 
     def raw_along(self, env: dict[str, Any], z_label: str, zs: list[float]) -> list[tuple]:
         """`raw` for every z, remembered (steps and piecewise-linear both ask for it)."""
-        key = (tuple(env.items()), z_label)
+        key = (tuple((label, identity_key(value)) for label, value in env.items()), z_label)
         if key not in self._along:
             self._along[key] = self._compute_along(env, z_label, zs)
         return self._along[key]
@@ -156,7 +166,7 @@ class _BlockFunction:
         for label, value in zip(self.outputs, values):
             if isinstance(value, np.generic):
                 value = value.item()
-            if isinstance(value, frozenset):  # a clause feature: multi-hot
+            if isinstance(value, Accepted):  # a clause feature: multi-hot
                 encoded.update({Dim(label, v): 1.0 for v in value})
                 continue
             if self.ops.is_numerical(label):
@@ -300,8 +310,10 @@ def _lookup(ops, block, categorical, choices, function) -> MLPPart:
                 continue  # any value: always 1, no term
             constrained += 1
             if None in allowed:  # 1 minus the dimensions of the values not allowed
+                kept = set(map(identity_key, allowed))
                 _add(w_in, {ONE: 1.0})
-                _add(w_in, {Dim(leaf, v): -1.0 for v in every if v is not None and v not in allowed})
+                _add(w_in, {Dim(leaf, v): -1.0 for v in every
+                            if v is not None and identity_key(v) not in kept})
             else:
                 _add(w_in, {Dim(leaf, v): 1.0 for v in allowed})
         _add(w_in, {ONE: -(constrained - 1.0)})
@@ -350,17 +362,19 @@ def _lookup_boxes(categorical, choices, function, stop_after: int | None = None)
 
 def _split(combos: list[tuple]) -> list[tuple]:
     """Disjoint boxes covering exactly these combinations: values of the first input
-    whose remaining combinations are the same share a box, and so on down."""
+    whose remaining combinations are the same share a box, and so on down. Values are
+    told apart by identity (0 and 0.0 are two values of an input, with two dimensions)."""
     if not combos[0]:
         return [()]
-    rest: dict[Any, set] = {}
+    rest: dict[Any, tuple[Any, dict]] = {}  # first value's key -> (it, its tails by key)
     for combo in combos:
-        rest.setdefault(combo[0], set()).add(combo[1:])
-    groups: dict[frozenset, list] = {}
-    for value, tails in rest.items():
-        groups.setdefault(frozenset(tails), []).append(value)
-    return [(tuple(values),) + tail for tails, values in groups.items()
-            for tail in _split(sorted(tails, key=repr))]
+        _, tails = rest.setdefault(identity_key(combo[0]), (combo[0], {}))
+        tails.setdefault(identity_key(combo[1:]), combo[1:])
+    groups: dict[frozenset, tuple[dict, list]] = {}
+    for value, tails in rest.values():
+        groups.setdefault(frozenset(tails), (tails, []))[1].append(value)
+    return [(tuple(values),) + tail for tails, values in groups.values()
+            for tail in _split(sorted(tails.values(), key=repr))]
 
 
 def _box_weights(box: tuple, choices) -> int:
@@ -400,7 +414,8 @@ def _count_combo_steps(ops, categorical, combos, z_label, function, stop_after: 
         if function.encode(raws[0]):
             count += 1
         for before, after in zip(raws, raws[1:]):
-            if after != before and _difference(function.encode(after), function.encode(before)):
+            if not function.same(after, before) and _difference(function.encode(after),
+                                                                function.encode(before)):
                 count += 2
                 if count > stop_after:
                     return count
@@ -478,7 +493,7 @@ def _make_step_plan(ops, label, categorical, choices, z_label, form, function) -
         if first:
             anchors.setdefault(frozenset(first.items()), (first, []))[1].append(value)
         for step in range(len(walk) - 1):
-            if walk[step + 1] == walk[step]:
+            if function.same(walk[step + 1], walk[step]):
                 continue
             delta = _difference(function.encode(walk[step + 1]), function.encode(walk[step]))
             if not delta:
@@ -606,7 +621,7 @@ def _combo_steps(ops, block, categorical, combos, z_label, form, function):
                 w_in[ONE], w_in[BOS] = 1.0, -1.0
             neurons.append(_neuron(w_in, first))
         for i in range(len(zs) - 1):
-            if raws[i + 1] == raws[i]:
+            if function.same(raws[i + 1], raws[i]):
                 continue
             delta = _difference(function.encode(raws[i + 1]), function.encode(raws[i]))
             if not delta:

@@ -43,6 +43,7 @@ import numpy as np
 
 from rasp_compiler.assemble import ModelShape
 from rasp_compiler.errors import InternalError, LoadError, SaveError, describe_bytes
+from rasp_compiler.identity import ValueMap, identity_key, same_value
 from rasp_compiler.lower import Readout
 from rasp_compiler.model import CompiledModel
 from rasp_compiler.records import ModelInfo
@@ -469,8 +470,9 @@ def _check_sizes(config: SavedConfig, layout: ResidualLayout) -> None:
         raise _Invalid(f"{CONFIG_FILE}: max_seq_len: must be at least 1, got {config.max_seq_len}")
     if not vocab:
         raise _Invalid(f"{CONFIG_FILE}: vocab: empty")
-    if len(set(vocab)) != len(vocab):
-        repeated = next(token for token in vocab if vocab.count(token) > 1)
+    keys = [identity_key(token) for token in vocab]  # 1 and True are two tokens
+    if len(set(keys)) != len(keys):
+        repeated = next(token for token, key in zip(vocab, keys) if keys.count(key) > 1)
         raise _Invalid(f"{CONFIG_FILE}: vocab: the token {repeated!r} appears twice")
     for name, token in (("bos", config.bos), ("pad", config.pad)):
         if token in vocab:
@@ -577,16 +579,17 @@ def _check_vocab_embedding(config: SavedConfig, layout: ResidualLayout,
     if bos_column[len(vocab)] != 1 or np.any(np.delete(bos_column, len(vocab)) != 0):
         raise _Invalid(f"{clash}: token_embed row {len(vocab)} (after the {len(vocab)} vocab "
                        f"tokens) must be BOS; was the vocab edited?")
-    token_columns = {dim.value: i for i, dim in enumerate(layout.dims) if dim.sop == TOKENS}
+    token_columns = ValueMap((dim.value, i) for i, dim in enumerate(layout.dims)
+                             if dim.sop == TOKENS)  # 1 and True: two tokens, two columns
     if not token_columns:
         return  # the program never reads the raw tokens: only the checksum guards the vocab
-    if set(token_columns) != set(vocab):
+    if set(map(identity_key, token_columns)) != set(map(identity_key, vocab)):
         raise _Invalid(f"{clash}: the layout's {TOKENS} dims hold {sorted(map(str, token_columns))}"
                        f", the vocab {sorted(map(str, vocab))}; was the vocab edited?")
     columns = list(token_columns.values())
     for row, token in enumerate(vocab):
         hot = [layout.dims[c].value for c in columns if embed[row, c] == 1]
-        if hot != [token]:
+        if len(hot) != 1 or not same_value(hot[0], token):
             raise _Invalid(f"{clash}: vocab token {token!r} (token_embed row {row}) is embedded "
                            f"as {TOKENS}:{', '.join(map(str, hot)) or 'nothing'}; was the vocab "
                            f"edited?")

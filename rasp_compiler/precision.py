@@ -234,7 +234,7 @@ class _Analysis:
             elif dim.is_numerical:
                 numerical.append((dim.sop, c))
             else:
-                categorical.setdefault(dim.sop, {})[dim.value] = c
+                categorical.setdefault(dim.sop, {})[dim] = c  # 0 and 0.0: two dims
         ranges: list[tuple[float, float]] = []
         carried: list[tuple[float, float, float, str]] = []  # absolute, relative, |term|, source
         if constant:

@@ -2,7 +2,8 @@
 
 Glossary (used by every later stage):
 - `Dim(sop, value)`: one residual dimension. A categorical SOp `x` owns one
-  dimension per possible value, `Dim("x", v)`, holding its one-hot encoding; a
+  dimension per possible value, `Dim("x", v)`, holding its one-hot encoding
+  (values told apart as identity.py says: `0`, `0.0` and `False` own three); a
   numerical SOp owns `Dim("x")` holding the number. `ONE` is 1 at every position,
   `BOS` is 1 at position 0 only.
 - `LinearForm`: a weighted sum of dimensions. Numerical SOps that are linear in
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Iterable, Mapping
+
+from rasp_compiler.identity import identity_key
 
 
 class _Numerical:
@@ -38,15 +41,37 @@ class _Numerical:
 NUMERICAL = _Numerical()
 
 
-class Dim(NamedTuple):
-    """One residual dimension: an SOp label and, for categorical SOps, one of its values."""
+class Dim(tuple):
+    """One residual dimension: an SOp label and, for categorical SOps, one of its values.
 
-    sop: str
-    value: Any = NUMERICAL
+    Two dims are one dimension when their SOps are the same and their values are the
+    same value (identity.py): `Dim("m", 0)`, `Dim("m", 0.0)` and `Dim("m", False)` are
+    three dimensions, as an SOp that can take all three has three. The tuple holds the
+    value's `identity_key` beside it, so comparing and hashing stay at C speed.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, sop: str, value: Any = NUMERICAL) -> "Dim":
+        return tuple.__new__(cls, (sop, value, None if value is NUMERICAL else identity_key(value)))
+
+    def __getnewargs__(self) -> tuple:
+        return (self[0], self[1])
+
+    @property
+    def sop(self) -> str:
+        return self[0]
+
+    @property
+    def value(self) -> Any:
+        return self[1]
 
     @property
     def is_numerical(self) -> bool:
-        return self.value is NUMERICAL
+        return self[1] is NUMERICAL
+
+    def __repr__(self) -> str:
+        return f"Dim(sop={self[0]!r}, value={self[1]!r})"
 
     def __str__(self) -> str:
         return self.sop if self.is_numerical else f"{self.sop}:{self.value}"

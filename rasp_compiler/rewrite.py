@@ -28,6 +28,7 @@ import numpy as np
 from rasp_compiler import linear_lookup, rasp, widths
 from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError, describe_values
 from rasp_compiler.graph import ProgramGraph
+from rasp_compiler.identity import ValueMap
 from rasp_compiler.linear_lookup import LinearLookup
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm, constant_form
 from rasp_compiler.atoms import Atom, AtomBuilder, Folded
@@ -98,10 +99,13 @@ class Embedding:
     label: str
     by: str  # "token" or "position"
     encoding: rasp.Encoding
-    table: Mapping[Any, Any]  # token -> value (by token) or index -> value (by position)
+    # token -> value (by token; a ValueMap: the tokens 1 and True are two keys) or
+    # index -> value (by position); given as a mapping or as (key, value) pairs
+    table: Mapping[Any, Any]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "table", MappingProxyType(dict(self.table)))
+        table = ValueMap(self.table) if self.by == "token" else MappingProxyType(dict(self.table))
+        object.__setattr__(self, "table", table)
 
 
 @dataclass(frozen=True)
@@ -214,17 +218,23 @@ class _Rewriter:
         if label in self.embeddings:
             return
         by = "token" if label == "tokens" else "position"
-        table = {v: v for v in self.atoms.values(label)}
-        self.embeddings[label] = Embedding(label, by, rasp.Encoding.CATEGORICAL, table)
-        self.encodings[label] = rasp.Encoding.CATEGORICAL
-        self.values[label] = tuple(table.values())
+        values = self.atoms.values(label)
+        encoding = rasp.Encoding.CATEGORICAL
+        if label in self.graph.graph and rasp.is_numerical(self.graph.expr(label)):
+            # rasp.numerical(rasp.tokens): one dimension holding the number, as the
+            # evaluator gives it (a float), and as every reader in the program reads it.
+            self._check_numeric_values(self.graph.expr(label), list(values))
+            encoding = rasp.Encoding.NUMERICAL
+        self.embeddings[label] = Embedding(label, by, encoding, [(v, v) for v in values])
+        self.encodings[label] = encoding
+        self.values[label] = tuple(values)
         self.order.append(label)
 
     def _full(self, expr: rasp.Full) -> None:
         self._check_numeric_values(expr, [expr.fill])
         self.embeddings[expr.label] = Embedding(
-            expr.label, "token", rasp.get_encoding(expr), {v: expr.fill for v in self.value_sets.vocab}
-        )
+            expr.label, "token", rasp.get_encoding(expr),
+            [(v, expr.fill) for v in self.value_sets.vocab])
         self.order.append(expr.label)
 
     def _constant_sop(self, expr: rasp.ConstantSOp) -> None:
@@ -248,9 +258,7 @@ class _Rewriter:
             table = self._table(expr, (inner,))
             if not self.is_numerical(inner):
                 self._refuse_none(expr, inner)
-                self.forms[expr.label] = LinearForm.of(
-                    {Dim(inner, v): out for (v,), out in table.items()}
-                )
+                self.forms[expr.label] = LinearForm.of({Dim(inner, v): out for (v,), out in table})
                 return
             affine = linear_lookup.affine_fit(table)
             if affine is not None:
@@ -485,10 +493,11 @@ class _Rewriter:
         for label in folded:
             self.folded.setdefault(label, []).append(head)
 
-    def _table(self, expr: rasp.SOp, inputs: tuple[str, ...]) -> dict[tuple, Any]:
-        """The SOp's function on every combination of possible input values."""
+    def _table(self, expr: rasp.SOp, inputs: tuple[str, ...]) -> list[tuple[tuple, Any]]:
+        """The SOp's function on every combination of possible input values, as
+        (arguments, output) pairs (a dict would merge the arguments 0 and 0.0)."""
         f = expr.f
-        table = {}
+        table = []
         combos: list[tuple] = [()]
         for label in inputs:
             combos = [c + (v,) for c in combos for v in self.values[label] if v is not None]
@@ -500,7 +509,7 @@ class _Rewriter:
                     f"{args if len(args) > 1 else args[0]!r}; a numerical dimension holds only "
                     f"numbers, so make {expr.label} categorical"
                 )
-            table[args] = out
+            table.append((args, out))
         return table
 
     def _refuse_none(self, expr: rasp.SOp, label: str, what: str = "input") -> None:

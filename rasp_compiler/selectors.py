@@ -32,6 +32,7 @@ import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
+from itertools import compress
 from typing import Callable, Sequence
 
 import numpy as np
@@ -39,6 +40,7 @@ import numpy as np
 from rasp_compiler import rasp
 from rasp_compiler.atoms import Atom, AtomBuilder
 from rasp_compiler.errors import CompilationError, UnsupportedExpressionError
+from rasp_compiler.identity import identity_key, same_value
 
 MAX_CLAUSES = 32  # CNF distribution stops here and falls back to the whole product
 MAX_INCLUSION_EXCLUSION_TERMS = 6
@@ -237,17 +239,32 @@ class FeatureSpec:
     def inputs(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(other for other, _, _ in self.terms))
 
-    def __call__(self, *values) -> frozenset:
+    def __call__(self, *values) -> "Accepted":
         """The shared values this clause accepts, given the other SOps' values (None: none)."""
         by_input = dict(zip(self.inputs, values))
-        accepted = set()
+        accepted = np.zeros(len(self.shared_values), dtype=bool)
         for other, other_values, relation in self.terms:
             value = by_input[other]
-            if value is None or value not in other_values:
-                continue
-            row = relation[other_values.index(value)]
-            accepted.update(v for v, hit in zip(self.shared_values, row) if hit)
-        return frozenset(accepted)
+            row = None if value is None else _position(other_values, value)
+            if row is not None:
+                accepted |= relation[row]
+        return Accepted(compress(self.shared_values, accepted.tolist()))
+
+
+class Accepted(tuple):
+    """A clause feature's value at one position: the shared values it accepts, in the
+    order of `shared_values` (a multi-hot over their dimensions, not one value)."""
+
+    __slots__ = ()
+
+
+def _position(values: tuple, value) -> int | None:
+    """Where `value` is in `values`, told apart by identity (0 is not 0.0), or None."""
+    try:
+        first = values.index(value)
+    except ValueError:
+        return None
+    return next((i for i in range(first, len(values)) if same_value(values[i], value)), None)
 
 
 @dataclass(frozen=True)
@@ -555,12 +572,12 @@ def _atoms_in(node) -> list[Atom]:
 
 def _lift(atom: Atom, queries, query_values, keys, key_values) -> np.ndarray:
     """The atom's relation on tuple values (or on a single SOp's values)."""
-    q_index = {v: i for i, v in enumerate(atom.query_values)}
-    k_index = {v: i for i, v in enumerate(atom.key_values)}
+    q_index = {identity_key(v): i for i, v in enumerate(atom.query_values)}
+    k_index = {identity_key(v): i for i, v in enumerate(atom.key_values)}
     q_pos = queries.index(atom.query)
     k_pos = keys.index(atom.key)
-    q_rows = [q_index.get(t[q_pos] if len(queries) > 1 else t) for t in query_values]
-    k_cols = [k_index.get(t[k_pos] if len(keys) > 1 else t) for t in key_values]
+    q_rows = [q_index.get(identity_key(t[q_pos] if len(queries) > 1 else t)) for t in query_values]
+    k_cols = [k_index.get(identity_key(t[k_pos] if len(keys) > 1 else t)) for t in key_values]
     out = np.zeros((len(query_values), len(key_values)), dtype=bool)
     valid_q = [i for i, r in enumerate(q_rows) if r is not None]
     valid_k = [j for j, c in enumerate(k_cols) if c is not None]

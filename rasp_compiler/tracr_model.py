@@ -40,7 +40,8 @@ import networkx as nx
 import numpy as np
 
 from rasp_compiler import rasp, tracr_view
-from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.errors import NotProvidedError
+from rasp_compiler.identity import distinct_values, identity_key, value_dict
 from rasp_compiler.residual import BOS, ONE, Dim
 
 PREFIX = tracr_view.PREFIX
@@ -84,6 +85,12 @@ class BasisDirection:
         return hash((self.name, self.value))
 
 
+def _key(direction: BasisDirection) -> tuple:
+    """A direction as this compiler tells them apart: `m:0` and `m:0.0` are two (tracr's
+    equality, kept on BasisDirection for converters, takes them for one)."""
+    return direction.name, identity_key(direction.value)
+
+
 def tracr_sorted(directions: Sequence[BasisDirection]) -> list[BasisDirection]:
     """The order tracr's `VectorSpaceWithBasis` puts `directions` in."""
     return sorted(directions)
@@ -96,7 +103,7 @@ class CategoricalEncoder(tracr_view.CategoricalEncoder):
     """tracr's `CategoricalEncoder` with its `basis`: the directions, in id order."""
 
     def __init__(self, basis: Sequence[BasisDirection], **options):
-        super().__init__({d.value: i for i, d in enumerate(basis)}, **options)
+        super().__init__(value_dict((d.value, i) for i, d in enumerate(basis)), **options)
         self.basis = list(basis)
 
 
@@ -139,7 +146,7 @@ class TracrResidual:
 
     directions: tuple[BasisDirection, ...]
     source: tuple[int, ...]
-    token_ids: dict  # tracr's id of every token, BOS and PAD included
+    token_basis: tuple[BasisDirection, ...]  # tokens:v in tracr's id order, BOS and PAD among them
     output_form: tuple[tuple[int, float], ...]  # (our index, coefficient) to write down, or ()
     extra_layer: bool
 
@@ -165,12 +172,12 @@ def _needs_writing(model) -> tuple[tuple[int, float], ...]:
 
 def tracr_residual(model) -> TracrResidual:
     ours = [_direction(dim, model.bos) for dim in model.layout.dims]
-    present = set(ours)
+    present = set(map(_key, ours))
     tokens = [*model.vocab, model.bos, model.pad]
     token_basis = tracr_sorted([BasisDirection(rasp.tokens.label, t) for t in tokens])
-    extra = [d for d in token_basis if d not in present]
+    extra = [d for d in token_basis if _key(d) not in present]
     extra += [BasisDirection(rasp.indices.label, i) for i in range(model.max_seq_len)
-              if BasisDirection(rasp.indices.label, i) not in present]
+              if _key(BasisDirection(rasp.indices.label, i)) not in present]
     form = _needs_writing(model)
     if form:
         extra.append(BasisDirection(model.output))
@@ -190,7 +197,7 @@ def tracr_residual(model) -> TracrResidual:
     return TracrResidual(
         directions=tuple(everything[i] for i in order),
         source=source,
-        token_ids={d.value: i for i, d in enumerate(token_basis)},
+        token_basis=tuple(token_basis),
         output_form=form,
         extra_layer=extra_layer,
     )
@@ -227,7 +234,7 @@ def _tracr_layout_params(model, residual: TracrResidual):
     layers = tracr_view.padded_layers(model)
     directions = residual.directions
     width = len(directions)
-    at = {d: i for i, d in enumerate(directions)}
+    at = {_key(d): i for i, d in enumerate(directions)}
     source = np.asarray(residual.source)
     have = source >= 0
 
@@ -242,17 +249,17 @@ def _tracr_layout_params(model, residual: TracrResidual):
         return out
 
     ours_tokens = np.asarray(model.params["token_embed"]["embeddings"], np.float32)
-    our_id = dict(model.token_encoder.token_ids)
-    our_id[model.bos], our_id[model.pad] = len(model.vocab), len(model.vocab) + 1
-    by_tracr_id = sorted(residual.token_ids, key=residual.token_ids.get)
+    our_id = value_dict([*((t, i) for i, t in enumerate(model.vocab)),
+                         (model.bos, len(model.vocab)), (model.pad, len(model.vocab) + 1)])
+    by_tracr_id = [d.value for d in residual.token_basis]
     token_embed = residual_columns(ours_tokens[[our_id[t] for t in by_tracr_id]])
     pos_embed = residual_columns(np.asarray(model.params["pos_embed"]["embeddings"], np.float32))
     for j, token in enumerate(by_tracr_id):
-        column = at[BasisDirection(rasp.tokens.label, token)]
+        column = at[_key(BasisDirection(rasp.tokens.label, token))]
         if source[column] < 0:
             token_embed[j, column] = 1.0
     for i in range(model.max_seq_len):
-        column = at[BasisDirection(rasp.indices.label, i)]
+        column = at[_key(BasisDirection(rasp.indices.label, i))]
         if source[column] < 0:
             pos_embed[i + 1, column] = 1.0
 
@@ -271,7 +278,7 @@ def _tracr_layout_params(model, residual: TracrResidual):
             hidden.append(0)
         first = hidden[-1]
         mlp_width = max(mlp_width, first + 2)
-        out = at[BasisDirection(model.output)]
+        out = at[_key(BasisDirection(model.output))]
         position = {int(s): i for i, s in enumerate(source) if s >= 0}
         reads = np.zeros(width, np.float32)
         for index, coefficient in residual.output_form:
@@ -413,7 +420,7 @@ def program_graph(model) -> nx.DiGraph:
         node = {ID: label, EXPR: expr}
         if isinstance(expr, rasp.SOp):
             values = [v for v in ops.values.get(label, ()) if v is not None]
-            node[VALUE_SET] = set(values)
+            node[VALUE_SET] = distinct_values(values)  # a list where 0 and 0.0 both occur
             node[OUTPUT_BASIS] = ([BasisDirection(label)] if rasp.is_numerical(expr) else
                                   tracr_sorted([BasisDirection(label, v) for v in values]))
         node[MODEL_BLOCK] = blocks.get(label, ModelBlock("fused") if isinstance(expr, rasp.SOp)
@@ -441,18 +448,18 @@ class AssembledModel:
         self._residual = tracr_residual(compiled)
         self.params, self.model_config = _tracr_layout_params(compiled, self._residual)
         self.residual_labels = [str(d) for d in self._residual.directions]
-        at = {d: i for i, d in enumerate(self._residual.directions)}
+        at = {_key(d): i for i, d in enumerate(self._residual.directions)}
         readout = compiled.readouts[compiled.output]
         if readout.numerical:
             self._output_basis = [BasisDirection(compiled.output)]
         else:
             self._output_basis = tracr_sorted(
                 [BasisDirection(compiled.output, v) for v in readout.values])
-        self._output_columns = [at[d] for d in self._output_basis]
-        self._input_basis = sorted(
-            (BasisDirection(rasp.tokens.label, t) for t in self._residual.token_ids),
-            key=lambda d: self._residual.token_ids[d.value])
-        self.forward = make_forward(self.model_config, self._residual.token_ids[compiled.pad],
+        self._output_columns = [at[_key(d)] for d in self._output_basis]
+        self._input_basis = list(self._residual.token_basis)
+        pad_id = [_key(d) for d in self._input_basis].index(
+            _key(BasisDirection(rasp.tokens.label, compiled.pad)))
+        self.forward = make_forward(self.model_config, pad_id,
                                     self._output_columns, not readout.numerical)
         self._graph = None
 
@@ -486,7 +493,7 @@ class AssembledModel:
 
     def get_compiled_model(self):
         """tracr's haiku module is not built here: say what to use instead."""
-        raise NotImplementedError(
+        raise NotProvidedError(
             "get_compiled_model(): this compiler builds no haiku module in tracr's layout. "
             "For tracr's forward pass use model.forward(model.params, token_ids) (a jax "
             "function: jit and grad go through it); for our haiku model and its hooks use "

@@ -32,6 +32,7 @@ import numpy as np
 
 from rasp_compiler.encoding import lookup_ids, readout_numbers
 from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.identity import ValueMap, value_dict
 
 PREFIX = "transformer"  # tracr's haiku scope around every layer
 MASKED_LOGIT = -1e30  # what tracr writes into masked attention logits (not -inf)
@@ -49,7 +50,9 @@ class CategoricalEncoder:
 
     def __init__(self, encoding_map: dict, *, enforce_bos: bool = False, bos_token: Any = None,
                  pad_token: Any = None, max_seq_len: int | None = None):
-        self.encoding_map = dict(encoding_map)
+        # a ValueMap stays one: it keeps keys a dict would merge (the tokens 1 and True)
+        self.encoding_map = encoding_map if isinstance(encoding_map, ValueMap) \
+            else dict(encoding_map)
         self.enforce_bos = enforce_bos
         self._bos_token = bos_token
         self._pad_token = pad_token
@@ -129,9 +132,8 @@ class NumericalEncoder:
 
 def input_encoder(model) -> CategoricalEncoder:
     """Our token ids (vocab in `model.vocab` order, then BOS, then PAD), tracr's checks."""
-    encoding_map = dict(model.token_encoder.token_ids)
-    encoding_map[model.bos] = len(model.vocab)
-    encoding_map[model.pad] = len(model.vocab) + 1
+    encoding_map = value_dict([*model.token_encoder.token_ids.items(),
+                               (model.bos, len(model.vocab)), (model.pad, len(model.vocab) + 1)])
     return CategoricalEncoder(encoding_map, enforce_bos=True, bos_token=model.bos,
                               pad_token=model.pad, max_seq_len=model.max_seq_len + 1)
 
@@ -141,7 +143,8 @@ def output_encoder(model) -> CategoricalEncoder | NumericalEncoder:
     readout = model.readouts[model.output]
     if readout.numerical:
         return NumericalEncoder()
-    return CategoricalEncoder({value: i for i, value in enumerate(readout.values)})
+    # an output that can be 0 and 0.0 has an id for each (a ValueMap keeps both keys)
+    return CategoricalEncoder(value_dict((value, i) for i, value in enumerate(readout.values)))
 
 
 def residual_labels(model) -> list[str]:

@@ -6,6 +6,11 @@ wrong model. The sets are therefore sound supersets: every value the evaluator
 can produce on an input of length 1..max_seq_len over the vocab is included
 (a property test checks this on random programs).
 
+Values are told apart as identity.py says: a categorical SOp that can be `0` and
+`0.0` (or `1` and `True`, `-0.0` and `0.0`) holds both, each once, where a Python
+set would keep one (`identity.distinct_values`), and later stages give each its
+own dimension. Numerical SOps hold numbers, stored as floats (`as_numbers`).
+
 Numerical Aggregates take every exact mean of 1..max_seq_len selected values,
 not only fractions of 0/1 inputs: a mean of {0, 2, 5} can be 7/3.
 """
@@ -23,7 +28,7 @@ import numpy as np
 from rasp_compiler import rasp
 from rasp_compiler.errors import InvalidProgramError, ValueSetTooLargeError, describe_values
 from rasp_compiler.graph import ProgramGraph, build_graph
-from rasp_compiler.identity import as_number, clash_fix, describe_clash, find_clash
+from rasp_compiler.identity import as_number, distinct_values
 from rasp_compiler.linear_lookup import possible_pairs
 
 DEFAULT_MAX_VALUE_SET_SIZE = 10_000  # categorical: one residual dimension per value
@@ -51,14 +56,42 @@ def value_sort_key(value: Any) -> tuple:
 
 
 def sorted_values(values: Iterable[Any]) -> tuple:
-    """Distinct values in a deterministic order (natural order where Python has one)."""
-    distinct = set(values)
+    """Distinct values in a deterministic order (natural order where Python has one).
+
+    Values are distinct under identity.py: a list or tuple holding `0` and `0.0` (or
+    `1` and `True`, `-0.0` and `0.0`) keeps both, next to each other, in the order of
+    `_same_equal_order` (a set cannot hold both, so it is sorted as it is).
+    """
+    if not isinstance(values, (list, tuple)):
+        return _sorted_distinct(set(values))
+    distinct = distinct_values(values)
+    if isinstance(distinct, set):
+        return _sorted_distinct(distinct)
+    classes: dict[Any, list] = {}  # the values Python counts as equal, together
+    for value in distinct:
+        classes.setdefault(value, []).append(value)
+    ordered = [sorted(members, key=_same_equal_order) for members in classes.values()]
+    by_first = {members[0]: members for members in ordered}  # each class under its first
+    return tuple(value for first in _sorted_distinct(set(by_first)) for value in by_first[first])
+
+
+def _sorted_distinct(distinct: set) -> tuple:
     if None not in distinct:
         try:
             return tuple(sorted(distinct))  # numbers or strings: fast, natural order
         except TypeError:
             pass
     return tuple(sorted(distinct, key=value_sort_key))
+
+
+_TYPE_RANK = {bool: 0, int: 1, float: 2, complex: 3}
+
+
+def _same_equal_order(value: Any) -> tuple:
+    """The order of values Python counts as equal: bool, int, float (-0.0 first), complex,
+    then other types by name; within one type by repr (tuples: `(0, 'a')` before `(0.0, 'a')`)."""
+    kind = type(value)
+    return (_TYPE_RANK.get(kind, len(_TYPE_RANK)), kind.__name__, repr(value))
 
 
 @dataclass(frozen=True)
@@ -97,21 +130,13 @@ def check_vocab(vocab: Iterable[Any], max_seq_len: int) -> tuple:
         raise InvalidProgramError(
             f"vocab must be an iterable of hashable tokens, got {vocab!r}"
         ) from exc
-    clash = find_clash(listed, tokens)
-    if clash is not None:
-        a, b = (listed[i] for i in clash)
-        raise InvalidProgramError(
-            f"the vocab holds both {a!r} and {b!r}, which Python counts as the same token "
-            f"but which are different values ({describe_clash(a, b)}); the model could not "
-            f"tell them apart. Keep one of them (tokens of one type)"
-        )
     if not tokens:
         raise InvalidProgramError("vocab is empty; give at least one token")
     if None in tokens:
         raise InvalidProgramError("vocab contains None, which RASP reserves for 'no value'")
     if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int) or max_seq_len < 1:
         raise InvalidProgramError(f"max_seq_len must be a positive int, got {max_seq_len!r}")
-    return sorted_values(tokens)
+    return sorted_values(listed)
 
 
 def infer_values(
@@ -198,8 +223,8 @@ def _call_on_values(expr: rasp.RASPExpr, f: Callable, args: tuple, source: str) 
     return result
 
 
-def _tokens(expr, ctx: _Context) -> set:
-    return set(ctx.vocab)
+def _tokens(expr, ctx: _Context) -> list:
+    return list(ctx.vocab)  # distinct already, 1 and True both when the vocab holds both
 
 
 def _indices(expr, ctx: _Context) -> set:
@@ -214,12 +239,11 @@ def _full(expr: rasp.Full, ctx: _Context) -> set:
     return {expr.fill}
 
 
-def _constant_sop(expr: rasp.ConstantSOp, ctx: _Context) -> set:
-    return _distinct(expr, expr.value, lambda i: f"at position {i}",
-                     fix="write its values in one type")
+def _constant_sop(expr: rasp.ConstantSOp, ctx: _Context) -> set | list:
+    return _distinct(expr, list(expr.value))
 
 
-def _map(expr: rasp.Map, ctx: _Context) -> set:
+def _map(expr: rasp.Map, ctx: _Context) -> set | list:
     inputs = ctx.sets[expr.inner.label]
     present = [x for x in inputs if x is not None]
     f = expr.f
@@ -230,9 +254,9 @@ def _map(expr: rasp.Map, ctx: _Context) -> set:
         outputs = [_call_on_values(expr, f, (x,), expr.inner.label) for x in present]
         out = set(outputs)
     ctx.refuse_too_large(expr, out)
-    _check_identity(expr, outputs, out, lambda i: f"on {expr.inner.label} = {present[i]!r}")
+    out = _distinct(expr, outputs, out)
     if len(present) < len(inputs):
-        out.add(None)
+        out = _with_none(out)  # None in gives None out
     return out
 
 
@@ -338,7 +362,7 @@ def _paired_means(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
     return out
 
 
-def _sequence_map(expr: rasp.SequenceMap, ctx: _Context) -> set:
+def _sequence_map(expr: rasp.SequenceMap, ctx: _Context) -> set | list:
     fst, snd = ctx.sets[expr.fst.label], ctx.sets[expr.snd.label]
     # (length, indices): only pairs with index < length occur (linear_lookup.possible_pairs)
     possible = possible_pairs(expr)
@@ -363,11 +387,9 @@ def _sequence_map(expr: rasp.SequenceMap, ctx: _Context) -> set:
         outputs = [_call_on_values(expr, f, pair, source) for pair in pairs]
         out = set(outputs)
     ctx.refuse_too_large(expr, out)
-    _check_identity(expr, outputs, out, lambda i: (
-        f"on ({expr.fst.label}, {expr.snd.label}) = ({pairs[i][0]!r}, {pairs[i][1]!r})"
-    ))
+    out = _distinct(expr, outputs, out)
     if (len(xs) < len(fst) and snd) or (len(ys) < len(snd) and fst):
-        out.add(None)  # None in gives None out
+        out = _with_none(out)  # None in gives None out
     return out
 
 
@@ -380,37 +402,23 @@ def as_numbers(values: set) -> set:
     return set(map(as_number, values))
 
 
-def _distinct(expr: rasp.SOp, values: Sequence, source_of: Callable[[int], str],
-              fix: str | None = None) -> set:
-    """set(values), refusing a categorical SOp two of whose values Python merges."""
-    out = set(values)
-    _check_identity(expr, values, out, source_of, fix)
-    return out
+def _with_none(values: set | list) -> set | list:
+    """`values` and None (a set, or a list of values each once)."""
+    if isinstance(values, set):
+        values.add(None)
+        return values
+    return values if any(v is None for v in values) else values + [None]
 
 
-def _check_identity(expr: rasp.SOp, values: Sequence, distinct: set,
-                    source_of: Callable[[int], str], fix: str | None = None) -> None:
-    """Refuse a categorical SOp that can take two values which are equal but not the same
-    (True and 1, 1 and 1.0, 0.0 and -0.0: see identity.py).
-
-    Python's sets keep one of them, so the SOp would get one residual dimension for
-    both and the model would decode it as one where the evaluator returns the other.
-    `values` are the raw results before merging; `source_of(i)` says where values[i]
-    comes from, and `fix` how to mend it, for the message.
+def _distinct(expr: rasp.SOp, values: Sequence, merged: set | None = None) -> set | list:
+    """A categorical SOp's values, each once (identity.distinct_values): `0` and `0.0`,
+    `1` and `True`, `-0.0` and `0.0` stay two values, where a set would keep one of each,
+    and the SOp gets a residual dimension for each. A numerical SOp holds numbers, not
+    their types (as_numbers), so its values are simply `set(values)`.
     """
     if rasp.is_numerical(expr):
-        return  # one dimension holds the number: True, 1 and 1.0 are all 1.0
-    clash = find_clash(values, distinct)
-    if clash is None:
-        return
-    (i, a), (j, b) = ((k, values[k]) for k in clash)
-    raise InvalidProgramError(
-        f"{expr.label}: this {type(expr).__name__} can be {a!r} ({source_of(i)}) and "
-        f"{b!r} ({source_of(j)}); Python counts them as equal, but {describe_clash(a, b)}, "
-        f"and a categorical SOp has one dimension for both, so the model could answer "
-        f"{a!r} where the evaluator answers {b!r}; "
-        f"{fix or f'make its function {clash_fix(a, b)}'}"
-    )
+        return set(values) if merged is None else merged
+    return distinct_values(values, merged)
 
 
 def _selector_width(expr: rasp.SelectorWidth, ctx: _Context) -> set:
@@ -423,9 +431,7 @@ def _aggregate(expr: rasp.Aggregate, ctx: _Context) -> set:
         candidates = inputs + [expr.default]
         if rasp.is_numerical(expr.sop):
             return set(candidates)  # refused by the rewriter, with the reason
-        return _distinct(expr, candidates, lambda i: (
-            f"a value of {expr.sop.label}" if i < len(inputs) else "its default"
-        ), fix=f"give it a default of the same type as {expr.sop.label}'s values")
+        return _distinct(expr, candidates)  # a default of 0 beside 0.0 is one more value
     if expr.default is not None and not isinstance(expr.default, Real):
         raise InvalidProgramError(
             f"{expr.label}: a numerical Aggregate's default is the number written where nothing "

@@ -108,6 +108,11 @@ CONSTRUCT_CASES = [
     Case("select_lambda_and_none", lambda n: rasp.SelectorWidth(_select(
         lib.shift_by(1, rasp.tokens), rasp.tokens, lambda k, q: k != q)), LETTERS, 5, 4),
     Case("deep_chain", lambda n: _deep_chain(), NUMBERS, 5, 3),
+    Case("mixed_zero_types", lambda n: rasp.SequenceMap(
+        lambda a, b: 0 if a == b else (0.0 if a < b else 1), rasp.tokens, rasp.indices
+    ).named("zero_types"), (0, 1, 2), 5, 5),
+    Case("mixed_values_through_heads", lambda n: _mixed_through_heads(), tuple(range(7)), 4, 3),
+    Case("mixed_tuples", lambda n: _mixed_tuples(), NUMBERS, 5, 4),
 ]
 
 
@@ -152,6 +157,37 @@ SELECTOR_CASES = [
         _sel(T, T, C.GT, "greater") & _sel(I, I, lambda k, q: k == 0, "first"), T, default=-1),
          NUMBERS, 6, 4),
 ]
+
+
+# Values Python counts as equal but that are different values (identity.py): 0, 0.0,
+# -0.0, False, 1, 1.0, True, and tuples holding them, each its own value of its SOp.
+EQUAL_BUT_DIFFERENT = (0, 0.0, -0.0, False, 1, 1.0, True)
+
+
+def _mixed_through_heads() -> rasp.SOp:
+    """A Map giving every value of EQUAL_BUT_DIFFERENT, copied from the previous position
+    with the default 0 (a value beside 0.0), compared by a Select (0 == 0.0 selects), and
+    read by a SequenceMap that tells the values apart (repr)."""
+    mixed = rasp.Map(lambda x: EQUAL_BUT_DIFFERENT[x], rasp.tokens).named("mixed")
+    previous = rasp.Aggregate(
+        _select(rasp.indices, rasp.indices, lambda k, q: k == q - 1), mixed, default=0
+    ).named("previous")
+    equal = rasp.SelectorWidth(_select(mixed, previous, rasp.Comparison.EQ)).named("equal")
+    return rasp.SequenceMap(lambda w, v: (w, repr(v)), equal, previous).named("seen")
+
+
+def _mixed_tuples() -> rasp.SOp:
+    """Tuples holding equal-but-different values, compared whole (Python's tuple ==) and
+    output as they are, beside a numerical Map that reads their types."""
+    pairs = rasp.SequenceMap(lambda x, i: (0 if x == i else 0.0, x > 1 if i == 0 else int(x > 1)),
+                             rasp.tokens, rasp.indices).named("pairs")
+    matches = rasp.SelectorWidth(_select(pairs, pairs, rasp.Comparison.EQ)).named("matches")
+    floats = rasp.numerical(rasp.Map(lambda p: float(type(p[0]) is float), pairs)).named("floats")
+    share = rasp.numerical(rasp.Aggregate(
+        _select(rasp.indices, rasp.indices, rasp.Comparison.LEQ), floats, default=0)).named("share")
+    level = rasp.Map(lambda z: 0 if z < 0.3 else (0.0 if z < 0.6 else -0.0), share).named("level")
+    return rasp.SequenceMap(lambda w, p: (w, p), matches, rasp.SequenceMap(
+        lambda p, v: (p, v), pairs, level).named("with_level")).named("out")
 
 
 def _deep_chain() -> rasp.SOp:

@@ -104,6 +104,27 @@ def test_invariance_counterexample_names_input_and_position():
     assert causal_invariance(lib.make_frac_prevs(rasp.tokens == "a"), [["a", "b", "a"]]) is None
 
 
+def test_causal_models_keep_equal_but_different_values_apart():
+    """A causal model decodes the causal meaning's own value, type and sign: here -0.0
+    where the whole input is seen, 0.0 before (the masked length is shorter), and 0 and
+    0.0 from one SequenceMap. Invariance tells -0.0 from 0.0 as values (identity.py)."""
+    signed = rasp.Map(lambda n: -0.0 if n == 3 else 0.0, rasp.length).named("signed")
+    assert causal_invariance(signed, [[1, 2, 3]]) == ((1, 2, 3), 0, -0.0, 0.0)
+    model = compile_program(signed, [1, 2, 3], 3, causal=True)
+    (row,) = model.run([[1, 2, 3]], backend="numpy")
+    assert [str(v) for v in row] == ["0.0", "0.0", "-0.0"]
+    assert model.info.causally_invariant is False
+    assert verify(signed, model, exhaustive_up_to=3, backend="numpy").ok
+    mixed = rasp.SequenceMap(lambda a, b: 0 if a == b else (0.0 if a < b else 1), rasp.tokens,
+                             rasp.length).named("mixed")
+    model = compile_program(mixed, [1, 2, 3], 3, causal=True)
+    assert verify(mixed, model, exhaustive_up_to=3, backend="numpy").ok
+    for xs in ([1, 2, 3], [3, 3, 1], [2, 1]):
+        (row,) = model.run([xs], backend="numpy")
+        want = evaluate(mixed, xs, causal=True)
+        assert [(type(v), v) for v in row] == [(type(v), v) for v in want], (xs, row, want)
+
+
 def test_tracr_entry_point_compiles_causal_models():
     model = compile_rasp_to_model(lib.make_frac_prevs(rasp.tokens == "x"), {"x", "y"}, 5,
                                   causal=True, compiler_bos="BOS")

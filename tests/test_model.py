@@ -7,6 +7,7 @@ from rasp_compiler import lib, rasp
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.errors import InvalidInputError, LoadError
 from rasp_compiler.model import CompiledModel, Unclean
+from rasp_compiler.verify import verify
 
 
 @pytest.fixture(scope="module")
@@ -273,6 +274,27 @@ def test_a_token_must_be_the_vocab_token_not_an_equal_value(copy_01, token, mess
 def test_numpy_scalars_are_read_as_the_python_token(copy_01):
     assert copy_01.encode([[np.int64(1), 0]]) == [[1, 0]]
     assert copy_01.run([[np.int64(1), np.int32(0)]], backend="numpy") == [[1, 0]]
+
+
+def test_a_vocab_may_hold_equal_tokens_that_are_different_values():
+    """1, True and 1.0 (or 0, False, -0.0, 0.0) are different tokens of one vocab: the
+    encoder reads each by identity, the model gives each its own embedding row."""
+    program = rasp.Map(lambda x: f"{type(x).__name__} {x}", rasp.tokens)
+    model = compile_program(program, [1, True, 1.0, 2], 3)
+    assert [type(t) for t in model.vocab] == [bool, int, float, int]
+    assert model.encode([[1, True, 1.0], [2]]) == [[1, 0, 2], [3]]
+    assert model.run([[1, True, 1.0]]) == [["int 1", "bool True", "float 1.0"]]
+    assert model.run([[np.int64(1), np.bool_(True)]], backend="numpy") == [["int 1", "bool True"]]
+    assert model.run(np.array([[1, 2]]), backend="numpy") == [["int 1", "int 2"]]  # ints
+    with pytest.raises(InvalidInputError, match=r"token 1.5 is not in the vocab \[True, 1, 1.0, 2\]"):
+        model.encode([[1.5]])
+    assert verify(program, model, exhaustive_up_to=3, backend="numpy").ok
+    zeros = compile_program(program, [0.0, -0.0, 0, False], 2)
+    assert zeros.run([[-0.0, 0.0], [0, False]], backend="numpy") == [
+        ["float -0.0", "float 0.0"], ["int 0", "bool False"]]
+    selected = rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ))
+    counts = compile_program(selected, [1, True, 2], 3)
+    assert counts.run([[1, True, 2]], backend="numpy") == [[2, 2, 1]]  # 1 == True selects
 
 
 def test_float_tokens_are_told_apart_by_the_sign_of_zero():

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 import pytest
 
-from rasp_compiler import persistence
+from rasp_compiler import persistence, rasp
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.errors import LoadError, SaveError
 from rasp_compiler.program_files import load_program
@@ -73,6 +73,18 @@ def test_a_causal_model_round_trips_with_its_mask_and_invariance_verdict(tmp_pat
     assert loaded.causal and loaded.shape.causal and loaded.info == model.info
     assert loaded.info.causally_invariant is False and "position" in loaded.info.causal_invariance
     assert loaded.run(BATCH, backend="numpy") == model.run(BATCH, backend="numpy")
+
+
+def test_equal_but_different_values_and_tokens_round_trip(tmp_path):
+    # JSON keeps 1, true, 1.0 and -0.0 apart, and the layout's dims m:0 and m:0.0 are two.
+    program = rasp.SequenceMap(lambda x, i: (0 if x == i else 0.0, x), rasp.tokens, rasp.indices)
+    model = compile_program(program, [1, True, -0.0, 0.0], 3)
+    loaded = CompiledModel.load(model.save(tmp_path / "mixed"))
+    assert loaded.layout == model.layout and loaded.readouts == model.readouts
+    assert [(type(t), str(t)) for t in loaded.vocab] == [(type(t), str(t)) for t in model.vocab]
+    batch = [[1, True, -0.0], [0.0, 1]]
+    assert [[repr(v) for v in row] for row in loaded.run(batch, backend="numpy")] == [
+        [repr(v) for v in row] for row in model.run(batch, backend="numpy")]
 
 
 def test_load_builds_the_class_it_is_called_on(saved):

@@ -165,9 +165,17 @@ def test_limits_stop_blow_ups_with_the_cost_and_a_cheaper_rewrite():
 
 def test_negating_an_atom_on_a_value_that_may_be_none_is_refused():
     shifted = lib.shift_by(1, T)
-    negated = ~sel(shifted, T, C.EQ, "same_as_previous")
+    negated = rasp.SelectorNot(sel(shifted, T, C.EQ, "same_as_previous"))
     with pytest.raises(UnsupportedExpressionError, match="same_as_previous: it is negated.*None"):
         compile_program(rasp.SelectorWidth(negated), VOCAB, 4)
+    # `~` folds a Select (as tracr's does) into one with the negated predicate, whose
+    # None entries stay unselected like any Select's: that compiles.
+    folded = ~sel(shifted, T, C.EQ, "same_as_previous")
+    assert isinstance(folded, rasp.Select) and folded.predicate is C.NEQ
+    width = rasp.SelectorWidth(folded)
+    model = compile_program(width, VOCAB, 4)
+    assert verify(width, model, exhaustive_up_to=4).ok
+    assert model.run([[1, 1, 2]]) == [[0, 0, 2]]
 
 
 def test_the_report_lists_every_selector_that_reaches_a_head():

@@ -105,3 +105,15 @@ def test_assert_matches_checks_a_causal_model_against_the_causal_meaning():
     claims_causal.runtime = plain.runtime  # runs unmasked: every position says 3
     with pytest.raises(ModelMismatchError, match=r"at position 0 the evaluator says 1, the model 3"):
         assert_matches(length, claims_causal, ["a", "b", "a"])
+
+
+def test_assert_matches_tells_0_from_0_0_in_a_categorical_output(monkeypatch):
+    from rasp_compiler import rasp
+
+    program = rasp.Map(lambda x: 0 if x == 0 else 0.0, rasp.tokens).named("zeros")
+    model = compile_program(program, [0, 1], 2)
+    assert_matches(program, model, [0, 1])
+    monkeypatch.setattr(model, "run", lambda batch, **kwargs: [[0.0, 0.0]])  # a wrong type
+    with pytest.raises(ModelMismatchError, match=r"zeros: on input \[0, 1\] at position 0 the "
+                                                 r"evaluator says 0, the model 0.0"):
+        assert_matches(program, model, [0, 1])

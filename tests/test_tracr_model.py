@@ -12,6 +12,7 @@ If our residual were not in tracr's order, both would read the wrong rows.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import itertools
 import random
@@ -86,12 +87,10 @@ def _label_value(label: str, known: dict):
     name, _, text = label.partition(":")
     if not _:
         return (name, None)
-    for parse in ({"True": True, "False": False}.__getitem__, int, float):
-        try:
-            return (name, parse(text))
-        except (KeyError, ValueError):
-            pass
-    return (name, text)
+    try:
+        return (name, ast.literal_eval(text))  # 1, 2.5, True, (0, 1), -0.0
+    except (ValueError, SyntaxError):
+        return (name, text)
 
 
 def _benchmark_converter(model):
@@ -105,7 +104,25 @@ def _benchmark_converter(model):
     # tracr's space sorts its directions: our labels must already be in that order.
     assert [str(d) for d in residual.basis] == model.residual_labels
     unembed = vectorspace_fns.project(residual, output).matrix
-    return _hooked(model, output.num_dims, unembed)
+    if _merged_by_tracr(model):  # see test_tracrs_vector_spaces_merge_equal_values
+        unembed = _unembed_by_label(model)
+    return _hooked(model, len(model.output_encoder.basis), unembed)
+
+
+def _merged_by_tracr(model) -> bool:
+    """Whether the output holds values Python calls equal (0 and 0.0): tracr's directions
+    compare by (name, value), so its vector spaces take two such directions for one."""
+    values = [d.value for d in model.output_encoder.basis]
+    return len(set(values)) < len(values)
+
+
+def _unembed_by_label(model) -> np.ndarray:
+    """The output read by label, as docs/tracr.md recommends: column j is the residual
+    dimension labelled like the output encoder's j-th direction."""
+    unembed = np.zeros((len(model.residual_labels), len(model.output_encoder.basis)))
+    for j, direction in enumerate(model.output_encoder.basis):
+        unembed[model.residual_labels.index(str(direction)), j] = 1.0
+    return unembed
 
 
 def _decode(model, logits):
@@ -320,3 +337,30 @@ def test_basis_directions_equal_tracrs():
     mixed = [BasisDirection("x", "a"), BasisDirection("x", 2), BasisDirection("one")]
     assert [str(d) for d in tracr_sorted(mixed)] == [
         str(d) for d in sorted(bases.BasisDirection(d.name, d.value) for d in mixed)]
+
+
+def test_tracrs_vector_spaces_merge_equal_values(compiled_case):
+    """Where an output holds 0 and 0.0 (two values here, one in tracr, whose value sets
+    merge them), tracr's `project` cannot tell their directions apart; reading by label
+    can. The benchmark test above reads such outputs by label for that reason."""
+    _, _, bases, vectorspace_fns = _imports()
+    (case,) = [case for case in CASES if case.name == "mixed_zero_types"]
+    model = AssembledModel(compiled_case(case))
+    assert _merged_by_tracr(model)
+    residual = bases.VectorSpaceWithBasis(
+        [bases.BasisDirection(*_label_value(label, {})) for label in model.residual_labels])
+    projected = vectorspace_fns.project(
+        residual, bases.VectorSpaceWithBasis(model.output_encoder.basis)).matrix
+    assert not np.array_equal(projected, _unembed_by_label(model))
+
+
+def test_tokens_equal_in_python_keep_their_own_ids():
+    """1 and True are two tokens here (tracr's sets would merge them): two ids, two
+    directions, and the model reads each as itself."""
+    program = rasp.Map(lambda x: repr(x), rasp.tokens)
+    model = compiling.compile_rasp_to_model(program, [1, True, 2], 3)
+    ids = model.input_encoder.encode(["compiler_bos", 1, True, 2])
+    assert len(set(ids)) == 4
+    assert "tokens:1" in model.residual_labels and "tokens:True" in model.residual_labels
+    for tokens in itertools.product([1, True, 2], repeat=3):
+        assert model.apply(["compiler_bos", *tokens]).decoded[1:] == [repr(t) for t in tokens]

@@ -190,6 +190,27 @@ def test_encoders_follow_tracr(reverse):
     assert numerical.output_encoder.decode([0.5, 1.0]) == [0.5, 1.0]
 
 
+def test_encoders_keep_equal_but_different_values_apart():
+    """A dict would keep one of 1 and True, 0 and 0.0: the encoders of such a vocab or
+    output are ValueMaps, with an id for each (tracr, whose value sets are sets, merges them)."""
+    program = rasp.SequenceMap(lambda a, b: 0 if a == b else (0.0 if a < b else 1), rasp.tokens,
+                               rasp.indices)
+    model = compile_program(program, [1, True, 2], 3, bos="BOS", pad="PAD")
+    encoder = model.input_encoder
+    assert [(type(t), i) for t, i in encoder.encoding_map.items()] == [
+        (bool, 0), (int, 1), (int, 2), (str, 3), (str, 4)]
+    assert encoder.encode(["BOS", 1, True]) == [3, 1, 0]
+    assert encoder.decode([3, 1, 0]) == ["BOS", 1, True]
+    assert [type(t) for t in encoder.decode([1, 0])] == [int, bool]
+    output = model.output_encoder
+    assert [(type(v), i) for v, i in output.encoding_map.items()] == [(int, 0), (float, 1), (int, 2)]
+    out = model.apply(["BOS", True, 2, 1])
+    assert out.decoded[1:] == [1, 1, 0.0] and type(out.decoded[3]) is float
+    assert output.decode(out.unembedded[0, 1:].tolist()) == out.decoded[1:]
+    assert [type(v) for v in output.decode(out.unembedded[0, 1:].tolist())] == [
+        type(v) for v in out.decoded[1:]]
+
+
 @pytest.mark.parametrize("tokens, message", [
     (["a", "b"], "BOS token 'BOS' first"),
     ([], "BOS token 'BOS' first"),
