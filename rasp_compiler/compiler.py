@@ -215,10 +215,11 @@ def _check_options(*, attention_precision, allow_unsafe_aggregates, **limits) ->
 
 def _check_special_tokens(bos, pad, vocab: list) -> None:
     """bos and pad must be tokens a saved model holds (str, int, finite float, bool, or
-    tuples of them), different from each other and from every vocab token as Python
-    compares them (the encoder and `load` look tokens up by ==, so 1 and True would be one
-    token). Checked on entry: bos="X", pad="X" (or 1 and True) compiled and saved, then
-    load() refused; bos=["X"] compiled, then apply raised a raw TypeError."""
+    tuples of them), different from each other and from every vocab token even under ==
+    (1 and True count as one here, though a vocab may hold both: tracr's apply finds BOS
+    and PAD with ==, and so do export and load). Checked on entry: bos="X", pad="X" (or 1
+    and True) compiled and saved, then load() refused; bos=["X"] compiled, then apply
+    raised a raw TypeError."""
     for name, token in (("bos", bos), ("pad", pad)):
         if not _storable(token):
             raise InvalidProgramError(
@@ -240,8 +241,8 @@ def _check_special_tokens(bos, pad, vocab: list) -> None:
         raise InvalidProgramError(
             f"bos and pad must be different tokens, got bos={bos!r} and pad={pad!r}"
             + ("" if type(bos) is type(pad) else
-               f" ({type(bos).__name__} and {type(pad).__name__}, which Python counts as "
-               f"equal: the encoder could not tell them apart)")
+               f" ({type(bos).__name__} and {type(pad).__name__}, which == counts as equal: "
+               f"tracr's apply and loading could not tell them apart)")
             + "; choose another pad=")
 
 

@@ -416,9 +416,9 @@ def test_compiling_leaves_the_users_program_unchanged():
     ({"bos": "X", "pad": "X"}, ["a", "b"],
      r"bos and pad must be different tokens, got bos='X' and pad='X'; choose another pad="),
     ({"bos": 1, "pad": True}, ["a", "b"],
-     r"got bos=1 and pad=True \(int and bool, which Python counts as equal: the encoder could "
-     r"not tell them apart\)"),
-    ({"bos": 1, "pad": 1.0}, ["a", "b"], r"\(int and float, which Python counts as equal"),
+     r"got bos=1 and pad=True \(int and bool, which == counts as equal: tracr's apply and "
+     r"loading could not tell them apart\)"),
+    ({"bos": 1, "pad": 1.0}, ["a", "b"], r"\(int and float, which == counts as equal"),
     ({"bos": True}, [1, 2], "the bos token True is also in the vocab as int 1, which Python "
                             "counts as equal; choose another bos="),
     # ... and this compiled, then apply raised a raw TypeError (unhashable list).
