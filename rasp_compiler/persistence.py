@@ -276,6 +276,8 @@ def _read_config(file: Path, max_parameters: int = DEFAULT_MAX_PARAMETERS) -> di
                            f"of at most {max_parameters:,} parameters writes ("
                            f"{describe_bytes(limit)}); it is not a saved model's")
         data = json.loads(file.read_text(encoding="utf-8"), object_pairs_hook=no_repeats)
+    except _Invalid:  # a LoadError, so a ValueError: not "invalid JSON"
+        raise
     except OSError as exc:
         raise _Invalid(f"cannot read {CONFIG_FILE}: {exc}") from exc
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError

@@ -458,8 +458,9 @@ def test_max_parameters_bounds_what_a_load_may_declare(saved, model):
 def test_an_oversized_model_json_is_refused_unread(copy):
     with open(copy / "model.json", "ab") as handle:
         handle.truncate(persistence.config_byte_limit(persistence.DEFAULT_MAX_PARAMETERS) + 1)
-    refused_quickly(copy, r"model.json is 67.1 MB, more than a saved model of at most "
-                          r"200,000,000 parameters writes")
+    message = refused_quickly(copy, r"model.json is 67.1 MB, more than a saved model of at "
+                                    r"most 200,000,000 parameters writes")
+    assert "not valid JSON" not in message
 
 
 def test_the_checksum_catches_damage_but_is_no_signature(copy, model):
@@ -476,3 +477,10 @@ def test_the_checksum_catches_damage_but_is_no_signature(copy, model):
     (copy / "model.json").write_text(json.dumps(data))
     np.testing.assert_array_equal(CompiledModel.load(copy).params["layer_1/attn/value"]["w"],
                                   2 * model.params["layer_1/attn/value"]["w"])
+
+
+def test_a_repeated_key_is_named_not_called_invalid_json(copy):
+    text = (copy / "model.json").read_text()
+    (copy / "model.json").write_text(text.replace('"format": 3,', '"format": 3, "format": 3,', 1))
+    message = refused(copy, "model.json: the key 'format' appears twice in one object")
+    assert "not valid JSON" not in message
