@@ -212,6 +212,25 @@ def test_every_pair_when_there_are_few():
     assert len(pairs) == sum(2 ** n * (2 ** n - 1) for n in (1, 2, 3))
 
 
+def test_a_rotated_compressed_model_has_the_same_functional_circuit(reverse):
+    # A CompressedModel with linear reads whose W is a rotation (d = D) computes what the
+    # exact model computes, through a residual where every feature shares every dimension:
+    # every allowed edge is structural, and the functional circuit is the exact one.
+    from rasp_compiler.circuits import circuit
+    from rasp_compiler.compression import CompressedModel
+
+    d = reverse.shape.d_model
+    rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(d, d)))
+    rotated = CompressedModel(reverse, rotation, None, None)
+    structural = circuit(rotated)
+    assert set(reverse.circuit().edges) < set(structural.edges)
+    functional = circuit(rotated, functional=True, samples=16)
+    assert functional.edges == reverse.circuit(functional=True, samples=16).edges
+    nonlinear = CompressedModel(reverse, rotation, {"blocks.0.hook_attn_in": {}}, None)
+    with pytest.raises(InvalidInputError, match="need linear reads"):
+        circuit(nonlinear)
+
+
 # ---------------------------------------------------------------------------- scoring
 
 
@@ -237,6 +256,8 @@ def test_score_circuit_takes_our_names_and_auto_circuits(reverse, tmp_path):
     assert ours.negatives == len(truth.candidates) - 2
     by_tuple = score_circuit({tuple(edge): 1.0 for edge in truth.edges}, truth)
     assert by_tuple.roc_auc == 1.0
+    within = score_circuit({edge: 1.0 for edge in truth.candidates}, truth, among="structural")
+    assert (within.positives, within.negatives, within.roc_auc) == (2, 10, 0.5)
     theirs = score_circuit({"Resid Start->A1.0.V": 2.0, "A1.0->Resid End": 1.0,
                             "Resid Start->A0.0.Q": 1.5}, truth, threshold=1.0)
     # auto-circuit's graph of the export: 23 edges (Resid Start is embed and pos_embed,
@@ -298,6 +319,8 @@ def test_bad_input_gives_one_clear_error_each(reverse):
         score_circuit({"embed->blocks.9.mlp[in]": 1.0}, truth)
     with pytest.raises(UnknownNameError, match="'Resid Start->A7.0.V' names no edge"):
         score_circuit({"Resid Start->A1.0.V": 1.0, "Resid Start->A7.0.V": 1.0}, truth)
+    with pytest.raises(InvalidInputError, match="among must be 'all'"):
+        score_circuit({"embed->output[in]": 1.0}, truth, among="some")
     with pytest.raises(InvalidInputError, match="EAP|resample ablation"):
         edge_attribution_patching(reverse, ablation="zero")
     with pytest.raises(InvalidInputError, match="head granularity"):

@@ -105,7 +105,7 @@ def _estimate(network: Network, batch: Batch, grads: dict, edge) -> np.ndarray:
         change = batch.activation(edge.source, batch.corrupt_cache) - clean
         key = f"pre{source.layer}" if source.kind == "mlp.in" else f"{source.kind}a{source.layer}"
         grad = grads[key] if source.kind == "mlp.in" else grads[key][:, :, source.head, :]
-        return np.einsum("bt...,bt...->b", change, grad)
+        return (change * grad).reshape(len(change), -1).sum(axis=1)
     delta = batch.delta(edge.source)
     if destination.kind == "output":
         grad = grads["out"]

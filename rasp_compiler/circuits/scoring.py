@@ -8,7 +8,10 @@ edge names (`Resid Start->A1.0.V`) for a head-granularity truth, which is then t
 over auto-circuit's graph of the TransformerLens export (embed and pos_embed merged
 into `Resid Start`, every layer padded to the widest head count, with an MLP). An edge
 the dict leaves out scores `missing` (0). A higher score means "more likely in the
-circuit".
+circuit". With `among="structural"` only the truth's structural edges are scored: a
+method must then tell the functional edges from the other edges the weights allow
+(every method scores an edge outside the structural circuit exactly 0, since its patch
+adds exactly 0, so the complete graph rewards that for free).
 
 ROC AUC is the Mann-Whitney probability that a random positive outscores a random
 negative (ties count one half): 1 for perfect scores, 0 for reversed, 0.5 for constant.
@@ -89,14 +92,23 @@ class CircuitScore:
 
 
 def score_circuit(edge_scores: Mapping, truth, *, threshold: float | None = None,
-                  missing: float = 0.0) -> CircuitScore:
-    """Score `edge_scores` (edge -> number) against the circuit `truth`; see the module doc."""
+                  missing: float = 0.0, among: str = "all") -> CircuitScore:
+    """Score `edge_scores` (edge -> number) against the circuit `truth`, over every
+    candidate edge (`among="all"`) or the structural circuit's (`"structural"`); see the
+    module doc."""
     if not isinstance(edge_scores, Mapping) or not edge_scores:
         raise InvalidInputError(
             f"edge_scores must be a non-empty mapping from edges to numbers, got "
             f"{type(edge_scores).__name__}"
         )
+    if among not in ("all", "structural"):
+        raise InvalidInputError(f"among must be 'all' (every candidate edge) or 'structural' "
+                                f"(the structural circuit's edges), got {among!r}")
     names, universe, positives = _universe(edge_scores, truth)
+    if among == "structural":
+        kept = (set(truth.structural_edges) if names == "ours" else
+                {truth.auto_circuit_names()[edge] for edge in truth.structural_edges})
+        universe = [edge for edge in universe if edge in kept]
     scores = {edge: float(missing) for edge in universe}
     for key, value in edge_scores.items():
         try:
@@ -105,7 +117,9 @@ def score_circuit(edge_scores: Mapping, truth, *, threshold: float | None = None
             number = math.nan
         if not math.isfinite(number):
             raise InvalidInputError(f"the score of {key!s} is {value!r}; scores must be finite numbers")
-        scores[_resolve(key, names, truth)] = number
+        edge = _resolve(key, names, truth)
+        if edge in scores:
+            scores[edge] = number
     labels = np.array([edge in positives for edge in universe], bool)
     values = np.array([scores[edge] for edge in universe], np.float64)
     return score_labels(labels, values, names=names, threshold=threshold)
