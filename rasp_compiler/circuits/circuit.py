@@ -284,11 +284,12 @@ class Circuit:
         else:
             head += f" (of {len(self.candidates)} candidate edges)"
         lines = [head]
+        tried = "pairs" if self.pairs is None or self.pairs.corrupt is not None else "inputs"
         for edge in self.edges:
             line = f"  {edge.name}"
             effect = self.effects.get(edge)
             if effect is not None:
-                line += f"  changes {effect.share:.0%} of pairs"
+                line += f"  changes {effect.share:.0%} of {tried}"
             lines.append(line)
         return "\n".join(lines)
 
