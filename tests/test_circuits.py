@@ -177,6 +177,7 @@ def test_name_maps_and_exports(reverse, tmp_path):
     assert graph.has_edge("embed", "blocks.1.attn.0", key="v")
     dot = reverse.circuit(functional=True, samples=8).to_dot()
     assert dot.startswith('digraph "reverse circuit"') and "style=dashed" in dot
+    assert '"embed" [label="embed\\ntokens"]' in dot  # DOT's own line break
     assert parse_edge("embed->blocks.1.attn.0[v]") == ("embed", "blocks.1.attn.0", "v")
     functional = reverse.circuit(functional=True, samples=8)
     example = json.loads(functional.to_json())["edges"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -92,7 +93,7 @@ class Circuit:
 
     def __contains__(self, edge) -> bool:
         try:
-            return self.edge(edge) in set(self.edges)
+            return self.edge(edge) in self._edge_set
         except UnknownNameError:
             return False
 
@@ -109,9 +110,13 @@ class Circuit:
             )
         return edge
 
-    @property
+    @cached_property
     def _candidate_set(self) -> frozenset:
         return frozenset(self.candidates)
+
+    @cached_property
+    def _edge_set(self) -> frozenset:
+        return frozenset(self.edges)
 
     def node(self, name: str) -> ModelNode:
         for node in self.model_nodes:
@@ -204,7 +209,7 @@ class Circuit:
         for edge in self.structural_edges:
             item = {"source": edge.source, "destination": edge.destination,
                     "input": edge.input, "name": edge.name,
-                    "in_circuit": edge in set(self.edges),
+                    "in_circuit": edge in self._edge_set,
                     "auto_circuit": auto.get(edge),
                     "transformer_lens_input": list(self.transformer_lens_input(edge))}
             effect = self.effects.get(edge)
@@ -262,7 +267,7 @@ class Circuit:
         for node in self.model_nodes:
             if node.name in names:
                 computes = ", ".join(self.alignment.model_to_rasp.get(node.name, ()))
-                label = node.name + (f"\\n{computes}" if computes else "")
+                label = node.name + (f"\n{computes}" if computes else "")
                 lines.append(f"  {json.dumps(node.name)} [label={json.dumps(label)}];")
                 ranks.setdefault(node.position, []).append(json.dumps(node.name))
         for members in ranks.values():
