@@ -109,6 +109,37 @@ def test_alignment_covers_every_rasp_node_that_has_model_nodes(case, compiled_ca
         assert all(label in alignment.model_to_rasp[n] for n in nodes)
 
 
+GRANULARITY_CASES = [c for c in CASES if c.name in {
+    "program:shuffle_dyck1", "program:dyck1", "program:sort_ties", "or_no_shared_side_width",
+    "and_of_4_categorical_default", "map_numerical_nonlinear"}]
+
+
+@pytest.mark.parametrize("ablation", ["resample", "zero", "mean"])
+@pytest.mark.parametrize("case", GRANULARITY_CASES, ids=str)
+def test_granularities_agree_on_the_same_patches(case, ablation, compiled_case):
+    # A residual edge into a head's .q/.k/.v (or an MLP's .in) is the same patch as the
+    # edge into the head (or MLP) at head granularity: the functional circuits agree.
+    model = compiled_case(case)
+    options = dict(functional=True, ablation=ablation, samples=SAMPLES, seed=5)
+    head = model.circuit(**options)
+    matrix = model.circuit("matrix", **options)
+    component = model.circuit("component", **options)
+    for circuit in (head, matrix, component):
+        assert set(circuit.edges) <= set(circuit.structural_edges) <= set(circuit.candidates)
+
+    def as_head(name):
+        parts = name.split(".")
+        return ".".join(parts[:4]) if parts[2:3] == ["attn"] else ".".join(parts[:3])
+
+    residual = {Edge(as_head(e.source), as_head(e.destination), e.input) for e in matrix.edges
+                if matrix.node(e.source).position != matrix.node(e.destination).position}
+    assert residual == set(head.edges)
+    merged = {Edge(".".join(e.source.split(".")[:3]), ".".join(e.destination.split(".")[:3]),
+                   e.input) for e in head.edges}
+    if all(n <= 1 for n in head.layer_heads):  # one head per layer: the same patches again
+        assert set(component.edges) == merged
+
+
 # ---------------------------------------------------------------------------- reverse & co
 
 

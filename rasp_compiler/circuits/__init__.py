@@ -57,8 +57,9 @@ def circuit(model, granularity: str = "head", *, functional: bool = False, input
     structural circuit (from the weights alone). With `functional=True`, the edges whose
     patch alone changes the decoded output on some pair: `ablation` "resample" (the
     source's output on `corrupt[i]`, a same-length corrupted `inputs[i]`), "zero" or
-    "mean"; pairs default to every pair when there are few, else `samples` random ones
-    drawn with `seed` (pairs.py); the result says which (`circuit.pairs.describe()`).
+    "mean"; pairs default to every pair when there are few, else 256 random ones drawn
+    with `seed`; `samples=n` asks for n random ones (pairs.py); the result says which
+    (`circuit.pairs.describe()`).
     """
     granularity = check_granularity(granularity)
     check_ablation(ablation)

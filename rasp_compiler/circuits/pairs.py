@@ -7,9 +7,10 @@ clean inputs only.
 
 Defaults: every ordered pair of distinct same-length inputs when there are at most
 EXHAUSTIVE_PAIRS of them (every input, at most EXHAUSTIVE_INPUTS, for zero and mean),
-else `samples` random pairs drawn with `seed`: a length uniform in 1..max_seq_len, then
-both inputs uniform over the vocab, the corrupt one drawn again (up to 16 times) while
-it equals the clean one. `PairSample.describe()` states which.
+else DEFAULT_SAMPLES random pairs drawn with `seed`: a length uniform in 1..max_seq_len,
+then both inputs uniform over the vocab, the corrupt one drawn again (up to 16 times)
+while it equals the clean one. `samples=n` asks for n random pairs (or inputs) however
+few there are in all. `PairSample.describe()` states which.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def make_pairs(model, inputs=None, corrupt=None, *, ablation: str = "resample",
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < low):
             raise InvalidInputError(f"{name} must be an int >= {low}, got {value!r}")
+    exhaustive = samples is None  # every pair (or input) allowed when there are few
     samples = DEFAULT_SAMPLES if samples is None else samples
     vocab, n_max = model.vocab, model.max_seq_len
     rng = np.random.default_rng(seed)
@@ -111,13 +113,13 @@ def make_pairs(model, inputs=None, corrupt=None, *, ablation: str = "resample",
         return PairSample(clean, bad, "given")
     v = len(vocab)
     if ablation != "resample":
-        if sum(v ** n for n in range(1, n_max + 1)) <= EXHAUSTIVE_INPUTS:
+        if exhaustive and sum(v ** n for n in range(1, n_max + 1)) <= EXHAUSTIVE_INPUTS:
             every = tuple(row for n in range(1, n_max + 1)
                           for row in itertools.product(vocab, repeat=n))
             return PairSample(every, None, "every input")
         return PairSample(tuple(_draw(rng, vocab, n_max) for _ in range(samples)), None,
                           "sampled", seed)
-    if sum(v ** n * (v ** n - 1) for n in range(1, n_max + 1)) <= EXHAUSTIVE_PAIRS:
+    if exhaustive and sum(v ** n * (v ** n - 1) for n in range(1, n_max + 1)) <= EXHAUSTIVE_PAIRS:
         clean_rows, corrupt_rows = [], []
         for n in range(1, n_max + 1):
             rows = list(itertools.product(vocab, repeat=n))
