@@ -28,6 +28,11 @@ from types import MappingProxyType
 
 from rasp_compiler.circuits.alignment import alignment_of
 from rasp_compiler.circuits.circuit import Alignment, Circuit
+from rasp_compiler.circuits.methods import (
+    EdgeScores,
+    activation_patching,
+    edge_attribution_patching,
+)
 from rasp_compiler.circuits.network import (
     GRANULARITIES,
     Edge,
@@ -45,6 +50,7 @@ from rasp_compiler.circuits.pairs import (
     make_pairs,
 )
 from rasp_compiler.circuits.patching import EdgeEffect, PatchExample, edge_effects
+from rasp_compiler.circuits.scoring import CircuitScore, roc_auc, score_circuit
 from rasp_compiler.errors import InvalidInputError
 
 
@@ -95,13 +101,6 @@ def _nodes(network: Network, edges) -> tuple[str, ...]:
     used = {name for edge in edges for name in (edge.source, edge.destination)}
     return tuple(node.name for node in network.nodes if node.name in used)
 
-
-from rasp_compiler.circuits.methods import (  # noqa: E402  (they use circuit())
-    EdgeScores,
-    activation_patching,
-    edge_attribution_patching,
-)
-from rasp_compiler.circuits.scoring import CircuitScore, roc_auc, score_circuit  # noqa: E402
 
 __all__ = [
     "ABLATIONS",
