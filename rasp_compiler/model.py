@@ -200,6 +200,23 @@ class CompiledModel:
         extra-layer) saying by how much."""
         return SelectorReport(self.info.selectors)
 
+    def circuit(self, granularity: str = "head", *, functional: bool = False, inputs=None,
+                corrupt=None, ablation: str = "resample", samples: int | None = None,
+                seed: int = 0):
+        """The model's circuit (a frozen `Circuit`): nodes, edges (source, destination,
+        input), the alignment with the program, name maps and exports.
+
+        `granularity`: "head", "component" (one node per attention layer) or "matrix"
+        (W_Q/W_K/W_V/W_O, W_in/W_out). Structural by default (the weights: a source writes
+        what a destination reads); `functional=True` keeps the edges whose patch alone
+        changes the decoded output on some (clean, corrupt) pair, with `ablation`
+        "resample", "zero" or "mean". See rasp_compiler.circuits and docs/circuits.md.
+        """
+        from rasp_compiler.circuits import circuit
+
+        return circuit(self, granularity, functional=functional, inputs=inputs,
+                       corrupt=corrupt, ablation=ablation, samples=samples, seed=seed)
+
     def parameter_count(self, nonzero: bool = False) -> int:
         leaves = jax.tree_util.tree_leaves(self.params)
         if nonzero:
