@@ -530,6 +530,44 @@ def _is_non_finite(value: Any, numerical: bool = True) -> bool:
         return numerical
 
 
+_NEVER_NAN = frozenset({str, int, bool, type(None)})
+
+
+def _holds_nan(value: Any) -> bool:
+    """A value not equal to itself: NaN, or a tuple, frozenset or complex number holding
+    one at any depth. `(1, nan) == (1, nan)` is False unless both hold the same NaN
+    object, so such a value cannot name a category (dicts keyed by it miss)."""
+    kind = type(value)
+    if kind in _NEVER_NAN:
+        return False
+    if kind is float:
+        return value != value
+    if isinstance(value, (tuple, frozenset)):
+        return any(map(_holds_nan, value))
+    try:
+        return bool(value != value)
+    except Exception:  # a value that cannot be compared is refused elsewhere, if at all
+        return False
+
+
+def _is_refused_number(value: Any, numerical: bool) -> bool:
+    """inf, -inf or NaN (or an int too large for a float, as a number), or a value holding
+    NaN inside a tuple, frozenset or complex number. inf inside a tuple is a category like
+    any other (equal to itself, never summed); NaN is not even equal to itself."""
+    return _is_non_finite(value, numerical) or _holds_nan(value)
+
+
+def _refusal_reason(value: Any) -> str:
+    """Why `value` is refused, and what to write instead."""
+    if isinstance(value, Real):
+        return f"{_NON_FINITE_WHY}. {_NON_FINITE_FIX}"
+    return (
+        "it holds NaN, which is not equal to itself, so neither is the value: no residual "
+        "dimension can stand for it, and no output could match the evaluator's. Use a finite "
+        "number or a marker such as the string 'nan' in its place"
+    )
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
@@ -547,7 +585,8 @@ _NON_FINITE_FIX = (
 
 
 def refuse_non_finite_parameters(expr: rasp.SOp) -> None:
-    """Refuse inf or NaN written into the program: a fill, a constant, a default, a factor."""
+    """Refuse inf or NaN written into the program (a fill, a constant, a default, a
+    factor), and NaN inside a tuple, frozenset or complex number written there."""
     if isinstance(expr, rasp.Full):
         found = [("its fill", expr.fill)]
     elif isinstance(expr, rasp.ConstantSOp):
@@ -559,14 +598,15 @@ def refuse_non_finite_parameters(expr: rasp.SOp) -> None:
     else:
         return
     for where, value in found:
-        if _is_non_finite(value, rasp.is_numerical(expr)):
+        if _is_refused_number(value, rasp.is_numerical(expr)):
             raise InvalidProgramError(
-                f"{expr.label}: {where} is {_short(value)}; {_NON_FINITE_WHY}. {_NON_FINITE_FIX}"
+                f"{expr.label}: {where} is {_short(value)}; {_refusal_reason(value)}"
             )
 
 
 def refuse_non_finite(expr: rasp.SOp, values: set, sets: Mapping[str, tuple]) -> None:
-    """Refuse an SOp that can hold inf, -inf or NaN, naming the input value that gives it.
+    """Refuse an SOp that can hold inf, -inf or NaN, or a value holding NaN inside a tuple,
+    frozenset or complex number, naming the input value that gives it.
 
     Checked once per SOp (with `refuse_non_finite_parameters` before its rule runs),
     so every later stage may assume finite numbers.
@@ -577,29 +617,29 @@ def refuse_non_finite(expr: rasp.SOp, values: set, sets: Mapping[str, tuple]) ->
     except (TypeError, OverflowError):
         pass
     numerical = rasp.is_numerical(expr)
-    bad = sorted((v for v in values if _is_non_finite(v, numerical)), key=_short)
+    bad = sorted((v for v in values if _is_refused_number(v, numerical)), key=_short)
     if bad:
         raise InvalidProgramError(
             f"{expr.label}: this {type(expr).__name__} can be {_short(bad[0])} "
-            f"({_non_finite_source(expr, sets)}); {_NON_FINITE_WHY}. {_NON_FINITE_FIX}"
+            f"({_non_finite_source(expr, sets)}); {_refusal_reason(bad[0])}"
         )
 
 
 def _non_finite_source(expr: rasp.SOp, sets: Mapping[str, tuple]) -> str:
-    """The input value(s) on which a function returns inf or NaN."""
+    """The input value(s) on which a function returns inf or NaN (or a value holding NaN)."""
     numerical = rasp.is_numerical(expr)
     if isinstance(expr, rasp.TokensType):
         return "a token of the vocab"
     if isinstance(expr, rasp.Map):
         for x in sets[expr.inner.label]:
-            if x is not None and _is_non_finite(_quiet_call(expr.f, x), numerical):
+            if x is not None and _is_refused_number(_quiet_call(expr.f, x), numerical):
                 return f"returned on the input value {x!r}, a value {expr.inner.label} can take"
     if isinstance(expr, rasp.SequenceMap):
         for x in sets[expr.fst.label]:
             for y in sets[expr.snd.label]:
                 if x is None or y is None:
                     continue
-                if _is_non_finite(_quiet_call(expr.f, x, y), numerical):
+                if _is_refused_number(_quiet_call(expr.f, x, y), numerical):
                     return (f"returned on the input values ({x!r}, {y!r}), values "
                             f"{expr.fst.label} and {expr.snd.label} can take")
     return "for some input"

@@ -1,4 +1,5 @@
 import itertools
+import json
 import math
 import random
 import time
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from rasp_compiler import lib, rasp
+from rasp_compiler import compile_program, lib, rasp
 from rasp_compiler.errors import EvaluationError, InvalidProgramError, ValueSetTooLargeError
 from rasp_compiler.evaluator import evaluate_all
 from rasp_compiler.fuzz import FuzzConfig, random_input, random_program
@@ -329,3 +330,55 @@ def test_categorical_linear_sequence_maps_keep_exact_values():
 def test_numpy_ints_and_ints_are_one_value():
     same = rasp.Map(lambda x: np.int64(x) if x else 0, rasp.tokens).named("same")
     assert infer_values(same, [0, 1], 2)["same"] == (0, 1)
+
+
+# --------------------------------------------------------------------------- issue 22
+
+
+_NAN = float("nan")
+
+
+@pytest.mark.parametrize("program, vocab, shown", [
+    (rasp.Map(lambda x: (x, float("nan")), rasp.tokens).named("pair"), [1, 2],
+     r"pair: this Map can be \(1, nan\) \(returned on the input value 1, a value tokens can take"),
+    (rasp.Map(lambda x: frozenset([x, float("nan")]), rasp.tokens).named("both"), [1, 2],
+     r"both: this Map can be frozenset\(\{.*nan.*\}\) \(returned on the input value 1"),
+    (rasp.Map(lambda x: ((float("nan"),),), rasp.tokens).named("deep"), [1, 2],
+     r"deep: this Map can be \(\(nan,\),\) \(returned on the input value 1"),
+    (rasp.SequenceMap(lambda a, b: (a, float("nan")), rasp.tokens, rasp.indices).named("seq"),
+     [1, 2], r"seq: this SequenceMap can be \(1, nan\) \(returned on the input values \(1, 0\)"),
+    (rasp.Map(lambda x: (x, math.nan), rasp.tokens).named("same_nan"), [1, 2],  # one NaN object
+     r"same_nan: this Map can be \(1, nan\)"),
+    (rasp.Map(lambda x: (x, np.float64("nan")), rasp.tokens).named("numpy_nan"), [1, 2],
+     r"numpy_nan: this Map can be \(1, np.float64\(nan\)\)"),
+    (rasp.Map(lambda x: complex(x, _NAN), rasp.tokens).named("complex"), [1, 2],
+     r"complex: this Map can be \(1\+nanj\)"),
+    (rasp.SequenceMap(lambda a, b: (a, b), rasp.tokens, rasp.Full((1, _NAN)).named("fill")),
+     [1, 2], r"fill: its fill is \(1, nan\)"),
+    (rasp.ConstantSOp([(1,), (2, _NAN)]).named("constant"), [1, 2],
+     r"constant: its value at position 1 is \(2, nan\)"),
+    (rasp.tokens, [1, (2, _NAN)], r"tokens: this TokensType can be \(2, nan\) \(a token of the vocab\)"),
+], ids=["tuple", "frozenset", "nested", "sequence_map", "one_nan_object", "numpy", "complex",
+        "fill", "constant", "vocab"])
+def test_nan_inside_a_tuple_or_frozenset_is_refused_naming_the_sop_and_value(program, vocab, shown):
+    """Issue 22, item 1: these gave a raw KeyError from lower.py (NaN != NaN, so a dict keyed
+    by the value missed it). Not compilable exactly: a value holding NaN is not equal to
+    itself, so no residual dimension can stand for it and no output could match the
+    evaluator's. Even with one NaN object (math.nan) two tuples holding it compare equal
+    only because tuples compare their items by identity first: refused as well."""
+    with pytest.raises(InvalidProgramError, match=shown + r".*it holds NaN, which is not equal "
+                                                          r"to itself.*string 'nan'"):
+        compile_program(program, vocab, 2)
+
+
+def test_inf_inside_a_tuple_is_a_category_and_compiles_exactly(tmp_path):
+    """inf equals itself, so a tuple holding it names a category like any other (a top-level
+    inf is refused: it would be summed). It is saved and loaded too."""
+    from rasp_compiler import CompiledModel
+
+    program = rasp.Map(lambda x: (x, math.inf if x == 1 else -math.inf), rasp.tokens)
+    model = compile_program(program, [1, 2], 3)
+    expected = [[(1, math.inf), (2, -math.inf), (1, math.inf)]]
+    assert model.run([[1, 2, 1]]) == [program([1, 2, 1])] == expected
+    model.save(tmp_path / "m")
+    assert CompiledModel.load(tmp_path / "m").run([[1, 2, 1]]) == expected
