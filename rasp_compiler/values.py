@@ -163,6 +163,7 @@ def infer_values(
         max_pairs=max_sequence_map_pairs,
         sets={},
     )
+    check_length_bound(graph, context)
     for expr in graph.exprs():
         if isinstance(expr, rasp.SOp):
             refuse_non_finite_parameters(expr)
@@ -198,6 +199,34 @@ class _Context:
         limit = self.limit_for(expr)
         if len(values) > limit:
             raise _too_large(expr, len(values), limit)
+
+
+def check_length_bound(graph: ProgramGraph, ctx: "_Context") -> None:
+    """Refuse, from the arguments alone, an SOp whose value count grows with max_seq_len
+    past its limit, before any set is built: `indices` and `length` take max_seq_len values
+    and a SelectorWidth max_seq_len + 1, and a ConstantSelector reads the max_seq_len
+    indices (with max_seq_len 10^14, `set(range(max_seq_len))` alone exhausts memory)."""
+    n = ctx.max_seq_len
+    for expr in graph.exprs():
+        if isinstance(expr, rasp.IndicesType):
+            count, which, kind = n, f"0..{n - 1:,}", ""
+        elif isinstance(expr, rasp.LengthType):
+            count, which, kind = n, f"1..{n:,}", ""
+        elif isinstance(expr, rasp.SelectorWidth):
+            count, which, kind = n + 1, f"0..{n:,}", " (a SelectorWidth)"
+        elif isinstance(expr, rasp.ConstantSelector):
+            count, which, kind = n, f"the indices 0..{n - 1:,}", " (a ConstantSelector, read as indices)"
+        else:
+            continue
+        numerical = isinstance(expr, rasp.SOp) and rasp.is_numerical(expr)
+        limit = ctx.max_numerical_size if numerical else ctx.max_size
+        if count > limit:
+            option = "max_numerical_value_set_size" if numerical else "max_value_set_size"
+            raise ValueSetTooLargeError(
+                f"{expr.label}{kind}: at max_seq_len={n:,} it takes {count:,} values ({which}), "
+                f"over the limit of {limit:,} ({option}); lower max_seq_len (--max-seq-len on "
+                f"the command line) or raise compile_program's {option}"
+            )
 
 
 def _too_large(expr: rasp.RASPExpr, size: int, limit: int) -> ValueSetTooLargeError:
@@ -343,6 +372,10 @@ def _paired_means(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
     out.add(expr.fst_fac * defaults[0] + expr.snd_fac * defaults[1])
     if not pairs:
         return out
+    if len(pairs) == 1:  # one pair: every mean is that pair (the loop would run max_seq_len times)
+        ((u, v),) = pairs
+        out.add(expr.fst_fac * float(Fraction(u)) + expr.snd_fac * float(Fraction(v)))
+        return out
     fractions = [(Fraction(u), Fraction(v)) for u, v in pairs]
     scale_u = math.lcm(*(u.denominator for u, _ in fractions))
     scale_v = math.lcm(*(v.denominator for _, v in fractions))
@@ -458,6 +491,8 @@ def _all_means(expr: rasp.Aggregate, inputs: Sequence[Real], ctx: _Context) -> s
     if not inputs:
         return set()
     fractions = sorted({Fraction(v) for v in inputs})
+    if len(fractions) == 1:  # every mean of copies of one number is that number, exactly
+        return {float(fractions[0])}  # (the loops below would run max_seq_len times)
     scale = math.lcm(*(f.denominator for f in fractions))
     steps = [int(f * scale) for f in fractions]  # sorted, distinct
     span = steps[-1] - steps[0]
@@ -476,7 +511,7 @@ def _all_means(expr: rasp.Aggregate, inputs: Sequence[Real], ctx: _Context) -> s
         for step in steps:
             grown.update(map(step.__add__, sums))
         sums = grown
-        means.update(s / denominator for s in sums)
+        means.update(map(denominator.__rtruediv__, sums))  # s / denominator, at C speed
         if len(means) > limit:
             raise _too_large(expr, len(means), limit)
     return means

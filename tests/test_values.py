@@ -382,3 +382,99 @@ def test_inf_inside_a_tuple_is_a_category_and_compiles_exactly(tmp_path):
     assert model.run([[1, 2, 1]]) == [program([1, 2, 1])] == expected
     model.save(tmp_path / "m")
     assert CompiledModel.load(tmp_path / "m").run([[1, 2, 1]]) == expected
+
+
+def test_a_huge_max_seq_len_is_refused_from_the_arguments_in_bounded_time_and_memory():
+    """Issue 22, item 2: indices' and length's value sets were built as
+    set(range(max_seq_len)) before the 10,000-value limit was checked: 4.6 s and 760 MB
+    for 10^7, a raw MemoryError (or the kernel's OOM killer) for 99,999,999,999,999.
+    Measured in a fresh process: its peak memory includes importing jax (about 200 MB)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import contextlib, io, json, resource, time
+        from rasp_compiler import compile_program, lib, rasp
+        from rasp_compiler.cli import main
+        from rasp_compiler.errors import ValueSetTooLargeError
+        out = []
+        for n in (10_000_000, 99_999_999_999_999):
+            started = time.perf_counter()
+            try:
+                compile_program(lib.make_reverse(rasp.tokens), ["a", "b"], n)
+            except ValueSetTooLargeError as error:
+                out.append([time.perf_counter() - started, str(error)])
+        started = time.perf_counter()
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            status = main(["compile", "reverse", "--max-seq-len", "99999999999999"])
+        out.append([time.perf_counter() - started, status, err.getvalue()])
+        out.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        print(json.dumps(out))
+    """)
+    import os
+    from pathlib import Path
+
+    import rasp_compiler
+
+    root = str(Path(rasp_compiler.__file__).resolve().parents[1])  # this checkout's package
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, timeout=300, env=env)
+    (seconds_7, message_7), (seconds_14, message_14), (cli_seconds, status, cli), peak = (
+        json.loads(result.stdout.splitlines()[-1]))
+    assert message_7.startswith("indices: at max_seq_len=10,000,000 it takes 10,000,000 values "
+                                "(0..9,999,999), over the limit of 10,000 (max_value_set_size); "
+                                "lower max_seq_len (--max-seq-len on the command line) or raise "
+                                "compile_program's max_value_set_size")
+    assert "max_seq_len=99,999,999,999,999" in message_14
+    assert status == 2 and cli.count("\n") == 1
+    assert cli.startswith("rasp-compiler: error: indices: at max_seq_len=99,999,999,999,999")
+    assert max(seconds_7, seconds_14, cli_seconds) < 2.0, (seconds_7, seconds_14, cli_seconds)
+    assert peak < 500e6, f"peak memory {peak / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("program, options, message", [
+    (rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)).named("w"),
+     {}, r"w \(a SelectorWidth\): at max_seq_len=20,000 it takes 20,001 values \(0..20,000\), "
+         r"over the limit of 10,000 \(max_value_set_size\)"),
+    (rasp.length, {"max_value_set_size": 100},
+     r"length: at max_seq_len=20,000 it takes 20,000 values \(1..20,000\), over the limit of 100"),
+    (rasp.numerical(rasp.Map(lambda i: i / 2, rasp.numerical(rasp.indices))),
+     {"max_numerical_value_set_size": 5_000},
+     r"indices: .* over the limit of 5,000 \(max_numerical_value_set_size\); .* raise "
+     r"compile_program's max_numerical_value_set_size"),
+    (rasp.Aggregate(rasp.ConstantSelector([[True]], check_length=False).named("fixed"),
+                    rasp.tokens), {},
+     r"fixed \(a ConstantSelector, read as indices\): at max_seq_len=20,000 it takes 20,000 "
+     r"values \(the indices 0..19,999\)"),
+], ids=["selector_width", "length", "numerical_indices", "constant_selector"])
+def test_sops_that_grow_with_max_seq_len_are_refused_before_any_set_is_built(
+        program, options, message, monkeypatch):
+    from rasp_compiler import values as values_module
+
+    def no_rule(*args):
+        raise AssertionError("a value-set rule ran before the length bound was checked")
+
+    monkeypatch.setattr(values_module, "_RULES", {kind: no_rule for kind in values_module._RULES})
+    with pytest.raises(ValueSetTooLargeError, match=message):
+        infer_values(program, [1, 2], 20_000, **options)
+
+
+def test_a_mean_of_one_value_is_listed_at_once_at_any_length():
+    """The means of copies of one number are that number: listing them no longer runs
+    max_seq_len steps (10 million took 37 s; 10^14 would never end)."""
+    constant = rasp.numerical(rasp.Map(lambda x: 0.25, rasp.tokens))
+    select = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
+    mean = rasp.numerical(rasp.Aggregate(select, constant, default=0)).named("mean")
+    other = rasp.numerical(rasp.Aggregate(select, rasp.numerical(rasp.Map(lambda x: 3, rasp.tokens)),
+                                          default=1))
+    both = rasp.numerical(rasp.LinearSequenceMap(mean, other, 2, -1)).named("both")
+    started = time.perf_counter()
+    values = infer_values(both, [1, 2, 3], 10**14)
+    assert time.perf_counter() - started < 1
+    assert values["mean"] == (0.0, 0.25)
+    assert values["both"] == (-2.5, -1.0)  # 2 * 0.25 - 3, and the defaults 2 * 0 - 1
+    assert set(values["both"]) == set(infer_values(both, [1, 2, 3], 3)["both"])
