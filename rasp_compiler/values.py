@@ -35,6 +35,9 @@ DEFAULT_MAX_VALUE_SET_SIZE = 10_000  # categorical: one residual dimension per v
 DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE = 2_000_000  # numerical: one dimension, any count
 DEFAULT_MAX_SEQUENCE_MAP_PAIRS = 1_000_000
 MAX_LINEAR_PAIRS = 20_000_000  # LinearSequenceMap pairs, combined with numpy
+# ... and all of a program's LinearSequenceMaps together (about 2 seconds): a chain of k sums
+# grows its value set at every step, so listing them all costs about k^3.
+MAX_LINEAR_PAIRS_TOTAL = 100_000_000
 # Listing every mean: additions of Python ints (about a second per 5 million), and the
 # size of the bitmaps (and of the work on them) when the scaled values are close integers.
 MAX_MEAN_SUM_ADDITIONS = 10_000_000
@@ -76,6 +79,11 @@ def sorted_values(values: Iterable[Any]) -> tuple:
 
 
 def _sorted_distinct(distinct: set) -> tuple:
+    if len(distinct) > 10_000 and set(map(type, distinct)) == {float}:
+        ordered = np.fromiter(distinct, dtype=np.float64, count=len(distinct))
+        ordered.sort()  # numpy's order of distinct floats is Python's, but 10x faster
+        if not np.isnan(ordered[-1]):  # NaN sorts last; refused before any set is sorted
+            return tuple(ordered.tolist())
     if None not in distinct:
         try:
             return tuple(sorted(distinct))  # numbers or strings: fast, natural order
@@ -175,6 +183,9 @@ def infer_values(
             if len(values) > limit:
                 raise _too_large(expr, len(values), limit)
             refuse_non_finite(expr, values, context.sets)
+            if isinstance(values, _SortedNumbers):  # numbers as_numbers gives, sorted
+                context.sets[expr.label] = tuple(values)
+                continue
             if rasp.is_numerical(expr):
                 values = as_numbers(values)
             context.sets[expr.label] = sorted_values(values)
@@ -189,6 +200,7 @@ class _Context:
     max_numerical_size: int
     max_pairs: int
     sets: dict[str, tuple]
+    linear_pairs: int = 0  # sums x + y listed so far by numerical LinearSequenceMaps
 
     def limit_for(self, expr: rasp.SOp) -> int:
         return self.max_numerical_size if rasp.is_numerical(expr) else self.max_size
@@ -297,14 +309,46 @@ def _linear_sequence_map(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
     if _same_selection_means(expr.fst, expr.snd):
         return _paired_means(expr, ctx)
     fst, snd = ctx.sets[expr.fst.label], ctx.sets[expr.snd.label]
-    numbers = all(isinstance(v, Real) and not isinstance(v, bool) for v in fst + snd)
-    if not numbers or len(fst) * len(snd) > MAX_LINEAR_PAIRS:
+    # Plain floats and ints (a numerical set holds floats): checked by type at C speed, as
+    # a sum of k means grows its set to 10^5-10^6 values and is checked at every step.
+    if (len(fst) * len(snd) > MAX_LINEAR_PAIRS
+            or not set(map(type, fst)) | set(map(type, snd)) <= {float, int}):
         return _sequence_map(expr, ctx)
+    ctx.linear_pairs += len(fst) * len(snd)
+    if ctx.linear_pairs > MAX_LINEAR_PAIRS_TOTAL:
+        raise ValueSetTooLargeError(
+            f"{expr.label}: listing the values of this program's numerical LinearSequenceMaps "
+            f"needs more than {MAX_LINEAR_PAIRS_TOTAL:,} sums (this one adds {len(fst):,} values "
+            f"of {expr.fst.label} to {len(snd):,} of {expr.snd.label}); a chain of sums grows "
+            f"its value set at every step, as float rounding makes the same sum reached in "
+            f"different ways different numbers. Sum fewer terms (one numerical Aggregate "
+            f"averages many positions at once), round a partial sum with a numerical Map, or "
+            f"lower max_seq_len"
+        )
     with np.errstate(over="ignore", invalid="ignore"):  # overflow: refuse_non_finite reports it
         left = expr.fst_fac * np.asarray(fst, dtype=np.float64)
         right = expr.snd_fac * np.asarray(snd, dtype=np.float64)
-        # Same IEEE operations as the evaluator's fst_fac * x + snd_fac * y, so equal floats.
-        return set(np.unique(np.add.outer(left, right)).tolist())
+        # Same IEEE operations as the evaluator's fst_fac * x + snd_fac * y, so equal floats
+        # (IEEE addition is commutative: the sums may be formed in either order).
+        return _SortedNumbers(_distinct_sums(left, right).tolist())
+
+
+class _SortedNumbers(tuple):
+    """A rule's result that is already a numerical value set as infer_values stores it:
+    distinct floats, sorted, no -0.0 (a sum of k means lists 10^6 of them at each step)."""
+
+
+def _distinct_sums(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Every x + y, each once, sorted. The larger side is sorted, so each row of the table
+    (it plus one value of the smaller side) is a sorted run, and a stable sort merges the
+    runs in a few passes: a sum of k means adds a few values to a set of 10^6, k times."""
+    if len(left) < len(right):
+        left, right = right, left
+    table = np.add.outer(right, np.sort(left)).ravel()
+    table.sort(kind="stable")  # timsort: merges the sorted runs
+    if len(table) > 1:
+        table = table[np.concatenate(([True], table[1:] != table[:-1]))]
+    return table + 0.0  # -0.0 + 0.0 is 0.0: a numerical zero has no sign (as_number)
 
 
 def _same_selection_means(a: rasp.SOp, b: rasp.SOp) -> bool:
@@ -430,7 +474,11 @@ def as_numbers(values: set) -> set:
     """A numerical SOp's values as floats (see identity.as_number): a numerical
     dimension holds a number, not its type, and the evaluator converts the same way,
     so functions reading it see the float the model computes with (0.0 for -0.0)."""
-    if all(type(v) is float and v != 0 for v in values):
+    if set(map(type, values)) == {float}:  # at C speed: sums of k means hold 10^6 floats
+        if 0.0 in values:  # -0.0 or 0.0, one of them (a set keeps one): make it 0.0
+            values = set(values)
+            values.discard(0.0)
+            values.add(0.0)
         return values
     return set(map(as_number, values))
 

@@ -478,3 +478,68 @@ def test_a_mean_of_one_value_is_listed_at_once_at_any_length():
     assert values["mean"] == (0.0, 0.25)
     assert values["both"] == (-2.5, -1.0)  # 2 * 0.25 - 3, and the defaults 2 * 0 - 1
     assert set(values["both"]) == set(infer_values(both, [1, 2, 3], 3)["both"])
+
+
+def _sum_of_means(terms: int) -> rasp.SOp:
+    prefix = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)
+    means = [rasp.numerical(rasp.Aggregate(prefix, rasp.numerical(
+        rasp.Map(lambda v, i=i: float(v == i % 3), rasp.tokens)), default=0)) for i in range(terms)]
+    total = means[0]
+    for mean in means[1:]:
+        total = rasp.numerical(rasp.LinearSequenceMap(total, mean, 1, 1))
+    return total
+
+
+def test_a_long_sum_of_means_is_refused_in_seconds(monkeypatch):
+    """Issue 22: summing 400 numerical Aggregates took 38 s to reach ValueSetTooLargeError.
+    Float rounding makes each partial sum take more values than the last (877,486 after 51
+    terms at max_seq_len 8, where exact fractions would give 42,841), so listing them all
+    costs about k^3 (348 million sums here); the program's sums are now bounded as a whole,
+    and the refusal comes after about 1.5 s."""
+    from rasp_compiler import values as values_module
+
+    listed = []
+    distinct_sums = values_module._distinct_sums
+
+    def counted(left, right):
+        listed.append(len(left) * len(right))
+        return distinct_sums(left, right)
+
+    monkeypatch.setattr(values_module, "_distinct_sums", counted)
+    started = time.perf_counter()
+    with pytest.raises(ValueSetTooLargeError,
+                       match=r"linear_sequence_map_\d+: listing the values of this program's "
+                             r"numerical LinearSequenceMaps needs more than 100,000,000 sums"
+                             r".*float rounding.*Sum fewer terms"):
+        infer_values(_sum_of_means(400), [0, 1, 2], 8)
+    assert sum(listed) <= 100_000_000
+    assert time.perf_counter() - started < 30  # a safety net only, for a loaded machine
+
+
+def test_shorter_sums_of_means_list_exactly_the_evaluators_floats():
+    program = _sum_of_means(6)
+    values = infer_values(program, [0, 1, 2], 3)[program.label]
+    reachable = {v for n in range(1, 4) for xs in itertools.product([0, 1, 2], repeat=n)
+                 for v in evaluate_all(program, list(xs))[program.label]}
+    assert reachable <= set(values)
+    assert list(values) == sorted(set(values))
+    assert all(type(v) is float for v in values)
+    assert not any(v == 0 and math.copysign(1, v) < 0 for v in values)  # no -0.0
+
+
+def test_distinct_sums_equal_numpys_unique_and_keep_no_negative_zero():
+    from rasp_compiler.values import _distinct_sums
+
+    rng = np.random.default_rng(0)
+    left = np.concatenate((rng.integers(-5, 5, 300) / 4, [-0.0, 0.0]))
+    right = np.concatenate((rng.integers(-5, 5, 7) / 8, [-0.0]))
+    got = _distinct_sums(left, right)
+    assert np.array_equal(got, np.unique(np.add.outer(left, right)))
+    assert not np.signbit(got[got == 0]).any()
+    assert _distinct_sums(np.array([-0.0]), np.array([-0.0])).tolist() == [0.0]
+
+
+def test_large_float_sets_sort_as_python_sorts_them():
+    rng = random.Random(0)
+    values = {rng.uniform(-1e6, 1e6) for _ in range(30_000)} | {0.0, 5e-324, -math.inf}
+    assert sorted_values(values) == tuple(sorted(values))
