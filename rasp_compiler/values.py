@@ -541,6 +541,7 @@ def _all_means(expr: rasp.Aggregate, inputs: Sequence[Real], ctx: _Context) -> s
     fractions = sorted({Fraction(v) for v in inputs})
     if len(fractions) == 1:  # every mean of copies of one number is that number, exactly
         return {float(fractions[0])}  # (the loops below would run max_seq_len times)
+    _refuse_more_means_than_the_limit(expr, fractions[0], fractions[-1], ctx)
     scale = math.lcm(*(f.denominator for f in fractions))
     steps = [int(f * scale) for f in fractions]  # sorted, distinct
     span = steps[-1] - steps[0]
@@ -563,6 +564,27 @@ def _all_means(expr: rasp.Aggregate, inputs: Sequence[Real], ctx: _Context) -> s
         if len(means) > limit:
             raise _too_large(expr, len(means), limit)
     return means
+
+
+def _refuse_more_means_than_the_limit(expr: rasp.Aggregate, lowest: Fraction, highest: Fraction,
+                                      ctx: _Context) -> None:
+    """Refuse at once, from max_seq_len, a mean that can take more values than its limit.
+
+    With c = limit + 1 <= max_seq_len selected positions, j of them holding `highest` and
+    the rest `lowest`, the means lowest + (highest - lowest) * j / c (j = 0..c) are c + 1
+    reals spaced (highest - lowest) / c apart; where that spacing exceeds the float
+    spacing (ulp) at their largest magnitude, rounding keeps them apart, so the set
+    holds more than `limit` floats. Listing them would take seconds at max_seq_len 10^7."""
+    limit = ctx.limit_for(expr)
+    count = limit + 1
+    if ctx.max_seq_len < count:
+        return
+    try:
+        ulp = math.ulp(float(max(abs(lowest), abs(highest))))
+    except OverflowError:
+        return
+    if (highest - lowest) / count > Fraction(ulp):
+        raise _too_large(expr, count + 1, limit)
 
 
 def _dense_means(expr: rasp.Aggregate, steps: list[int], scale: int, ctx: _Context) -> set:

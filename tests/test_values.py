@@ -543,3 +543,27 @@ def test_large_float_sets_sort_as_python_sorts_them():
     rng = random.Random(0)
     values = {rng.uniform(-1e6, 1e6) for _ in range(30_000)} | {0.0, 5e-324, -math.inf}
     assert sorted_values(values) == tuple(sorted(values))
+
+
+def test_a_mean_of_two_values_past_its_limit_is_refused_from_max_seq_len():
+    """With c = limit + 1 <= max_seq_len positions, the means of j highs and c - j lows are
+    c + 1 values far enough apart for floats to keep them apart: refused at once (at
+    max_seq_len 10^7 listing them took 4 s before the limit stopped it)."""
+    two = rasp.numerical(rasp.Map(lambda x: float(x > 1), rasp.tokens))
+    mean = rasp.numerical(rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ),
+                                         two, default=0)).named("mean")
+    started = time.perf_counter()
+    with pytest.raises(ValueSetTooLargeError, match=r"mean: this Aggregate can take 2,000,002 or "
+                                                    r"more distinct values, over the limit of "
+                                                    r"2,000,000"):
+        infer_values(mean, [1, 2, 3], 10**7)
+    assert time.perf_counter() - started < 1
+    # Sound: where it refuses early, listing every mean finds more than the limit too.
+    with pytest.raises(ValueSetTooLargeError, match="can take 52 or more"):
+        infer_values(mean, [1, 2, 3], 51, max_numerical_value_set_size=50)
+    assert len(infer_values(mean, [1, 2, 3], 51)["mean"]) > 50
+    # Values too close for floats to keep apart at that count are listed, not refused early.
+    close = rasp.numerical(rasp.Map(lambda x: 1e15 + (x > 1) * 0.125, rasp.tokens))
+    tiny = rasp.numerical(rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ),
+                                         close, default=0)).named("tiny")
+    assert len(infer_values(tiny, [1, 2], 40, max_numerical_value_set_size=30)["tiny"]) <= 30
