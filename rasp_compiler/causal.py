@@ -61,14 +61,18 @@ def short_then_random(vocab: tuple, max_seq_len: int, budget: int, seed: int,
     """Every input up to the length that fits half the budget, then random longer ones,
     stopping when the sum of squared lengths (evaluation is quadratic) passes cost_limit."""
     cost = 0
-    for xs in _unbounded(vocab, max_seq_len, budget, seed):
+    for xs in _unbounded(vocab, max_seq_len, budget, seed, cost_limit):
         cost += len(xs) ** 2
         if cost > cost_limit:
             return
         yield xs
 
 
-def _unbounded(vocab: tuple, max_seq_len: int, budget: int, seed: int) -> Iterator[tuple]:
+def _unbounded(vocab: tuple, max_seq_len: int, budget: int, seed: int,
+               cost_limit: int) -> Iterator[tuple]:
+    """The inputs in search order; a random length whose square alone passes `cost_limit`
+    ends them before its tokens are drawn (at max_seq_len 10^7 one such input took 5 s
+    to build, only to be dropped)."""
     used = 0
     for n in range(1, max_seq_len + 1):
         count = len(vocab) ** n
@@ -79,4 +83,6 @@ def _unbounded(vocab: tuple, max_seq_len: int, budget: int, seed: int) -> Iterat
     rng = random.Random(seed)
     for _ in range(budget - used):
         n = rng.randint(1, max_seq_len)
+        if n * n > cost_limit:
+            return
         yield tuple(rng.choice(vocab) for _ in range(n))

@@ -556,7 +556,7 @@ def _search(ops: OpGraph, labels: set[str], budget: int, seed: int,
     tried (up to the one that found the last), as evaluating them one by one would."""
     inputs = []
     cost = 0
-    for xs in _inputs(ops.vocab, ops.max_seq_len, budget, seed):
+    for xs in _inputs(ops.vocab, ops.max_seq_len, budget, seed, SEARCH_COST_LIMIT):
         cost += len(xs) ** 2
         if cost > SEARCH_COST_LIMIT:
             break
@@ -575,8 +575,10 @@ def _search(ops: OpGraph, labels: set[str], budget: int, seed: int,
     return found, tried
 
 
-def _inputs(vocab: tuple, max_seq_len: int, budget: int, seed: int):
-    """Every input up to the length that fits half the budget, then random longer ones."""
+def _inputs(vocab: tuple, max_seq_len: int, budget: int, seed: int, cost_limit: int):
+    """Every input up to the length that fits half the budget, then random longer ones,
+    ending before the tokens of a length whose square alone passes `cost_limit` are
+    drawn (the search stops there anyway; at max_seq_len 10^7 building it took seconds)."""
     used = 0
     for n in range(1, max_seq_len + 1):
         count = len(vocab) ** n
@@ -588,4 +590,6 @@ def _inputs(vocab: tuple, max_seq_len: int, budget: int, seed: int):
     rng = random.Random(seed)
     for _ in range(budget - used):
         n = rng.randint(1, max_seq_len)
+        if n * n > cost_limit:
+            return
         yield tuple(rng.choice(vocab) for _ in range(n))

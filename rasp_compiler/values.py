@@ -35,6 +35,9 @@ DEFAULT_MAX_VALUE_SET_SIZE = 10_000  # categorical: one residual dimension per v
 DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE = 2_000_000  # numerical: one dimension, any count
 DEFAULT_MAX_SEQUENCE_MAP_PAIRS = 1_000_000
 MAX_LINEAR_PAIRS = 20_000_000  # LinearSequenceMap pairs, combined with numpy
+# ... and all of a program's LinearSequenceMaps together (about 2 seconds): a chain of k sums
+# grows its value set at every step, so listing them all costs about k^3.
+MAX_LINEAR_PAIRS_TOTAL = 100_000_000
 # Listing every mean: additions of Python ints (about a second per 5 million), and the
 # size of the bitmaps (and of the work on them) when the scaled values are close integers.
 MAX_MEAN_SUM_ADDITIONS = 10_000_000
@@ -76,6 +79,11 @@ def sorted_values(values: Iterable[Any]) -> tuple:
 
 
 def _sorted_distinct(distinct: set) -> tuple:
+    if len(distinct) > 10_000 and set(map(type, distinct)) == {float}:
+        ordered = np.fromiter(distinct, dtype=np.float64, count=len(distinct))
+        ordered.sort()  # numpy's order of distinct floats is Python's, but 10x faster
+        if not np.isnan(ordered[-1]):  # NaN sorts last; refused before any set is sorted
+            return tuple(ordered.tolist())
     if None not in distinct:
         try:
             return tuple(sorted(distinct))  # numbers or strings: fast, natural order
@@ -163,6 +171,7 @@ def infer_values(
         max_pairs=max_sequence_map_pairs,
         sets={},
     )
+    check_length_bound(graph, context)
     for expr in graph.exprs():
         if isinstance(expr, rasp.SOp):
             refuse_non_finite_parameters(expr)
@@ -174,6 +183,9 @@ def infer_values(
             if len(values) > limit:
                 raise _too_large(expr, len(values), limit)
             refuse_non_finite(expr, values, context.sets)
+            if isinstance(values, _SortedNumbers):  # numbers as_numbers gives, sorted
+                context.sets[expr.label] = tuple(values)
+                continue
             if rasp.is_numerical(expr):
                 values = as_numbers(values)
             context.sets[expr.label] = sorted_values(values)
@@ -188,6 +200,7 @@ class _Context:
     max_numerical_size: int
     max_pairs: int
     sets: dict[str, tuple]
+    linear_pairs: int = 0  # sums x + y listed so far by numerical LinearSequenceMaps
 
     def limit_for(self, expr: rasp.SOp) -> int:
         return self.max_numerical_size if rasp.is_numerical(expr) else self.max_size
@@ -198,6 +211,34 @@ class _Context:
         limit = self.limit_for(expr)
         if len(values) > limit:
             raise _too_large(expr, len(values), limit)
+
+
+def check_length_bound(graph: ProgramGraph, ctx: "_Context") -> None:
+    """Refuse, from the arguments alone, an SOp whose value count grows with max_seq_len
+    past its limit, before any set is built: `indices` and `length` take max_seq_len values
+    and a SelectorWidth max_seq_len + 1, and a ConstantSelector reads the max_seq_len
+    indices (with max_seq_len 10^14, `set(range(max_seq_len))` alone exhausts memory)."""
+    n = ctx.max_seq_len
+    for expr in graph.exprs():
+        if isinstance(expr, rasp.IndicesType):
+            count, which, kind = n, f"0..{n - 1:,}", ""
+        elif isinstance(expr, rasp.LengthType):
+            count, which, kind = n, f"1..{n:,}", ""
+        elif isinstance(expr, rasp.SelectorWidth):
+            count, which, kind = n + 1, f"0..{n:,}", " (a SelectorWidth)"
+        elif isinstance(expr, rasp.ConstantSelector):
+            count, which, kind = n, f"the indices 0..{n - 1:,}", " (a ConstantSelector, read as indices)"
+        else:
+            continue
+        numerical = isinstance(expr, rasp.SOp) and rasp.is_numerical(expr)
+        limit = ctx.max_numerical_size if numerical else ctx.max_size
+        if count > limit:
+            option = "max_numerical_value_set_size" if numerical else "max_value_set_size"
+            raise ValueSetTooLargeError(
+                f"{expr.label}{kind}: at max_seq_len={n:,} it takes {count:,} values ({which}), "
+                f"over the limit of {limit:,} ({option}); lower max_seq_len (--max-seq-len on "
+                f"the command line) or raise compile_program's {option}"
+            )
 
 
 def _too_large(expr: rasp.RASPExpr, size: int, limit: int) -> ValueSetTooLargeError:
@@ -268,14 +309,46 @@ def _linear_sequence_map(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
     if _same_selection_means(expr.fst, expr.snd):
         return _paired_means(expr, ctx)
     fst, snd = ctx.sets[expr.fst.label], ctx.sets[expr.snd.label]
-    numbers = all(isinstance(v, Real) and not isinstance(v, bool) for v in fst + snd)
-    if not numbers or len(fst) * len(snd) > MAX_LINEAR_PAIRS:
+    # Plain floats and ints (a numerical set holds floats): checked by type at C speed, as
+    # a sum of k means grows its set to 10^5-10^6 values and is checked at every step.
+    if (len(fst) * len(snd) > MAX_LINEAR_PAIRS
+            or not set(map(type, fst)) | set(map(type, snd)) <= {float, int}):
         return _sequence_map(expr, ctx)
+    ctx.linear_pairs += len(fst) * len(snd)
+    if ctx.linear_pairs > MAX_LINEAR_PAIRS_TOTAL:
+        raise ValueSetTooLargeError(
+            f"{expr.label}: listing the values of this program's numerical LinearSequenceMaps "
+            f"needs more than {MAX_LINEAR_PAIRS_TOTAL:,} sums (this one adds {len(fst):,} values "
+            f"of {expr.fst.label} to {len(snd):,} of {expr.snd.label}); a chain of sums grows "
+            f"its value set at every step, as float rounding makes the same sum reached in "
+            f"different ways different numbers. Sum fewer terms (one numerical Aggregate "
+            f"averages many positions at once), round a partial sum with a numerical Map, or "
+            f"lower max_seq_len"
+        )
     with np.errstate(over="ignore", invalid="ignore"):  # overflow: refuse_non_finite reports it
         left = expr.fst_fac * np.asarray(fst, dtype=np.float64)
         right = expr.snd_fac * np.asarray(snd, dtype=np.float64)
-        # Same IEEE operations as the evaluator's fst_fac * x + snd_fac * y, so equal floats.
-        return set(np.unique(np.add.outer(left, right)).tolist())
+        # Same IEEE operations as the evaluator's fst_fac * x + snd_fac * y, so equal floats
+        # (IEEE addition is commutative: the sums may be formed in either order).
+        return _SortedNumbers(_distinct_sums(left, right).tolist())
+
+
+class _SortedNumbers(tuple):
+    """A rule's result that is already a numerical value set as infer_values stores it:
+    distinct floats, sorted, no -0.0 (a sum of k means lists 10^6 of them at each step)."""
+
+
+def _distinct_sums(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Every x + y, each once, sorted. The larger side is sorted, so each row of the table
+    (it plus one value of the smaller side) is a sorted run, and a stable sort merges the
+    runs in a few passes: a sum of k means adds a few values to a set of 10^6, k times."""
+    if len(left) < len(right):
+        left, right = right, left
+    table = np.add.outer(right, np.sort(left)).ravel()
+    table.sort(kind="stable")  # timsort: merges the sorted runs
+    if len(table) > 1:
+        table = table[np.concatenate(([True], table[1:] != table[:-1]))]
+    return table + 0.0  # -0.0 + 0.0 is 0.0: a numerical zero has no sign (as_number)
 
 
 def _same_selection_means(a: rasp.SOp, b: rasp.SOp) -> bool:
@@ -343,6 +416,10 @@ def _paired_means(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
     out.add(expr.fst_fac * defaults[0] + expr.snd_fac * defaults[1])
     if not pairs:
         return out
+    if len(pairs) == 1:  # one pair: every mean is that pair (the loop would run max_seq_len times)
+        ((u, v),) = pairs
+        out.add(expr.fst_fac * float(Fraction(u)) + expr.snd_fac * float(Fraction(v)))
+        return out
     fractions = [(Fraction(u), Fraction(v)) for u, v in pairs]
     scale_u = math.lcm(*(u.denominator for u, _ in fractions))
     scale_v = math.lcm(*(v.denominator for _, v in fractions))
@@ -397,7 +474,11 @@ def as_numbers(values: set) -> set:
     """A numerical SOp's values as floats (see identity.as_number): a numerical
     dimension holds a number, not its type, and the evaluator converts the same way,
     so functions reading it see the float the model computes with (0.0 for -0.0)."""
-    if all(type(v) is float and v != 0 for v in values):
+    if set(map(type, values)) == {float}:  # at C speed: sums of k means hold 10^6 floats
+        if 0.0 in values:  # -0.0 or 0.0, one of them (a set keeps one): make it 0.0
+            values = set(values)
+            values.discard(0.0)
+            values.add(0.0)
         return values
     return set(map(as_number, values))
 
@@ -458,6 +539,9 @@ def _all_means(expr: rasp.Aggregate, inputs: Sequence[Real], ctx: _Context) -> s
     if not inputs:
         return set()
     fractions = sorted({Fraction(v) for v in inputs})
+    if len(fractions) == 1:  # every mean of copies of one number is that number, exactly
+        return {float(fractions[0])}  # (the loops below would run max_seq_len times)
+    _refuse_more_means_than_the_limit(expr, fractions[0], fractions[-1], ctx)
     scale = math.lcm(*(f.denominator for f in fractions))
     steps = [int(f * scale) for f in fractions]  # sorted, distinct
     span = steps[-1] - steps[0]
@@ -476,10 +560,31 @@ def _all_means(expr: rasp.Aggregate, inputs: Sequence[Real], ctx: _Context) -> s
         for step in steps:
             grown.update(map(step.__add__, sums))
         sums = grown
-        means.update(s / denominator for s in sums)
+        means.update(map(denominator.__rtruediv__, sums))  # s / denominator, at C speed
         if len(means) > limit:
             raise _too_large(expr, len(means), limit)
     return means
+
+
+def _refuse_more_means_than_the_limit(expr: rasp.Aggregate, lowest: Fraction, highest: Fraction,
+                                      ctx: _Context) -> None:
+    """Refuse at once, from max_seq_len, a mean that can take more values than its limit.
+
+    With c = limit + 1 <= max_seq_len selected positions, j of them holding `highest` and
+    the rest `lowest`, the means lowest + (highest - lowest) * j / c (j = 0..c) are c + 1
+    reals spaced (highest - lowest) / c apart; where that spacing exceeds the float
+    spacing (ulp) at their largest magnitude, rounding keeps them apart, so the set
+    holds more than `limit` floats. Listing them would take seconds at max_seq_len 10^7."""
+    limit = ctx.limit_for(expr)
+    count = limit + 1
+    if ctx.max_seq_len < count:
+        return
+    try:
+        ulp = math.ulp(float(max(abs(lowest), abs(highest))))
+    except OverflowError:
+        return
+    if (highest - lowest) / count > Fraction(ulp):
+        raise _too_large(expr, count + 1, limit)
 
 
 def _dense_means(expr: rasp.Aggregate, steps: list[int], scale: int, ctx: _Context) -> set:
@@ -530,6 +635,44 @@ def _is_non_finite(value: Any, numerical: bool = True) -> bool:
         return numerical
 
 
+_NEVER_NAN = frozenset({str, int, bool, type(None)})
+
+
+def _holds_nan(value: Any) -> bool:
+    """A value not equal to itself: NaN, or a tuple, frozenset or complex number holding
+    one at any depth. `(1, nan) == (1, nan)` is False unless both hold the same NaN
+    object, so such a value cannot name a category (dicts keyed by it miss)."""
+    kind = type(value)
+    if kind in _NEVER_NAN:
+        return False
+    if kind is float:
+        return value != value
+    if isinstance(value, (tuple, frozenset)):
+        return any(map(_holds_nan, value))
+    try:
+        return bool(value != value)
+    except Exception:  # a value that cannot be compared is refused elsewhere, if at all
+        return False
+
+
+def _is_refused_number(value: Any, numerical: bool) -> bool:
+    """inf, -inf or NaN (or an int too large for a float, as a number), or a value holding
+    NaN inside a tuple, frozenset or complex number. inf inside a tuple is a category like
+    any other (equal to itself, never summed); NaN is not even equal to itself."""
+    return _is_non_finite(value, numerical) or _holds_nan(value)
+
+
+def _refusal_reason(value: Any) -> str:
+    """Why `value` is refused, and what to write instead."""
+    if isinstance(value, Real):
+        return f"{_NON_FINITE_WHY}. {_NON_FINITE_FIX}"
+    return (
+        "it holds NaN, which is not equal to itself, so neither is the value: no residual "
+        "dimension can stand for it, and no output could match the evaluator's. Use a finite "
+        "number or a marker such as the string 'nan' in its place"
+    )
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
@@ -547,7 +690,8 @@ _NON_FINITE_FIX = (
 
 
 def refuse_non_finite_parameters(expr: rasp.SOp) -> None:
-    """Refuse inf or NaN written into the program: a fill, a constant, a default, a factor."""
+    """Refuse inf or NaN written into the program (a fill, a constant, a default, a
+    factor), and NaN inside a tuple, frozenset or complex number written there."""
     if isinstance(expr, rasp.Full):
         found = [("its fill", expr.fill)]
     elif isinstance(expr, rasp.ConstantSOp):
@@ -559,14 +703,15 @@ def refuse_non_finite_parameters(expr: rasp.SOp) -> None:
     else:
         return
     for where, value in found:
-        if _is_non_finite(value, rasp.is_numerical(expr)):
+        if _is_refused_number(value, rasp.is_numerical(expr)):
             raise InvalidProgramError(
-                f"{expr.label}: {where} is {_short(value)}; {_NON_FINITE_WHY}. {_NON_FINITE_FIX}"
+                f"{expr.label}: {where} is {_short(value)}; {_refusal_reason(value)}"
             )
 
 
 def refuse_non_finite(expr: rasp.SOp, values: set, sets: Mapping[str, tuple]) -> None:
-    """Refuse an SOp that can hold inf, -inf or NaN, naming the input value that gives it.
+    """Refuse an SOp that can hold inf, -inf or NaN, or a value holding NaN inside a tuple,
+    frozenset or complex number, naming the input value that gives it.
 
     Checked once per SOp (with `refuse_non_finite_parameters` before its rule runs),
     so every later stage may assume finite numbers.
@@ -577,29 +722,29 @@ def refuse_non_finite(expr: rasp.SOp, values: set, sets: Mapping[str, tuple]) ->
     except (TypeError, OverflowError):
         pass
     numerical = rasp.is_numerical(expr)
-    bad = sorted((v for v in values if _is_non_finite(v, numerical)), key=_short)
+    bad = sorted((v for v in values if _is_refused_number(v, numerical)), key=_short)
     if bad:
         raise InvalidProgramError(
             f"{expr.label}: this {type(expr).__name__} can be {_short(bad[0])} "
-            f"({_non_finite_source(expr, sets)}); {_NON_FINITE_WHY}. {_NON_FINITE_FIX}"
+            f"({_non_finite_source(expr, sets)}); {_refusal_reason(bad[0])}"
         )
 
 
 def _non_finite_source(expr: rasp.SOp, sets: Mapping[str, tuple]) -> str:
-    """The input value(s) on which a function returns inf or NaN."""
+    """The input value(s) on which a function returns inf or NaN (or a value holding NaN)."""
     numerical = rasp.is_numerical(expr)
     if isinstance(expr, rasp.TokensType):
         return "a token of the vocab"
     if isinstance(expr, rasp.Map):
         for x in sets[expr.inner.label]:
-            if x is not None and _is_non_finite(_quiet_call(expr.f, x), numerical):
+            if x is not None and _is_refused_number(_quiet_call(expr.f, x), numerical):
                 return f"returned on the input value {x!r}, a value {expr.inner.label} can take"
     if isinstance(expr, rasp.SequenceMap):
         for x in sets[expr.fst.label]:
             for y in sets[expr.snd.label]:
                 if x is None or y is None:
                     continue
-                if _is_non_finite(_quiet_call(expr.f, x, y), numerical):
+                if _is_refused_number(_quiet_call(expr.f, x, y), numerical):
                     return (f"returned on the input values ({x!r}, {y!r}), values "
                             f"{expr.fst.label} and {expr.snd.label} can take")
     return "for some input"

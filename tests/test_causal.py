@@ -1,5 +1,7 @@
 """Causal (decoder-only) compilation: exact against the evaluator's causal meaning."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -169,3 +171,21 @@ def test_cli_causal_flag(capsys):
     assert capsys.readouterr().out.strip() == "[1, 2, 3]"
     assert cli.main(["eval", "length", "--causal", "-q", "a", "b"]) == 0
     assert "output: [1, 2]" in capsys.readouterr().out
+
+
+def test_the_invariance_search_draws_no_input_it_would_drop():
+    """At max_seq_len 10^7 the first random input was a tuple of millions of tokens, built
+    (5 s) only to pass the search's cost limit and end the search; a length past the limit
+    now ends it before its tokens are drawn, with the same inputs as before otherwise."""
+    import time
+
+    from rasp_compiler.causal import short_then_random
+    from rasp_compiler.safety import SEARCH_COST_LIMIT, _inputs
+
+    started = time.perf_counter()
+    huge = list(short_then_random(("a", "b"), 10**7, 400, 0, 150_000))
+    searched = list(_inputs(("a", "b"), 10**7, 400, 0, SEARCH_COST_LIMIT))
+    assert time.perf_counter() - started < 1
+    assert huge == searched == [xs for n in range(1, 7) for xs in itertools.product("ab", repeat=n)]
+    small = list(short_then_random(("a", "b"), 12, 400, 0, 150_000))
+    assert len(small) == 400 and max(map(len, small)) == 12  # short lengths: as before

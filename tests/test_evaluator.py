@@ -164,3 +164,25 @@ def test_numerical_sops_evaluate_to_floats():
     mean = rasp.numerical(rasp.Aggregate(select(rasp.Comparison.LT), rasp.numerical(
         rasp.Map(lambda x: x, rasp.tokens)), default=0))
     assert evaluate(mean, [1, 3]) == [0.0, 1.0] and type(evaluate(mean, [1])[0]) is float
+
+
+def test_a_map_merged_into_its_reader_keeps_its_functions_result_not_a_float():
+    """Issue 22, item 8. Map(f, Map(g, x)) is one Map of f(g(x)) over x (simplify=True, as in
+    tracr, whose Map composes the functions and drops the inner Map): an inner numerical
+    annotation goes with it, so f receives g's result (True), not the float a numerical SOp
+    holds (1.0, what simplify=False gives). Model and evaluator agree on both; language.md
+    says so."""
+    from rasp_compiler.compiler import compile_program
+
+    flag = rasp.numerical(rasp.Map(lambda x: x > 1, rasp.tokens))
+    merged = rasp.Map(str, flag)
+    kept = rasp.Map(str, flag, simplify=False)
+    assert merged.inner is rasp.tokens and rasp.is_categorical(merged)
+    assert evaluate(merged, [1, 2]) == ["False", "True"]
+    assert evaluate(kept, [1, 2]) == ["0.0", "1.0"]
+    for program, expected in ((merged, ["False", "True"]), (kept, ["0.0", "1.0"])):
+        model = compile_program(program, [1, 2], 2)
+        assert model.run([[1, 2]]) == [expected]
+    # The outer Map's annotations are the merged Map's: a numerical outer stays numerical.
+    doubled = rasp.numerical(rasp.Map(lambda v: 2 * v, rasp.Map(lambda x: x > 1, rasp.tokens)))
+    assert doubled.inner is rasp.tokens and evaluate(doubled, [1, 2]) == [0.0, 2.0]

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler import compile_program
 from rasp_compiler.errors import ModelMismatchError
-from rasp_compiler.fuzz import (CATEGORICAL_FROM_NUMERICAL, NUMERICAL_FROM_CATEGORICAL,
-                                FuzzConfig, campaign, random_program)
+from rasp_compiler.fuzz import (CATEGORICAL_FROM_NUMERICAL, HUGE_LENGTHS, MIXED_VALUE_MAPS,
+                                NAN_INSIDE_MAPS, NAN_INSIDE_PAIRS, NUMERICAL_FROM_CATEGORICAL,
+                                SPECIAL_PREDICATES, FuzzConfig, campaign, random_program)
 from rasp_compiler.graph import build_graph
 from rasp_compiler.identity import find_clash
 from rasp_compiler.values import infer_values
@@ -53,6 +54,75 @@ def test_generator_covers_every_construct():
                 "SelectorAnd", "SelectorOr", "SelectorNot"}
     assert expected <= kinds
     assert {f"predicate:{c.name}" for c in rasp.Comparison} <= kinds
+
+
+def _exprs(seed: int) -> list:
+    """Every expression of the campaign's program of this seed."""
+    rng = random.Random(seed)
+    stack, seen = [random_program(rng, FuzzConfig(size=rng.randint(2, 7)))], {}
+    while stack:
+        expr = stack.pop()
+        if id(expr) not in seen:
+            seen[id(expr)] = expr
+            stack.extend(expr.children)
+    return list(seen.values())
+
+
+def _can_be_none(sop, vocab=(0, 1, 2, 3), n=4) -> bool:
+    try:
+        return None in infer_values(sop, vocab, n, max_value_set_size=20_000)[sop.label]
+    except Exception:  # refused programs: not counted
+        return False
+
+
+def test_generator_draws_constant_and_negated_predicates_over_sops_that_can_be_none():
+    """Issue 22: dropping the None guard in selectors.py (an always-true atom over an SOp
+    that can be None folds to TRUE) miscompiled SelectorWidth(Select(shift_by(1, tokens),
+    tokens, always-true) & Select(indices, indices, LEQ)), and 1 of the 300 test programs
+    noticed. The generator now draws such Selects (SPECIAL_PREDICATES over shifted SOps);
+    with that mutation, test_a_few_hundred_random_programs_never_mismatch_silently finds
+    12 mismatched programs."""
+    special = {f: name for name, f in SPECIAL_PREDICATES}
+    over_none: dict[str, int] = {}
+    for seed in range(1, 301):
+        for expr in _exprs(seed):
+            if isinstance(expr, rasp.Select) and expr.predicate in special:
+                if _can_be_none(expr.keys) or _can_be_none(expr.queries):
+                    name = special[expr.predicate]
+                    over_none[name] = over_none.get(name, 0) + 1
+    assert set(over_none) == set(special.values()), over_none
+    assert sum(over_none.values()) > 40, over_none
+
+
+def test_a_few_hundred_programs_include_mixed_types_nan_inside_and_huge_lengths():
+    mixed = {f for _, f in MIXED_VALUE_MAPS}
+    nan_inside = {f for _, f in NAN_INSIDE_MAPS + NAN_INSIDE_PAIRS}
+    drawn = {"mixed": set(), "nan": set()}
+    for seed in range(1, 301):
+        for expr in _exprs(seed):
+            if isinstance(expr, (rasp.Map, rasp.SequenceMap)):
+                if expr.f in mixed:
+                    drawn["mixed"].add(seed)
+                if expr.f in nan_inside:
+                    drawn["nan"].add(seed)
+    assert len(drawn["mixed"]) > 20 and drawn["nan"], drawn  # NaN: an extreme draw, rarer
+    report = campaign(300, seed=1)
+    matched = {o.seed for o in report.outcomes if o.status == "matched"}
+    assert len(matched & drawn["mixed"]) > 20  # mixed values compile, decoded to themselves
+    refusals = [o.detail for o in report.outcomes if o.status == "refused"]
+    assert any(f"at max_seq_len={n:,}" in r for r in refusals for n in HUGE_LENGTHS)
+
+
+def test_programs_at_huge_lengths_are_refused_or_compiled_in_seconds():
+    """Every program of this campaign is compiled at a huge max_seq_len (20,000, 10^9 or
+    10^14): each must be refused by name or compiled within HUGE_LENGTH_SECONDS ("slow"
+    otherwise), in bounded memory, and check exactly on the short inputs."""
+    started = time.perf_counter()
+    report = campaign(40, seed=7, config=FuzzConfig(size=4, huge_length_rate=1.0), samples=5)
+    assert not report.problems, report.summary()
+    refusals = " ".join(o.detail for o in report.outcomes if o.status == "refused")
+    assert "at max_seq_len=" in refusals and "the embedding tables alone need" in refusals
+    assert time.perf_counter() - started < 120  # about 10 s; a safety net only
 
 
 def test_generator_draws_signed_zeros_read_by_their_sign():
@@ -113,6 +183,7 @@ def test_extreme_numbers_are_refused_clearly_or_computed_exactly():
     assert not report.problems, report.summary()
     refusals = " ".join(o.detail for o in report.outcomes if o.status == "refused")
     assert "Use a finite number" in refusals, report.summary()
+    assert "it holds NaN, which is not equal to itself" in refusals, report.summary()
     assert "the float32 model can be off by up to" in refusals, report.summary()
     assert report.count("matched") > 0, report.summary()
 

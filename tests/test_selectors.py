@@ -178,6 +178,27 @@ def test_negating_an_atom_on_a_value_that_may_be_none_is_refused():
     assert model.run([[1, 1, 2]]) == [[0, 0, 2]]
 
 
+@pytest.mark.parametrize("predicate", [C.TRUE, lambda key, query: True],
+                         ids=["Comparison.TRUE", "always_true_function"])
+def test_an_always_true_atom_over_an_sop_that_can_be_none_leaves_none_unselected(predicate):
+    """Issue 22: with the None guard in selectors.simplify dropped, the always-true atom
+    folded to constant TRUE and the model said [1, 2, 3] where the evaluator says [0, 1, 2]
+    (position 0 of shift_by(1, tokens) is None: a Select entry with a None key is False)."""
+    shifted = lib.shift_by(1, T)
+    width = rasp.SelectorWidth(rasp.Select(shifted, T, predicate) & rasp.Select(I, I, C.LEQ))
+    assert width([1, 2, 3]) == [0, 1, 2]
+    model = compile_program(width, [1, 2, 3], 4)
+    assert model.run([[1, 2, 3]]) == [[0, 1, 2]]
+    report = verify(width, model, exhaustive_up_to=4)
+    assert report.ok and report.mismatch_count == 0
+    # The same atom on the query side, OR'd with an always-false one, and negated (folded).
+    for selector in (rasp.Select(T, shifted, predicate) | rasp.Select(shifted, T, C.FALSE),
+                     ~rasp.Select(shifted, T, lambda key, query: False)):
+        width = rasp.SelectorWidth(selector)
+        model = compile_program(width, [1, 2, 3], 4)
+        assert verify(width, model, exhaustive_up_to=4).ok, selector
+
+
 def test_the_report_lists_every_selector_that_reaches_a_head():
     model = compile_program(lib.make_reverse(T), ["a", "b"], 4)
     report = model.selector_report()

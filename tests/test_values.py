@@ -1,4 +1,5 @@
 import itertools
+import json
 import math
 import random
 import time
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from rasp_compiler import lib, rasp
+from rasp_compiler import compile_program, lib, rasp
 from rasp_compiler.errors import EvaluationError, InvalidProgramError, ValueSetTooLargeError
 from rasp_compiler.evaluator import evaluate_all
 from rasp_compiler.fuzz import FuzzConfig, random_input, random_program
@@ -329,3 +330,247 @@ def test_categorical_linear_sequence_maps_keep_exact_values():
 def test_numpy_ints_and_ints_are_one_value():
     same = rasp.Map(lambda x: np.int64(x) if x else 0, rasp.tokens).named("same")
     assert infer_values(same, [0, 1], 2)["same"] == (0, 1)
+
+
+# --------------------------------------------------------------------------- issue 22
+
+
+_NAN = float("nan")
+
+
+@pytest.mark.parametrize("program, vocab, shown", [
+    (rasp.Map(lambda x: (x, float("nan")), rasp.tokens).named("pair"), [1, 2],
+     r"pair: this Map can be \(1, nan\) \(returned on the input value 1, a value tokens can take"),
+    (rasp.Map(lambda x: frozenset([x, float("nan")]), rasp.tokens).named("both"), [1, 2],
+     r"both: this Map can be frozenset\(\{.*nan.*\}\) \(returned on the input value 1"),
+    (rasp.Map(lambda x: ((float("nan"),),), rasp.tokens).named("deep"), [1, 2],
+     r"deep: this Map can be \(\(nan,\),\) \(returned on the input value 1"),
+    (rasp.SequenceMap(lambda a, b: (a, float("nan")), rasp.tokens, rasp.indices).named("seq"),
+     [1, 2], r"seq: this SequenceMap can be \(1, nan\) \(returned on the input values \(1, 0\)"),
+    (rasp.Map(lambda x: (x, math.nan), rasp.tokens).named("same_nan"), [1, 2],  # one NaN object
+     r"same_nan: this Map can be \(1, nan\)"),
+    (rasp.Map(lambda x: (x, np.float64("nan")), rasp.tokens).named("numpy_nan"), [1, 2],
+     r"numpy_nan: this Map can be \(1, np.float64\(nan\)\)"),
+    (rasp.Map(lambda x: complex(x, _NAN), rasp.tokens).named("complex"), [1, 2],
+     r"complex: this Map can be \(1\+nanj\)"),
+    (rasp.SequenceMap(lambda a, b: (a, b), rasp.tokens, rasp.Full((1, _NAN)).named("fill")),
+     [1, 2], r"fill: its fill is \(1, nan\)"),
+    (rasp.ConstantSOp([(1,), (2, _NAN)]).named("constant"), [1, 2],
+     r"constant: its value at position 1 is \(2, nan\)"),
+    (rasp.tokens, [1, (2, _NAN)], r"tokens: this TokensType can be \(2, nan\) \(a token of the vocab\)"),
+], ids=["tuple", "frozenset", "nested", "sequence_map", "one_nan_object", "numpy", "complex",
+        "fill", "constant", "vocab"])
+def test_nan_inside_a_tuple_or_frozenset_is_refused_naming_the_sop_and_value(program, vocab, shown):
+    """Issue 22, item 1: these gave a raw KeyError from lower.py (NaN != NaN, so a dict keyed
+    by the value missed it). Not compilable exactly: a value holding NaN is not equal to
+    itself, so no residual dimension can stand for it and no output could match the
+    evaluator's. Even with one NaN object (math.nan) two tuples holding it compare equal
+    only because tuples compare their items by identity first: refused as well."""
+    with pytest.raises(InvalidProgramError, match=shown + r".*it holds NaN, which is not equal "
+                                                          r"to itself.*string 'nan'"):
+        compile_program(program, vocab, 2)
+
+
+def test_inf_inside_a_tuple_is_a_category_and_compiles_exactly(tmp_path):
+    """inf equals itself, so a tuple holding it names a category like any other (a top-level
+    inf is refused: it would be summed). It is saved and loaded too."""
+    from rasp_compiler import CompiledModel
+
+    program = rasp.Map(lambda x: (x, math.inf if x == 1 else -math.inf), rasp.tokens)
+    model = compile_program(program, [1, 2], 3)
+    expected = [[(1, math.inf), (2, -math.inf), (1, math.inf)]]
+    assert model.run([[1, 2, 1]]) == [program([1, 2, 1])] == expected
+    model.save(tmp_path / "m")
+    assert CompiledModel.load(tmp_path / "m").run([[1, 2, 1]]) == expected
+
+
+def test_a_huge_max_seq_len_is_refused_from_the_arguments_in_bounded_time_and_memory():
+    """Issue 22, item 2: indices' and length's value sets were built as
+    set(range(max_seq_len)) before the 10,000-value limit was checked: 4.6 s and 760 MB
+    for 10^7, a raw MemoryError (or the kernel's OOM killer) for 99,999,999,999,999.
+    Measured in a fresh process (VmHWM: its own peak, which includes importing jax, about
+    200 MB)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import contextlib, io, json, resource, time
+        from rasp_compiler import compile_program, lib, rasp
+        from rasp_compiler.cli import main
+        from rasp_compiler.errors import ValueSetTooLargeError
+        out = []
+        for n in (10_000_000, 99_999_999_999_999):
+            started = time.perf_counter()
+            try:
+                compile_program(lib.make_reverse(rasp.tokens), ["a", "b"], n)
+            except ValueSetTooLargeError as error:
+                out.append([time.perf_counter() - started, str(error)])
+        started = time.perf_counter()
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            status = main(["compile", "reverse", "--max-seq-len", "99999999999999"])
+        out.append([time.perf_counter() - started, status, err.getvalue()])
+        try:  # this process's peak: ru_maxrss would carry pytest's, through fork and exec
+            with open("/proc/self/status") as status_file:
+                peak = next(int(line.split()[1]) * 1024 for line in status_file
+                            if line.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        out.append(peak)
+        print(json.dumps(out))
+    """)
+    import os
+    from pathlib import Path
+
+    import rasp_compiler
+
+    root = str(Path(rasp_compiler.__file__).resolve().parents[1])  # this checkout's package
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, timeout=300, env=env)
+    (seconds_7, message_7), (seconds_14, message_14), (cli_seconds, status, cli), peak = (
+        json.loads(result.stdout.splitlines()[-1]))
+    assert message_7.startswith("indices: at max_seq_len=10,000,000 it takes 10,000,000 values "
+                                "(0..9,999,999), over the limit of 10,000 (max_value_set_size); "
+                                "lower max_seq_len (--max-seq-len on the command line) or raise "
+                                "compile_program's max_value_set_size")
+    assert "max_seq_len=99,999,999,999,999" in message_14
+    assert status == 2 and cli.count("\n") == 1
+    assert cli.startswith("rasp-compiler: error: indices: at max_seq_len=99,999,999,999,999")
+    assert max(seconds_7, seconds_14, cli_seconds) < 2.0, (seconds_7, seconds_14, cli_seconds)
+    assert peak < 500e6, f"peak memory {peak / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("program, options, message", [
+    (rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)).named("w"),
+     {}, r"w \(a SelectorWidth\): at max_seq_len=20,000 it takes 20,001 values \(0..20,000\), "
+         r"over the limit of 10,000 \(max_value_set_size\)"),
+    (rasp.length, {"max_value_set_size": 100},
+     r"length: at max_seq_len=20,000 it takes 20,000 values \(1..20,000\), over the limit of 100"),
+    (rasp.numerical(rasp.Map(lambda i: i / 2, rasp.numerical(rasp.indices))),
+     {"max_numerical_value_set_size": 5_000},
+     r"indices: .* over the limit of 5,000 \(max_numerical_value_set_size\); .* raise "
+     r"compile_program's max_numerical_value_set_size"),
+    (rasp.Aggregate(rasp.ConstantSelector([[True]], check_length=False).named("fixed"),
+                    rasp.tokens), {},
+     r"fixed \(a ConstantSelector, read as indices\): at max_seq_len=20,000 it takes 20,000 "
+     r"values \(the indices 0..19,999\)"),
+], ids=["selector_width", "length", "numerical_indices", "constant_selector"])
+def test_sops_that_grow_with_max_seq_len_are_refused_before_any_set_is_built(
+        program, options, message, monkeypatch):
+    from rasp_compiler import values as values_module
+
+    def no_rule(*args):
+        raise AssertionError("a value-set rule ran before the length bound was checked")
+
+    monkeypatch.setattr(values_module, "_RULES", {kind: no_rule for kind in values_module._RULES})
+    with pytest.raises(ValueSetTooLargeError, match=message):
+        infer_values(program, [1, 2], 20_000, **options)
+
+
+def test_a_mean_of_one_value_is_listed_at_once_at_any_length():
+    """The means of copies of one number are that number: listing them no longer runs
+    max_seq_len steps (10 million took 37 s; 10^14 would never end)."""
+    constant = rasp.numerical(rasp.Map(lambda x: 0.25, rasp.tokens))
+    select = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
+    mean = rasp.numerical(rasp.Aggregate(select, constant, default=0)).named("mean")
+    other = rasp.numerical(rasp.Aggregate(select, rasp.numerical(rasp.Map(lambda x: 3, rasp.tokens)),
+                                          default=1))
+    both = rasp.numerical(rasp.LinearSequenceMap(mean, other, 2, -1)).named("both")
+    started = time.perf_counter()
+    values = infer_values(both, [1, 2, 3], 10**14)
+    assert time.perf_counter() - started < 1
+    assert values["mean"] == (0.0, 0.25)
+    assert values["both"] == (-2.5, -1.0)  # 2 * 0.25 - 3, and the defaults 2 * 0 - 1
+    assert set(values["both"]) == set(infer_values(both, [1, 2, 3], 3)["both"])
+
+
+def _sum_of_means(terms: int) -> rasp.SOp:
+    prefix = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)
+    means = [rasp.numerical(rasp.Aggregate(prefix, rasp.numerical(
+        rasp.Map(lambda v, i=i: float(v == i % 3), rasp.tokens)), default=0)) for i in range(terms)]
+    total = means[0]
+    for mean in means[1:]:
+        total = rasp.numerical(rasp.LinearSequenceMap(total, mean, 1, 1))
+    return total
+
+
+def test_a_long_sum_of_means_is_refused_in_seconds(monkeypatch):
+    """Issue 22: summing 400 numerical Aggregates took 38 s to reach ValueSetTooLargeError.
+    Float rounding makes each partial sum take more values than the last (877,486 after 51
+    terms at max_seq_len 8, where exact fractions would give 42,841), so listing them all
+    costs about k^3 (348 million sums here); the program's sums are now bounded as a whole,
+    and the refusal comes after about 1.5 s."""
+    from rasp_compiler import values as values_module
+
+    listed = []
+    distinct_sums = values_module._distinct_sums
+
+    def counted(left, right):
+        listed.append(len(left) * len(right))
+        return distinct_sums(left, right)
+
+    monkeypatch.setattr(values_module, "_distinct_sums", counted)
+    started = time.perf_counter()
+    with pytest.raises(ValueSetTooLargeError,
+                       match=r"linear_sequence_map_\d+: listing the values of this program's "
+                             r"numerical LinearSequenceMaps needs more than 100,000,000 sums"
+                             r".*float rounding.*Sum fewer terms"):
+        infer_values(_sum_of_means(400), [0, 1, 2], 8)
+    assert sum(listed) <= 100_000_000
+    assert time.perf_counter() - started < 30  # a safety net only, for a loaded machine
+
+
+def test_shorter_sums_of_means_list_exactly_the_evaluators_floats():
+    program = _sum_of_means(6)
+    values = infer_values(program, [0, 1, 2], 3)[program.label]
+    reachable = {v for n in range(1, 4) for xs in itertools.product([0, 1, 2], repeat=n)
+                 for v in evaluate_all(program, list(xs))[program.label]}
+    assert reachable <= set(values)
+    assert list(values) == sorted(set(values))
+    assert all(type(v) is float for v in values)
+    assert not any(v == 0 and math.copysign(1, v) < 0 for v in values)  # no -0.0
+
+
+def test_distinct_sums_equal_numpys_unique_and_keep_no_negative_zero():
+    from rasp_compiler.values import _distinct_sums
+
+    rng = np.random.default_rng(0)
+    left = np.concatenate((rng.integers(-5, 5, 300) / 4, [-0.0, 0.0]))
+    right = np.concatenate((rng.integers(-5, 5, 7) / 8, [-0.0]))
+    got = _distinct_sums(left, right)
+    assert np.array_equal(got, np.unique(np.add.outer(left, right)))
+    assert not np.signbit(got[got == 0]).any()
+    assert _distinct_sums(np.array([-0.0]), np.array([-0.0])).tolist() == [0.0]
+
+
+def test_large_float_sets_sort_as_python_sorts_them():
+    rng = random.Random(0)
+    values = {rng.uniform(-1e6, 1e6) for _ in range(30_000)} | {0.0, 5e-324, -math.inf}
+    assert sorted_values(values) == tuple(sorted(values))
+
+
+def test_a_mean_of_two_values_past_its_limit_is_refused_from_max_seq_len():
+    """With c = limit + 1 <= max_seq_len positions, the means of j highs and c - j lows are
+    c + 1 values far enough apart for floats to keep them apart: refused at once (at
+    max_seq_len 10^7 listing them took 4 s before the limit stopped it)."""
+    two = rasp.numerical(rasp.Map(lambda x: float(x > 1), rasp.tokens))
+    mean = rasp.numerical(rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ),
+                                         two, default=0)).named("mean")
+    started = time.perf_counter()
+    with pytest.raises(ValueSetTooLargeError, match=r"mean: this Aggregate can take 2,000,002 or "
+                                                    r"more distinct values, over the limit of "
+                                                    r"2,000,000"):
+        infer_values(mean, [1, 2, 3], 10**7)
+    assert time.perf_counter() - started < 1
+    # Sound: where it refuses early, listing every mean finds more than the limit too.
+    with pytest.raises(ValueSetTooLargeError, match="can take 52 or more"):
+        infer_values(mean, [1, 2, 3], 51, max_numerical_value_set_size=50)
+    assert len(infer_values(mean, [1, 2, 3], 51)["mean"]) > 50
+    # Values too close for floats to keep apart at that count are listed, not refused early.
+    close = rasp.numerical(rasp.Map(lambda x: 1e15 + (x > 1) * 0.125, rasp.tokens))
+    tiny = rasp.numerical(rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ),
+                                         close, default=0)).named("tiny")
+    assert len(infer_values(tiny, [1, 2], 40, max_numerical_value_set_size=30)["tiny"]) <= 30
