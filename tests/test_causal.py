@@ -33,7 +33,7 @@ def test_causal_model_equals_the_causal_evaluator(case, compiled_case):
     program = model.program
     assert model.causal and model.info.causal
     report = verify(program, model, exhaustive_up_to=min(case.exhaustive_up_to, 4),
-                    samples=20, backend="numpy")
+                    samples=20, backend="numpy", strict=True)
     assert report.ok, str(report)
     assert report.causal
     if case.name in INVARIANT:
