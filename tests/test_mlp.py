@@ -180,3 +180,44 @@ def test_a_blocks_step_plan_is_made_once_for_the_size_check_and_lowering(monkeyp
     del model
     gc.collect()
     assert ops_id not in mlp._STEP_PLANS
+
+
+@pytest.mark.parametrize("previous", [False, True], ids=["tokens", "previous_token"])
+def test_clause_feature_is_the_or_of_its_atoms_on_every_input(previous):
+    """An OR sharing its key side (tokens) is one 0/1 feature per key value v at each
+    query position: (v == the query's token, or the previous token, which may be None)
+    OR v == index % 4; clamped to 1 where both atoms accept, silent at BOS, and within
+    the input's one-hot noise when the inputs carry some."""
+    from rasp_compiler.mlp import CATEGORICAL_NOISE_BUDGET, clause_feature
+
+    query = lib.shift_by(1, rasp.tokens).named("previous") if previous else rasp.tokens
+    either = (rasp.Select(rasp.tokens, query, rasp.Comparison.EQ).named("same")
+              | rasp.Select(rasp.tokens, rasp.indices, lambda k, q: k == q % 4).named("by_index"))
+    ops, blocks = blocks_of(rasp.SelectorWidth(either).named("w"), [0, 1, 2, 3], 6)
+    (block,) = [b for b in blocks if ops.units[b.units[0]].feature is not None]
+    spec = ops.units[block.units[0]].feature
+    part = clause_feature(ops, block)
+    assert lower_block(ops, block).neurons == part.neurons
+    assert part.construction == "clause-feature" and spec.shared == "tokens"
+    assert part.width == 2 * len(spec.shared_values)  # every key value is accepted somewhere
+    assert part.noise_budget == {leaf: CATEGORICAL_NOISE_BUDGET for leaf in block.leaves}
+    query_label = block.leaves[0]
+    queries = ops.values[query_label]
+    assert (None in queries) == previous
+    for q, i in itertools.product(queries, range(6)):
+        inputs = {ONE: 1.0, Dim("indices", i): 1.0}
+        if q is not None:
+            inputs[Dim(query_label, q)] = 1.0
+        accepted = {v for v in range(4) if v == q or v == i % 4}
+        want = {Dim(spec.label, v): 1.0 for v in accepted}
+        assert apply(part, inputs) == want, (q, i)
+        assert set(spec(q, i)) == accepted  # the unit's own function agrees
+        noisy = {d: (v - CATEGORICAL_NOISE_BUDGET if d != ONE else v) for d, v in inputs.items()}
+        for d in (Dim("indices", (i + 1) % 6), Dim("tokens", 0), Dim(query_label, 3)):
+            noisy.setdefault(d, CATEGORICAL_NOISE_BUDGET)
+        got = apply(part, noisy)
+        for v in range(4):
+            exact = 1.0 if v in accepted else 0.0
+            assert abs(got.get(Dim(spec.label, v), 0.0) - exact) <= 3 * CATEGORICAL_NOISE_BUDGET
+        # at BOS the gate holds every neuron off, whatever the one-hots hold
+        assert apply(part, {**inputs, BOS: 1.0}) == {}
