@@ -5,7 +5,7 @@ lower.py (flipped comparisons, constants such as 1.0 -> 0.92 or 0.5 -> 0.4, drop
 guards and conditions, off-by-one bounds), one at a time, each in a scratch copy of
 the repository (the working tree is never touched), and runs the tests against it:
 first the fast files that test these modules closely (TIER_1), and, if they all pass,
-the wider set (TIER_2). A mutant is *killed* when a test fails (or errors, or the run
+the wider set (TIER_2, and TIER_2_EXTRA for the file). A mutant is *killed* when a test fails (or errors, or the run
 times out), and *survives* when every test passes. Every survivor must be killed by a
 new test or explained (an equivalent mutant, say): docs/verification.md records the
 last run's outcome.
@@ -13,6 +13,7 @@ last run's outcome.
     python scripts/mutation_check.py                     # every mutant (~40 min on 2 cores)
     python scripts/mutation_check.py --only lower mlp    # the mutants of some files
     python scripts/mutation_check.py --ids L1 E4         # a few mutants by id
+    python scripts/mutation_check.py --skip E1 E2        # all but these
     python scripts/mutation_check.py --list              # list the mutants, run nothing
     python scripts/mutation_check.py --out report.json --workers 2 --timeout 300
 
@@ -43,10 +44,16 @@ TIER_1 = ["tests/test_exactness.py", "tests/test_mlp.py", "tests/test_lower.py",
           "tests/test_selectors.py", "tests/test_diagnostics.py"]
 TIER_2 = ["tests/test_compiler.py", "tests/test_causal.py", "tests/test_precision.py",
           "tests/test_linear_lookup.py", "tests/test_verify.py", "tests/test_model.py",
-          "tests/test_safety.py", "tests/test_lexicographic.py", "tests/test_sparse_forward.py",
-          "tests/test_fuzz.py", "tests/test_values.py", "tests/test_identity.py",
-          "tests/test_cli.py", "tests/test_persistence.py", "tests/test_tracr_view.py",
-          "tests/test_size.py", "tests/test_rewrite.py", "tests/test_batch_evaluator.py"]
+          "tests/test_safety.py", "tests/test_sparse_forward.py", "tests/test_fuzz.py",
+          "tests/test_size.py"]
+TIER_2_EXTRA = {  # what else reads a file's code closely
+    "encoding.py": ["tests/test_values.py", "tests/test_identity.py", "tests/test_cli.py",
+                    "tests/test_persistence.py", "tests/test_tracr_view.py"],
+    "selectors.py": ["tests/test_rewrite.py", "tests/test_lexicographic.py"],
+}
+# Left out: a timing test (on a shared machine it fails under load, which would count as a
+# kill) and the 64-token random checks (the slowest; 16 and 32 tokens still run).
+DESELECT = "not compile_time_is_linear and not (longer_lengths and 64)"
 
 
 @dataclass(frozen=True)
@@ -309,7 +316,7 @@ def apply(source: str, mutant: Mutant) -> str:
 def run_tests(copy: Path, files: list[str], workers: int, timeout: float) -> tuple[str, str]:
     """('passed' | 'failed' | 'timeout', the first failing test or error line)."""
     command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-               "-n", str(workers), "--no-header", *files]
+               "-n", str(workers), "--no-header", "-k", DESELECT, *files]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     process = subprocess.Popen(command, cwd=copy, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env=env,
@@ -320,6 +327,9 @@ def run_tests(copy: Path, files: list[str], workers: int, timeout: float) -> tup
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         return "timeout", f"no result within {timeout:.0f}s"
+    except BaseException:  # interrupted: take the test run down too
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
     if process.returncode == 0:
         return "passed", ""
     lines = [line for line in out.splitlines() if re.match(r"(FAILED|ERROR) ", line)]
@@ -330,15 +340,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", help="files: encoding, lower, mlp, selectors")
     parser.add_argument("--ids", nargs="*", help="mutant ids (E1, L3, ...)")
+    parser.add_argument("--skip", nargs="*", default=[], help="mutant ids to leave out")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers (2)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per tier (300)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     mutants = [m for m in MUTANTS
                if (not args.only or m.file.removesuffix(".py") in args.only)
-               and (not args.ids or m.id in args.ids)]
+               and (not args.ids or m.id in args.ids) and m.id not in args.skip]
     for m in mutants:  # every mutant applies to the source as it is now
         apply((ROOT / "rasp_compiler" / m.file).read_text(), m)
     if args.list:
@@ -368,7 +380,8 @@ def main(argv=None) -> int:
             began = time.perf_counter()
             outcome, tier, first = "survived", 0, ""
             try:
-                for tier_index, files in ((1, TIER_1), (2, TIER_2)):
+                tiers = ((1, TIER_1), (2, TIER_2 + TIER_2_EXTRA.get(m.file, [])))
+                for tier_index, files in tiers:
                     verdict, first = run_tests(scratch, files, args.workers, args.timeout)
                     if verdict != "passed":
                         outcome = "killed" if verdict == "failed" else "timeout"

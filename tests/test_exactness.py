@@ -83,8 +83,9 @@ def _within_the_precision_bound(model, inputs):
 def _decoder_probes(readout):
     """Columns [m, k] around the readout's exact encodings, and what each must decode
     to: each value's one-hot and None's zeros, nudged by up to the raw bound (the value);
-    a value at half strength, a lone half where None is meant, two values blended, a
-    one-hot with a second value at 0.2 (UNCLEAN: no clean value, no clean None)."""
+    a value at 0.3, 0.5 or 0.89 of full strength, a lone 0.11, 0.3 or 0.5 where None is
+    meant, two values blended, a one-hot with a second value at 0.2 (UNCLEAN: neither a
+    clean value nor a clean None)."""
     k = len(readout.values)
     rng = np.random.default_rng(k)
     rows, wanted = [], []
@@ -92,9 +93,9 @@ def _decoder_probes(readout):
         exact = exact_encoding(readout, [readout.values[i]])[0]
         rows.append(exact + rng.uniform(-RAW_TOLERANCE, RAW_TOLERANCE, k))
         wanted.append(i)
-        half = exact * 0.5
-        rows.append(half)
-        wanted.append(UNCLEAN)
+        for strength in (0.5, 0.3, 0.89):  # neither the value nor None
+            rows.append(exact * strength)
+            wanted.append(UNCLEAN)
         if k > 1:
             other = (i + 1) % k
             rows.append(exact * 0.5 + np.eye(k)[other] * 0.5)
@@ -103,8 +104,8 @@ def _decoder_probes(readout):
             wanted.append(UNCLEAN)
     rows.append(rng.uniform(-RAW_TOLERANCE, RAW_TOLERANCE, k))
     wanted.append(EMPTY)
-    if k:
-        rows.append(np.eye(k)[0] * 0.5)  # neither the first value nor None
+    for strength in (0.5, 0.3, 0.11) if k else ():  # neither the first value nor None
+        rows.append(np.eye(k)[0] * strength)
         wanted.append(UNCLEAN)
     return np.array(rows).reshape(len(rows), k), np.array(wanted)
 
