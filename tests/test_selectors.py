@@ -206,3 +206,19 @@ def test_an_always_true_atom_over_a_sop_that_can_be_none_is_not_constant_true(pr
     expected = [0, 1, 2] if side == "key" else [0, 2, 3]
     assert width([1, 2, 3]) == expected and model.run([[1, 2, 3]]) == [expected]
     assert verify(width, model, exhaustive_up_to=4, backend="numpy", strict=True).ok
+
+
+def test_a_clause_feature_is_no_value_of_the_program_and_has_no_readout():
+    """The feature's dims are a multi-hot over the shared SOp's values (mlp.clause_feature),
+    not the one-hot of a value: the model reads no SOp from them."""
+    from rasp_compiler.errors import InvalidInputError
+
+    width = rasp.SelectorWidth(sel(T, T, C.EQ, "same") | sel(T, I, lambda k, q: k == q % 4,
+                                                               "token_is_index")).named("w")
+    model = compile_program(width, VOCAB, 5)
+    (feature,) = [label for label, unit in model.ops.units.items() if unit.feature is not None]
+    assert model.layout.dims_of(feature)  # in the residual ...
+    assert feature not in model.readouts  # ... but not readable as a value
+    with pytest.raises(InvalidInputError, match=f"{feature!r} has no readout in this model"):
+        model.run([[0, 1]], label=feature)
+    assert model.run([[0, 1, 0]], backend="numpy") == [width([0, 1, 0])]
