@@ -291,7 +291,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     program = require_compilation(model, "rasp-compiler verify").program
     with _no_runaway_recursion(spec.name):
         report = verify(program, model, exhaustive_up_to=args.exhaustive,
-                        samples=args.samples, seed=args.seed, progress=not args.quiet)
+                        samples=args.samples, seed=args.seed, progress=not args.quiet,
+                        strict=args.strict)
     print(report)
     return 0 if report.ok else 1
 
@@ -551,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     verifying.add_argument("--samples", type=positive_int, metavar="N", help="N random inputs")
     verifying.add_argument("--seed", type=seed_number, default=0,
                            help="the random inputs' seed, a whole number >= 0 (default 0)")
+    verifying.add_argument("--strict", action="store_true",
+                           help="also fail where an output's raw one-hot columns are more than "
+                                "1e-3 from exact (not just decoded right)")
     verifying.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     verifying.set_defaults(handler=_cmd_verify)
 

@@ -10,6 +10,9 @@
   exact normalised selector matrix from the evaluator (BOS column included).
 - `read_back(model, inputs)`: every SOp decoded from the residual right after the
   sublayer that writes it, against the evaluator; the first divergence is the bug.
+- `raw_read_back(model, inputs)`: the same SOps' raw residual dimensions, not decoded,
+  against the exact encoding of the evaluator's value (one-hot within 1e-3, numbers
+  within verification's tolerance), from the sublayer that writes them to the end.
 
 Axis names: b input, h head, q query position, k key position (0 is BOS).
 """
@@ -28,7 +31,9 @@ from rasp_compiler.identity import ValueMap
 from rasp_compiler.evaluator import evaluate_all
 from rasp_compiler.records import CompilationRecord, require_compilation
 from rasp_compiler.schedule import layer_at
-from rasp_compiler.verify import values_match
+from rasp_compiler.encoding import readout_numbers
+from rasp_compiler.identity import identity_key
+from rasp_compiler.verify import ATOL, RAW_TOLERANCE, RTOL, values_match
 
 DEFAULT_PATTERN_TOLERANCE = 1e-3
 
@@ -512,3 +517,138 @@ def read_back(model, inputs: Sequence[Sequence], *, backend: str = "jax") -> Rea
         if label not in model.readouts and label in place:
             missing.append((label, place[label].where))
     return ReadBackReport(tuple(results), tuple(missing))
+
+
+# --------------------------------------------------------------------------- raw read-back
+
+
+@dataclass(frozen=True)
+class SOpRawCheck:
+    """How far one SOp's residual dimensions are from the exact encoding of its value."""
+
+    label: str
+    written_after: str  # sublayer name
+    numerical: bool
+    positions: int  # token positions checked (BOS and padding are not)
+    max_deviation: float  # categorical: max |dim - one-hot|; numerical: max |read - value|
+    over: int  # positions past the bound
+    first: str | None  # the first position past the bound, described
+
+    @property
+    def passed(self) -> bool:
+        return self.over == 0
+
+
+@dataclass(frozen=True)
+class RawReadBackReport:
+    tolerance: float  # on a categorical SOp's one-hot dims
+    atol: float  # numerical SOps: within atol + rtol * |value|
+    rtol: float
+    sops: tuple[SOpRawCheck, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(s.passed for s in self.sops)
+
+    @property
+    def max_deviation(self) -> float:
+        """The worst deviation of any categorical SOp's one-hot dims."""
+        return max((s.max_deviation for s in self.sops if not s.numerical), default=0.0)
+
+    def failed(self) -> list[SOpRawCheck]:
+        return [s for s in self.sops if not s.passed]
+
+    def __str__(self) -> str:
+        lines = [f"raw read-back (one-hot dims within {self.tolerance:g} of exact, numbers within "
+                 f"{self.atol:g} + {self.rtol:g} x |value|): "
+                 f"{'PASS' if self.passed else 'FAIL'}"]
+        for s in self.sops:
+            verdict = "ok" if s.passed else f"{s.over} past the bound; first {s.first}"
+            lines.append(f"  {s.label:<20} after {s.written_after:<20} max dev "
+                         f"{s.max_deviation:.2e}  {verdict}")
+        return "\n".join(lines)
+
+
+def exact_encoding(readout, values: Sequence) -> np.ndarray:
+    """The exact readout columns [n, k] of `values` (a categorical readout: the value's
+    one-hot, all zero for None; NaN where a value has no column, which nothing matches).
+    Numerical readouts have no columns to compare: use their form (readout_numbers)."""
+    columns = {identity_key(value): i for i, value in enumerate(readout.values)}
+    exact = np.zeros((len(values), len(readout.indices)))
+    for position, value in enumerate(values):
+        if value is None:
+            continue
+        try:
+            exact[position, columns[identity_key(value)]] = 1.0
+        except (KeyError, TypeError):
+            exact[position] = np.nan
+    return exact
+
+
+def raw_deviation(readout, columns: np.ndarray, values: Sequence) -> np.ndarray:
+    """Per position [n], how far the raw columns [n, k] are from the exact encoding of
+    `values`: max |column - one-hot| (categorical; inf for a value with no column), or
+    |form - value| (numerical; 0 where the value is None)."""
+    columns = np.asarray(columns, dtype=np.float64)
+    if readout.numerical:
+        expected = np.array([np.nan if v is None else float(v) for v in values])
+        deviation = np.abs(readout_numbers(readout, columns) - expected)
+        return np.where(np.isnan(expected), 0.0, np.where(np.isnan(deviation), np.inf, deviation))
+    exact = exact_encoding(readout, values)
+    if not exact.shape[1]:
+        return np.zeros(len(values))
+    deviation = np.abs(columns - exact).max(axis=1)
+    return np.where(np.isnan(deviation), np.inf, deviation)
+
+
+def raw_read_back(model, inputs: Sequence[Sequence], tolerance: float = RAW_TOLERANCE, *,
+                  backend: str = "jax") -> RawReadBackReport:
+    """Every SOp's raw residual dimensions at every token position, from right after the
+    sublayer that writes it to the end of the model (nothing else writes them), against
+    the exact encoding of the evaluator's value: a categorical SOp's one-hot within
+    `tolerance`, a numerical one within verification's atol + rtol x |value|. No
+    decoding: a model whose one-hots are 0.92 fails here, while the decoder (0.1) and
+    read_back accept it."""
+    record = require_compilation(model, "raw_read_back")
+    inputs, cache, evaluations = _run_and_evaluate(model, record, inputs, backend)
+    points = [(0, cache["hook_embed"] + cache["hook_pos_embed"])]
+    for layer in range(model.depth):
+        points.append((2 * layer + 1, cache[f"blocks.{layer}.hook_resid_mid"]))
+        points.append((2 * layer + 2, cache[f"blocks.{layer}.hook_resid_post"]))
+    time = record.schedule.time
+    graph = record.graph.graph
+    labels = sorted((l for l in model.readouts if l in time and l in graph),
+                    key=lambda l: (time[l], record.ops.position[l]))
+    results = []
+    for label in labels:
+        readout = model.readouts[label]
+        indices = list(readout.indices)
+        worst, positions, over, first = 0.0, 0, 0, None
+        for b, (xs, evaluation) in enumerate(zip(inputs, evaluations)):
+            if evaluation is None or label not in evaluation.values:
+                continue
+            expected = evaluation[label]
+            n = len(xs)
+            positions += n
+            if readout.numerical:
+                sizes = np.array([0.0 if v is None else abs(float(v)) for v in expected])
+                allowed = ATOL + RTOL * sizes
+            else:
+                allowed = np.full(n, float(tolerance))
+            past = np.zeros(n, dtype=bool)
+            for at, residual in points:
+                if at < time[label]:
+                    continue
+                deviation = raw_deviation(readout, residual[b, 1: n + 1][:, indices], expected)
+                worst = max(worst, float(deviation.max()))
+                beyond = deviation > allowed
+                if beyond.any() and first is None:
+                    position = int(np.argmax(beyond))
+                    first = (f"input {xs} position {position} after {sublayer_name(at)}: "
+                             f"expected {expected[position]!r}, off by "
+                             f"{float(deviation[position]):.3g}")
+                past |= beyond
+            over += int(past.sum())
+        results.append(SOpRawCheck(label, sublayer_name(time[label]), readout.numerical,
+                                   positions, worst, over, first))
+    return RawReadBackReport(float(tolerance), ATOL, RTOL, tuple(results))

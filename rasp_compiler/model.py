@@ -176,6 +176,15 @@ class CompiledModel:
 
         return read_back(self, inputs, backend=backend)
 
+    def raw_read_back(self, inputs, tolerance: float | None = None, *, backend: str = "jax"):
+        """Every SOp's raw residual dims against the exact encoding of its value (see
+        diagnostics; one-hots within 1e-3 by default)."""
+        from rasp_compiler.diagnostics import raw_read_back
+        from rasp_compiler.verify import RAW_TOLERANCE
+
+        return raw_read_back(self, inputs, RAW_TOLERANCE if tolerance is None else tolerance,
+                             backend=backend)
+
     def attention_heatmaps(self, tokens, path):
         """PNG: every head's pattern on `tokens`, the ideal one beside it (needs matplotlib)."""
         from rasp_compiler.pictures import attention_heatmaps

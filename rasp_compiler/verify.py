@@ -9,6 +9,10 @@ and the report also says whether that equalled the ordinary meaning on every
 input checked (causal invariance), with the first input where it did not.
 Numerical outputs agree when |got - expected| <= atol + rtol * |expected| (both 1e-4);
 categorical outputs must be the same value: equal and of one type (1 is not True).
+`strict=True` also judges the raw readout columns before decoding: a categorical
+output's columns must be within `raw_tolerance` (RAW_TOLERANCE, 1e-3) of the exact
+one-hot of the expected value (all zero for None), not merely within the decoder's
+0.1; the report gives the worst raw deviation (docs/verification.md derives the bound).
 
 Everything runs on arrays: inputs are made as token-id arrays (an exhaustive
 input from its index by arithmetic, a random one as random.Random's draws made on
@@ -48,6 +52,12 @@ from rasp_compiler.identity import identity_key, same_value
 
 RTOL = 1e-4
 ATOL = 1e-4  # absolute floor: within 1e-4, relative (rtol) above magnitude 1
+# strict=True: a categorical SOp's raw dims are within this of the exact one-hot. The
+# compiler's own bound is far below it (docs/verification.md, "Exactness on raw
+# activations"): each head leaks at most attention_precision (1e-7 by default), float32
+# rounds a head's average by (N + 5) u and the MLPs' 0/1 outputs by about u times their
+# pre-activations; the worst measured over the case table is 5e-7.
+RAW_TOLERANCE = 1e-3
 MAX_EXAMPLES = 10
 DEFAULT_CHUNK = 65536  # inputs generated, run and compared at a time
 PROGRESS_CHUNK = 8192  # the same with a progress bar
@@ -82,6 +92,13 @@ class VerificationReport:
     devices: int = 1  # JAX devices the batches were sharded over
     causal: bool = False  # the model is causal: compared with the causal meaning
     invariance_counterexample: tuple | None = None  # (input, position, ordinary, causal)
+    strict: bool = False  # raw readout columns judged too (see RAW_TOLERANCE)
+    raw_tolerance: float = RAW_TOLERANCE  # strict: the bound on a one-hot column's deviation
+    max_raw_deviation: float = 0.0  # strict: the worst |raw column - exact one-hot| (numerical:
+    #                                 |got - expected|, judged by atol and rtol as always)
+    raw_excess_count: int = 0  # strict: defined positions whose raw columns are past the bound
+    worst_raw: tuple | None = None  # strict: (input, position, expected) at the worst deviation
+    numerical_output: bool = False  # the output is numerical (its raw value is the number)
 
     @property
     def causally_invariant(self) -> bool | None:
@@ -91,16 +108,31 @@ class VerificationReport:
 
     @property
     def ok(self) -> bool:
-        return self.mismatch_count == 0 and self.inputs_checked > 0
+        return (self.mismatch_count == 0 and self.inputs_checked > 0
+                and not (self.strict and self.raw_excess_count))
 
     def __str__(self) -> str:
-        verdict = "OK" if self.ok else f"{self.mismatch_count} MISMATCHED positions"
+        if self.strict and self.raw_excess_count and not self.mismatch_count:
+            verdict = (f"{self.raw_excess_count} positions PAST THE RAW BOUND "
+                       f"{self.raw_tolerance:.0e}")
+        else:
+            verdict = "OK" if self.ok else f"{self.mismatch_count} MISMATCHED positions"
         lines = [
             f"{verdict}: {self.inputs_checked} inputs, {self.positions_checked} positions, "
             f"{self.undefined} undefined, max numerical error {self.max_numerical_error:.2e}, "
             f"{self.seconds:.2f}s on {self.devices} device{'s' * (self.devices != 1)}"
         ]
         lines += [f"  {m}" for m in self.mismatches]
+        if self.strict and self.numerical_output:
+            lines.append(f"strict: max raw deviation {self.max_raw_deviation:.2e} (a numerical "
+                         f"output is read raw: within atol + rtol x |value| as above)")
+        elif self.strict:
+            line = (f"strict: max raw deviation {self.max_raw_deviation:.2e} (bound "
+                    f"{self.raw_tolerance:.0e} on one-hot columns")
+            line += ")" if self.worst_raw is None else (
+                f"; worst at input {list(self.worst_raw[0])} position {self.worst_raw[1]}, "
+                f"expected {self.worst_raw[2]!r})")
+            lines.append(line)
         if self.causal:
             if self.invariance_counterexample is None:
                 lines.append("causal model; causally invariant on every input checked")
@@ -368,6 +400,8 @@ def verify(
     progress: bool = False,
     backend: str = "jax",
     forward: str = "auto",
+    strict: bool = False,
+    raw_tolerance: float = RAW_TOLERANCE,
 ) -> VerificationReport:
     """Compare `model` with the evaluator on the chosen inputs, `chunk` inputs at a time
     (default DEFAULT_CHUNK, or PROGRESS_CHUNK with a progress bar).
@@ -381,7 +415,24 @@ def verify(
     same function up to float summation order), "dense" the model's own dense
     forward; "auto" (default) the sparse one for SPARSE_MIN_INPUTS inputs or more,
     where its longer XLA compilation pays for itself.
+
+    `strict=True` also reads the output's raw readout columns: a categorical position
+    whose columns are farther than `raw_tolerance` from the exact one-hot of the
+    expected value (all zero for None) fails, even where it decodes to the right value
+    (the decoder accepts up to 0.1); the report gives the worst raw deviation. Numerical
+    outputs are compared raw always (atol, rtol). Needs a CompiledModel.
     """
+    if not isinstance(strict, bool):
+        raise InvalidProgramError(f"strict must be True or False, got {strict!r}")
+    if strict and not (isinstance(raw_tolerance, Real) and not isinstance(raw_tolerance, bool)
+                       and 0 < raw_tolerance < 1):
+        raise InvalidProgramError(
+            f"raw_tolerance must be a number between 0 and 1 (the largest deviation of a "
+            f"one-hot column from 0 or 1), got {raw_tolerance!r}")
+    if strict and not (hasattr(model, "runtime") and hasattr(model, "_readout")):
+        raise InvalidProgramError(
+            f"strict=True reads the raw readout columns of a CompiledModel; this "
+            f"{type(model).__name__} gives only decoded outputs")
     if forward not in ("auto", "sparse", "dense"):
         raise InvalidProgramError(f"forward must be 'auto', 'sparse' or 'dense', got {forward!r}")
     if exhaustive_up_to is None and samples is None and inputs is None:
@@ -421,7 +472,8 @@ def verify(
     sparse = forward == "sparse" or (forward == "auto" and total >= SPARSE_MIN_INPUTS)
     checker = _Checker(build_graph(program), model, rtol, atol, backend,
                        forward_batch=_forward_batch(total, chunk, model.max_seq_len),
-                       sparse=sparse and backend == "jax")
+                       sparse=sparse and backend == "jax",
+                       raw_tolerance=float(raw_tolerance) if strict else None)
     bar = ProgressBar(total) if progress else None
     started = time.perf_counter()
     try:
@@ -477,8 +529,12 @@ class _Checker:
     """Runs the model and the batched evaluator on blocks of inputs and keeps the tally."""
 
     def __init__(self, graph: ProgramGraph, model, rtol: float, atol: float, backend: str,
-                 forward_batch: int, sparse: bool = False):
+                 forward_batch: int, sparse: bool = False, raw_tolerance: float | None = None):
         self.graph = graph
+        self.raw_tolerance = raw_tolerance  # None: not strict
+        self.max_raw = 0.0
+        self.raw_excess = 0
+        self.worst_raw: tuple | None = None  # (deviation, order, tokens, position, expected)
         self.model = model
         self.rtol, self.atol = rtol, atol
         self.backend = backend
@@ -578,8 +634,10 @@ class _Checker:
         output = expected.values[self.graph.output]
         if self.readout.numerical:
             matches = self._numerical_matches(output, columns, defined)
+            if self.raw_tolerance is not None:
+                self.max_raw = max(self.max_raw, self.max_error)
         else:
-            matches = self._categorical_matches(output, columns)
+            matches = self._categorical_matches(output, columns, block, expected, defined)
         wrong = ~matches & defined[:, None]
         count = int(wrong.sum())
         if count:
@@ -597,13 +655,38 @@ class _Checker:
                                            masked=expected)
         return None
 
-    def _categorical_matches(self, output, columns: np.ndarray) -> np.ndarray:
-        """bool [B, n]: the decoded value is the expected one (the same value: identity)."""
+    def _categorical_matches(self, output, columns: np.ndarray, block: _Block, expected,
+                             defined: np.ndarray) -> np.ndarray:
+        """bool [B, n]: the decoded value is the expected one (the same value: identity).
+        Strict: also the raw columns' largest deviation from the expected one-hot."""
         got = decode_indices(self.readout, columns)
         coded = as_coded(output)
         wanted = np.array([EMPTY if value is None else self._column_of(value)
                            for value in coded.table], dtype=np.int64)
-        return got == wanted[coded.codes]
+        want = wanted[coded.codes]
+        if self.raw_tolerance is not None:
+            self._raw_check(columns, want, block, expected, defined)
+        return got == want
+
+    def _raw_check(self, columns: np.ndarray, want: np.ndarray, block: _Block, expected,
+                   defined: np.ndarray) -> None:
+        """strict: |raw column - exact one-hot of the expected value| per position [B, n]
+        (an expected value with no column: its missing 1, at least)."""
+        k = columns.shape[-1]
+        exact = (np.arange(k) == want[..., None]).astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            deviation = (np.abs(columns.astype(np.float64) - exact).max(axis=-1) if k
+                         else np.zeros(want.shape))
+        deviation = np.where(want == NO_COLUMN, np.maximum(deviation, 1.0), deviation)
+        deviation = np.where(np.isnan(deviation), np.inf, deviation)
+        deviation = np.where(defined[:, None], deviation, 0.0)
+        self.raw_excess += int((deviation > self.raw_tolerance).sum())
+        worst = float(deviation.max()) if deviation.size else 0.0
+        if worst > self.max_raw or (self.worst_raw is None and worst > 0):
+            row, position = np.unravel_index(int(np.argmax(deviation)), deviation.shape)
+            self.max_raw = max(self.max_raw, worst)
+            self.worst_raw = (worst, expected.tokens(int(row)), int(position),
+                              expected.row_value(self.graph.output, int(row), int(position)))
 
     def _column_of(self, value) -> int:
         try:
@@ -646,6 +729,12 @@ class _Checker:
             devices=jax.device_count() if self.backend == "jax" else 1,
             causal=self.causal,
             invariance_counterexample=self.invariance,
+            strict=self.raw_tolerance is not None,
+            raw_tolerance=RAW_TOLERANCE if self.raw_tolerance is None else self.raw_tolerance,
+            max_raw_deviation=self.max_raw,
+            raw_excess_count=self.raw_excess,
+            worst_raw=None if self.worst_raw is None else self.worst_raw[1:],
+            numerical_output=bool(self.arrays and self.readout.numerical),
         )
 
 

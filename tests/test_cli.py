@@ -73,6 +73,47 @@ def test_verify_command_and_running_a_saved_model(capsys, tmp_path):
     assert "token 'z' is not in the vocab of the saved model: a, b, c" in capsys.readouterr().err
 
 
+def _heads_scaled(monkeypatch, factor):
+    """compile_program, as the CLI calls it, returns models whose last attention output
+    weights are scaled by `factor` (reverse: the head that writes the output)."""
+    from rasp_compiler import compiler
+
+    real = compiler.compile_program
+
+    def scaled(*args, **kwargs):
+        model = real(*args, **kwargs)
+        name = f"layer_{model.depth - 1}/attn/linear"
+        model.params = {module: dict(weights) for module, weights in model.params.items()}
+        model.params[name]["w"] = model.params[name]["w"] * factor
+        return model
+
+    monkeypatch.setattr(compiler, "compile_program", scaled)
+
+
+def test_verify_exits_1_on_a_mismatch(monkeypatch, capsys):
+    _heads_scaled(monkeypatch, 0.0)  # the output head writes nothing: every position None
+    assert main(["verify", "reverse", "--exhaustive", "2", "-q"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("36 MISMATCHED positions: 20 inputs, 36 positions")
+    assert "expected 'a', got None" in out
+
+
+def test_verify_strict_exits_1_past_the_raw_bound_where_decoding_passes(monkeypatch, capsys):
+    _heads_scaled(monkeypatch, 0.92)  # one-hots of 0.92: decoded right (within 0.1)
+    assert main(["verify", "reverse", "--exhaustive", "2", "-q"]) == 0
+    assert capsys.readouterr().out.startswith("OK: 20 inputs")
+    assert main(["verify", "reverse", "--exhaustive", "2", "-q", "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("36 positions PAST THE RAW BOUND 1e-03: 20 inputs")
+    assert "strict: max raw deviation 8.00e-02 (bound 1e-03 on one-hot columns; worst at" in out
+
+
+def test_verify_strict_passes_an_exact_model(capsys):
+    assert main(["verify", "reverse", "--exhaustive", "2", "-q", "--strict"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK: 20 inputs") and "strict: max raw deviation" in out
+
+
 def test_every_command_has_help(capsys):
     for command in ("list", "eval", "compile", "run", "inspect", "verify"):
         with pytest.raises(SystemExit) as exit_info:

@@ -38,8 +38,10 @@ def compiled(compiled_case):
 def test_exhaustively_equal_to_the_evaluator(case, compiled):
     program, model = compiled(case)
     # The numpy forward: no XLA compilation per case (test_verify runs the jitted one, and
-    # the longer lengths below run it at 64 tokens).
-    report = verify(program, model, exhaustive_up_to=case.exhaustive_up_to, backend="numpy")
+    # the longer lengths below run it at 64 tokens). Strict: the output's raw one-hot
+    # columns within verify.RAW_TOLERANCE of exact, not just decoded right.
+    report = verify(program, model, exhaustive_up_to=case.exhaustive_up_to, backend="numpy",
+                    strict=True)
     assert report.ok, str(report)
     assert report.inputs_checked > 0
 
@@ -91,13 +93,13 @@ def test_random_inputs_at_longer_lengths(case, max_seq_len):
     # forward is checked at 64 too. test_assemble and test_fuzz pin the two forwards equal.
     backend = "numpy" if max_seq_len <= 32 or model.parameter_count() < 1_000_000 else "jax"
     report = verify(program, model, samples=RANDOM_INPUTS[max_seq_len], seed=max_seq_len,
-                    backend=backend)
-    assert report.mismatch_count == 0, str(report)
+                    backend=backend, strict=True)
+    assert report.mismatch_count == report.raw_excess_count == 0, str(report)
     # The same weights behind a causal mask compute the causal meaning at every length
     # (fewer keys per query: coldness and BOS bounds still hold).
     report = verify(program, causal_twin(model), samples=RANDOM_INPUTS[max_seq_len],
-                    seed=max_seq_len + 1, backend=backend)
-    assert report.causal and report.mismatch_count == 0, str(report)
+                    seed=max_seq_len + 1, backend=backend, strict=True)
+    assert report.causal and report.mismatch_count == report.raw_excess_count == 0, str(report)
 
 
 def _balanced(rng, pairs, n_pairs):

@@ -20,6 +20,8 @@ from rasp_compiler.compression import (
 from rasp_compiler.errors import InvalidInputError, InvalidProgramError, LoadError, SaveError
 from rasp_compiler.verify import all_inputs
 
+from picture_checks import assert_picture
+
 # One worker: its fixtures (a trained compression) and the jitted training steps are
 # made once, not once per worker.
 pytestmark = pytest.mark.xdist_group("compression")
@@ -317,7 +319,8 @@ def test_cli_compresses_nonlinear_saves_and_draws(shift, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "residual 12 -> 7, nonlinear reads (hidden 14)" in out
-    assert "accuracy against the evaluator" in out and picture.stat().st_size > 0
+    assert "accuracy against the evaluator" in out
+    assert_picture(picture)
     loaded = CompressedModel.load(folder)
     assert set(loaded.readers) == set(read_hooks(shift.shape))
     assert loaded.readers["hook_readout_in"]["w1"].shape == (SMALL_D, 2 * SMALL_D)

@@ -11,6 +11,7 @@ from rasp_compiler.errors import InvalidInputError, UnknownNameError
 from rasp_compiler.model import CompiledModel
 
 from cases import CASES
+from picture_checks import assert_picture
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")
 
@@ -127,12 +128,26 @@ def test_a_corrupted_head_fails_the_pattern_check_and_read_back_finds_it(compile
     assert "first divergence: target_pos after layer 1 MLP" in str(readback)
 
 
+def _dark_cells(pixels):
+    """Pixels of the heatmap's darkest blue (weight 1) in the left (ideal) and right
+    (compiled) halves of the picture."""
+    dark = (pixels[..., 0] < 60) & (pixels[..., 2] > 80)
+    half = pixels.shape[1] // 2
+    return int(dark[:, :half].sum()), int(dark[:, half:].sum())
+
+
 def test_pictures_are_produced(reverse, tmp_path):
     heat = reverse.attention_heatmaps(["a", "b", "c"], tmp_path / "heads.png")
     graph = reverse.graph_picture(tmp_path / "graph.png")
     svg = reverse.graph_picture(tmp_path / "graph.svg")
-    for path in (heat, graph):
-        assert path.stat().st_size > 5_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = assert_picture(heat, 400, 400)
+    ideal, compiled = _dark_cells(pixels)  # an exact model: the compiled cells are the ideal's
+    assert ideal == compiled > 1_000
+    broken = _corrupted(reverse, 1, 0.05).attention_heatmaps(["a", "b", "c"], tmp_path / "b.png")
+    ideal, compiled = _dark_cells(assert_picture(broken, 400, 400))
+    assert compiled < ideal / 2  # the cold head's weight-1 cells are spread thin
+    pixels = assert_picture(graph, 400, 150)
+    assert pixels.shape[1] > 2 * pixels.shape[0]  # laid out left to right
     assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
     with pytest.raises(InvalidInputError, match="has the suffix .gif"):
         reverse.graph_picture(tmp_path / "graph.gif")

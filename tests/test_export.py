@@ -119,10 +119,12 @@ def _assert_padding_is_zero(model, name, theirs):
 
 
 def _same_output(got, expected, numerical):
-    if numerical:
-        return all(values_match(g, e) for g, e in zip(got, expected))
+    """One decoded row against ours: as many positions, each the same value (numbers
+    within verification's tolerance; a blend the same values blended)."""
     if len(got) != len(expected):
         return False
+    if numerical:
+        return all(values_match(g, e) for g, e in zip(got, expected))
     for g, e in zip(got, expected):
         if isinstance(e, Unclean):  # the blend's weights are floats: compare the values
             if not isinstance(g, Unclean) or {v for v, _ in g.weights} != {
@@ -131,6 +133,14 @@ def _same_output(got, expected, numerical):
         elif not values_match(g, e, categorical=True):
             return False
     return True
+
+
+def test_rows_of_different_lengths_are_never_the_same_output():
+    assert _same_output([1.0, 2.00001], [1.0, 2.0], numerical=True)
+    assert not _same_output([1.0], [1.0, 2.0], numerical=True)  # zip alone would stop at 1
+    assert not _same_output([1.0, 2.0, 3.0], [1.0, 2.0], numerical=True)
+    assert not _same_output(["a"], ["a", "b"], numerical=False)
+    assert not _same_output([1.0, 2.1], [1.0, 2.0], numerical=True)
 
 
 # ---------------------------------------------------------------------------- every case
@@ -164,6 +174,7 @@ def test_exported_model_has_our_outputs_and_hooks(case, causal, compiled):
             _assert_close(_numpy(logits), final[..., list(readout.indices)], "logits")
         got = hooked.rasp.decode(logits)
         expected = model.run(batch, backend="numpy")
+        assert len(got) == len(expected) == len(batch), (batch, got, expected)
         for g, e in zip(got, expected):
             assert _same_output(g, e, readout.numerical), (batch, got, expected)
 
@@ -362,8 +373,10 @@ def test_numerical_output_is_one_number_not_a_logit():
     inputs = [["x", "y", "x", "x"], ["y", "y", "x", "y"]]
     with torch.no_grad():
         logits = hooked(hooked.rasp.to_tokens(inputs))
-    for got, xs in zip(hooked.rasp.decode(logits), inputs):
-        np.testing.assert_allclose(got, evaluate(program, xs), atol=1e-5)
+    decoded = hooked.rasp.decode(logits)
+    assert len(decoded) == len(inputs)
+    for got, xs in zip(decoded, inputs):
+        np.testing.assert_allclose(got, evaluate(program, xs), atol=1e-5)  # shapes too
     np.testing.assert_allclose(_numpy(logits)[1, 1:, 0], [0, 0, 1 / 3, 1 / 4], atol=1e-5)
 
 

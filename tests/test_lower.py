@@ -125,3 +125,60 @@ def test_a_head_over_an_order_relation_scores_c_exactly_where_selected():
         for k in vocab:
             got = scores(head, low.layout, [ONE, Dim("tokens", q)], [ONE, Dim("tokens", k)])
             assert got == pytest.approx(head.coldness if k <= q else 0.0, abs=1e-4)
+
+
+def test_heads_read_by_a_lookup_leak_no_more_than_the_lookup_tolerates():
+    """With a coarse attention_precision (0.05) the head feeding a lookup is made colder:
+    its leak_bound is half the lookup's noise budget (mlp.CATEGORICAL_NOISE_BUDGET), and
+    the model stays exact. Its one-hots are then off by up to 2 x leak (precision.py), past
+    verify's default raw bound, which strict reports; within 2 x leak + gamma it passes."""
+    from rasp_compiler.compiler import compile_program
+    from rasp_compiler.mlp import CATEGORICAL_NOISE_BUDGET
+    from rasp_compiler.precision import gamma
+    from rasp_compiler.verify import verify
+
+    previous = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, lambda k, q: k == q - 1),
+                              rasp.tokens, default=0).named("previous")
+    double = rasp.Map(lambda t: 2 * t, previous).named("double")
+    model = compile_program(double, [0, 1, 2], 6, attention_precision=0.05)
+    ((head,),) = model.lowered.heads
+    (lookup,) = [part for mlp in model.lowered.mlps for part in mlp.parts
+                 if part.outputs == ("double",)]
+    assert lookup.noise_budget == {"previous": CATEGORICAL_NOISE_BUDGET}
+    assert head.leak_bound == pytest.approx(CATEGORICAL_NOISE_BUDGET / 2)
+    assert head.coldness == pytest.approx(coldness_for(6, CATEGORICAL_NOISE_BUDGET / 2))
+    assert verify(double, model, exhaustive_up_to=5, backend="numpy").ok
+    assert not verify(double, model, exhaustive_up_to=5, backend="numpy", strict=True).ok
+    bound = 2 * head.leak_bound + gamma(6 + 5)
+    assert verify(double, model, exhaustive_up_to=5, backend="numpy", strict=True,
+                  raw_tolerance=bound).ok
+
+
+def test_a_head_that_would_need_a_leak_below_float32s_resolution_is_refused():
+    """A reader whose noise budget asks for a leak below FLOAT32_PRECISION_FLOOR (1e-9):
+    refused by name rather than built with a softmax float32 cannot make that cold."""
+    from rasp_compiler.errors import CompilationError
+    from rasp_compiler.lower import FLOAT32_PRECISION_FLOOR, _precision
+
+    program = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ),
+                             rasp.tokens).named("copy")
+    ops, _ = lowered_of(program, ["a", "b"], 4)
+    op = ops.attention["copy"]
+    assert _precision(ops, op, {"copy": 4 * FLOAT32_PRECISION_FLOOR}, 1e-7) == pytest.approx(
+        2 * FLOAT32_PRECISION_FLOOR)
+    with pytest.raises(CompilationError, match="copy: the MLP reading copy distinguishes values "
+                                               "so close that this head would need an attention "
+                                               "leak below 5e-10, finer than float32"):
+        _precision(ops, op, {"copy": FLOAT32_PRECISION_FLOOR}, 1e-7)
+
+
+def test_a_head_read_by_several_mlps_meets_the_tightest_noise_budget():
+    from rasp_compiler.lower import _noise_budgets
+    from rasp_compiler.mlp import MLPPart
+
+    def part(label, budget):
+        return MLPPart(label, "lookup", (), (), (), (), budget)
+
+    budgets = _noise_budgets([[part("a", {"x": 0.01, "y": 0.5})],
+                              [part("b", {"x": 0.002}), part("c", {"x": 0.03, "z": 1e-3})]])
+    assert budgets == {"x": 0.002, "y": 0.5, "z": 1e-3}

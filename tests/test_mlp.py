@@ -8,7 +8,7 @@ from rasp_compiler import lib, rasp
 from rasp_compiler.errors import CompilationError
 from rasp_compiler.graph import build_graph
 from rasp_compiler.mlp import bos_cleanup, lower_block, ungate
-from rasp_compiler.residual import BOS, ONE, Dim
+from rasp_compiler.residual import BOS, ONE, Dim, LinearForm
 from rasp_compiler.rewrite import rewrite
 from rasp_compiler.schedule import schedule
 from rasp_compiler.values import infer_values
@@ -180,3 +180,138 @@ def test_a_blocks_step_plan_is_made_once_for_the_size_check_and_lowering(monkeyp
     del model
     gc.collect()
     assert ops_id not in mlp._STEP_PLANS
+
+
+@pytest.mark.parametrize("previous", [False, True], ids=["tokens", "previous_token"])
+def test_clause_feature_is_the_or_of_its_atoms_on_every_input(previous):
+    """An OR sharing its key side (tokens) is one 0/1 feature per key value v at each
+    query position: (v == the query's token, or the previous token, which may be None)
+    OR v == index % 4; clamped to 1 where both atoms accept, silent at BOS, and within
+    the input's one-hot noise when the inputs carry some."""
+    from rasp_compiler.mlp import CATEGORICAL_NOISE_BUDGET, clause_feature
+
+    query = lib.shift_by(1, rasp.tokens).named("previous") if previous else rasp.tokens
+    either = (rasp.Select(rasp.tokens, query, rasp.Comparison.EQ).named("same")
+              | rasp.Select(rasp.tokens, rasp.indices, lambda k, q: k == q % 4).named("by_index"))
+    ops, blocks = blocks_of(rasp.SelectorWidth(either).named("w"), [0, 1, 2, 3], 6)
+    (block,) = [b for b in blocks if ops.units[b.units[0]].feature is not None]
+    spec = ops.units[block.units[0]].feature
+    part = clause_feature(ops, block)
+    assert lower_block(ops, block).neurons == part.neurons
+    assert part.construction == "clause-feature" and spec.shared == "tokens"
+    assert part.width == 2 * len(spec.shared_values)  # every key value is accepted somewhere
+    assert part.noise_budget == {leaf: CATEGORICAL_NOISE_BUDGET for leaf in block.leaves}
+    query_label = block.leaves[0]
+    queries = ops.values[query_label]
+    assert (None in queries) == previous
+    for q, i in itertools.product(queries, range(6)):
+        inputs = {ONE: 1.0, Dim("indices", i): 1.0}
+        if q is not None:
+            inputs[Dim(query_label, q)] = 1.0
+        accepted = {v for v in range(4) if v == q or v == i % 4}
+        want = {Dim(spec.label, v): 1.0 for v in accepted}
+        assert apply(part, inputs) == want, (q, i)
+        assert set(spec(q, i)) == accepted  # the unit's own function agrees
+        noisy = {d: (v - CATEGORICAL_NOISE_BUDGET if d != ONE else v) for d, v in inputs.items()}
+        for d in (Dim("indices", (i + 1) % 6), Dim("tokens", 0), Dim(query_label, 3)):
+            noisy.setdefault(d, CATEGORICAL_NOISE_BUDGET)
+        got = apply(part, noisy)
+        for v in range(4):
+            exact = 1.0 if v in accepted else 0.0
+            assert abs(got.get(Dim(spec.label, v), 0.0) - exact) <= 3 * CATEGORICAL_NOISE_BUDGET
+        # at BOS the gate holds every neuron off, whatever the one-hots hold
+        assert apply(part, {**inputs, BOS: 1.0}) == {}
+
+
+def assert_writes(got, want):
+    """apply's output equals `want` ({Dim: value}) to 1e-9."""
+    assert set(got) == set(want), (got, want)
+    for dim, value in want.items():
+        assert got[dim] == pytest.approx(value, abs=1e-9), (dim, got, want)
+
+
+def _stepped(t):
+    """v > t / 4 for tokens t < 3 (a threshold each), 'x' for t = 3 (never steps)."""
+    return lambda v: (v > t / 4) if t < 3 else "x"
+
+
+def test_shared_steps_stay_off_for_the_values_they_do_not_serve():
+    """One pair of neurons serves t = 0, 1, 2, each at its own threshold; t = 3 never
+    steps, so the pair must stay off for it at every z, the extreme ones included (its
+    bias b0 on `one`): exact at every (z, t), and with z or the one-hots off by their
+    noise budgets."""
+    frac = lib.make_frac_prevs(rasp.tokens == 1)
+    stepped = rasp.SequenceMap(lambda v, t: _stepped(t)(v), frac, rasp.tokens).named("stepped")
+    ops, (block,) = blocks_of(stepped, [0, 1, 2, 3], 4)
+    part = lower_block(ops, block)
+    assert part.construction == "steps" and part.width < 4 * 3  # shared, not per token
+    zs = sorted(ops.values["frac_prevs"])
+    z_noise, t_noise = part.noise_budget["frac_prevs"], part.noise_budget["tokens"]
+    for z, t in itertools.product(zs, range(4)):
+        want = {Dim("stepped", _stepped(t)(z)): 1.0}
+        for dz, dt in [(0.0, 0.0), (z_noise, 0.0), (-z_noise, 0.0), (0.0, t_noise)]:
+            inputs = {ONE: 1.0, Dim("frac_prevs"): z + dz, Dim("tokens", t): 1.0 - dt,
+                      Dim("tokens", (t + 1) % 4): dt}
+            got = apply(part, inputs)
+            if dt:  # one-hot noise moves the output by at most a few times that noise
+                for dim in set(got) | set(want):
+                    assert abs(got.get(dim, 0.0) - want.get(dim, 0.0)) <= 4 * dt, (z, t, got)
+            else:
+                assert_writes(got, want)
+
+
+def test_steps_per_combination_are_exact_on_every_combination_and_silent_at_bos():
+    """Two categorical inputs and a number (a fused block): every combination gets its own
+    steps, gated by its match; exact at every (z, token, index), unmatched combinations
+    silent, and nothing written at BOS (z = 0 there, no one-hot)."""
+    frac = lib.make_frac_prevs(rasp.tokens == 1)
+    inner = rasp.SequenceMap(lambda v, t: _stepped(t)(v), frac, rasp.tokens).named("inner")
+    outer = rasp.SequenceMap(lambda a, i: (a, i % 2), inner, rasp.indices).named("outer")
+    ops, (block,) = blocks_of(outer, [0, 1, 2, 3], 4)
+    assert block.leaves == ("frac_prevs", "tokens", "indices")
+    part = lower_block(ops, block)
+    assert part.construction == "steps"
+    for z, t, i in itertools.product(sorted(ops.values["frac_prevs"]), range(4), range(4)):
+        inputs = {ONE: 1.0, Dim("frac_prevs"): z, Dim("tokens", t): 1.0, Dim("indices", i): 1.0}
+        assert_writes(apply(part, inputs), {Dim("outer", (_stepped(t)(z), i % 2)): 1.0})
+    assert apply(ungate(part, []), {ONE: 1.0, BOS: 1.0, Dim("frac_prevs"): 0.0}) == {}
+
+
+def test_a_tuple_over_a_sop_that_can_be_none_is_one_hot_on_every_combination():
+    """The product encoding's tuple (previous, indices): a lookup whose boxes allowing
+    None read `1 - the other values' dims`, so (None, i) fires only where `previous`
+    holds no value, and (v, i) only where it holds v."""
+    previous = lib.shift_by(1, rasp.tokens).named("previous")
+    width = rasp.SelectorWidth(rasp.Select(previous, rasp.tokens, rasp.Comparison.EQ)
+                               | rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LT))
+    ops, blocks = blocks_of(width.named("w"), [0, 1, 2], 4)
+    (block,) = [b for b in blocks if b.outputs == ("(previous, indices)",)]
+    part = lower_block(ops, block)
+    assert part.construction == "lookup"
+    for v, i in itertools.product([None, 0, 1, 2], range(4)):
+        inputs = {ONE: 1.0, Dim("indices", i): 1.0}
+        if v is not None:
+            inputs[Dim("previous", v)] = 1.0
+        assert_writes(apply(part, inputs), {Dim("(previous, indices)", (v, i)): 1.0})
+        assert apply(part, {**inputs, BOS: 1.0}) == {}
+
+
+def test_piecewise_linear_is_not_offered_for_a_jump_steeper_than_its_limit():
+    """A numerical output jumping by 1 between means 5e-5 apart (2e4 x the range): a
+    hinge there would multiply z's float32 error by 2e4, so only steps (flat near every
+    value) are offered."""
+    from rasp_compiler.mlp import PIECEWISE_MAX_GAIN, _BlockFunction, _piecewise_shape
+
+    number = rasp.numerical(rasp.Map(lambda x: x, rasp.tokens))
+    mean = rasp.numerical(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices,
+                                                     rasp.Comparison.LEQ), number, default=0))
+    for jump, steep in ((0.5, True), (0.7, False)):  # between 0.5 and 0.50005, or 0.5 and 1
+        above = rasp.numerical(rasp.Map(lambda m, t=jump: 1.0 if m > t else 0.0,
+                                        mean.named("mean"))).named("above")
+        ops, (block,) = blocks_of(above, [0, 1, 1.0001], 2)
+        form = ops.forms.get("mean") or LinearForm.single(Dim("mean"))
+        shape = _piecewise_shape(ops, block, "mean", form, _BlockFunction(ops, block))
+        assert (shape is None) == steep, (jump, shape)
+        if steep:
+            assert lower_block(ops, block).construction == "steps"
+    assert PIECEWISE_MAX_GAIN < 1 / 5e-5 / 1.0001

@@ -61,11 +61,23 @@ def test_small_offsets_compile_and_are_exact(make, offset):
     assert refused_or_exact(make(offset)) is None
 
 
-@pytest.mark.parametrize("offset", [1e3, 1e4, 1e6, 1e8, 2 ** 25])
-def test_categorical_reads_of_offset_means_are_refused_or_exact(offset):
+@pytest.mark.parametrize("offset, refused", [(1e3, False), (1e4, True), (1e6, True), (1e8, True),
+                                             (2 ** 25, True)])
+def test_categorical_reads_of_offset_means_are_refused_or_exact(offset, refused):
+    """Rounding the mean needs a step between means 1/6 apart (x + 0.5 and x + 2/3): at an
+    offset of 1e3 that is 1.7e-4 of the range and compiles exactly; from 1e4 it is below
+    mlp.MIN_RELATIVE_GAP (2e-5) of the range, which float32 cannot place, and is refused
+    by name."""
     mean = mean_then_subtract(offset).inner  # Map(v - offset) composes with nothing: use the mean
     rounded = rasp.Map(lambda v: round(v - offset), mean, simplify=False).named("rounded")
-    refused_or_exact(rounded)
+    error = refused_or_exact(rounded)
+    if not refused:
+        assert error is None
+        return
+    assert isinstance(error, CompilationError), error
+    assert re.match(rf"rounded: its output changes between big_mean = {re.escape(repr(offset + 0.5))}"
+                    rf" and .*, only 0.167 apart on a range of .*float32 cannot tell them apart",
+                    str(error)), str(error)
 
 
 def test_offsets_that_cancel_before_float32_are_exact():

@@ -211,3 +211,35 @@ def test_the_report_lists_every_selector_that_reaches_a_head():
 def test_written_form_keeps_the_expression_as_the_user_wrote_it():
     expr = ~(sel(T, T, C.LT, "a") & sel(I, I, C.EQ, "b"))
     assert written(expr) == "~(Select(tokens, tokens, LT) & Select(indices, indices, EQ))"
+
+
+@pytest.mark.parametrize("predicate", [C.TRUE, lambda k, q: True], ids=["TRUE", "lambda"])
+@pytest.mark.parametrize("side", ["key", "query"])
+def test_an_always_true_atom_over_a_sop_that_can_be_none_is_not_constant_true(predicate, side):
+    """A Select never selects where either side is None, so an always-true predicate over
+    shift_by(1, tokens) (None at position 0) is not TRUE: simplify keeps the atom (the
+    issue's program gave [1, 2, 3] for [0, 1, 2] when it folded to TRUE)."""
+    shifted = lib.shift_by(1, T)
+    atom = sel(shifted, T, predicate, "always") if side == "key" else sel(T, shifted, predicate,
+                                                                         "always")
+    width = rasp.SelectorWidth(atom & sel(I, I, C.LEQ, "up_to_here")).named("width")
+    model = compile_program(width, VOCAB, 4)
+    expected = [0, 1, 2] if side == "key" else [0, 2, 3]
+    assert width([1, 2, 3]) == expected and model.run([[1, 2, 3]]) == [expected]
+    assert verify(width, model, exhaustive_up_to=4, backend="numpy", strict=True).ok
+
+
+def test_a_clause_feature_is_no_value_of_the_program_and_has_no_readout():
+    """The feature's dims are a multi-hot over the shared SOp's values (mlp.clause_feature),
+    not the one-hot of a value: the model reads no SOp from them."""
+    from rasp_compiler.errors import InvalidInputError
+
+    width = rasp.SelectorWidth(sel(T, T, C.EQ, "same") | sel(T, I, lambda k, q: k == q % 4,
+                                                               "token_is_index")).named("w")
+    model = compile_program(width, VOCAB, 5)
+    (feature,) = [label for label, unit in model.ops.units.items() if unit.feature is not None]
+    assert model.layout.dims_of(feature)  # in the residual ...
+    assert feature not in model.readouts  # ... but not readable as a value
+    with pytest.raises(InvalidInputError, match=f"{feature!r} has no readout in this model"):
+        model.run([[0, 1]], label=feature)
+    assert model.run([[0, 1, 0]], backend="numpy") == [width([0, 1, 0])]

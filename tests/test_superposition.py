@@ -24,6 +24,8 @@ from rasp_compiler.superposition import (
     sweep_picture,
 )
 
+from picture_checks import assert_picture
+
 # One worker: its fixtures (a trained compression) and the jitted training steps are
 # made once, not once per worker.
 pytestmark = pytest.mark.xdist_group("compression")
@@ -163,10 +165,10 @@ def test_unknown_hooks_are_refused(exact):
 
 
 def test_pictures_are_written(exact, tmp_path):
-    assert interference_picture(exact, tmp_path / "w.png").stat().st_size > 0
+    assert_picture(interference_picture(exact, tmp_path / "w.png"))
     assert interference_picture(exact, tmp_path / "part.svg", features=["tokens:a", "hist:1"]
                                 ).read_text().startswith("<?xml")
-    assert feature_norms_picture(exact, tmp_path / "n.png").stat().st_size > 0
+    assert_picture(feature_norms_picture(exact, tmp_path / "n.png"))
 
 
 def test_a_sweep_measures_accuracy_and_recovery(exact, tmp_path):
@@ -177,7 +179,7 @@ def test_a_sweep_measures_accuracy_and_recovery(exact, tmp_path):
     assert point.position_accuracy == point.sequence_accuracy == 1.0
     assert point.features > 0 and point.sae_latents == point.features
     assert 0 <= point.recovered <= 1 and point.chance < 1
-    assert sweep_picture({"hist": points}, tmp_path / "sweep.png").stat().st_size > 0
+    assert_picture(sweep_picture({"hist": points}, tmp_path / "sweep.png"))
 
 
 @pytest.mark.parametrize("arguments, message", [
