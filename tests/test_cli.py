@@ -480,3 +480,32 @@ def test_export_mistakes_are_one_line_before_compiling(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["export", "reverse", "-o", str(tmp_path / "out")])  # --format is required
     assert "the following arguments are required: --format" in capsys.readouterr().err
+
+
+def test_list_and_help_start_fast_without_jax():
+    """`list`, `--help` and `eval` need no model: they must not import jax (it took ~3.5 s
+    before every command). Run in a fresh interpreter, as the console script is."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = (
+        "import sys\n"
+        "from rasp_compiler.cli import main\n"
+        "for argv in (['list'], ['--help'], ['compile', '--help'], ['eval', 'sort', '3', '1']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'jax', 'haiku', 'optax', 'tqdm'})\n"
+        "print('HEAVY', heavy)\n"
+    )
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                            text=True, timeout=60)
+    seconds = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "HEAVY []"
+    assert seconds < 5, seconds  # about 0.3 s on a quiet 2-core machine; generous for CI load
