@@ -154,6 +154,7 @@ def test_diagnostics_use_the_masked_ideal_pattern():
         np.testing.assert_allclose(head["compiled"], head["ideal"], atol=0.05)
 
 
+@pytest.mark.slow
 def test_causal_fuzz_campaign_is_clean():
     from rasp_compiler.fuzz import campaign
 

@@ -381,6 +381,7 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, command):
     assert capsys.readouterr().err == f"rasp-compiler: interrupted (Ctrl-C) during {command}\n"
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_real_verify_run_is_one_line_and_exit_130(tmp_path):
     """A real SIGINT to `rasp-compiler verify` in its own process, once the progress bar has
     said how long the run would take; bounded to a minute."""

@@ -80,8 +80,9 @@ def _longer(case, max_seq_len) -> bool:
 
 
 @pytest.mark.parametrize("case,max_seq_len", [
-    (case, n) for n in sorted(RANDOM_INPUTS) for case in CASES if _longer(case, n)
-], ids=str)
+    pytest.param(case, n, id=f"{case}-{n}", marks=[pytest.mark.slow] if n >= 32 else [])
+    for n in sorted(RANDOM_INPUTS) for case in CASES if _longer(case, n)
+])
 def test_random_inputs_at_longer_lengths(case, max_seq_len):
     program = case.factory(max_seq_len)
     model = compile_program(program, case.vocab, max_seq_len, **case.options)

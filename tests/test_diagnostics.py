@@ -129,13 +129,28 @@ def test_a_corrupted_head_fails_the_pattern_check_and_read_back_finds_it(compile
 
 def test_pictures_are_produced(reverse, tmp_path):
     heat = reverse.attention_heatmaps(["a", "b", "c"], tmp_path / "heads.png")
+    assert heat.stat().st_size > 5_000 and heat.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(InvalidInputError, match="has the suffix .gif"):
+        reverse.graph_picture(tmp_path / "graph.gif")  # refused before Graphviz is looked for
+
+
+def test_the_graph_picture_is_drawn_by_graphviz(reverse, tmp_path):
+    from conftest import system_tool
+
+    system_tool("dot")
     graph = reverse.graph_picture(tmp_path / "graph.png")
     svg = reverse.graph_picture(tmp_path / "graph.svg")
-    for path in (heat, graph):
-        assert path.stat().st_size > 5_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert graph.stat().st_size > 5_000 and graph.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
-    with pytest.raises(InvalidInputError, match="has the suffix .gif"):
-        reverse.graph_picture(tmp_path / "graph.gif")
+
+
+def test_without_graphviz_the_graph_picture_says_how_to_install_it(reverse, tmp_path,
+                                                                   monkeypatch):
+    from rasp_compiler.errors import MissingDependencyError
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot here
+    with pytest.raises(MissingDependencyError, match="apt-get install graphviz"):
+        reverse.graph_picture(tmp_path / "graph.png")
 
 
 def _png_size(path) -> tuple[int, int]:
@@ -158,6 +173,9 @@ def test_the_graph_is_laid_out_by_layer_with_readable_labels(reverse, tmp_path):
     assert 'subgraph cluster_embeddings { label="embeddings"' in dot
     assert 'label="layer 0"' in dot and 'label="layer 1"' in dot and 'label="layer 2"' not in dot
     assert dot.count(" -> ") == reverse.ops.graph.graph.number_of_edges()
+    from conftest import system_tool
+
+    system_tool("dot")
     svg = reverse.graph_picture(tmp_path / "graph.svg").read_text()
     for label in reverse.ops.graph.order:  # every node's label is drawn as text, whole
         assert f">{label}</text>" in svg

@@ -335,9 +335,14 @@ DOCUMENTS_WITH_EXAMPLES = [document for document in _documents()
                            if any(not e.not_run for e in examples_in(document))]
 
 
+SLOW_DOCUMENTS = {"verification.md", "superposition.md"}  # 10-15 s each (training, pytest)
+
+
 def _document_param(document: Path):
     """docs/export.md imports TransformerLens: it runs on the worker of the export tests."""
     marks = [pytest.mark.xdist_group("export")] if document.name == "export.md" else []
+    if document.name in SLOW_DOCUMENTS:
+        marks.append(pytest.mark.slow)
     return pytest.param(document, marks=marks, id=_relative(document))
 
 

@@ -1,7 +1,8 @@
 """The model explorer: its data against the model, its server, and its page in a real browser.
 
 The browser is the distribution's headless chromium driven by selenium through the
-distribution's chromedriver (.ci/run installs both), started once for this module.
+distribution's chromedriver (.ci/run installs both), started once for this module; where
+they are missing, the browser tests are skipped saying how to install them (conftest.py).
 Screenshots of every view go to a temporary folder (printed; `pytest -s` shows it).
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +83,9 @@ def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium is None or driver_path is None:
-        pytest.fail("the explorer's browser tests need chromium and chromedriver: "
-                    "apt-get install chromium chromium-driver (as .ci/run does)")
+    from conftest import system_tool
+
+    chromium, driver_path = system_tool("chromium", "chromedriver")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",

@@ -201,6 +201,7 @@ def test_the_next_chunks_forward_is_queued_before_this_chunk_is_evaluated(monkey
     assert report.inputs_checked == 14 and report.mismatch_count == report.positions_checked
 
 
+@pytest.mark.slow
 def test_batches_are_sharded_over_several_devices():
     import os
     import subprocess
