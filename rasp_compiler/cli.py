@@ -228,8 +228,14 @@ def _compile_spec(args: argparse.Namespace):
     vocab = args.vocab if args.vocab is not None else spec.vocab
     max_seq_len = args.max_seq_len if args.max_seq_len is not None else spec.max_seq_len
     if not vocab or not max_seq_len:
+        missing = [(name, what, option) for name, what, option, value in (
+            ("VOCAB", "its tokens", "--vocab a,b,c", vocab),
+            ("MAX_SEQ_LEN", "the longest input", "--max-seq-len 5", max_seq_len)) if not value]
         raise InvalidInputError(
-            f"{spec.name} defines no VOCAB / MAX_SEQ_LEN; pass --vocab and --max-seq-len"
+            f"{spec.path} defines no {' and no '.join(f'{n} ({w})' for n, w, _ in missing)}: "
+            f"add {' and '.join(n for n, _, _ in missing)} to the file (the README's 'Your own "
+            f"programs' and docs/examples/my_programs.py show a program file) or pass "
+            f"{' and '.join(o for _, _, o in missing)}"
         )
     program = spec.make(max_seq_len)
     with warnings.catch_warnings(record=True) as caught, _no_runaway_recursion(spec.name):
