@@ -244,6 +244,7 @@ def _compile_spec(args: argparse.Namespace):
         if args.causal:
             options["causal"] = True
         model = compile_program(program, vocab, max_seq_len, **options)
+    model.source = spec.source  # saved with the model: `explore saved/` finds the program
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     return spec, model
@@ -392,29 +393,34 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     from rasp_compiler import explorer
 
     folder = _saved_model_folder(args.program)
-    if folder is not None:  # saved by `compile -o` or `compress -o`: no program, views degrade
-        from rasp_compiler import compression
-        from rasp_compiler.model import CompiledModel
-
+    if folder is not None:  # saved by `compile -o` or `compress -o`
         if args.vocab is not None or args.max_seq_len is not None or args.causal:
             raise InvalidInputError(
                 f"{folder} is a saved model: its vocab, max_seq_len and causal mask were fixed "
                 f"when it was compiled; drop --vocab / --max-seq-len / --causal or explore the "
                 f"program instead"
             )
-        if (folder / compression.CONFIG_FILE).exists():
-            model = compression.CompressedModel.load(folder)
-        else:
-            model = CompiledModel.load(folder)
-        owner, examples = "the saved model", []
+        model, note = explorer.load_saved(folder)
+        if note:
+            print(f"note: the page shows no ideal patterns or evaluator values: {note}",
+                  file=sys.stderr)
+        elif explorer.base_model(model).source is not None:
+            print(f"the program: {explorer.base_model(model).source} (compiled again, the "
+                  f"same weights as saved)")
+        owner, examples = explorer.owner_of(model), []
+        if explorer.base_model(model).source is not None and not note:
+            with contextlib.suppress(RaspCompilerError):
+                examples = [ex[0] for ex in load_program(
+                    explorer.base_model(model).source.reference).examples]
     else:
         spec, model = _compile_spec(args)
-        owner, examples = spec.name, [ex[0] for ex in spec.examples]
+        owner, examples, note = spec.name, [ex[0] for ex in spec.examples], ""
     if args.input:  # refuse a bad --input here, as `run` would, before serving anything
         model.encode([parse_tokens(owner, args.input, model.vocab)])
     words = args.input or explorer.default_inputs(model, examples)[0]
-    server = explorer.ExplorerServer(model, owner, words, args.port)
-    print(f"the model explorer for {model.output} is at {server.url} (Ctrl-C stops it)",
+    server = explorer.ExplorerServer(model, owner, words, args.port,
+                                     program_note=note)
+    print(f"the model explorer for {explorer.base_model(model).name} is at {server.url} (Ctrl-C stops it)",
           flush=True)
     if not args.no_browser:
         webbrowser.open(server.url)

@@ -665,6 +665,11 @@ class CompressedModel:
         return self.base.output
 
     @property
+    def name(self) -> str:
+        """The program's name where known (the base model's `source`), else the output's."""
+        return self.base.name
+
+    @property
     def vocab(self) -> tuple:
         return self.base.vocab
 

@@ -56,6 +56,7 @@ NO_PROGRAM_NOTE = (
     "where each node of the program lives) are not available; compile the program in this "
     "session (rasp-compiler explore PROGRAM) to see them."
 )
+SAVED_OWNER = "the saved model"  # how messages name a saved model whose program is unknown
 MAX_REQUEST_BYTES = 64 * 1024  # a typed input is a few tokens; refuse anything bigger
 MAX_JSON_DEPTH = 32  # {"text": "..."} nests 1 deep; Python's json recurses once per level
 REQUEST_TIMEOUT = 30  # seconds a connection may sit idle (e.g. a body shorter than announced)
@@ -147,6 +148,36 @@ def is_compressed(model) -> bool:
     return hasattr(model, "base") and hasattr(model, "interference")
 
 
+def base_model(model):
+    """The compiled model itself: a compressed model's base, or the model."""
+    return model.base if is_compressed(model) else model
+
+
+def owner_of(model) -> str:
+    """How messages name the model: its program's name, or "the saved model"."""
+    base = base_model(model)
+    if base.source is not None:
+        return base.source.name
+    return base.output if base.compilation is not None else SAVED_OWNER
+
+
+def load_saved(folder) -> tuple[Any, str]:
+    """A folder saved by `compile -o` (CompiledModel.save) or `compress -o`, loaded and
+    checked, with its program found again where the save names it
+    (`program_files.reload_program`): (model, note), the note saying why the program
+    could not be found ("" when it was)."""
+    from rasp_compiler import compression
+    from rasp_compiler.model import CompiledModel
+    from rasp_compiler.program_files import reload_program
+
+    folder = Path(folder)
+    if (folder / compression.CONFIG_FILE).exists():
+        model = compression.CompressedModel.load(folder)
+        base, note = reload_program(model.base)
+        return compression.CompressedModel(base, model.W, model.readers, model.info), note
+    return reload_program(CompiledModel.load(folder))
+
+
 def compression_view(model, pairs: int = 12) -> dict:
     """A compressed model's interference, as JSON-ready data: W @ W.T over the original
     features (entry (i, j): how much reading feature i picks up of feature j), each
@@ -173,14 +204,15 @@ def compression_view(model, pairs: int = 12) -> dict:
     }
 
 
-def model_view(model, owner: str) -> dict:
+def model_view(model, owner: str, program_note: str = "") -> dict:
     """Everything the page shows that does not depend on the input, as JSON-ready data.
 
     `owner` names the model in messages about typed tokens, as the CLI does (the
-    program's name, or "the saved model"). A compressed model shows its base model's
-    structure plus its interference matrix (`compression`)."""
+    program's name, or "the saved model"); `program_note` says why a loaded model has no
+    program. A compressed model shows its base model's structure plus its interference
+    matrix (`compression`)."""
     if is_compressed(model):
-        view = model_view(model.base, owner)
+        view = model_view(model.base, owner, program_note)
         compression = compression_view(model)
         view["compression"] = compression
         view["facts"] = [
@@ -256,8 +288,9 @@ def model_view(model, owner: str) -> dict:
     facts += [["rewrite", note] for note in info.rewrites]
     facts += [["fusion", note] for note in info.fusion_notes]
     return {
-        "title": model.output, "owner": owner, "output": model.output,
-        "has_program": record is not None, "no_program_note": NO_PROGRAM_NOTE,
+        "title": model.name, "owner": owner, "output": model.output,
+        "has_program": record is not None,
+        "no_program_note": NO_PROGRAM_NOTE + (f" Why: {program_note}." if program_note else ""),
         "causal": model.causal, "depth": model.depth, "lower_bound": model.lower_bound,
         "max_seq_len": model.max_seq_len, "vocab": [str(t) for t in model.vocab],
         "facts": facts, "layers": layers, "dims": dims, "groups": groups, "sops": sops,
@@ -446,14 +479,15 @@ def default_inputs(model, examples: Sequence = ()) -> list[list[str]]:
     return fitting or [[str(t) for t in model.vocab[: model.max_seq_len]]]
 
 
-def static_page(model, inputs: Sequence[Sequence], owner: str | None = None) -> str:
+def static_page(model, inputs: Sequence[Sequence], owner: str | None = None,
+                program_note: str = "") -> str:
     """A self-contained page with the views for each of `inputs` (token sequences)."""
-    owner = owner or model.output
+    owner = owner or owner_of(model)
     views = [input_view(model, owner, [str(t) for t in tokens]) for tokens in inputs]
     for view in views:  # a page of fixed inputs has no box to show the error in: raise it
         if "error" in view:
             raise InvalidInputError(view["error"])
-    return page_html(model_view(model, owner), views, "static")[0]
+    return page_html(model_view(model, owner, program_note), views, "static")[0]
 
 
 def write_static_page(model, inputs: Sequence[Sequence], path, owner: str | None = None) -> Path:
@@ -479,7 +513,8 @@ class ExplorerServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, model, owner: str, initial: Sequence[str] = (), port: int = 0):
+    def __init__(self, model, owner: str, initial: Sequence[str] = (), port: int = 0,
+                 program_note: str = ""):
         try:
             super().__init__(("127.0.0.1", port), _Handler)
         except OSError as exc:
@@ -488,7 +523,7 @@ class ExplorerServer(ThreadingHTTPServer):
                 f"--port (0 picks a free one)") from None
         self.model, self.owner = model, owner
         self.lock = threading.Lock()
-        view = model_view(model, owner)
+        view = model_view(model, owner, program_note)
         first = input_view(model, owner, list(initial) or default_inputs(model)[0])
         self.page, self.policy = page_html(view, [first], "server")
 
@@ -648,10 +683,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, body.encode("utf-8"), "application/json")
 
 
-def serve(model, owner: str, initial: Sequence[str] = (), port: int = 0) -> ExplorerServer:
+def serve(model, owner: str, initial: Sequence[str] = (), port: int = 0,
+          program_note: str = "") -> ExplorerServer:
     """A started explorer server (in a background thread); `.url` is its page,
     `.shutdown()` stops it. Port 0 picks a free one."""
-    server = ExplorerServer(model, owner, initial, port)
+    server = ExplorerServer(model, owner, initial, port, program_note)
     threading.Thread(target=server.serve_forever, name="explorer", daemon=True).start()
     return server
 

@@ -73,9 +73,11 @@ class CompiledModel:
         readouts: Mapping[str, Readout],
         info: ModelInfo,
         compilation: CompilationRecord | None = None,
+        source=None,
     ):
         """`compilation`: what only a model compiled in this session has (None after
-        `load`)."""
+        `load`). `source`: where the program came from (a `ProgramSource`: a bundled
+        program or a program file; None when unknown), saved with the model."""
         # device_put, not jnp.asarray: in jax 0.10 asarray compiles a small XLA program
         # per new array shape (a quarter of a second per model on a busy 2-core CPU).
         self.params = jax.tree_util.tree_map(jax.device_put, dict(params))
@@ -88,6 +90,7 @@ class CompiledModel:
         self.readouts = MappingProxyType(dict(readouts))  # read-only: the model's own decoding
         self.info = info
         self.compilation = compilation
+        self.source = source
         self.token_encoder = TokenEncoder(self.vocab, max_seq_len)
         self.runtime = Runtime(shape, max_seq_len, bos_id=len(self.vocab),
                                pad_id=len(self.vocab) + 1)
@@ -117,6 +120,11 @@ class CompiledModel:
     @property
     def output(self) -> str:
         return self.info.output
+
+    @property
+    def name(self) -> str:
+        """The program's name where known (`source`), else its output SOp's label."""
+        return self.source.name if self.source is not None else self.output
 
     @property
     def depth(self) -> int:
