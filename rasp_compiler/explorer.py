@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rasp_compiler import colours
 from rasp_compiler.diagnostics import (
     DEFAULT_PATTERN_TOLERANCE,
     head_matrix,
@@ -297,7 +298,7 @@ def model_view(model, owner: str, program_note: str = "") -> dict:
         "steps": [sublayer_name(t) for t in range(2 * model.depth + 1)],
         "selectors": list(selectors.values()), "nodes": nodes,
         "not_in_residual": not_in_residual, "tolerance": DEFAULT_PATTERN_TOLERANCE,
-        "compression": None,
+        "compression": None, "colours": colours.as_json(),
     }
 
 
@@ -336,13 +337,23 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
     if evaluation is not None:
         expected = evaluation[model.output] if model.output in evaluation.values else None
     output_row = outputs[0]
+    exact_output = exact.run([tokens])[0] if compressed is not None else None
+
+    def at(position: int) -> str:  # positions as the page numbers them: BOS 0, tokens from 1
+        return f"position {position + 1} ({words[position]})"
+
     for position, value in enumerate(output_row):
         if isinstance(value, Unclean):
-            problems.append(f"output position {position}: the model's value is not clean "
+            problems.append(f"output at {at(position)}: the model's value is not clean "
                             f"({show(value)})")
+        elif exact_output is not None:  # compressed: the exact model is the reference
+            if not values_match(value, exact_output[position],
+                                categorical=not output_readout.numerical):
+                problems.append(f"output at {at(position)}: the compressed model gives "
+                                f"{show(value)}, the exact model {show(exact_output[position])}")
         elif expected is not None and not values_match(
                 value, expected[position], categorical=not output_readout.numerical):
-            problems.append(f"output position {position}: the model gives {show(value)}, the "
+            problems.append(f"output at {at(position)}: the model gives {show(value)}, the "
                             f"evaluator {show(expected[position])}")
 
     if compressed is None:
@@ -372,7 +383,7 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
             for position, ok in enumerate(agree):
                 if not ok:
                     problems.append(
-                        f"{label} after {sublayer_name(time)}, position {position}: the model "
+                        f"{label} after {sublayer_name(time)}, at {at(position)}: the model "
                         f"gives {show(got[position])}, the evaluator {show(want[position])}")
         sops.append({"label": label, "values": [show(v) for v in got],
                      "expected": None if want is None else [show(v) for v in want],
@@ -402,12 +413,10 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
                         f"{stats.max_deviation:.3g} at query position {stats.worst_query} "
                         f"(tolerance {DEFAULT_PATTERN_TOLERANCE:g})")
             heads[head.name] = view
-    exact_output = None
-    if compressed is not None:
-        exact_output = [show(v) for v in exact.run([tokens])[0]]
     return {
         "words": words, "tokens": words, "positions": ["BOS"] + words,
-        "output": [show(v) for v in output_row], "exact_output": exact_output,
+        "output": [show(v) for v in output_row],
+        "exact_output": None if exact_output is None else [show(v) for v in exact_output],
         "expected": None if expected is None else [show(v) for v in expected],
         "evaluator_error": evaluator_error, "problems": problems, "sops": sops,
         "decoded": decoded, "residual": [_matrix(step, 5) for step in steps], "heads": heads,
