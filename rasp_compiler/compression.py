@@ -709,6 +709,18 @@ class CompressedModel:
                 f"{self.info.steps} steps, agreement {self.info.agreement:.2%} with the exact "
                 f"model)")
 
+    def _repr_html_(self) -> str:
+        """A notebook's display: a compact summary."""
+        from rasp_compiler.notebook import compressed_model_html
+
+        return compressed_model_html(self)
+
+    def show(self, tokens=None, *more_inputs, height: int = 720):
+        """The explorer for `tokens`, inline in a notebook (see rasp_compiler.notebook)."""
+        from rasp_compiler.notebook import show
+
+        return show(self, tokens, *more_inputs, height=height)
+
     def summary(self) -> str:
         i = self.info
         return "\n".join([

@@ -224,6 +224,19 @@ class CompiledModel:
             f"{', causal' if self.causal else ''})"
         )
 
+    def _repr_html_(self) -> str:
+        """A notebook's display: a compact summary (facts and the layer plan)."""
+        from rasp_compiler.notebook import compiled_model_html
+
+        return compiled_model_html(self)
+
+    def show(self, tokens=None, *more_inputs, height: int = 720):
+        """The explorer for `tokens` (and `more_inputs`), shown inline in a notebook: one
+        self-contained iframe, no server (see rasp_compiler.notebook)."""
+        from rasp_compiler.notebook import show
+
+        return show(self, tokens, *more_inputs, height=height)
+
     def summary(self) -> str:
         """A short text account of every layer."""
         lines = [repr(self)]

@@ -8,6 +8,7 @@ Screenshots of every view go to a temporary folder (printed; `pytest -s` shows i
 
 from __future__ import annotations
 
+import html
 import http.client
 import json
 from pathlib import Path
@@ -672,6 +673,56 @@ def test_a_saved_program_is_found_again_and_compressed_disagreements_are_marked(
     banner = browser.find_element("id", "banner")
     assert banner.is_displayed() and "differs from the exact model" in banner.text
     assert console_problems(browser) == []
+
+
+# --------------------------------------------------------------------------- notebooks
+
+
+def test_notebook_summaries_are_compact_html_with_every_label_escaped(evil, reverse, merged):
+    for model in (reverse, evil, merged[0]):
+        page = model._repr_html_()
+        assert page.startswith("<div") and len(page) < 20_000
+        assert f"{model.depth if hasattr(model, 'depth') else model.base.depth} layers" in page
+    assert EVIL_LABEL not in evil._repr_html_() and "&lt;/script&gt;" in evil._repr_html_()
+    assert "compressed" in merged[0]._repr_html_() and "50.00%" in merged[0]._repr_html_()
+    for report in (evil.selector_report(), evil.layout_report()):
+        text = report._repr_html_()
+        assert EVIL_SELECTOR not in text and html.escape(EVIL_SELECTOR) in text
+    assert "L1H0" in reverse.layout_report()._repr_html_()
+    assert "Selector report: 2 selectors" in reverse.selector_report()._repr_html_()
+
+
+def test_model_show_renders_the_explorer_inline_in_one_iframe(browser, reverse, tmp_path,
+                                                              screenshots):
+    """What a notebook does with `model.show(tokens)`: its _repr_html_ placed in the page
+    (here a 900-pixel output cell): one iframe whose srcdoc is the whole explorer, which
+    runs in it, fits it, and requests nothing."""
+    frame = reverse.show(["c", "a", "d"], ["b", "b"], height=600)
+    cell = frame._repr_html_()
+    assert cell.startswith("<iframe srcdoc=") and cell.count("<iframe") == 1
+    assert "<script" not in cell.replace("&lt;script", "")  # the page is inside the attribute
+    notebook = tmp_path / "notebook.html"
+    notebook.write_text('<!DOCTYPE html><html><body><div style="width: 900px">'
+                        f"{reverse._repr_html_()}{cell}</div></body></html>")
+    browser.get_log("performance")
+    browser.get(notebook.as_uri())
+    iframe = browser.find_element("css selector", "iframe")
+    assert iframe.size == {"height": 600, "width": 900}
+    browser.switch_to.frame(iframe)
+    try:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(browser, 20).until(
+            lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+        assert text_of(browser, "#output") == "d a c"
+        browser.find_element("css selector", "button.saved[data-index='1']").click()
+        assert text_of(browser, "#output") == "b b"
+        assert overflow(browser)["page"] == 0
+    finally:
+        browser.switch_to.default_content()
+    assert all(url.startswith(("file:", "about:", "data:")) for url in requested_urls(browser))
+    assert console_problems(browser) == []
+    browser.save_screenshot(str(screenshots / "notebook.png"))
 
 
 def test_the_explore_command_serves_a_program_or_a_saved_model(monkeypatch, capsys,
