@@ -18,6 +18,7 @@ from typing import Sequence
 
 from rasp_compiler.errors import (
     InvalidInputError,
+    counted,
     InvalidProgramError,
     LoadError,
     RaspCompilerError,
@@ -246,8 +247,24 @@ def _compile_spec(args: argparse.Namespace):
         model = compile_program(program, vocab, max_seq_len, **options)
     model.source = spec.source  # saved with the model: `explore saved/` finds the program
     for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+        text = str(warning.message)
+        if args.command != "inspect":  # inspect, the detailed look, says it in full
+            text = _short_warning(text, model.info.aggregate_checks, args.program)
+        print(f"warning: {text}", file=sys.stderr)
     return spec, model
+
+
+def _short_warning(text: str, checks, program: str) -> str:
+    """An unproven Aggregate's warning in two lines' worth: its gist, not every proof
+    tried (dyck2's was 700 characters on every `verify`); `inspect` prints it whole."""
+    import re
+
+    for label, status, reason in checks:
+        if status == "unproven" and f": {reason}." in text:
+            gist = re.split(r", and |: ", reason, maxsplit=1)[0]
+            return (text.replace(f": {reason}.", f" ({gist}).")
+                    + f"; `rasp-compiler inspect {program}` says why in full")
+    return text
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
@@ -257,9 +274,11 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         check_save_destination(Path(args.output))
     spec, model = _compile_spec(args)
     print(f"{spec.name}: {spec.description}")
-    print(model.summary())
+    summary = model.summary()
+    print(summary)
     print(f"compiled in {model.info.compile_seconds:.3f}s; "
           f"{model.parameter_count():,} parameters ({model.parameter_count(nonzero=True):,} non-zero)")
+    _print_terms(summary)
     if args.output:
         print(f"saved to {model.save(args.output)}")
     if args.run:
@@ -267,6 +286,17 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         print(f"input:  {tokens}")
         print(f"output: {model.run([tokens])[0]}")
     return 0
+
+
+def _print_terms(text: str) -> None:
+    """What the layer plan's words mean (coldness, steps, bos-cleanup, ...), those it uses."""
+    from rasp_compiler.glossary import explain
+
+    lines = explain(text)
+    if lines:
+        print("terms:")
+        for line in lines:
+            print(f"  {line}")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -332,7 +362,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
               else model.residual_map().to_json())
         return 0
     if args.layout or everything:
-        print(model.layout_report())
+        layout = str(model.layout_report())
+        print(layout)
+        _print_terms(layout)
     if args.residual or everything:
         print(model.residual_map())
     if args.selectors or everything:
@@ -379,8 +411,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for message in dict.fromkeys(str(warning.message) for warning in caught):
         print(f"warning: {message}", file=sys.stderr)
     config = export.transformer_lens_config(model)
-    print(f"exported {model.output} to {written} ({args.format}): {config['n_layers']} layers, "
-          f"{config['n_heads']} heads of size {config['d_head']}, MLP width {config['d_mlp']}, "
+    print(f"exported {model.output} to {written} ({args.format}): "
+          f"{counted(config['n_layers'], 'layer')}, {counted(config['n_heads'], 'head')} per "
+          f"layer of size {config['d_head']}, MLP width {config['d_mlp']}, "
           f"d_model {config['d_model']}, attention {config['attention_dir']}")
     print(f"input: [BOS id, token ids...], ids {dict(encoding.input_encoding)}")
     print(f"logits: {encoding.logits}")

@@ -35,6 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rasp_compiler import colours
+from rasp_compiler.glossary import TERMS
 from rasp_compiler.diagnostics import (
     DEFAULT_PATTERN_TOLERANCE,
     head_matrix,
@@ -47,7 +48,7 @@ from rasp_compiler.diagnostics import (
 )
 from rasp_compiler.encoding import Unclean
 from rasp_compiler.errors import (EvaluationError, InvalidInputError, RaspCompilerError,
-                                   SaveError)
+                                   SaveError, counted)
 from rasp_compiler.schedule import attention_time, mlp_time
 from rasp_compiler.verify import values_match
 
@@ -273,7 +274,7 @@ def model_view(model, owner: str, program_note: str = "") -> dict:
                            if n.label not in model.readouts and n.place != "selector"]
     info = model.info
     facts = [
-        ["depth", f"{model.depth} layers (lower bound {model.lower_bound})"],
+        ["depth", f"{counted(model.depth, 'layer')} (lower bound {model.lower_bound})"],
         ["heads per layer", ", ".join(str(len(layer.heads)) for layer in info.layers) or "-"],
         ["MLP widths", ", ".join(str(layer.mlp_hidden) for layer in info.layers) or "-"],
         ["residual width", str(model.layout.width)],
@@ -298,7 +299,7 @@ def model_view(model, owner: str, program_note: str = "") -> dict:
         "steps": [sublayer_name(t) for t in range(2 * model.depth + 1)],
         "selectors": list(selectors.values()), "nodes": nodes,
         "not_in_residual": not_in_residual, "tolerance": DEFAULT_PATTERN_TOLERANCE,
-        "compression": None, "colours": colours.as_json(),
+        "compression": None, "colours": colours.as_json(), "glossary": dict(TERMS),
     }
 
 

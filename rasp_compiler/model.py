@@ -216,8 +216,10 @@ class CompiledModel:
 
     def __repr__(self) -> str:
         heads = [layer.heads for layer in self.info.layers]
+        from rasp_compiler.errors import counted
+
         return (
-            f"CompiledModel({self.output!r}: {self.depth} layers (lower bound "
+            f"CompiledModel({self.output!r}: {counted(self.depth, 'layer')} (lower bound "
             f"{self.lower_bound}), heads per layer {[len(h) for h in heads]}, MLP widths "
             f"{[layer.mlp_hidden for layer in self.info.layers]}, residual {self.layout.width}, "
             f"vocab {len(self.vocab)}, max_seq_len {self.max_seq_len}"
@@ -242,10 +244,11 @@ class CompiledModel:
         lines = [repr(self)]
         for layer in self.info.layers:
             lines.append(f"layer {layer.index}:")
-            for head in layer.heads:
+            for head in layer.heads:  # named as in the layout report: kind, the SOp it writes
                 lines.append(
-                    f"  {head.name}: {head.source} <- {head.selector} "
+                    f"  {head.name} {head.kind} {head.label} <- {head.selector} "
                     f"({'; '.join(head.atoms) or 'no atoms'}), coldness {head.coldness:.1f}"
+                    + (f" (for {head.source})" if head.source != head.label else "")
                 )
             for part in layer.mlp:
                 lines.append(

@@ -16,6 +16,8 @@ from __future__ import annotations
 import html
 from typing import Iterable, Sequence
 
+from rasp_compiler.errors import counted
+
 STYLE = ("font-family: Helvetica, Arial, sans-serif; font-size: 13px; line-height: 1.35; "
          "max-width: 100%; overflow-wrap: anywhere")
 TABLE = "border-collapse: collapse; margin: 4px 0; font-size: 12px"
@@ -53,7 +55,7 @@ def _titled(model) -> str:
 def model_facts(model) -> list[tuple[str, str]]:
     info = model.info
     facts = [
-        ("depth", f"{model.depth} layers (lower bound {model.lower_bound})"),
+        ("depth", f"{counted(model.depth, 'layer')} (lower bound {model.lower_bound})"),
         ("heads per layer", ", ".join(str(len(layer.heads)) for layer in info.layers) or "-"),
         ("MLP widths", ", ".join(str(layer.mlp_hidden) for layer in info.layers) or "-"),
         ("residual width", str(model.layout.width)),

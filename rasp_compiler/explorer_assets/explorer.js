@@ -164,7 +164,7 @@
        section("plan", "Layer plan", el("p", { class: "note" },
          "Top to bottom: the embeddings, then each layer's attention heads and MLP parts, with the " +
          "residual SOps (and dimension ranges) each reads and writes. Click a head to see it; click an " +
-         "SOp to highlight where it is written and read."), el("div", { id: "plan-body" })),
+         "SOp to highlight where it is written and read; hover a box's name for what its kind of head or MLP means."), el("div", { id: "plan-body" })),
        section("head", "Attention head", el("div", { id: "head-body" })),
        section("residual", "Residual stream", el("div", { id: "residual-body" })),
        MODEL.compression ? section("interference", "Interference (compressed model)",
@@ -203,7 +203,7 @@
     const flags = entry && entry.flags.length ? el("div", { class: "flag" }, `${entry.flags.length} flag(s)`) : null;
     return el("div", { class: "box head", data: { head: head.name }, title: `show head ${head.name}`,
                        on: { click: () => selectHead(head.name) } },
-      el("div", { class: "name" }, `${head.name} · ${head.kind}`),
+      el("div", { class: "name", title: MODEL.glossary[head.kind] || null }, `${head.name} · ${head.kind}`),
       el("div", {}, "computes ", chip(head.writes[0] || head.label)),
       el("div", {}, `selector ${head.selector}:`),
       el("div", { class: "expr" }, head.expression),
@@ -213,7 +213,8 @@
 
   function mlpBox(part) {
     return el("div", { class: "box mlp", data: { mlp: part.id } },
-      el("div", { class: "name" }, `MLP [${part.start}:${part.stop}] · ${part.construction}`),
+      el("div", { class: "name", title: MODEL.glossary[part.construction] || null },
+         `MLP [${part.start}:${part.stop}] · ${part.construction}`),
       part.units.length ? el("div", { class: "expr" }, `computes ${part.units.join(", ")}`) : null,
       el("div", {}, "reads ", part.reads.length ? part.reads.map(chip) : "-"),
       el("div", {}, "writes ", part.writes.length ? part.writes.map(chip) : "-"));
@@ -444,8 +445,7 @@
       ["normal form", entry ? entry.normal_form : "-"],
       ["construction", entry ? `${entry.construction}: ${entry.cost}` : "-"],
       ["query / key / value read", `${head.queries.join(", ") || "-"} / ${head.keys.join(", ") || "-"} / ${head.values.join(", ") || "bos"}`],
-      ["coldness", `${fmt(head.coldness, 4)} (the gap between the attention logits of selected and ` +
-                   "other keys: the larger, the closer the softmax is to the exact selection)"],
+      ["coldness", `${fmt(head.coldness, 4)} (${MODEL.glossary.coldness})`],
       ["logit margin (this input)", data.margin === null ? "needs the program" : fmt(data.margin, 5)],
       ["BOS leak (this input)", data.bos_leak === null ? "needs the program" : fmt(data.bos_leak, 3)],
       ["max deviation from ideal", data.max_deviation === null ? "needs the program" : fmt(data.max_deviation, 3)],
