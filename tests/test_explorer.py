@@ -759,7 +759,16 @@ def test_the_explore_command_serves_a_program_or_a_saved_model(monkeypatch, caps
     assert "is a saved model" in capsys.readouterr().err
     assert main(["explore", str(saved_folder), "--no-browser"]) == 0
     assert len(opened) == 1 and answers["run"]["output"] == ["c", "d"]
-    assert '"has_program":false' in answers["page"]
+    assert '"has_program":false' in answers["page"]  # saved from Python: no program named
+    assert "saved without the name of its program" in capsys.readouterr().err
+    assert main(["compile", "reverse", "--max-seq-len", "4", "-o", str(tmp_path / "cli")]) == 0
+    capsys.readouterr()
+    assert main(["explore", str(tmp_path / "cli"), "--no-browser"]) == 0
+    out = capsys.readouterr().out
+    assert "the program: reverse (compiled again, the same weights as saved)" in out
+    assert "the model explorer for reverse is at" in out
+    assert '"has_program":true' in answers["page"] and '"title":"reverse"' in answers["page"]
+    assert answers["run"]["expected"] == ["c", "d"]  # the evaluator, found again
     compressed = merged[0].save(tmp_path / "compressed")
     assert main(["explore", str(compressed), "--no-browser"]) == 0
     assert answers["run"]["output"] == merged[0].run([["d", "c"]])[0]
