@@ -682,7 +682,8 @@ def test_notebook_summaries_are_compact_html_with_every_label_escaped(evil, reve
     for model in (reverse, evil, merged[0]):
         page = model._repr_html_()
         assert page.startswith("<div") and len(page) < 20_000
-        assert f"{model.depth if hasattr(model, 'depth') else model.base.depth} layers" in page
+        depth = model.base.depth if hasattr(model, "base") else model.depth
+        assert f"{depth} layer{'s' * (depth != 1)} (lower bound" in page
     assert EVIL_LABEL not in evil._repr_html_() and "&lt;/script&gt;" in evil._repr_html_()
     assert "compressed" in merged[0]._repr_html_() and "50.00%" in merged[0]._repr_html_()
     for report in (evil.selector_report(), evil.layout_report()):
