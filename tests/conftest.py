@@ -28,10 +28,12 @@ settings.register_profile("thorough", deadline=None, max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REQUIRE_SYSTEM_TOOLS = "RASP_COMPILER_REQUIRE_SYSTEM_TOOLS"
+BROWSER = ("the explorer's browser tests need chromium and its chromedriver",
+           "apt-get install chromium chromium-driver")
 SYSTEM_TOOLS = {  # a command -> (what needs it, how to install it on Debian / Ubuntu)
-    "chromium": ("the explorer's browser tests", "apt-get install chromium chromium-driver"),
-    "chromedriver": ("the explorer's browser tests", "apt-get install chromium chromium-driver"),
-    "dot": ("the graph picture (Graphviz)", "apt-get install graphviz"),
+    "chromium": BROWSER,
+    "chromedriver": BROWSER,
+    "dot": ("the graph picture needs Graphviz's dot", "apt-get install graphviz"),
 }
 
 
@@ -43,9 +45,8 @@ def system_tool(*commands: str) -> list[str]:
     missing = [command for command, path in zip(commands, paths) if path is None]
     if not missing:
         return paths
-    what, install = SYSTEM_TOOLS[missing[0]]
-    message = (f"{what} need {' and '.join(missing)}, not found on PATH: {install} "
-               f"(as .ci/run does)")
+    need, install = SYSTEM_TOOLS[missing[0]]
+    message = f"{need}; {' and '.join(missing)} not on PATH: {install} (as .ci/run does)"
     if os.environ.get(REQUIRE_SYSTEM_TOOLS) == "1":
         pytest.fail(f"{message}; {REQUIRE_SYSTEM_TOOLS}=1 requires every system tool",
                     pytrace=False)
