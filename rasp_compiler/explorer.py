@@ -9,7 +9,8 @@ One page, two ways to get it:
 
 Python computes everything (`model_view` once, `input_view` per input) and hands
 the page JSON; the page's script (explorer_assets/explorer.js) only draws it and
-links the views. So the page shows exactly what `model.run`, `run_with_cache`,
+links the views. So the page shows exactly what `model.run`, `run_with_cache`
+(the numpy forward, `backend="numpy"`: no XLA compilation per input length),
 `read_back` and the evaluator give, and user-controlled strings (program labels,
 tokens) only ever reach the page as JSON data that the script writes as text.
 """
@@ -318,7 +319,11 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
     exact = model.base if compressed is not None else model  # the structure, the readouts
     try:
         tokens = parse_tokens(owner, words, model.vocab)
-        outputs, cache = model.run_with_cache([tokens])
+        # A compiled model runs its numpy forward: the same weights and hooks as the jitted
+        # one (equal to float32 rounding), with no XLA compilation for each new input
+        # length, which cost 0.5 to 2 s per length typed into `explore`.
+        outputs, cache = (model.run_with_cache([tokens]) if compressed is not None
+                          else model.run_with_cache([tokens], backend="numpy"))
     except RaspCompilerError as exc:
         return {"words": words, "error": str(exc)}
     length = len(tokens) + 1
@@ -338,7 +343,7 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
     if evaluation is not None:
         expected = evaluation[model.output] if model.output in evaluation.values else None
     output_row = outputs[0]
-    exact_output = exact.run([tokens])[0] if compressed is not None else None
+    exact_output = exact.run([tokens], backend="numpy")[0] if compressed is not None else None
 
     def at(position: int) -> str:  # positions as the page numbers them: BOS 0, tokens from 1
         return f"position {position + 1} ({words[position]})"

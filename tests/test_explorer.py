@@ -175,7 +175,7 @@ def table_rows(browser, css: str) -> dict[str, list[str]]:
 
 def expected_read_back(model, tokens) -> dict[str, list[str]]:
     """Each readable SOp decoded right after its writing sublayer, by the schedule."""
-    _, cache = model.run_with_cache([tokens])
+    _, cache = model.run_with_cache([tokens], backend="numpy")
     time = model.compilation.schedule.time
     out = {}
     for label in model.readouts:
@@ -203,7 +203,7 @@ def test_write_times_agree_with_the_schedule(reverse):
 def test_input_view_is_what_the_model_and_evaluator_give(reverse):
     tokens = ["c", "a", "d"]
     view = explorer.input_view(reverse, "reverse", tokens)
-    outputs, cache = reverse.run_with_cache([tokens])
+    outputs, cache = reverse.run_with_cache([tokens], backend="numpy")  # what the page runs
     assert view["output"] == [explorer.show(v) for v in outputs[0]] == ["d", "a", "c"]
     assert view["expected"] == ["d", "a", "c"] and view["problems"] == []
     assert {s["label"]: s["values"] for s in view["sops"]} == expected_read_back(reverse, tokens)
@@ -435,7 +435,7 @@ def test_typing_an_input_shows_the_models_output_and_read_back(browser, server, 
 def test_clicking_a_head_shows_its_pattern_as_in_the_cache(browser, server, reverse, screenshots):
     load(browser, server.url)
     type_input(browser, "b d a a")
-    _, cache = reverse.run_with_cache([["b", "d", "a", "a"]])
+    _, cache = reverse.run_with_cache([["b", "d", "a", "a"]], backend="numpy")
     for layer in reverse.info.layers:
         for head in layer.heads:
             browser.find_element("css selector", f"#plan .box.head[data-head='{head.name}']").click()
