@@ -18,10 +18,10 @@ from typing import Sequence
 
 from rasp_compiler.errors import (
     InvalidInputError,
-    counted,
     InvalidProgramError,
     LoadError,
     RaspCompilerError,
+    counted,
 )
 from rasp_compiler.program_files import list_programs, load_program
 
@@ -434,17 +434,15 @@ def _cmd_explore(args: argparse.Namespace) -> int:
                 f"program instead"
             )
         model, note = explorer.load_saved(folder)
+        source = explorer.base_model(model).source
+        owner, examples = explorer.owner_of(model), []
         if note:
             print(f"note: the page shows no ideal patterns or evaluator values: {note}",
                   file=sys.stderr)
-        elif explorer.base_model(model).source is not None:
-            print(f"the program: {explorer.base_model(model).source} (compiled again, the "
-                  f"same weights as saved)")
-        owner, examples = explorer.owner_of(model), []
-        if explorer.base_model(model).source is not None and not note:
-            with contextlib.suppress(RaspCompilerError):
-                examples = [ex[0] for ex in load_program(
-                    explorer.base_model(model).source.reference).examples]
+        elif source is not None:
+            print(f"the program: {source} (compiled again, the same weights as saved)")
+            with contextlib.suppress(RaspCompilerError):  # its examples: the first input
+                examples = [ex[0] for ex in load_program(source.reference).examples]
     else:
         spec, model = _compile_spec(args)
         owner, examples, note = spec.name, [ex[0] for ex in spec.examples], ""

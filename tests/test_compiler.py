@@ -194,9 +194,12 @@ def test_compile_time_is_linear_in_program_size():
 
     timings = []
     for n in (20, 80):
-        start = time.perf_counter()
-        model = compile_program(chain(n), [0, 1], 4)
-        timings.append(time.perf_counter() - start)
+        best = float("inf")
+        for _ in range(3):  # the best of 3: on a busy machine one run can be preempted
+            start = time.perf_counter()
+            model = compile_program(chain(n), [0, 1], 4)
+            best = min(best, time.perf_counter() - start)
+        timings.append(best)
         assert model.depth == n
     assert timings[1] < 4 * timings[0] * 2.5, timings  # 4x the ops, well under 4x^2 the time
 
