@@ -184,6 +184,7 @@ def test_maps_read_by_heads_are_folded_and_cost_no_layer():
 
 
 def test_compile_time_is_linear_in_program_size():
+    import gc
     import time
 
     def chain(n):
@@ -192,16 +193,25 @@ def test_compile_time_is_linear_in_program_size():
             sop = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ), sop)
         return sop
 
-    timings = []
-    for n in (20, 80):
-        best = float("inf")
-        for _ in range(3):  # the best of 3: on a busy machine one run can be preempted
+    def seconds(n):
+        gc.collect()
+        gc.disable()  # a full collection walks the whole heap of a long test worker
+        try:
             start = time.perf_counter()
             model = compile_program(chain(n), [0, 1], 4)
-            best = min(best, time.perf_counter() - start)
-        timings.append(best)
+            elapsed = time.perf_counter() - start
+        finally:
+            gc.enable()
         assert model.depth == n
-    assert timings[1] < 4 * timings[0] * 2.5, timings  # 4x the ops, well under 4x^2 the time
+        return elapsed
+
+    # Each pair timed back to back, five times: another test worker's XLA threads can take
+    # both cores for a while, and must not count against one size of a pair only.
+    ratios = []
+    for _ in range(5):
+        small = seconds(20)
+        ratios.append(seconds(80) / small)
+    assert min(ratios) < 4 * 2.5, ratios  # 4x the ops, well under 4x^2 the time
 
 
 def test_coldness_is_reported_and_grows_with_max_seq_len():
