@@ -7,10 +7,11 @@
     compile_program(program, {"a", "b"}, 8).run([["a", "b"]])   # the same, by a transformer
 """
 
-from rasp_compiler import compiling, errors, lib, rasp
-from rasp_compiler.compiler import compile_program
-from rasp_compiler.compiling import compile_rasp_to_model
-from rasp_compiler.compression import CompressedModel, compress
+import importlib
+import sys
+import types
+
+from rasp_compiler import errors, lib, rasp
 from rasp_compiler.errors import (
     CompilationError,
     CompileWarning,
@@ -26,12 +27,58 @@ from rasp_compiler.errors import (
     UnsupportedExpressionError,
     ValueSetTooLargeError,
 )
-from rasp_compiler.evaluator import Evaluation, evaluate, evaluate_all
-from rasp_compiler.graph import ProgramGraph, build_graph
 from rasp_compiler.program_files import ProgramSpec, list_programs, load_program
-from rasp_compiler.model import CompiledModel, Unclean
-from rasp_compiler.values import ValueSets, infer_values
-from rasp_compiler.verify import VerificationReport, verify
+
+# The rest is imported when first used (PEP 562): `from rasp_compiler import compile_program`
+# works as before, while `import rasp_compiler` (and so the command line's `list` and
+# `--help`) does not pay for jax, haiku and networkx (about 1.2 s warm on 2 cores).
+_LAZY = {
+    "compiling": ("rasp_compiler.compiling", None),
+    "compile_program": ("rasp_compiler.compiler", "compile_program"),
+    "compile_rasp_to_model": ("rasp_compiler.compiling", "compile_rasp_to_model"),
+    "CompressedModel": ("rasp_compiler.compression", "CompressedModel"),
+    "compress": ("rasp_compiler.compression", "compress"),
+    "Evaluation": ("rasp_compiler.evaluator", "Evaluation"),
+    "evaluate": ("rasp_compiler.evaluator", "evaluate"),
+    "evaluate_all": ("rasp_compiler.evaluator", "evaluate_all"),
+    "ProgramGraph": ("rasp_compiler.graph", "ProgramGraph"),
+    "build_graph": ("rasp_compiler.graph", "build_graph"),
+    "CompiledModel": ("rasp_compiler.model", "CompiledModel"),
+    "Unclean": ("rasp_compiler.model", "Unclean"),
+    "ValueSets": ("rasp_compiler.values", "ValueSets"),
+    "infer_values": ("rasp_compiler.values", "infer_values"),
+    "VerificationReport": ("rasp_compiler.verify", "VerificationReport"),
+    "verify": ("rasp_compiler.verify", "verify"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'rasp_compiler' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value  # the next access is a plain lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule `rasp_compiler.verify` sets the package's `verify` to that
+    module (the import system's setattr); the package's `verify` stays the function, as it
+    was when this file imported everything eagerly."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "verify" and isinstance(value, types.ModuleType):
+            value = value.verify
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __version__ = "0.1.0"
 

@@ -21,6 +21,7 @@ from rasp_compiler.errors import (
     InvalidProgramError,
     LoadError,
     RaspCompilerError,
+    counted,
 )
 from rasp_compiler.program_files import list_programs, load_program
 
@@ -228,8 +229,14 @@ def _compile_spec(args: argparse.Namespace):
     vocab = args.vocab if args.vocab is not None else spec.vocab
     max_seq_len = args.max_seq_len if args.max_seq_len is not None else spec.max_seq_len
     if not vocab or not max_seq_len:
+        missing = [(name, what, option) for name, what, option, value in (
+            ("VOCAB", "its tokens", "--vocab a,b,c", vocab),
+            ("MAX_SEQ_LEN", "the longest input", "--max-seq-len 5", max_seq_len)) if not value]
         raise InvalidInputError(
-            f"{spec.name} defines no VOCAB / MAX_SEQ_LEN; pass --vocab and --max-seq-len"
+            f"{spec.path} defines no {' and no '.join(f'{n} ({w})' for n, w, _ in missing)}: "
+            f"add {' and '.join(n for n, _, _ in missing)} to the file (the README's 'Your own "
+            f"programs' and docs/examples/my_programs.py show a program file) or pass "
+            f"{' and '.join(o for _, _, o in missing)}"
         )
     program = spec.make(max_seq_len)
     with warnings.catch_warnings(record=True) as caught, _no_runaway_recursion(spec.name):
@@ -238,9 +245,26 @@ def _compile_spec(args: argparse.Namespace):
         if args.causal:
             options["causal"] = True
         model = compile_program(program, vocab, max_seq_len, **options)
+    model.source = spec.source  # saved with the model: `explore saved/` finds the program
     for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+        text = str(warning.message)
+        if args.command != "inspect":  # inspect, the detailed look, says it in full
+            text = _short_warning(text, model.info.aggregate_checks, args.program)
+        print(f"warning: {text}", file=sys.stderr)
     return spec, model
+
+
+def _short_warning(text: str, checks, program: str) -> str:
+    """An unproven Aggregate's warning in two lines' worth: its gist, not every proof
+    tried (dyck2's was 700 characters on every `verify`); `inspect` prints it whole."""
+    import re
+
+    for label, status, reason in checks:
+        if status == "unproven" and f": {reason}." in text:
+            gist = re.split(r", and |: ", reason, maxsplit=1)[0]
+            return (text.replace(f": {reason}.", f" ({gist}).")
+                    + f"; `rasp-compiler inspect {program}` says why in full")
+    return text
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
@@ -250,9 +274,11 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         check_save_destination(Path(args.output))
     spec, model = _compile_spec(args)
     print(f"{spec.name}: {spec.description}")
-    print(model.summary())
+    summary = model.summary()
+    print(summary)
     print(f"compiled in {model.info.compile_seconds:.3f}s; "
           f"{model.parameter_count():,} parameters ({model.parameter_count(nonzero=True):,} non-zero)")
+    _print_terms(summary)
     if args.output:
         print(f"saved to {model.save(args.output)}")
     if args.run:
@@ -260,6 +286,17 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         print(f"input:  {tokens}")
         print(f"output: {model.run([tokens])[0]}")
     return 0
+
+
+def _print_terms(text: str) -> None:
+    """What the layer plan's words mean (coldness, steps, bos-cleanup, ...), those it uses."""
+    from rasp_compiler.glossary import explain
+
+    lines = explain(text)
+    if lines:
+        print("terms:")
+        for line in lines:
+            print(f"  {line}")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -326,7 +363,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
               else model.residual_map().to_json())
         return 0
     if args.layout or everything:
-        print(model.layout_report())
+        layout = str(model.layout_report())
+        print(layout)
+        _print_terms(layout)
     if args.residual or everything:
         print(model.residual_map())
     if args.selectors or everything:
@@ -373,8 +412,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for message in dict.fromkeys(str(warning.message) for warning in caught):
         print(f"warning: {message}", file=sys.stderr)
     config = export.transformer_lens_config(model)
-    print(f"exported {model.output} to {written} ({args.format}): {config['n_layers']} layers, "
-          f"{config['n_heads']} heads of size {config['d_head']}, MLP width {config['d_mlp']}, "
+    print(f"exported {model.output} to {written} ({args.format}): "
+          f"{counted(config['n_layers'], 'layer')}, {counted(config['n_heads'], 'head')} per "
+          f"layer of size {config['d_head']}, MLP width {config['d_mlp']}, "
           f"d_model {config['d_model']}, attention {config['attention_dir']}")
     print(f"input: [BOS id, token ids...], ids {dict(encoding.input_encoding)}")
     print(f"logits: {encoding.logits}")
@@ -387,29 +427,32 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     from rasp_compiler import explorer
 
     folder = _saved_model_folder(args.program)
-    if folder is not None:  # saved by `compile -o` or `compress -o`: no program, views degrade
-        from rasp_compiler import compression
-        from rasp_compiler.model import CompiledModel
-
+    if folder is not None:  # saved by `compile -o` or `compress -o`
         if args.vocab is not None or args.max_seq_len is not None or args.causal:
             raise InvalidInputError(
                 f"{folder} is a saved model: its vocab, max_seq_len and causal mask were fixed "
                 f"when it was compiled; drop --vocab / --max-seq-len / --causal or explore the "
                 f"program instead"
             )
-        if (folder / compression.CONFIG_FILE).exists():
-            model = compression.CompressedModel.load(folder)
-        else:
-            model = CompiledModel.load(folder)
-        owner, examples = "the saved model", []
+        model, note = explorer.load_saved(folder)
+        source = explorer.base_model(model).source
+        owner, examples = explorer.owner_of(model), []
+        if note:
+            print(f"note: the page shows no ideal patterns or evaluator values: {note}",
+                  file=sys.stderr)
+        elif source is not None:
+            print(f"the program: {source} (compiled again, the same weights as saved)")
+            with contextlib.suppress(RaspCompilerError):  # its examples: the first input
+                examples = [ex[0] for ex in load_program(source.reference).examples]
     else:
         spec, model = _compile_spec(args)
-        owner, examples = spec.name, [ex[0] for ex in spec.examples]
+        owner, examples, note = spec.name, [ex[0] for ex in spec.examples], ""
     if args.input:  # refuse a bad --input here, as `run` would, before serving anything
         model.encode([parse_tokens(owner, args.input, model.vocab)])
     words = args.input or explorer.default_inputs(model, examples)[0]
-    server = explorer.ExplorerServer(model, owner, words, args.port)
-    print(f"the model explorer for {model.output} is at {server.url} (Ctrl-C stops it)",
+    server = explorer.ExplorerServer(model, owner, words, args.port,
+                                     program_note=note)
+    print(f"the model explorer for {explorer.base_model(model).name} is at {server.url} (Ctrl-C stops it)",
           flush=True)
     if not args.no_browser:
         webbrowser.open(server.url)

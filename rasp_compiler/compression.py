@@ -43,7 +43,6 @@ import hashlib
 import itertools
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, replace
 from numbers import Real
@@ -57,6 +56,7 @@ import numpy as np
 from rasp_compiler.assemble import PRECISION, attention_mask, layer_cache
 from rasp_compiler.errors import (InvalidInputError, InvalidProgramError, LoadError, SaveError,
                                   describe_bytes)
+from rasp_compiler.progress import StepProgress
 
 EXHAUSTIVE_LIMIT = 4096  # train (and evaluate) on every input when there are at most this many
 EVAL_SAMPLES = 1024  # otherwise: a fixed random sample of this many inputs to evaluate on
@@ -130,26 +130,6 @@ class CompressionAccuracy:
         lines += [f"  input {list(xs)} position {p}: expected {e!r}, got {g!r}"
                   for xs, p, e, g in self.mismatches]
         return "\n".join(lines)
-
-
-class StepProgress:
-    """A one-line training progress display on stderr (no dependency)."""
-
-    def __init__(self, title: str, total: int, stream=None):
-        self.title, self.total = title, max(total, 1)
-        self.stream = stream or sys.stderr
-        self.started = time.perf_counter()
-
-    def update(self, step: int, **numbers: float) -> None:
-        rate = step / max(time.perf_counter() - self.started, 1e-9)
-        shown = ", ".join(f"{name} {value:.4g}" for name, value in numbers.items())
-        self.stream.write(f"\r{self.title}: step {step:,}/{self.total:,} ({rate:,.0f} steps/s)"
-                          f", {shown}   ")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
 
 
 # ---------------------------------------------------------------------------- forward
@@ -685,6 +665,11 @@ class CompressedModel:
         return self.base.output
 
     @property
+    def name(self) -> str:
+        """The program's name where known (the base model's `source`), else the output's."""
+        return self.base.name
+
+    @property
     def vocab(self) -> tuple:
         return self.base.vocab
 
@@ -723,6 +708,18 @@ class CompressedModel:
         return (f"CompressedModel({self.output!r}: residual {self.d_model} -> {self.d}, {kind}, "
                 f"{self.info.steps} steps, agreement {self.info.agreement:.2%} with the exact "
                 f"model)")
+
+    def _repr_html_(self) -> str:
+        """A notebook's display: a compact summary."""
+        from rasp_compiler.notebook import compressed_model_html
+
+        return compressed_model_html(self)
+
+    def show(self, tokens=None, *more_inputs, height: int = 720):
+        """The explorer for `tokens`, inline in a notebook (see rasp_compiler.notebook)."""
+        from rasp_compiler.notebook import show
+
+        return show(self, tokens, *more_inputs, height=height)
 
     def summary(self) -> str:
         i = self.info

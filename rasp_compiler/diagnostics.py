@@ -90,6 +90,11 @@ class ModelLayout:
         heads = [len(layer["heads"]) for layer in self.layers]
         return f"ModelLayout(depth={self.depth}, lower_bound={self.lower_bound}, heads={heads})"
 
+    def _repr_html_(self) -> str:
+        from rasp_compiler.notebook import layout_html
+
+        return layout_html(self)
+
     def __str__(self) -> str:
         lines = [f"depth {self.depth} (lower bound {self.lower_bound})"]
         for layer in self.layers:

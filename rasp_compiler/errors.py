@@ -104,6 +104,11 @@ class SaveError(RaspCompilerError, OSError):
     other things, an OS error), or holds a value a saved model cannot represent."""
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """'1 head', '2 heads', '0 layers': a count with its noun, singular only for 1."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
 def describe_values(values, limit: int = 8) -> str:
     """Short human-readable rendering of a collection of values for error messages."""
     values = list(values)

@@ -9,7 +9,8 @@ One page, two ways to get it:
 
 Python computes everything (`model_view` once, `input_view` per input) and hands
 the page JSON; the page's script (explorer_assets/explorer.js) only draws it and
-links the views. So the page shows exactly what `model.run`, `run_with_cache`,
+links the views. So the page shows exactly what `model.run`, `run_with_cache`
+(the numpy forward, `backend="numpy"`: no XLA compilation per input length),
 `read_back` and the evaluator give, and user-controlled strings (program labels,
 tokens) only ever reach the page as JSON data that the script writes as text.
 """
@@ -34,6 +35,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rasp_compiler import colours
+from rasp_compiler.glossary import TERMS
 from rasp_compiler.diagnostics import (
     DEFAULT_PATTERN_TOLERANCE,
     head_matrix,
@@ -46,7 +49,7 @@ from rasp_compiler.diagnostics import (
 )
 from rasp_compiler.encoding import Unclean
 from rasp_compiler.errors import (EvaluationError, InvalidInputError, RaspCompilerError,
-                                   SaveError)
+                                   SaveError, counted)
 from rasp_compiler.schedule import attention_time, mlp_time
 from rasp_compiler.verify import values_match
 
@@ -56,6 +59,7 @@ NO_PROGRAM_NOTE = (
     "where each node of the program lives) are not available; compile the program in this "
     "session (rasp-compiler explore PROGRAM) to see them."
 )
+SAVED_OWNER = "the saved model"  # how messages name a saved model whose program is unknown
 MAX_REQUEST_BYTES = 64 * 1024  # a typed input is a few tokens; refuse anything bigger
 MAX_JSON_DEPTH = 32  # {"text": "..."} nests 1 deep; Python's json recurses once per level
 REQUEST_TIMEOUT = 30  # seconds a connection may sit idle (e.g. a body shorter than announced)
@@ -147,6 +151,36 @@ def is_compressed(model) -> bool:
     return hasattr(model, "base") and hasattr(model, "interference")
 
 
+def base_model(model):
+    """The compiled model itself: a compressed model's base, or the model."""
+    return model.base if is_compressed(model) else model
+
+
+def owner_of(model) -> str:
+    """How messages name the model: its program's name, or "the saved model"."""
+    base = base_model(model)
+    if base.source is not None:
+        return base.source.name
+    return base.output if base.compilation is not None else SAVED_OWNER
+
+
+def load_saved(folder) -> tuple[Any, str]:
+    """A folder saved by `compile -o` (CompiledModel.save) or `compress -o`, loaded and
+    checked, with its program found again where the save names it
+    (`program_files.reload_program`): (model, note), the note saying why the program
+    could not be found ("" when it was)."""
+    from rasp_compiler import compression
+    from rasp_compiler.model import CompiledModel
+    from rasp_compiler.program_files import reload_program
+
+    folder = Path(folder)
+    if (folder / compression.CONFIG_FILE).exists():
+        model = compression.CompressedModel.load(folder)
+        base, note = reload_program(model.base)
+        return compression.CompressedModel(base, model.W, model.readers, model.info), note
+    return reload_program(CompiledModel.load(folder))
+
+
 def compression_view(model, pairs: int = 12) -> dict:
     """A compressed model's interference, as JSON-ready data: W @ W.T over the original
     features (entry (i, j): how much reading feature i picks up of feature j), each
@@ -173,14 +207,15 @@ def compression_view(model, pairs: int = 12) -> dict:
     }
 
 
-def model_view(model, owner: str) -> dict:
+def model_view(model, owner: str, program_note: str = "") -> dict:
     """Everything the page shows that does not depend on the input, as JSON-ready data.
 
     `owner` names the model in messages about typed tokens, as the CLI does (the
-    program's name, or "the saved model"). A compressed model shows its base model's
-    structure plus its interference matrix (`compression`)."""
+    program's name, or "the saved model"); `program_note` says why a loaded model has no
+    program. A compressed model shows its base model's structure plus its interference
+    matrix (`compression`)."""
     if is_compressed(model):
-        view = model_view(model.base, owner)
+        view = model_view(model.base, owner, program_note)
         compression = compression_view(model)
         view["compression"] = compression
         view["facts"] = [
@@ -240,7 +275,7 @@ def model_view(model, owner: str) -> dict:
                            if n.label not in model.readouts and n.place != "selector"]
     info = model.info
     facts = [
-        ["depth", f"{model.depth} layers (lower bound {model.lower_bound})"],
+        ["depth", f"{counted(model.depth, 'layer')} (lower bound {model.lower_bound})"],
         ["heads per layer", ", ".join(str(len(layer.heads)) for layer in info.layers) or "-"],
         ["MLP widths", ", ".join(str(layer.mlp_hidden) for layer in info.layers) or "-"],
         ["residual width", str(model.layout.width)],
@@ -256,15 +291,16 @@ def model_view(model, owner: str) -> dict:
     facts += [["rewrite", note] for note in info.rewrites]
     facts += [["fusion", note] for note in info.fusion_notes]
     return {
-        "title": model.output, "owner": owner, "output": model.output,
-        "has_program": record is not None, "no_program_note": NO_PROGRAM_NOTE,
+        "title": model.name, "owner": owner, "output": model.output,
+        "has_program": record is not None,
+        "no_program_note": NO_PROGRAM_NOTE + (f" Why: {program_note}." if program_note else ""),
         "causal": model.causal, "depth": model.depth, "lower_bound": model.lower_bound,
         "max_seq_len": model.max_seq_len, "vocab": [str(t) for t in model.vocab],
         "facts": facts, "layers": layers, "dims": dims, "groups": groups, "sops": sops,
         "steps": [sublayer_name(t) for t in range(2 * model.depth + 1)],
         "selectors": list(selectors.values()), "nodes": nodes,
         "not_in_residual": not_in_residual, "tolerance": DEFAULT_PATTERN_TOLERANCE,
-        "compression": None,
+        "compression": None, "colours": colours.as_json(), "glossary": dict(TERMS),
     }
 
 
@@ -283,7 +319,11 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
     exact = model.base if compressed is not None else model  # the structure, the readouts
     try:
         tokens = parse_tokens(owner, words, model.vocab)
-        outputs, cache = model.run_with_cache([tokens])
+        # A compiled model runs its numpy forward: the same weights and hooks as the jitted
+        # one (equal to float32 rounding), with no XLA compilation for each new input
+        # length, which cost 0.5 to 2 s per length typed into `explore`.
+        outputs, cache = (model.run_with_cache([tokens]) if compressed is not None
+                          else model.run_with_cache([tokens], backend="numpy"))
     except RaspCompilerError as exc:
         return {"words": words, "error": str(exc)}
     length = len(tokens) + 1
@@ -303,13 +343,23 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
     if evaluation is not None:
         expected = evaluation[model.output] if model.output in evaluation.values else None
     output_row = outputs[0]
+    exact_output = exact.run([tokens], backend="numpy")[0] if compressed is not None else None
+
+    def at(position: int) -> str:  # positions as the page numbers them: BOS 0, tokens from 1
+        return f"position {position + 1} ({words[position]})"
+
     for position, value in enumerate(output_row):
         if isinstance(value, Unclean):
-            problems.append(f"output position {position}: the model's value is not clean "
+            problems.append(f"output at {at(position)}: the model's value is not clean "
                             f"({show(value)})")
+        elif exact_output is not None:  # compressed: the exact model is the reference
+            if not values_match(value, exact_output[position],
+                                categorical=not output_readout.numerical):
+                problems.append(f"output at {at(position)}: the compressed model gives "
+                                f"{show(value)}, the exact model {show(exact_output[position])}")
         elif expected is not None and not values_match(
                 value, expected[position], categorical=not output_readout.numerical):
-            problems.append(f"output position {position}: the model gives {show(value)}, the "
+            problems.append(f"output at {at(position)}: the model gives {show(value)}, the "
                             f"evaluator {show(expected[position])}")
 
     if compressed is None:
@@ -339,7 +389,7 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
             for position, ok in enumerate(agree):
                 if not ok:
                     problems.append(
-                        f"{label} after {sublayer_name(time)}, position {position}: the model "
+                        f"{label} after {sublayer_name(time)}, at {at(position)}: the model "
                         f"gives {show(got[position])}, the evaluator {show(want[position])}")
         sops.append({"label": label, "values": [show(v) for v in got],
                      "expected": None if want is None else [show(v) for v in want],
@@ -369,12 +419,10 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
                         f"{stats.max_deviation:.3g} at query position {stats.worst_query} "
                         f"(tolerance {DEFAULT_PATTERN_TOLERANCE:g})")
             heads[head.name] = view
-    exact_output = None
-    if compressed is not None:
-        exact_output = [show(v) for v in exact.run([tokens])[0]]
     return {
         "words": words, "tokens": words, "positions": ["BOS"] + words,
-        "output": [show(v) for v in output_row], "exact_output": exact_output,
+        "output": [show(v) for v in output_row],
+        "exact_output": None if exact_output is None else [show(v) for v in exact_output],
         "expected": None if expected is None else [show(v) for v in expected],
         "evaluator_error": evaluator_error, "problems": problems, "sops": sops,
         "decoded": decoded, "residual": [_matrix(step, 5) for step in steps], "heads": heads,
@@ -446,14 +494,15 @@ def default_inputs(model, examples: Sequence = ()) -> list[list[str]]:
     return fitting or [[str(t) for t in model.vocab[: model.max_seq_len]]]
 
 
-def static_page(model, inputs: Sequence[Sequence], owner: str | None = None) -> str:
+def static_page(model, inputs: Sequence[Sequence], owner: str | None = None,
+                program_note: str = "") -> str:
     """A self-contained page with the views for each of `inputs` (token sequences)."""
-    owner = owner or model.output
+    owner = owner or owner_of(model)
     views = [input_view(model, owner, [str(t) for t in tokens]) for tokens in inputs]
     for view in views:  # a page of fixed inputs has no box to show the error in: raise it
         if "error" in view:
             raise InvalidInputError(view["error"])
-    return page_html(model_view(model, owner), views, "static")[0]
+    return page_html(model_view(model, owner, program_note), views, "static")[0]
 
 
 def write_static_page(model, inputs: Sequence[Sequence], path, owner: str | None = None) -> Path:
@@ -479,7 +528,8 @@ class ExplorerServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, model, owner: str, initial: Sequence[str] = (), port: int = 0):
+    def __init__(self, model, owner: str, initial: Sequence[str] = (), port: int = 0,
+                 program_note: str = ""):
         try:
             super().__init__(("127.0.0.1", port), _Handler)
         except OSError as exc:
@@ -488,7 +538,7 @@ class ExplorerServer(ThreadingHTTPServer):
                 f"--port (0 picks a free one)") from None
         self.model, self.owner = model, owner
         self.lock = threading.Lock()
-        view = model_view(model, owner)
+        view = model_view(model, owner, program_note)
         first = input_view(model, owner, list(initial) or default_inputs(model)[0])
         self.page, self.policy = page_html(view, [first], "server")
 
@@ -648,10 +698,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, body.encode("utf-8"), "application/json")
 
 
-def serve(model, owner: str, initial: Sequence[str] = (), port: int = 0) -> ExplorerServer:
+def serve(model, owner: str, initial: Sequence[str] = (), port: int = 0,
+          program_note: str = "") -> ExplorerServer:
     """A started explorer server (in a background thread); `.url` is its page,
     `.shutdown()` stops it. Port 0 picks a free one."""
-    server = ExplorerServer(model, owner, initial, port)
+    server = ExplorerServer(model, owner, initial, port, program_note)
     threading.Thread(target=server.serve_forever, name="explorer", daemon=True).start()
     return server
 

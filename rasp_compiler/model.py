@@ -73,9 +73,11 @@ class CompiledModel:
         readouts: Mapping[str, Readout],
         info: ModelInfo,
         compilation: CompilationRecord | None = None,
+        source=None,
     ):
         """`compilation`: what only a model compiled in this session has (None after
-        `load`)."""
+        `load`). `source`: where the program came from (a `ProgramSource`: a bundled
+        program or a program file; None when unknown), saved with the model."""
         # device_put, not jnp.asarray: in jax 0.10 asarray compiles a small XLA program
         # per new array shape (a quarter of a second per model on a busy 2-core CPU).
         self.params = jax.tree_util.tree_map(jax.device_put, dict(params))
@@ -88,6 +90,7 @@ class CompiledModel:
         self.readouts = MappingProxyType(dict(readouts))  # read-only: the model's own decoding
         self.info = info
         self.compilation = compilation
+        self.source = source
         self.token_encoder = TokenEncoder(self.vocab, max_seq_len)
         self.runtime = Runtime(shape, max_seq_len, bos_id=len(self.vocab),
                                pad_id=len(self.vocab) + 1)
@@ -117,6 +120,11 @@ class CompiledModel:
     @property
     def output(self) -> str:
         return self.info.output
+
+    @property
+    def name(self) -> str:
+        """The program's name where known (`source`), else its output SOp's label."""
+        return self.source.name if self.source is not None else self.output
 
     @property
     def depth(self) -> int:
@@ -234,23 +242,39 @@ class CompiledModel:
 
     def __repr__(self) -> str:
         heads = [layer.heads for layer in self.info.layers]
+        from rasp_compiler.errors import counted
+
         return (
-            f"CompiledModel({self.output!r}: {self.depth} layers (lower bound "
+            f"CompiledModel({self.output!r}: {counted(self.depth, 'layer')} (lower bound "
             f"{self.lower_bound}), heads per layer {[len(h) for h in heads]}, MLP widths "
             f"{[layer.mlp_hidden for layer in self.info.layers]}, residual {self.layout.width}, "
             f"vocab {len(self.vocab)}, max_seq_len {self.max_seq_len}"
             f"{', causal' if self.causal else ''})"
         )
 
+    def _repr_html_(self) -> str:
+        """A notebook's display: a compact summary (facts and the layer plan)."""
+        from rasp_compiler.notebook import compiled_model_html
+
+        return compiled_model_html(self)
+
+    def show(self, tokens=None, *more_inputs, height: int = 720):
+        """The explorer for `tokens` (and `more_inputs`), shown inline in a notebook: one
+        self-contained iframe, no server (see rasp_compiler.notebook)."""
+        from rasp_compiler.notebook import show
+
+        return show(self, tokens, *more_inputs, height=height)
+
     def summary(self) -> str:
         """A short text account of every layer."""
         lines = [repr(self)]
         for layer in self.info.layers:
             lines.append(f"layer {layer.index}:")
-            for head in layer.heads:
+            for head in layer.heads:  # named as in the layout report: kind, the SOp it writes
                 lines.append(
-                    f"  {head.name}: {head.source} <- {head.selector} "
+                    f"  {head.name} {head.kind} {head.label} <- {head.selector} "
                     f"({'; '.join(head.atoms) or 'no atoms'}), coldness {head.coldness:.1f}"
+                    + (f" (for {head.source})" if head.source != head.label else "")
                 )
             for part in layer.mlp:
                 lines.append(

@@ -46,6 +46,7 @@ from rasp_compiler.errors import InternalError, LoadError, SaveError, describe_b
 from rasp_compiler.identity import ValueMap, identity_key, same_value
 from rasp_compiler.lower import Readout
 from rasp_compiler.model import CompiledModel
+from rasp_compiler.program_files import ProgramSource
 from rasp_compiler.records import ModelInfo
 from rasp_compiler.residual import BOS, ONE, Dim, ResidualLayout
 from rasp_compiler.size import DEFAULT_MAX_PARAMETERS
@@ -53,7 +54,10 @@ from rasp_compiler.size import DEFAULT_MAX_PARAMETERS
 # Older formats are refused rather than read, since recompiling is cheap. Format 1 had no
 # checksum (an edited file could not be told from a good one); format 2 numbered the
 # layers in info from 1 (format 3 numbers them from 0, as the parameters and hooks do).
-FORMAT_VERSION = 3
+# Format 4 adds `source` (the program's name and how to load it again); format 3 files,
+# which lack it and are otherwise the same, still load (with no source).
+FORMAT_VERSION = 4
+READABLE_FORMATS = (3, 4)
 CONFIG_FILE = "model.json"
 PARAMS_FILE = "params.npz"
 CHECKSUM_PREFIX = "sha256:"
@@ -86,6 +90,7 @@ class SavedConfig:
     layout: tuple[tuple[str, Any, bool], ...]  # (sop, value or None, is numerical) per dim
     readouts: tuple[Readout, ...]
     info: ModelInfo
+    source: ProgramSource | None = None  # format 4: where the program came from
 
 
 class _Invalid(LoadError):
@@ -129,6 +134,7 @@ def save_model(model: CompiledModel, path: str | Path) -> Path:
                      for d in model.layout.dims),
         readouts=tuple(model.readouts.values()),
         info=model.info,
+        source=getattr(model, "source", None),
     )
     data = to_json(config)
     arrays = {f"{module}::{name}": np.ascontiguousarray(np.asarray(value, dtype=PARAM_DTYPE))
@@ -214,6 +220,8 @@ def _load(folder: Path, model_class: type, max_parameters: int) -> CompiledModel
         )
     data = _read_config(folder / CONFIG_FILE, max_parameters)
     _check_format(data)
+    if data["format"] == 3 and "source" in data:
+        raise _Invalid(f"{CONFIG_FILE}: source: unknown key in format 3 (format 4 added it)")
     checksum = data.pop("checksum", None)
     if not isinstance(checksum, str) or not checksum.startswith(CHECKSUM_PREFIX):
         raise _Invalid(f"{CONFIG_FILE}: checksum: missing or not a '{CHECKSUM_PREFIX}...' string")
@@ -232,6 +240,7 @@ def _load(folder: Path, model_class: type, max_parameters: int) -> CompiledModel
     _check_finite(arrays)
     _check_readouts(config, layout)
     _check_info(config)
+    _check_source(config)
     _check_vocab_embedding(config, layout, arrays["token_embed::embeddings"])
     if _checksum(data, arrays) != checksum:
         raise _Invalid(
@@ -252,6 +261,7 @@ def _load(folder: Path, model_class: type, max_parameters: int) -> CompiledModel
         layout=layout,
         readouts={readout.label: readout for readout in config.readouts},
         info=config.info,
+        source=config.source,
     )
 
 
@@ -292,14 +302,14 @@ def _read_config(file: Path, max_parameters: int = DEFAULT_MAX_PARAMETERS) -> di
 
 def _check_format(data: dict) -> None:
     version = data.get("format")
-    if version == FORMAT_VERSION and type(version) is int:
+    if version in READABLE_FORMATS and type(version) is int:
         return
     if "format" not in data:
         raise _Invalid(f"{CONFIG_FILE}: format: missing; this is not a model saved by "
                        f"rasp_compiler")
     if type(version) is not int or version < 1:
         raise _Invalid(f"{CONFIG_FILE}: format: {version!r} is not a format version")
-    if version < FORMAT_VERSION:
+    if version < min(READABLE_FORMATS):
         raise _Invalid(f"saved by an older rasp_compiler (format {version}); recompile and "
                        f"save again")
     raise _Invalid(f"saved by a newer rasp_compiler (format {version}; this one reads format "
@@ -570,6 +580,21 @@ def _check_info(config: SavedConfig) -> None:
                 f"{layer.mlp_hidden}, shape.layers[{l}] {layer_shape.heads} and "
                 f"{layer_shape.mlp_hidden}"
             )
+
+
+MAX_SOURCE_CHARS = 4096  # a program's name and reference: a name and a file path
+
+
+def _check_source(config: SavedConfig) -> None:
+    """The program's name and reference: short printable text. Loading never follows the
+    reference; `program_files.reload_program` does, when asked (`explore` asks)."""
+    if config.source is None:
+        return
+    for name in ("name", "reference"):
+        text = getattr(config.source, name)
+        if not text or len(text) > MAX_SOURCE_CHARS or not text.isprintable():
+            raise _Invalid(f"{CONFIG_FILE}: source.{name}: {text[:40]!r} is not a program's "
+                           f"{name} (1 to {MAX_SOURCE_CHARS} printable characters)")
 
 
 def _check_vocab_embedding(config: SavedConfig, layout: ResidualLayout,

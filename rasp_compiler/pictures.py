@@ -70,7 +70,9 @@ def attention_heatmaps(model, tokens: Sequence, path) -> Path:
 
     plt = _pyplot()
     heads = head_patterns(model, tokens)
-    labels = ["BOS"] + [f"{i}:{t}" for i, t in enumerate(tokens, start=1)]
+    from rasp_compiler.colours import weights_cmap
+
+    labels = ["0:BOS"] + [f"{i}:{t}" for i, t in enumerate(tokens, start=1)]  # as the explorer
     n = len(labels)
     cell = 0.36  # inches per pattern cell
     side = max(1.6, n * cell)
@@ -80,8 +82,8 @@ def attention_heatmaps(model, tokens: Sequence, path) -> Path:
     row_heights = [side + 1.1 + 0.2 * len(lines) for lines in titles] or [1.0]
     fig = plt.figure(figsize=(width, sum(row_heights) + 0.5), layout="constrained")
     fig.suptitle("\n".join(textwrap.wrap(
-        f"{model.output} on {list(tokens)}: each head's ideal pattern (left) and compiled "
-        f"pattern (right)", int(width * 9))), fontsize=10)
+        f"{model.name} on {list(tokens)}: each head's ideal pattern (left) and compiled "
+        f"pattern (right); weight 0 white to 1 blue", int(width * 9))), fontsize=10)
     if not heads:
         fig.text(0.5, 0.4, "this model has no attention heads", ha="center", fontsize=10)
     rows = fig.subfigures(len(row_heights), 1, height_ratios=row_heights, squeeze=False)[:, 0]
@@ -93,7 +95,7 @@ def attention_heatmaps(model, tokens: Sequence, path) -> Path:
             if matrix is None:
                 ax.axis("off")
                 continue
-            ax.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
+            ax.imshow(matrix, vmin=0, vmax=1, cmap=weights_cmap())
             ax.set_xticks(range(n), labels, fontsize=7, rotation=90 if n > 8 else 0)
             ax.set_yticks(range(n), labels, fontsize=7)
             ax.set_xlabel("key (position:token)", fontsize=7.5)

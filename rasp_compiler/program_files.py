@@ -29,6 +29,19 @@ DEFAULT_FACTORY = "program"
 
 
 @dataclass(frozen=True)
+class ProgramSource:
+    """Where a model's program came from, kept with the model when it is saved: its name
+    (a bundled program's, or the file's stem) and the reference that loads it again
+    (`load_program(reference)`: the bundled name, or `/absolute/path.py:factory`)."""
+
+    name: str
+    reference: str
+
+    def __str__(self) -> str:
+        return self.name if self.reference == self.name else f"{self.name} ({self.reference})"
+
+
+@dataclass(frozen=True)
 class ProgramSpec:
     """One program with the settings it is meant to be compiled and checked with."""
 
@@ -41,6 +54,25 @@ class ProgramSpec:
     factory: Callable[[], rasp.SOp]
     path: Path
     options: dict
+    reference: str = ""  # what load_program takes to load it again ("" when made by hand)
+
+    @property
+    def source(self) -> ProgramSource:
+        """What a model compiled from this program keeps of it (saved with the model)."""
+        return ProgramSource(self.name, self.reference or self.name)
+
+    def compile(self, vocab=None, max_seq_len: int | None = None, **options):
+        """compile_program on this program with its VOCAB, MAX_SEQ_LEN and COMPILE_OPTIONS
+        (each overridable); the model keeps `source`, so a saved copy can find the program
+        again (`rasp-compiler explore saved/` then shows the ideal patterns and the
+        evaluator's values)."""
+        from rasp_compiler.compiler import compile_program
+
+        max_seq_len = max_seq_len or self.max_seq_len
+        model = compile_program(self.make(max_seq_len), self.vocab if vocab is None else vocab,
+                                max_seq_len, **{**self.options, **options})
+        model.source = self.source
+        return model
 
     def make(self, max_seq_len: int | None = None) -> rasp.SOp:
         """A fresh copy of the program's expression DAG.
@@ -122,8 +154,10 @@ def load_program(reference: str) -> ProgramSpec:
         path = Path(path_text)
         factory_name = factory_name or DEFAULT_FACTORY
         name = path.stem
+        bundled = False
     else:
         name = reference
+        bundled = True
         path = programs_dir() / f"{name}.py"
         factory_name = DEFAULT_FACTORY
         if not path.is_file():
@@ -152,6 +186,7 @@ def load_program(reference: str) -> ProgramSpec:
         factory=factory,
         path=path,
         options=_compile_options(path, module),
+        reference=name if bundled else f"{path.resolve()}:{factory_name}",
     )
 
 
@@ -257,3 +292,50 @@ def describe_exit(exc: SystemExit) -> str:
         return "called sys.exit() (SystemExit)"
     return f"called sys.exit({exc.args[0]!r}) (SystemExit)" if len(exc.args) == 1 else \
         f"raised SystemExit{exc.args!r}"
+
+
+def reload_program(model):
+    """A loaded model (no program) with its program found again from `model.source`.
+
+    Returns (model, note). The program is loaded again (a bundled program, or the program
+    file the reference names: its code runs, as for any `rasp-compiler` command on it) and
+    compiled for the model's vocab, max_seq_len and mask; only when that gives exactly the
+    saved weights, layout and readouts is the recompiled model (program, evaluator and all)
+    returned, with an empty note. Otherwise the loaded model comes back unchanged, and the
+    note says why (no source saved, the file is gone or fails, or the program changed).
+    A model that has its program already comes back as it is.
+    """
+    import warnings
+
+    import numpy as np
+
+    from rasp_compiler.compiler import compile_program
+    from rasp_compiler.errors import CompileWarning, RaspCompilerError
+
+    if model.compilation is not None:
+        return model, ""
+    source = model.source
+    if source is None:
+        return model, ("it was saved without the name of its program (by a version of "
+                       "rasp_compiler before format 4, or compiled from Python without one)")
+    try:
+        spec = load_program(source.reference)
+        options = {**spec.options, "causal": model.causal}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CompileWarning)  # shown when it was compiled
+            again = compile_program(spec.make(model.max_seq_len), model.vocab,
+                                    model.max_seq_len, **options)
+    except RaspCompilerError as exc:
+        return model, f"its program {source} could not be loaded and compiled again: {exc}"
+    same = (again.layout.dims == model.layout.dims
+            and dict(again.readouts) == dict(model.readouts)
+            and again.params.keys() == model.params.keys()
+            and all(again.params[m].keys() == model.params[m].keys()
+                    and all(np.array_equal(np.asarray(again.params[m][k]),
+                                           np.asarray(model.params[m][k]))
+                            for k in model.params[m]) for m in model.params))
+    if not same:
+        return model, (f"its program {source} no longer compiles to these weights (it changed "
+                       f"since the model was saved)")
+    again.source = source
+    return again, ""

@@ -111,6 +111,11 @@ class SelectorReport(tuple):
                 lines.append(f"  FLAG {flag}")
         return "\n".join(lines) if lines else "(no selectors)"
 
+    def _repr_html_(self) -> str:
+        from rasp_compiler.notebook import selector_report_html
+
+        return selector_report_html(self)
+
 
 @dataclass(frozen=True)
 class ModelInfo:

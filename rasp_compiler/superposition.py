@@ -521,6 +521,7 @@ def _check_sweep(model, dims, hook, sae_latents, sae_kind, sae_options,
 def interference_picture(model, path, *, features: Sequence[str] | None = None) -> Path:
     """The superposition picture: W @ W.T with every feature labelled. Entry (i, j) is how
     much a read of feature i picks up of feature j; an uncompressed model is the identity."""
+    from rasp_compiler.colours import diverging_cmap
     from rasp_compiler.pictures import _pyplot
 
     plt = _pyplot()
@@ -531,11 +532,12 @@ def interference_picture(model, path, *, features: Sequence[str] | None = None) 
     size = 3 + 0.13 * len(names)
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
     limit = max(1.0, float(np.abs(matrix).max()))
-    image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    image = ax.imshow(matrix, cmap=diverging_cmap(), vmin=-limit, vmax=limit)  # blue positive
     fontsize = max(3, min(8, int(400 / max(len(names), 1))))
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=fontsize)
     ax.set_yticks(range(len(names)), names, fontsize=fontsize)
-    ax.set_title(f"{model.output}: W W^T, {model.d_model} features in d={model.d}", fontsize=9)
+    ax.set_title(f"{model.name}: W W^T, {model.d_model} features in d={model.d} (blue "
+                 f"positive, red negative)", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04)
     fig.tight_layout()
     return _save(fig, plt, path)
@@ -555,7 +557,7 @@ def feature_norms_picture(model, path) -> Path:
     ax.invert_yaxis()
     ax.axvline(1.0, color="grey", linewidth=0.8)
     ax.set_xlabel("|W_i| (1: as long as in the exact model)")
-    ax.set_title(f"{model.output}: feature norms at d={model.d} of {model.d_model}", fontsize=9)
+    ax.set_title(f"{model.name}: feature norms at d={model.d} of {model.d_model}", fontsize=9)
     fig.tight_layout()
     return _save(fig, plt, path)
 

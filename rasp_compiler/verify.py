@@ -29,7 +29,6 @@ from __future__ import annotations
 import itertools
 import math
 import random
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from rasp_compiler.encoding import EMPTY, decode_indices, decode_readout, readou
 from rasp_compiler.errors import InvalidInputError, InvalidProgramError
 from rasp_compiler.graph import ProgramGraph, build_graph
 from rasp_compiler.identity import identity_key, same_value
+from rasp_compiler.progress import ProgressBar, describe_seconds  # noqa: F401 (verify's names)
 
 RTOL = 1e-4
 ATOL = 1e-4  # absolute floor: within 1e-4, relative (rtol) above magnitude 1
@@ -306,17 +306,6 @@ def random_inputs(vocab: Sequence, max_seq_len: int, count: int, seed: int = 0) 
     vocab = list(vocab)
     for row in random_input_ids(len(vocab), max_seq_len, count, seed):
         yield tuple(vocab[i] for i in row)
-
-
-def describe_seconds(seconds: float) -> str:
-    """A duration for messages: '45 s', '12 minutes', '3.5 hours', '2.0 days'."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} minutes"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} hours"
-    return f"{seconds / 86400:,.1f} days"
 
 
 @dataclass(frozen=True, eq=False)
@@ -736,54 +725,3 @@ class _Checker:
             worst_raw=None if self.worst_raw is None else self.worst_raw[1:],
             numerical_output=bool(self.arrays and self.readout.numerical),
         )
-
-
-class ProgressBar:
-    """A one-line text progress bar on stderr (no dependency), with the time left.
-
-    Once the rate is known (from the end of the first chunk, which also pays for XLA's
-    compilation, over at least ESTIMATE_AFTER seconds), a run that will take more than
-    LONG_RUN seconds in all says so once, on a line of its own: `verify --samples
-    100000000` ran for 70 minutes with only the bar to show for it."""
-
-    WIDTH = 30
-    ESTIMATE_AFTER = 1.0
-    LONG_RUN = 60.0
-
-    def __init__(self, total: int, stream=None, title: str = "verify"):
-        self.total = max(total, 1)
-        self.done = 0
-        self.started = time.perf_counter()
-        self.stream = stream or sys.stderr
-        self.title = title
-        self.first: tuple[float, int] | None = None  # (time, inputs) after the first chunk
-        self.estimated = False
-
-    def advance(self, count: int, mismatches: int = 0) -> None:
-        self.done += count
-        now = time.perf_counter()
-        fraction = min(self.done / self.total, 1.0)
-        filled = int(self.WIDTH * fraction)
-        rate = self.done / max(now - self.started, 1e-9)
-        left = ""
-        if self.first is None:
-            self.first = (now, self.done)
-        elif now - self.first[0] >= self.ESTIMATE_AFTER:
-            rate = (self.done - self.first[1]) / (now - self.first[0])
-            remaining = (self.total - self.done) / max(rate, 1e-9)
-            left = f", about {describe_seconds(remaining)} left"
-            if not self.estimated and now - self.started + remaining > self.LONG_RUN:
-                self.stream.write(
-                    f"\r{self.title}: {self.total:,} inputs at about {rate:,.0f}/s take about "
-                    f"{describe_seconds(now - self.started + remaining)} in all; Ctrl-C stops "
-                    f"it\n")
-            self.estimated = True
-        self.stream.write(
-            f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done:,}/{self.total:,} "
-            f"inputs ({fraction:.0%}), {rate:,.0f}/s, {mismatches} mismatched{left}   "
-        )
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()

@@ -17,7 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from rasp_compiler import compile_program, compress, explorer
+from rasp_compiler import compress, explorer
 from rasp_compiler.errors import CompileWarning
 from rasp_compiler.program_files import load_program
 
@@ -41,15 +41,22 @@ def open_page(page: Path):
     return driver
 
 
+def element_screenshot(driver, view: str, path: Path) -> None:
+    """One view, whole: the window is made as tall as the page first (chromium draws only
+    what is inside the window)."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1300, height + 50)
+    driver.find_element("id", view).screenshot(str(path))
+    print(f"wrote {path}")
+
+
 def screenshots(page: Path, head: str) -> None:
     driver = open_page(page)
     try:
         driver.find_element("css selector", f"#plan .box.head[data-head='{head}']").click()
         driver.find_element("css selector", "#residual .steps button[data-step='3']").click()
         for view in ("head", "residual"):
-            path = IMAGES / f"explorer_{view}.png"
-            driver.find_element("id", view).screenshot(str(path))
-            print(f"wrote {path}")
+            element_screenshot(driver, view, IMAGES / f"explorer_{view}.png")
     finally:
         driver.quit()
 
@@ -59,16 +66,14 @@ def compressed_screenshot(page: Path) -> None:
     spec = load_program("sort_unique")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CompileWarning)
-        model = compile_program(spec.make(5), spec.vocab, 5)
+        model = spec.compile(max_seq_len=5)  # keeps its name: the page says sort_unique
     small = compress(model, model.shape.d_model // 2, seed=0, steps=1000)
     print(small)
     explorer.write_static_page(small, [[3, 1, 2]], page, owner=spec.name)
     driver = open_page(page)
     try:
         driver.find_element("css selector", "#interference-pairs tr[data-dim]").click()
-        path = IMAGES / "explorer_interference.png"
-        driver.find_element("id", "interference").screenshot(str(path))
-        print(f"wrote {path}")
+        element_screenshot(driver, "interference", IMAGES / "explorer_interference.png")
     finally:
         driver.quit()
         page.unlink()
@@ -81,7 +86,7 @@ def main() -> None:
     spec = load_program("sort_ties")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CompileWarning)
-        model = compile_program(spec.make(), spec.vocab, spec.max_seq_len, **spec.options)
+        model = spec.compile()
     for path in (model.attention_heatmaps(EXAMPLE, IMAGES / "sort_ties_heads.png"),
                  model.graph_picture(IMAGES / "sort_ties_graph.png")):
         print(f"wrote {path}")

@@ -1,7 +1,17 @@
 """Shared test settings: deterministic hypothesis runs, so CI never flakes on a new seed;
-the case table compiled once per test process (`compiled_case`)."""
+the case table compiled once per test process (`compiled_case`); the system tools some
+tests need (`system_tool`).
+
+System tools: the explorer's browser tests drive Debian's `chromium` through its
+`chromedriver`, and the graph picture needs Graphviz's `dot`. Where one is missing, those
+tests are skipped with a reason that says how to install it (the only skips this project
+allows), so the README's test command passes on a machine with only Python. `.ci/run`
+installs the tools and sets RASP_COMPILER_REQUIRE_SYSTEM_TOOLS=1, which turns a missing
+tool into a failure: CI always runs every test.
+"""
 
 import os
+import shutil
 import warnings
 
 import pytest
@@ -16,6 +26,31 @@ settings.register_profile(
 )
 settings.register_profile("thorough", deadline=None, max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+REQUIRE_SYSTEM_TOOLS = "RASP_COMPILER_REQUIRE_SYSTEM_TOOLS"
+BROWSER = ("the explorer's browser tests need chromium and its chromedriver",
+           "apt-get install chromium chromium-driver")
+SYSTEM_TOOLS = {  # a command -> (what needs it, how to install it on Debian / Ubuntu)
+    "chromium": BROWSER,
+    "chromedriver": BROWSER,
+    "dot": ("the graph picture needs Graphviz's dot", "apt-get install graphviz"),
+}
+
+
+def system_tool(*commands: str) -> list[str]:
+    """The paths of `commands` on PATH; if one is missing, skip the calling test (or
+    fixture) saying what needs it and how to install it, or fail where
+    RASP_COMPILER_REQUIRE_SYSTEM_TOOLS=1 (CI)."""
+    paths = [shutil.which(command) for command in commands]
+    missing = [command for command, path in zip(commands, paths) if path is None]
+    if not missing:
+        return paths
+    need, install = SYSTEM_TOOLS[missing[0]]
+    message = f"{need}; {' and '.join(missing)} not on PATH: {install} (as .ci/run does)"
+    if os.environ.get(REQUIRE_SYSTEM_TOOLS) == "1":
+        pytest.fail(f"{message}; {REQUIRE_SYSTEM_TOOLS}=1 requires every system tool",
+                    pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +82,17 @@ def compiled_case():
         return cache[key]
 
     return get
+
+
+# The fast subset (`pytest -m "not slow"`, README) leaves out the tests marked slow: those
+# of the xdist groups below (each group runs on one worker: torch and TransformerLens, the
+# compression training runs, tracr's own suite) and single tests of several seconds, marked
+# `@pytest.mark.slow` where they are defined.
+SLOW_GROUPS = {"export", "compression", "tracr_suite"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(mark.args and mark.args[0] in SLOW_GROUPS
+               for mark in item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.slow)

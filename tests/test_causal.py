@@ -163,6 +163,7 @@ def test_diagnostics_use_the_masked_ideal_pattern():
                                    atol=leak[head["name"]] + gamma(model.max_seq_len + 5))
 
 
+@pytest.mark.slow
 def test_causal_fuzz_campaign_is_clean():
     from rasp_compiler.fuzz import campaign
 

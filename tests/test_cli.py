@@ -32,6 +32,35 @@ def test_compile_prints_the_layer_plan_and_runs(capsys, tmp_path):
     assert (tmp_path / "m" / "params.npz").is_file()
 
 
+def test_compile_names_heads_as_inspect_does_and_says_what_its_words_mean(capsys):
+    """The plan's head lines read like the layout report's (kind, the SOp written), and the
+    words of the plan (coldness, steps, bos-cleanup, ...) are explained under it."""
+    assert main(["compile", "sort_ties"]) == 0
+    out = capsys.readouterr().out
+    assert "  L1H0 width target.attn <- before (" in out and "(for target)" in out
+    assert "  L2H0 aggregate sort_ties <- fetch (" in out
+    terms = out.split("terms:\n")[1].splitlines()
+    assert [line.split(":")[0].strip() for line in terms] == [
+        "aggregate", "width", "coldness", "lookup", "steps", "bos-cleanup"]
+    assert main(["inspect", "sort_ties", "--layout"]) == 0
+    assert "  coldness: " in capsys.readouterr().out
+    assert main(["compile", "count"]) == 0
+    assert "1 layer (lower bound 1)" in capsys.readouterr().out
+
+
+def test_an_unproven_aggregate_warns_in_short_except_in_inspect(capsys):
+    assert main(["verify", "dyck2", "--samples", "20", "-q"]) == 0
+    (warning,) = capsys.readouterr().err.splitlines()
+    assert warning.startswith("warning: partner_token: could not prove this categorical "
+                              "Aggregate always selects a single value (400 inputs showed no "
+                              "mixing).")
+    assert warning.endswith("`rasp-compiler inspect dyck2` says why in full")
+    assert len(warning) < 300  # it was 700 characters
+    assert main(["inspect", "dyck2", "--layout"]) == 0
+    full = capsys.readouterr().err
+    assert "no proof went through: closes_level matches at most one value" in full
+
+
 def test_run_with_another_vocab_and_length(capsys):
     assert main(["run", "histogram", "--vocab", "x,y", "--max-seq-len", "4", "x", "y", "x"]) == 0
     assert capsys.readouterr().out.strip() == "[2, 1, 2]"
@@ -422,6 +451,7 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, command):
     assert capsys.readouterr().err == f"rasp-compiler: interrupted (Ctrl-C) during {command}\n"
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_real_verify_run_is_one_line_and_exit_130(tmp_path):
     """A real SIGINT to `rasp-compiler verify` in its own process, once the progress bar has
     said how long the run would take; bounded to a minute."""
@@ -483,7 +513,7 @@ def test_export_writes_safetensors_and_a_transformer_lens_checkpoint(capsys, tmp
     assert main(["export", "sort_ties", "--format", "safetensors", "-o",
                  str(tmp_path / "st")]) == 0
     out = capsys.readouterr().out
-    assert f"exported sort_ties to {tmp_path / 'st'} (safetensors): 3 layers" in out
+    assert f"exported sort_ties to {tmp_path / 'st'} (safetensors): 3 layers, 1 head per layer" in out
     assert "attention bidirectional" in out and "logits: one logit per value of sort_ties" in out
     assert sorted(p.name for p in (tmp_path / "st").iterdir()) == [
         "config.json", "model.safetensors"]
@@ -521,3 +551,32 @@ def test_export_mistakes_are_one_line_before_compiling(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["export", "reverse", "-o", str(tmp_path / "out")])  # --format is required
     assert "the following arguments are required: --format" in capsys.readouterr().err
+
+
+def test_list_and_help_start_fast_without_jax():
+    """`list`, `--help` and `eval` need no model: they must not import jax (it took ~3.5 s
+    before every command). Run in a fresh interpreter, as the console script is."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = (
+        "import sys\n"
+        "from rasp_compiler.cli import main\n"
+        "for argv in (['list'], ['--help'], ['compile', '--help'], ['eval', 'sort', '3', '1']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'jax', 'haiku', 'optax', 'tqdm'})\n"
+        "print('HEAVY', heavy)\n"
+    )
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                            text=True, timeout=60)
+    seconds = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "HEAVY []"
+    assert seconds < 5, seconds  # about 0.3 s on a quiet 2-core machine; generous for CI load

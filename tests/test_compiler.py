@@ -82,8 +82,9 @@ def _longer(case, max_seq_len) -> bool:
 
 
 @pytest.mark.parametrize("case,max_seq_len", [
-    (case, n) for n in sorted(RANDOM_INPUTS) for case in CASES if _longer(case, n)
-], ids=str)
+    pytest.param(case, n, id=f"{case}-{n}", marks=[pytest.mark.slow] if n >= 32 else [])
+    for n in sorted(RANDOM_INPUTS) for case in CASES if _longer(case, n)
+])
 def test_random_inputs_at_longer_lengths(case, max_seq_len):
     program = case.factory(max_seq_len)
     model = compile_program(program, case.vocab, max_seq_len, **case.options)
@@ -185,6 +186,7 @@ def test_maps_read_by_heads_are_folded_and_cost_no_layer():
 
 
 def test_compile_time_is_linear_in_program_size():
+    import gc
     import time
 
     def chain(n):
@@ -193,17 +195,25 @@ def test_compile_time_is_linear_in_program_size():
             sop = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ), sop)
         return sop
 
-    timings = []
-    for n in (20, 80):
-        best = float("inf")
-        for _ in range(3):  # the fastest of three: other processes on shared cores add noise
-            program = chain(n)
+    def seconds(n):
+        gc.collect()
+        gc.disable()  # a full collection walks the whole heap of a long test worker
+        try:
             start = time.perf_counter()
-            model = compile_program(program, [0, 1], 4)
-            best = min(best, time.perf_counter() - start)
-        timings.append(best)
+            model = compile_program(chain(n), [0, 1], 4)
+            elapsed = time.perf_counter() - start
+        finally:
+            gc.enable()
         assert model.depth == n
-    assert timings[1] < 4 * timings[0] * 2.5, timings  # 4x the ops, well under 4x^2 the time
+        return elapsed
+
+    # Each pair timed back to back, five times: another test worker's XLA threads can take
+    # both cores for a while, and must not count against one size of a pair only.
+    ratios = []
+    for _ in range(5):
+        small = seconds(20)
+        ratios.append(seconds(80) / small)
+    assert min(ratios) < 4 * 2.5, ratios  # 4x the ops, well under 4x^2 the time
 
 
 def test_coldness_is_reported_and_grows_with_max_seq_len():

@@ -138,19 +138,34 @@ def _dark_cells(pixels):
 
 def test_pictures_are_produced(reverse, tmp_path):
     heat = reverse.attention_heatmaps(["a", "b", "c"], tmp_path / "heads.png")
-    graph = reverse.graph_picture(tmp_path / "graph.png")
-    svg = reverse.graph_picture(tmp_path / "graph.svg")
     pixels = assert_picture(heat, 400, 400)
     ideal, compiled = _dark_cells(pixels)  # an exact model: the compiled cells are the ideal's
     assert ideal == compiled > 1_000
     broken = _corrupted(reverse, 1, 0.05).attention_heatmaps(["a", "b", "c"], tmp_path / "b.png")
     ideal, compiled = _dark_cells(assert_picture(broken, 400, 400))
     assert compiled < ideal / 2  # the cold head's weight-1 cells are spread thin
+    with pytest.raises(InvalidInputError, match="has the suffix .gif"):
+        reverse.graph_picture(tmp_path / "graph.gif")  # refused before Graphviz is looked for
+
+
+def test_the_graph_picture_is_drawn_by_graphviz(reverse, tmp_path):
+    from conftest import system_tool
+
+    system_tool("dot")
+    graph = reverse.graph_picture(tmp_path / "graph.png")
+    svg = reverse.graph_picture(tmp_path / "graph.svg")
     pixels = assert_picture(graph, 400, 150)
     assert pixels.shape[1] > 2 * pixels.shape[0]  # laid out left to right
     assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
-    with pytest.raises(InvalidInputError, match="has the suffix .gif"):
-        reverse.graph_picture(tmp_path / "graph.gif")
+
+
+def test_without_graphviz_the_graph_picture_says_how_to_install_it(reverse, tmp_path,
+                                                                   monkeypatch):
+    from rasp_compiler.errors import MissingDependencyError
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot here
+    with pytest.raises(MissingDependencyError, match="apt-get install graphviz"):
+        reverse.graph_picture(tmp_path / "graph.png")
 
 
 def _png_size(path) -> tuple[int, int]:
@@ -173,6 +188,9 @@ def test_the_graph_is_laid_out_by_layer_with_readable_labels(reverse, tmp_path):
     assert 'subgraph cluster_embeddings { label="embeddings"' in dot
     assert 'label="layer 0"' in dot and 'label="layer 1"' in dot and 'label="layer 2"' not in dot
     assert dot.count(" -> ") == reverse.ops.graph.graph.number_of_edges()
+    from conftest import system_tool
+
+    system_tool("dot")
     svg = reverse.graph_picture(tmp_path / "graph.svg").read_text()
     for label in reverse.ops.graph.order:  # every node's label is drawn as text, whole
         assert f">{label}</text>" in svg

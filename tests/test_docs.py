@@ -64,6 +64,27 @@ def test_readme_test_command_is_what_ci_runs():
     assert ci in readme
 
 
+def test_readme_commands_on_the_example_program_file_run_as_written():
+    """Every README command line that names docs/examples/ runs from the repository's root,
+    as printed, and gives the output its comment claims (`# ...: ['b', 'c', 'a']`)."""
+    import ast
+
+    commands = [line for line in (ROOT / "README.md").read_text().splitlines()
+                if line.startswith("rasp-compiler ") and "docs/examples/" in line]
+    assert commands, "the README shows no command on docs/examples/"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    for line in commands:
+        command, _, comment = line.partition("#")
+        result = subprocess.run(
+            [sys.executable, "-m", "rasp_compiler.cli", *shlex.split(command)[1:]],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"{line}\n{result.stderr}"
+        claim = comment.rpartition(": ")[2].strip()
+        if claim.startswith("["):
+            assert ast.literal_eval(result.stdout.strip()) == ast.literal_eval(claim), line
+
+
 # ---------------------------------------------------------------------- doc examples
 
 PYTHON_FENCE_TAGS = {"python", "py"}
@@ -335,9 +356,14 @@ DOCUMENTS_WITH_EXAMPLES = [document for document in _documents()
                            if any(not e.not_run for e in examples_in(document))]
 
 
+SLOW_DOCUMENTS = {"verification.md", "superposition.md"}  # 10-15 s each (training, pytest)
+
+
 def _document_param(document: Path):
     """docs/export.md imports TransformerLens: it runs on the worker of the export tests."""
     marks = [pytest.mark.xdist_group("export")] if document.name == "export.md" else []
+    if document.name in SLOW_DOCUMENTS:
+        marks.append(pytest.mark.slow)
     return pytest.param(document, marks=marks, id=_relative(document))
 
 

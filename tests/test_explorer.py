@@ -1,15 +1,16 @@
 """The model explorer: its data against the model, its server, and its page in a real browser.
 
 The browser is the distribution's headless chromium driven by selenium through the
-distribution's chromedriver (.ci/run installs both), started once for this module.
+distribution's chromedriver (.ci/run installs both), started once for this module; where
+they are missing, the browser tests are skipped saying how to install them (conftest.py).
 Screenshots of every view go to a temporary folder (printed; `pytest -s` shows it).
 """
 
 from __future__ import annotations
 
+import html
 import http.client
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from rasp_compiler.compression import CompressedModel, CompressionInfo
 from rasp_compiler.diagnostics import head_matrix, ideal_pattern, residual_hook
 from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.evaluator import evaluate_all
-from rasp_compiler.program_files import load_program
+from rasp_compiler.program_files import load_program, program_names
 from rasp_compiler.model import CompiledModel
 
 from picture_checks import assert_picture
@@ -55,13 +56,12 @@ def loaded(saved_folder):
     return CompiledModel.load(saved_folder)
 
 
-@pytest.fixture(scope="module")
-def merged(reverse):
-    """`reverse` compressed by hand: tokens a and b share one dimension (W is the identity
-    with their two columns added), so W W^T has exactly one off-diagonal 1 and the model
-    cannot tell a from b. Known superposition, no training."""
-    labels = reverse.residual_labels
-    a, b = labels.index("tokens:a"), labels.index("tokens:b")
+def merge_tokens(model, first="a", second="b"):
+    """`model` compressed by hand: tokens `first` and `second` share one dimension (W is the
+    identity with their two columns added), so W W^T has exactly one off-diagonal 1 and the
+    model cannot tell them apart. Known superposition, no training."""
+    labels = model.residual_labels
+    a, b = labels.index(f"tokens:{first}"), labels.index(f"tokens:{second}")
     W = np.delete(np.eye(len(labels), dtype=np.float32), b, axis=1)
     W[b, a] = 1.0
     info = CompressionInfo(
@@ -69,7 +69,13 @@ def merged(reverse):
         steps=0, max_steps=0, batch_size=1, learning_rate=0.0, output_weight=1.0,
         reconstruction_weight=1.0, exhaustive=False, training_inputs=0, stopped="budget",
         agreement=0.5, loss=0.0, output_loss=0.0, reconstruction_loss=0.0, seconds=0.0)
-    return CompressedModel(reverse, W, None, info), (a, b)
+    return CompressedModel(model, W, None, info), (a, b)
+
+
+@pytest.fixture(scope="module")
+def merged(reverse):
+    """`reverse` with tokens a and b merged (`merge_tokens`)."""
+    return merge_tokens(reverse)
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +91,9 @@ def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium is None or driver_path is None:
-        pytest.fail("the explorer's browser tests need chromium and chromedriver: "
-                    "apt-get install chromium chromium-driver (as .ci/run does)")
+    from conftest import system_tool
+
+    chromium, driver_path = system_tool("chromium", "chromedriver")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -172,7 +177,7 @@ def table_rows(browser, css: str) -> dict[str, list[str]]:
 
 def expected_read_back(model, tokens) -> dict[str, list[str]]:
     """Each readable SOp decoded right after its writing sublayer, by the schedule."""
-    _, cache = model.run_with_cache([tokens])
+    _, cache = model.run_with_cache([tokens], backend="numpy")
     time = model.compilation.schedule.time
     out = {}
     for label in model.readouts:
@@ -200,7 +205,7 @@ def test_write_times_agree_with_the_schedule(reverse):
 def test_input_view_is_what_the_model_and_evaluator_give(reverse):
     tokens = ["c", "a", "d"]
     view = explorer.input_view(reverse, "reverse", tokens)
-    outputs, cache = reverse.run_with_cache([tokens])
+    outputs, cache = reverse.run_with_cache([tokens], backend="numpy")  # what the page runs
     assert view["output"] == [explorer.show(v) for v in outputs[0]] == ["d", "a", "c"]
     assert view["expected"] == ["d", "a", "c"] and view["problems"] == []
     assert {s["label"]: s["values"] for s in view["sops"]} == expected_read_back(reverse, tokens)
@@ -225,7 +230,8 @@ def test_a_corrupted_model_is_reported_loudly(reverse):
     broken.params["layer_1/attn/key"]["w"] = broken.params["layer_1/attn/key"]["w"] * 0.02
     view = explorer.input_view(broken, "reverse", ["a", "b", "c", "d"])
     assert any(p.startswith("head L1H0 (reverse): its pattern is off the ideal") for p in view["problems"])
-    assert any(p.startswith("output position") for p in view["problems"])
+    # positions as the page numbers them: BOS 0, the first token 1
+    assert "output at position 1 (a): the model's value is not clean" in view["problems"][0]
 
 
 def test_bad_input_gets_the_cli_message(reverse, capsys):
@@ -374,7 +380,8 @@ def test_a_compressed_model_shows_its_interference_and_runs_compressed(merged, r
     assert run["output"] == [explorer.show(v) for v in model.run([words])[0]]
     assert run["exact_output"] == ["c", "a", "b"] == run["expected"]
     assert run["output"] != run["expected"]  # a and b are one feature now
-    assert any("output position" in problem for problem in run["problems"])
+    assert any(problem.startswith("output at position") and "the exact model" in problem
+               for problem in run["problems"])
     _, cache = model.run_with_cache([words])
     embeddings = cache["hook_embed"][0] + cache["hook_pos_embed"][0]
     np.testing.assert_allclose(run["residual"][0], embeddings[:4] @ model.W.T, atol=1e-5)
@@ -431,7 +438,7 @@ def test_typing_an_input_shows_the_models_output_and_read_back(browser, server, 
 def test_clicking_a_head_shows_its_pattern_as_in_the_cache(browser, server, reverse, screenshots):
     load(browser, server.url)
     type_input(browser, "b d a a")
-    _, cache = reverse.run_with_cache([["b", "d", "a", "a"]])
+    _, cache = reverse.run_with_cache([["b", "d", "a", "a"]], backend="numpy")
     for layer in reverse.info.layers:
         for head in layer.heads:
             browser.find_element("css selector", f"#plan .box.head[data-head='{head.name}']").click()
@@ -446,7 +453,7 @@ def test_clicking_a_head_shows_its_pattern_as_in_the_cache(browser, server, reve
     browser.find_element("css selector", "#residual-map th.group[data-sop='tokens']").click()
     assert browser.find_elements("css selector", "#plan .chip.sel[data-sop='tokens']")
     browser.find_element("css selector", "#residual .steps button[data-step='2']").click()
-    assert "after layer 0 MLP" in text_of(browser, "#residual-map caption")
+    assert "after layer 0 MLP" in text_of(browser, "#residual-map .caption")
     screenshot(browser, "head", screenshots / "server_head.png")
     screenshot(browser, "residual", screenshots / "server_residual.png")
     assert console_problems(browser) == []
@@ -523,6 +530,205 @@ def test_a_compressed_model_in_the_page(browser, merged, tmp_path, screenshots):
     assert_picture(screenshots / "compressed_interference.png", 200, 100)
 
 
+# --------------------------------------------------------------------------- layout, in the browser
+
+WIDE_FAST = ("dyck2", "most_freq")  # the widest plans and residuals: in the fast subset
+
+
+def overflow(browser) -> dict:
+    """How far the page, and each view, is wider than the window (0: it fits)."""
+    return browser.execute_script("""
+        const page = document.documentElement;
+        const out = {page: page.scrollWidth - page.clientWidth};
+        for (const s of document.querySelectorAll('section'))
+            out[s.id] = Math.max(0, s.scrollWidth - s.clientWidth);
+        return out;""")
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[] if name in WIDE_FAST else [pytest.mark.slow])
+    for name in program_names()])
+def test_no_view_needs_horizontal_scrolling_at_1280_pixels(browser, name, tmp_path,
+                                                            screenshots):
+    """Every bundled program, on an input of max_seq_len tokens (the widest heatmaps and
+    tables): the page is as wide as the window, and so is every view in it."""
+    spec = load_program(name)
+    model = spec.compile()
+    longest = [str(spec.vocab[i % len(spec.vocab)]) for i in range(spec.max_seq_len)]
+    path = explorer.write_static_page(model, [longest], tmp_path / f"{name}.html")
+    browser.set_window_size(1280, 1000)
+    try:
+        load(browser, path.as_uri())
+        assert browser.execute_script("return window.innerWidth") == 1280
+        assert overflow(browser) == {"page": 0, **{view: 0 for view in VIEWS}}
+        if name in WIDE_FAST:
+            height = browser.execute_script("return document.documentElement.scrollHeight")
+            browser.set_window_size(1280, height + 50)
+            browser.save_screenshot(str(screenshots / f"{name}_1280.png"))
+    finally:
+        browser.set_window_size(1400, 1000)
+    assert console_problems(browser) == []
+
+
+def test_one_position_numbering_and_one_colour_convention_with_a_legend(browser, reverse,
+                                                                         tmp_path):
+    """BOS is position 0 everywhere (heatmaps, residual rows, read-back columns); a weight of
+    1 is colours.POSITIVE, as in the matplotlib pictures, and each heatmap states the
+    convention in a legend."""
+    from matplotlib.colors import to_hex
+
+    from rasp_compiler import colours
+
+    path = explorer.write_static_page(reverse, [["c", "a", "d"]], tmp_path / "p.html")
+    load(browser, path.as_uri())
+    heads = browser.find_elements("css selector", "table[data-which='compiled'] tr:first-of-type th")
+    assert [th.text for th in heads] == ["query \\ key", "0:BOS", "1:c", "2:a", "3:d"]
+    rows = browser.find_elements("css selector", "#residual-map table tr th.pos")
+    assert [th.text for th in rows][:4] == ["0:BOS", "1:c", "2:a", "3:d"]
+    readback = browser.find_elements("css selector", "#sop-values tr:first-child th")
+    assert [th.text for th in readback][2:] == ["1:c", "2:a", "3:d"]
+    decoded = browser.find_elements("css selector", "#decoded tr:first-child th")
+    assert [th.text for th in decoded][2:] == ["1:c", "2:a", "3:d"]
+    one = browser.find_element("css selector", "table[data-which='compiled'] td[data-value='1']")
+    rgb = [int(x) for x in one.value_of_css_property("background-color")[5:-1].split(",")[:3]]
+    assert "#%02x%02x%02x" % tuple(rgb) == colours.POSITIVE
+    assert to_hex(colours.weights_cmap()(1.0)) == colours.POSITIVE
+    assert to_hex(colours.diverging_cmap()(0.0)) == colours.NEGATIVE
+    assert to_hex(colours.diverging_cmap()(0.5)) == colours.ZERO
+    legends = {e.get_attribute("data-kind"): e.text for e in
+               browser.find_elements("css selector", ".colour-legend")}
+    assert "white (none) to blue" in legends["weight"]
+    assert "red negative, white 0, blue positive" in legends["signed"]
+    assert "matplotlib pictures use the same colours" in legends["signed"]
+
+
+def test_the_hover_readout_sits_next_to_the_cursor(browser, server):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    load(browser, server.url)
+    hover = browser.find_element("id", "hover")
+    assert not hover.is_displayed()
+    for css in ("table[data-which='compiled'] td[data-q='2'][data-k='1']",
+                "#residual-map td[data-q='3'][data-dim='5']"):
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})",
+                               browser.find_element("css selector", css))
+        cell = browser.find_element("css selector", css)
+        ActionChains(browser).move_to_element(cell).perform()
+        assert hover.is_displayed() and hover.text
+        box, at = cell.rect, hover.rect
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        assert abs(at["x"] - cx) < 60 and abs(at["y"] - cy) < 60, (box, at)  # beside the pointer
+    assert "query 2:b -> key 1:a" in hover.text or "position 3:c" in hover.text
+    ActionChains(browser).move_to_element(browser.find_element("css selector", "header")).perform()
+    assert not hover.is_displayed()
+
+
+def test_a_bad_input_dims_the_previous_results(browser, server):
+    load(browser, server.url)
+    type_input(browser, "a b")
+    results = ("run-result", "head-body", "residual-body")
+
+    def dimmed():
+        return {view: float(browser.find_element("id", view).value_of_css_property("opacity"))
+                < 0.5 for view in results}
+
+    assert dimmed() == {view: False for view in results}
+    type_input(browser, "a z")
+    assert browser.find_element("id", "input-error").is_displayed()
+    note = browser.find_element("id", "stale-note")
+    assert note.is_displayed() and "the previous input, a b" in note.text
+    browser.execute_script("return new Promise(r => setTimeout(r, 300))")  # the fade
+    assert dimmed() == {view: True for view in results}
+    type_input(browser, "c d")
+    assert dimmed() == {view: False for view in results} and not note.is_displayed()
+    assert text_of(browser, "#output") == "d c"
+
+
+def test_a_saved_program_is_found_again_and_compressed_disagreements_are_marked(
+        browser, tmp_path):
+    """`compile -o` / `compress -o` keep the program's name and reference: the page of the
+    saved folder is titled by the program, has the ideal patterns and the evaluator, and
+    a compressed model's outputs that differ from the exact model's are marked one by one."""
+    model = load_program("reverse").compile(max_seq_len=4)
+    folder = model.save(tmp_path / "reverse")
+    loaded, note = explorer.load_saved(folder)
+    assert note == "" and loaded.compilation is not None
+    path = explorer.write_static_page(loaded, [["a", "b"]], tmp_path / "saved.html")
+    load(browser, path.as_uri())
+    assert browser.title == "reverse: model explorer"
+    assert not browser.find_elements("id", "no-program")
+    assert browser.find_elements("css selector", "table[data-which='ideal'] td")
+    assert text_of(browser, "#expected") == "b a"
+
+    small, _ = merge_tokens(model)
+    tokens = ["b", "c", "a", "d"]
+    compressed, note = explorer.load_saved(small.save(tmp_path / "small"))
+    assert note == "" and compressed.name == "reverse"
+    path = explorer.write_static_page(compressed, [tokens], tmp_path / "small.html")
+    load(browser, path.as_uri())
+    assert browser.title == "reverse: model explorer"
+    got, want = small.run([tokens])[0], model.run([tokens])[0]
+    marked = [int(e.get_attribute("data-position")) for e in
+              browser.find_elements("css selector", "#output .tok.differs")]
+    assert marked == [i + 1 for i, (g, w) in enumerate(zip(got, want)) if g != w] != []
+    assert f"{len(marked)} of {len(tokens)} positions differ from the exact model" in text_of(
+        browser, "#exact-diff")
+    banner = browser.find_element("id", "banner")
+    assert banner.is_displayed() and "differs from the exact model" in banner.text
+    assert console_problems(browser) == []
+
+
+# --------------------------------------------------------------------------- notebooks
+
+
+def test_notebook_summaries_are_compact_html_with_every_label_escaped(evil, reverse, merged):
+    for model in (reverse, evil, merged[0]):
+        page = model._repr_html_()
+        assert page.startswith("<div") and len(page) < 20_000
+        depth = model.base.depth if hasattr(model, "base") else model.depth
+        assert f"{depth} layer{'s' * (depth != 1)} (lower bound" in page
+    assert EVIL_LABEL not in evil._repr_html_() and "&lt;/script&gt;" in evil._repr_html_()
+    assert "compressed" in merged[0]._repr_html_() and "50.00%" in merged[0]._repr_html_()
+    for report in (evil.selector_report(), evil.layout_report()):
+        text = report._repr_html_()
+        assert EVIL_SELECTOR not in text and html.escape(EVIL_SELECTOR) in text
+    assert "L1H0" in reverse.layout_report()._repr_html_()
+    assert "Selector report: 2 selectors" in reverse.selector_report()._repr_html_()
+
+
+def test_model_show_renders_the_explorer_inline_in_one_iframe(browser, reverse, tmp_path,
+                                                              screenshots):
+    """What a notebook does with `model.show(tokens)`: its _repr_html_ placed in the page
+    (here a 900-pixel output cell): one iframe whose srcdoc is the whole explorer, which
+    runs in it, fits it, and requests nothing."""
+    frame = reverse.show(["c", "a", "d"], ["b", "b"], height=600)
+    cell = frame._repr_html_()
+    assert cell.startswith("<iframe srcdoc=") and cell.count("<iframe") == 1
+    assert "<script" not in cell.replace("&lt;script", "")  # the page is inside the attribute
+    notebook = tmp_path / "notebook.html"
+    notebook.write_text('<!DOCTYPE html><html><body><div style="width: 900px">'
+                        f"{reverse._repr_html_()}{cell}</div></body></html>")
+    browser.get_log("performance")
+    browser.get(notebook.as_uri())
+    iframe = browser.find_element("css selector", "iframe")
+    assert iframe.size == {"height": 600, "width": 900}
+    browser.switch_to.frame(iframe)
+    try:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(browser, 20).until(
+            lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+        assert text_of(browser, "#output") == "d a c"
+        browser.find_element("css selector", "button.saved[data-index='1']").click()
+        assert text_of(browser, "#output") == "b b"
+        assert overflow(browser)["page"] == 0
+    finally:
+        browser.switch_to.default_content()
+    assert all(url.startswith(("file:", "about:", "data:")) for url in requested_urls(browser))
+    assert console_problems(browser) == []
+    browser.save_screenshot(str(screenshots / "notebook.png"))
+
+
 def test_the_explore_command_serves_a_program_or_a_saved_model(monkeypatch, capsys,
                                                                 saved_folder, merged, tmp_path):
     opened, answers = [], {}
@@ -557,7 +763,16 @@ def test_the_explore_command_serves_a_program_or_a_saved_model(monkeypatch, caps
     assert "is a saved model" in capsys.readouterr().err
     assert main(["explore", str(saved_folder), "--no-browser"]) == 0
     assert len(opened) == 1 and answers["run"]["output"] == ["c", "d"]
-    assert '"has_program":false' in answers["page"]
+    assert '"has_program":false' in answers["page"]  # saved from Python: no program named
+    assert "saved without the name of its program" in capsys.readouterr().err
+    assert main(["compile", "reverse", "--max-seq-len", "4", "-o", str(tmp_path / "cli")]) == 0
+    capsys.readouterr()
+    assert main(["explore", str(tmp_path / "cli"), "--no-browser"]) == 0
+    out = capsys.readouterr().out
+    assert "the program: reverse (compiled again, the same weights as saved)" in out
+    assert "the model explorer for reverse is at" in out
+    assert '"has_program":true' in answers["page"] and '"title":"reverse"' in answers["page"]
+    assert answers["run"]["expected"] == ["c", "d"]  # the evaluator, found again
     compressed = merged[0].save(tmp_path / "compressed")
     assert main(["explore", str(compressed), "--no-browser"]) == 0
     assert answers["run"]["output"] == merged[0].run([["d", "c"]])[0]

@@ -29,6 +29,7 @@ def _holds_equal_but_different_values(seed: int) -> bool:
                for label in graph.sops() if label in values)
 
 
+@pytest.mark.slow
 def test_a_few_hundred_random_programs_never_mismatch_silently():
     report = campaign(300, seed=1)
     assert not report.problems, report.summary()
@@ -177,6 +178,7 @@ def test_assert_matches_catches_a_wrong_model():
         assert_matches(lib.make_hist(), model, ["a", "b", "a"])
 
 
+@pytest.mark.slow
 def test_extreme_numbers_are_refused_clearly_or_computed_exactly():
     """inf/NaN Maps and large offsets added then subtracted: refused by name, or exact."""
     report = campaign(40, seed=0, config=FuzzConfig(size=3, extreme_rate=0.6), samples=10)
@@ -188,6 +190,7 @@ def test_extreme_numbers_are_refused_clearly_or_computed_exactly():
     assert report.count("matched") > 0, report.summary()
 
 
+@pytest.mark.slow
 def test_oversized_value_sets_are_refused_quickly_by_name():
     """Pair codes of pair codes and means of many distinct numbers: refused in seconds."""
     started = time.perf_counter()

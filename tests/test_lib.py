@@ -45,6 +45,7 @@ def test_module_level_length_is_tracrs():
     assert any(expr is lib.length for expr in build_graph(reverse).exprs())
 
 
+@pytest.mark.slow
 def test_make_shuffle_dyck2_is_shuffle_dyck_over_two_pairs():
     program = lib.make_shuffle_dyck2()
     assert program.label == "shuffle_dyck2"

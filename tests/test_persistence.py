@@ -240,8 +240,8 @@ def test_layers_numbered_from_one_are_refused(copy):
 @pytest.mark.parametrize("version, message", [
     (1, r"saved by an older rasp_compiler \(format 1\); recompile and save again"),
     (2, r"saved by an older rasp_compiler \(format 2\); recompile and save again"),
-    (4, r"saved by a newer rasp_compiler \(format 4; this one reads format 3\)"),
-    ("3", "format: '3' is not a format version"),
+    (5, r"saved by a newer rasp_compiler \(format 5; this one reads format 4\)"),
+    ("4", "format: '4' is not a format version"),
 ])
 def test_other_format_versions_are_refused(copy, version, message):
     edit_json(copy, lambda d: d.update(format=version))
@@ -481,6 +481,75 @@ def test_the_checksum_catches_damage_but_is_no_signature(copy, model):
 
 def test_a_repeated_key_is_named_not_called_invalid_json(copy):
     text = (copy / "model.json").read_text()
-    (copy / "model.json").write_text(text.replace('"format": 3,', '"format": 3, "format": 3,', 1))
+    (copy / "model.json").write_text(text.replace('"format": 4,', '"format": 4, "format": 4,', 1))
     message = refused(copy, "model.json: the key 'format' appears twice in one object")
     assert "not valid JSON" not in message
+
+
+def resealed(folder, change):
+    """Edit model.json and write a matching checksum: what an older save, or a save with
+    another source, holds."""
+    data = json.loads((folder / "model.json").read_text())
+    change(data)
+    data.pop("checksum")
+    with np.load(folder / "params.npz") as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    data["checksum"] = persistence._checksum(data, arrays)
+    (folder / "model.json").write_text(json.dumps(data))
+
+
+def test_a_model_keeps_the_name_and_reference_of_its_program(tmp_path):
+    from rasp_compiler.program_files import ProgramSource
+
+    spec = load_program("reverse")
+    model = spec.compile(max_seq_len=4)
+    assert model.source == ProgramSource("reverse", "reverse") and model.name == "reverse"
+    loaded = CompiledModel.load(model.save(tmp_path / "m"))
+    assert loaded.source == model.source and loaded.compilation is None
+    data = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert data["format"] == 4 and data["source"] == {"name": "reverse", "reference": "reverse"}
+
+
+def test_format_3_saves_still_load_without_a_source(copy):
+    resealed(copy, lambda d: (d.update(format=3), d.pop("source")))
+    loaded = CompiledModel.load(copy)
+    assert loaded.source is None and loaded.run(BATCH, backend="numpy")[0] == ["c", "b", "a"]
+    resealed(copy, lambda d: d.update(source={"name": "reverse", "reference": "reverse"}))
+    refused(copy, "source: unknown key in format 3")
+
+
+@pytest.mark.parametrize("source, message", [
+    ({"name": "", "reference": "reverse"}, "source.name: '' is not a program's name"),
+    ({"name": "reverse", "reference": "a\nb"}, "source.reference: .* is not a program's reference"),
+    ({"name": "reverse"}, "source.reference: missing"),
+    ({"name": "reverse", "reference": 3}, "source.reference: expected a string"),
+])
+def test_a_bad_source_is_refused(copy, source, message):
+    resealed(copy, lambda d: d.update(source=source))
+    refused(copy, message)
+
+
+def test_a_loaded_model_finds_its_program_again_only_if_it_compiles_to_the_same_weights(
+        tmp_path):
+    from rasp_compiler.program_files import reload_program
+
+    path = tmp_path / "mine.py"
+    path.write_text('VOCAB = ("a", "b")\nMAX_SEQ_LEN = 3\nfrom rasp_compiler import lib\n'
+                    'def make():\n    return lib.make_hist()\n')
+    spec = load_program(f"{path}:make")
+    assert spec.source.reference == f"{path.resolve()}:make" and spec.source.name == "mine"
+    saved = spec.compile().save(tmp_path / "saved")
+    again, note = reload_program(CompiledModel.load(saved))
+    assert note == "" and again.compilation is not None and again.source == spec.source
+    assert again.run([["a", "b", "a"]]) == [[2, 1, 2]]
+    path.write_text('VOCAB = ("a", "b")\nMAX_SEQ_LEN = 3\nfrom rasp_compiler import lib\n'
+                    'def make():\n    return lib.make_length()\n')
+    same, note = reload_program(CompiledModel.load(saved))
+    assert same.compilation is None and "no longer compiles to these weights" in note
+    path.unlink()
+    same, note = reload_program(CompiledModel.load(saved))
+    assert same.compilation is None and "could not be loaded and compiled again" in note
+    assert "does not exist" in note
+    unnamed = compile_program(spec.make(), spec.vocab, 3)  # from Python: no source
+    same, note = reload_program(CompiledModel.load(unnamed.save(tmp_path / "unnamed")))
+    assert same.compilation is None and "saved without the name of its program" in note

@@ -18,6 +18,18 @@ def test_every_bundled_program_is_described_and_meets_its_examples(name):
         assert got == pytest.approx(expected) if isinstance(expected[0], float) else got == expected
 
 
+def test_the_documented_example_program_file_meets_its_examples():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "examples" / "my_programs.py"
+    spec = program_files.load_program(f"{path}:make_thing")
+    assert spec.vocab == ("a", "b", "c") and spec.max_seq_len == 5 and spec.options == {}
+    assert spec.description.startswith("The input rotated one step")
+    program = spec.make()
+    for tokens, expected in spec.examples:
+        assert evaluate(program, tokens) == expected
+
+
 def test_programs_load_from_a_path_and_factory(tmp_path):
     path = tmp_path / "mine.py"
     path.write_text(

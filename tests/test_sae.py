@@ -82,8 +82,8 @@ def test_same_seed_same_sae_and_progress_is_shown(toy, capsys):
     _, _, x = toy
     first = train_sae(x, 12, steps=200, seed=3, progress=True)
     err = capsys.readouterr().err
-    assert "SAE (relu, 12 latents): step 100/200" in err and "step 200/200" in err
-    assert "mse" in err and err.endswith("\n")
+    assert "SAE (relu, 12 latents): 200/200 steps (100%), mse" in err
+    assert err.endswith("\n") and "\r" not in err
     again = train_sae(x, 12, steps=200, seed=3)
     assert capsys.readouterr().err == ""
     np.testing.assert_array_equal(again.w_dec, first.w_dec)

@@ -49,6 +49,7 @@ def test_sparse_forward_equals_the_dense_forward(case, compiled_case):
             np.testing.assert_allclose(sparse, dense, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_jitted_sparse_forward_equals_the_dense_forward():
     # 20 values compared: a head with more logit dims than LOOPED_LOGITS (the looped sum)
     program = lib.make_sort_unique(rasp.tokens, rasp.tokens)

@@ -118,19 +118,47 @@ def test_a_long_run_says_how_long_it_will_take_once_the_rate_is_known():
 
     clock = iter([0.0, 30.0, 31.0, 32.0, 33.0])  # start; first chunk (30 s: XLA); then 1 s
     stream = io.StringIO()
-    with unittest.mock.patch("rasp_compiler.verify.time.perf_counter", lambda: next(clock)):
+    with unittest.mock.patch("rasp_compiler.progress.time.perf_counter", lambda: next(clock)):
         bar = ProgressBar(100_000_000, stream)
         bar.advance(8192)            # t=30: the first chunk's rate would count compilation
         bar.advance(24_000)          # t=31: 24,000/s since the first chunk
         bar.advance(24_000)          # t=32
         bar.advance(24_000)          # t=33
-    lines = stream.getvalue().replace("\r", "\n").splitlines()
-    estimates = [line for line in lines if line.startswith("verify: ")]
+        bar.close()
+    text = stream.getvalue()
+    assert "\r" not in text  # not a terminal: lines a log can keep
+    lines = text.splitlines()
+    estimates = [line for line in lines if " take about " in line]
     assert estimates == ["verify: 100,000,000 inputs at about 24,000/s take about 70 minutes in "
                          "all; Ctrl-C stops it"]
-    assert "about 69 minutes left" in lines[-1]
+    assert lines[-1].startswith("verify: 80,192/100,000,000 inputs (0%), 24,000/s, 0 mismatched")
+    assert lines[-1].endswith("about 69 minutes left")
     assert [describe_seconds(s) for s in (45, 720, 3.5 * 3600, 2 * 86400)] == [
         "45 s", "12 minutes", "3.5 hours", "2.0 days"]
+
+
+def test_progress_is_a_redrawn_bar_in_a_terminal_and_lines_in_a_log(monkeypatch):
+    """tqdm draws the bar; `\\r` redraws go only to a terminal. A log (a file, a pipe, CI)
+    gets whole lines, at most one per LOG_INTERVAL seconds and one at the end."""
+    import io
+
+    from rasp_compiler import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    log, terminal = io.StringIO(), Terminal()
+    for stream in (log, terminal):
+        bar = progress.StepProgress("train", 300, stream)
+        for step in (100, 200, 300):
+            bar.update(step, loss=0.5)
+        bar.close()
+    assert "\r" not in log.getvalue()
+    assert log.getvalue().splitlines() == ["train: 0/300 steps (0%)",
+                                           "train: 300/300 steps (100%), loss 0.5"]
+    assert terminal.getvalue().count("\r") >= 2 and "300/300 steps" in terminal.getvalue()
+    assert "|" in terminal.getvalue()  # the bar itself
 
 
 def test_progress_bar_reports_counts(capsys):
@@ -139,7 +167,7 @@ def test_progress_bar_reports_counts(capsys):
     report = verify(program, model, exhaustive_up_to=3, samples=10, progress=True, chunk=5)
     err = capsys.readouterr().err
     assert report.ok and report.inputs_checked == 24
-    assert "24/24 inputs (100%)" in err and "0 mismatched" in err
+    assert "verify: 24/24 inputs (100%)" in err and "0 mismatched" in err and "\r" not in err
 
 
 def test_the_next_chunks_forward_is_queued_before_this_chunk_is_evaluated(monkeypatch):
@@ -173,6 +201,7 @@ def test_the_next_chunks_forward_is_queued_before_this_chunk_is_evaluated(monkey
     assert report.inputs_checked == 14 and report.mismatch_count == report.positions_checked
 
 
+@pytest.mark.slow
 def test_batches_are_sharded_over_several_devices():
     import os
     import subprocess

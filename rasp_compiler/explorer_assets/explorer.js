@@ -4,11 +4,18 @@
 // views. Every string from the model or the input is written with text nodes (el() below)
 // and never parsed as HTML. State: the current input's view, the selected head, the
 // selected SOp (and residual dimension), the residual step shown.
+//
+// Conventions shared by every view: positions are numbered with BOS at 0 and the tokens
+// from 1 (`1:a`); colours follow rasp_compiler/colours.py (blue positive, red negative,
+// white 0; attention weights white to blue), as the matplotlib pictures do; nothing is
+// wider than the window: the layer plan stacks the layers, wide heatmaps are cut into
+// bands or shrink their cells to the panel.
 "use strict";
 
 (function () {
   const DATA = JSON.parse(document.getElementById("explorer-data").textContent);
   const MODEL = DATA.model;
+  const COLOURS = MODEL.colours;
   const state = { view: null, head: null, sop: null, dim: null, step: 0 };
   const HEADS = [];
   for (const layer of MODEL.layers) for (const head of layer.heads) HEADS.push(head);
@@ -39,16 +46,47 @@
     return Number(x).toPrecision(digits || 6).replace(/(\.\d*?)0+(e|$)/, "$1$2").replace(/\.(e|$)/, "$1");
   }
 
-  function blue(weight) {
-    const w = Math.max(0, Math.min(1, Number(weight)));
-    const r = Math.round(255 - 215 * w), g = Math.round(255 - 165 * w), b = Math.round(255 - 75 * w);
-    return `rgb(${r}, ${g}, ${b})`;
+  function rgb(hex) {
+    return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
   }
 
-  function diverging(value, scale) {
+  function mix(from, to, t) {
+    const a = rgb(from), b = rgb(to);
+    return `rgb(${a.map((x, i) => Math.round(x + (b[i] - x) * t)).join(", ")})`;
+  }
+
+  // A signed value on the shared scale: -scale red, 0 white, +scale blue.
+  function signed(value, scale) {
     const v = Math.max(-1, Math.min(1, Number(value) / (scale || 1)));
-    if (v >= 0) return `rgb(${Math.round(255 - 200 * v)}, ${Math.round(255 - 140 * v)}, 255)`;
-    return `rgb(255, ${Math.round(255 + 150 * v)}, ${Math.round(255 + 180 * v)})`;
+    if (!Number.isFinite(v)) return COLOURS.zero;
+    return v >= 0 ? mix(COLOURS.zero, COLOURS.positive, v) : mix(COLOURS.zero, COLOURS.negative, -v);
+  }
+
+  // An attention weight, 0 white to 1 blue: the positive half of the same scale.
+  function weight(value) {
+    return signed(value, 1);
+  }
+
+  function darkText(value, scale) {
+    return Math.abs(Number(value) / (scale || 1)) > 0.6;
+  }
+
+  // The legend of a heatmap: its colour bar with the numbers at its ends, and the convention.
+  function legend(kind, scale) {
+    const bar = el("span", { class: "bar" });
+    if (kind === "weight") {
+      bar.style.background = `linear-gradient(to right, ${COLOURS.zero}, ${COLOURS.positive})`;
+      return el("div", { class: "legend colour-legend", data: { kind } },
+        "0 ", bar, " 1: attention weight, white (none) to blue (all of it)");
+    }
+    bar.style.background = `linear-gradient(to right, ${COLOURS.negative}, ${COLOURS.zero}, ${COLOURS.positive})`;
+    return el("div", { class: "legend colour-legend", data: { kind } },
+      `-${fmt(scale, 3)} `, bar, ` +${fmt(scale, 3)}: red negative, white 0, blue positive ` +
+      "(the matplotlib pictures use the same colours)");
+  }
+
+  function positionLabel(q, positions) {
+    return `${q}:${positions[q]}`;  // 0:BOS, 1:first token, ...
   }
 
   function chip(sop) {
@@ -69,36 +107,76 @@
     return el("section", { id }, el("h2", {}, title), ...children);
   }
 
+  function widthOf(id) {
+    return document.getElementById(id).clientWidth || 800;
+  }
+
+  // Column widths for a fixed-layout table: the label column, then `count` cells.
+  function columns(label, count, cell) {
+    const group = el("colgroup", {});
+    const first = el("col", {});
+    first.style.width = `${label}px`;
+    group.append(first);
+    for (let i = 0; i < count; i++) {
+      const col = el("col", {});
+      col.style.width = `${cell}px`;
+      group.append(col);
+    }
+    return group;
+  }
+
+  // --------------------------------------------------------------------- the hover readout
+
+  // One readout that follows the cursor over any heatmap cell: next to the pointer, kept
+  // inside the window, hidden when the pointer leaves the cell.
+  const hover = el("div", { class: "hover", id: "hover", role: "status", hidden: true });
+
+  function hoverable(cell, describe) {
+    cell.addEventListener("mouseenter", (e) => { hover.textContent = describe(); hover.hidden = false; place(e); });
+    cell.addEventListener("mousemove", place);
+    cell.addEventListener("mouseleave", () => { hover.hidden = true; });
+  }
+
+  function place(e) {
+    const gap = 14, box = hover.getBoundingClientRect();
+    let x = e.clientX + gap, y = e.clientY + gap;
+    if (x + box.width > window.innerWidth - 4) x = Math.max(4, e.clientX - gap - box.width);
+    if (y + box.height > window.innerHeight - 4) y = Math.max(4, e.clientY - gap - box.height);
+    hover.style.left = `${x}px`;
+    hover.style.top = `${y}px`;
+  }
+
   // --------------------------------------------------------------------- skeleton
 
   const app = document.getElementById("app");
   const banner = el("div", { id: "banner", class: "banner", role: "alert", hidden: true });
-  const hover = el("div", { class: "hover", id: "hover" }, "hover a cell to read its value");
   app.append(
     el("header", {}, el("h1", {}, `${MODEL.title}: model explorer`),
        el("p", {}, DATA.mode === "server"
          ? "Live: type an input below; the page runs it through the compiled model and the evaluator."
-         : "Static page: the views for the inputs saved in it. `rasp-compiler explore` runs any input.")),
+         : "Static page: the views for the inputs saved in it. `rasp-compiler explore` runs any input."),
+       el("p", { class: "conventions" }, "Positions: 0 is BOS, the tokens count from 1. Colours: " +
+         `${COLOURS.convention}. Hover a cell to read its value.`)),
     el("main", {},
        banner,
        MODEL.has_program ? null : el("p", { class: "note", id: "no-program" }, MODEL.no_program_note),
        section("input", "Input, output and every SOp's value", el("div", { id: "input-body" })),
        section("plan", "Layer plan", el("p", { class: "note" },
-         "Left to right: the embeddings, then each layer's attention heads and MLP parts, with the " +
+         "Top to bottom: the embeddings, then each layer's attention heads and MLP parts, with the " +
          "residual SOps (and dimension ranges) each reads and writes. Click a head to see it; click an " +
-         "SOp to highlight where it is written and read."), el("div", { id: "plan-body" })),
+         "SOp to highlight where it is written and read; hover a box's name for what its kind of head or MLP means."), el("div", { id: "plan-body" })),
        section("head", "Attention head", el("div", { id: "head-body" })),
        section("residual", "Residual stream", el("div", { id: "residual-body" })),
        MODEL.compression ? section("interference", "Interference (compressed model)",
          el("p", { class: "note" },
            `This model runs the compiled transformer through a ${MODEL.compression.d}-dimensional ` +
            `residual (W: ${MODEL.compression.d_model} x ${MODEL.compression.d}). Entry (i, j) of W W^T is ` +
-           "how much reading feature i picks up of feature j: the identity without compression, " +
-           "superposition off the diagonal. Click a dimension to select it everywhere."),
+           "how much reading feature i (row) picks up of feature j (column): the identity without " +
+           "compression, superposition off the diagonal. Click a feature to select it everywhere."),
          el("div", { id: "interference-body" })) : null,
        section("selectors", "Selector report", el("div", { id: "selectors-body" })),
-       section("facts", "Compile facts", el("div", { id: "facts-body" })),
-       hover));
+       section("facts", "Compile facts", el("div", { id: "facts-body" }))),
+    hover);
 
   // --------------------------------------------------------------------- compile facts
 
@@ -125,7 +203,7 @@
     const flags = entry && entry.flags.length ? el("div", { class: "flag" }, `${entry.flags.length} flag(s)`) : null;
     return el("div", { class: "box head", data: { head: head.name }, title: `show head ${head.name}`,
                        on: { click: () => selectHead(head.name) } },
-      el("div", { class: "name" }, `${head.name} · ${head.kind}`),
+      el("div", { class: "name", title: MODEL.glossary[head.kind] || null }, `${head.name} · ${head.kind}`),
       el("div", {}, "computes ", chip(head.writes[0] || head.label)),
       el("div", {}, `selector ${head.selector}:`),
       el("div", { class: "expr" }, head.expression),
@@ -135,26 +213,34 @@
 
   function mlpBox(part) {
     return el("div", { class: "box mlp", data: { mlp: part.id } },
-      el("div", { class: "name" }, `MLP [${part.start}:${part.stop}] · ${part.construction}`),
+      el("div", { class: "name", title: MODEL.glossary[part.construction] || null },
+         `MLP [${part.start}:${part.stop}] · ${part.construction}`),
       part.units.length ? el("div", { class: "expr" }, `computes ${part.units.join(", ")}`) : null,
       el("div", {}, "reads ", part.reads.length ? part.reads.map(chip) : "-"),
       el("div", {}, "writes ", part.writes.length ? part.writes.map(chip) : "-"));
   }
 
+  // The plan stacks the layers top to bottom (one row each: its attention, then its MLP),
+  // and the boxes of a sublayer wrap within their half: it is never wider than the panel.
   function renderPlan() {
     const plan = el("div", { class: "plan" });
     const embedded = MODEL.sops.filter((s) => s.time === 0).map((s) => s.label);
     const special = MODEL.groups.filter((g) => g.sop === "one" || g.sop === "bos").map((g) => g.sop);
-    plan.append(el("div", { class: "column" }, el("div", { class: "caption" }, "embeddings"),
-      el("div", { class: "box embed" }, el("div", {}, "writes "), [...special, ...embedded].map(chip))));
+    plan.append(el("div", { class: "layer-label" }, "embeddings"),
+      el("div", { class: "cell embed-cell" },
+         el("div", { class: "box embed" }, el("div", {}, "writes "), [...special, ...embedded].map(chip))));
     for (const layer of MODEL.layers) {
+      const heads = layer.heads.length;
       plan.append(
-        el("div", { class: "column", data: { layer: layer.index } },
-           el("div", { class: "caption" }, `layer ${layer.index} attention`),
-           layer.heads.length ? layer.heads.map(headBox) : el("div", { class: "empty" }, "no heads")),
-        el("div", { class: "column" },
-           el("div", { class: "caption" }, `layer ${layer.index} MLP (${layer.mlp_hidden} neurons)`),
-           layer.mlp.length ? layer.mlp.map(mlpBox) : el("div", { class: "empty" }, "empty")));
+        el("div", { class: "layer-label", data: { layer: layer.index } }, `layer ${layer.index}`),
+        el("div", { class: "cell", data: { layer: layer.index } },
+           el("div", { class: "caption" }, `attention (${heads} head${heads === 1 ? "" : "s"})`),
+           el("div", { class: "boxes" },
+              heads ? layer.heads.map(headBox) : el("div", { class: "empty" }, "no heads"))),
+        el("div", { class: "cell" },
+           el("div", { class: "caption" }, `MLP (${layer.mlp_hidden} neuron${layer.mlp_hidden === 1 ? "" : "s"})`),
+           el("div", { class: "boxes" },
+              layer.mlp.length ? layer.mlp.map(mlpBox) : el("div", { class: "empty" }, "empty"))));
     }
     document.getElementById("plan-body").replaceChildren(plan);
   }
@@ -171,7 +257,8 @@
                               value: DATA.inputs[0].words.join(" ") });
     const run = el("button", { id: "run", type: "button" }, "Run");
     const error = el("div", { id: "input-error", class: "error", role: "alert", hidden: true });
-    const form = el("div", {}, el("label", { for: "tokens" }, "Tokens (separated by spaces): "), box, " ", run);
+    const stale = el("p", { id: "stale-note", class: "stale-note", hidden: true });
+    const form = el("div", { class: "form" }, el("label", { for: "tokens" }, "Tokens (separated by spaces): "), box, " ", run);
     const submit = () => runInput(box.value);
     run.addEventListener("click", submit);
     box.addEventListener("keydown", (e) => { if (e.key === "Enter") submit(); });
@@ -185,13 +272,23 @@
       body.append(list);
     }
     body.append(el("p", { class: "note" }, `vocab: ${MODEL.vocab.join(" ")}; at most ${MODEL.max_seq_len} tokens`),
-                error, el("div", { id: "run-result" }));
+                error, stale, el("div", { id: "run-result" }));
   }
+
+  // A bad input: its message, and the previous input's results dimmed below it, so they
+  // cannot be taken for this input's.
+  const RESULTS = ["run-result", "head-body", "residual-body", "banner"];
 
   function showError(message) {
     const box = document.getElementById("input-error");
     box.textContent = message;
     box.hidden = !message;
+    const stale = !!message && !!state.view;
+    for (const id of RESULTS) document.getElementById(id).classList.toggle("stale", stale);
+    const note = document.getElementById("stale-note");
+    note.hidden = !stale;
+    note.textContent = stale ? `Dimmed below: the results of the previous input, ${state.view.words.join(" ")}, ` +
+                               "not of the one typed." : "";
   }
 
   function runInput(text) {
@@ -214,17 +311,37 @@
       .finally(() => { delete document.body.dataset.busy; });
   }
 
+  // A row of values as tokens, each one marked where it differs from `against`.
+  function tokens(id, values, against, mark, why) {
+    const code = el("code", { id, class: "tokens" });
+    values.forEach((v, i) => {
+      if (i) code.append(" ");
+      const differs = against && v !== against[i];
+      code.append(el("span", { class: differs ? `tok ${mark}` : "tok", data: { position: i + 1 },
+                               title: differs ? `position ${i + 1}: ${why} ${against[i]}` : null }, v));
+    });
+    return code;
+  }
+
   function renderRun(view) {
     const result = document.getElementById("run-result");
-    const output = el("p", {}, "output: ", el("code", { id: "output" }, view.output.join(" ")));
-    const parts = [el("p", {}, "input: ", el("code", { id: "input-shown" }, view.words.join(" "))), output];
-    if (view.exact_output) parts.push(el("p", {}, "exact (uncompressed) model: ",
-      el("code", { id: "exact-output" }, view.exact_output.join(" "))));
+    const parts = [el("p", {}, "input: ", el("code", { id: "input-shown" }, view.words.join(" ")))];
+    if (view.exact_output) {
+      const differ = view.output.filter((v, i) => v !== view.exact_output[i]).length;
+      parts.push(
+        el("p", {}, "output (compressed): ", tokens("output", view.output, view.exact_output, "differs", "the exact model gives"),
+           el("span", { id: "exact-diff", class: differ ? "differs-count" : "ok" },
+              differ ? `  ${differ} of ${view.output.length} positions differ from the exact model (marked)`
+                     : "  agrees with the exact model")),
+        el("p", {}, "exact (uncompressed) model: ", el("code", { id: "exact-output" }, view.exact_output.join(" "))));
+    } else {
+      parts.push(el("p", {}, "output: ", tokens("output", view.output, view.expected, "bad", "the evaluator gives")));
+    }
     if (view.expected) parts.push(el("p", {}, "evaluator: ", el("code", { id: "expected" }, view.expected.join(" ")),
       view.problems.length ? null : el("span", { class: "ok" }, "  agrees")));
     if (view.evaluator_error) parts.push(el("p", { class: "error" }, `the evaluator has no answer here: ${view.evaluator_error}`));
     const head = el("tr", {}, el("th", {}, "SOp"), el("th", {}, "read after"),
-      view.words.map((w, i) => el("th", {}, `${i}: ${w}`)));
+      view.words.map((w, i) => el("th", {}, positionLabel(i + 1, ["BOS", ...view.words]))));
     const rows = view.sops.map((s) => {
       const meta = MODEL.sops.find((m) => m.label === s.label);
       return el("tr", { data: { sop: s.label }, on: { click: () => selectSop(s.label) } },
@@ -232,11 +349,11 @@
         s.values.map((v, i) => {
           const bad = s.agree && !s.agree[i];
           const title = s.expected ? `evaluator: ${s.expected[i]}` : "no evaluator (loaded model)";
-          return el("td", { class: bad ? "bad" : null, title, data: { position: i } }, v);
+          return el("td", { class: bad ? "bad" : null, title, data: { position: i + 1 } }, v);
         }));
     });
     parts.push(el("h3", {}, "Read-back: every SOp decoded right after the sublayer that writes it"),
-      el("table", { class: "grid", id: "sop-values" }, head, rows));
+      el("div", { class: "fit" }, el("table", { class: "grid", id: "sop-values" }, head, rows)));
     if (MODEL.not_in_residual.length)
       parts.push(el("p", { class: "note" }, "Not in the residual: ",
         MODEL.not_in_residual.map(([label, where]) => `${label} (${where})`).join("; ")));
@@ -248,7 +365,7 @@
     banner.classList.toggle("expected", !!MODEL.compression);
     if (MODEL.compression) {
       banner.replaceChildren(
-        `The compressed model differs from the evaluator on this input (${view.problems.length} ` +
+        `The compressed model differs from the exact model on this input (${view.problems.length} ` +
         `finding(s)). Expected in superposition: it agreed with the exact model on ` +
         `${fmt(100 * MODEL.compression.agreement, 4)}% of positions in training.`,
         el("ul", {}, view.problems.map((p) => el("li", {}, p))));
@@ -264,19 +381,24 @@
 
   // --------------------------------------------------------------------- heads
 
+  // A square heatmap of positions x positions, its cells as large as the panel allows
+  // (at most 28 px; the weights are written in them while they fit).
   function heatmap(matrix, caption, positions, opts) {
+    const n = positions.length;
+    const cell = Math.max(8, Math.min(28, Math.floor((opts.width - 72) / n)));
     const table = el("table", { class: "heat" + (opts.extraClass ? " " + opts.extraClass : ""), data: opts.data || {} },
       el("caption", {}, caption));
-    table.append(el("tr", {}, el("th", { class: "axis" }, "query \\ key"), positions.map((p, k) => el("th", {}, `${k}:${p}`))));
+    table.append(el("tr", {}, el("th", { class: "axis" }, "query \\ key"),
+      positions.map((p, k) => el("th", { class: "col" }, positionLabel(k, positions)))));
     matrix.forEach((row, q) => {
-      table.append(el("tr", {}, el("th", {}, `${q}:${positions[q]}`), row.map((value, k) => {
+      table.append(el("tr", {}, el("th", {}, positionLabel(q, positions)), row.map((value, k) => {
         const masked = opts.causal && k > q;
-        const td = el("td", { class: masked ? "masked" : null, data: { q, k, value },
-                              title: opts.describe(q, k) });
-        td.style.backgroundColor = blue(value);
-        if (Number(value) > 0.6) td.style.color = "#fff";
-        if (Number(value) > 0.005 && positions.length <= 12) td.textContent = fmt(value, 2);
-        td.addEventListener("mouseenter", () => { hover.textContent = opts.describe(q, k); });
+        const td = el("td", { class: masked ? "masked" : null, data: { q, k, value } });
+        td.style.backgroundColor = weight(value);
+        td.style.width = td.style.minWidth = td.style.height = `${cell}px`;
+        if (darkText(value, 1)) td.style.color = "#fff";
+        if (Number(value) > 0.005 && cell >= 22) td.textContent = fmt(value, 2);
+        hoverable(td, () => opts.describe(q, k));
         return td;
       })));
     });
@@ -299,21 +421,22 @@
     const positions = state.view.positions;
     const entry = head.selector_entry;
     const describe = (q, k) => {
-      let text = `${head.name} query ${q} (${positions[q]}) -> key ${k} (${positions[k]}): weight ${fmt(data.compiled[q][k])}, logit ${fmt(data.scores[q][k], 5)}`;
+      let text = `${head.name} query ${positionLabel(q, positions)} -> key ${positionLabel(k, positions)}: weight ${fmt(data.compiled[q][k])}, logit ${fmt(data.scores[q][k], 5)}`;
       if (data.ideal) text += `, ideal ${fmt(data.ideal[q][k])}`;
       if (MODEL.causal && k > q) text += " (masked: a causal query sees no later key)";
       return text;
     };
+    const width = widthOf("head-body");
     const maps = el("div", { class: "maps" },
       heatmap(data.compiled, `compiled pattern (${head.hook})`, positions,
-              { describe, causal: MODEL.causal, data: { which: "compiled" } }),
+              { describe, causal: MODEL.causal, data: { which: "compiled" }, width }),
       data.ideal ? heatmap(data.ideal, "ideal pattern (from the evaluator)", positions,
-                           { describe, causal: MODEL.causal, data: { which: "ideal" } })
+                           { describe, causal: MODEL.causal, data: { which: "ideal" }, width })
                  : el("p", { class: "note" }, "ideal pattern: needs the program (see the note above)"));
     if (MODEL.causal) {
       const mask = positions.map((_, q) => positions.map((__, k) => (k <= q ? 1 : 0)));
       maps.append(heatmap(mask, "causal mask (1: key visible)", positions,
-        { describe: (q, k) => `query ${q} ${k <= q ? "sees" : "does not see"} key ${k}`, data: { which: "mask" } }));
+        { describe: (q, k) => `query ${q} ${k <= q ? "sees" : "does not see"} key ${k}`, data: { which: "mask" }, width }));
     }
     const facts = [
       ["head", `${head.name} (${head.kind}) computes ${head.label}`],
@@ -322,7 +445,7 @@
       ["normal form", entry ? entry.normal_form : "-"],
       ["construction", entry ? `${entry.construction}: ${entry.cost}` : "-"],
       ["query / key / value read", `${head.queries.join(", ") || "-"} / ${head.keys.join(", ") || "-"} / ${head.values.join(", ") || "bos"}`],
-      ["coldness", fmt(head.coldness, 4)],
+      ["coldness", `${fmt(head.coldness, 4)} (${MODEL.glossary.coldness})`],
       ["logit margin (this input)", data.margin === null ? "needs the program" : fmt(data.margin, 5)],
       ["BOS leak (this input)", data.bos_leak === null ? "needs the program" : fmt(data.bos_leak, 3)],
       ["max deviation from ideal", data.max_deviation === null ? "needs the program" : fmt(data.max_deviation, 3)],
@@ -330,11 +453,32 @@
     if (entry) for (const [name, cost] of entry.alternatives) facts.push(["alternative", `${name}: ${cost}`]);
     body.append(el("h3", { id: "head-title" }, `${head.name}: ${head.label} <- ${head.expression}`), kv(facts));
     if (entry && entry.flags.length) body.append(el("ul", { class: "flag" }, entry.flags.map((f) => el("li", {}, f))));
-    body.append(maps);
+    body.append(legend("weight"), maps);
     markSelection();
   }
 
   // --------------------------------------------------------------------- residual stream
+
+  // The residual dimensions cut into bands that fit the panel: whole SOp groups where they
+  // fit (a group wider than a band continues in the next one).
+  function bands(perBand) {
+    const out = [];
+    let current = [], used = 0;
+    const flush = () => { if (current.length) out.push(current); current = []; used = 0; };
+    for (const g of MODEL.groups) {
+      const size = g.stop - g.start;
+      if (used && used + size > perBand && size <= perBand) flush();
+      for (let start = g.start; start < g.stop;) {
+        if (used === perBand) flush();
+        const stop = Math.min(g.stop, start + perBand - used);
+        current.push({ group: g, start, stop });
+        used += stop - start;
+        start = stop;
+      }
+    }
+    flush();
+    return out;
+  }
 
   function renderResidual() {
     const body = document.getElementById("residual-body");
@@ -351,26 +495,38 @@
     const positions = state.view.positions;
     let scale = 0;
     for (const row of matrix) for (const v of row) if (typeof v === "number") scale = Math.max(scale, Math.abs(v));
-    const table = el("table", { class: "heat resid", id: "residual-map" },
-      el("caption", {}, `residual after ${MODEL.steps[state.step]}: positions x dimensions, grouped by SOp`));
-    table.append(el("tr", {}, el("th", {}),
-      MODEL.groups.map((g) => el("th", { class: "group", colspan: g.stop - g.start, data: { sop: g.sop },
-                                         title: `${g.sop}: written by ${g.written_by}; read by ${g.read_by.join(", ") || "-"}`,
-                                         on: { click: () => selectSop(g.sop) } }, g.sop))));
-    table.append(el("tr", {}, el("th", { class: "axis" }, "position"), MODEL.dims.map((d, i) => {
-      const first = MODEL.groups.some((g) => g.start === i);
-      return el("th", { class: "dim" + (first ? " first" : ""), data: { sop: d.sop, dim: i }, title: `dimension ${i}: ${d.label}`,
-                        on: { click: () => selectDim(i) } }, d.value === "" ? d.sop : d.value);
-    })));
-    matrix.forEach((row, q) => table.append(el("tr", {}, el("th", {}, `${q}:${positions[q]}`), row.map((value, i) => {
-      const d = MODEL.dims[i];
-      const first = MODEL.groups.some((g) => g.start === i);
-      const describe = `position ${q} (${positions[q]}), dimension ${i} ${d.label}: ${fmt(value)}`;
-      const td = el("td", { class: first ? "first" : null, data: { sop: d.sop, dim: i, q, value }, title: describe });
-      td.style.backgroundColor = diverging(value, scale);
-      td.addEventListener("mouseenter", () => { hover.textContent = describe; });
-      return td;
-    }))));
+    const CELL = 20, LABEL = 64;
+    const perBand = Math.max(4, Math.floor((widthOf("residual-body") - LABEL - 16) / CELL));
+    const map = el("div", { id: "residual-map" },
+      el("div", { class: "caption" }, `residual after ${MODEL.steps[state.step]}: positions x dimensions, grouped by SOp` +
+         (MODEL.dims.length > perBand ? " (the dimensions continue band by band, top to bottom)" : "")));
+    for (const band of bands(perBand)) {
+      const count = band.reduce((n, piece) => n + piece.stop - piece.start, 0);
+      const table = el("table", { class: "heat resid band" }, columns(LABEL, count, CELL));
+      table.style.width = `${LABEL + count * CELL}px`;
+      table.append(el("tr", {}, el("th", { class: "corner" }), band.map(({ group: g, start, stop }) => {
+        const th = el("th", { class: "group", colspan: stop - start, data: { sop: g.sop },
+                              title: `${g.sop}: written by ${g.written_by}; read by ${g.read_by.join(", ") || "-"}`,
+                              on: { click: () => selectSop(g.sop) } }, start > g.start ? `${g.sop} (cont.)` : g.sop);
+        return th;
+      })));
+      const dims = [];
+      for (const piece of band) for (let i = piece.start; i < piece.stop; i++) dims.push(i);
+      const first = new Set(band.map((piece) => piece.start));
+      table.append(el("tr", {}, el("th", { class: "axis" }, "position"), dims.map((i) => {
+        const d = MODEL.dims[i];
+        return el("th", { class: "dim" + (first.has(i) ? " first" : ""), data: { sop: d.sop, dim: i }, title: `dimension ${i}: ${d.label}`,
+                          on: { click: () => selectDim(i) } }, d.value === "" ? d.sop : d.value);
+      })));
+      matrix.forEach((row, q) => table.append(el("tr", {}, el("th", { class: "pos" }, positionLabel(q, positions)), dims.map((i) => {
+        const d = MODEL.dims[i], value = row[i];
+        const td = el("td", { class: first.has(i) ? "first" : null, data: { sop: d.sop, dim: i, q, value } });
+        td.style.backgroundColor = signed(value, scale);
+        hoverable(td, () => `position ${positionLabel(q, positions)}, dimension ${i} ${d.label}: ${fmt(value)}`);
+        return td;
+      }))));
+      map.append(table);
+    }
     const decoded = state.view.decoded[state.step];
     const rows = MODEL.sops.map((s) => el("tr", { data: { sop: s.label } },
       el("th", {}, s.label), el("td", {}, s.written_after),
@@ -379,40 +535,65 @@
     body.replaceChildren(steps,
       el("div", { class: "legend" }, el("span", { class: "reads" }, "read by the selected head"),
          el("span", { class: "writes" }, "written by it"), el("span", { class: "sop-sel" }, "the selected SOp"),
-         "click an SOp or a dimension to select it; hover a cell for its value"),
-      table,
+         "click an SOp or a dimension to select it"),
+      legend("signed", scale || 1),
+      map,
       el("h3", {}, `Decoded at this step (grey: not written yet)`),
-      el("table", { class: "grid", id: "decoded" },
-         el("tr", {}, el("th", {}, "SOp"), el("th", {}, "written after"), positions.slice(1).map((p, i) => el("th", {}, `${i}: ${p}`))),
-         rows));
+      el("div", { class: "fit" }, el("table", { class: "grid", id: "decoded" },
+         el("tr", {}, el("th", {}, "SOp"), el("th", {}, "written after"), positions.slice(1).map((p, i) => el("th", {}, positionLabel(i + 1, positions)))),
+         rows)));
     markSelection();
   }
 
   // --------------------------------------------------------------------- interference
 
+  // W W^T as large as the panel allows (cells of 4 to 44 px), rows and columns labelled
+  // with their features (SOp:value) where the cells are tall enough, and by SOp always.
   function renderInterference() {
     const c = MODEL.compression;
     const matrix = c.interference;
+    const n = matrix.length;
     let scale = 0;
     for (const row of matrix) for (const v of row) if (typeof v === "number") scale = Math.max(scale, Math.abs(v));
+    const longest = Math.max(...MODEL.dims.map((d) => d.label.length));
+    const label = Math.min(180, 24 + 6.5 * longest);
+    const cell = Math.max(4, Math.min(44, Math.floor((widthOf("interference-body") - label - 8) / n)));
+    const labelled = cell >= 9, font = Math.max(8, Math.min(12, cell - 2));
     const describe = (i, j) => `reading ${MODEL.dims[i].label} picks up ${fmt(matrix[i][j], 3)} of ${MODEL.dims[j].label}`;
     const table = el("table", { class: "heat inter", id: "interference-map" },
-      el("caption", {}, `W W^T over the ${c.d_model} original features, grouped by SOp (colour scale ±${fmt(scale, 3)})`));
-    table.append(el("tr", {}, el("th", {}), MODEL.groups.map((g) => el("th", {
+      el("caption", {}, `W W^T over the ${c.d_model} original features (rows: the feature read; columns: the feature picked up), grouped by SOp`),
+      columns(label, n, cell));
+    table.style.width = `${label + n * cell}px`;
+    table.style.fontSize = `${font}px`;
+    table.append(el("tr", {}, el("th", { class: "corner" }), MODEL.groups.map((g) => el("th", {
       class: "group", colspan: g.stop - g.start, data: { sop: g.sop }, title: g.sop,
-      on: { click: () => selectSop(g.sop) } }, g.stop - g.start > 2 ? g.sop : ""))));
+      on: { click: () => selectSop(g.sop) } }, g.sop))));
+    if (labelled) table.append(el("tr", {}, el("th", { class: "axis" }, "read \\ picked up"), MODEL.dims.map((d, j) => {
+      const first = MODEL.groups.some((g) => g.start === j);
+      return el("th", { class: "dim col" + (first ? " first" : ""), data: { sop: d.sop, dim: j }, title: `feature ${j}: ${d.label}`,
+                        on: { click: () => selectDim(j) } }, d.value === "" ? d.sop : d.value);
+    })));
     matrix.forEach((row, i) => {
       const d = MODEL.dims[i];
-      table.append(el("tr", {}, el("th", { class: "dim", data: { sop: d.sop, dim: i }, title: `dimension ${i}: ${d.label} (norm ${fmt(c.norms[i], 3)})`,
-                                           on: { click: () => selectDim(i) } }, d.label),
-        row.map((value, j) => {
-          const first = MODEL.groups.some((g) => g.start === j);
-          const td = el("td", { class: first ? "first" : null, data: { row: i, col: j, value }, title: describe(i, j) });
-          td.style.backgroundColor = diverging(value, scale);
-          td.addEventListener("mouseenter", () => { hover.textContent = describe(i, j); });
-          td.addEventListener("click", () => selectDim(i));
-          return td;
-        })));
+      const first = MODEL.groups.some((g) => g.start === i);
+      const th = el("th", { class: "dim row" + (first ? " first" : ""), data: { sop: d.sop, dim: i },
+                            title: `feature ${i}: ${d.label} (norm ${fmt(c.norms[i], 3)})`,
+                            on: { click: () => selectDim(i) } }, labelled || first ? d.label : "");
+      const tr = el("tr", {}, th, row.map((value, j) => {
+        const start = MODEL.groups.some((g) => g.start === j);
+        const td = el("td", { class: start ? "first" : null, data: { row: i, col: j, value } });
+        td.style.backgroundColor = signed(value, scale);
+        td.style.width = td.style.minWidth = td.style.height = `${cell}px`;
+        if (cell >= 34 && Math.abs(Number(value)) >= 0.005) {
+          td.textContent = fmt(value, 2);
+          if (darkText(value, scale)) td.style.color = "#fff";
+        }
+        hoverable(td, () => describe(i, j));
+        td.addEventListener("click", () => selectDim(i));
+        return td;
+      }));
+      if (first) tr.classList.add("first");
+      table.append(tr);
     });
     const pairs = el("table", { class: "grid", id: "interference-pairs" },
       el("tr", {}, el("th", {}, "feature i"), el("th", {}, "feature j"), el("th", {}, "W W^T (i, j)")),
@@ -426,7 +607,7 @@
           ["mean |W W^T| off the diagonal", fmt(c.mean_interference, 3)]]),
       el("h3", {}, "Strongest interference"),
       c.pairs.length ? pairs : el("p", { class: "empty" }, "none: no two features interfere"),
-      el("div", { class: "scroll" }, table));
+      legend("signed", scale || 1), table);
   }
 
   // --------------------------------------------------------------------- selectors
@@ -520,5 +701,15 @@
   state.head = HEADS.length ? HEADS[0].name : null;
   const first = DATA.inputs[0];
   if (first.error !== undefined) { showError(first.error); renderHead(); } else showView(first);
+  // The sized views follow the window: drawn again (selection kept) once a resize settles.
+  let resizing = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => {
+      if (state.view) { renderHead(); renderResidual(); }
+      if (MODEL.compression) renderInterference();
+      markSelection();
+    }, 150);
+  });
   document.body.dataset.ready = "1";
 })();
