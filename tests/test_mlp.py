@@ -340,3 +340,17 @@ def test_bounds_of_dims_and_forms_hold_whatever_the_signs():
     assert dim_bound(ops, ONE) == dim_bound(ops, Dim("tokens", 2)) == 1.0
     form = LinearForm(((Dim("mean"), -2.0), (ONE, 0.5), (Dim("tokens", 1), -3.0)))
     assert form_bound(ops, form) == 2.0 * 6.0 + 0.5 + 3.0
+
+
+def test_steps_per_combination_refuse_values_float32_cannot_separate():
+    """As test_steps_refuse_values_float32_cannot_separate, in a block of two categorical
+    inputs and a number, whose steps are built per combination."""
+    tiny = rasp.numerical(rasp.Map(lambda x: x * 1e-6 + 1000, rasp.indices)).named("tiny")
+    inner = rasp.SequenceMap(lambda v, t: v > 1000 + 2.5e-6 if t == "a" else "x", tiny,
+                             rasp.tokens).named("inner")
+    outer = rasp.SequenceMap(lambda a, i: (a, i % 2), inner, rasp.indices).named("outer")
+    ops, blocks = blocks_of(outer, ["a", "b"], 6)
+    (block,) = [b for b in blocks if b.outputs == ("outer",)]
+    assert len([leaf for leaf in block.leaves if not ops.is_numerical(leaf)]) == 2
+    with pytest.raises(CompilationError, match="outer: .*float32 cannot tell them apart"):
+        lower_block(ops, block)
