@@ -256,3 +256,14 @@ def test_a_normal_form_past_its_bound_is_not_built():
                      max_heads_per_selector=64)["wide"]
     assert 2 ** 6 > MAX_CLAUSES and choice.normal_form.endswith("(no CNF within bound)")
     assert choice.chosen.name == "whole product"
+
+
+def test_a_feature_reads_its_other_sops_values_by_identity():
+    """0 and 0.0 are two values of the other SOp, with two rows of the relation: the
+    feature of 0.0 is its own row's, not 0's (identity.py)."""
+    from rasp_compiler.selectors import FeatureSpec
+
+    relation = np.array([[True, False], [False, True], [True, True]])
+    spec = FeatureSpec("f", "query", "key", ("k1", "k2"), (("other", (0, 0.0, False), relation),))
+    assert spec(0) == ("k1",) and spec(0.0) == ("k2",) and spec(False) == ("k1", "k2")
+    assert spec(None) == () and spec(7) == ()
