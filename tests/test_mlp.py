@@ -7,7 +7,15 @@ import pytest
 from rasp_compiler import lib, rasp
 from rasp_compiler.errors import CompilationError
 from rasp_compiler.graph import build_graph
-from rasp_compiler.mlp import bos_cleanup, lower_block, ungate
+from rasp_compiler.mlp import (
+    CATEGORICAL_NOISE_BUDGET,
+    bos_cleanup,
+    count_neurons,
+    dim_bound,
+    form_bound,
+    lower_block,
+    ungate,
+)
 from rasp_compiler.residual import BOS, ONE, Dim, LinearForm
 from rasp_compiler.rewrite import rewrite
 from rasp_compiler.schedule import schedule
@@ -245,8 +253,10 @@ def test_shared_steps_stay_off_for_the_values_they_do_not_serve():
     ops, (block,) = blocks_of(stepped, [0, 1, 2, 3], 4)
     part = lower_block(ops, block)
     assert part.construction == "steps" and part.width < 4 * 3  # shared, not per token
+    assert count_neurons(ops, block, 10 ** 6) == part.width  # what the size check counted
     zs = sorted(ops.values["frac_prevs"])
     z_noise, t_noise = part.noise_budget["frac_prevs"], part.noise_budget["tokens"]
+    assert t_noise == CATEGORICAL_NOISE_BUDGET  # a one-hot's budget is capped there
     for z, t in itertools.product(zs, range(4)):
         want = {Dim("stepped", _stepped(t)(z)): 1.0}
         for dz, dt in [(0.0, 0.0), (z_noise, 0.0), (-z_noise, 0.0), (0.0, t_noise)]:
@@ -271,6 +281,7 @@ def test_steps_per_combination_are_exact_on_every_combination_and_silent_at_bos(
     assert block.leaves == ("frac_prevs", "tokens", "indices")
     part = lower_block(ops, block)
     assert part.construction == "steps"
+    assert count_neurons(ops, block, 10 ** 6) == part.width  # what the size check counted
     for z, t, i in itertools.product(sorted(ops.values["frac_prevs"]), range(4), range(4)):
         inputs = {ONE: 1.0, Dim("frac_prevs"): z, Dim("tokens", t): 1.0, Dim("indices", i): 1.0}
         assert_writes(apply(part, inputs), {Dim("outer", (_stepped(t)(z), i % 2)): 1.0})
@@ -315,3 +326,31 @@ def test_piecewise_linear_is_not_offered_for_a_jump_steeper_than_its_limit():
         if steep:
             assert lower_block(ops, block).construction == "steps"
     assert PIECEWISE_MAX_GAIN < 1 / 5e-5 / 1.0001
+
+
+def test_bounds_of_dims_and_forms_hold_whatever_the_signs():
+    """dim_bound: 1 for `one`, `bos` and one-hot dims, else the SOp's largest |value| (at
+    least 1); form_bound: sum of |c| x dim_bound, so mixed signs never cancel in it."""
+    mean = rasp.numerical(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices,
+                                                     rasp.Comparison.LEQ),
+                                         rasp.numerical(rasp.Map(lambda x: 3 * x, rasp.tokens)),
+                                         default=0)).named("mean")
+    ops, _ = blocks_of(rasp.numerical(rasp.Map(lambda v: v * v, mean)), [0, 1, 2], 3)
+    assert dim_bound(ops, Dim("mean")) == 6.0
+    assert dim_bound(ops, ONE) == dim_bound(ops, Dim("tokens", 2)) == 1.0
+    form = LinearForm(((Dim("mean"), -2.0), (ONE, 0.5), (Dim("tokens", 1), -3.0)))
+    assert form_bound(ops, form) == 2.0 * 6.0 + 0.5 + 3.0
+
+
+def test_steps_per_combination_refuse_values_float32_cannot_separate():
+    """As test_steps_refuse_values_float32_cannot_separate, in a block of two categorical
+    inputs and a number, whose steps are built per combination."""
+    tiny = rasp.numerical(rasp.Map(lambda x: x * 1e-6 + 1000, rasp.indices)).named("tiny")
+    inner = rasp.SequenceMap(lambda v, t: v > 1000 + 2.5e-6 if t == "a" else "x", tiny,
+                             rasp.tokens).named("inner")
+    outer = rasp.SequenceMap(lambda a, i: (a, i % 2), inner, rasp.indices).named("outer")
+    ops, blocks = blocks_of(outer, ["a", "b"], 6)
+    (block,) = [b for b in blocks if b.outputs == ("outer",)]
+    assert len([leaf for leaf in block.leaves if not ops.is_numerical(leaf)]) == 2
+    with pytest.raises(CompilationError, match="outer: .*float32 cannot tell them apart"):
+        lower_block(ops, block)

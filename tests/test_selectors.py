@@ -12,6 +12,8 @@ from rasp_compiler.selectors import written
 from rasp_compiler.values import infer_values
 from rasp_compiler.verify import verify
 
+from cases import CASES
+
 T, I, C = rasp.tokens, rasp.indices, rasp.Comparison
 VOCAB = [0, 1, 2, 3]
 
@@ -243,3 +245,46 @@ def test_a_clause_feature_is_no_value_of_the_program_and_has_no_readout():
     with pytest.raises(InvalidInputError, match=f"{feature!r} has no readout in this model"):
         model.run([[0, 1]], label=feature)
     assert model.run([[0, 1, 0]], backend="numpy") == [width([0, 1, 0])]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_the_chosen_constructions_cost_counts_the_key_size_built(case, compiled_case):
+    """The cost model chooses between constructions by their key sizes, computed before
+    anything is built: exact for every construction but a product encoding's, whose key
+    size counts every tuple value (at most that many are live)."""
+    model = compiled_case(case)
+    built = {h.label: h.key_size for layer in model.info.layers for h in layer.heads}
+    for choice in model.ops.selector_choices:
+        assert choice.heads and all(head in built for head in choice.heads), choice.selector
+        size = sum(built[head] for head in choice.heads)
+        if choice.chosen.name in ("product encoding", "whole product"):
+            assert size <= choice.chosen.cost.key_size, choice.selector
+        else:
+            assert size == choice.chosen.cost.key_size, (choice.selector, choice.chosen.name)
+
+
+def test_a_normal_form_past_its_bound_is_not_built():
+    """(a1 & b1) | ... | (a6 & b6) has 2^6 = 64 CNF clauses, past MAX_CLAUSES (32): no
+    CNF, and the whole-selector product builds it."""
+    from rasp_compiler.selectors import MAX_CLAUSES
+
+    terms = [sel(T, T, lambda k, q, j=j: (k + j) % 4 == q, f"a{j}")
+             & sel(I, I, lambda k, q, j=j: k == (q + j) % 5, f"b{j}") for j in range(6)]
+    selector = terms[0]
+    for term in terms[1:]:
+        selector = selector | term
+    choice = choices(rasp.SelectorWidth(selector.named("wide")), max_selector_dims=10 ** 6,
+                     max_heads_per_selector=64)["wide"]
+    assert 2 ** 6 > MAX_CLAUSES and choice.normal_form.endswith("(no CNF within bound)")
+    assert choice.chosen.name == "whole product"
+
+
+def test_a_feature_reads_its_other_sops_values_by_identity():
+    """0 and 0.0 are two values of the other SOp, with two rows of the relation: the
+    feature of 0.0 is its own row's, not 0's (identity.py)."""
+    from rasp_compiler.selectors import FeatureSpec
+
+    relation = np.array([[True, False], [False, True], [True, True]])
+    spec = FeatureSpec("f", "query", "key", ("k1", "k2"), (("other", (0, 0.0, False), relation),))
+    assert spec(0) == ("k1",) and spec(0.0) == ("k2",) and spec(False) == ("k1", "k2")
+    assert spec(None) == () and spec(7) == ()
