@@ -495,9 +495,7 @@ def read_back(model, inputs: Sequence[Sequence], *, backend: str = "jax") -> Rea
     inputs, cache, evaluations = _run_and_evaluate(model, record, inputs, backend)
     residuals = {"hook_embed+pos": cache["hook_embed"] + cache["hook_pos_embed"]}
     time = record.schedule.time
-    graph = record.graph.graph
-    labels = sorted((l for l in model.readouts if l in time and l in graph),
-                    key=lambda l: (time[l], record.ops.position[l]))
+    labels = _labels_by_write_time(model, record)
     results = []
     for label in labels:
         hook = residual_hook(time[label])
@@ -621,9 +619,7 @@ def raw_read_back(model, inputs: Sequence[Sequence], tolerance: float = RAW_TOLE
         points.append((2 * layer + 1, cache[f"blocks.{layer}.hook_resid_mid"]))
         points.append((2 * layer + 2, cache[f"blocks.{layer}.hook_resid_post"]))
     time = record.schedule.time
-    graph = record.graph.graph
-    labels = sorted((l for l in model.readouts if l in time and l in graph),
-                    key=lambda l: (time[l], record.ops.position[l]))
+    labels = _labels_by_write_time(model, record)
     results = []
     for label in labels:
         readout = model.readouts[label]
@@ -657,3 +653,10 @@ def raw_read_back(model, inputs: Sequence[Sequence], tolerance: float = RAW_TOLE
         results.append(SOpRawCheck(label, sublayer_name(time[label]), readout.numerical,
                                    positions, worst, over, first))
     return RawReadBackReport(float(tolerance), ATOL, RTOL, tuple(results))
+
+
+def _labels_by_write_time(model, record) -> list[str]:
+    """The program's SOps that have a readout, in the order the model writes them."""
+    time, graph = record.schedule.time, record.graph.graph
+    return sorted((l for l in model.readouts if l in time and l in graph),
+                  key=lambda l: (time[l], record.ops.position[l]))
