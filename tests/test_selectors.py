@@ -288,3 +288,17 @@ def test_a_feature_reads_its_other_sops_values_by_identity():
     spec = FeatureSpec("f", "query", "key", ("k1", "k2"), (("other", (0, 0.0, False), relation),))
     assert spec(0) == ("k1",) and spec(0.0) == ("k2",) and spec(False) == ("k1", "k2")
     assert spec(None) == () and spec(7) == ()
+
+
+def test_max_heads_per_selector_alone_rules_out_inclusion_exclusion():
+    """Where the dims cap leaves only inclusion-exclusion (3 heads), a cap of 2 heads
+    refuses, naming the heads limit; and inclusion-exclusion is never offered for a
+    single AND term (it would be the conjunction head plus an MLP)."""
+    crossed = (sel(T, T, C.LT, "smaller") | sel(I, I, C.GT, "later")).named("crossed")
+    width = rasp.SelectorWidth(crossed).named("count")
+    with pytest.raises(CompilationError, match=r"max_heads_per_selector=2\. Cheapest in dimensions: "
+                                               r"inclusion-exclusion \(3 heads"):
+        compile_program(width, VOCAB, 5, max_selector_dims=30, max_heads_per_selector=2)
+    both = choices(rasp.SelectorWidth((sel(T, T, C.LT, "s") & sel(I, I, C.GT, "l")).named("both")))
+    assert both["both"].chosen.name == "conjunction"
+    assert "inclusion-exclusion" not in [option.name for option in both["both"].alternatives]
