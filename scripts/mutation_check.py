@@ -40,8 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 COPIED = ("rasp_compiler", "tests", "programs", "pyproject.toml")
 
-TIER_1 = ["tests/test_exactness.py", "tests/test_mlp.py", "tests/test_lower.py",
-          "tests/test_selectors.py", "tests/test_diagnostics.py"]
+TIER_1 = ["tests/test_exactness.py", "tests/test_encoding.py", "tests/test_mlp.py",
+          "tests/test_lower.py", "tests/test_selectors.py", "tests/test_diagnostics.py"]
 TIER_2 = ["tests/test_compiler.py", "tests/test_causal.py", "tests/test_precision.py",
           "tests/test_linear_lookup.py", "tests/test_verify.py", "tests/test_model.py",
           "tests/test_safety.py", "tests/test_sparse_forward.py", "tests/test_fuzz.py",
