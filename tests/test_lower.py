@@ -83,6 +83,9 @@ def test_embeddings_write_tokens_indices_one_and_bos():
     assert tokens.shape == (4, layout.width)  # a, b, BOS, PAD
     assert tokens[0, layout.index[Dim("tokens", "a")]] == 1 and tokens[0, layout.index[ONE]] == 1
     assert tokens[2, layout.index[BOS]] == 1 and tokens[2].sum() == 2
+    # PAD (tracr's compiler_pad) holds `one` alone, like every position (tracr's model
+    # reads its residual there too; our runs mask PAD keys)
+    assert tokens[3, layout.index[ONE]] == 1 and tokens[3].sum() == 1
     positions = low.position_embeddings
     assert positions.shape == (5, layout.width)
     assert positions[0].sum() == 0  # BOS position: nothing

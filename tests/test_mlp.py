@@ -354,3 +354,52 @@ def test_steps_per_combination_refuse_values_float32_cannot_separate():
     assert len([leaf for leaf in block.leaves if not ops.is_numerical(leaf)]) == 2
     with pytest.raises(CompilationError, match="outer: .*float32 cannot tell them apart"):
         lower_block(ops, block)
+
+
+def test_steps_per_combination_stay_silent_at_bos_where_z_sits_mid_range():
+    """z here is a mean whose head writes its default 1/2 at BOS (removed only after
+    this MLP), in the middle of z's values: steps walking up from 0 would fire there,
+    so every step neuron of a combination carries its own BOS gate."""
+    ones = rasp.numerical(rasp.Map(lambda t: float(t == 1), rasp.tokens))
+    mean = rasp.numerical(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices,
+                                                     rasp.Comparison.LEQ), ones,
+                                         default=0.5)).named("mean")
+    inner = rasp.SequenceMap(lambda v, t: _stepped(t)(v), mean, rasp.tokens).named("inner")
+    outer = rasp.SequenceMap(lambda a, i: (a, i % 2), inner, rasp.indices).named("outer")
+    ops, (block,) = blocks_of(outer, [0, 1, 2, 3], 4)
+    writes = ops.attention["mean"].bos_writes
+    assert dict(writes) == {Dim("mean"): 0.5}
+    part = ungate(lower_block(ops, block), writes)
+    assert apply(part, {ONE: 1.0, BOS: 1.0, Dim("mean"): 0.5}) == {}
+    for z, t, i in itertools.product(sorted(ops.values["mean"]), range(4), range(4)):
+        inputs = {ONE: 1.0, Dim("mean"): z, Dim("tokens", t): 1.0, Dim("indices", i): 1.0}
+        assert_writes(apply(part, inputs), {Dim("outer", (_stepped(t)(z), i % 2)): 1.0})
+
+
+def test_a_blocks_steps_for_a_none_input_stay_silent_at_bos():
+    """high = mean > 0.3 and pair = (high, prev) in one block; prev (the previous token)
+    is None at the first position, which has no dimension to carry a threshold, so its
+    steps are built per combination, gated by `1 - prev's dims`: 1 at BOS as well, where
+    the mean head writes its default 1/2, above high's threshold. Their own BOS gate
+    holds them off there."""
+    ones = rasp.numerical(rasp.Map(lambda t: float(t == 1), rasp.tokens))
+    mean = rasp.numerical(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices,
+                                                     rasp.Comparison.LEQ), ones,
+                                         default=0.5)).named("mean")
+    previous = lib.shift_by(1, rasp.tokens).named("prev")
+    high = rasp.Map(lambda v: v > 0.3, mean).named("high")
+    pair = rasp.SequenceMap(lambda a, p: (a, p), high, previous).named("pair")
+    both = rasp.Aggregate(rasp.Select(high, pair, lambda k, q: k == q[0]), rasp.indices)
+    ops, blocks = blocks_of(both.named("both"), [0, 1, 2], 4)
+    (block,) = [b for b in blocks if b.outputs == ("high", "pair")]
+    writes = ops.attention["mean"].bos_writes
+    part = ungate(lower_block(ops, block), writes)
+    assert apply(part, {ONE: 1.0, BOS: 1.0, Dim("mean"): 0.5}) == {}
+    for z, p in itertools.product(sorted(ops.values["mean"]), [None, 0, 1, 2]):
+        inputs = {ONE: 1.0, Dim("mean"): z}
+        if p is not None:
+            inputs[Dim("prev", p)] = 1.0
+        want = {Dim("high", z > 0.3): 1.0}
+        if p is not None:
+            want[Dim("pair", (z > 0.3, p))] = 1.0
+        assert_writes(apply(part, inputs), want)
