@@ -1,5 +1,9 @@
 """Compression: a compiled model whose residual stream is squeezed through a learnt projection.
 
+Over 600 lines on purpose for now: the compressed model, its training loop and its
+save/load; it is split by job in issue 24's layered package, which moves every module in
+one step with the weights unchanged.
+
 A compiled model gives every residual dimension one named feature (`sort:a`, `indices:3`):
 no two features share a dimension, so nothing interferes. `compress(model, d)` learns a
 projection W [d_model, d] and runs the same frozen weights through a d-dimensional

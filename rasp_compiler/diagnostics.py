@@ -1,5 +1,9 @@
 """Diagnostics: what every part of a compiled model does, and checks that it does exactly that.
 
+Over 600 lines on purpose for now: layout, pattern checks and the two read-backs share one
+run-and-evaluate path; it is split by job in issue 24's layered package, which moves every
+module in one step with the weights unchanged.
+
 - `layout(model)`: per layer, each head (the selector it implements, the SOps its
   query, key and value sides read, the SOp it writes) and each MLP part (the ops
   it computes, fused ones listed, its neurons and outputs); where every node of

@@ -1,5 +1,9 @@
 """Exact one-hidden-layer ReLU MLPs for functions on finite value sets.
 
+Over 600 lines on purpose for now: the MLP constructions and their exactness bounds; it is
+split by job in issue 24's layered package, which moves every module in one step with the
+weights unchanged.
+
 A fused block computes outputs from categorical inputs (one-hot dimensions) and
 at most one numerical input z (a linear form). Three constructions, all exact
 on every possible input value:

@@ -1,4 +1,8 @@
 """Superposition with ground truth: score any dictionary of directions against the known
+
+Over 600 lines on purpose for now: the scorer and its pictures; it is split by job in
+issue 24's layered package, which moves every module in one step with the weights
+unchanged.
 features of a compressed compiled model, and draw the pictures.
 
 A compressed model (compression.py) writes feature i along row i of W, so the true

@@ -1,5 +1,9 @@
 """Value sets: every value each SOp can take, for a given vocab and max_seq_len.
 
+Over 600 lines on purpose for now: one value-set rule per construct, and the bounds
+checked before any set is built; it is split by job in issue 24's layered package, which
+moves every module in one step with the weights unchanged.
+
 The compiler gives each categorical value a residual dimension and builds each
 MLP as a lookup over its input values, so a value missing here is a silently
 wrong model. The sets are therefore sound supersets: every value the evaluator

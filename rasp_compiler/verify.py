@@ -1,5 +1,9 @@
 """Verification: does a compiled model equal the reference evaluator, position by position?
 
+Over 600 lines on purpose for now: the verification loop, its report and its pipelined
+chunking; it is split by job in issue 24's layered package, which moves every module in
+one step with the weights unchanged.
+
 `verify(program, model, exhaustive_up_to=3)` checks every input of 1..3 tokens;
 `verify(program, model, samples=500)` checks random inputs of 1..max_seq_len
 tokens. Inputs on which the evaluator itself has no answer (a categorical
