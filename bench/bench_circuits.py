@@ -43,8 +43,8 @@ from rasp_compiler.circuits import (
     make_pairs,
     score_circuit,
 )
-from rasp_compiler.compiler import compile_program
-from rasp_compiler.compression import compress
+from rasp_compiler.compiler.pipeline import compile_program
+from rasp_compiler.superposition.compression import compress
 from rasp_compiler.program_files import load_program, program_names
 
 COMPRESSED = ["reverse", "frac_prevs", "histogram", "sort_unique", "sort_ties",

@@ -28,7 +28,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.program_files import load_program
 
 PROGRAMS = [
@@ -44,7 +44,7 @@ COLD_SCRIPT = """
 import time, warnings
 start = time.perf_counter()
 warnings.simplefilter("ignore")
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.program_files import load_program
 spec = load_program({name!r})
 compile_program(spec.make({n}), spec.vocab, {n}, **spec.options)

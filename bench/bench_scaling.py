@@ -42,10 +42,10 @@ CHILD = r"""
 import json, random, statistics, sys, time, warnings
 warnings.simplefilter("ignore")
 from bench_compile import forward_seconds
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import ModelTooLargeError, RaspCompilerError
 from rasp_compiler.program_files import load_program
-from rasp_compiler.verify import verify
+from rasp_compiler.verify.checker import verify
 
 name, n, limit, batch, samples = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 spec = load_program(name)

@@ -11,7 +11,8 @@ import importlib
 import sys
 import types
 
-from rasp_compiler import errors, lib, rasp
+from rasp_compiler import errors
+from rasp_compiler.lang import lib, rasp
 from rasp_compiler.errors import (
     CompilationError,
     CompileWarning,
@@ -34,21 +35,21 @@ from rasp_compiler.program_files import ProgramSpec, list_programs, load_program
 # `--help`) does not pay for jax, haiku and networkx (about 1.2 s warm on 2 cores).
 _LAZY = {
     "compiling": ("rasp_compiler.compiling", None),
-    "compile_program": ("rasp_compiler.compiler", "compile_program"),
+    "compile_program": ("rasp_compiler.compiler.pipeline", "compile_program"),
     "compile_rasp_to_model": ("rasp_compiler.compiling", "compile_rasp_to_model"),
-    "CompressedModel": ("rasp_compiler.compression", "CompressedModel"),
-    "compress": ("rasp_compiler.compression", "compress"),
-    "Evaluation": ("rasp_compiler.evaluator", "Evaluation"),
-    "evaluate": ("rasp_compiler.evaluator", "evaluate"),
-    "evaluate_all": ("rasp_compiler.evaluator", "evaluate_all"),
-    "ProgramGraph": ("rasp_compiler.graph", "ProgramGraph"),
-    "build_graph": ("rasp_compiler.graph", "build_graph"),
-    "CompiledModel": ("rasp_compiler.model", "CompiledModel"),
-    "Unclean": ("rasp_compiler.model", "Unclean"),
-    "ValueSets": ("rasp_compiler.values", "ValueSets"),
-    "infer_values": ("rasp_compiler.values", "infer_values"),
-    "VerificationReport": ("rasp_compiler.verify", "VerificationReport"),
-    "verify": ("rasp_compiler.verify", "verify"),
+    "CompressedModel": ("rasp_compiler.superposition.compression", "CompressedModel"),
+    "compress": ("rasp_compiler.superposition.compression", "compress"),
+    "Evaluation": ("rasp_compiler.lang.evaluator", "Evaluation"),
+    "evaluate": ("rasp_compiler.lang.evaluator", "evaluate"),
+    "evaluate_all": ("rasp_compiler.lang.evaluator", "evaluate_all"),
+    "ProgramGraph": ("rasp_compiler.lang.graph", "ProgramGraph"),
+    "build_graph": ("rasp_compiler.lang.graph", "build_graph"),
+    "CompiledModel": ("rasp_compiler.model.compiled", "CompiledModel"),
+    "Unclean": ("rasp_compiler.model.compiled", "Unclean"),
+    "ValueSets": ("rasp_compiler.compiler.values", "ValueSets"),
+    "infer_values": ("rasp_compiler.compiler.values", "infer_values"),
+    "VerificationReport": ("rasp_compiler.verify.checker", "VerificationReport"),
+    "verify": ("rasp_compiler.verify.checker", "verify"),
 }
 
 
@@ -67,7 +68,7 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """Importing the submodule `rasp_compiler.verify` sets the package's `verify` to that
+    """Importing a module of the `rasp_compiler.verify` folder sets the package's `verify` to that
     module (the import system's setattr); the package's `verify` stays the function, as it
     was when this file imported everything eagerly."""
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from rasp_compiler import rasp
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.lang import rasp
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import InvalidProgramError
-from rasp_compiler.tracr_model import AssembledModel
+from rasp_compiler.model.tracr_model import AssembledModel
 
 COMPILER_BOS = "compiler_bos"
 COMPILER_PAD = "compiler_pad"

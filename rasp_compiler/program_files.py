@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-from rasp_compiler import rasp
+from rasp_compiler.lang import rasp
 from rasp_compiler.errors import LoadError
 
 DEFAULT_FACTORY = "program"
@@ -66,7 +66,7 @@ class ProgramSpec:
         (each overridable); the model keeps `source`, so a saved copy can find the program
         again (`rasp-compiler explore saved/` then shows the ideal patterns and the
         evaluator's values)."""
-        from rasp_compiler.compiler import compile_program
+        from rasp_compiler.compiler.pipeline import compile_program
 
         max_seq_len = max_seq_len or self.max_seq_len
         model = compile_program(self.make(max_seq_len), self.vocab if vocab is None else vocab,
@@ -259,7 +259,7 @@ def _compile_options(path: Path, module: ModuleType) -> dict:
 
 def compile_option_names() -> list[str]:
     """The keyword-only options of compile_program, read from its signature."""
-    from rasp_compiler.compiler import compile_program
+    from rasp_compiler.compiler.pipeline import compile_program
 
     return [name for name, parameter in inspect.signature(compile_program).parameters.items()
             if parameter.kind is inspect.Parameter.KEYWORD_ONLY]
@@ -309,7 +309,7 @@ def reload_program(model):
 
     import numpy as np
 
-    from rasp_compiler.compiler import compile_program
+    from rasp_compiler.compiler.pipeline import compile_program
     from rasp_compiler.errors import CompileWarning, RaspCompilerError
 
     if model.compilation is not None:

@@ -17,7 +17,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from rasp_compiler import compress, explorer
+from rasp_compiler import compress
+from rasp_compiler.explorer import app as explorer
 from rasp_compiler.errors import CompileWarning
 from rasp_compiler.program_files import load_program
 

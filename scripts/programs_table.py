@@ -12,7 +12,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.program_files import list_programs
 
 HEADER = """# Programs

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import jax
 
-from rasp_compiler.compiler import compile_program
-from rasp_compiler.compression import compress
+from rasp_compiler.compiler.pipeline import compile_program
+from rasp_compiler.superposition.compression import compress
 from rasp_compiler.program_files import load_program
-from rasp_compiler.superposition import interference_picture, sweep, sweep_picture
+from rasp_compiler.superposition.experiments import interference_picture, sweep, sweep_picture
 
 PROGRAMS = ("histogram", "sort", "sort_freq", "dyck1")
 SHARES = (1.0, 0.75, 0.5, 0.25)

@@ -13,7 +13,7 @@ from typing import Callable
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.program_files import load_program, program_names
-from rasp_compiler.model import CompiledModel
+from rasp_compiler.model.compiled import CompiledModel
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def compiled_case():
     `compiled_case(case, causal=False, **options)` returns the CompiledModel; the program
     it was compiled from is `model.program`. Models are never modified by the tests.
     """
-    from rasp_compiler.compiler import compile_program
+    from rasp_compiler.compiler.pipeline import compile_program
     from rasp_compiler.errors import CompileWarning, RaspCompilerError
 
     cache = {}

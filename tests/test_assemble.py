@@ -3,12 +3,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from rasp_compiler import lib
-from rasp_compiler.assemble import assemble, build_forward, forward_numpy
-from rasp_compiler.graph import build_graph
-from rasp_compiler.lower import lower
-from rasp_compiler.rewrite import rewrite
-from rasp_compiler.schedule import schedule
-from rasp_compiler.values import infer_values
+from rasp_compiler.compiler.assemble import assemble, build_forward, forward_numpy
+from rasp_compiler.lang.graph import build_graph
+from rasp_compiler.compiler.lower import lower
+from rasp_compiler.compiler.rewrite import rewrite
+from rasp_compiler.compiler.schedule import schedule
+from rasp_compiler.compiler.values import infer_values
 
 
 def test_parameters_match_what_the_haiku_forward_asks_for():
@@ -39,7 +39,7 @@ def test_parameters_match_what_the_haiku_forward_asks_for():
 def test_forward_uses_highest_matmul_precision():
     import inspect
 
-    from rasp_compiler import assemble as module
+    from rasp_compiler.compiler import assemble as module
 
     source = inspect.getsource(module.build_forward)
     assert source.count("jnp.einsum(") == source.count("precision=PRECISION")

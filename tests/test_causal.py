@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.compiling import compile_rasp_to_model
 from rasp_compiler.errors import EvaluationError, UnsafeAggregateError
-from rasp_compiler.evaluator import causal_invariance, evaluate, evaluate_all
-from rasp_compiler.model import CompiledModel
-from rasp_compiler.verify import values_match, verify
+from rasp_compiler.lang.evaluator import causal_invariance, evaluate, evaluate_all
+from rasp_compiler.model.compiled import CompiledModel
+from rasp_compiler.verify.checker import values_match, verify
 
 from cases import CASES, causal_twin
 
@@ -152,8 +152,8 @@ def test_diagnostics_use_the_masked_ideal_pattern():
     # within what the compiler guarantees: each head moves at most its leak_bound
     # ((N + 1) exp(-c / 2), 1e-7 here) of weight off the intended keys, and the float32
     # softmax over N + 1 keys rounds each weight by at most gamma(N + 5) (precision.py)
-    from rasp_compiler.pictures import head_patterns
-    from rasp_compiler.precision import gamma
+    from rasp_compiler.diagnostics.pictures import head_patterns
+    from rasp_compiler.compiler.precision import gamma
 
     leak = {head.name: head.leak_bound for layer in model.info.layers for head in layer.heads}
     for head in head_patterns(model, inputs[0]):
@@ -165,7 +165,7 @@ def test_diagnostics_use_the_masked_ideal_pattern():
 
 @pytest.mark.slow
 def test_causal_fuzz_campaign_is_clean():
-    from rasp_compiler.fuzz import campaign
+    from rasp_compiler.verify.fuzz import campaign
 
     report = campaign(40, seed=500, causal=True, samples=10)
     assert not report.problems, report.summary()
@@ -173,7 +173,7 @@ def test_causal_fuzz_campaign_is_clean():
 
 
 def test_cli_causal_flag(capsys):
-    from rasp_compiler import cli
+    from rasp_compiler.cli import commands as cli
 
     assert cli.main(["run", "length", "--causal", "a", "b", "c"]) == 0
     assert capsys.readouterr().out.strip() == "[1, 2, 3]"
@@ -187,8 +187,8 @@ def test_the_invariance_search_draws_no_input_it_would_drop():
     now ends it before its tokens are drawn, with the same inputs as before otherwise."""
     import time
 
-    from rasp_compiler.causal import short_then_random
-    from rasp_compiler.safety import SEARCH_COST_LIMIT, _inputs
+    from rasp_compiler.lang.causal import short_then_random
+    from rasp_compiler.compiler.safety import SEARCH_COST_LIMIT, _inputs
 
     started = time.perf_counter()
     huge = list(short_then_random(("a", "b"), 10**7, 400, 0, 150_000))

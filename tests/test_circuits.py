@@ -19,9 +19,9 @@ from rasp_compiler.circuits import (
 )
 from rasp_compiler.circuits.scoring import score_labels
 from rasp_compiler.errors import InvalidInputError, RaspCompilerError, UnknownNameError
-from rasp_compiler.model import CompiledModel
-from rasp_compiler.tracr_model import MODEL_BLOCK, program_graph
-from rasp_compiler.verify import values_match
+from rasp_compiler.model.compiled import CompiledModel
+from rasp_compiler.model.tracr_model import MODEL_BLOCK, program_graph
+from rasp_compiler.verify.checker import values_match
 
 from cases import CASES, causal_twin
 
@@ -249,7 +249,7 @@ def test_a_rotated_compressed_model_has_the_same_functional_circuit(reverse):
     # exact model computes, through a residual where every feature shares every dimension:
     # every allowed edge is structural, and the functional circuit is the exact one.
     from rasp_compiler.circuits import circuit
-    from rasp_compiler.compression import CompressedModel
+    from rasp_compiler.superposition.compression import CompressedModel
 
     d = reverse.shape.d_model
     rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(d, d)))

@@ -1,6 +1,6 @@
 import pytest
 
-from rasp_compiler.cli import main
+from rasp_compiler.cli.commands import main
 
 
 def test_list_shows_every_program_with_a_description(capsys):
@@ -105,7 +105,7 @@ def test_verify_command_and_running_a_saved_model(capsys, tmp_path):
 def _heads_scaled(monkeypatch, factor):
     """compile_program, as the CLI calls it, returns models whose last attention output
     weights are scaled by `factor` (reverse: the head that writes the output)."""
-    from rasp_compiler import compiler
+    from rasp_compiler.compiler import pipeline as compiler
 
     real = compiler.compile_program
 
@@ -263,7 +263,7 @@ def test_malformed_program_settings_are_one_line(tmp_path, capsys, settings, tex
 def test_every_compile_option_is_accepted_in_a_program_file(tmp_path):
     import inspect
 
-    from rasp_compiler.compiler import compile_program
+    from rasp_compiler.compiler.pipeline import compile_program
     from rasp_compiler.program_files import compile_option_names, load_program
 
     keyword_only = [name for name, p in inspect.signature(compile_program).parameters.items()
@@ -427,7 +427,7 @@ def test_verify_takes_any_whole_seed_from_zero_up(capsys):
 def test_the_default_exhaustive_length_is_found_without_summing_every_power():
     import time
 
-    from rasp_compiler.cli import _default_exhaustive
+    from rasp_compiler.cli.commands import _default_exhaustive
 
     for vocab_size, max_seq_len in [(1, 5), (2, 20), (4, 6), (10, 3), (100_001, 4), (3, 1)]:
         old = max((n for n in range(1, max_seq_len + 1)
@@ -440,7 +440,7 @@ def test_the_default_exhaustive_length_is_found_without_summing_every_power():
 
 @pytest.mark.parametrize("command", ["compile", "verify", "compress", "inspect"])
 def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, command):
-    from rasp_compiler import cli
+    from rasp_compiler.cli import commands as cli
 
     def interrupted(args):
         raise KeyboardInterrupt
@@ -486,7 +486,7 @@ def test_ctrl_c_during_a_real_verify_run_is_one_line_and_exit_130(tmp_path):
 
 
 def test_os_errors_are_one_line_but_bugs_still_show_a_traceback(monkeypatch, capsys):
-    from rasp_compiler import cli
+    from rasp_compiler.cli import commands as cli
 
     def denied(args):
         raise PermissionError(13, "Permission denied", "/somewhere/report.html")
@@ -564,7 +564,7 @@ def test_list_and_help_start_fast_without_jax():
     root = Path(__file__).resolve().parent.parent
     script = (
         "import sys\n"
-        "from rasp_compiler.cli import main\n"
+        "from rasp_compiler.cli.commands import main\n"
         "for argv in (['list'], ['--help'], ['compile', '--help'], ['eval', 'sort', '3', '1']):\n"
         "    try:\n"
         "        main(argv)\n"

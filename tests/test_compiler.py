@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.assemble import forward_numpy
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.assemble import forward_numpy
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.compiling import compile_rasp_to_model
 from rasp_compiler.errors import InvalidProgramError
-from rasp_compiler.graph import postorder
-from rasp_compiler.size import estimate_size
-from rasp_compiler.evaluator import evaluate
-from rasp_compiler.identity import same_value
-from rasp_compiler.verify import all_inputs, verify
+from rasp_compiler.lang.graph import postorder
+from rasp_compiler.compiler.size import estimate_size
+from rasp_compiler.lang.evaluator import evaluate
+from rasp_compiler.lang.identity import same_value
+from rasp_compiler.verify.checker import all_inputs, verify
 
 from cases import CASES, causal_twin
 
@@ -456,7 +456,7 @@ def test_bos_and_pad_are_checked_on_entry(options, vocab, message):
 
 @pytest.mark.parametrize("bos, pad", [(True, False), (1, "1"), (("B",), ("P", None)), (-1.5, 0)])
 def test_bos_and_pad_that_compile_also_save_load_and_apply(tmp_path, bos, pad):
-    from rasp_compiler.model import CompiledModel
+    from rasp_compiler.model.compiled import CompiledModel
 
     model = compile_program(lib.make_reverse(rasp.tokens), ["a", "b"], 3, bos=bos, pad=pad)
     loaded = CompiledModel.load(model.save(tmp_path / "m"))

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from rasp_compiler import compile_program, load_program
-from rasp_compiler.cli import main
-from rasp_compiler.compression import (
+from rasp_compiler.cli.commands import main
+from rasp_compiler.superposition.compression import (
     CONFIG_FILE,
     CompressedModel,
     compress,
     read_hooks,
 )
 from rasp_compiler.errors import InvalidInputError, InvalidProgramError, LoadError, SaveError
-from rasp_compiler.verify import all_inputs
+from rasp_compiler.verify.checker import all_inputs
 
 from picture_checks import assert_picture
 
@@ -111,7 +111,7 @@ def test_training_on_random_inputs_when_there_are_too_many_to_list(shift, monkey
     random sample: inputs of 1..max_seq_len tokens, BOS first, PAD after the tokens."""
     import jax
 
-    from rasp_compiler import compression
+    from rasp_compiler.superposition import compression
 
     ids, mask = (np.asarray(a) for a in compression._random_inputs(
         jax.random.PRNGKey(0), len(shift.vocab), MAX_SEQ_LEN, 256))

@@ -6,9 +6,9 @@ from html.parser import HTMLParser
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import InvalidInputError, UnknownNameError
-from rasp_compiler.model import CompiledModel
+from rasp_compiler.model.compiled import CompiledModel
 
 from cases import CASES
 from picture_checks import assert_picture
@@ -76,8 +76,8 @@ def test_residual_map_names_writers_and_readers(reverse):
 
 
 def test_layers_are_numbered_from_zero_everywhere_users_see_them(reverse):
-    from rasp_compiler.diagnostics import residual_hook, sublayer_name
-    from rasp_compiler.schedule import attention_time, mlp_time
+    from rasp_compiler.diagnostics.checks import residual_hook, sublayer_name
+    from rasp_compiler.compiler.schedule import attention_time, mlp_time
 
     layout, residual = str(reverse.layout_report()), str(reverse.residual_map())
     _, cache = reverse.run_with_cache([["a", "b"]])
@@ -181,7 +181,7 @@ def test_heatmaps_are_sized_to_their_content(reverse, tmp_path):
 
 
 def test_the_graph_is_laid_out_by_layer_with_readable_labels(reverse, tmp_path):
-    from rasp_compiler.pictures import graph_dot
+    from rasp_compiler.diagnostics.pictures import graph_dot
 
     dot = graph_dot(reverse)
     assert "rankdir=LR" in dot

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from rasp_compiler import rasp
-from rasp_compiler.compiler import compile_program
-from rasp_compiler.encoding import EMPTY, decode_indices, decode_readout, lookup_ids
+from rasp_compiler.compiler.pipeline import compile_program
+from rasp_compiler.model.encoding import EMPTY, decode_indices, decode_readout, lookup_ids
 from rasp_compiler.errors import InvalidInputError
-from rasp_compiler.lower import Readout
-from rasp_compiler.verify import verify
+from rasp_compiler.compiler.lower import Readout
+from rasp_compiler.verify.checker import verify
 
 
 def test_lookup_ids_takes_a_token_only_as_itself():

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from rasp_compiler import rasp
 from rasp_compiler.errors import EvaluationError, InvalidInputError
-from rasp_compiler.evaluator import evaluate, evaluate_all, exact_mean
+from rasp_compiler.lang.evaluator import evaluate, evaluate_all, exact_mean
 
 tokens_lists = st.lists(st.integers(0, 4), min_size=1, max_size=7)
 comparisons = st.sampled_from(list(rasp.Comparison))
@@ -172,7 +172,7 @@ def test_a_map_merged_into_its_reader_keeps_its_functions_result_not_a_float():
     annotation goes with it, so f receives g's result (True), not the float a numerical SOp
     holds (1.0, what simplify=False gives). Model and evaluator agree on both; language.md
     says so."""
-    from rasp_compiler.compiler import compile_program
+    from rasp_compiler.compiler.pipeline import compile_program
 
     flag = rasp.numerical(rasp.Map(lambda x: x > 1, rasp.tokens))
     merged = rasp.Map(str, flag)

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.compiler import compile_program
-from rasp_compiler.diagnostics import exact_encoding, raw_deviation, raw_read_back, residual_hook
-from rasp_compiler.encoding import DECODE_TOLERANCE, EMPTY, UNCLEAN, decode_indices
+from rasp_compiler.compiler.pipeline import compile_program
+from rasp_compiler.diagnostics.checks import exact_encoding, raw_deviation, raw_read_back, residual_hook
+from rasp_compiler.model.encoding import DECODE_TOLERANCE, EMPTY, UNCLEAN, decode_indices
 from rasp_compiler.errors import EvaluationError, InvalidProgramError
-from rasp_compiler.evaluator import evaluate_all
-from rasp_compiler.precision import analyse_precision
-from rasp_compiler.verify import RAW_TOLERANCE, verify
+from rasp_compiler.lang.evaluator import evaluate_all
+from rasp_compiler.compiler.precision import analyse_precision
+from rasp_compiler.verify.checker import RAW_TOLERANCE, verify
 
 from cases import CASES, causal_twin
 

@@ -16,14 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rasp_compiler import compile_program, explorer, lib, rasp
-from rasp_compiler.cli import main
-from rasp_compiler.compression import CompressedModel, CompressionInfo
-from rasp_compiler.diagnostics import head_matrix, ideal_pattern, residual_hook
+from rasp_compiler import compile_program, lib, rasp
+from rasp_compiler.explorer import app as explorer
+from rasp_compiler.cli.commands import main
+from rasp_compiler.superposition.compression import CompressedModel, CompressionInfo
+from rasp_compiler.diagnostics.checks import head_matrix, ideal_pattern, residual_hook
 from rasp_compiler.errors import InvalidInputError
-from rasp_compiler.evaluator import evaluate_all
+from rasp_compiler.lang.evaluator import evaluate_all
 from rasp_compiler.program_files import load_program, program_names
-from rasp_compiler.model import CompiledModel
+from rasp_compiler.model.compiled import CompiledModel
 
 from picture_checks import assert_picture
 
@@ -577,7 +578,7 @@ def test_one_position_numbering_and_one_colour_convention_with_a_legend(browser,
     convention in a legend."""
     from matplotlib.colors import to_hex
 
-    from rasp_compiler import colours
+    from rasp_compiler.diagnostics import colours
 
     path = explorer.write_static_page(reverse, [["c", "a", "d"]], tmp_path / "p.html")
     load(browser, path.as_uri())

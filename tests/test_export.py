@@ -12,9 +12,10 @@ import importlib
 import numpy as np
 import pytest
 
-from rasp_compiler import export, lib, rasp
-from rasp_compiler.assemble import forward_numpy
-from rasp_compiler.compiler import compile_program
+from rasp_compiler import lib, rasp
+from rasp_compiler.export import transformer_lens as export
+from rasp_compiler.compiler.assemble import forward_numpy
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import (
     CompileWarning,
     InvalidInputError,
@@ -23,10 +24,10 @@ from rasp_compiler.errors import (
     SaveError,
     UnsafeAggregateError,
 )
-from rasp_compiler.evaluator import evaluate
+from rasp_compiler.lang.evaluator import evaluate
 from rasp_compiler.program_files import load_program
-from rasp_compiler.model import Unclean
-from rasp_compiler.verify import values_match
+from rasp_compiler.model.compiled import Unclean
+from rasp_compiler.verify.checker import values_match
 
 from cases import CASES
 

@@ -7,15 +7,15 @@ import pytest
 from hypothesis import given, settings
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import ModelMismatchError
-from rasp_compiler.fuzz import (CATEGORICAL_FROM_NUMERICAL, HUGE_LENGTHS, MIXED_VALUE_MAPS,
+from rasp_compiler.verify.fuzz import (CATEGORICAL_FROM_NUMERICAL, HUGE_LENGTHS, MIXED_VALUE_MAPS,
                                 NAN_INSIDE_MAPS, NAN_INSIDE_PAIRS, NUMERICAL_FROM_CATEGORICAL,
                                 SPECIAL_PREDICATES, FuzzConfig, campaign, random_program)
-from rasp_compiler.graph import build_graph
-from rasp_compiler.identity import find_clash
-from rasp_compiler.values import infer_values
-from rasp_compiler.testing import assert_matches, rasp_inputs
+from rasp_compiler.lang.graph import build_graph
+from rasp_compiler.lang.identity import find_clash
+from rasp_compiler.compiler.values import infer_values
+from rasp_compiler.verify.testing import assert_matches, rasp_inputs
 
 
 def _holds_equal_but_different_values(seed: int) -> bool:
@@ -203,7 +203,7 @@ def test_oversized_value_sets_are_refused_quickly_by_name():
 
 
 def test_refusals_group_by_kind_in_the_summary():
-    from rasp_compiler.fuzz import FuzzOutcome, FuzzReport, refusal_reason
+    from rasp_compiler.verify.fuzz import FuzzOutcome, FuzzReport, refusal_reason
 
     a = "InvalidProgramError: map_7: this Map can be inf (returned on the input value 3)"
     b = "InvalidProgramError: map_2: this Map can be nan (returned on the input value 1)"

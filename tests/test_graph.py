@@ -6,8 +6,8 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.errors import InvalidProgramError
-from rasp_compiler.evaluator import evaluate
-from rasp_compiler.graph import build_graph, postorder
+from rasp_compiler.lang.evaluator import evaluate
+from rasp_compiler.lang.graph import build_graph, postorder
 
 
 def test_graph_has_one_node_per_expression_with_edges_from_inputs():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rasp_compiler.identity import (ValueMap, as_number, distinct_values, find_clash, identity_key,
+from rasp_compiler.lang.identity import (ValueMap, as_number, distinct_values, find_clash, identity_key,
                                     same_value, value_dict)
 
 
@@ -84,7 +84,7 @@ def test_a_value_map_has_a_key_for_each_value():
 
 
 def test_residual_dims_of_equal_but_different_values_are_different_dims():
-    from rasp_compiler.residual import Dim, build_layout
+    from rasp_compiler.model.residual import Dim, build_layout
 
     dims = [Dim("m", 0), Dim("m", 0.0), Dim("m", -0.0), Dim("m", False), Dim("m", (0,)),
             Dim("m", (0.0,))]

@@ -6,7 +6,7 @@ rewrite must not change what is computed), exhaustively on short inputs."""
 import pytest
 
 from rasp_compiler import compile_program, lib, rasp, verify
-from rasp_compiler.graph import postorder
+from rasp_compiler.lang.graph import postorder
 
 C = rasp.Comparison
 pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")

@@ -3,10 +3,10 @@
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import InvalidProgramError
-from rasp_compiler.graph import build_graph
-from rasp_compiler.verify import verify
+from rasp_compiler.lang.graph import build_graph
+from rasp_compiler.verify.checker import verify
 
 
 @pytest.mark.parametrize("make", [lib.make_dyck, lib.make_shuffle_dyck], ids=lambda f: f.__name__)

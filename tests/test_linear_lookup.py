@@ -5,19 +5,19 @@ import random
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import CompilationError
-from rasp_compiler.graph import build_graph
-from rasp_compiler import compiler
-from rasp_compiler.linear_lookup import (LINEAR_STEPS, check_precision, detect,
+from rasp_compiler.lang.graph import build_graph
+from rasp_compiler.compiler import pipeline as compiler
+from rasp_compiler.compiler.linear_lookup import (LINEAR_STEPS, check_precision, detect,
                                          with_numerical_copies)
-from rasp_compiler.mlp import lower_block
-from rasp_compiler.residual import BOS, ONE, Dim
-from rasp_compiler.rewrite import rewrite
-from rasp_compiler.schedule import schedule
-from rasp_compiler.values import infer_values
-from rasp_compiler.verify import verify
-from rasp_compiler import widths
+from rasp_compiler.compiler.mlp import lower_block
+from rasp_compiler.model.residual import BOS, ONE, Dim
+from rasp_compiler.compiler.rewrite import rewrite
+from rasp_compiler.compiler.schedule import schedule
+from rasp_compiler.compiler.values import infer_values
+from rasp_compiler.verify.checker import verify
+from rasp_compiler.compiler import widths
 
 from tests.test_mlp import apply
 
@@ -149,7 +149,7 @@ def test_an_affine_numerical_sequence_map_is_a_linear_form():
 def test_one_affine_fit_serves_maps_and_sequence_maps():
     """Coefficients per argument then the constant; an argument with one value gets 0
     (the constant carries it); near-integers snap; anything else is not affine."""
-    from rasp_compiler.linear_lookup import affine_fit
+    from rasp_compiler.compiler.linear_lookup import affine_fit
 
     assert affine_fit({(x,): 0.1 * x + 2 for x in range(5)}) == pytest.approx((0.1, 2.0))
     assert affine_fit({(3.0,): 5.0}) == (0.0, 5.0)

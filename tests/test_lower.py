@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.graph import build_graph
-from rasp_compiler.lower import coldness_for, lower, relation_bicliques
-from rasp_compiler.residual import BOS, ONE, Dim
-from rasp_compiler.rewrite import rewrite
-from rasp_compiler.schedule import schedule
-from rasp_compiler.values import infer_values
+from rasp_compiler.lang.graph import build_graph
+from rasp_compiler.compiler.lower import coldness_for, lower, relation_bicliques
+from rasp_compiler.model.residual import BOS, ONE, Dim
+from rasp_compiler.compiler.rewrite import rewrite
+from rasp_compiler.compiler.schedule import schedule
+from rasp_compiler.compiler.values import infer_values
 
 
 def lowered_of(program, vocab, n):
@@ -135,10 +135,10 @@ def test_heads_read_by_a_lookup_leak_no_more_than_the_lookup_tolerates():
     its leak_bound is half the lookup's noise budget (mlp.CATEGORICAL_NOISE_BUDGET), and
     the model stays exact. Its one-hots are then off by up to 2 x leak (precision.py), past
     verify's default raw bound, which strict reports; within 2 x leak + gamma it passes."""
-    from rasp_compiler.compiler import compile_program
-    from rasp_compiler.mlp import CATEGORICAL_NOISE_BUDGET
-    from rasp_compiler.precision import gamma
-    from rasp_compiler.verify import verify
+    from rasp_compiler.compiler.pipeline import compile_program
+    from rasp_compiler.compiler.mlp import CATEGORICAL_NOISE_BUDGET
+    from rasp_compiler.compiler.precision import gamma
+    from rasp_compiler.verify.checker import verify
 
     previous = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, lambda k, q: k == q - 1),
                               rasp.tokens, default=0).named("previous")
@@ -161,7 +161,7 @@ def test_a_head_that_would_need_a_leak_below_float32s_resolution_is_refused():
     """A reader whose noise budget asks for a leak below FLOAT32_PRECISION_FLOOR (1e-9):
     refused by name rather than built with a softmax float32 cannot make that cold."""
     from rasp_compiler.errors import CompilationError
-    from rasp_compiler.lower import FLOAT32_PRECISION_FLOOR, _precision
+    from rasp_compiler.compiler.lower import FLOAT32_PRECISION_FLOOR, _precision
 
     program = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ),
                              rasp.tokens).named("copy")
@@ -176,8 +176,8 @@ def test_a_head_that_would_need_a_leak_below_float32s_resolution_is_refused():
 
 
 def test_a_head_read_by_several_mlps_meets_the_tightest_noise_budget():
-    from rasp_compiler.lower import _noise_budgets
-    from rasp_compiler.mlp import MLPPart
+    from rasp_compiler.compiler.lower import _noise_budgets
+    from rasp_compiler.compiler.mlp import MLPPart
 
     def part(label, budget):
         return MLPPart(label, "lookup", (), (), (), (), budget)

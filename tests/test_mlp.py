@@ -6,8 +6,8 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.errors import CompilationError
-from rasp_compiler.graph import build_graph
-from rasp_compiler.mlp import (
+from rasp_compiler.lang.graph import build_graph
+from rasp_compiler.compiler.mlp import (
     CATEGORICAL_NOISE_BUDGET,
     bos_cleanup,
     count_neurons,
@@ -16,10 +16,10 @@ from rasp_compiler.mlp import (
     lower_block,
     ungate,
 )
-from rasp_compiler.residual import BOS, ONE, Dim, LinearForm
-from rasp_compiler.rewrite import rewrite
-from rasp_compiler.schedule import schedule
-from rasp_compiler.values import infer_values
+from rasp_compiler.model.residual import BOS, ONE, Dim, LinearForm
+from rasp_compiler.compiler.rewrite import rewrite
+from rasp_compiler.compiler.schedule import schedule
+from rasp_compiler.compiler.values import infer_values
 
 
 def blocks_of(program, vocab, n):
@@ -167,8 +167,8 @@ def test_a_blocks_step_plan_is_made_once_for_the_size_check_and_lowering(monkeyp
     made once per OpGraph and block, and forgotten with the OpGraph."""
     import gc
 
-    from rasp_compiler import mlp
-    from rasp_compiler.compiler import compile_program
+    from rasp_compiler.compiler import mlp
+    from rasp_compiler.compiler.pipeline import compile_program
     from rasp_compiler.program_files import load_program
 
     made = []
@@ -196,7 +196,7 @@ def test_clause_feature_is_the_or_of_its_atoms_on_every_input(previous):
     query position: (v == the query's token, or the previous token, which may be None)
     OR v == index % 4; clamped to 1 where both atoms accept, silent at BOS, and within
     the input's one-hot noise when the inputs carry some."""
-    from rasp_compiler.mlp import CATEGORICAL_NOISE_BUDGET, clause_feature
+    from rasp_compiler.compiler.mlp import CATEGORICAL_NOISE_BUDGET, clause_feature
 
     query = lib.shift_by(1, rasp.tokens).named("previous") if previous else rasp.tokens
     either = (rasp.Select(rasp.tokens, query, rasp.Comparison.EQ).named("same")
@@ -311,7 +311,7 @@ def test_piecewise_linear_is_not_offered_for_a_jump_steeper_than_its_limit():
     """A numerical output jumping by 1 between means 5e-5 apart (2e4 x the range): a
     hinge there would multiply z's float32 error by 2e4, so only steps (flat near every
     value) are offered."""
-    from rasp_compiler.mlp import PIECEWISE_MAX_GAIN, _BlockFunction, _piecewise_shape
+    from rasp_compiler.compiler.mlp import PIECEWISE_MAX_GAIN, _BlockFunction, _piecewise_shape
 
     number = rasp.numerical(rasp.Map(lambda x: x, rasp.tokens))
     mean = rasp.numerical(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices,

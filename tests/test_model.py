@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import InvalidInputError, LoadError
-from rasp_compiler.model import CompiledModel, Unclean
-from rasp_compiler.verify import verify
+from rasp_compiler.model.compiled import CompiledModel, Unclean
+from rasp_compiler.verify.checker import verify
 
 
 @pytest.fixture(scope="module")

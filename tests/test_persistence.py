@@ -8,11 +8,12 @@ from typing import Any, Mapping
 import numpy as np
 import pytest
 
-from rasp_compiler import persistence, rasp
-from rasp_compiler.compiler import compile_program
+from rasp_compiler import rasp
+from rasp_compiler.model import persistence
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import LoadError, SaveError
 from rasp_compiler.program_files import load_program
-from rasp_compiler.model import CompiledModel
+from rasp_compiler.model.compiled import CompiledModel
 
 BATCH = [["a", "b", "c"], ["d"], ["b", "a", "d", "c"]]
 
@@ -220,7 +221,7 @@ def test_a_readout_for_a_missing_output_is_refused(copy):
 
 def test_a_record_field_of_a_type_the_codec_lacks_is_a_bug_named_where_to_fix():
     from rasp_compiler.errors import InternalError
-    from rasp_compiler.persistence import from_json, to_json
+    from rasp_compiler.model.persistence import from_json, to_json
 
     with pytest.raises(InternalError, match=r"no JSON encoding for the type <class 'complex'>.*"
                                             r"extend persistence.to_json"):

@@ -6,11 +6,11 @@ import re
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import CompilationError, InvalidProgramError, RaspCompilerError
-from rasp_compiler.evaluator import evaluate
-from rasp_compiler.precision import analyse_precision, gamma
-from rasp_compiler.verify import all_inputs, verify
+from rasp_compiler.lang.evaluator import evaluate
+from rasp_compiler.compiler.precision import analyse_precision, gamma
+from rasp_compiler.verify.checker import all_inputs, verify
 
 VOCAB = [0, 1, 2]
 PREFIX = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)
@@ -164,7 +164,7 @@ def test_numerical_selector_width_stays_within_tolerance_at_64():
 
 def test_a_step_that_float32_error_could_cross_is_refused():
     """White-box: the same MLP, read as if its input were known only to a third of its gap."""
-    from rasp_compiler.precision import ErrorBound, _Analysis
+    from rasp_compiler.compiler.precision import ErrorBound, _Analysis
 
     mean = lib.make_frac_prevs(rasp.tokens == 1)
     high = rasp.Map(lambda v: v > 0.4, mean).named("high")

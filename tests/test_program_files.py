@@ -2,7 +2,7 @@ import pytest
 
 from rasp_compiler import program_files
 from rasp_compiler.errors import LoadError
-from rasp_compiler.evaluator import evaluate
+from rasp_compiler.lang.evaluator import evaluate
 
 
 @pytest.mark.parametrize("name", program_files.program_names())
@@ -77,7 +77,7 @@ def _dyck_ok(word, pairs):
 def test_dyck_programs_agree_with_a_stack_based_checker(name, pairs):
     import itertools
 
-    from rasp_compiler.batch_evaluator import evaluate_batch
+    from rasp_compiler.lang.batch_evaluator import evaluate_batch
 
     spec = program_files.load_program(name)
     program = spec.make()

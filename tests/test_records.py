@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 
 from rasp_compiler import rasp
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import InvalidInputError
-from rasp_compiler.model import CompiledModel
-from rasp_compiler.records import CompilationRecord
+from rasp_compiler.model.compiled import CompiledModel
+from rasp_compiler.model.records import CompilationRecord
 
 PROGRAM = rasp.Map(lambda x: x.upper(), rasp.tokens).named("upper")
 MODEL = compile_program(PROGRAM, ["a", "b"], 3)

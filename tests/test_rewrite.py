@@ -3,10 +3,10 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError
-from rasp_compiler.graph import build_graph
-from rasp_compiler.residual import BOS, Dim, ONE
-from rasp_compiler.rewrite import rewrite, width_hidden_label
-from rasp_compiler.values import infer_values
+from rasp_compiler.lang.graph import build_graph
+from rasp_compiler.model.residual import BOS, Dim, ONE
+from rasp_compiler.compiler.rewrite import rewrite, width_hidden_label
+from rasp_compiler.compiler.values import infer_values
 
 
 def ops_of(program, vocab=("a", "b"), n=4):

@@ -3,15 +3,15 @@ import warnings
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import CompileWarning, UnsafeAggregateError
-from rasp_compiler.graph import build_graph
+from rasp_compiler.lang.graph import build_graph
 from rasp_compiler.program_files import load_program
-from rasp_compiler.rewrite import rewrite
-from rasp_compiler.safety import KeyFacts, check_categorical_aggregates
-from rasp_compiler.schedule import schedule
-from rasp_compiler.values import infer_values
-from rasp_compiler.verify import verify
+from rasp_compiler.compiler.rewrite import rewrite
+from rasp_compiler.compiler.safety import KeyFacts, check_categorical_aggregates
+from rasp_compiler.compiler.schedule import schedule
+from rasp_compiler.compiler.values import infer_values
+from rasp_compiler.verify.checker import verify
 
 
 def ops_of(program, vocab, n):

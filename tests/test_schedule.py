@@ -2,10 +2,10 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.errors import UnsupportedExpressionError
-from rasp_compiler.graph import build_graph
-from rasp_compiler.rewrite import rewrite
-from rasp_compiler.schedule import schedule
-from rasp_compiler.values import infer_values
+from rasp_compiler.lang.graph import build_graph
+from rasp_compiler.compiler.rewrite import rewrite
+from rasp_compiler.compiler.schedule import schedule
+from rasp_compiler.compiler.values import infer_values
 
 
 def plan_of(program, vocab=("a", "b", "c"), n=5, **options):

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import CompilationError, UnsupportedExpressionError
-from rasp_compiler.graph import build_graph
-from rasp_compiler.rewrite import rewrite
-from rasp_compiler.selectors import written
-from rasp_compiler.values import infer_values
-from rasp_compiler.verify import verify
+from rasp_compiler.lang.graph import build_graph
+from rasp_compiler.compiler.rewrite import rewrite
+from rasp_compiler.compiler.selectors import written
+from rasp_compiler.compiler.values import infer_values
+from rasp_compiler.verify.checker import verify
 
 from cases import CASES
 
@@ -266,7 +266,7 @@ def test_the_chosen_constructions_cost_counts_the_key_size_built(case, compiled_
 def test_a_normal_form_past_its_bound_is_not_built():
     """(a1 & b1) | ... | (a6 & b6) has 2^6 = 64 CNF clauses, past MAX_CLAUSES (32): no
     CNF, and the whole-selector product builds it."""
-    from rasp_compiler.selectors import MAX_CLAUSES
+    from rasp_compiler.compiler.selectors import MAX_CLAUSES
 
     terms = [sel(T, T, lambda k, q, j=j: (k + j) % 4 == q, f"a{j}")
              & sel(I, I, lambda k, q, j=j: k == (q + j) % 5, f"b{j}") for j in range(6)]
@@ -282,7 +282,7 @@ def test_a_normal_form_past_its_bound_is_not_built():
 def test_a_feature_reads_its_other_sops_values_by_identity():
     """0 and 0.0 are two values of the other SOp, with two rows of the relation: the
     feature of 0.0 is its own row's, not 0's (identity.py)."""
-    from rasp_compiler.selectors import FeatureSpec
+    from rasp_compiler.compiler.selectors import FeatureSpec
 
     relation = np.array([[True, False], [False, True], [True, True]])
     spec = FeatureSpec("f", "query", "key", ("k1", "k2"), (("other", (0, 0.0, False), relation),))

@@ -4,13 +4,14 @@ import time
 
 import pytest
 
-from rasp_compiler import ModelTooLargeError, compiler, rasp
-from rasp_compiler.compiler import compile_program
-from rasp_compiler.graph import build_graph
-from rasp_compiler.rewrite import rewrite
-from rasp_compiler.schedule import schedule
-from rasp_compiler.size import DEFAULT_MAX_PARAMETERS, check_size, estimate_size
-from rasp_compiler.values import infer_values
+from rasp_compiler import ModelTooLargeError, rasp
+from rasp_compiler.compiler import pipeline as compiler
+from rasp_compiler.compiler.pipeline import compile_program
+from rasp_compiler.lang.graph import build_graph
+from rasp_compiler.compiler.rewrite import rewrite
+from rasp_compiler.compiler.schedule import schedule
+from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS, check_size, estimate_size
+from rasp_compiler.compiler.values import infer_values
 
 
 def _plan(program, vocab, max_seq_len):

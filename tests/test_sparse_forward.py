@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.assemble import forward_numpy
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.assemble import forward_numpy
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import InvalidProgramError
-from rasp_compiler.sparse_forward import LOOPED_LOGITS, plan_sparse_forward, sparse_forward_fn
-from rasp_compiler.verify import input_ids, random_input_ids, verify
+from rasp_compiler.model.sparse_forward import LOOPED_LOGITS, plan_sparse_forward, sparse_forward_fn
+from rasp_compiler.verify.checker import input_ids, random_input_ids, verify
 
 from cases import CASES, causal_twin
 

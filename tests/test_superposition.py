@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from rasp_compiler import compile_program, load_program
-from rasp_compiler.compression import compress
+from rasp_compiler.superposition.compression import compress
 from rasp_compiler.errors import InvalidInputError
-from rasp_compiler.superposition import (
+from rasp_compiler.superposition.experiments import (
     ResidualSample,
     chance_max_cosine,
     feature_norms_picture,

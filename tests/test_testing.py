@@ -8,10 +8,11 @@ import gc
 
 import pytest
 
-from rasp_compiler import lib, testing
-from rasp_compiler.compiler import compile_program
+from rasp_compiler import lib
+from rasp_compiler.verify import testing
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import InvalidInputError, ModelMismatchError, RaspCompilerError
-from rasp_compiler.testing import assert_matches, warm_up
+from rasp_compiler.verify.testing import assert_matches, warm_up
 
 from cases import causal_twin
 

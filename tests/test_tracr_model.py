@@ -21,10 +21,11 @@ import jax
 import numpy as np
 import pytest
 
-from rasp_compiler import compiling, rasp, tracr_view
-from rasp_compiler.model import Unclean
-from rasp_compiler.tracr_model import AssembledModel, BasisDirection, ModelBlock, tracr_sorted
-from rasp_compiler.verify import values_match
+from rasp_compiler import compiling, rasp
+from rasp_compiler.model import tracr_view
+from rasp_compiler.model.compiled import Unclean
+from rasp_compiler.model.tracr_model import AssembledModel, BasisDirection, ModelBlock, tracr_sorted
+from rasp_compiler.verify.checker import values_match
 
 from cases import CASES
 

@@ -2,7 +2,7 @@
 
 tracr's test modules are imported from the installed tracr wheel (nothing is copied
 here) with three of tracr's modules replaced by ours in `sys.modules`:
-`tracr.rasp.rasp` -> `rasp_compiler.rasp`, `tracr.compiler.lib` -> `rasp_compiler.lib`,
+`tracr.rasp.rasp` -> `rasp_compiler.lang.rasp`, `tracr.compiler.lib` -> `rasp_compiler.lang.lib`,
 `tracr.compiler.compiling` -> `rasp_compiler.compiling`; every other tracr module is
 tracr's. The alias lives only while tracr's test modules are imported (their own
 `from tracr.rasp import rasp` binds ours then): afterwards every `tracr*` entry of
@@ -30,8 +30,8 @@ import tracr  # noqa: F401
 pytestmark = pytest.mark.xdist_group("tracr_suite")
 
 ALIASES = {
-    "tracr.rasp.rasp": "rasp_compiler.rasp",
-    "tracr.compiler.lib": "rasp_compiler.lib",
+    "tracr.rasp.rasp": "rasp_compiler.lang.rasp",
+    "tracr.compiler.lib": "rasp_compiler.lang.lib",
     "tracr.compiler.compiling": "rasp_compiler.compiling",
 }
 

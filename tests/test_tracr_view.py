@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.assemble import forward_numpy
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.assemble import forward_numpy
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import InvalidInputError
-from rasp_compiler.evaluator import evaluate
+from rasp_compiler.lang.evaluator import evaluate
 from rasp_compiler.program_files import load_program
-from rasp_compiler.tracr_view import (
+from rasp_compiler.model.tracr_view import (
     MASKED_LOGIT,
     CategoricalEncoder,
     NumericalEncoder,

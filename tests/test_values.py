@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from rasp_compiler import compile_program, lib, rasp
 from rasp_compiler.errors import EvaluationError, InvalidProgramError, ValueSetTooLargeError
-from rasp_compiler.evaluator import evaluate_all
-from rasp_compiler.fuzz import FuzzConfig, random_input, random_program
-from rasp_compiler.graph import build_graph
-from rasp_compiler.identity import identity_key, same_value
-from rasp_compiler.values import infer_values, sorted_values
+from rasp_compiler.lang.evaluator import evaluate_all
+from rasp_compiler.verify.fuzz import FuzzConfig, random_input, random_program
+from rasp_compiler.lang.graph import build_graph
+from rasp_compiler.lang.identity import identity_key, same_value
+from rasp_compiler.compiler.values import infer_values, sorted_values
 
 
 def test_primitive_value_sets():
@@ -108,7 +108,7 @@ def test_a_value_set_over_the_limit_is_refused_before_its_values_are_scanned(mon
     # The issue's (tokens, indices) pairs at vocab 1,000 and max_seq_len 400: 400,000
     # tuples took 4 s (vocab 5,000 at 128: 9 s) in the identity check before the count
     # refused them.
-    from rasp_compiler import values as values_module
+    from rasp_compiler.compiler import values as values_module
 
     distinct_values = values_module.distinct_values
 
@@ -397,7 +397,7 @@ def test_a_huge_max_seq_len_is_refused_from_the_arguments_in_bounded_time_and_me
     script = textwrap.dedent("""
         import contextlib, io, json, resource, time
         from rasp_compiler import compile_program, lib, rasp
-        from rasp_compiler.cli import main
+        from rasp_compiler.cli.commands import main
         from rasp_compiler.errors import ValueSetTooLargeError
         out = []
         for n in (10_000_000, 99_999_999_999_999):
@@ -460,7 +460,7 @@ def test_a_huge_max_seq_len_is_refused_from_the_arguments_in_bounded_time_and_me
 ], ids=["selector_width", "length", "numerical_indices", "constant_selector"])
 def test_sops_that_grow_with_max_seq_len_are_refused_before_any_set_is_built(
         program, options, message, monkeypatch):
-    from rasp_compiler import values as values_module
+    from rasp_compiler.compiler import values as values_module
 
     def no_rule(*args):
         raise AssertionError("a value-set rule ran before the length bound was checked")
@@ -503,7 +503,7 @@ def test_a_long_sum_of_means_is_refused_in_seconds(monkeypatch):
     terms at max_seq_len 8, where exact fractions would give 42,841), so listing them all
     costs about k^3 (348 million sums here); the program's sums are now bounded as a whole,
     and the refusal comes after about 1.5 s."""
-    from rasp_compiler import values as values_module
+    from rasp_compiler.compiler import values as values_module
 
     listed = []
     distinct_sums = values_module._distinct_sums
@@ -535,7 +535,7 @@ def test_shorter_sums_of_means_list_exactly_the_evaluators_floats():
 
 
 def test_distinct_sums_equal_numpys_unique_and_keep_no_negative_zero():
-    from rasp_compiler.values import _distinct_sums
+    from rasp_compiler.compiler.values import _distinct_sums
 
     rng = np.random.default_rng(0)
     left = np.concatenate((rng.integers(-5, 5, 300) / 4, [-0.0, 0.0]))

@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rasp_compiler.assemble import ModelShape
+from rasp_compiler.compiler.assemble import ModelShape
 from rasp_compiler.errors import InvalidInputError
 
 GRANULARITIES = ("head", "component", "matrix")

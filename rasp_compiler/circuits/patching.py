@@ -25,11 +25,11 @@ from typing import Callable
 
 import numpy as np
 
-from rasp_compiler.assemble import forward_numpy
+from rasp_compiler.compiler.assemble import forward_numpy
 from rasp_compiler.circuits.network import Edge, Network
 from rasp_compiler.circuits.pairs import PairSample
-from rasp_compiler.encoding import EMPTY, decode_indices, decode_readout, readout_numbers
-from rasp_compiler.verify import ATOL, RTOL
+from rasp_compiler.model.encoding import EMPTY, decode_indices, decode_readout, readout_numbers
+from rasp_compiler.verify.checker import ATOL, RTOL
 
 CHUNK = 512
 
@@ -212,7 +212,7 @@ def outputs_of(network: Network, columns: np.ndarray) -> np.ndarray:
     if readout.numerical:
         return readout_numbers(readout, columns)
     if network.nearest:
-        from rasp_compiler.compression import NONE_THRESHOLD
+        from rasp_compiler.superposition.compression import NONE_THRESHOLD
 
         if columns.shape[-1] == 0:
             return np.full(columns.shape[:-1], EMPTY)
@@ -232,7 +232,7 @@ def differs(network: Network, got: np.ndarray, clean: np.ndarray, real: np.ndarr
 
 def decode_row(network: Network, columns: np.ndarray) -> list:
     if network.nearest:
-        from rasp_compiler.compression import decode_nearest
+        from rasp_compiler.superposition.compression import decode_nearest
 
         return decode_nearest(network.readout, columns)
     return decode_readout(network.readout, columns)

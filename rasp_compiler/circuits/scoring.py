@@ -55,7 +55,7 @@ class CircuitScore:
 
     def picture(self, path: str | Path, title: str | None = None) -> Path:
         """A PNG (or SVG, by suffix) of the ROC curve (needs matplotlib: the plots extra)."""
-        from rasp_compiler.pictures import _pyplot
+        from rasp_compiler.diagnostics.pictures import _pyplot
 
         plt = _pyplot()
         path = Path(path)

@@ -1,0 +1,7 @@
+"""`python -m rasp_compiler.cli`: the command line without the installed script."""
+
+import sys
+
+from rasp_compiler.cli.commands import main
+
+sys.exit(main())
