@@ -12,7 +12,6 @@ import sys
 import types
 
 from rasp_compiler import errors
-from rasp_compiler.lang import lib, rasp
 from rasp_compiler.errors import (
     CompilationError,
     CompileWarning,
@@ -21,13 +20,14 @@ from rasp_compiler.errors import (
     InvalidProgramError,
     LoadError,
     ModelTooLargeError,
+    NotProvidedError,
     RaspCompilerError,
     SaveError,
     UnsafeAggregateError,
-    NotProvidedError,
     UnsupportedExpressionError,
     ValueSetTooLargeError,
 )
+from rasp_compiler.lang import lib, rasp
 from rasp_compiler.program_files import ProgramSpec, list_programs, load_program
 
 # The rest is imported when first used (PEP 562): `from rasp_compiler import compile_program`

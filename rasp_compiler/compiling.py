@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from rasp_compiler.lang import rasp
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import InvalidProgramError
+from rasp_compiler.lang import rasp
 from rasp_compiler.model.tracr_model import AssembledModel
 
 COMPILER_BOS = "compiler_bos"

@@ -22,23 +22,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-from rasp_compiler.lang import rasp
 from rasp_compiler.errors import LoadError
+from rasp_compiler.lang import rasp
+from rasp_compiler.model.records import ProgramSource  # noqa: F401 (saved with the model)
 
 DEFAULT_FACTORY = "program"
-
-
-@dataclass(frozen=True)
-class ProgramSource:
-    """Where a model's program came from, kept with the model when it is saved: its name
-    (a bundled program's, or the file's stem) and the reference that loads it again
-    (`load_program(reference)`: the bundled name, or `/absolute/path.py:factory`)."""
-
-    name: str
-    reference: str
-
-    def __str__(self) -> str:
-        return self.name if self.reference == self.name else f"{self.name} ({self.reference})"
 
 
 @dataclass(frozen=True)

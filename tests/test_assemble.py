@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rasp_compiler import lib
-from rasp_compiler.compiler.assemble import assemble, build_forward, forward_numpy
+from rasp_compiler.compiler.assemble import assemble
+from rasp_compiler.model.forward import build_forward, forward_numpy
 from rasp_compiler.lang.graph import build_graph
 from rasp_compiler.compiler.lower import lower
 from rasp_compiler.compiler.rewrite import rewrite
@@ -39,7 +40,7 @@ def test_parameters_match_what_the_haiku_forward_asks_for():
 def test_forward_uses_highest_matmul_precision():
     import inspect
 
-    from rasp_compiler.compiler import assemble as module
+    from rasp_compiler.model import forward as module
 
     source = inspect.getsource(module.build_forward)
     assert source.count("jnp.einsum(") == source.count("precision=PRECISION")

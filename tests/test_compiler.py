@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.compiler.assemble import forward_numpy
+from rasp_compiler.model.forward import forward_numpy
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.compiling import compile_rasp_to_model
 from rasp_compiler.errors import InvalidProgramError

@@ -8,7 +8,7 @@ from rasp_compiler import rasp
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.model.encoding import EMPTY, decode_indices, decode_readout, lookup_ids
 from rasp_compiler.errors import InvalidInputError
-from rasp_compiler.compiler.lower import Readout
+from rasp_compiler.model.residual import Readout
 from rasp_compiler.verify.checker import verify
 
 

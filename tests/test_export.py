@@ -14,7 +14,7 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.export import transformer_lens as export
-from rasp_compiler.compiler.assemble import forward_numpy
+from rasp_compiler.model.forward import forward_numpy
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import (
     CompileWarning,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.compiler.assemble import forward_numpy
+from rasp_compiler.model.forward import forward_numpy
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.lang.evaluator import evaluate

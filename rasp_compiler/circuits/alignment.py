@@ -22,8 +22,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-from rasp_compiler.lang import rasp
 from rasp_compiler.circuits.circuit import Alignment
+from rasp_compiler.lang import rasp
 from rasp_compiler.model.residual import SPECIAL_DIMS
 
 WRITE, SELECT, MLP, EMBED = "write", "select", "mlp", "embed"

@@ -157,7 +157,7 @@ def _metric_function(network: Network):
     import jax
     import jax.numpy as jnp
 
-    from rasp_compiler.compiler.assemble import PRECISION, attention_mask
+    from rasp_compiler.model.forward import PRECISION, attention_mask
 
     shape = network.shape
     einsum = lambda spec, *xs: jnp.einsum(spec, *xs, precision=PRECISION)

@@ -35,8 +35,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rasp_compiler.compiler.assemble import ModelShape
 from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.model.forward import ModelShape
 
 GRANULARITIES = ("head", "component", "matrix")
 INPUTS = ("q", "k", "v", "in")

@@ -25,10 +25,10 @@ from typing import Callable
 
 import numpy as np
 
-from rasp_compiler.compiler.assemble import forward_numpy
 from rasp_compiler.circuits.network import Edge, Network
 from rasp_compiler.circuits.pairs import PairSample
 from rasp_compiler.model.encoding import EMPTY, decode_indices, decode_readout, readout_numbers
+from rasp_compiler.model.forward import forward_numpy
 from rasp_compiler.verify.checker import ATOL, RTOL
 
 CHUNK = 512

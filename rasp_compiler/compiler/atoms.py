@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from rasp_compiler.lang import rasp
-from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError
-from rasp_compiler.lang.graph import ProgramGraph
 from rasp_compiler.compiler.values import ValueSets
+from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError
+from rasp_compiler.lang import rasp
+from rasp_compiler.lang.graph import ProgramGraph
 
 
 @dataclass(frozen=True, eq=False)

@@ -34,10 +34,10 @@ import math
 from numbers import Real
 from typing import Any, Iterable
 
-from rasp_compiler.lang import rasp
-from rasp_compiler.errors import RaspCompilerError
-from rasp_compiler.lang.graph import copy_reading, postorder
 from rasp_compiler.compiler.values import infer_values
+from rasp_compiler.errors import RaspCompilerError
+from rasp_compiler.lang import rasp
+from rasp_compiler.lang.graph import copy_reading, postorder
 
 ORDERED = {rasp.Comparison.LT, rasp.Comparison.LEQ, rasp.Comparison.GT, rasp.Comparison.GEQ}
 REWRITTEN = ORDERED | {rasp.Comparison.EQ, rasp.Comparison.NEQ}

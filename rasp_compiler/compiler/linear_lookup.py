@@ -41,8 +41,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from types import MappingProxyType
 from numbers import Real
+from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -283,8 +283,13 @@ def lower(ops, block, lookup: LinearLookup):
     """The steps along z: the output at the smallest z, then at each midpoint between
     consecutive z values where the output changes a clamped step
     ReLU(L(z - theta) + 1/2) - ReLU(L(z - theta) - 1/2), L = 2 / gap, carrying the change."""
-    from rasp_compiler.compiler.mlp import (CATEGORICAL_NOISE_BUDGET, MLPPart, _check_gap, _difference,
-                                   _neuron)
+    from rasp_compiler.compiler.mlp import (
+        CATEGORICAL_NOISE_BUDGET,
+        MLPPart,
+        _check_gap,
+        _difference,
+        _neuron,
+    )
 
     (label,) = block.outputs
 
@@ -325,8 +330,8 @@ def lower(ops, block, lookup: LinearLookup):
 def check_precision(block, part, noise: Mapping[str, float], lookup: LinearLookup) -> None:
     """Refuse when the inputs' one-hot noise or float32 rounding could push a step's
     pre-activation (exactly 1/2 or more from its kinks at every possible z) across one."""
-    from rasp_compiler.errors import CompilationError
     from rasp_compiler.compiler.precision import gamma
+    from rasp_compiler.errors import CompilationError
 
     moved = (noise.get(lookup.x, 0.0) * max(abs(float(v)) for v in lookup.x_values)
              + noise.get(lookup.y, 0.0) * abs(lookup.ratio)
@@ -405,10 +410,10 @@ def with_numerical_copies(ops, plan, *, max_fused_input_space: int):
     gets a copy only where it saves weights; x's one-hot is dropped when nothing else
     reads it. The plan is rescheduled; if that would take more layers, None.
     """
-    from rasp_compiler.lang import rasp
     from rasp_compiler.compiler.mlp import linear_lookup_of, neuron_bound
     from rasp_compiler.compiler.rewrite import Embedding, MLPUnit
     from rasp_compiler.compiler.schedule import schedule
+    from rasp_compiler.lang import rasp
 
     block_of = {unit: block for layer in plan.layers for block in layer.blocks
                 for unit in block.units}

@@ -25,17 +25,25 @@ from typing import Mapping
 
 import numpy as np
 
-from rasp_compiler.lang import rasp
-from rasp_compiler.errors import CompilationError
 from rasp_compiler.compiler.mlp import MLPPart, bos_cleanup, lower_block, ungate
-from rasp_compiler.model.residual import BOS, ONE, Dim, LinearForm, ResidualLayout, build_layout
 from rasp_compiler.compiler.rewrite import AttentionOp, OpGraph
 from rasp_compiler.compiler.schedule import Schedule
-from rasp_compiler.verify.checker import ATOL
+from rasp_compiler.errors import CompilationError
+from rasp_compiler.lang import rasp
+from rasp_compiler.model.constants import ATOL
+from rasp_compiler.model.residual import (
+    BOS,
+    ONE,
+    Dim,
+    LinearForm,
+    Readout,
+    ResidualLayout,
+    build_layout,
+)
 
 DEFAULT_ATTENTION_PRECISION = 1e-7
 FLOAT32_PRECISION_FLOOR = 1e-9  # below this, float32 softmax noise dominates
-LEAK_SHARE_OF_TOLERANCE = 0.25  # of verify.ATOL, for the leak of a numerical average
+LEAK_SHARE_OF_TOLERANCE = 0.25  # of constants.ATOL, for the leak of a numerical average
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,17 +91,6 @@ class LoweredMLP:
             out[part.label] = (start, start + part.width)
             start += part.width
         return out
-
-
-@dataclass(frozen=True)
-class Readout:
-    """How to read one SOp from the residual: one-hot dims or a linear form."""
-
-    label: str
-    numerical: bool
-    indices: tuple[int, ...]
-    values: tuple  # categorical: the value of each index
-    coefficients: tuple[float, ...]  # numerical: the weight of each index
 
 
 @dataclass(frozen=True, eq=False)

@@ -37,12 +37,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from rasp_compiler.errors import CompilationError, InvalidProgramError
-from rasp_compiler.lang.identity import find_clash, identity_key, same_value
-from rasp_compiler.model.residual import BOS, ONE, Dim, LinearForm
 from rasp_compiler.compiler.rewrite import OpGraph
 from rasp_compiler.compiler.schedule import Block
 from rasp_compiler.compiler.selectors import Accepted
+from rasp_compiler.errors import CompilationError, InvalidProgramError
+from rasp_compiler.lang.identity import find_clash, identity_key, same_value
+from rasp_compiler.model.residual import BOS, ONE, Dim, LinearForm
 
 BOS_GATE = 2.0  # subtracted at BOS from lookup neurons (their pre-activation is at most 1)
 MIN_RELATIVE_GAP = 2e-5  # float32 cannot place a step between values closer than this
@@ -243,7 +243,9 @@ def lower_block(ops: OpGraph, block: Block) -> MLPPart:
         return smooth if smooth is not None and smooth.width < steps.width else steps
     part = _steps(ops, block, categorical, choices, z_label, form, function)
     if first.linear is not None and len(block.units) == 1:
-        from rasp_compiler.compiler.linear_lookup import LINEAR_STEPS  # the same steps, along x + r y
+        from rasp_compiler.compiler.linear_lookup import (
+            LINEAR_STEPS,  # the same steps, along x + r y
+        )
         part = dataclasses.replace(part, construction=LINEAR_STEPS)
     return part
 

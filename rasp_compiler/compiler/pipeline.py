@@ -19,17 +19,35 @@ import warnings
 from numbers import Integral, Real
 from typing import Any, Iterable
 
-from rasp_compiler.lang import rasp
 from rasp_compiler.compiler.assemble import assemble
-from rasp_compiler.lang.causal import check_invariance
-from rasp_compiler.errors import (CompilationError, CompileWarning, InvalidProgramError,
-                                  UnsafeAggregateError)
-from rasp_compiler.lang.graph import assign_ids, build_graph
 from rasp_compiler.compiler.lexicographic import expand_lexicographic_selects
 from rasp_compiler.compiler.linear_lookup import with_numerical_copies
 from rasp_compiler.compiler.lower import DEFAULT_ATTENTION_PRECISION, FLOAT32_PRECISION_FLOOR, lower
-from rasp_compiler.model.compiled import CompiledModel
 from rasp_compiler.compiler.precision import check_magnitudes, check_precision
+from rasp_compiler.compiler.rewrite import rewrite, width_hidden_label
+from rasp_compiler.compiler.safety import check_categorical_aggregates
+from rasp_compiler.compiler.schedule import DEFAULT_MAX_FUSED_INPUT_SPACE, Schedule, schedule
+from rasp_compiler.compiler.selectors import (
+    DEFAULT_MAX_HEADS_PER_SELECTOR,
+    DEFAULT_MAX_SELECTOR_DIMS,
+)
+from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS, check_size
+from rasp_compiler.compiler.values import (
+    DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE,
+    DEFAULT_MAX_SEQUENCE_MAP_PAIRS,
+    DEFAULT_MAX_VALUE_SET_SIZE,
+    infer_values,
+)
+from rasp_compiler.errors import (
+    CompilationError,
+    CompileWarning,
+    InvalidProgramError,
+    UnsafeAggregateError,
+)
+from rasp_compiler.lang import rasp
+from rasp_compiler.lang.causal import check_invariance
+from rasp_compiler.lang.graph import assign_ids, build_graph
+from rasp_compiler.model.compiled import CompiledModel
 from rasp_compiler.model.records import (
     CompilationRecord,
     HeadInfo,
@@ -37,17 +55,6 @@ from rasp_compiler.model.records import (
     MLPPartInfo,
     ModelInfo,
     SelectorEntry,
-)
-from rasp_compiler.compiler.rewrite import rewrite, width_hidden_label
-from rasp_compiler.compiler.safety import check_categorical_aggregates
-from rasp_compiler.compiler.schedule import DEFAULT_MAX_FUSED_INPUT_SPACE, Schedule, schedule
-from rasp_compiler.compiler.selectors import DEFAULT_MAX_HEADS_PER_SELECTOR, DEFAULT_MAX_SELECTOR_DIMS
-from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS, check_size
-from rasp_compiler.compiler.values import (
-    DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE,
-    DEFAULT_MAX_SEQUENCE_MAP_PAIRS,
-    DEFAULT_MAX_VALUE_SET_SIZE,
-    infer_values,
 )
 
 

@@ -45,22 +45,21 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 
-from rasp_compiler.lang import rasp
-from rasp_compiler.errors import CompilationError
 from rasp_compiler.compiler.linear_lookup import LINEAR_STEPS
 from rasp_compiler.compiler.linear_lookup import check_precision as check_linear_lookup
 from rasp_compiler.compiler.mlp import MLPPart, linear_lookup_of
-from rasp_compiler.model.residual import BOS, ONE, Dim, LinearForm
 from rasp_compiler.compiler.rewrite import OpGraph
 from rasp_compiler.compiler.schedule import Block, Schedule
-from rasp_compiler.verify.checker import ATOL, RTOL
+from rasp_compiler.errors import CompilationError
+from rasp_compiler.lang import rasp
+from rasp_compiler.model.constants import ATOL, FLOAT32_SAFE_MAGNITUDE, RTOL
+from rasp_compiler.model.residual import BOS, ONE, Dim, LinearForm
 
 if TYPE_CHECKING:
     from rasp_compiler.compiler.lower import LoweredHead, LoweredModel
 
 UNIT_ROUNDOFF = 2.0 ** -24  # float32, round to nearest
 FLOAT64_UNIT_ROUNDOFF = 2.0 ** -53  # the decoder reads output forms in float64
-FLOAT32_SAFE_MAGNITUDE = 1e35  # float32 tops out at 3.4e38; leave room for sums and slopes
 PROBABILISTIC_LAMBDA = 7.0  # confidence of the sqrt(k) bound on long sums (see gamma)
 _CHUNK = 2_000_000  # values x neurons per numpy block in the per-value MLP bounds
 

@@ -25,23 +25,22 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from rasp_compiler.lang import rasp
-from rasp_compiler.compiler import linear_lookup
-from rasp_compiler.compiler import widths
-from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError, describe_values
-from rasp_compiler.lang.graph import ProgramGraph
-from rasp_compiler.lang.identity import ValueMap
-from rasp_compiler.compiler.linear_lookup import LinearLookup
-from rasp_compiler.model.residual import BOS, ONE, Dim, LinearForm, constant_form
+from rasp_compiler.compiler import linear_lookup, widths
 from rasp_compiler.compiler.atoms import Atom, AtomBuilder, Folded
+from rasp_compiler.compiler.linear_lookup import LinearLookup
 from rasp_compiler.compiler.selectors import (
     DEFAULT_MAX_HEADS_PER_SELECTOR,
     DEFAULT_MAX_SELECTOR_DIMS,
     FeatureSpec,
-    SelectorChooser,
     SelectorChoice,
+    SelectorChooser,
 )
 from rasp_compiler.compiler.values import ValueSets, sorted_values
+from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError, describe_values
+from rasp_compiler.lang import rasp
+from rasp_compiler.lang.graph import ProgramGraph
+from rasp_compiler.lang.identity import ValueMap
+from rasp_compiler.model.residual import BOS, ONE, Dim, LinearForm, constant_form
 
 WIDTH_SUFFIX = ".attn"
 

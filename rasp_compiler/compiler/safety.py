@@ -32,11 +32,11 @@ from typing import Iterable
 
 import numpy as np
 
+from rasp_compiler.compiler.rewrite import AttentionOp, OpGraph, width_hidden_label
 from rasp_compiler.lang import rasp
 from rasp_compiler.lang.batch_evaluator import by_length, evaluate_batch
 from rasp_compiler.lang.identity import identity_key
 from rasp_compiler.model.residual import BOS
-from rasp_compiler.compiler.rewrite import AttentionOp, OpGraph, width_hidden_label
 
 DEFAULT_SEARCH_BUDGET = 400  # inputs tried at most
 SEARCH_COST_LIMIT = 150_000  # and at most this sum of squared lengths (evaluation is quadratic)

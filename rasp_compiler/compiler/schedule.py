@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Iterable, Mapping
 
-from rasp_compiler.errors import UnsupportedExpressionError
 from rasp_compiler.compiler.rewrite import OpGraph
+from rasp_compiler.errors import UnsupportedExpressionError
 
 DEFAULT_MAX_FUSED_INPUT_SPACE = 16_384
 

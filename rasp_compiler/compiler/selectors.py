@@ -37,9 +37,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rasp_compiler.lang import rasp
 from rasp_compiler.compiler.atoms import Atom, AtomBuilder
 from rasp_compiler.errors import CompilationError, UnsupportedExpressionError
+from rasp_compiler.lang import rasp
 from rasp_compiler.lang.identity import identity_key, same_value
 
 MAX_CLAUSES = 32  # CNF distribution stops here and falls back to the whole product

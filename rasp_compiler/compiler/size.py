@@ -24,17 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from math import prod
 
-from rasp_compiler.errors import ModelTooLargeError, describe_bytes
 from rasp_compiler.compiler.lower import head_size, residual_layout
 from rasp_compiler.compiler.mlp import count_neurons, neuron_bound
 from rasp_compiler.compiler.rewrite import OpGraph
 from rasp_compiler.compiler.schedule import Block, Schedule
-
-# 200 million float32 parameters are 0.8 GB. Compiling holds the weights about
-# twice (lower's per-head matrices, then assemble's stacked ones) and JAX copies
-# them once more, so a model at the limit peaks near 2.5 GB: it fits a laptop.
-DEFAULT_MAX_PARAMETERS = 200_000_000
-BYTES_PER_PARAMETER = 4  # float32
+from rasp_compiler.errors import ModelTooLargeError, describe_bytes
+from rasp_compiler.model.constants import BYTES_PER_PARAMETER, DEFAULT_MAX_PARAMETERS  # noqa: F401
 
 
 @dataclass(frozen=True)

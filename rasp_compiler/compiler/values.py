@@ -29,11 +29,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from rasp_compiler.lang import rasp
+from rasp_compiler.compiler.linear_lookup import possible_pairs
 from rasp_compiler.errors import InvalidProgramError, ValueSetTooLargeError, describe_values
+from rasp_compiler.lang import rasp
 from rasp_compiler.lang.graph import ProgramGraph, build_graph
 from rasp_compiler.lang.identity import as_number, distinct_values
-from rasp_compiler.compiler.linear_lookup import possible_pairs
 
 DEFAULT_MAX_VALUE_SET_SIZE = 10_000  # categorical: one residual dimension per value
 DEFAULT_MAX_NUMERICAL_VALUE_SET_SIZE = 2_000_000  # numerical: one dimension, any count

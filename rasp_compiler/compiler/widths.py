@@ -24,7 +24,6 @@ rounding would cost gamma * (N + w) in absolute terms, 2e-4 at N = 64.
 
 from __future__ import annotations
 
-
 UNSCALED_UP_TO = 16  # max_seq_len up to which BOS weighs like one key
 
 

@@ -29,14 +29,13 @@ from typing import Sequence
 
 import numpy as np
 
-from rasp_compiler.lang import rasp
-from rasp_compiler.errors import EvaluationError, UnknownNameError
-from rasp_compiler.lang.identity import ValueMap
-from rasp_compiler.lang.evaluator import evaluate_all
-from rasp_compiler.model.records import CompilationRecord, require_compilation
 from rasp_compiler.compiler.schedule import layer_at
+from rasp_compiler.errors import EvaluationError, UnknownNameError
+from rasp_compiler.lang import rasp
+from rasp_compiler.lang.evaluator import evaluate_all
+from rasp_compiler.lang.identity import ValueMap, identity_key
 from rasp_compiler.model.encoding import readout_numbers
-from rasp_compiler.lang.identity import identity_key
+from rasp_compiler.model.records import CompilationRecord, require_compilation
 from rasp_compiler.verify.checker import ATOL, RAW_TOLERANCE, RTOL, values_match
 
 DEFAULT_PATTERN_TOLERANCE = 1e-3
@@ -95,7 +94,7 @@ class ModelLayout:
         return f"ModelLayout(depth={self.depth}, lower_bound={self.lower_bound}, heads={heads})"
 
     def _repr_html_(self) -> str:
-        from rasp_compiler.explorer.notebook import layout_html
+        from rasp_compiler.model.html import layout_html
 
         return layout_html(self)
 

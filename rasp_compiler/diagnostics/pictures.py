@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from rasp_compiler.lang import rasp
 from rasp_compiler.errors import InvalidInputError, MissingDependencyError, SaveError
+from rasp_compiler.lang import rasp
 
 
 def _pyplot():

@@ -35,8 +35,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rasp_compiler.compiler.schedule import attention_time, mlp_time
 from rasp_compiler.diagnostics import colours
-from rasp_compiler.diagnostics.glossary import TERMS
 from rasp_compiler.diagnostics.checks import (
     DEFAULT_PATTERN_TOLERANCE,
     head_matrix,
@@ -47,10 +47,15 @@ from rasp_compiler.diagnostics.checks import (
     residual_map,
     sublayer_name,
 )
+from rasp_compiler.diagnostics.glossary import TERMS
+from rasp_compiler.errors import (
+    EvaluationError,
+    InvalidInputError,
+    RaspCompilerError,
+    SaveError,
+    counted,
+)
 from rasp_compiler.model.encoding import Unclean
-from rasp_compiler.errors import (EvaluationError, InvalidInputError, RaspCompilerError,
-                                   SaveError, counted)
-from rasp_compiler.compiler.schedule import attention_time, mlp_time
 from rasp_compiler.verify.checker import values_match
 
 NO_PROGRAM_NOTE = (
@@ -169,9 +174,9 @@ def load_saved(folder) -> tuple[Any, str]:
     checked, with its program found again where the save names it
     (`program_files.reload_program`): (model, note), the note saying why the program
     could not be found ("" when it was)."""
-    from rasp_compiler.superposition import compression
     from rasp_compiler.model.compiled import CompiledModel
     from rasp_compiler.program_files import reload_program
+    from rasp_compiler.superposition import compression
 
     folder = Path(folder)
     if (folder / compression.CONFIG_FILE).exists():
@@ -312,7 +317,7 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
     head's pattern, the residual stream at every step, and every disagreement with the
     evaluator. A bad input (an unknown token, too many tokens, none) gives
     {"error": message}: the message the CLI prints for it."""
-    from rasp_compiler.cli.commands import parse_tokens  # the CLI's own parser: one message for both
+    from rasp_compiler.lang.tokens import parse_tokens  # the CLI's parser too: one message for both
 
     words = [str(w) for w in words]
     compressed = model if is_compressed(model) else None

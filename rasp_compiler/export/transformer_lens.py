@@ -43,7 +43,6 @@ from typing import Any
 
 import numpy as np
 
-from rasp_compiler.model import tracr_view
 from rasp_compiler.errors import (
     CompileWarning,
     InvalidInputError,
@@ -52,6 +51,8 @@ from rasp_compiler.errors import (
     SaveError,
 )
 from rasp_compiler.lang.identity import value_dict
+from rasp_compiler.model import tracr_view
+from rasp_compiler.model.constants import DECODE_TOLERANCE
 
 SUPPORTED_TRANSFORMER_LENS = ">=2,<4"  # the versions that have HookedTransformer
 SUPPORTED_MAJOR_VERSIONS = (2, 3)
@@ -59,7 +60,6 @@ INSTALL_HINT = "pip install 'rasp-compiler[export]'"
 EXPORT_FORMAT = "rasp_compiler.transformer_lens/1"  # the `format` field of config.json
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-DECODE_TOLERANCE = 0.1  # as the runtime's decoder: a clean one-hot within 0.1 of 1 and 0
 
 
 # ---------------------------------------------------------------------------- dependencies

@@ -49,9 +49,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from rasp_compiler.lang import rasp
-from rasp_compiler.lang import evaluator
 from rasp_compiler.errors import EvaluationError, InvalidInputError
+from rasp_compiler.lang import evaluator, rasp
 from rasp_compiler.lang.graph import ProgramGraph, build_graph
 from rasp_compiler.lang.identity import as_number, identity_key
 

@@ -35,8 +35,8 @@ from fractions import Fraction
 from numbers import Real
 from typing import Any, Callable, Mapping, Sequence
 
-from rasp_compiler.lang import rasp
 from rasp_compiler.errors import EvaluationError, InvalidInputError
+from rasp_compiler.lang import rasp
 from rasp_compiler.lang.graph import ProgramGraph, build_graph
 from rasp_compiler.lang.identity import as_number, find_clash, same_value
 

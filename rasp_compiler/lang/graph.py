@@ -15,8 +15,8 @@ from typing import Iterable, Mapping
 
 import networkx as nx
 
-from rasp_compiler.lang import rasp
 from rasp_compiler.errors import InvalidProgramError
+from rasp_compiler.lang import rasp
 
 
 def postorder(root: rasp.RASPExpr) -> list[rasp.RASPExpr]:

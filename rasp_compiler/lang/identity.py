@@ -31,8 +31,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from itertools import compress, repeat, zip_longest
-from operator import eq
 from numbers import Real
+from operator import eq
 from typing import Any, Hashable, Iterable, Iterator, Sequence
 
 import numpy as np

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from rasp_compiler.lang import rasp
 from rasp_compiler.errors import InvalidProgramError
+from rasp_compiler.lang import rasp
 
 
 def make_length() -> rasp.SOp:

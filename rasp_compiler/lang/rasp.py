@@ -35,8 +35,12 @@ import numbers
 from collections.abc import Mapping as _MappingABC
 from typing import Any, Callable, Dict, Iterator, Mapping, Protocol, Sequence, TypeVar, Union
 
-from rasp_compiler.errors import (EvaluationError, InvalidProgramError, UnknownNameError,
-                                  describe_values)
+from rasp_compiler.errors import (
+    EvaluationError,
+    InvalidProgramError,
+    UnknownNameError,
+    describe_values,
+)
 
 Value = Union[None, int, float, str, bool]
 SelectorValue = list[list[bool]]

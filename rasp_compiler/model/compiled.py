@@ -23,8 +23,8 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
+from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.model import tracr_view
-from rasp_compiler.compiler.assemble import ModelShape
 from rasp_compiler.model.encoding import (
     DECODE_TOLERANCE,
     TokenEncoder,
@@ -32,8 +32,7 @@ from rasp_compiler.model.encoding import (
     decode_readout,
     lookup_ids,
 )
-from rasp_compiler.errors import InvalidInputError
-from rasp_compiler.compiler.lower import Readout
+from rasp_compiler.model.forward import ModelShape
 from rasp_compiler.model.records import (
     CompilationRecord,
     HeadInfo,
@@ -43,7 +42,7 @@ from rasp_compiler.model.records import (
     SelectorEntry,
     SelectorReport,
 )
-from rasp_compiler.model.residual import NUMERICAL, ResidualLayout
+from rasp_compiler.model.residual import NUMERICAL, Readout, ResidualLayout
 from rasp_compiler.model.runtime import (
     CACHE_CHUNK_BYTES,
     DEFAULT_BATCH_CHUNK,
@@ -188,7 +187,7 @@ class CompiledModel:
         """Every SOp's raw residual dims against the exact encoding of its value (see
         diagnostics; one-hots within 1e-3 by default)."""
         from rasp_compiler.diagnostics.checks import raw_read_back
-        from rasp_compiler.verify.checker import RAW_TOLERANCE
+        from rasp_compiler.model.constants import RAW_TOLERANCE
 
         return raw_read_back(self, inputs, RAW_TOLERANCE if tolerance is None else tolerance,
                              backend=backend)
@@ -254,7 +253,7 @@ class CompiledModel:
 
     def _repr_html_(self) -> str:
         """A notebook's display: a compact summary (facts and the layer plan)."""
-        from rasp_compiler.explorer.notebook import compiled_model_html
+        from rasp_compiler.model.html import compiled_model_html
 
         return compiled_model_html(self)
 
@@ -450,8 +449,8 @@ class CompiledModel:
         compile_program default, 200 million); pass the limit a larger model was compiled
         with. Nothing in params.npz is read before its names and shapes are checked.
         """
+        from rasp_compiler.model.constants import DEFAULT_MAX_PARAMETERS
         from rasp_compiler.model.persistence import load_model
-        from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS
 
         return load_model(path, model_class=cls,
                           max_parameters=DEFAULT_MAX_PARAMETERS if max_parameters is None

@@ -25,11 +25,11 @@ import numpy as np
 
 from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.lang.identity import identity_key, value_dict
+from rasp_compiler.model.constants import DECODE_TOLERANCE
 
 if TYPE_CHECKING:
-    from rasp_compiler.compiler.lower import Readout
+    from rasp_compiler.model.residual import Readout
 
-DECODE_TOLERANCE = 0.1  # a clean one-hot has its value within this of 1, the rest within it of 0
 
 
 # ---------------------------------------------------------------------------- encoding

@@ -45,15 +45,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from rasp_compiler.compiler.assemble import ModelShape
 from rasp_compiler.errors import InternalError, LoadError, SaveError, describe_bytes
 from rasp_compiler.lang.identity import ValueMap, identity_key, same_value
-from rasp_compiler.compiler.lower import Readout
 from rasp_compiler.model.compiled import CompiledModel
-from rasp_compiler.program_files import ProgramSource
-from rasp_compiler.model.records import ModelInfo
-from rasp_compiler.model.residual import BOS, ONE, Dim, ResidualLayout
-from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS
+from rasp_compiler.model.constants import DEFAULT_MAX_PARAMETERS
+from rasp_compiler.model.forward import ModelShape
+from rasp_compiler.model.records import ModelInfo, ProgramSource
+from rasp_compiler.model.residual import BOS, ONE, Dim, Readout, ResidualLayout
 
 # Older formats are refused rather than read, since recompiling is cheap. Format 1 had no
 # checksum (an edited file could not be told from a good one); format 2 numbered the

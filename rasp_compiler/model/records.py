@@ -14,14 +14,29 @@ none (`model.compilation is None`); code that needs it calls
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-from rasp_compiler.lang import rasp
 from rasp_compiler.errors import InvalidInputError, UnknownNameError
-from rasp_compiler.lang.graph import ProgramGraph
-from rasp_compiler.compiler.lower import LoweredModel
-from rasp_compiler.compiler.rewrite import OpGraph
-from rasp_compiler.compiler.schedule import Schedule
+
+if TYPE_CHECKING:  # annotations only: the model layer never runs compiler code
+    from rasp_compiler.compiler.lower import LoweredModel
+    from rasp_compiler.compiler.rewrite import OpGraph
+    from rasp_compiler.compiler.schedule import Schedule
+    from rasp_compiler.lang import rasp
+    from rasp_compiler.lang.graph import ProgramGraph
+
+
+@dataclass(frozen=True)
+class ProgramSource:
+    """Where a model's program came from, kept with the model when it is saved: its name
+    (a bundled program's, or the file's stem) and the reference that loads it again
+    (`load_program(reference)`: the bundled name, or `/absolute/path.py:factory`)."""
+
+    name: str
+    reference: str
+
+    def __str__(self) -> str:
+        return self.name if self.reference == self.name else f"{self.name} ({self.reference})"
 
 
 @dataclass(frozen=True)
@@ -112,7 +127,7 @@ class SelectorReport(tuple):
         return "\n".join(lines) if lines else "(no selectors)"
 
     def _repr_html_(self) -> str:
-        from rasp_compiler.explorer.notebook import selector_report_html
+        from rasp_compiler.model.html import selector_report_html
 
         return selector_report_html(self)
 

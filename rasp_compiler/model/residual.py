@@ -166,3 +166,14 @@ def build_layout(owners: Iterable[tuple[str, bool, Iterable[Any]]]) -> ResidualL
         else:
             dims.extend(Dim(sop, value) for value in values if value is not None)
     return ResidualLayout(tuple(dims))
+
+
+@dataclass(frozen=True)
+class Readout:
+    """How to read one SOp from the residual: one-hot dims or a linear form."""
+
+    label: str
+    numerical: bool
+    indices: tuple[int, ...]
+    values: tuple  # categorical: the value of each index
+    coefficients: tuple[float, ...]  # numerical: the weight of each index

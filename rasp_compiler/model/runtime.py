@@ -17,9 +17,9 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from rasp_compiler.compiler.assemble import ModelShape, build_forward, forward_numpy
 from rasp_compiler.errors import InvalidInputError, describe_bytes
-from rasp_compiler.compiler.lower import Readout
+from rasp_compiler.model.forward import ModelShape, build_forward, forward_numpy
+from rasp_compiler.model.residual import Readout
 from rasp_compiler.model.sparse_forward import plan_sparse_forward, sparse_forward_fn
 
 DEFAULT_BATCH_CHUNK = 1024

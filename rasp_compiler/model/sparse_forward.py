@@ -35,11 +35,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rasp_compiler.compiler.assemble import ModelShape
+from rasp_compiler.model.constants import FLOAT32_SAFE_MAGNITUDE
+from rasp_compiler.model.forward import ModelShape
 
 # Activations (and attention logits) provably below this magnitude cannot overflow
 # float32 (max 3.4e38) in any partial sum, in either forward.
-SAFE_MAGNITUDE = 1e30
 LOOPED_LOGITS = 16  # a head with more logit dims sums its scores in a loop (jax)
 LOOP_UNROLL = 2  # logit dims per loop step (measured: fewer loop steps, partial sums still in cache)
 
@@ -118,7 +118,7 @@ def _magnitudes_are_safe(p: dict[str, np.ndarray], shape: ModelShape) -> bool:
         hidden = bound * _column_sum(p[f"{l}/linear_1"])
         bound += hidden * _column_sum(p[f"{l}/linear_2"])
         bounds += [hidden, bound]
-    return all(np.isfinite(b) and b < SAFE_MAGNITUDE for b in bounds)
+    return all(np.isfinite(b) and b < FLOAT32_SAFE_MAGNITUDE for b in bounds)
 
 
 def plan_sparse_forward(params, shape: ModelShape, readout: Sequence[int]) -> SparsePlan | None:

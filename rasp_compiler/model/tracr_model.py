@@ -39,10 +39,10 @@ import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 
-from rasp_compiler.lang import rasp
-from rasp_compiler.model import tracr_view
 from rasp_compiler.errors import NotProvidedError
+from rasp_compiler.lang import rasp
 from rasp_compiler.lang.identity import distinct_values, identity_key, value_dict
+from rasp_compiler.model import tracr_view
 from rasp_compiler.model.residual import BOS, ONE, Dim
 
 PREFIX = tracr_view.PREFIX

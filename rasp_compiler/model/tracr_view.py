@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rasp_compiler.model.encoding import lookup_ids, readout_numbers
 from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.lang.identity import ValueMap, value_dict
+from rasp_compiler.model.encoding import lookup_ids, readout_numbers
 
 PREFIX = "transformer"  # tracr's haiku scope around every layer
 MASKED_LOGIT = -1e30  # what tracr writes into masked attention logits (not -inf)

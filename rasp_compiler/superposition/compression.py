@@ -57,9 +57,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rasp_compiler.compiler.assemble import PRECISION, attention_mask, layer_cache
-from rasp_compiler.errors import (InvalidInputError, InvalidProgramError, LoadError, SaveError,
-                                  describe_bytes)
+from rasp_compiler.errors import (
+    InvalidInputError,
+    InvalidProgramError,
+    LoadError,
+    SaveError,
+    describe_bytes,
+)
+from rasp_compiler.model.forward import PRECISION, attention_mask, layer_cache
 from rasp_compiler.progress import StepProgress
 
 EXHAUSTIVE_LIMIT = 4096  # train (and evaluate) on every input when there are at most this many
@@ -266,7 +271,7 @@ class _Plan:
 def _base_apply(shape):
     """The uncompressed forward (with cache) of a shape: one function per shape, so models
     compiled alike share every jitted training function."""
-    from rasp_compiler.compiler.assemble import build_forward
+    from rasp_compiler.model.forward import build_forward
 
     return build_forward(shape, with_cache=True).apply
 
@@ -435,8 +440,8 @@ def residual_hook_names(depth: int) -> list[str]:
 def _check_options(model, d, seed, steps, batch_size, learning_rate, output_weight,
                    reconstruction_weight, hidden, init, target_agreement, eval_every,
                    patience) -> None:
-    from rasp_compiler.model.compiled import CompiledModel
     from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS
+    from rasp_compiler.model.compiled import CompiledModel
     from rasp_compiler.verify.checker import check_seed
 
     if not isinstance(model, CompiledModel):
@@ -715,7 +720,7 @@ class CompressedModel:
 
     def _repr_html_(self) -> str:
         """A notebook's display: a compact summary."""
-        from rasp_compiler.explorer.notebook import compressed_model_html
+        from rasp_compiler.model.html import compressed_model_html
 
         return compressed_model_html(self)
 
@@ -821,8 +826,8 @@ class CompressedModel:
         model's (a loaded model has none: pass it). Categorical values must be the same
         value; numbers within `atol + rtol * |expected|`.
         """
-        from rasp_compiler.lang import rasp
         from rasp_compiler.errors import EvaluationError
+        from rasp_compiler.lang import rasp
         from rasp_compiler.lang.evaluator import evaluate_all
         from rasp_compiler.lang.graph import build_graph
         from rasp_compiler.verify.checker import all_inputs, random_inputs, values_match
@@ -972,9 +977,9 @@ def save_compressed(model: CompressedModel, path: str | Path) -> Path:
 
 
 def load_compressed(path: str | Path, max_parameters: int | None = None) -> CompressedModel:
+    from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS
     from rasp_compiler.model.compiled import CompiledModel
     from rasp_compiler.model.persistence import check_declared_size, from_json, read_arrays
-    from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS
 
     folder = Path(path)
     limit = DEFAULT_MAX_PARAMETERS if max_parameters is None else max_parameters

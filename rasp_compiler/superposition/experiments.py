@@ -486,8 +486,8 @@ def _check_sweep(model, dims, hook, sae_latents, sae_kind, sae_options,
     hook or the SAE's options would otherwise surface after minutes of compressing."""
     import inspect
 
-    from rasp_compiler.superposition.compression import check_width, compress, residual_hook_names
     from rasp_compiler.model.compiled import CompiledModel
+    from rasp_compiler.superposition.compression import check_width, compress, residual_hook_names
     from rasp_compiler.superposition.sae import KINDS, train_sae
 
     if not isinstance(model, CompiledModel):

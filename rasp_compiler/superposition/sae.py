@@ -28,9 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rasp_compiler.superposition.compression import StepProgress
-from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS
+from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.superposition.compression import StepProgress
 from rasp_compiler.verify.checker import check_seed
 
 KINDS = ("relu", "topk")

@@ -41,6 +41,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from rasp_compiler.errors import InvalidInputError, InvalidProgramError
 from rasp_compiler.lang import rasp
 from rasp_compiler.lang.batch_evaluator import (
     Numbers,
@@ -48,20 +49,12 @@ from rasp_compiler.lang.batch_evaluator import (
     evaluate_batch,
     first_causal_difference,
 )
-from rasp_compiler.model.encoding import EMPTY, decode_indices, decode_readout, readout_numbers
-from rasp_compiler.errors import InvalidInputError, InvalidProgramError
 from rasp_compiler.lang.graph import ProgramGraph, build_graph
 from rasp_compiler.lang.identity import identity_key, same_value
+from rasp_compiler.model.constants import ATOL, RAW_TOLERANCE, RTOL  # noqa: F401 (verify's names)
+from rasp_compiler.model.encoding import EMPTY, decode_indices, decode_readout, readout_numbers
 from rasp_compiler.progress import ProgressBar, describe_seconds  # noqa: F401 (verify's names)
 
-RTOL = 1e-4
-ATOL = 1e-4  # absolute floor: within 1e-4, relative (rtol) above magnitude 1
-# strict=True: a categorical SOp's raw dims are within this of the exact one-hot. The
-# compiler's own bound is far below it (docs/verification.md, "Exactness on raw
-# activations"): each head leaks at most attention_precision (1e-7 by default), float32
-# rounds a head's average by (N + 5) u and the MLPs' 0/1 outputs by about u times their
-# pre-activations; the worst measured over the case table is 5e-7.
-RAW_TOLERANCE = 1e-3
 MAX_EXAMPLES = 10
 DEFAULT_CHUNK = 65536  # inputs generated, run and compared at a time
 PROGRESS_CHUNK = 8192  # the same with a progress bar
