@@ -187,3 +187,44 @@ def test_upward_exceptions_are_real_and_inside_functions():
 ])
 def test_the_rule_itself(importer, imported, allowed):
     assert is_allowed(importer, imported) is allowed
+
+
+# ------------------------------------------------------------------ Slot and hook names
+# (model/hooks.py: the one place that converts schedule times and makes hook names)
+
+def test_slot_times_round_trip_and_order():
+    from rasp_compiler.model.hooks import EMBEDDINGS, Slot
+
+    slots = [Slot.at(time) for time in range(9)]
+    assert slots[0] == EMBEDDINGS and slots[1] == Slot.attention(0) and slots[2] == Slot.mlp(0)
+    assert slots[8] == Slot.mlp(3) and [s.time for s in slots] == list(range(9))
+    assert slots == sorted(slots)
+    assert [s.name for s in slots[:3]] == ["embeddings", "layer 0 attention", "layer 0 MLP"]
+
+
+@pytest.mark.parametrize("time, attention, mlp", [(0, 1, 2), (1, 3, 2), (2, 3, 4), (5, 7, 6)])
+def test_first_slot_after_a_time(time, attention, mlp):
+    from rasp_compiler.model.hooks import ATTENTION, MLP, Slot
+
+    assert Slot.first_after(time, ATTENTION).time == attention
+    assert Slot.first_after(time, MLP).time == mlp
+
+
+def test_slot_hooks_are_the_forward_passes():
+    from rasp_compiler.model.hooks import EMBEDDINGS, Slot, hook, hook_names
+
+    names = hook_names(2)
+    for slot in (Slot.attention(0), Slot.mlp(0), Slot.attention(1), Slot.mlp(1)):
+        assert {slot.residual_before, slot.residual_after, slot.output} <= set(names)
+        assert names.index(slot.residual_before) < names.index(slot.output) \
+            < names.index(slot.residual_after)
+    assert EMBEDDINGS.residual_after == "hook_embed+pos"
+    assert hook(1, "attn.hook_z") == "blocks.1.attn.hook_z"
+
+
+def test_a_wrong_slot_is_refused():
+    from rasp_compiler.errors import InternalError
+    from rasp_compiler.model.hooks import Slot
+
+    with pytest.raises(InternalError, match="no sublayer 'mlp' at layer -1"):
+        Slot(-1, "mlp")

@@ -32,6 +32,7 @@ from rasp_compiler.circuits.network import Edge, ModelNode, parse_edge
 from rasp_compiler.circuits.pairs import PairSample
 from rasp_compiler.circuits.patching import EdgeEffect
 from rasp_compiler.errors import InvalidInputError, SaveError, UnknownNameError
+from rasp_compiler.model.hooks import hook
 
 
 @dataclass(frozen=True)
@@ -187,11 +188,11 @@ class Circuit:
         if node.kind == "output":
             return transformer_lens_hook(node, self.depth)
         if node.kind in ("mlp", "mlp.in", "mlp.out"):
-            return (f"blocks.{node.layer}.hook_mlp_in" if node.kind != "mlp.out"
-                    else f"blocks.{node.layer}.mlp.hook_pre", None)
+            return (hook(node.layer, "hook_mlp_in") if node.kind != "mlp.out"
+                    else hook(node.layer, "mlp.hook_pre"), None)
         if node.kind == "o":
-            return f"blocks.{node.layer}.attn.hook_{edge.input}", node.head
-        return f"blocks.{node.layer}.hook_{edge.input}_input", node.head
+            return hook(node.layer, f"attn.hook_{edge.input}"), node.head
+        return hook(node.layer, f"hook_{edge.input}_input"), node.head
 
     # -------------------------------------------------------------- exports
 
@@ -341,16 +342,16 @@ def transformer_lens_hook(node: ModelNode, depth: int) -> tuple[str, int | None]
     if kind in ("embed", "pos_embed"):
         return f"hook_{kind}", None
     if kind == "output":
-        return (f"blocks.{depth - 1}.hook_resid_post", None) if depth else None
+        return (hook(depth - 1, "hook_resid_post"), None) if depth else None
     if kind in ("head", "o"):
-        return f"blocks.{l}.attn.hook_z", node.head
+        return hook(l, "attn.hook_z"), node.head
     if kind in ("q", "k", "v"):
-        return f"blocks.{l}.attn.hook_{kind}", node.head
+        return hook(l, f"attn.hook_{kind}"), node.head
     if kind == "attn":
-        return f"blocks.{l}.hook_attn_out", None
+        return hook(l, "hook_attn_out"), None
     if kind == "mlp.in":
-        return f"blocks.{l}.mlp.hook_pre", None
-    return f"blocks.{l}.hook_mlp_out", None  # mlp, mlp.out
+        return hook(l, "mlp.hook_pre"), None
+    return hook(l, "hook_mlp_out"), None  # mlp, mlp.out
 
 
 def _jsonable(value):

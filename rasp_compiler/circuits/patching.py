@@ -29,6 +29,7 @@ from rasp_compiler.circuits.network import Edge, Network
 from rasp_compiler.circuits.pairs import PairSample
 from rasp_compiler.model.encoding import EMPTY, decode_indices, decode_readout, readout_numbers
 from rasp_compiler.model.forward import forward_numpy
+from rasp_compiler.model.hooks import hook
 from rasp_compiler.verify.checker import ATOL, RTOL
 
 CHUNK = 512
@@ -94,18 +95,18 @@ class Batch:
         if n.kind in ("embed", "pos_embed"):
             return np.asarray(cache["hook_" + n.kind])
         if n.kind in ("head", "o"):
-            z = cache[f"blocks.{n.layer}.attn.hook_z"][:, :, n.head, :]
+            z = cache[hook(n.layer, "attn.hook_z")][:, :, n.head, :]
             return z @ self._layers[n.layer]["o"][n.head]
         if n.kind == "attn":
-            return cache[f"blocks.{n.layer}.hook_attn_out"]
-        return cache[f"blocks.{n.layer}.hook_mlp_out"]  # mlp, mlp.out
+            return cache[hook(n.layer, "hook_attn_out")]
+        return cache[hook(n.layer, "hook_mlp_out")]  # mlp, mlp.out
 
     def activation(self, node: str, cache: dict) -> np.ndarray:
         """A matrix node's own output: a head's q, k or v slice, or an MLP's pre-activation."""
         n = self.network.by_name[node]
         if n.kind == "mlp.in":
-            return cache[f"blocks.{n.layer}.mlp.hook_pre"]
-        return cache[f"blocks.{n.layer}.attn.hook_{n.kind}"][:, :, n.head, :]
+            return cache[hook(n.layer, "mlp.hook_pre")]
+        return cache[hook(n.layer, f"attn.hook_{n.kind}")][:, :, n.head, :]
 
     def ablated(self, key: tuple, clean_value: np.ndarray, read: Callable) -> np.ndarray:
         if self.ablation == "resample":
@@ -139,19 +140,19 @@ class Batch:
             value = self.ablated(("act", edge.source), clean,
                                  lambda cache: self.activation(edge.source, cache))
             if source.kind == "mlp.in":
-                hooks = {f"blocks.{l}.mlp.hook_pre": lambda pre: value}
+                hooks = {hook(l, "mlp.hook_pre"): lambda pre: value}
             else:
-                hooks = {f"blocks.{l}.attn.hook_{source.kind}": _set_head(h, value)}
+                hooks = {hook(l, f"attn.hook_{source.kind}"): _set_head(h, value)}
         else:
             delta = self.delta(edge.source)
             if destination.kind in ("mlp", "mlp.in"):
-                hooks = {f"blocks.{l}.mlp.hook_pre": lambda pre: pre + delta @ w["w1"]}
+                hooks = {hook(l, "mlp.hook_pre"): lambda pre: pre + delta @ w["w1"]}
             elif destination.kind == "attn":
                 change = np.einsum("btd,dhe->bthe", delta, w[edge.input])
-                hooks = {f"blocks.{l}.attn.hook_{edge.input}": lambda x: x + change}
+                hooks = {hook(l, f"attn.hook_{edge.input}"): lambda x: x + change}
             else:  # a head, or its .q / .k / .v
                 change = delta @ w[edge.input][:, h, :]
-                hooks = {f"blocks.{l}.attn.hook_{edge.input}": _add_head(h, change)}
+                hooks = {hook(l, f"attn.hook_{edge.input}"): _add_head(h, change)}
         final = forward_numpy(network.params, network.shape, self.ids, self.mask, hooks=hooks)
         return final @ network.readout_matrix
 

@@ -2,8 +2,8 @@
 
 Layers are numbered from 0, as the parameters (`layer_0/...`), hooks (`blocks.0...`)
 and head names (`L0H0`) number them. Time is counted in sublayers: 0 is the
-embeddings, 2l+1 the attention of layer l, 2l+2 its MLP (`attention_time`,
-`mlp_time`, `layer_at`). An attention op runs at the first attention sublayer after all it
+embeddings, 2l+1 the attention of layer l, 2l+2 its MLP (model/hooks.py's `Slot`
+converts). An attention op runs at the first attention sublayer after all it
 reads; an MLP unit at the first MLP sublayer after its inputs, or, when an input
 is another unit computed in that same MLP, fused with it into one block (one
 MLP computes the composition exactly, because every value set is finite).
@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Mapping
 
 from rasp_compiler.compiler.rewrite import OpGraph
 from rasp_compiler.errors import UnsupportedExpressionError
+from rasp_compiler.model.hooks import ATTENTION, EMBEDDINGS, MLP, Slot
 
 DEFAULT_MAX_FUSED_INPUT_SPACE = 16_384
 
@@ -64,22 +65,8 @@ class Schedule:
 
     def layer_of(self, label: str) -> int | None:
         """The layer that writes `label` (None: the embeddings and forms of them)."""
-        return layer_at(self.time[label])
-
-
-def attention_time(layer: int) -> int:
-    """The sublayer time of layer `layer`'s attention."""
-    return 2 * layer + 1
-
-
-def mlp_time(layer: int) -> int:
-    """The sublayer time of layer `layer`'s MLP."""
-    return 2 * layer + 2
-
-
-def layer_at(time: int) -> int | None:
-    """The layer of sublayer time `time` (None: the embeddings, time 0)."""
-    return None if time == 0 else (time - 1) // 2
+        slot = Slot.at(self.time[label])
+        return None if slot == EMBEDDINGS else slot.layer
 
 
 def schedule(ops: OpGraph, *, max_fused_input_space: int = DEFAULT_MAX_FUSED_INPUT_SPACE) -> Schedule:
@@ -96,10 +83,10 @@ def schedule(ops: OpGraph, *, max_fused_input_space: int = DEFAULT_MAX_FUSED_INP
     layers = []
     for layer in range(depth):
         heads = tuple(label for label in ops.order if label in ops.attention
-                      and label in time and time[label] == attention_time(layer))
+                      and label in time and time[label] == Slot.attention(layer).time)
         layer_blocks = []
         for units in blocks:
-            if time[units[0]] != mlp_time(layer):
+            if time[units[0]] != Slot.mlp(layer).time:
                 continue
             leaves = _leaves(ops, units)
             outputs = tuple(u for u in units if u in materialized)
@@ -217,10 +204,10 @@ def _place(
         elif label in ops.forms:
             time[label] = ready
         elif label in ops.attention:
-            time[label] = ready + 1 if ready % 2 == 0 else ready + 2
+            time[label] = Slot.first_after(ready, ATTENTION).time
         else:
             merged_into = None
-            if ready > 0 and ready % 2 == 0:
+            if Slot.at(ready).sublayer == MLP:  # an MLP wrote its last input: join it
                 at_ready = [i for i in inputs if time[i] == ready]
                 if all(i in ops.units for i in at_ready):
                     candidates = [blocks[b] for b in sorted({block_of[i] for i in at_ready})]
@@ -247,7 +234,7 @@ def _place(
                     else:
                         notes.append(why)
             if merged_into is None:
-                time[label] = ready + 1 if ready % 2 == 1 else ready + 2
+                time[label] = Slot.first_after(ready, MLP).time
                 blocks[next_block] = _Growing([label], {label},
                                               dict.fromkeys(ops.units[label].inputs))
                 block_of[label] = next_block

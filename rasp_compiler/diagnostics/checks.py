@@ -29,12 +29,12 @@ from typing import Sequence
 
 import numpy as np
 
-from rasp_compiler.compiler.schedule import layer_at
 from rasp_compiler.errors import EvaluationError, UnknownNameError
 from rasp_compiler.lang import rasp
 from rasp_compiler.lang.evaluator import evaluate_all
 from rasp_compiler.lang.identity import ValueMap, identity_key
 from rasp_compiler.model.encoding import readout_numbers
+from rasp_compiler.model.hooks import Slot, hook
 from rasp_compiler.model.records import CompilationRecord, require_compilation
 from rasp_compiler.verify.checker import ATOL, RAW_TOLERANCE, RTOL, values_match
 
@@ -43,18 +43,12 @@ DEFAULT_PATTERN_TOLERANCE = 1e-3
 
 def sublayer_name(time: int) -> str:
     """'embeddings', 'layer 0 attention', 'layer 0 MLP', ... for a schedule time."""
-    if time == 0:
-        return "embeddings"
-    layer = layer_at(time)
-    return f"layer {layer} {'attention' if time % 2 else 'MLP'}"
+    return Slot.at(time).name
 
 
 def residual_hook(time: int) -> str:
     """The cache entry holding the residual right after sublayer `time`."""
-    if time == 0:
-        return "hook_embed+pos"
-    layer = layer_at(time)
-    return f"blocks.{layer}.hook_resid_mid" if time % 2 else f"blocks.{layer}.hook_resid_post"
+    return Slot.at(time).residual_after
 
 
 # --------------------------------------------------------------------------- layout
@@ -421,8 +415,8 @@ def check_patterns(model, inputs: Sequence[Sequence], tolerance: float = DEFAULT
     inputs, cache, evaluations = _run_and_evaluate(model, record, inputs, backend)
     checks = []
     for layer in model.info.layers:
-        patterns = cache[f"blocks.{layer.index}.attn.hook_pattern"]
-        scores = cache[f"blocks.{layer.index}.attn.hook_attn_scores"]
+        patterns = cache[hook(layer.index, "attn.hook_pattern")]
+        scores = cache[hook(layer.index, "attn.hook_attn_scores")]
         for head in layer.heads:
             worst = (0.0, None, None)
             margin, leak = np.inf, 0.0
@@ -619,8 +613,8 @@ def raw_read_back(model, inputs: Sequence[Sequence], tolerance: float = RAW_TOLE
     inputs, cache, evaluations = _run_and_evaluate(model, record, inputs, backend)
     points = [(0, cache["hook_embed"] + cache["hook_pos_embed"])]
     for layer in range(model.depth):
-        points.append((2 * layer + 1, cache[f"blocks.{layer}.hook_resid_mid"]))
-        points.append((2 * layer + 2, cache[f"blocks.{layer}.hook_resid_post"]))
+        points.append((2 * layer + 1, cache[hook(layer, "hook_resid_mid")]))
+        points.append((2 * layer + 2, cache[hook(layer, "hook_resid_post")]))
     time = record.schedule.time
     labels = _labels_by_write_time(model, record)
     results = []

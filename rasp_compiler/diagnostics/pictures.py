@@ -14,6 +14,7 @@ import numpy as np
 
 from rasp_compiler.errors import InvalidInputError, MissingDependencyError, SaveError
 from rasp_compiler.lang import rasp
+from rasp_compiler.model.hooks import hook
 
 
 def _pyplot():
@@ -44,7 +45,7 @@ def head_patterns(model, tokens: Sequence) -> list[dict]:
         evaluation = evaluate_all(record.graph, tokens, causal=model.causal)
     out = []
     for layer in model.info.layers:
-        patterns = cache[f"blocks.{layer.index}.attn.hook_pattern"][0]
+        patterns = cache[hook(layer.index, "attn.hook_pattern")][0]
         for head in layer.heads:
             ideal = None
             if evaluation is not None:

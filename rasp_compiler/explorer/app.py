@@ -35,7 +35,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rasp_compiler.compiler.schedule import attention_time, mlp_time
 from rasp_compiler.diagnostics import colours
 from rasp_compiler.diagnostics.checks import (
     DEFAULT_PATTERN_TOLERANCE,
@@ -56,6 +55,7 @@ from rasp_compiler.errors import (
     counted,
 )
 from rasp_compiler.model.encoding import Unclean
+from rasp_compiler.model.hooks import Slot, hook
 from rasp_compiler.verify.checker import values_match
 
 NO_PROGRAM_NOTE = (
@@ -107,10 +107,10 @@ def write_times(model) -> dict[str, int]:
     owners: dict[str, int] = {}
     for layer in model.info.layers:
         for head in layer.heads:
-            owners.setdefault(head.label, attention_time(layer.index))
+            owners.setdefault(head.label, Slot.attention(layer.index).time)
         for part in layer.mlp:
             for output in part.outputs:
-                owners.setdefault(output, mlp_time(layer.index))
+                owners.setdefault(output, Slot.mlp(layer.index).time)
     dims = model.layout.dims
     return {label: max((owners.get(dims[i].sop, 0) for i in readout.indices), default=0)
             for label, readout in model.readouts.items()}
@@ -128,10 +128,10 @@ def read_at(cache, time: int, depth: int) -> np.ndarray:
     """A compressed model's residual [B, T, D] right after sublayer `time`, as the frozen
     weights read it back from the compressed stream (the next read's hook: the attention
     or MLP input, or the readout's)."""
-    if time == 2 * depth:
+    if time == Slot.mlp(depth - 1).time:
         return np.asarray(cache["hook_readout_in"])
-    layer, part = divmod(time, 2)
-    return np.asarray(cache[f"blocks.{layer}.hook_{'mlp' if part else 'attn'}_in"])
+    following = Slot.at(time + 1)  # the sublayer that reads this residual
+    return np.asarray(cache[hook(following.layer, f"hook_{following.sublayer}_in")])
 
 
 # --------------------------------------------------------------------------- model view
@@ -250,7 +250,7 @@ def model_view(model, owner: str, program_note: str = "") -> dict:
                 "atoms": list(head.atoms), "key_size": head.key_size,
                 "value_size": head.value_size,
                 "selector_entry": selectors.get(head.selector),
-                "hook": f"blocks.{layer.index}.attn.hook_pattern",
+                "hook": hook(layer.index, "attn.hook_pattern"),
             })
         parts = []
         for part in layer.mlp:
@@ -404,8 +404,8 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
 
     heads = {}
     for layer in model.info.layers:
-        patterns = np.asarray(cache[f"blocks.{layer.index}.attn.hook_pattern"])[0]
-        scores = np.asarray(cache[f"blocks.{layer.index}.attn.hook_attn_scores"])[0]
+        patterns = np.asarray(cache[hook(layer.index, "attn.hook_pattern")])[0]
+        scores = np.asarray(cache[hook(layer.index, "attn.hook_attn_scores")])[0]
         for head in layer.heads:
             got = patterns[head.index, :length, :length]
             logits = scores[head.index, :length, :length]

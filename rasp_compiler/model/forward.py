@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.model.hooks import LAYER_HOOKS, hook
+from rasp_compiler.model.hooks import hook_names as all_hook_names
 
 PRECISION = jax.lax.Precision.HIGHEST
 
@@ -167,45 +169,38 @@ def forward_numpy(params: dict, shape: ModelShape, token_ids: np.ndarray,
     residual = embed + pos_embed
     for l, layer in enumerate(shape.layers):
         h, dk, dv = layer.heads, layer.key_size, layer.value_size
-        prefix, block = f"layer_{l}", f"blocks.{l}"
-        residual = visit(f"{block}.hook_resid_pre", residual)
+        prefix = f"layer_{l}"
+        residual = visit(hook(l, "hook_resid_pre"), residual)
         project = lambda name, size: (residual @ p[f"{prefix}/attn/{name}"]["w"]).reshape(
             batch, length, h, size)
-        q = visit(f"{block}.attn.hook_q", project("query", dk))
-        k = visit(f"{block}.attn.hook_k", project("key", dk))
-        v = visit(f"{block}.attn.hook_v", project("value", dv))
+        q = visit(hook(l, "attn.hook_q"), project("query", dk))
+        k = visit(hook(l, "attn.hook_k"), project("key", dk))
+        v = visit(hook(l, "attn.hook_v"), project("value", dv))
         scores = np.einsum("bqhe,bkhe->bhqk", q, k)
         scores = np.where(attention_mask(key_mask, shape.causal, np), scores, -np.inf)
-        scores = visit(f"{block}.attn.hook_attn_scores", scores.astype(np.float32, copy=False))
+        scores = visit(hook(l, "attn.hook_attn_scores"), scores.astype(np.float32, copy=False))
         pattern = np.zeros_like(scores)
         if h:
             weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
             pattern = weights / weights.sum(axis=-1, keepdims=True)
-        pattern = visit(f"{block}.attn.hook_pattern", pattern)
-        z = visit(f"{block}.attn.hook_z", np.einsum("bhqk,bkhe->bqhe", pattern, v))
+        pattern = visit(hook(l, "attn.hook_pattern"), pattern)
+        z = visit(hook(l, "attn.hook_z"), np.einsum("bhqk,bkhe->bqhe", pattern, v))
         attn_out = z.reshape(batch, length, h * dv) @ p[f"{prefix}/attn/linear"]["w"]
-        attn_out = visit(f"{block}.hook_attn_out", attn_out)
-        residual = visit(f"{block}.hook_resid_mid", residual + attn_out)
-        pre = visit(f"{block}.mlp.hook_pre", residual @ p[f"{prefix}/mlp/linear_1"]["w"])
-        post = visit(f"{block}.mlp.hook_post", np.maximum(pre, 0.0))
-        mlp_out = visit(f"{block}.hook_mlp_out", post @ p[f"{prefix}/mlp/linear_2"]["w"])
-        residual = visit(f"{block}.hook_resid_post", residual + mlp_out)
+        attn_out = visit(hook(l, "hook_attn_out"), attn_out)
+        residual = visit(hook(l, "hook_resid_mid"), residual + attn_out)
+        pre = visit(hook(l, "mlp.hook_pre"), residual @ p[f"{prefix}/mlp/linear_1"]["w"])
+        post = visit(hook(l, "mlp.hook_post"), np.maximum(pre, 0.0))
+        mlp_out = visit(hook(l, "hook_mlp_out"), post @ p[f"{prefix}/mlp/linear_2"]["w"])
+        residual = visit(hook(l, "hook_resid_post"), residual + mlp_out)
     return residual
-
-
-LAYER_HOOKS = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v",
-               "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "hook_attn_out",
-               "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out",
-               "hook_resid_post")  # one layer's hooks, in forward order
 
 
 def layer_cache(layer: int, activations: Sequence) -> dict:
     """One layer's activations (in LAYER_HOOKS order) under their hook names."""
-    return {f"blocks.{layer}.{name}": value for name, value in zip(LAYER_HOOKS, activations,
-                                                                    strict=True)}
+    return {hook(layer, name): value for name, value in zip(LAYER_HOOKS, activations,
+                                                             strict=True)}
 
 
 def hook_names(shape: ModelShape) -> list[str]:
     """Every hook name of the model's cache, in forward order (TransformerLens's names)."""
-    return ["hook_embed", "hook_pos_embed"] + [
-        f"blocks.{l}.{name}" for l in range(len(shape.layers)) for name in LAYER_HOOKS]
+    return all_hook_names(len(shape.layers))

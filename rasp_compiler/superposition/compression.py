@@ -65,6 +65,7 @@ from rasp_compiler.errors import (
     describe_bytes,
 )
 from rasp_compiler.model.forward import PRECISION, attention_mask, layer_cache
+from rasp_compiler.model.hooks import hook
 from rasp_compiler.progress import StepProgress
 
 EXHAUSTIVE_LIMIT = 4096  # train (and evaluate) on every input when there are at most this many
@@ -155,15 +156,15 @@ def read_hooks(shape) -> list[str]:
     names = []
     for l, layer in enumerate(shape.layers):
         if layer.heads:
-            names.append(f"blocks.{l}.hook_attn_in")
+            names.append(hook(l, "hook_attn_in"))
         if layer.mlp_hidden:
-            names.append(f"blocks.{l}.hook_mlp_in")
+            names.append(hook(l, "hook_mlp_in"))
     return names + ["hook_readout_in"]
 
 
 def _target_hooks(shape) -> list[str]:
     """The uncompressed residual each read of `read_hooks` is compared with."""
-    last = f"blocks.{len(shape.layers) - 1}.hook_resid_post"
+    last = hook(len(shape.layers) - 1, "hook_resid_post")
     return [name.replace("hook_attn_in", "hook_resid_pre").replace("hook_mlp_in",
                                                                     "hook_resid_mid")
             if name != "hook_readout_in" else last for name in read_hooks(shape)]
@@ -218,7 +219,7 @@ def compressed_forward(params: dict, shape, projection: dict, ids, mask, with_ca
     for l, layer in enumerate(shape.layers):
         prefix, heads, dk, dv = f"layer_{l}", layer.heads, layer.key_size, layer.value_size
         resid_pre = h
-        into = read(h, f"blocks.{l}.hook_attn_in")
+        into = read(h, hook(l, "hook_attn_in"))
         qkv = into(jnp.concatenate([params[f"{prefix}/attn/{name}"]["w"]
                                     for name in ("query", "key", "value")], axis=1))
         q = qkv[..., : heads * dk].reshape(batch, length, heads, dk)
@@ -232,7 +233,7 @@ def compressed_forward(params: dict, shape, projection: dict, ids, mask, with_ca
                        _mm(params[f"{prefix}/attn/linear"]["w"], w))
         h = h + attn_out
         resid_mid = h
-        into = read(h, f"blocks.{l}.hook_mlp_in")
+        into = read(h, hook(l, "hook_mlp_in"))
         pre = into(params[f"{prefix}/mlp/linear_1"]["w"])
         post = jax.nn.relu(pre)
         mlp_out = _mm(post, _mm(params[f"{prefix}/mlp/linear_2"]["w"], w))
@@ -433,7 +434,7 @@ def check_width(model, d) -> None:
 
 def residual_hook_names(depth: int) -> list[str]:
     """The hooks holding a compressed model's residual [.., d], layer by layer."""
-    return [f"blocks.{l}.hook_resid_{part}" for l in range(depth)
+    return [hook(l, f"hook_resid_{part}") for l in range(depth)
             for part in ("pre", "mid", "post")]
 
 
