@@ -40,16 +40,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 COPIED = ("rasp_compiler", "tests", "programs", "pyproject.toml")
 
-TIER_1 = ["tests/test_exactness.py", "tests/test_encoding.py", "tests/test_mlp.py",
-          "tests/test_lower.py", "tests/test_selectors.py", "tests/test_diagnostics.py"]
-TIER_2 = ["tests/test_compiler.py", "tests/test_causal.py", "tests/test_precision.py",
-          "tests/test_linear_lookup.py", "tests/test_verify.py", "tests/test_model.py",
-          "tests/test_safety.py", "tests/test_sparse_forward.py", "tests/test_fuzz.py",
-          "tests/test_size.py"]
+TIER_1 = ["tests/verify/test_exactness.py", "tests/model/test_encoding.py", "tests/compiler/test_mlp.py",
+          "tests/compiler/test_lower.py", "tests/compiler/test_selectors.py", "tests/diagnostics/test_diagnostics.py"]
+TIER_2 = ["tests/compiler/test_compiler.py", "tests/lang/test_causal.py", "tests/compiler/test_precision.py",
+          "tests/compiler/test_linear_lookup.py", "tests/verify/test_verify.py", "tests/model/test_model.py",
+          "tests/compiler/test_safety.py", "tests/model/test_sparse_forward.py", "tests/verify/test_fuzz.py",
+          "tests/compiler/test_size.py"]
 TIER_2_EXTRA = {  # what else reads a file's code closely
-    "encoding.py": ["tests/test_values.py", "tests/test_identity.py", "tests/test_cli.py",
-                    "tests/test_persistence.py", "tests/test_tracr_view.py"],
-    "selectors.py": ["tests/test_rewrite.py", "tests/test_lexicographic.py"],
+    "encoding.py": ["tests/compiler/test_values.py", "tests/lang/test_identity.py", "tests/cli/test_cli.py",
+                    "tests/model/test_persistence.py", "tests/model/test_tracr_view.py"],
+    "selectors.py": ["tests/compiler/test_rewrite.py", "tests/compiler/test_lexicographic.py"],
 }
 # Left out: a timing test (on a shared machine it fails under load, which would count as a
 # kill) and the 64-token random checks (the slowest; 16 and 32 tokens still run).

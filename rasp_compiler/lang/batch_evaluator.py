@@ -3,7 +3,7 @@
 evaluator.py is the definition of every construct; this module computes the
 same values for B inputs of n tokens at once with numpy arrays, so that
 verification can check every input of a vocabulary up to millions of inputs.
-Differential tests (tests/test_batch_evaluator.py) hold it equal to the scalar
+Differential tests (tests/lang/test_batch_evaluator.py) hold it equal to the scalar
 evaluator on every node of every case and of fuzzed programs.
 
 How values are held:

@@ -203,7 +203,7 @@ def check_seed(seed: Any, *, jax_key: bool = False) -> int:
 def random_input_ids(vocab_size: int, max_seq_len: int, count: int,
                      seed: int = 0) -> Iterator[list[int]]:
     """The token ids of `random_inputs`: the draws `rng.randint(1, max_seq_len)` and
-    `rng.choice(vocab)` make, so the same inputs for a seed (tests/test_verify.py)."""
+    `rng.choice(vocab)` make, so the same inputs for a seed (tests/verify/test_verify.py)."""
     draws = _RandomIds(vocab_size, max_seq_len, check_seed(seed))
     done = 0
     while done < count:

@@ -462,7 +462,7 @@ def test_ctrl_c_during_a_real_verify_run_is_one_line_and_exit_130(tmp_path):
     import threading
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root), JAX_PLATFORMS="cpu")
     process = subprocess.Popen(
         [sys.executable, "-m", "rasp_compiler.cli", "verify", "reverse", "--samples",
@@ -561,7 +561,7 @@ def test_list_and_help_start_fast_without_jax():
     import time
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     script = (
         "import sys\n"
         "from rasp_compiler.cli.commands import main\n"

@@ -19,7 +19,7 @@ from rasp_compiler.compiler.values import infer_values
 from rasp_compiler.verify.checker import verify
 from rasp_compiler.compiler import widths
 
-from tests.test_mlp import apply
+from test_mlp import apply  # same folder: pytest puts it on sys.path
 
 
 def _ops(program, vocab, n, **options):

@@ -32,7 +32,7 @@ def test_layout_places_every_node_once_and_checks_pass(case, compiled_case):
     assert sorted(labels) == sorted(model.ops.graph.order)  # every node, exactly once
     assert all(node.place != "unused" for node in layout.nodes if node.label == model.output)
     inputs = sample_inputs(case)
-    # The numpy forward records the same hooks (tests/test_model.py checks it against
+    # The numpy forward records the same hooks (tests/model/test_model.py checks it against
     # the jitted one) without an XLA compilation per model.
     patterns = model.check_patterns(inputs, backend="numpy")
     assert patterns.passed, str(patterns)
