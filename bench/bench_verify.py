@@ -33,7 +33,8 @@ from rasp_compiler import lib, rasp
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.program_files import load_program
 from rasp_compiler.model.sparse_forward import plan_sparse_forward
-from rasp_compiler.verify.checker import DEFAULT_CHUNK, _forward_batch, _random_chunks, verify
+from rasp_compiler.verify.checker import _forward_batch, _random_chunks, verify
+from rasp_compiler.verify.inputs import DEFAULT_CHUNK
 
 TRACR_LIB = [
     "length", "reverse", "histogram", "sort_unique", "sort", "sort_freq", "frac_prevs",

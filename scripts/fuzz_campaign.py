@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from rasp_compiler.verify.fuzz import campaign
+from rasp_compiler.verify.fuzz_campaign import campaign
 
 
 def main() -> int:
@@ -40,7 +40,7 @@ def main() -> int:
         outcomes += report.outcomes
         print(f"seeds {start}..{start + size - 1}: {len(report.problems)} problems "
               f"({time.perf_counter() - started:.0f}s)", file=sys.stderr)
-    from rasp_compiler.verify.fuzz import FuzzReport
+    from rasp_compiler.verify.fuzz_campaign import FuzzReport
 
     full = FuzzReport(outcomes)
     print(full.summary())

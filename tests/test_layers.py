@@ -30,7 +30,9 @@ APPLICATION_FOLDERS = {"cli", "explorer"}
 # let a user write model.check_patterns() or model.circuit() instead of importing the
 # tool; each imports its tool inside the method, when called.
 UPWARD_EXCEPTIONS = {
-    ("model.compiled", "diagnostics.checks"),
+    ("model.compiled", "diagnostics.layer_plan"),
+    ("model.compiled", "diagnostics.patterns"),
+    ("model.compiled", "diagnostics.read_back"),
     ("model.compiled", "diagnostics.pictures"),
     ("model.compiled", "export.transformer_lens"),
     ("model.compiled", "circuits"),
@@ -180,8 +182,8 @@ def test_upward_exceptions_are_real_and_inside_functions():
     ("model.compiled", "compiler.lower", False),
     ("lang.rasp", "model.encoding", False),
     ("errors", "lang.rasp", False),
-    ("diagnostics.checks", "verify.checker", True),
-    ("verify.checker", "diagnostics.checks", False),
+    ("diagnostics.patterns", "verify.checker", True),
+    ("verify.checker", "diagnostics.patterns", False),
     ("compiler.mlp", "compiler.rewrite", True),
     ("explorer.app", "cli.commands", True),
 ])

@@ -33,7 +33,7 @@ def _pyplot():
 
 def head_patterns(model, tokens: Sequence) -> list[dict]:
     """For each head: its name, title, the compiled pattern and (with the program) the ideal."""
-    from rasp_compiler.diagnostics.checks import head_matrix, ideal_pattern
+    from rasp_compiler.diagnostics.patterns import head_matrix, ideal_pattern
     from rasp_compiler.lang.evaluator import evaluate_all
 
     tokens = list(tokens)
@@ -158,13 +158,13 @@ def graph_dot(model) -> str:
     """The program graph as Graphviz DOT, laid out left to right by layer: one cluster
     per layer (and one for the embeddings), SOps as boxes and selectors as ellipses, each labelled
     with its name, kind and where it lives in the model (the head or MLP)."""
-    from rasp_compiler.diagnostics.checks import layout
+    from rasp_compiler.diagnostics.layer_plan import layer_plan_report
     from rasp_compiler.model.records import require_compilation
 
     record = require_compilation(model, "graph_picture", does="draws the RASP program's graph")
     graph = record.graph
     layers = node_layers(model)
-    places = {node.label: node for node in layout(model).nodes}
+    places = {node.label: node for node in layer_plan_report(model).nodes}
     ids = {label: f"n{i}" for i, label in enumerate(graph.order)}
     lines = ["digraph program {", "  rankdir=LR; newrank=true; nodesep=0.25; ranksep=0.55;",
              '  graph [fontname="Helvetica", fontsize=12, labeljust=l];',

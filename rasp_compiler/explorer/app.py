@@ -36,17 +36,16 @@ from typing import Any, Sequence
 import numpy as np
 
 from rasp_compiler.diagnostics import colours
-from rasp_compiler.diagnostics.checks import (
+from rasp_compiler.diagnostics.evaluation import residual_hook, sublayer_name
+from rasp_compiler.diagnostics.glossary import TERMS
+from rasp_compiler.diagnostics.layer_plan import layer_plan_report as layout
+from rasp_compiler.diagnostics.layer_plan import residual_map
+from rasp_compiler.diagnostics.patterns import (
     DEFAULT_PATTERN_TOLERANCE,
     head_matrix,
     ideal_pattern,
-    layout,
     pattern_stats,
-    residual_hook,
-    residual_map,
-    sublayer_name,
 )
-from rasp_compiler.diagnostics.glossary import TERMS
 from rasp_compiler.errors import (
     EvaluationError,
     InvalidInputError,

@@ -148,45 +148,47 @@ class CompiledModel:
 
     # ------------------------------------------------------------------ diagnostics
 
-    def layout_report(self):
+    def layer_plan_report(self):
         """Per layer, what each head and MLP part computes; where every node lives."""
-        from rasp_compiler.diagnostics.checks import layout
+        from rasp_compiler.diagnostics.layer_plan import layer_plan_report
 
-        return layout(self)
+        return layer_plan_report(self)
+
+    layout_report = layer_plan_report  # the command line's older name, until it moves
 
     def residual_map(self):
         """Each SOp's residual dimensions, who writes them and who reads them."""
-        from rasp_compiler.diagnostics.checks import residual_map
+        from rasp_compiler.diagnostics.layer_plan import residual_map
 
         return residual_map(self)
 
     def head_to_selector(self) -> dict[str, str]:
-        from rasp_compiler.diagnostics.checks import head_to_selector
+        from rasp_compiler.diagnostics.layer_plan import head_to_selector
 
         return head_to_selector(self)
 
     def selector_to_heads(self) -> dict[str, list[str]]:
-        from rasp_compiler.diagnostics.checks import selector_to_heads
+        from rasp_compiler.diagnostics.layer_plan import selector_to_heads
 
         return selector_to_heads(self)
 
     def check_patterns(self, inputs, tolerance: float | None = None, *, backend: str = "jax"):
         """Every head's attention pattern against the exact selector matrix (see diagnostics)."""
-        from rasp_compiler.diagnostics.checks import DEFAULT_PATTERN_TOLERANCE, check_patterns
+        from rasp_compiler.diagnostics.patterns import DEFAULT_PATTERN_TOLERANCE, check_patterns
 
         return check_patterns(self, inputs, tolerance or DEFAULT_PATTERN_TOLERANCE,
                               backend=backend)
 
     def read_back(self, inputs, *, backend: str = "jax"):
         """Every SOp decoded after the sublayer writing it, against the evaluator."""
-        from rasp_compiler.diagnostics.checks import read_back
+        from rasp_compiler.diagnostics.read_back import read_back
 
         return read_back(self, inputs, backend=backend)
 
     def raw_read_back(self, inputs, tolerance: float | None = None, *, backend: str = "jax"):
         """Every SOp's raw residual dims against the exact encoding of its value (see
         diagnostics; one-hots within 1e-3 by default)."""
-        from rasp_compiler.diagnostics.checks import raw_read_back
+        from rasp_compiler.diagnostics.read_back import raw_read_back
         from rasp_compiler.model.constants import RAW_TOLERANCE
 
         return raw_read_back(self, inputs, RAW_TOLERANCE if tolerance is None else tolerance,

@@ -85,7 +85,7 @@ def compiled_model_html(model) -> str:
                 _facts(model_facts(model)),
                 _table(("layer", "head / MLP", "computes"), layer_rows(model)),
                 '<div style="color: #555; font-size: 12px">model.show(tokens) opens the '
-                'explorer here; model.layout_report() and model.selector_report() say more.'
+                'explorer here; model.layer_plan_report() and model.selector_report() say more.'
                 '</div>')
 
 

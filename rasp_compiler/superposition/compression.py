@@ -443,7 +443,7 @@ def _check_options(model, d, seed, steps, batch_size, learning_rate, output_weig
                    patience) -> None:
     from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS
     from rasp_compiler.model.compiled import CompiledModel
-    from rasp_compiler.verify.checker import check_seed
+    from rasp_compiler.verify.inputs import check_seed
 
     if not isinstance(model, CompiledModel):
         raise InvalidInputError(f"compress needs a CompiledModel (from compile_program), got "
@@ -831,7 +831,8 @@ class CompressedModel:
         from rasp_compiler.lang import rasp
         from rasp_compiler.lang.evaluator import evaluate_all
         from rasp_compiler.lang.graph import build_graph
-        from rasp_compiler.verify.checker import all_inputs, random_inputs, values_match
+        from rasp_compiler.verify.checker import values_match
+        from rasp_compiler.verify.inputs import all_inputs, random_inputs
 
         program = program if program is not None else self.base.program
         if program is None:

@@ -100,7 +100,7 @@ def residual_sample(model, hook: str, inputs=None, *, samples: int | None = None
     EXHAUSTIVE_LIMIT, else `samples` (default 1000) random ones. BOS positions are left
     out unless `include_bos` (they hold the `bos` feature and the attention sink)."""
     from rasp_compiler.superposition.compression import EXHAUSTIVE_LIMIT, _input_count
-    from rasp_compiler.verify.checker import all_inputs, random_inputs
+    from rasp_compiler.verify.inputs import all_inputs, random_inputs
 
     check_hook(model, hook)
     if inputs is None:

@@ -31,7 +31,7 @@ import numpy as np
 from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS
 from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.superposition.compression import StepProgress
-from rasp_compiler.verify.checker import check_seed
+from rasp_compiler.verify.inputs import check_seed
 
 KINDS = ("relu", "topk")
 STEPS_PER_CALL = 100

@@ -14,7 +14,8 @@ from rasp_compiler.lang.graph import postorder
 from rasp_compiler.compiler.size import estimate_size
 from rasp_compiler.lang.evaluator import evaluate
 from rasp_compiler.lang.identity import same_value
-from rasp_compiler.verify.checker import all_inputs, verify
+from rasp_compiler.verify.checker import verify
+from rasp_compiler.verify.inputs import all_inputs
 
 from cases import CASES, causal_twin
 

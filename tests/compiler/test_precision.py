@@ -10,7 +10,8 @@ from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import CompilationError, InvalidProgramError, RaspCompilerError
 from rasp_compiler.lang.evaluator import evaluate
 from rasp_compiler.compiler.precision import analyse_precision, gamma
-from rasp_compiler.verify.checker import all_inputs, verify
+from rasp_compiler.verify.checker import verify
+from rasp_compiler.verify.inputs import all_inputs
 
 VOCAB = [0, 1, 2]
 PREFIX = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)

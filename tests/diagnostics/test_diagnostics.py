@@ -27,7 +27,7 @@ def sample_inputs(case, count=6):
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_layout_places_every_node_once_and_checks_pass(case, compiled_case):
     model = compiled_case(case)
-    layout = model.layout_report()
+    layout = model.layer_plan_report()
     labels = [node.label for node in layout.nodes]
     assert sorted(labels) == sorted(model.ops.graph.order)  # every node, exactly once
     assert all(node.place != "unused" for node in layout.nodes if node.label == model.output)
@@ -47,20 +47,20 @@ def reverse():
 
 
 def test_layout_text_json_and_repr(reverse):
-    layout = reverse.layout_report()
+    layout = reverse.layer_plan_report()
     text = str(layout)
     assert "L1H0 aggregate reverse" in text and "query opp_index; key indices; value tokens" in text
     assert "layer 1" in text and "mlp: (empty)" in text
     data = json.loads(layout.to_json())
     assert data["depth"] == 2 and data["layers"][0]["mlp"][0]["units"] == ["length", "opp_index"]
-    assert repr(layout) == "ModelLayout(depth=2, lower_bound=2, heads=[1, 1])"
+    assert repr(layout) == "LayerPlanReport(depth=2, lower_bound=2, heads=[1, 1])"
     assert layout.node("opp_index_minus_1").place == "folded"
     assert layout.node("length").place == "head+mlp"
 
 
 def test_unknown_names_are_refused_with_the_names_there_are(reverse):
     with pytest.raises(UnknownNameError, match=r"no node 'nothing' in .* have \['indices'"):
-        reverse.layout_report().node("nothing")
+        reverse.layer_plan_report().node("nothing")
     with pytest.raises(KeyError, match=r"no selector 'nothing' in this model; have \['all_true', 'flip'\]"):
         reverse.selector_report().entry("nothing")
 
@@ -76,10 +76,10 @@ def test_residual_map_names_writers_and_readers(reverse):
 
 
 def test_layers_are_numbered_from_zero_everywhere_users_see_them(reverse):
-    from rasp_compiler.diagnostics.checks import residual_hook, sublayer_name
+    from rasp_compiler.diagnostics.evaluation import residual_hook, sublayer_name
     from rasp_compiler.model.hooks import Slot
 
-    layout, residual = str(reverse.layout_report()), str(reverse.residual_map())
+    layout, residual = str(reverse.layer_plan_report()), str(reverse.residual_map())
     _, cache = reverse.run_with_cache([["a", "b"]])
     for position, layer in enumerate(reverse.info.layers):
         assert layer.index == position and f"layer {position}:" in reverse.summary()
@@ -119,7 +119,7 @@ def test_a_corrupted_head_fails_the_pattern_check_and_read_back_finds_it(compile
     failed = patterns.failed()[0]  # later heads read its wrong output and fail too
     assert [h.head for h in patterns.heads if h.passed][0] == "L0H0"
     assert failed.head == "L1H0"
-    assert model.layout_report().node("target_pos").where.startswith("counted by L1H0")
+    assert model.layer_plan_report().node("target_pos").where.startswith("counted by L1H0")
     assert failed.worst_input in {tuple(x) for x in inputs} and failed.worst_query is not None
     assert "FAIL at input" in str(patterns)
     readback = model.read_back(inputs)
@@ -233,6 +233,6 @@ def test_html_report_is_the_explorer_page_self_contained_with_every_head(tmp_pat
 def test_checks_need_the_program(tmp_path, reverse):
     reverse.save(tmp_path / "m")
     loaded = CompiledModel.load(tmp_path / "m")
-    assert str(loaded.layout_report())  # the layout needs no program
+    assert str(loaded.layer_plan_report())  # the layout needs no program
     with pytest.raises(InvalidInputError, match="loaded from disk without it"):
         loaded.check_patterns([["a"]])

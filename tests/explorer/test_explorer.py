@@ -20,7 +20,8 @@ from rasp_compiler import compile_program, lib, rasp
 from rasp_compiler.explorer import app as explorer
 from rasp_compiler.cli.commands import main
 from rasp_compiler.superposition.compression import CompressedModel, CompressionInfo
-from rasp_compiler.diagnostics.checks import head_matrix, ideal_pattern, residual_hook
+from rasp_compiler.diagnostics.evaluation import residual_hook
+from rasp_compiler.diagnostics.patterns import head_matrix, ideal_pattern
 from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.lang.evaluator import evaluate_all
 from rasp_compiler.program_files import load_program, program_names
@@ -690,10 +691,10 @@ def test_notebook_summaries_are_compact_html_with_every_label_escaped(evil, reve
         assert f"{depth} layer{'s' * (depth != 1)} (lower bound" in page
     assert EVIL_LABEL not in evil._repr_html_() and "&lt;/script&gt;" in evil._repr_html_()
     assert "compressed" in merged[0]._repr_html_() and "50.00%" in merged[0]._repr_html_()
-    for report in (evil.selector_report(), evil.layout_report()):
+    for report in (evil.selector_report(), evil.layer_plan_report()):
         text = report._repr_html_()
         assert EVIL_SELECTOR not in text and html.escape(EVIL_SELECTOR) in text
-    assert "L1H0" in reverse.layout_report()._repr_html_()
+    assert "L1H0" in reverse.layer_plan_report()._repr_html_()
     assert "Selector report: 2 selectors" in reverse.selector_report()._repr_html_()
 
 

@@ -165,7 +165,7 @@ def test_diagnostics_use_the_masked_ideal_pattern():
 
 @pytest.mark.slow
 def test_causal_fuzz_campaign_is_clean():
-    from rasp_compiler.verify.fuzz import campaign
+    from rasp_compiler.verify.fuzz_campaign import campaign
 
     report = campaign(40, seed=500, causal=True, samples=10)
     assert not report.problems, report.summary()

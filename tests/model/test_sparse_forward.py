@@ -10,7 +10,8 @@ from rasp_compiler.model.forward import forward_numpy
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import InvalidProgramError
 from rasp_compiler.model.sparse_forward import LOOPED_LOGITS, plan_sparse_forward, sparse_forward_fn
-from rasp_compiler.verify.checker import input_ids, random_input_ids, verify
+from rasp_compiler.verify.checker import verify
+from rasp_compiler.verify.inputs import input_ids, random_input_ids
 
 from cases import CASES, causal_twin
 

@@ -18,7 +18,7 @@ from rasp_compiler.superposition.compression import (
     read_hooks,
 )
 from rasp_compiler.errors import InvalidInputError, InvalidProgramError, LoadError, SaveError
-from rasp_compiler.verify.checker import all_inputs
+from rasp_compiler.verify.inputs import all_inputs
 
 from picture_checks import assert_picture
 

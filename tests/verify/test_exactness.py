@@ -16,7 +16,8 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler.pipeline import compile_program
-from rasp_compiler.diagnostics.checks import exact_encoding, raw_deviation, raw_read_back, residual_hook
+from rasp_compiler.diagnostics.evaluation import residual_hook
+from rasp_compiler.diagnostics.read_back import exact_encoding, raw_deviation, raw_read_back
 from rasp_compiler.model.encoding import DECODE_TOLERANCE, EMPTY, UNCLEAN, decode_indices
 from rasp_compiler.errors import EvaluationError, InvalidProgramError
 from rasp_compiler.lang.evaluator import evaluate_all

@@ -11,7 +11,8 @@ from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import ModelMismatchError
 from rasp_compiler.verify.fuzz import (CATEGORICAL_FROM_NUMERICAL, HUGE_LENGTHS, MIXED_VALUE_MAPS,
                                 NAN_INSIDE_MAPS, NAN_INSIDE_PAIRS, NUMERICAL_FROM_CATEGORICAL,
-                                SPECIAL_PREDICATES, FuzzConfig, campaign, random_program)
+                                SPECIAL_PREDICATES, FuzzConfig, random_program)
+from rasp_compiler.verify.fuzz_campaign import campaign
 from rasp_compiler.lang.graph import build_graph
 from rasp_compiler.lang.identity import find_clash
 from rasp_compiler.compiler.values import infer_values
@@ -203,7 +204,7 @@ def test_oversized_value_sets_are_refused_quickly_by_name():
 
 
 def test_refusals_group_by_kind_in_the_summary():
-    from rasp_compiler.verify.fuzz import FuzzOutcome, FuzzReport, refusal_reason
+    from rasp_compiler.verify.fuzz_campaign import FuzzOutcome, FuzzReport, refusal_reason
 
     a = "InvalidProgramError: map_7: this Map can be inf (returned on the input value 3)"
     b = "InvalidProgramError: map_2: this Map can be nan (returned on the input value 1)"

@@ -7,7 +7,8 @@ import pytest
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import InvalidProgramError
-from rasp_compiler.verify.checker import all_inputs, input_ids, random_inputs, values_match, verify
+from rasp_compiler.verify.checker import values_match, verify
+from rasp_compiler.verify.inputs import all_inputs, input_ids, random_inputs
 
 
 def test_exhaustive_and_random_inputs():
@@ -28,7 +29,7 @@ def test_random_ids_are_random_randint_and_choice_draws():
     # Drawn on arrays (verify._RandomIds): the same stream as random.Random's calls, for
     # small and large vocabs and lengths, few inputs (the last may not fit the words drawn
     # first) and many (several chunks).
-    from rasp_compiler.verify.checker import random_input_ids
+    from rasp_compiler.verify.inputs import random_input_ids
 
     for vocab, max_seq_len, count in [(1, 1, 3), (2, 64, 8), (5, 100, 40), (20, 7, 300),
                                       (3, 10, 70_000)]:
@@ -114,7 +115,7 @@ def test_a_long_run_says_how_long_it_will_take_once_the_rate_is_known():
     import io
     import unittest.mock
 
-    from rasp_compiler.verify.checker import ProgressBar, describe_seconds
+    from rasp_compiler.progress import ProgressBar, describe_seconds
 
     clock = iter([0.0, 30.0, 31.0, 32.0, 33.0])  # start; first chunk (30 s: XLA); then 1 s
     stream = io.StringIO()
