@@ -35,6 +35,7 @@ UPWARD_EXCEPTIONS = {
     ("model.compiled", "diagnostics.read_back"),
     ("model.compiled", "diagnostics.pictures"),
     ("model.compiled", "export.transformer_lens"),
+    ("model.compiled", "export.safetensors"),
     ("model.compiled", "circuits"),
     ("model.compiled", "circuits.circuit"),
     ("model.compiled", "explorer.notebook"),

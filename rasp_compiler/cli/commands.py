@@ -309,7 +309,7 @@ def _default_exhaustive(vocab_size: int, max_seq_len: int, limit: int = 100_000)
 def _check_report_path(path: Path, what: str = "the HTML report",
                        example: str = "report.html") -> None:
     """A report or picture goes to a file in an existing folder; say so before compiling."""
-    from rasp_compiler.model.persistence import check_file_destination
+    from rasp_compiler.model.save_folder import check_file as check_file_destination
 
     check_file_destination(path, f"write {what} to", example)
 
@@ -347,7 +347,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import warnings
 
-    from rasp_compiler.export import transformer_lens as export
+    from rasp_compiler import export
     from rasp_compiler.model.compiled import CompiledModel
 
     # Before compiling: a refused destination should not cost a compile.

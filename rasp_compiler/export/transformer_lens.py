@@ -33,36 +33,25 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import json
-import os
 import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from rasp_compiler.errors import (
     CompileWarning,
     InvalidInputError,
-    LoadError,
     MissingDependencyError,
     SaveError,
 )
-from rasp_compiler.lang.identity import value_dict
+from rasp_compiler.export.encoding import export_encoding
 from rasp_compiler.model import tracr_view
-from rasp_compiler.model.constants import DECODE_TOLERANCE
+from rasp_compiler.model.save_folder import check_file, write_replacing
 
 SUPPORTED_TRANSFORMER_LENS = ">=2,<4"  # the versions that have HookedTransformer
 SUPPORTED_MAJOR_VERSIONS = (2, 3)
 INSTALL_HINT = "pip install 'rasp-compiler[export]'"
-EXPORT_FORMAT = "rasp_compiler.transformer_lens/1"  # the `format` field of config.json
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-
-
-# ---------------------------------------------------------------------------- dependencies
 
 
 def transformer_lens_version_problem(version: str) -> str | None:
@@ -79,7 +68,7 @@ def transformer_lens_version_problem(version: str) -> str | None:
     )
 
 
-def _require(module: str, purpose: str):
+def require(module: str, purpose: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -95,7 +84,7 @@ def load_transformer_lens():
     The version is checked before TransformerLens is imported: an unsupported one
     might not import at all, or import without HookedTransformer.
     """
-    torch = _require("torch", "exporting to TransformerLens")
+    torch = require("torch", "exporting to TransformerLens")
     try:
         version = importlib.metadata.version("transformer-lens")
     except importlib.metadata.PackageNotFoundError:
@@ -107,189 +96,7 @@ def load_transformer_lens():
     problem = transformer_lens_version_problem(version)
     if problem:
         raise MissingDependencyError(problem)
-    return torch, _require("transformer_lens", "exporting to TransformerLens")
-
-
-# ---------------------------------------------------------------------------- encoding
-
-
-@dataclass(frozen=True)
-class ExportEncoding:
-    """What a user of the exported model needs to feed it and read it.
-
-    - `input_encoding`: (token, id) pairs: `model.vocab` in order, then BOS, then
-      PAD. Feed `[BOS id, token ids...]`; `to_tokens` does it.
-    - `output_decoding`: categorical output: the value of each logit, in order;
-      numerical output: empty (the one logit is the number).
-    - `residual_labels`: `SOp:value` (or `SOp` for a numerical one) for each
-      residual dimension, as `model.residual_labels`.
-    - `unclean_aggregates`: categorical Aggregates the compiler could not prove
-      single-valued; where one mixes values the logits are a blend.
-    - `logits`: what the logits mean, in words.
-
-    Saved as the `encoding` object of an export's config.json (tokens and values
-    as JSON scalars, tuples as {"tuple": [...]}).
-    """
-
-    output: str
-    input_encoding: tuple[tuple[Any, int], ...]
-    bos: Any
-    pad: Any
-    max_seq_len: int
-    causal: bool
-    numerical_output: bool
-    output_decoding: tuple[Any, ...]
-    residual_labels: tuple[str, ...]
-    unclean_aggregates: tuple[str, ...]
-    logits: str
-
-    @property
-    def encoding_map(self) -> dict:
-        """token -> id (BOS and PAD included; a ValueMap when the vocab holds 1 and True)."""
-        return value_dict(self.input_encoding)
-
-    @property
-    def bos_id(self) -> int:
-        return self.encoding_map[self.bos]
-
-    @property
-    def pad_id(self) -> int:
-        return self.encoding_map[self.pad]
-
-    def encode(self, batch) -> np.ndarray:
-        """Token sequences of one length (no BOS) to ids [B, 1 + n], BOS first (int64)."""
-        from rasp_compiler.model.compiled import lookup_ids
-
-        if isinstance(batch, np.ndarray):  # a batch of tokens, as model.run takes it
-            batch = batch.tolist()
-        if isinstance(batch, (str, bytes)) or not isinstance(batch, (list, tuple)):
-            raise InvalidInputError(
-                f"expected a batch: a list of token sequences, got {type(batch).__name__} "
-                f"{batch!r}; to encode one sequence write [sequence]"
-            )
-        if not batch:
-            raise InvalidInputError("the batch is empty; give at least one token sequence")
-        vocab_ids = value_dict((token, i) for token, i in self.input_encoding
-                               if token not in (self.bos, self.pad))
-        rows = []
-        for b, sequence in enumerate(batch):
-            if isinstance(sequence, (str, bytes)) or not isinstance(sequence, (list, tuple)):
-                raise InvalidInputError(
-                    f"input {b} must be a list of tokens, got {type(sequence).__name__} "
-                    f"{sequence!r}")
-            if not 1 <= len(sequence) <= self.max_seq_len:
-                raise InvalidInputError(
-                    f"input {b} has {len(sequence)} tokens; this model takes 1 to "
-                    f"{self.max_seq_len} (BOS is added)")
-            if len(sequence) != len(batch[0]):
-                raise InvalidInputError(
-                    f"input {b} has {len(sequence)} tokens and input 0 has {len(batch[0])}: the "
-                    f"exported model runs batches of one length (TransformerLens masks no "
-                    f"padding in bidirectional attention); run each length separately")
-            rows.append([self.bos_id] + lookup_ids(vocab_ids, sequence, f"input {b}, ",
-                                                   "the vocab"))
-        return np.asarray(rows, dtype=np.int64)
-
-    def to_tokens(self, batch, device=None):
-        """`encode` as a torch tensor (on `device`), ready for the exported model."""
-        import torch
-
-        return torch.as_tensor(self.encode(batch), device=device)
-
-    def decode(self, logits) -> list[list]:
-        """The output per sequence from logits [B, 1 + n, d_vocab_out], BOS dropped.
-
-        Categorical: the value whose logit is within 0.1 of 1 while the others are
-        within 0.1 of 0 (as `model.run` decodes), `None` where no value is present,
-        and `Unclean` (the blended values) otherwise. Numerical: the number.
-        """
-        from rasp_compiler.model.compiled import Unclean
-
-        if hasattr(logits, "detach"):
-            logits = logits.detach().cpu().numpy()
-        values = np.asarray(logits, dtype=np.float64)
-        if values.ndim != 3 or values.shape[-1] != (1 if self.numerical_output
-                                                    else len(self.output_decoding)):
-            raise InvalidInputError(
-                f"expected logits [batch, positions, {len(self.output_decoding) or 1}], got "
-                f"shape {values.shape}")
-        values = values[:, 1:]  # position 0 is BOS
-        if self.numerical_output:
-            return [[float(x) for x in row[:, 0]] for row in values]
-        out = []
-        for row in values:
-            decoded = []
-            for logit in row:
-                order = np.argsort(-logit, kind="stable")
-                big = logit[order[0]]
-                second = logit[order[1]] if len(logit) > 1 else 0.0
-                if big >= 1 - DECODE_TOLERANCE and second <= DECODE_TOLERANCE:
-                    decoded.append(self.output_decoding[order[0]])
-                elif big <= DECODE_TOLERANCE:
-                    decoded.append(None)
-                else:
-                    decoded.append(Unclean(self.output, tuple(
-                        (self.output_decoding[i], float(logit[i])) for i in order
-                        if logit[i] > DECODE_TOLERANCE)))
-            out.append(decoded)
-        return out
-
-    def to_json(self) -> dict:
-        from rasp_compiler.model.persistence import to_json
-
-        return to_json(self)
-
-    @classmethod
-    def from_json(cls, data: Any) -> "ExportEncoding":
-        """The encoding from config.json's `encoding`; a problem raises LoadError."""
-        from rasp_compiler.model.persistence import from_json
-
-        try:
-            return from_json(data, cls, "encoding")
-        except LoadError as problem:
-            raise LoadError(f"cannot read the export's encoding: {problem}") from None
-
-
-def export_encoding(model) -> ExportEncoding:
-    """The model's `ExportEncoding`; warns (CompileWarning) if it has Unclean-flagged
-    aggregates, whose blends the logits cannot flag by themselves."""
-    readout = model.readouts[model.output]
-    unclean = tuple(label for label, status, _ in model.info.aggregate_checks
-                    if status in ("unsafe", "unproven"))
-    if readout.numerical:
-        logits = (f"{model.output} is numerical: d_vocab_out is 1 and logits[..., 0] is the "
-                  f"output number itself (a linear readout of the residual), not a logit; do "
-                  f"not softmax or argmax it")
-    else:
-        logits = (f"one logit per value of {model.output} (logit i is the residual's "
-                  f"{model.output}:value dimension for output_decoding[i]): about 1 for the "
-                  f"value the program gives and about 0 for the others, so the argmax is the "
-                  f"output at every position after BOS (position 0, BOS, has no output)")
-    if unclean:
-        logits += (
-            f". Caution: {', '.join(unclean)} may select positions holding different values "
-            f"(compiled with allow_unsafe_aggregates=True, or not proven single-valued); on "
-            f"such inputs the logits are a blend and their argmax names just one of the "
-            f"blended values. encoding.decode(logits) marks those positions Unclean, as "
-            f"model.run does")
-        warnings.warn(f"exporting {model.output}: {logits}", CompileWarning, stacklevel=3)
-    encoder = tracr_view.input_encoder(model)
-    return ExportEncoding(
-        output=model.output,
-        input_encoding=tuple(encoder.encoding_map.items()),
-        bos=model.bos,
-        pad=model.pad,
-        max_seq_len=model.max_seq_len,
-        causal=model.causal,
-        numerical_output=readout.numerical,
-        output_decoding=() if readout.numerical else tuple(readout.values),
-        residual_labels=tuple(tracr_view.residual_labels(model)),
-        unclean_aggregates=unclean,
-        logits=logits,
-    )
-
-
-# ---------------------------------------------------------------------------- weights
+    return torch, require("transformer_lens", "exporting to TransformerLens")
 
 
 def transformer_lens_config(model) -> dict:
@@ -363,9 +170,6 @@ def transformer_lens_weights(model) -> dict[str, np.ndarray]:
             for name, w in weights.items()}
 
 
-# ---------------------------------------------------------------------------- TransformerLens
-
-
 def tf32_problem(torch, device) -> str | None:
     """Why float32 matmuls on `device` would lose precision (TF32), or None."""
     if torch.device(device).type != "cuda":
@@ -410,85 +214,13 @@ def to_hooked_transformer(model, device: str = "cpu"):
     return hooked
 
 
-# ---------------------------------------------------------------------------- files
-
-
-def export_config(model) -> dict:
-    """config.json of a safetensors export: TransformerLens config, encoding, provenance."""
-    return {
-        "format": EXPORT_FORMAT,
-        "weights": WEIGHTS_FILE,
-        "transformer_lens_versions": SUPPORTED_TRANSFORMER_LENS,
-        "transformer_lens_config": transformer_lens_config(model),
-        "encoding": export_encoding(model).to_json(),
-    }
-
-
-def check_destination(path: str | Path, format: str = "safetensors") -> Path:
-    """Refuse a destination an export cannot be written to, before any work is done.
-
-    safetensors: a folder, new, empty, or holding an earlier export (replaced).
-    transformerlens: a file (new, or replaced) in an existing folder.
-    """
-    if format == "transformerlens":
-        from rasp_compiler.model.persistence import check_file_destination
-
-        return check_file_destination(path, "export to", "model.pt")
-    target = Path(path)
-    if target.exists() and not target.is_dir():
-        raise SaveError(
-            f"cannot export to {target}: it is a file; name a folder (new, empty, or holding an "
-            f"earlier export): the export is written as {WEIGHTS_FILE} and {CONFIG_FILE}")
-    if target.is_dir():
-        entries = sorted(os.listdir(target))
-        if entries and not {WEIGHTS_FILE, CONFIG_FILE} & set(entries):
-            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-            raise SaveError(
-                f"cannot export to {target}: the folder holds other files ({shown}) and no "
-                f"export; choose a new or empty folder")
-    return target
-
-
-def _write_replacing(target: Path, data: bytes) -> None:
-    """Write beside `target`, then rename over it: no half-written file under its name."""
-    partial = target.with_name(f".{target.name}.partial")
-    try:
-        partial.write_bytes(data)
-        os.replace(partial, target)
-    finally:
-        if partial.exists():
-            partial.unlink()
-
-
-def save_safetensors(model, path: str | Path) -> Path:
-    """Write `path/model.safetensors` (TransformerLens names and shapes) and `path/config.json`.
-
-    Needs only the safetensors package (no torch). `path` may be new, empty, or
-    hold an earlier export (replaced); docs/export.md loads it into TransformerLens
-    without rasp_compiler.
-    """
-    folder = check_destination(path)
-    safetensors_numpy = _require("safetensors.numpy", "saving safetensors")
-    config = export_config(model)
-    weights = transformer_lens_weights(model)
-    metadata = {"format": EXPORT_FORMAT, "config": CONFIG_FILE}
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_replacing(folder / WEIGHTS_FILE, safetensors_numpy.save(weights, metadata))
-        _write_replacing(folder / CONFIG_FILE,
-                         json.dumps(config, indent=1).encode("utf-8"))
-    except OSError as exc:
-        raise SaveError(f"cannot export to {folder}: {exc}") from exc
-    return folder
-
-
 def save_transformer_lens(model, path: str | Path) -> Path:
     """Write one torch file: {"config", "state_dict", "encoding"} of `to_hooked_transformer`.
 
     Load with `torch.load(path)`, then `HookedTransformer(checkpoint["config"])` and
     `load_state_dict(checkpoint["state_dict"])` (same TransformerLens version).
     """
-    target = check_destination(path, "transformerlens")
+    target = check_file(path, "export to", "model.pt")
     hooked = to_hooked_transformer(model)
     torch, _ = load_transformer_lens()
     checkpoint = {
@@ -496,30 +228,11 @@ def save_transformer_lens(model, path: str | Path) -> Path:
         "state_dict": hooked.state_dict(),
         "encoding": hooked.rasp.to_json(),
     }
-    partial = target.with_name(f".{target.name}.partial")
     try:
-        torch.save(checkpoint, partial)
-        os.replace(partial, target)
+        write_replacing(target, lambda partial: torch.save(checkpoint, partial))
     except OSError as exc:
         raise SaveError(f"cannot export to {target}: {exc}") from exc
-    finally:
-        if partial.exists():
-            partial.unlink()
     return target
-
-
-def read_export_config(path: str | Path) -> tuple[dict, ExportEncoding]:
-    """(TransformerLens config dict, encoding) of a safetensors export folder; LoadError if bad."""
-    file = Path(path) / CONFIG_FILE
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise LoadError(f"cannot read the export's {file}: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-        raise LoadError(f"{file} is not a rasp_compiler export (format {EXPORT_FORMAT!r})")
-    if not isinstance(data.get("transformer_lens_config"), dict):
-        raise LoadError(f"{file}: transformer_lens_config is missing or not an object")
-    return data["transformer_lens_config"], ExportEncoding.from_json(data.get("encoding"))
 
 
 def unpadded(model, name: str, activation: np.ndarray) -> np.ndarray:
@@ -540,10 +253,3 @@ def unpadded(model, name: str, activation: np.ndarray) -> np.ndarray:
     if hook in ("mlp.hook_pre", "mlp.hook_post"):
         return activation[..., :width]
     return activation
-
-
-__all__ = [
-    "ExportEncoding", "SUPPORTED_TRANSFORMER_LENS", "check_destination", "export_config",
-    "export_encoding", "load_transformer_lens", "read_export_config", "save_safetensors", "save_transformer_lens",
-    "to_hooked_transformer", "transformer_lens_config", "transformer_lens_weights", "unpadded",
-]

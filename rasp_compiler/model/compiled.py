@@ -469,7 +469,7 @@ class CompiledModel:
     def save_safetensors(self, path: str | Path) -> Path:
         """Write `path/model.safetensors` (TransformerLens names) and `path/config.json`,
         loadable into TransformerLens without rasp_compiler (docs/export.md)."""
-        from rasp_compiler.export.transformer_lens import save_safetensors
+        from rasp_compiler.export.safetensors import save_safetensors
 
         return save_safetensors(self, path)
 

@@ -35,13 +35,12 @@ import io
 import json
 import math
 import operator
-import os
 import types
 import typing
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +51,7 @@ from rasp_compiler.model.constants import DEFAULT_MAX_PARAMETERS
 from rasp_compiler.model.forward import ModelShape
 from rasp_compiler.model.records import ModelInfo, ProgramSource
 from rasp_compiler.model.residual import BOS, ONE, Dim, Readout, ResidualLayout
+from rasp_compiler.model.save_folder import check_folder, write_bytes_replacing, write_replacing
 
 # Older formats are refused rather than read, since recompiling is cheap. Format 1 had no
 # checksum (an edited file could not be told from a good one); format 2 numbered the
@@ -102,21 +102,6 @@ class _Invalid(LoadError):
 # ---------------------------------------------------------------------------- save
 
 
-def check_file_destination(path: str | Path, doing: str, example: str) -> Path:
-    """Refuse, before any work, a file destination that cannot be written: a folder, or a
-    file in a folder that does not exist. `doing` starts the message ("export to"),
-    `example` names a file to suggest inside a folder given by mistake."""
-    target = Path(path)
-    if target.is_dir():
-        raise SaveError(f"cannot {doing} {target}: it is a folder; name a file, e.g. "
-                        f"{target / example}")
-    if target.parent.exists() and not target.parent.is_dir():
-        raise SaveError(f"cannot {doing} {target}: {target.parent} is a file, not a folder")
-    if not target.parent.is_dir():
-        raise SaveError(f"cannot {doing} {target}: the folder {target.parent} does not exist")
-    return target
-
-
 def save_model(model: CompiledModel, path: str | Path) -> Path:
     """Write `path/params.npz` and `path/model.json`; `load_model(path)` reads them back.
 
@@ -145,8 +130,12 @@ def save_model(model: CompiledModel, path: str | Path) -> Path:
     text = json.dumps(data, indent=1)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _write_replacing(folder / PARAMS_FILE, lambda f: np.savez(f, **arrays))
-        _write_replacing(folder / CONFIG_FILE, lambda f: f.write(text.encode("utf-8")))
+        def write_params(partial: Path) -> None:
+            with open(partial, "wb") as handle:  # a handle: np.savez would add .npz to a name
+                np.savez(handle, **arrays)
+
+        write_replacing(folder / PARAMS_FILE, write_params)
+        write_bytes_replacing(folder / CONFIG_FILE, text.encode("utf-8"))
     except OSError as exc:
         raise SaveError(f"cannot save the model to {folder}: {exc}") from exc
     return folder
@@ -154,38 +143,7 @@ def save_model(model: CompiledModel, path: str | Path) -> Path:
 
 def check_save_destination(folder: Path) -> None:
     """Refuse to save onto a file or into a folder holding anything but an earlier save."""
-    if folder.exists() and not folder.is_dir():
-        raise SaveError(
-            f"cannot save the model to {folder}: it is a file; name a folder (new, empty, or "
-            f"holding an earlier save): the model is written as {CONFIG_FILE} and {PARAMS_FILE}"
-        )
-    blocking = next((parent for parent in folder.parents
-                     if parent.exists() and not parent.is_dir()), None)
-    if blocking is not None:
-        raise SaveError(f"cannot save the model to {folder}: {blocking} is a file, not a folder")
-    if folder.is_dir():
-        try:
-            entries = sorted(os.listdir(folder))
-        except OSError as exc:
-            raise SaveError(f"cannot save the model to {folder}: {exc}") from exc
-        if entries and CONFIG_FILE not in entries and PARAMS_FILE not in entries:
-            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-            raise SaveError(
-                f"cannot save the model to {folder}: the folder holds other files ({shown}) "
-                f"and no saved model; choose a new or empty folder"
-            )
-
-
-def _write_replacing(target: Path, write: Callable) -> None:
-    """Write beside `target`, then rename over it: no half-written file under its name."""
-    partial = target.with_name(f".{target.name}.partial")
-    try:
-        with open(partial, "wb") as handle:
-            write(handle)
-        os.replace(partial, target)
-    finally:
-        if partial.exists():
-            partial.unlink()
+    check_folder(folder, "save the model to", "saved model", (CONFIG_FILE, PARAMS_FILE))
 
 
 # ---------------------------------------------------------------------------- load

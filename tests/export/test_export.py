@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.export import transformer_lens as export
+from rasp_compiler import export
 from rasp_compiler.model.forward import forward_numpy
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import (
