@@ -99,6 +99,11 @@ class LoadError(RaspCompilerError, ValueError):
     """A saved model or a program file cannot be loaded."""
 
 
+class SavedFileProblem(LoadError):
+    """One thing wrong inside a saved file (model.json, params.npz); the loader adds the
+    folder to the message."""
+
+
 class SaveError(RaspCompilerError, OSError):
     """A model or report cannot be written where asked (a file in the way, a folder of
     other things, an OS error), or holds a value a saved model cannot represent."""

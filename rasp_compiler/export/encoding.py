@@ -143,14 +143,14 @@ class ExportEncoding:
         return out
 
     def to_json(self) -> dict:
-        from rasp_compiler.model.persistence import to_json
+        from rasp_compiler.model.json_codec import to_json
 
         return to_json(self)
 
     @classmethod
     def from_json(cls, data: Any) -> "ExportEncoding":
         """The encoding from config.json's `encoding`; a problem raises LoadError."""
-        from rasp_compiler.model.persistence import from_json
+        from rasp_compiler.model.json_codec import from_json
 
         try:
             return from_json(data, cls, "encoding")

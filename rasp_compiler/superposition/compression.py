@@ -956,7 +956,8 @@ def check_compressed_destination(folder: Path) -> None:
 
 
 def save_compressed(model: CompressedModel, path: str | Path) -> Path:
-    from rasp_compiler.model.persistence import save_model, to_json
+    from rasp_compiler.model.json_codec import to_json
+    from rasp_compiler.model.persistence import save_model
 
     folder = Path(path)
     check_compressed_destination(folder)
@@ -981,7 +982,9 @@ def save_compressed(model: CompressedModel, path: str | Path) -> Path:
 def load_compressed(path: str | Path, max_parameters: int | None = None) -> CompressedModel:
     from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS
     from rasp_compiler.model.compiled import CompiledModel
-    from rasp_compiler.model.persistence import check_declared_size, from_json, read_arrays
+    from rasp_compiler.model.json_codec import from_json
+    from rasp_compiler.model.npz_reader import read_arrays
+    from rasp_compiler.model.persistence import check_declared_size
 
     folder = Path(path)
     limit = DEFAULT_MAX_PARAMETERS if max_parameters is None else max_parameters

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rasp_compiler import rasp
-from rasp_compiler.model import persistence
+from rasp_compiler.model import json_codec, persistence
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import LoadError, SaveError
 from rasp_compiler.program_files import load_program
@@ -221,12 +221,12 @@ def test_a_readout_for_a_missing_output_is_refused(copy):
 
 def test_a_record_field_of_a_type_the_codec_lacks_is_a_bug_named_where_to_fix():
     from rasp_compiler.errors import InternalError
-    from rasp_compiler.model.persistence import from_json, to_json
+    from rasp_compiler.model.json_codec import from_json, to_json
 
     with pytest.raises(InternalError, match=r"no JSON encoding for the type <class 'complex'>.*"
-                                            r"extend persistence.to_json"):
+                                            r"extend json_codec.to_json"):
         to_json(1j, complex)
-    with pytest.raises(InternalError, match=r"extend persistence.from_json"):
+    with pytest.raises(InternalError, match=r"extend json_codec.from_json"):
         from_json([1, 0], complex)
 
 
@@ -280,15 +280,15 @@ class Outer:
 def test_the_codec_round_trips_nested_dataclasses_from_their_type_hints():
     value = Outer(2, None, (Inner("x", 1.5), Inner("y")), (("a", 1),), {"g": ("p", "q")},
                   ("t", (1, None)), (1, "b", (2.0,)))
-    data = json.loads(json.dumps(persistence.to_json(value)))
+    data = json.loads(json.dumps(json_codec.to_json(value)))
     assert data["anything"] == {"tuple": ["t", {"tuple": [1, None]}]}
-    assert persistence.from_json(data, Outer) == value
+    assert json_codec.from_json(data, Outer) == value
     flagged = Outer(2, True, (), (), {}, None)
-    assert persistence.from_json(persistence.to_json(flagged), Outer) == flagged
+    assert json_codec.from_json(json_codec.to_json(flagged), Outer) == flagged
     # A field added later with a default: files written before it load with the default.
-    older = persistence.to_json(Outer(1, None, (Inner("x", 2.0),), (), {}, None))
+    older = json_codec.to_json(Outer(1, None, (Inner("x", 2.0),), (), {}, None))
     del older["inners"][0]["weight"], older["values"]
-    assert persistence.from_json(older, Outer) == Outer(1, None, (Inner("x"),), (), {}, None)
+    assert json_codec.from_json(older, Outer) == Outer(1, None, (Inner("x"),), (), {}, None)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -300,15 +300,15 @@ def test_the_codec_round_trips_nested_dataclasses_from_their_type_hints():
     (lambda d: d.update(maybe=1), "maybe: expected true or false, got the number 1"),
 ])
 def test_the_codec_names_the_path_of_what_is_wrong(change, message):
-    data = persistence.to_json(Outer(1, None, (Inner("x"), Inner("y")), (("a", 1),), {"g": ()}, None))
+    data = json_codec.to_json(Outer(1, None, (Inner("x"), Inner("y")), (("a", 1),), {"g": ()}, None))
     change(data)
     with pytest.raises(LoadError, match=message):
-        persistence.from_json(data, Outer)
+        json_codec.from_json(data, Outer)
 
 
 def test_values_a_saved_model_cannot_hold_are_refused_on_save():
     with pytest.raises(SaveError, match=r"cannot save the value frozenset\(\{1\}\)"):
-        persistence.to_json(Outer(1, None, (), (), {}, frozenset({1})))
+        json_codec.to_json(Outer(1, None, (), (), {}, frozenset({1})))
 
 
 # ------------------------------------------------- params.npz held to model.json before reading
