@@ -1,5 +1,9 @@
 """The batched reference evaluator: one program on a whole batch of same-length inputs.
 
+Over 500 lines on purpose: one rule per construct, in evaluator.py's order, each beside
+the coded representation it manipulates; the differential tests compare the two modules
+rule by rule, which a split would only scatter.
+
 evaluator.py is the definition of every construct; this module computes the
 same values for B inputs of n tokens at once with numpy arrays, so that
 verification can check every input of a vocabulary up to millions of inputs.

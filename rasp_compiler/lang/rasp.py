@@ -2,6 +2,11 @@
 
     from rasp_compiler import rasp      # instead of: from tracr.rasp import rasp
 
+One module of over 1,000 lines on purpose: tracr's users (and tracr's own test suite, run
+against this module) reach every name as `rasp.X`, private helpers included, so the
+language stays the one module they import; it holds definitions only (evaluation is
+evaluator.py, graphs graph.py).
+
 An expression is either an SOp (a sequence operation: one value per position)
 or a Selector (a boolean query-by-key matrix). Expressions are plain Python
 objects forming a DAG; `rasp_compiler.lang.graph` turns one into a graph and

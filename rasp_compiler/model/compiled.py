@@ -1,10 +1,16 @@
 """The compiled model: one object over the parts that do the work.
 
+Over 500 lines on purpose: `CompiledModel` is the handle users hold, so its members are
+the whole public surface of a model (facts, running, decoding, saving, and the tools'
+convenience methods); each member is a few lines delegating to the module that does the
+work, grouped below under one comment line per group.
+
 `CompiledModel` holds the facts (parameters, shape, vocab, layout, readouts,
 `info`) and delegates: encoding and decoding to encoding.py (`token_encoder`,
 `decode_readout`), the bucketed jitted forward and the activation cache to
 runtime.py (`runtime`), saving and loading to persistence.py, diagnostics to
-diagnostics.py / pictures.py / report.py, tracr's model object to tracr_view.py.
+diagnostics/ (layer_plan, patterns, read_back, pictures) and the explorer,
+tracr's model object to tracr_view.py.
 What exists only for a model compiled in this session (the program, ops,
 schedule, lowered weights) is one optional `CompilationRecord` (records.py).
 

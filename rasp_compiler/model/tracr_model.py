@@ -1,5 +1,10 @@
 """What `compile_rasp_to_model` returns: tracr's `AssembledTransformerModel`, field by field.
 
+Over 500 lines on purpose: every field a converter reads (the residual order, the
+parameters under tracr's names, the encoders, the graph) is built from the one mapping
+between our residual and tracr's, which this module owns; split, each part would need it
+passed around and the mapping would no longer be in one place.
+
 Public converters (TransformerLens's tracr demo, benchmark code that builds a
 `HookedTransformer` from a tracr model) read `model.params` by tracr's haiku
 names, rebuild the residual space by sorting `model.residual_labels` the way
