@@ -1,4 +1,4 @@
-"""Edge patching in our numpy forward (`assemble.forward_numpy`, through its hooks).
+"""Edge patching in our numpy forward (`model.forward.forward_numpy`, through its hooks).
 
 Patching edge (source, destination, input) on a pair: the destination's input gets the
 source's contribution from the corrupted run instead of the clean one, and nothing else

@@ -1,4 +1,4 @@
-"""Export: a compiled model as a TransformerLens `HookedTransformer`, or as safetensors.
+"""Export to TransformerLens: a compiled model as a `HookedTransformer`, and its torch checkpoint.
 
 The exported transformer computes what ours computes, under TransformerLens's
 own names and conventions:

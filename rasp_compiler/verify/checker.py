@@ -191,53 +191,10 @@ def verify(
     (the decoder accepts up to 0.1); the report gives the worst raw deviation. Numerical
     outputs are compared raw always (atol, rtol). Needs a CompiledModel.
     """
-    if not isinstance(strict, bool):
-        raise InvalidProgramError(f"strict must be True or False, got {strict!r}")
-    if strict and not (isinstance(raw_tolerance, Real) and not isinstance(raw_tolerance, bool)
-                       and 0 < raw_tolerance < 1):
-        raise InvalidProgramError(
-            f"raw_tolerance must be a number between 0 and 1 (the largest deviation of a "
-            f"one-hot column from 0 or 1), got {raw_tolerance!r}")
-    if strict and not (hasattr(model, "runtime") and hasattr(model, "_readout")):
-        raise InvalidProgramError(
-            f"strict=True reads the raw readout columns of a CompiledModel; this "
-            f"{type(model).__name__} gives only decoded outputs")
-    if forward not in ("auto", "sparse", "dense"):
-        raise InvalidProgramError(f"forward must be 'auto', 'sparse' or 'dense', got {forward!r}")
-    if exhaustive_up_to is None and samples is None and inputs is None:
-        raise InvalidProgramError("say what to check: exhaustive_up_to=, samples= or inputs=")
-    if chunk is None:  # a progress bar moves at least every PROGRESS_CHUNK inputs
-        chunk = PROGRESS_CHUNK if progress else DEFAULT_CHUNK
-    for name, value in (("chunk", chunk), ("samples", samples),
-                        ("exhaustive_up_to", exhaustive_up_to)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):  # 0 or -5 used to check nothing, silently
-            raise InvalidProgramError(f"{name} must be a positive int, got {value!r}")
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) \
-                or value < 0:
-            raise InvalidProgramError(f"{name} must be a finite number >= 0, got {value!r}")
+    chunk = _check_options(model, exhaustive_up_to, samples, inputs, chunk, rtol, atol,
+                           progress, forward, strict, raw_tolerance)
     seed = check_seed(seed)
-    vocab_size = len(model.vocab)
-    streams: list[Iterator[list[Block]]] = []
-    total = 0
-    if exhaustive_up_to is not None:
-        if exhaustive_up_to > model.max_seq_len:
-            raise InvalidProgramError(
-                f"exhaustive_up_to={exhaustive_up_to} exceeds the model's max_seq_len "
-                f"{model.max_seq_len}"
-            )
-        count = sum(vocab_size ** n for n in range(1, exhaustive_up_to + 1))
-        streams.append(exhaustive_chunks(vocab_size, exhaustive_up_to, chunk, total))
-        total += count
-    if samples is not None:
-        streams.append(random_chunks(vocab_size, model.max_seq_len, samples, seed, chunk,
-                                      total))
-        total += samples
-    if inputs is not None:
-        rows = _encode(model, [list(xs) for xs in inputs])
-        streams.append(row_chunks(rows, chunk, total))
-        total += len(rows)
+    streams, total = _input_streams(model, exhaustive_up_to, samples, inputs, seed, chunk)
     sparse = forward == "sparse" or (forward == "auto" and total >= SPARSE_MIN_INPUTS)
     checker = _Checker(build_graph(program), model, rtol, atol, backend,
                        forward_batch=_forward_batch(total, chunk, model.max_seq_len),
@@ -266,6 +223,65 @@ def verify(
         if bar:  # also on Ctrl-C: what is printed next starts on a line of its own
             bar.close()
     return checker.report(time.perf_counter() - started)
+
+
+def _check_options(model, exhaustive_up_to, samples, inputs, chunk, rtol, atol, progress,
+                   forward, strict, raw_tolerance) -> int:
+    """Refuse bad options before any work, each by name; the chunk size to use."""
+    if not isinstance(strict, bool):
+        raise InvalidProgramError(f"strict must be True or False, got {strict!r}")
+    if strict and not (isinstance(raw_tolerance, Real) and not isinstance(raw_tolerance, bool)
+                       and 0 < raw_tolerance < 1):
+        raise InvalidProgramError(
+            f"raw_tolerance must be a number between 0 and 1 (the largest deviation of a "
+            f"one-hot column from 0 or 1), got {raw_tolerance!r}")
+    if strict and not (hasattr(model, "runtime") and hasattr(model, "_readout")):
+        raise InvalidProgramError(
+            f"strict=True reads the raw readout columns of a CompiledModel; this "
+            f"{type(model).__name__} gives only decoded outputs")
+    if forward not in ("auto", "sparse", "dense"):
+        raise InvalidProgramError(f"forward must be 'auto', 'sparse' or 'dense', got {forward!r}")
+    if exhaustive_up_to is None and samples is None and inputs is None:
+        raise InvalidProgramError("say what to check: exhaustive_up_to=, samples= or inputs=")
+    if chunk is None:  # a progress bar moves at least every PROGRESS_CHUNK inputs
+        chunk = PROGRESS_CHUNK if progress else DEFAULT_CHUNK
+    for name, value in (("chunk", chunk), ("samples", samples),
+                        ("exhaustive_up_to", exhaustive_up_to)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):  # 0 or -5 used to check nothing, silently
+            raise InvalidProgramError(f"{name} must be a positive int, got {value!r}")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) \
+                or value < 0:
+            raise InvalidProgramError(f"{name} must be a finite number >= 0, got {value!r}")
+    return chunk
+
+
+def _input_streams(model, exhaustive_up_to, samples, inputs, seed: int,
+                   chunk: int) -> tuple[list[Iterator[list[Block]]], int]:
+    """The chosen inputs as lazy streams of same-length blocks, in order (exhaustive, then
+    random samples, then the given inputs), and how many there are."""
+    vocab_size = len(model.vocab)
+    streams: list[Iterator[list[Block]]] = []
+    total = 0
+    if exhaustive_up_to is not None:
+        if exhaustive_up_to > model.max_seq_len:
+            raise InvalidProgramError(
+                f"exhaustive_up_to={exhaustive_up_to} exceeds the model's max_seq_len "
+                f"{model.max_seq_len}"
+            )
+        count = sum(vocab_size ** n for n in range(1, exhaustive_up_to + 1))
+        streams.append(exhaustive_chunks(vocab_size, exhaustive_up_to, chunk, total))
+        total += count
+    if samples is not None:
+        streams.append(random_chunks(vocab_size, model.max_seq_len, samples, seed, chunk,
+                                      total))
+        total += samples
+    if inputs is not None:
+        rows = _encode(model, [list(xs) for xs in inputs])
+        streams.append(row_chunks(rows, chunk, total))
+        total += len(rows)
+    return streams, total
 
 
 def _encode(model, inputs: list[list]) -> list[list[int]]:
