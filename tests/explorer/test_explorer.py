@@ -18,7 +18,7 @@ import pytest
 
 from rasp_compiler import compile_program, lib, rasp
 from rasp_compiler.explorer import app as explorer
-from rasp_compiler.cli.commands import main
+from rasp_compiler.cli import main
 from rasp_compiler.superposition.compression import CompressedModel, CompressionInfo
 from rasp_compiler.diagnostics.checks import head_matrix, ideal_pattern, residual_hook
 from rasp_compiler.errors import InvalidInputError
