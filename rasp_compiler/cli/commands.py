@@ -160,7 +160,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(model.check_patterns(inputs))
         print(model.read_back(inputs))
     if args.html:  # the explorer's page, for --input or else the program's examples
-        from rasp_compiler.explorer.app import default_inputs, write_static_page
+        from rasp_compiler.explorer.page import write_static_page
+        from rasp_compiler.explorer.views import default_inputs
 
         inputs = [tokens] if tokens else default_inputs(model, [ex[0] for ex in spec.examples])
         print(f"wrote {write_static_page(model, inputs, args.html, owner=spec.name)}")
@@ -208,7 +209,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_explore(args: argparse.Namespace) -> int:
     import webbrowser
 
-    from rasp_compiler.explorer import app as explorer
+    from rasp_compiler.explorer import server as explorer_server
+    from rasp_compiler.explorer import views
 
     folder = saved_model_folder(args.program)
     if folder is not None:  # saved by `compile -o` or `compress -o`
@@ -218,9 +220,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
                 f"when it was compiled; drop --vocab / --max-seq-len / --causal or explore the "
                 f"program instead"
             )
-        model, note = explorer.load_saved(folder)
-        source = explorer.base_model(model).source
-        owner, examples = explorer.owner_of(model), []
+        model, note = views.load_saved(folder)
+        source = views.base_model(model).source
+        owner, examples = views.owner_of(model), []
         if note:
             print(f"note: the page shows no ideal patterns or evaluator values: {note}",
                   file=sys.stderr)
@@ -233,14 +235,13 @@ def cmd_explore(args: argparse.Namespace) -> int:
         owner, examples, note = spec.name, [ex[0] for ex in spec.examples], ""
     if args.input:  # refuse a bad --input here, as `run` would, before serving anything
         model.encode([parse_tokens(owner, args.input, model.vocab)])
-    words = args.input or explorer.default_inputs(model, examples)[0]
-    server = explorer.ExplorerServer(model, owner, words, args.port,
-                                     program_note=note)
-    print(f"the model explorer for {explorer.base_model(model).name} is at {server.url} (Ctrl-C stops it)",
-          flush=True)
+    words = args.input or views.default_inputs(model, examples)[0]
+    server = explorer_server.ExplorerServer(model, owner, words, args.port, program_note=note)
+    print(f"the model explorer for {views.base_model(model).name} is at {server.url} "
+          f"(Ctrl-C stops it)", flush=True)
     if not args.no_browser:
         webbrowser.open(server.url)
-    explorer.run_until_interrupted(server)
+    explorer_server.run_until_interrupted(server)
     return 0
 
 
@@ -273,7 +274,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
         print(f"wrote {feature_norms_picture(compressed, args.norms)}")
     if args.html:  # the explorer's page: interference matrix, and the examples run compressed
-        from rasp_compiler.explorer.app import default_inputs, write_static_page
+        from rasp_compiler.explorer.page import write_static_page
+        from rasp_compiler.explorer.views import default_inputs
 
         inputs = default_inputs(model, [example[0] for example in spec.examples])
         print(f"wrote {write_static_page(compressed, inputs, args.html, spec.name)}")

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from rasp_compiler import compile_program, lib, rasp
-from rasp_compiler.explorer import app as explorer
+from rasp_compiler.explorer import page, views
+from rasp_compiler.explorer import server as explorer_server
 from rasp_compiler.cli import main
 from rasp_compiler.superposition.compression import CompressedModel, CompressionInfo
 from rasp_compiler.diagnostics.checks import head_matrix, ideal_pattern, residual_hook
@@ -116,7 +117,7 @@ def screenshots(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(reverse):
-    running = explorer.serve(reverse, "reverse", ["a", "b", "c"])
+    running = explorer_server.serve(reverse, "reverse", ["a", "b", "c"])
     yield running
     running.shutdown()
     running.server_close()
@@ -185,7 +186,7 @@ def expected_read_back(model, tokens) -> dict[str, list[str]]:
         hook = residual_hook(time.get(label, 0))
         residual = (cache["hook_embed"] + cache["hook_pos_embed"] if hook == "hook_embed+pos"
                     else cache[hook])
-        out[label] = [explorer.show(v) for v in model.decode(label, residual[0], len(tokens))]
+        out[label] = [views.show(v) for v in model.decode(label, residual[0], len(tokens))]
     return out
 
 
@@ -195,7 +196,7 @@ def expected_read_back(model, tokens) -> dict[str, list[str]]:
 def test_write_times_agree_with_the_schedule(reverse):
     shuffle = compile_program(lib.make_shuffle_dyck(["()"]), ["(", ")"], 4)
     for model in (reverse, shuffle):  # shuffle_dyck reads free linear forms
-        times = explorer.write_times(model)
+        times = views.write_times(model)
         schedule = model.compilation.schedule.time
         assert {label: t for label, t in times.items() if label in schedule} == {
             label: schedule[label] for label in model.readouts if label in schedule}
@@ -205,9 +206,9 @@ def test_write_times_agree_with_the_schedule(reverse):
 
 def test_input_view_is_what_the_model_and_evaluator_give(reverse):
     tokens = ["c", "a", "d"]
-    view = explorer.input_view(reverse, "reverse", tokens)
+    view = views.input_view(reverse, "reverse", tokens)
     outputs, cache = reverse.run_with_cache([tokens], backend="numpy")  # what the page runs
-    assert view["output"] == [explorer.show(v) for v in outputs[0]] == ["d", "a", "c"]
+    assert view["output"] == [views.show(v) for v in outputs[0]] == ["d", "a", "c"]
     assert view["expected"] == ["d", "a", "c"] and view["problems"] == []
     assert {s["label"]: s["values"] for s in view["sops"]} == expected_read_back(reverse, tokens)
     evaluation = evaluate_all(reverse.compilation.graph, tokens)
@@ -229,7 +230,7 @@ def test_a_corrupted_model_is_reported_loudly(reverse):
     broken = copy.copy(reverse)
     broken.params = {k: dict(v) for k, v in reverse.params.items()}
     broken.params["layer_1/attn/key"]["w"] = broken.params["layer_1/attn/key"]["w"] * 0.02
-    view = explorer.input_view(broken, "reverse", ["a", "b", "c", "d"])
+    view = views.input_view(broken, "reverse", ["a", "b", "c", "d"])
     assert any(p.startswith("head L1H0 (reverse): its pattern is off the ideal") for p in view["problems"])
     # positions as the page numbers them: BOS 0, the first token 1
     assert "output at position 1 (a): the model's value is not clean" in view["problems"][0]
@@ -239,24 +240,24 @@ def test_bad_input_gets_the_cli_message(reverse, capsys):
     for words in (["a", "z"], ["a"] * 5):
         assert main(["run", "reverse", "--max-seq-len", "4", *words]) == 2
         cli_message = capsys.readouterr().err.strip().removeprefix("rasp-compiler: error: ")
-        assert explorer.input_view(reverse, "reverse", words) == {"words": words,
+        assert views.input_view(reverse, "reverse", words) == {"words": words,
                                                                   "error": cli_message}
     with pytest.raises(InvalidInputError, match="token 'z' is not in the vocab of reverse"):
-        explorer.static_page(reverse, [["a", "z"]], owner="reverse")
+        page.static_page(reverse, [["a", "z"]], owner="reverse")
 
 
 def test_values_are_written_as_the_cli_writes_tokens_and_numbers_without_float_noise():
-    assert [explorer.show(v) for v in ("a", 3, True, None, (1, 2))] == [
+    assert [views.show(v) for v in ("a", 3, True, None, (1, 2))] == [
         "a", "3", "True", "None", "(1, 2)"]
-    assert [explorer.show(v) for v in (8e-16, -1e-9, 2 / 3, 1.5, 1e7)] == [
+    assert [views.show(v) for v in (8e-16, -1e-9, 2 / 3, 1.5, 1e7)] == [
         "0", "0", "0.666667", "1.5", "1e+07"]
 
 
 def test_json_in_the_page_cannot_end_its_script_block():
-    text = explorer.json_for_script({"label": EVIL_LABEL, "more": "<!-- & \u2028"})
+    text = page.json_for_script({"label": EVIL_LABEL, "more": "<!-- & \u2028"})
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
     assert json.loads(text) == {"label": EVIL_LABEL, "more": "<!-- & \u2028"}
-    assert json.loads(explorer.json_for_script({"margin": float("inf")})) == {"margin": "inf"}
+    assert json.loads(page.json_for_script({"margin": float("inf")})) == {"margin": "inf"}
 
 
 def test_the_server_serves_one_page_and_one_api_at_localhost_only(server):
@@ -282,7 +283,7 @@ def test_the_server_serves_one_page_and_one_api_at_localhost_only(server):
     for body in ({"text": 3}, {"words": "a"}, ["a"]):  # JSON, but not {"text": "..."}
         status, text = request("POST", "/api/run", body=json.dumps(body).encode())
         assert status == 400 and 'send JSON {"text": "the tokens"}' in text, body
-    assert request("POST", "/api/run", body=b"x" * (explorer.MAX_REQUEST_BYTES + 1))[0] == 413
+    assert request("POST", "/api/run", body=b"x" * (explorer_server.MAX_REQUEST_BYTES + 1))[0] == 413
     assert request("POST", "/elsewhere", body=b"{}")[0] == 404
     status, body = request("POST", "/api/run", body=json.dumps({"text": "b  a"}).encode())
     assert status == 200 and json.loads(body)["output"] == ["a", "b"]
@@ -359,26 +360,26 @@ def test_deeply_nested_json_is_a_clear_400_not_a_recursion_error(server, capsys)
 
 
 def test_a_loaded_model_degrades_with_a_note(loaded):
-    view = explorer.input_view(loaded, "the saved model", ["a", "b"])
+    view = views.input_view(loaded, "the saved model", ["a", "b"])
     assert view["output"] == ["b", "a"] and view["expected"] is None
     assert all(h["ideal"] is None and h["margin"] is None for h in view["heads"].values())
-    model = explorer.model_view(loaded, "the saved model")
+    model = views.model_view(loaded, "the saved model")
     assert not model["has_program"] and model["nodes"] == []
 
 
 def test_a_compressed_model_shows_its_interference_and_runs_compressed(merged, reverse):
     model, (a, b) = merged
-    view = explorer.model_view(model, "reverse")
+    view = views.model_view(model, "reverse")
     compression = view["compression"]
     np.testing.assert_allclose(compression["interference"], model.W @ model.W.T, atol=1e-3)
     assert compression["pairs"] == [[a, b, "tokens:a", "tokens:b", 1.0]]  # the only one
     assert compression["max_interference"] == 1.0 and compression["d"] == model.d
-    assert view["layers"] == explorer.model_view(reverse, "reverse")["layers"]
-    assert explorer.model_view(reverse, "reverse")["compression"] is None
+    assert view["layers"] == views.model_view(reverse, "reverse")["layers"]
+    assert views.model_view(reverse, "reverse")["compression"] is None
 
     words = ["b", "a", "c"]
-    run = explorer.input_view(model, "reverse", words)
-    assert run["output"] == [explorer.show(v) for v in model.run([words])[0]]
+    run = views.input_view(model, "reverse", words)
+    assert run["output"] == [views.show(v) for v in model.run([words])[0]]
     assert run["exact_output"] == ["c", "a", "b"] == run["expected"]
     assert run["output"] != run["expected"]  # a and b are one feature now
     assert any(problem.startswith("output at position") and "the exact model" in problem
@@ -398,7 +399,7 @@ def test_a_compressed_model_shows_its_interference_and_runs_compressed(merged, r
 
 
 def test_static_page_opens_offline_with_every_view(browser, reverse, tmp_path, screenshots):
-    path = explorer.write_static_page(reverse, [["a", "b", "c"], ["d", "a"]], tmp_path / "p.html",
+    path = page.write_static_page(reverse, [["a", "b", "c"], ["d", "a"]], tmp_path / "p.html",
                                       owner="reverse")
     browser.execute_cdp_cmd("Network.enable", {})
     browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
@@ -429,7 +430,7 @@ def test_typing_an_input_shows_the_models_output_and_read_back(browser, server, 
     load(browser, server.url)
     type_input(browser, "c a  d")
     assert text_of(browser, "#input-shown") == "c a d"
-    assert text_of(browser, "#output") == " ".join(explorer.show(v) for v in
+    assert text_of(browser, "#output") == " ".join(views.show(v) for v in
                                                    reverse.run([["c", "a", "d"]])[0])
     assert table_rows(browser, "#sop-values") == expected_read_back(reverse, ["c", "a", "d"])
     assert browser.find_element("id", "banner").is_displayed() is False
@@ -474,8 +475,8 @@ def test_bad_input_typed_in_the_page_gets_the_cli_message(browser, server, capsy
 
 
 def test_labels_and_tokens_are_shown_as_text_never_run(browser, evil, tmp_path):
-    path = explorer.write_static_page(evil, [list(EVIL_TOKENS)], tmp_path / "evil.html")
-    running = explorer.serve(evil, EVIL_LABEL, list(EVIL_TOKENS))
+    path = page.write_static_page(evil, [list(EVIL_TOKENS)], tmp_path / "evil.html")
+    running = explorer_server.serve(evil, EVIL_LABEL, list(EVIL_TOKENS))
     try:
         for url in (path.as_uri(), running.url):
             load(browser, url)
@@ -494,8 +495,8 @@ def test_labels_and_tokens_are_shown_as_text_never_run(browser, evil, tmp_path):
 
 def test_causal_and_loaded_models_in_the_page(browser, loaded, tmp_path, screenshots):
     causal = compile_program(lib.make_frac_prevs(rasp.tokens == "x"), ["a", "x"], 4, causal=True)
-    explorer.write_static_page(causal, [["a", "x", "x"]], tmp_path / "causal.html")
-    explorer.write_static_page(loaded, [["a", "b"]], tmp_path / "loaded.html", "the saved model")
+    page.write_static_page(causal, [["a", "x", "x"]], tmp_path / "causal.html")
+    page.write_static_page(loaded, [["a", "b"]], tmp_path / "loaded.html", "the saved model")
     load(browser, (tmp_path / "causal.html").as_uri())
     mask = browser.find_elements("css selector", "table[data-which='mask'] td")
     assert [c.get_attribute("data-value") for c in mask] == [
@@ -511,7 +512,7 @@ def test_causal_and_loaded_models_in_the_page(browser, loaded, tmp_path, screens
 
 def test_a_compressed_model_in_the_page(browser, merged, tmp_path, screenshots):
     model, (a, b) = merged
-    path = explorer.write_static_page(model, [["b", "a", "c"]], tmp_path / "c.html", "reverse")
+    path = page.write_static_page(model, [["b", "a", "c"]], tmp_path / "c.html", "reverse")
     load(browser, path.as_uri())
     assert console_problems(browser) == []
     cells = browser.find_elements("css selector", "#interference-map td")
@@ -556,7 +557,7 @@ def test_no_view_needs_horizontal_scrolling_at_1280_pixels(browser, name, tmp_pa
     spec = load_program(name)
     model = spec.compile()
     longest = [str(spec.vocab[i % len(spec.vocab)]) for i in range(spec.max_seq_len)]
-    path = explorer.write_static_page(model, [longest], tmp_path / f"{name}.html")
+    path = page.write_static_page(model, [longest], tmp_path / f"{name}.html")
     browser.set_window_size(1280, 1000)
     try:
         load(browser, path.as_uri())
@@ -580,7 +581,7 @@ def test_one_position_numbering_and_one_colour_convention_with_a_legend(browser,
 
     from rasp_compiler.diagnostics import colours
 
-    path = explorer.write_static_page(reverse, [["c", "a", "d"]], tmp_path / "p.html")
+    path = page.write_static_page(reverse, [["c", "a", "d"]], tmp_path / "p.html")
     load(browser, path.as_uri())
     heads = browser.find_elements("css selector", "table[data-which='compiled'] tr:first-of-type th")
     assert [th.text for th in heads] == ["query \\ key", "0:BOS", "1:c", "2:a", "3:d"]
@@ -652,9 +653,9 @@ def test_a_saved_program_is_found_again_and_compressed_disagreements_are_marked(
     a compressed model's outputs that differ from the exact model's are marked one by one."""
     model = load_program("reverse").compile(max_seq_len=4)
     folder = model.save(tmp_path / "reverse")
-    loaded, note = explorer.load_saved(folder)
+    loaded, note = views.load_saved(folder)
     assert note == "" and loaded.compilation is not None
-    path = explorer.write_static_page(loaded, [["a", "b"]], tmp_path / "saved.html")
+    path = page.write_static_page(loaded, [["a", "b"]], tmp_path / "saved.html")
     load(browser, path.as_uri())
     assert browser.title == "reverse: model explorer"
     assert not browser.find_elements("id", "no-program")
@@ -663,9 +664,9 @@ def test_a_saved_program_is_found_again_and_compressed_disagreements_are_marked(
 
     small, _ = merge_tokens(model)
     tokens = ["b", "c", "a", "d"]
-    compressed, note = explorer.load_saved(small.save(tmp_path / "small"))
+    compressed, note = views.load_saved(small.save(tmp_path / "small"))
     assert note == "" and compressed.name == "reverse"
-    path = explorer.write_static_page(compressed, [tokens], tmp_path / "small.html")
+    path = page.write_static_page(compressed, [tokens], tmp_path / "small.html")
     load(browser, path.as_uri())
     assert browser.title == "reverse: model explorer"
     got, want = small.run([tokens])[0], model.run([tokens])[0]
@@ -751,7 +752,7 @@ def test_the_explore_command_serves_a_program_or_a_saved_model(monkeypatch, caps
             thread.join()
             server.server_close()
 
-    monkeypatch.setattr(explorer, "run_until_interrupted", serve_once)
+    monkeypatch.setattr(explorer_server, "run_until_interrupted", serve_once)
     monkeypatch.setattr("webbrowser.open", opened.append)
     assert main(["explore", "reverse", "--max-seq-len", "4", "--input", "b", "a"]) == 0
     url = capsys.readouterr().out.split(" is at ")[1].split()[0]

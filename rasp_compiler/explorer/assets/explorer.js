@@ -1,4 +1,4 @@
-// The model explorer's page script (explorer.py inlines it; its hash is in the page's CSP).
+// The model explorer's page script (page.py inlines it; its hash is in the page's CSP).
 //
 // Python computed everything; this script draws the JSON in #explorer-data and links the
 // views. Every string from the model or the input is written with text nodes (el() below)
