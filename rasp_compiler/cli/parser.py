@@ -1,14 +1,15 @@
 """The `rasp-compiler` command line: its parser and `main`.
 
 Every command takes a program as a bundled name (`rasp-compiler list`) or as
-`path/to/file.py:factory`; `run`, `export` and `explore` also take a folder
-saved by `compile -o`. A mistake in the arguments, the program file or a saved model
+`path/to/file.py:factory`; `run`, `export`, `explore` and `circuit` also take a
+folder saved by `compile -o`. A mistake in the arguments, the program file or a saved model
 prints one line, `rasp-compiler: error: ...`, and exits with status 2 (bad option values
 are refused by argparse, also with status 2). Ctrl-C prints one line and exits with
 status 130. Only a bug in rasp_compiler itself shows a traceback.
 
 Why this module: it is the one place that lists the commands and their options; the
-handlers are commands.py, the value types arguments.py, PROGRAM resolution programs.py.
+handlers are commands.py and circuit.py, the value types arguments.py, PROGRAM
+resolution programs.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from rasp_compiler.cli import commands
+from rasp_compiler.cli import circuit, commands
 from rasp_compiler.cli.arguments import (
     jax_seed,
     parse_vocab,
@@ -26,6 +27,11 @@ from rasp_compiler.cli.arguments import (
     seed_number,
 )
 from rasp_compiler.errors import RaspCompilerError
+
+# The circuits' choices, written here so that `--help` imports no numpy or JAX (the
+# circuit command checks they are still rasp_compiler.circuits' own: tests/cli).
+GRANULARITIES = ("head", "component", "matrix")
+ABLATIONS = ("resample", "zero", "mean")
 
 EXIT_USER_ERROR = 2  # a mistake in the arguments, the program or a saved model
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
@@ -158,6 +164,38 @@ def build_parser() -> argparse.ArgumentParser:
                                   "compressed beside the exact model)")
     compressing.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     compressing.set_defaults(handler=commands.cmd_compress)
+
+    circuiting = subparsers.add_parser(
+        "circuit", help="the model's circuit: nodes and edges from the weights (structural) or "
+                        "those whose patch changes the output (--functional)"
+    )
+    _add_compile_options(circuiting, metavar="PROGRAM_OR_MODEL",
+                         program_help="a bundled program name, path.py:factory, or a folder "
+                                      "saved by `compile -o` or `compress -o`")
+    circuiting.add_argument("--granularity", choices=GRANULARITIES, default="head",
+                            help="head: a node per attention head (default); component: per "
+                                 "attention layer; matrix: per weight matrix (W_Q, W_K, W_V, "
+                                 "W_O, W_in, W_out)")
+    circuiting.add_argument("--functional", action="store_true",
+                            help="keep only the edges whose patch alone changes the decoded "
+                                 "output on some (clean, corrupt) pair")
+    circuiting.add_argument("--ablation", choices=ABLATIONS,
+                            help="with --functional: what a patched edge carries: the source's "
+                                 "output on a same-length corrupt input (resample, the "
+                                 "default), 0 (zero), or its mean (mean)")
+    circuiting.add_argument("--samples", type=positive_int, metavar="N",
+                            help="with --functional: N random pairs (default: every pair when "
+                                 "there are at most 2,048, else 256 random ones)")
+    circuiting.add_argument("--seed", type=seed_number,
+                            help="with --functional: the random pairs' seed, a whole number "
+                                 ">= 0 (default 0)")
+    circuiting.add_argument("--format", choices=circuit.FORMATS, default="text",
+                            help="text: a summary to read (default); json: Circuit.to_json(); "
+                                 "dot: Graphviz DOT text; png: a picture drawn by Graphviz's "
+                                 "dot (needs -o)")
+    circuiting.add_argument("-o", "--output", metavar="PATH",
+                            help="write to this file instead of the terminal (png: required)")
+    circuiting.set_defaults(handler=circuit.cmd_circuit)
     return parser
 
 
