@@ -191,9 +191,18 @@ def model_view(model, owner: str, program_note: str = "") -> dict:
     `owner` names the model in messages about typed tokens, as the CLI does (the
     program's name, or "the saved model"); `program_note` says why a loaded model has no
     program. A compressed model shows its base model's structure plus its interference
-    matrix (`compression`)."""
+    matrix (`compression`). `circuit` is the circuit panel's data (circuit_view.py)."""
+    from rasp_compiler.explorer.circuit_view import circuit_view
+
+    view = _structure_view(model, owner, program_note)
+    view["circuit"] = circuit_view(model)
+    return view
+
+
+def _structure_view(model, owner: str, program_note: str) -> dict:
+    """model_view without the circuit: the layer plan, residual layout, selectors, facts."""
     if is_compressed(model):
-        view = model_view(model.base, owner, program_note)
+        view = _structure_view(model.base, owner, program_note)
         compression = compression_view(model)
         view["compression"] = compression
         view["facts"] = [

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 from rasp_compiler import compile_program, lib, rasp
+from rasp_compiler.circuits import circuit
 from rasp_compiler.explorer import page, views
+from rasp_compiler.explorer.circuit_view import CIRCUIT_PAIRS, CIRCUIT_SEED
 from rasp_compiler.explorer import server as explorer_server
 from rasp_compiler.cli import main
 from rasp_compiler.superposition.compression import CompressedModel, CompressionInfo
@@ -31,7 +33,7 @@ from picture_checks import assert_picture
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")
 
-VIEWS = ("input", "plan", "head", "residual", "selectors", "facts")
+VIEWS = ("input", "plan", "circuit", "head", "residual", "selectors", "facts")
 EVIL_LABEL = '</script><img src=x onerror="window.pwned=1">'
 EVIL_SELECTOR = "<svg onload=window.pwned=2>"
 EVIL_TOKENS = ("<b>", "&amp;", "'\"")
@@ -395,6 +397,57 @@ def test_a_compressed_model_shows_its_interference_and_runs_compressed(merged, r
         atol=1e-6)
 
 
+# --------------------------------------------------------------------------- the circuit panel
+
+
+def expected_example(model, example) -> dict:
+    """What the panel shows for an edge's recorded pair: both inputs, the output of each
+    (the corrupt one run here), and the clean run's output with the edge patched."""
+    return {"clean": [views.show(t) for t in example.clean],
+            "corrupt": [views.show(t) for t in example.corrupt],
+            "clean_output": [views.show(v) for v in example.clean_output],
+            "corrupt_output": [views.show(v) for v in model.run([list(example.corrupt)])[0]],
+            "patched_output": [views.show(v) for v in example.patched_output]}
+
+
+def test_the_circuit_panel_has_every_edge_and_the_functional_ones_marked(reverse, loaded,
+                                                                          merged):
+    most_freq = load_program("most_freq").compile()  # several heads in a layer
+    for model in (reverse, loaded, merged[0], most_freq):
+        view = views.model_view(model, "x")["circuit"]
+        structural = circuit(model)  # a CompressedModel has no .circuit() method
+        functional = circuit(model, functional=True, samples=CIRCUIT_PAIRS, seed=CIRCUIT_SEED)
+        assert [e["name"] for e in view["edges"]] == list(structural.edge_names)
+        assert [e["name"] for e in view["edges"] if e["functional"]] \
+            == list(functional.edge_names) != []
+        assert view["pairs"] == functional.pairs.describe() and len(functional.pairs) == 64
+        assert [n["name"] for n in view["nodes"]] == [n.name for n in structural.model_nodes]
+        assert {n["name"] for n in view["nodes"] if n["functional"]} == set(functional.nodes)
+        assert {n["position"] for n in view["nodes"]} \
+            <= {column["position"] for column in view["columns"]}
+        for edge, shown in zip(structural.edges, view["edges"]):
+            effect = functional.effects[edge]
+            assert (shown["changed"], shown["tried"]) == (effect.changed, effect.tried)
+            if shown["functional"]:
+                assert shown["example"] == expected_example(model, effect.example)
+                assert shown["example"]["patched_output"] != shown["example"]["clean_output"]
+            else:
+                assert shown["example"] is None and shown["changed"] == 0
+    assert views.model_view(reverse, "reverse")["circuit"]["note"] == ""
+
+
+def test_a_compressed_model_without_a_circuit_shows_its_base_models(reverse, merged):
+    """Circuits need linear reads; a compressed model with a ReLU decoder per read (given
+    one by hand here: only its circuit is taken) shows the exact model's, and says so."""
+    model = merged[0]
+    nonlinear = CompressedModel(reverse, model.W, {"reader": np.zeros((1, 1), np.float32)},
+                                model.info)
+    view = views.model_view(nonlinear, "reverse")["circuit"]
+    assert view["note"].startswith("The circuit shown is the exact (uncompressed) model's: "
+                                   "circuits of a compressed model need linear reads")
+    assert view["edges"] == views.model_view(reverse, "reverse")["circuit"]["edges"]
+
+
 # --------------------------------------------------------------------------- in the browser
 
 
@@ -461,6 +514,66 @@ def test_clicking_a_head_shows_its_pattern_as_in_the_cache(browser, server, reve
     assert console_problems(browser) == []
 
 
+def click_edge_on_the_drawing(browser, name: str) -> None:
+    """A real mouse click on edge `name`'s curve in the circuit drawing, at a point of it
+    where no other curve lies on top."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    hit = browser.find_element("css selector", f"#circuit-map path.hit[data-edge='{name}']")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", hit)
+    point = browser.execute_script("""
+        const path = arguments[0], name = arguments[1], length = path.getTotalLength();
+        for (const f of [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8]) {
+            const at = path.getPointAtLength(f * length).matrixTransform(path.getScreenCTM());
+            const top = document.elementFromPoint(at.x, at.y);
+            if (top && top.dataset && top.dataset.edge === name) return [at.x, at.y];
+        }
+        return null;""", hit, name)
+    assert point, f"no point of the curve of {name} can be clicked"
+    actions = ActionBuilder(browser)
+    actions.pointer_action.move_to_location(round(point[0]), round(point[1]))
+    actions.pointer_action.click()
+    actions.perform()
+
+
+def test_clicking_a_circuit_edge_shows_its_example_pair(browser, reverse, server, tmp_path,
+                                                        screenshots):
+    structural = reverse.circuit()
+    functional = reverse.circuit(functional=True, samples=CIRCUIT_PAIRS, seed=CIRCUIT_SEED)
+    path = page.write_static_page(reverse, [["a", "b", "c"]], tmp_path / "p.html",
+                                  owner="reverse")
+    load(browser, path.as_uri())
+    drawn = browser.find_elements("css selector", "#circuit-map path.edge")
+    assert [e.get_attribute("data-edge") for e in drawn] == list(structural.edge_names)
+    highlighted = browser.find_elements("css selector", "#circuit-map path.edge.functional")
+    assert [e.get_attribute("data-edge") for e in highlighted] == list(functional.edge_names)
+    assert functional.pairs.describe() in text_of(browser, "#circuit-pairs")
+    assert "stops at 64 pairs" in text_of(browser, "#circuit-pairs")
+    for edge in reversed(functional.edges):  # the first is shown on load: click the last first
+        click_edge_on_the_drawing(browser, edge.name)
+        assert text_of(browser, "#circuit-edge-title") == edge.name
+        effect = functional.effects[edge]
+        assert (f"changes the output on {effect.share:.0%} of the pairs ({effect.changed} of "
+                f"{effect.tried})") in text_of(browser, "#circuit-edge")
+        shown = {key: text_of(browser, f"#example-{key.replace('_', '-')}").split()
+                 for key in ("clean", "corrupt", "clean_output", "corrupt_output",
+                             "patched_output")}
+        assert shown == expected_example(reverse, effect.example)
+        selected = browser.find_elements("css selector", "#circuit-map path.edge.sel")
+        assert [e.get_attribute("data-edge") for e in selected] == [edge.name]
+    screenshot(browser, "circuit", screenshots / "static_circuit.png")
+    assert console_problems(browser) == []
+
+    load(browser, server.url)  # the served page: the same panel; the table selects too
+    dropped = next(e for e in structural.edges if e not in set(functional.edges))
+    browser.find_element("css selector", f"#circuit-edges tr[data-edge='{dropped.name}']").click()
+    assert text_of(browser, "#circuit-edge-title") == dropped.name
+    assert text_of(browser, "#circuit-no-example") == (
+        "No pair to show: patching this edge alone changed the output on none of the 64 pairs "
+        "tried.")
+    assert console_problems(browser) == []
+
+
 def test_bad_input_typed_in_the_page_gets_the_cli_message(browser, server, capsys):
     load(browser, server.url)
     for words in (["a", "z"], ["a"] * 5):
@@ -484,7 +597,9 @@ def test_labels_and_tokens_are_shown_as_text_never_run(browser, evil, tmp_path):
                 type_input(browser, "'\" <b> &amp;")
                 assert text_of(browser, "#output") == "'\" <b> &amp;"
             assert browser.execute_script("return window.pwned === undefined")
-            assert browser.find_elements("css selector", "img, svg, b") == []
+            # the one SVG is the circuit drawing, which the script builds (its labels as text)
+            assert browser.find_elements("css selector", "img, svg:not(#circuit-map), b") == []
+            assert len(browser.find_elements("css selector", "#circuit-map")) == 1
             assert EVIL_LABEL in text_of(browser, "#plan") and EVIL_SELECTOR in text_of(browser, "#selectors")
             assert browser.title == f"{EVIL_LABEL}: model explorer"
             assert console_problems(browser) == []  # no script ran, so CSP blocked nothing either
@@ -723,6 +838,7 @@ def test_model_show_renders_the_explorer_inline_in_one_iframe(browser, reverse, 
         assert text_of(browser, "#output") == "d a c"
         browser.find_element("css selector", "button.saved[data-index='1']").click()
         assert text_of(browser, "#output") == "b b"
+        assert browser.find_elements("css selector", "#circuit-map path.edge.functional")
         assert overflow(browser)["page"] == 0
     finally:
         browser.switch_to.default_content()
