@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from rasp_compiler import compress
-from rasp_compiler.explorer import app as explorer
+from rasp_compiler.explorer.page import write_static_page
 from rasp_compiler.errors import CompileWarning
 from rasp_compiler.program_files import load_program
 
@@ -70,7 +70,7 @@ def compressed_screenshot(page: Path) -> None:
         model = spec.compile(max_seq_len=5)  # keeps its name: the page says sort_unique
     small = compress(model, model.shape.d_model // 2, seed=0, steps=1000)
     print(small)
-    explorer.write_static_page(small, [[3, 1, 2]], page, owner=spec.name)
+    write_static_page(small, [[3, 1, 2]], page, owner=spec.name)
     driver = open_page(page)
     try:
         driver.find_element("css selector", "#interference-pairs tr[data-dim]").click()
@@ -92,7 +92,7 @@ def main() -> None:
                  model.graph_picture(IMAGES / "sort_ties_graph.png")):
         print(f"wrote {path}")
     inputs = [EXAMPLE] + [list(example[0]) for example in spec.examples]
-    page = explorer.write_static_page(model, inputs, IMAGES / "sort_ties_report.html",
+    page = write_static_page(model, inputs, IMAGES / "sort_ties_report.html",
                                       owner=spec.name)
     print(f"wrote {page}")
     screenshots(page, "L1H0")

@@ -275,7 +275,7 @@ def output_of(what: str, namespace: dict, printed: str) -> str:
     if what == "printed":
         return printed
     if what.startswith("$ "):
-        from rasp_compiler.cli.commands import main
+        from rasp_compiler.cli import main
 
         program, *args = shlex.split(what[2:])
         assert program == "rasp-compiler", f"shows: {what!r}: only rasp-compiler commands run"

@@ -1,5 +1,5 @@
 """The `rasp-compiler` command line."""
 
-from rasp_compiler.cli.commands import main
+from rasp_compiler.cli.parser import main
 
 __all__ = ["main"]

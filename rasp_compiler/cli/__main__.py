@@ -2,6 +2,6 @@
 
 import sys
 
-from rasp_compiler.cli.commands import main
+from rasp_compiler.cli.parser import main
 
 sys.exit(main())

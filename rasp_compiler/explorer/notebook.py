@@ -44,7 +44,8 @@ def show(model, tokens=None, *more_inputs, height: int = DEFAULT_FRAME_HEIGHT) -
     """The explorer for `tokens` (and `more_inputs`; default: the vocab, cut to
     max_seq_len), to display in a notebook: the last expression of a cell, or
     IPython.display.display(model.show(...))."""
-    from rasp_compiler.explorer.app import default_inputs, static_page
+    from rasp_compiler.explorer.page import static_page
+    from rasp_compiler.explorer.views import default_inputs
 
     inputs = [list(tokens), *map(list, more_inputs)] if tokens is not None \
         else default_inputs(model)

@@ -160,7 +160,6 @@ class CompiledModel:
 
         return layer_plan_report(self)
 
-    layout_report = layer_plan_report  # the command line's older name, until it moves
 
     def residual_map(self):
         """Each SOp's residual dimensions, who writes them and who reads them."""

@@ -1,6 +1,6 @@
 import pytest
 
-from rasp_compiler.cli.commands import main
+from rasp_compiler.cli import main
 
 
 def test_list_shows_every_program_with_a_description(capsys):
@@ -42,7 +42,7 @@ def test_compile_names_heads_as_inspect_does_and_says_what_its_words_mean(capsys
     terms = out.split("terms:\n")[1].splitlines()
     assert [line.split(":")[0].strip() for line in terms] == [
         "aggregate", "width", "coldness", "lookup", "steps", "bos-cleanup"]
-    assert main(["inspect", "sort_ties", "--layout"]) == 0
+    assert main(["inspect", "sort_ties", "--layer-plan"]) == 0
     assert "  coldness: " in capsys.readouterr().out
     assert main(["compile", "count"]) == 0
     assert "1 layer (lower bound 1)" in capsys.readouterr().out
@@ -427,14 +427,14 @@ def test_verify_takes_any_whole_seed_from_zero_up(capsys):
 def test_the_default_exhaustive_length_is_found_without_summing_every_power():
     import time
 
-    from rasp_compiler.cli.commands import _default_exhaustive
+    from rasp_compiler.cli.commands import default_exhaustive
 
     for vocab_size, max_seq_len in [(1, 5), (2, 20), (4, 6), (10, 3), (100_001, 4), (3, 1)]:
         old = max((n for n in range(1, max_seq_len + 1)
                    if sum(vocab_size ** k for k in range(1, n + 1)) <= 100_000), default=1)
-        assert _default_exhaustive(vocab_size, max_seq_len) == old
+        assert default_exhaustive(vocab_size, max_seq_len) == old
     started = time.perf_counter()  # the old sum took time quadratic in max_seq_len
-    assert _default_exhaustive(4, 10**7) == 8 and _default_exhaustive(1, 10**5) == 10**5
+    assert default_exhaustive(4, 10**7) == 8 and default_exhaustive(1, 10**5) == 10**5
     assert time.perf_counter() - started < 1
 
 
@@ -445,7 +445,7 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, command):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, f"_cmd_{command}", interrupted)
+    monkeypatch.setattr(cli, f"cmd_{command}", interrupted)
     argv = [command, "reverse"] + (["--dim", "3"] if command == "compress" else [])
     assert main(argv) == 130
     assert capsys.readouterr().err == f"rasp-compiler: interrupted (Ctrl-C) during {command}\n"
@@ -491,14 +491,14 @@ def test_os_errors_are_one_line_but_bugs_still_show_a_traceback(monkeypatch, cap
     def denied(args):
         raise PermissionError(13, "Permission denied", "/somewhere/report.html")
 
-    monkeypatch.setattr(cli, "_cmd_list", denied)
+    monkeypatch.setattr(cli, "cmd_list", denied)
     assert main(["list"]) == 2
     one_line_error(capsys, "Permission denied", "/somewhere/report.html")
 
     def bug(args):
         raise RuntimeError("internal bug")
 
-    monkeypatch.setattr(cli, "_cmd_list", bug)
+    monkeypatch.setattr(cli, "cmd_list", bug)
     with pytest.raises(RuntimeError, match="internal bug"):
         main(["list"])
 
@@ -564,7 +564,7 @@ def test_list_and_help_start_fast_without_jax():
     root = Path(__file__).resolve().parents[2]
     script = (
         "import sys\n"
-        "from rasp_compiler.cli.commands import main\n"
+        "from rasp_compiler.cli import main\n"
         "for argv in (['list'], ['--help'], ['compile', '--help'], ['eval', 'sort', '3', '1']):\n"
         "    try:\n"
         "        main(argv)\n"

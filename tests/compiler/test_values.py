@@ -397,7 +397,7 @@ def test_a_huge_max_seq_len_is_refused_from_the_arguments_in_bounded_time_and_me
     script = textwrap.dedent("""
         import contextlib, io, json, resource, time
         from rasp_compiler import compile_program, lib, rasp
-        from rasp_compiler.cli.commands import main
+        from rasp_compiler.cli import main
         from rasp_compiler.errors import ValueSetTooLargeError
         out = []
         for n in (10_000_000, 99_999_999_999_999):

@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 
 from rasp_compiler import compile_program, lib, rasp
-from rasp_compiler.explorer import app as explorer
-from rasp_compiler.cli.commands import main
+from rasp_compiler.circuits import circuit
+from rasp_compiler.explorer import page, views
+from rasp_compiler.explorer.circuit_view import CIRCUIT_PAIRS, CIRCUIT_SEED
+from rasp_compiler.explorer import server as explorer_server
+from rasp_compiler.cli import main
 from rasp_compiler.superposition.compression import CompressedModel, CompressionInfo
 from rasp_compiler.diagnostics.evaluation import residual_hook
 from rasp_compiler.diagnostics.patterns import head_matrix, ideal_pattern
@@ -31,7 +34,7 @@ from picture_checks import assert_picture
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasp_compiler.errors.CompileWarning")
 
-VIEWS = ("input", "plan", "head", "residual", "selectors", "facts")
+VIEWS = ("input", "plan", "circuit", "head", "residual", "selectors", "facts")
 EVIL_LABEL = '</script><img src=x onerror="window.pwned=1">'
 EVIL_SELECTOR = "<svg onload=window.pwned=2>"
 EVIL_TOKENS = ("<b>", "&amp;", "'\"")
@@ -117,7 +120,7 @@ def screenshots(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(reverse):
-    running = explorer.serve(reverse, "reverse", ["a", "b", "c"])
+    running = explorer_server.serve(reverse, "reverse", ["a", "b", "c"])
     yield running
     running.shutdown()
     running.server_close()
@@ -186,7 +189,7 @@ def expected_read_back(model, tokens) -> dict[str, list[str]]:
         hook = residual_hook(time.get(label, 0))
         residual = (cache["hook_embed"] + cache["hook_pos_embed"] if hook == "hook_embed+pos"
                     else cache[hook])
-        out[label] = [explorer.show(v) for v in model.decode(label, residual[0], len(tokens))]
+        out[label] = [views.show(v) for v in model.decode(label, residual[0], len(tokens))]
     return out
 
 
@@ -196,7 +199,7 @@ def expected_read_back(model, tokens) -> dict[str, list[str]]:
 def test_write_times_agree_with_the_schedule(reverse):
     shuffle = compile_program(lib.make_shuffle_dyck(["()"]), ["(", ")"], 4)
     for model in (reverse, shuffle):  # shuffle_dyck reads free linear forms
-        times = explorer.write_times(model)
+        times = views.write_times(model)
         schedule = model.compilation.schedule.time
         assert {label: t for label, t in times.items() if label in schedule} == {
             label: schedule[label] for label in model.readouts if label in schedule}
@@ -206,9 +209,9 @@ def test_write_times_agree_with_the_schedule(reverse):
 
 def test_input_view_is_what_the_model_and_evaluator_give(reverse):
     tokens = ["c", "a", "d"]
-    view = explorer.input_view(reverse, "reverse", tokens)
+    view = views.input_view(reverse, "reverse", tokens)
     outputs, cache = reverse.run_with_cache([tokens], backend="numpy")  # what the page runs
-    assert view["output"] == [explorer.show(v) for v in outputs[0]] == ["d", "a", "c"]
+    assert view["output"] == [views.show(v) for v in outputs[0]] == ["d", "a", "c"]
     assert view["expected"] == ["d", "a", "c"] and view["problems"] == []
     assert {s["label"]: s["values"] for s in view["sops"]} == expected_read_back(reverse, tokens)
     evaluation = evaluate_all(reverse.compilation.graph, tokens)
@@ -230,7 +233,7 @@ def test_a_corrupted_model_is_reported_loudly(reverse):
     broken = copy.copy(reverse)
     broken.params = {k: dict(v) for k, v in reverse.params.items()}
     broken.params["layer_1/attn/key"]["w"] = broken.params["layer_1/attn/key"]["w"] * 0.02
-    view = explorer.input_view(broken, "reverse", ["a", "b", "c", "d"])
+    view = views.input_view(broken, "reverse", ["a", "b", "c", "d"])
     assert any(p.startswith("head L1H0 (reverse): its pattern is off the ideal") for p in view["problems"])
     # positions as the page numbers them: BOS 0, the first token 1
     assert "output at position 1 (a): the model's value is not clean" in view["problems"][0]
@@ -240,24 +243,24 @@ def test_bad_input_gets_the_cli_message(reverse, capsys):
     for words in (["a", "z"], ["a"] * 5):
         assert main(["run", "reverse", "--max-seq-len", "4", *words]) == 2
         cli_message = capsys.readouterr().err.strip().removeprefix("rasp-compiler: error: ")
-        assert explorer.input_view(reverse, "reverse", words) == {"words": words,
+        assert views.input_view(reverse, "reverse", words) == {"words": words,
                                                                   "error": cli_message}
     with pytest.raises(InvalidInputError, match="token 'z' is not in the vocab of reverse"):
-        explorer.static_page(reverse, [["a", "z"]], owner="reverse")
+        page.static_page(reverse, [["a", "z"]], owner="reverse")
 
 
 def test_values_are_written_as_the_cli_writes_tokens_and_numbers_without_float_noise():
-    assert [explorer.show(v) for v in ("a", 3, True, None, (1, 2))] == [
+    assert [views.show(v) for v in ("a", 3, True, None, (1, 2))] == [
         "a", "3", "True", "None", "(1, 2)"]
-    assert [explorer.show(v) for v in (8e-16, -1e-9, 2 / 3, 1.5, 1e7)] == [
+    assert [views.show(v) for v in (8e-16, -1e-9, 2 / 3, 1.5, 1e7)] == [
         "0", "0", "0.666667", "1.5", "1e+07"]
 
 
 def test_json_in_the_page_cannot_end_its_script_block():
-    text = explorer.json_for_script({"label": EVIL_LABEL, "more": "<!-- & \u2028"})
+    text = page.json_for_script({"label": EVIL_LABEL, "more": "<!-- & \u2028"})
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
     assert json.loads(text) == {"label": EVIL_LABEL, "more": "<!-- & \u2028"}
-    assert json.loads(explorer.json_for_script({"margin": float("inf")})) == {"margin": "inf"}
+    assert json.loads(page.json_for_script({"margin": float("inf")})) == {"margin": "inf"}
 
 
 def test_the_server_serves_one_page_and_one_api_at_localhost_only(server):
@@ -283,7 +286,7 @@ def test_the_server_serves_one_page_and_one_api_at_localhost_only(server):
     for body in ({"text": 3}, {"words": "a"}, ["a"]):  # JSON, but not {"text": "..."}
         status, text = request("POST", "/api/run", body=json.dumps(body).encode())
         assert status == 400 and 'send JSON {"text": "the tokens"}' in text, body
-    assert request("POST", "/api/run", body=b"x" * (explorer.MAX_REQUEST_BYTES + 1))[0] == 413
+    assert request("POST", "/api/run", body=b"x" * (explorer_server.MAX_REQUEST_BYTES + 1))[0] == 413
     assert request("POST", "/elsewhere", body=b"{}")[0] == 404
     status, body = request("POST", "/api/run", body=json.dumps({"text": "b  a"}).encode())
     assert status == 200 and json.loads(body)["output"] == ["a", "b"]
@@ -360,26 +363,26 @@ def test_deeply_nested_json_is_a_clear_400_not_a_recursion_error(server, capsys)
 
 
 def test_a_loaded_model_degrades_with_a_note(loaded):
-    view = explorer.input_view(loaded, "the saved model", ["a", "b"])
+    view = views.input_view(loaded, "the saved model", ["a", "b"])
     assert view["output"] == ["b", "a"] and view["expected"] is None
     assert all(h["ideal"] is None and h["margin"] is None for h in view["heads"].values())
-    model = explorer.model_view(loaded, "the saved model")
+    model = views.model_view(loaded, "the saved model")
     assert not model["has_program"] and model["nodes"] == []
 
 
 def test_a_compressed_model_shows_its_interference_and_runs_compressed(merged, reverse):
     model, (a, b) = merged
-    view = explorer.model_view(model, "reverse")
+    view = views.model_view(model, "reverse")
     compression = view["compression"]
     np.testing.assert_allclose(compression["interference"], model.W @ model.W.T, atol=1e-3)
     assert compression["pairs"] == [[a, b, "tokens:a", "tokens:b", 1.0]]  # the only one
     assert compression["max_interference"] == 1.0 and compression["d"] == model.d
-    assert view["layers"] == explorer.model_view(reverse, "reverse")["layers"]
-    assert explorer.model_view(reverse, "reverse")["compression"] is None
+    assert view["layers"] == views.model_view(reverse, "reverse")["layers"]
+    assert views.model_view(reverse, "reverse")["compression"] is None
 
     words = ["b", "a", "c"]
-    run = explorer.input_view(model, "reverse", words)
-    assert run["output"] == [explorer.show(v) for v in model.run([words])[0]]
+    run = views.input_view(model, "reverse", words)
+    assert run["output"] == [views.show(v) for v in model.run([words])[0]]
     assert run["exact_output"] == ["c", "a", "b"] == run["expected"]
     assert run["output"] != run["expected"]  # a and b are one feature now
     assert any(problem.startswith("output at position") and "the exact model" in problem
@@ -395,11 +398,62 @@ def test_a_compressed_model_shows_its_interference_and_runs_compressed(merged, r
         atol=1e-6)
 
 
+# --------------------------------------------------------------------------- the circuit panel
+
+
+def expected_example(model, example) -> dict:
+    """What the panel shows for an edge's recorded pair: both inputs, the output of each
+    (the corrupt one run here), and the clean run's output with the edge patched."""
+    return {"clean": [views.show(t) for t in example.clean],
+            "corrupt": [views.show(t) for t in example.corrupt],
+            "clean_output": [views.show(v) for v in example.clean_output],
+            "corrupt_output": [views.show(v) for v in model.run([list(example.corrupt)])[0]],
+            "patched_output": [views.show(v) for v in example.patched_output]}
+
+
+def test_the_circuit_panel_has_every_edge_and_the_functional_ones_marked(reverse, loaded,
+                                                                          merged):
+    most_freq = load_program("most_freq").compile()  # several heads in a layer
+    for model in (reverse, loaded, merged[0], most_freq):
+        view = views.model_view(model, "x")["circuit"]
+        structural = circuit(model)  # a CompressedModel has no .circuit() method
+        functional = circuit(model, functional=True, samples=CIRCUIT_PAIRS, seed=CIRCUIT_SEED)
+        assert [e["name"] for e in view["edges"]] == list(structural.edge_names)
+        assert [e["name"] for e in view["edges"] if e["functional"]] \
+            == list(functional.edge_names) != []
+        assert view["pairs"] == functional.pairs.describe() and len(functional.pairs) == 64
+        assert [n["name"] for n in view["nodes"]] == [n.name for n in structural.model_nodes]
+        assert {n["name"] for n in view["nodes"] if n["functional"]} == set(functional.nodes)
+        assert {n["position"] for n in view["nodes"]} \
+            <= {column["position"] for column in view["columns"]}
+        for edge, shown in zip(structural.edges, view["edges"]):
+            effect = functional.effects[edge]
+            assert (shown["changed"], shown["tried"]) == (effect.changed, effect.tried)
+            if shown["functional"]:
+                assert shown["example"] == expected_example(model, effect.example)
+                assert shown["example"]["patched_output"] != shown["example"]["clean_output"]
+            else:
+                assert shown["example"] is None and shown["changed"] == 0
+    assert views.model_view(reverse, "reverse")["circuit"]["note"] == ""
+
+
+def test_a_compressed_model_without_a_circuit_shows_its_base_models(reverse, merged):
+    """Circuits need linear reads; a compressed model with a ReLU decoder per read (given
+    one by hand here: only its circuit is taken) shows the exact model's, and says so."""
+    model = merged[0]
+    nonlinear = CompressedModel(reverse, model.W, {"reader": np.zeros((1, 1), np.float32)},
+                                model.info)
+    view = views.model_view(nonlinear, "reverse")["circuit"]
+    assert view["note"].startswith("The circuit shown is the exact (uncompressed) model's: "
+                                   "circuits of a compressed model need linear reads")
+    assert view["edges"] == views.model_view(reverse, "reverse")["circuit"]["edges"]
+
+
 # --------------------------------------------------------------------------- in the browser
 
 
 def test_static_page_opens_offline_with_every_view(browser, reverse, tmp_path, screenshots):
-    path = explorer.write_static_page(reverse, [["a", "b", "c"], ["d", "a"]], tmp_path / "p.html",
+    path = page.write_static_page(reverse, [["a", "b", "c"], ["d", "a"]], tmp_path / "p.html",
                                       owner="reverse")
     browser.execute_cdp_cmd("Network.enable", {})
     browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
@@ -430,7 +484,7 @@ def test_typing_an_input_shows_the_models_output_and_read_back(browser, server, 
     load(browser, server.url)
     type_input(browser, "c a  d")
     assert text_of(browser, "#input-shown") == "c a d"
-    assert text_of(browser, "#output") == " ".join(explorer.show(v) for v in
+    assert text_of(browser, "#output") == " ".join(views.show(v) for v in
                                                    reverse.run([["c", "a", "d"]])[0])
     assert table_rows(browser, "#sop-values") == expected_read_back(reverse, ["c", "a", "d"])
     assert browser.find_element("id", "banner").is_displayed() is False
@@ -461,6 +515,66 @@ def test_clicking_a_head_shows_its_pattern_as_in_the_cache(browser, server, reve
     assert console_problems(browser) == []
 
 
+def click_edge_on_the_drawing(browser, name: str) -> None:
+    """A real mouse click on edge `name`'s curve in the circuit drawing, at a point of it
+    where no other curve lies on top."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    hit = browser.find_element("css selector", f"#circuit-map path.hit[data-edge='{name}']")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", hit)
+    point = browser.execute_script("""
+        const path = arguments[0], name = arguments[1], length = path.getTotalLength();
+        for (const f of [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8]) {
+            const at = path.getPointAtLength(f * length).matrixTransform(path.getScreenCTM());
+            const top = document.elementFromPoint(at.x, at.y);
+            if (top && top.dataset && top.dataset.edge === name) return [at.x, at.y];
+        }
+        return null;""", hit, name)
+    assert point, f"no point of the curve of {name} can be clicked"
+    actions = ActionBuilder(browser)
+    actions.pointer_action.move_to_location(round(point[0]), round(point[1]))
+    actions.pointer_action.click()
+    actions.perform()
+
+
+def test_clicking_a_circuit_edge_shows_its_example_pair(browser, reverse, server, tmp_path,
+                                                        screenshots):
+    structural = reverse.circuit()
+    functional = reverse.circuit(functional=True, samples=CIRCUIT_PAIRS, seed=CIRCUIT_SEED)
+    path = page.write_static_page(reverse, [["a", "b", "c"]], tmp_path / "p.html",
+                                  owner="reverse")
+    load(browser, path.as_uri())
+    drawn = browser.find_elements("css selector", "#circuit-map path.edge")
+    assert [e.get_attribute("data-edge") for e in drawn] == list(structural.edge_names)
+    highlighted = browser.find_elements("css selector", "#circuit-map path.edge.functional")
+    assert [e.get_attribute("data-edge") for e in highlighted] == list(functional.edge_names)
+    assert functional.pairs.describe() in text_of(browser, "#circuit-pairs")
+    assert "stops at 64 pairs" in text_of(browser, "#circuit-pairs")
+    for edge in reversed(functional.edges):  # the first is shown on load: click the last first
+        click_edge_on_the_drawing(browser, edge.name)
+        assert text_of(browser, "#circuit-edge-title") == edge.name
+        effect = functional.effects[edge]
+        assert (f"changes the output on {effect.share:.0%} of the pairs ({effect.changed} of "
+                f"{effect.tried})") in text_of(browser, "#circuit-edge")
+        shown = {key: text_of(browser, f"#example-{key.replace('_', '-')}").split()
+                 for key in ("clean", "corrupt", "clean_output", "corrupt_output",
+                             "patched_output")}
+        assert shown == expected_example(reverse, effect.example)
+        selected = browser.find_elements("css selector", "#circuit-map path.edge.sel")
+        assert [e.get_attribute("data-edge") for e in selected] == [edge.name]
+    screenshot(browser, "circuit", screenshots / "static_circuit.png")
+    assert console_problems(browser) == []
+
+    load(browser, server.url)  # the served page: the same panel; the table selects too
+    dropped = next(e for e in structural.edges if e not in set(functional.edges))
+    browser.find_element("css selector", f"#circuit-edges tr[data-edge='{dropped.name}']").click()
+    assert text_of(browser, "#circuit-edge-title") == dropped.name
+    assert text_of(browser, "#circuit-no-example") == (
+        "No pair to show: patching this edge alone changed the output on none of the 64 pairs "
+        "tried.")
+    assert console_problems(browser) == []
+
+
 def test_bad_input_typed_in_the_page_gets_the_cli_message(browser, server, capsys):
     load(browser, server.url)
     for words in (["a", "z"], ["a"] * 5):
@@ -475,8 +589,8 @@ def test_bad_input_typed_in_the_page_gets_the_cli_message(browser, server, capsy
 
 
 def test_labels_and_tokens_are_shown_as_text_never_run(browser, evil, tmp_path):
-    path = explorer.write_static_page(evil, [list(EVIL_TOKENS)], tmp_path / "evil.html")
-    running = explorer.serve(evil, EVIL_LABEL, list(EVIL_TOKENS))
+    path = page.write_static_page(evil, [list(EVIL_TOKENS)], tmp_path / "evil.html")
+    running = explorer_server.serve(evil, EVIL_LABEL, list(EVIL_TOKENS))
     try:
         for url in (path.as_uri(), running.url):
             load(browser, url)
@@ -484,7 +598,9 @@ def test_labels_and_tokens_are_shown_as_text_never_run(browser, evil, tmp_path):
                 type_input(browser, "'\" <b> &amp;")
                 assert text_of(browser, "#output") == "'\" <b> &amp;"
             assert browser.execute_script("return window.pwned === undefined")
-            assert browser.find_elements("css selector", "img, svg, b") == []
+            # the one SVG is the circuit drawing, which the script builds (its labels as text)
+            assert browser.find_elements("css selector", "img, svg:not(#circuit-map), b") == []
+            assert len(browser.find_elements("css selector", "#circuit-map")) == 1
             assert EVIL_LABEL in text_of(browser, "#plan") and EVIL_SELECTOR in text_of(browser, "#selectors")
             assert browser.title == f"{EVIL_LABEL}: model explorer"
             assert console_problems(browser) == []  # no script ran, so CSP blocked nothing either
@@ -495,8 +611,8 @@ def test_labels_and_tokens_are_shown_as_text_never_run(browser, evil, tmp_path):
 
 def test_causal_and_loaded_models_in_the_page(browser, loaded, tmp_path, screenshots):
     causal = compile_program(lib.make_frac_prevs(rasp.tokens == "x"), ["a", "x"], 4, causal=True)
-    explorer.write_static_page(causal, [["a", "x", "x"]], tmp_path / "causal.html")
-    explorer.write_static_page(loaded, [["a", "b"]], tmp_path / "loaded.html", "the saved model")
+    page.write_static_page(causal, [["a", "x", "x"]], tmp_path / "causal.html")
+    page.write_static_page(loaded, [["a", "b"]], tmp_path / "loaded.html", "the saved model")
     load(browser, (tmp_path / "causal.html").as_uri())
     mask = browser.find_elements("css selector", "table[data-which='mask'] td")
     assert [c.get_attribute("data-value") for c in mask] == [
@@ -512,7 +628,7 @@ def test_causal_and_loaded_models_in_the_page(browser, loaded, tmp_path, screens
 
 def test_a_compressed_model_in_the_page(browser, merged, tmp_path, screenshots):
     model, (a, b) = merged
-    path = explorer.write_static_page(model, [["b", "a", "c"]], tmp_path / "c.html", "reverse")
+    path = page.write_static_page(model, [["b", "a", "c"]], tmp_path / "c.html", "reverse")
     load(browser, path.as_uri())
     assert console_problems(browser) == []
     cells = browser.find_elements("css selector", "#interference-map td")
@@ -557,7 +673,7 @@ def test_no_view_needs_horizontal_scrolling_at_1280_pixels(browser, name, tmp_pa
     spec = load_program(name)
     model = spec.compile()
     longest = [str(spec.vocab[i % len(spec.vocab)]) for i in range(spec.max_seq_len)]
-    path = explorer.write_static_page(model, [longest], tmp_path / f"{name}.html")
+    path = page.write_static_page(model, [longest], tmp_path / f"{name}.html")
     browser.set_window_size(1280, 1000)
     try:
         load(browser, path.as_uri())
@@ -581,7 +697,7 @@ def test_one_position_numbering_and_one_colour_convention_with_a_legend(browser,
 
     from rasp_compiler.diagnostics import colours
 
-    path = explorer.write_static_page(reverse, [["c", "a", "d"]], tmp_path / "p.html")
+    path = page.write_static_page(reverse, [["c", "a", "d"]], tmp_path / "p.html")
     load(browser, path.as_uri())
     heads = browser.find_elements("css selector", "table[data-which='compiled'] tr:first-of-type th")
     assert [th.text for th in heads] == ["query \\ key", "0:BOS", "1:c", "2:a", "3:d"]
@@ -653,9 +769,9 @@ def test_a_saved_program_is_found_again_and_compressed_disagreements_are_marked(
     a compressed model's outputs that differ from the exact model's are marked one by one."""
     model = load_program("reverse").compile(max_seq_len=4)
     folder = model.save(tmp_path / "reverse")
-    loaded, note = explorer.load_saved(folder)
+    loaded, note = views.load_saved(folder)
     assert note == "" and loaded.compilation is not None
-    path = explorer.write_static_page(loaded, [["a", "b"]], tmp_path / "saved.html")
+    path = page.write_static_page(loaded, [["a", "b"]], tmp_path / "saved.html")
     load(browser, path.as_uri())
     assert browser.title == "reverse: model explorer"
     assert not browser.find_elements("id", "no-program")
@@ -664,9 +780,9 @@ def test_a_saved_program_is_found_again_and_compressed_disagreements_are_marked(
 
     small, _ = merge_tokens(model)
     tokens = ["b", "c", "a", "d"]
-    compressed, note = explorer.load_saved(small.save(tmp_path / "small"))
+    compressed, note = views.load_saved(small.save(tmp_path / "small"))
     assert note == "" and compressed.name == "reverse"
-    path = explorer.write_static_page(compressed, [tokens], tmp_path / "small.html")
+    path = page.write_static_page(compressed, [tokens], tmp_path / "small.html")
     load(browser, path.as_uri())
     assert browser.title == "reverse: model explorer"
     got, want = small.run([tokens])[0], model.run([tokens])[0]
@@ -723,6 +839,7 @@ def test_model_show_renders_the_explorer_inline_in_one_iframe(browser, reverse, 
         assert text_of(browser, "#output") == "d a c"
         browser.find_element("css selector", "button.saved[data-index='1']").click()
         assert text_of(browser, "#output") == "b b"
+        assert browser.find_elements("css selector", "#circuit-map path.edge.functional")
         assert overflow(browser)["page"] == 0
     finally:
         browser.switch_to.default_content()
@@ -752,7 +869,7 @@ def test_the_explore_command_serves_a_program_or_a_saved_model(monkeypatch, caps
             thread.join()
             server.server_close()
 
-    monkeypatch.setattr(explorer, "run_until_interrupted", serve_once)
+    monkeypatch.setattr(explorer_server, "run_until_interrupted", serve_once)
     monkeypatch.setattr("webbrowser.open", opened.append)
     assert main(["explore", "reverse", "--max-seq-len", "4", "--input", "b", "a"]) == 0
     url = capsys.readouterr().out.split(" is at ")[1].split()[0]

@@ -173,11 +173,11 @@ def test_causal_fuzz_campaign_is_clean():
 
 
 def test_cli_causal_flag(capsys):
-    from rasp_compiler.cli import commands as cli
+    from rasp_compiler.cli import main
 
-    assert cli.main(["run", "length", "--causal", "a", "b", "c"]) == 0
+    assert main(["run", "length", "--causal", "a", "b", "c"]) == 0
     assert capsys.readouterr().out.strip() == "[1, 2, 3]"
-    assert cli.main(["eval", "length", "--causal", "-q", "a", "b"]) == 0
+    assert main(["eval", "length", "--causal", "-q", "a", "b"]) == 0
     assert "output: [1, 2]" in capsys.readouterr().out
 
 

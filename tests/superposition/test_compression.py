@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rasp_compiler import compile_program, load_program
-from rasp_compiler.cli.commands import main
+from rasp_compiler.cli import main
 from rasp_compiler.superposition.compression import (
     CONFIG_FILE,
     CompressedModel,

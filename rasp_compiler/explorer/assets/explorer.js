@@ -1,4 +1,4 @@
-// The model explorer's page script (explorer.py inlines it; its hash is in the page's CSP).
+// The model explorer's page script (page.py inlines it; its hash is in the page's CSP).
 //
 // Python computed everything; this script draws the JSON in #explorer-data and links the
 // views. Every string from the model or the input is written with text nodes (el() below)
@@ -16,7 +16,7 @@
   const DATA = JSON.parse(document.getElementById("explorer-data").textContent);
   const MODEL = DATA.model;
   const COLOURS = MODEL.colours;
-  const state = { view: null, head: null, sop: null, dim: null, step: 0 };
+  const state = { view: null, head: null, sop: null, dim: null, step: 0, edge: null };
   const HEADS = [];
   for (const layer of MODEL.layers) for (const head of layer.heads) HEADS.push(head);
   const HEAD_BY_NAME = new Map(HEADS.map((h) => [h.name, h]));
@@ -165,6 +165,7 @@
          "Top to bottom: the embeddings, then each layer's attention heads and MLP parts, with the " +
          "residual SOps (and dimension ranges) each reads and writes. Click a head to see it; click an " +
          "SOp to highlight where it is written and read; hover a box's name for what its kind of head or MLP means."), el("div", { id: "plan-body" })),
+       section("circuit", "Circuit", el("div", { id: "circuit-body" })),
        section("head", "Attention head", el("div", { id: "head-body" })),
        section("residual", "Residual stream", el("div", { id: "residual-body" })),
        MODEL.compression ? section("interference", "Interference (compressed model)",
@@ -610,6 +611,144 @@
       legend("signed", scale || 1), table);
   }
 
+  // --------------------------------------------------------------------- circuit
+
+  // The model's nodes on the layer plan, left to right (embeddings, then each layer's
+  // attention and MLP, then the output), one column per sublayer; the structural edges
+  // drawn thin and dashed, the functional ones (those whose patch alone changes the output
+  // on some pair) thick. Click an edge, on the drawing or in the table, to see its pair.
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function svg(tag, attrs, text) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value !== null && value !== undefined) node.setAttribute(key, String(value));
+    }
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function percent(share) {
+    return `${Math.round(100 * share)}%`;
+  }
+
+  function edgeEffect(edge, what) {
+    if (edge.functional) return `changes the output on ${percent(edge.share)} of the ${what} (${edge.changed} of ${edge.tried})`;
+    return `changes the output on none of the ${edge.tried} ${what}: structural only`;
+  }
+
+  function renderCircuit() {
+    const c = MODEL.circuit;
+    const body = document.getElementById("circuit-body");
+    if (c.error) return body.replaceChildren(el("p", { class: "error", id: "circuit-error" }, c.error));
+    const what = c.ablation === "resample" ? "pairs" : "inputs";
+    const kept = c.edges.filter((e) => e.functional).length;
+    const intro = el("p", { class: "note", id: "circuit-pairs" },
+      `${c.edges.length} structural edges (of ${c.candidates} the layer order allows): a source writes residual ` +
+      `dimensions the destination reads. Highlighted: the ${kept} functional edges, those whose patch alone ` +
+      `changes the decoded output on some pair, measured here on ${c.pairs} with ${c.ablation} ablation ` +
+      `(the page stops at ${c.cap} pairs to stay fast; \`rasp-compiler circuit ${MODEL.owner} --functional\` measures more). ` +
+      "Click an edge to see one pair it changes.");
+    const columns = c.columns.filter((col) => c.nodes.some((n) => n.position === col.position));
+    const COL = 150, BOX_W = 104, BOX_H = 34, GAP = 30, TOP = 34, LEFT = 10;
+    const rows = Math.max(1, ...columns.map((col) => c.nodes.filter((n) => n.position === col.position).length));
+    const width = LEFT * 2 + (columns.length - 1) * COL + BOX_W;
+    // An edge that skips columns dips below its row (deeper the more it skips), so it is
+    // never drawn through the boxes between its ends; the last row leaves room for it.
+    const dip = (skipped) => (skipped ? BOX_H / 2 + 8 + 6 * skipped : 0);
+    const height = TOP + rows * (BOX_H + GAP) + 0.75 * dip(columns.length);
+    const place = new Map();
+    const drawing = svg("svg", { id: "circuit-map", viewBox: `0 0 ${width} ${height}`, width: "100%",
+                                 role: "img", "aria-label": `the circuit of ${c.program}` });
+    drawing.style.maxWidth = `${Math.max(width, 480)}px`;
+    columns.forEach((col, i) => {
+      const x = LEFT + i * COL;
+      drawing.append(svg("text", { x: x + BOX_W / 2, y: 14, class: "column", "text-anchor": "middle" }, col.name));
+      c.nodes.filter((n) => n.position === col.position).forEach((n, row) => {
+        place.set(n.name, { x, y: TOP + row * (BOX_H + GAP) });
+      });
+    });
+    const port = { q: -9, k: 0, v: 9, in: 0 };
+    const edges = svg("g", { class: "edges" });
+    for (const e of c.edges) {
+      const a = place.get(e.source), b = place.get(e.destination);
+      const x1 = a.x + BOX_W, y1 = a.y + BOX_H / 2, x2 = b.x, y2 = b.y + BOX_H / 2 + port[e.input];
+      const bend = Math.max(30, (x2 - x1) / 2);
+      const low = dip(Math.round((x2 - x1 - (COL - BOX_W)) / COL));
+      const d = `M ${x1} ${y1} C ${x1 + bend} ${y1 + low}, ${x2 - bend} ${y2 + low}, ${x2} ${y2}`;
+      const title = `${e.name}: ${edgeEffect(e, what)}`;
+      const line = svg("path", { d, class: `edge ${e.functional ? "functional" : "structural"}`, "data-edge": e.name });
+      const hit = svg("path", { d, class: "hit", "data-edge": e.name });
+      hit.append(svg("title", {}, title));
+      hit.addEventListener("click", () => selectEdge(e.name));
+      edges.append(line, hit);
+    }
+    const nodes = svg("g", { class: "nodes" });
+    for (const n of c.nodes) {
+      const p = place.get(n.name);
+      const cls = `node ${n.kind}${n.functional ? " functional" : n.structural ? "" : " unused"}`;
+      const g = svg("g", { class: cls, "data-node": n.name, transform: `translate(${p.x} ${p.y})` });
+      g.append(svg("title", {}, `${n.name}${n.computes.length ? `: computes ${n.computes.join(", ")}` : ""}` +
+                                (n.structural ? "" : " (outside the circuit: no path from it to the output)")));
+      g.append(svg("rect", { width: BOX_W, height: BOX_H, rx: 5 }));
+      g.append(svg("text", { x: BOX_W / 2, y: 14, "text-anchor": "middle", class: "short" }, n.short));
+      const computes = n.computes.join(", ");
+      g.append(svg("text", { x: BOX_W / 2, y: 27, "text-anchor": "middle", class: "computes" },
+                   computes.length > 18 ? computes.slice(0, 17) + "…" : computes));
+      if (n.kind === "head") for (const x of ["q", "k", "v"])
+        g.append(svg("text", { x: 3, y: BOX_H / 2 + port[x] + 3, class: "port" }, x));
+      nodes.append(g);
+    }
+    drawing.append(edges, nodes);
+    const table = el("table", { class: "grid", id: "circuit-edges" },
+      el("tr", {}, el("th", {}, "edge (source -> destination [input])"), el("th", {}, "functional"),
+         el("th", {}, `changes the output on (of ${what})`)),
+      c.edges.map((e) => el("tr", { data: { edge: e.name }, class: e.functional ? "functional" : null,
+                                    title: "show its example pair", on: { click: () => selectEdge(e.name) } },
+        el("td", { class: "mono" }, e.name), el("td", {}, e.functional ? "yes" : "no"),
+        el("td", {}, `${percent(e.share)} (${e.changed} of ${e.tried})`))));
+    body.replaceChildren(intro,
+      el("p", { class: "note", hidden: !c.note }, c.note),
+      el("div", { class: "legend" }, el("span", { class: "functional-key" }, "functional edge"),
+         el("span", { class: "structural-key" }, "structural only"), "node colours: kind; grey: outside the circuit"),
+      el("div", { class: "fit circuit-frame" }, drawing),
+      el("div", { id: "circuit-edge", class: "edge-detail", role: "status" }),
+      el("h3", {}, "Every structural edge"),
+      el("div", { class: "fit" }, table));
+    const first = c.edges.find((e) => e.functional);
+    selectEdge(state.edge || (first ? first.name : null));
+  }
+
+  function selectEdge(name) {
+    state.edge = name;
+    const c = MODEL.circuit;
+    const detail = document.getElementById("circuit-edge");
+    for (const node of document.querySelectorAll("#circuit [data-edge]"))
+      node.classList.toggle("sel", node.dataset.edge === name);
+    const edge = c.edges.find((e) => e.name === name);
+    if (!edge) return detail.replaceChildren(el("p", { class: "note" }, "Click an edge to see its example pair."));
+    const what = c.ablation === "resample" ? "pairs" : "inputs";
+    const parts = [el("h3", { id: "circuit-edge-title" }, edge.name),
+      kv([["from", edge.source], ["to", `${edge.destination}, at its input ${edge.input}`],
+          ["functional", edge.functional ? "yes" : "no"],
+          ["effect share", edgeEffect(edge, what)]])];
+    const x = edge.example;
+    if (x) {
+      const row = (label, id, values) => el("tr", {}, el("th", {}, label),
+        el("td", {}, el("code", { id }, values.join(" ") || "(empty)")));
+      parts.push(el("table", { class: "grid", id: "circuit-example" },
+        row("clean input", "example-clean", x.clean),
+        row("its output", "example-clean-output", x.clean_output),
+        x.corrupt ? row("corrupt input", "example-corrupt", x.corrupt) : null,
+        x.corrupt_output ? row("its output", "example-corrupt-output", x.corrupt_output) : null,
+        row(`clean run, this edge patched (${c.ablation})`, "example-patched-output", x.patched_output)));
+    } else {
+      parts.push(el("p", { class: "note", id: "circuit-no-example" },
+        `No pair to show: patching this edge alone changed the output on none of the ${edge.tried} ${what} tried.`));
+    }
+    detail.replaceChildren(...parts);
+  }
+
   // --------------------------------------------------------------------- selectors
 
   function renderSelectors() {
@@ -695,6 +834,7 @@
 
   renderFacts();
   renderPlan();
+  renderCircuit();
   renderSelectors();
   if (MODEL.compression) renderInterference();
   renderInputForm();

@@ -1,35 +1,18 @@
-"""The model explorer: linked views of a compiled model in a browser page.
+"""The explorer's view-model: everything the page shows, computed in Python as JSON-ready
+data (`model_view` once per model, `input_view` per input).
 
-One page, two ways to get it:
-- `static_page(model, inputs)` / `write_static_page`: a self-contained HTML file
-  (`inspect --html`) holding the views for a fixed set of inputs; it opens offline
-  and makes no network request (its Content-Security-Policy forbids any).
-- `serve(model)` (`rasp-compiler explore`): a local server on 127.0.0.1 that runs
-  any input typed into the page.
-
-Python computes everything (`model_view` once, `input_view` per input) and hands
-the page JSON; the page's script (assets/explorer.js) only draws it and
-links the views. So the page shows exactly what `model.run`, `run_with_cache`
-(the numpy forward, `backend="numpy"`: no XLA compilation per input length),
-`read_back` and the evaluator give, and user-controlled strings (program labels,
-tokens) only ever reach the page as JSON data that the script writes as text.
+Why Python and not the page: the page then shows exactly what `model.run`,
+`run_with_cache` (the numpy forward, `backend="numpy"`: no XLA compilation per input
+length), `read_back` and the evaluator give, and user-controlled strings (program
+labels, tokens) only ever reach the page as JSON data that the script writes as text.
+page.py puts these views in an HTML page, server.py serves them; the circuit panel's
+data is circuit_view.py.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import html
-import json
 import math
-import socket
-import sys
-import threading
-import time
 from dataclasses import asdict
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,21 +21,14 @@ import numpy as np
 from rasp_compiler.diagnostics import colours
 from rasp_compiler.diagnostics.evaluation import residual_hook, sublayer_name
 from rasp_compiler.diagnostics.glossary import TERMS
-from rasp_compiler.diagnostics.layer_plan import layer_plan_report as layout
-from rasp_compiler.diagnostics.layer_plan import residual_map
+from rasp_compiler.diagnostics.layer_plan import layer_plan_report, residual_map
 from rasp_compiler.diagnostics.patterns import (
     DEFAULT_PATTERN_TOLERANCE,
     head_matrix,
     ideal_pattern,
     pattern_stats,
 )
-from rasp_compiler.errors import (
-    EvaluationError,
-    InvalidInputError,
-    RaspCompilerError,
-    SaveError,
-    counted,
-)
+from rasp_compiler.errors import EvaluationError, RaspCompilerError, counted
 from rasp_compiler.model.encoding import Unclean
 from rasp_compiler.model.hooks import Slot, hook
 from rasp_compiler.verify.checker import values_match
@@ -64,10 +40,6 @@ NO_PROGRAM_NOTE = (
     "session (rasp-compiler explore PROGRAM) to see them."
 )
 SAVED_OWNER = "the saved model"  # how messages name a saved model whose program is unknown
-MAX_REQUEST_BYTES = 64 * 1024  # a typed input is a few tokens; refuse anything bigger
-MAX_JSON_DEPTH = 32  # {"text": "..."} nests 1 deep; Python's json recurses once per level
-REQUEST_TIMEOUT = 30  # seconds a connection may sit idle (e.g. a body shorter than announced)
-DRAIN_SECONDS = 0.5  # after refusing a body unread, how long to drop what the client still sends
 
 
 # --------------------------------------------------------------------------- values
@@ -217,9 +189,18 @@ def model_view(model, owner: str, program_note: str = "") -> dict:
     `owner` names the model in messages about typed tokens, as the CLI does (the
     program's name, or "the saved model"); `program_note` says why a loaded model has no
     program. A compressed model shows its base model's structure plus its interference
-    matrix (`compression`)."""
+    matrix (`compression`). `circuit` is the circuit panel's data (circuit_view.py)."""
+    from rasp_compiler.explorer.circuit_view import circuit_view
+
+    view = _structure_view(model, owner, program_note)
+    view["circuit"] = circuit_view(model)
+    return view
+
+
+def _structure_view(model, owner: str, program_note: str) -> dict:
+    """model_view without the circuit: the layer plan, residual layout, selectors, facts."""
     if is_compressed(model):
-        view = model_view(model.base, owner, program_note)
+        view = _structure_view(model.base, owner, program_note)
         compression = compression_view(model)
         view["compression"] = compression
         view["facts"] = [
@@ -273,7 +254,7 @@ def model_view(model, owner: str, program_note: str = "") -> dict:
     record = model.compilation
     nodes, not_in_residual = [], []
     if record is not None:
-        places = layout(model).nodes
+        places = layer_plan_report(model).nodes
         nodes = [asdict(node) for node in places]
         not_in_residual = [[n.label, n.where] for n in places
                            if n.label not in model.readouts and n.place != "selector"]
@@ -433,11 +414,15 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
     }
 
 
-# --------------------------------------------------------------------------- the page
+def default_inputs(model, examples: Sequence = ()) -> list[list[str]]:
+    """The inputs a static page holds when none are given: the examples the model can run
+    (compiled with a smaller --max-seq-len or --vocab, some do not fit), else the vocab
+    (cut to max_seq_len)."""
+    vocab = {str(t) for t in model.vocab}
+    inputs = [[str(t) for t in example] for example in examples]
+    fitting = [xs for xs in inputs if 0 < len(xs) <= model.max_seq_len and set(xs) <= vocab]
+    return fitting or [[str(t) for t in model.vocab[: model.max_seq_len]]]
 
-
-def _asset(name: str) -> str:
-    return (resources.files("rasp_compiler.explorer") / "assets" / name).read_text("utf-8")
 
 
 def json_safe(data: Any) -> Any:
@@ -450,272 +435,3 @@ def json_safe(data: Any) -> Any:
         return [json_safe(value) for value in data]
     return data
 
-
-def json_for_script(data: Any) -> str:
-    """JSON that is safe inside <script type="application/json">: no '<', '>' or '&'
-    survives (so no `</script>` or `<!--` can end the block), and no raw line separators."""
-    text = json.dumps(json_safe(data), ensure_ascii=True, allow_nan=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _sha256(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
-
-
-def page_html(view: dict, inputs: Sequence[dict], mode: str) -> tuple[str, str]:
-    """The page and its Content-Security-Policy. `mode` is "static" (the inputs are all
-    there is) or "server" (the page posts typed inputs to /api/run).
-
-    The policy allows exactly the page's own script and style (by hash), images from
-    data: URLs (the favicon), and in server mode requests to the page's own origin."""
-    script, style = _asset("explorer.js"), _asset("explorer.css")
-    policy = (f"default-src 'none'; script-src {_sha256(script)}; style-src {_sha256(style)}; "
-              f"img-src data:; base-uri 'none'; form-action 'none'"
-              + ("; connect-src 'self'" if mode == "server" else ""))
-    data = json_for_script({"mode": mode, "model": view, "inputs": list(inputs)})
-    title = html.escape(f"{view['title']}: model explorer")
-    page = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{html.escape(policy)}\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        "<link rel=\"icon\" href=\"data:,\">"
-        f"<title>{title}</title><style>{style}</style></head>"
-        "<body><noscript>This page draws its views with JavaScript; enable it to see "
-        "them.</noscript><div id=\"app\"></div>"
-        f"<script type=\"application/json\" id=\"explorer-data\">{data}</script>"
-        f"<script>{script}</script></body></html>\n"
-    )
-    return page, policy
-
-
-def default_inputs(model, examples: Sequence = ()) -> list[list[str]]:
-    """The inputs a static page holds when none are given: the examples the model can run
-    (compiled with a smaller --max-seq-len or --vocab, some do not fit), else the vocab
-    (cut to max_seq_len)."""
-    vocab = {str(t) for t in model.vocab}
-    inputs = [[str(t) for t in example] for example in examples]
-    fitting = [xs for xs in inputs if 0 < len(xs) <= model.max_seq_len and set(xs) <= vocab]
-    return fitting or [[str(t) for t in model.vocab[: model.max_seq_len]]]
-
-
-def static_page(model, inputs: Sequence[Sequence], owner: str | None = None,
-                program_note: str = "") -> str:
-    """A self-contained page with the views for each of `inputs` (token sequences)."""
-    owner = owner or owner_of(model)
-    views = [input_view(model, owner, [str(t) for t in tokens]) for tokens in inputs]
-    for view in views:  # a page of fixed inputs has no box to show the error in: raise it
-        if "error" in view:
-            raise InvalidInputError(view["error"])
-    return page_html(model_view(model, owner, program_note), views, "static")[0]
-
-
-def write_static_page(model, inputs: Sequence[Sequence], path, owner: str | None = None) -> Path:
-    path = Path(path)
-    page = static_page(model, inputs, owner)
-    try:
-        path.write_text(page, encoding="utf-8")
-    except OSError as exc:  # e.g. a full disk or a read-only file: say which file
-        raise SaveError(f"cannot write the HTML page to {path}: {exc.strerror or exc}") from exc
-    return path
-
-
-# --------------------------------------------------------------------------- the server
-
-
-class ExplorerServer(ThreadingHTTPServer):
-    """Serves one page ("/") and one API ("/api/run") for one model, on 127.0.0.1 only.
-
-    There is no file system behind it: any other path is 404, so nothing outside the
-    page can be reached (no path traversal). Requests whose Host header is not this
-    server's own address are refused (a page elsewhere cannot reach it through DNS
-    rebinding). Runs are serialised: one model, one forward at a time."""
-
-    daemon_threads = True
-
-    def __init__(self, model, owner: str, initial: Sequence[str] = (), port: int = 0,
-                 program_note: str = ""):
-        try:
-            super().__init__(("127.0.0.1", port), _Handler)
-        except OSError as exc:
-            raise InvalidInputError(
-                f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; choose another "
-                f"--port (0 picks a free one)") from None
-        self.model, self.owner = model, owner
-        self.lock = threading.Lock()
-        view = model_view(model, owner, program_note)
-        first = input_view(model, owner, list(initial) or default_inputs(model)[0])
-        self.page, self.policy = page_html(view, [first], "server")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/"
-
-    def handle_error(self, request, client_address) -> None:
-        """A client that hangs up or stalls mid-request is no error of ours: stay quiet
-        (socketserver would print a traceback); anything else is a bug, shown as one."""
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
-
-    def run_words(self, words: Sequence[str]) -> dict:
-        with self.lock:
-            return input_view(self.model, self.owner, words)
-
-
-def body_length(headers) -> tuple[int, tuple[int, str] | None]:
-    """The request body's length from its headers, or (0, (status, message)) refusing it
-    before a byte of the body is read: no Content-Length or a chunked body (411), a
-    Content-Length that is not one plain decimal number (400: `-1` used to read until the
-    client closed), or one past MAX_REQUEST_BYTES (413)."""
-    if headers.get("Transfer-Encoding") is not None:
-        return 0, (HTTPStatus.LENGTH_REQUIRED,
-                   "send the input with a Content-Length, not a Transfer-Encoding")
-    values = headers.get_all("Content-Length") or []
-    if not values:
-        return 0, (HTTPStatus.LENGTH_REQUIRED, "send the input with a Content-Length")
-    if len(values) > 1:
-        return 0, (HTTPStatus.BAD_REQUEST, "send one Content-Length header, not several")
-    text = values[0].strip()
-    if not (text.isascii() and text.isdigit()):
-        return 0, (HTTPStatus.BAD_REQUEST,
-                   f"Content-Length must be a number of bytes, 0 to {MAX_REQUEST_BYTES}, got "
-                   f"{text[:40]!r}")
-    size = int(text)
-    if size > MAX_REQUEST_BYTES:
-        return 0, (HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                   f"an input is at most {MAX_REQUEST_BYTES} bytes, got a Content-Length of "
-                   f"{text[:40]}")
-    return size, None
-
-
-def json_depth(text: str) -> int:
-    """How deeply the JSON `text` nests arrays and objects (strings skipped), counted in
-    one pass without parsing: json.loads recurses once per level, so `[` x 30,000 would
-    raise RecursionError. Malformed text gets a number too; json.loads then refuses it."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: ExplorerServer
-    server_version = "rasp-compiler-explorer"
-    timeout = REQUEST_TIMEOUT  # a client that stalls mid-request is dropped, not waited on
-
-    def log_message(self, format, *args):  # quiet: the terminal shows the URL only
-        pass
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Content-Security-Policy", self.server.policy)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _text(self, status: int, message: str) -> None:
-        self._send(status, message.encode("utf-8"), "text/plain; charset=utf-8")
-
-    def _discard_sent_body(self) -> None:
-        """After refusing a body unread: end the response (FIN), then drop what the client
-        had already sent, at most MAX_REQUEST_BYTES in at most DRAIN_SECONDS. Closing a
-        socket with unread input resets the connection, and the client could lose the
-        refusal before reading it."""
-        try:
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + DRAIN_SECONDS
-            left = MAX_REQUEST_BYTES
-            while left > 0 and (wait := deadline - time.monotonic()) > 0:
-                self.connection.settimeout(wait)
-                data = self.connection.recv(min(left, 16384))
-                if not data:
-                    break
-                left -= len(data)
-        except OSError:  # timed out, or the client went away: nothing more to do
-            pass
-
-    def _host_ok(self) -> bool:
-        port = self.server.server_address[1]
-        return self.headers.get("Host", "") in (f"127.0.0.1:{port}", f"localhost:{port}")
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        if not self._host_ok():
-            return self._text(HTTPStatus.FORBIDDEN, "this server answers only at 127.0.0.1")
-        if self.path.split("?", 1)[0] != "/":
-            return self._text(HTTPStatus.NOT_FOUND, "not found: this server has one page, /")
-        self._send(HTTPStatus.OK, self.server.page.encode("utf-8"), "text/html; charset=utf-8")
-
-    do_HEAD = do_GET
-
-    def do_POST(self) -> None:  # noqa: N802
-        if not self._host_ok():
-            return self._text(HTTPStatus.FORBIDDEN, "this server answers only at 127.0.0.1")
-        if self.path != "/api/run":
-            return self._text(HTTPStatus.NOT_FOUND, "not found: inputs go to /api/run")
-        size, problem = body_length(self.headers)
-        if problem is not None:  # the body is never read: answer, then close
-            self.close_connection = True
-            self._text(*problem)
-            return self._discard_sent_body()
-        body = self.rfile.read(size)
-        if len(body) < size:
-            self.close_connection = True
-            return self._text(HTTPStatus.BAD_REQUEST, f"the body ended after {len(body)} of "
-                                                      f"the {size} bytes of its Content-Length")
-        try:
-            document = body.decode("utf-8")
-        except UnicodeDecodeError:
-            return self._text(HTTPStatus.BAD_REQUEST, "the body is not UTF-8; send JSON "
-                                                      '{"text": "the tokens"}')
-        depth = json_depth(document)
-        if depth > MAX_JSON_DEPTH:
-            return self._text(HTTPStatus.BAD_REQUEST,
-                              f"the JSON nests {depth} levels deep (at most {MAX_JSON_DEPTH}); "
-                              f'send JSON {{"text": "the tokens"}}')
-        try:
-            text = json.loads(document)["text"]
-        except (ValueError, KeyError, TypeError, IndexError):
-            text = None
-        if not isinstance(text, str):
-            return self._text(HTTPStatus.BAD_REQUEST, 'send JSON {"text": "the tokens"}')
-        body = json.dumps(json_safe(self.server.run_words(text.split())), allow_nan=False)
-        self._send(HTTPStatus.OK, body.encode("utf-8"), "application/json")
-
-
-def serve(model, owner: str, initial: Sequence[str] = (), port: int = 0,
-          program_note: str = "") -> ExplorerServer:
-    """A started explorer server (in a background thread); `.url` is its page,
-    `.shutdown()` stops it. Port 0 picks a free one."""
-    server = ExplorerServer(model, owner, initial, port, program_note)
-    threading.Thread(target=server.serve_forever, name="explorer", daemon=True).start()
-    return server
-
-
-def run_until_interrupted(server: ExplorerServer) -> None:
-    """Serve in this thread until Ctrl-C, then close the socket."""
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("stopped")
-    finally:
-        server.server_close()
