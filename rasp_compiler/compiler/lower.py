@@ -1,5 +1,8 @@
 """Lower: every scheduled operation to weights over the named residual dimensions.
 
+`lower_model` gives the whole model's weights (`LoweredModel`): the residual layout,
+the embeddings and each head here, each layer's MLP from its blocks' parts (mlp.py).
+
 Heads: an atom Select(K, Q, P) is the bilinear form c * P(k, q) between Q's
 one-hot (query side) and K's one-hot (key side); a conjunction of t atoms adds
 their forms. A BOS column (`one` on the query side, `bos` on the key side) gives
@@ -25,8 +28,9 @@ from typing import Mapping
 
 import numpy as np
 
-from rasp_compiler.compiler.mlp import MLPPart, bos_cleanup, lower_block, ungate
-from rasp_compiler.compiler.rewrite import AttentionOp, OpGraph
+from rasp_compiler.compiler.mlp import bos_cleanup, lower_block, ungate
+from rasp_compiler.compiler.neurons import MLPPart
+from rasp_compiler.compiler.ops import AttentionOp, OpGraph
 from rasp_compiler.compiler.schedule import Schedule
 from rasp_compiler.errors import CompilationError
 from rasp_compiler.lang import rasp
@@ -103,7 +107,7 @@ class LoweredModel:
     readouts: Mapping[str, Readout]
 
 
-def lower(
+def lower_model(
     ops: OpGraph,
     plan: Schedule,
     *,

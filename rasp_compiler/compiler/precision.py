@@ -31,7 +31,7 @@ construction keeps one-hots well inside the decoder's 0.1, see mlp.py), and the
 BOS position (cleaned after every layer).
 
 `check_magnitudes` (before lowering) refuses numbers float32 cannot hold with
-room for sums; `check_precision` (after lowering) refuses, naming the SOp, the
+room for sums; `check_float32_precision` (after lowering) refuses, naming the SOp, the
 magnitude and the bound, when the program's numerical output may differ from
 the evaluator by more than verification allows (verify.ATOL + verify.RTOL *
 |value|), or when a step MLP may read the wrong side of a step.
@@ -45,10 +45,10 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 
-from rasp_compiler.compiler.linear_lookup import LINEAR_STEPS
-from rasp_compiler.compiler.linear_lookup import check_precision as check_linear_lookup
-from rasp_compiler.compiler.mlp import MLPPart, linear_lookup_of
-from rasp_compiler.compiler.rewrite import OpGraph
+from rasp_compiler.compiler.linear_forms import LinearLookup
+from rasp_compiler.compiler.mlp_linear import LINEAR_STEPS, linear_lookup_of
+from rasp_compiler.compiler.neurons import MLPPart
+from rasp_compiler.compiler.ops import OpGraph
 from rasp_compiler.compiler.schedule import Block, Schedule
 from rasp_compiler.errors import CompilationError
 from rasp_compiler.lang import rasp
@@ -113,7 +113,8 @@ def check_magnitudes(ops: OpGraph, live: Iterable[str]) -> None:
                 )
 
 
-def check_precision(ops: OpGraph, plan: Schedule, lowered: "LoweredModel") -> PrecisionReport:
+def check_float32_precision(ops: OpGraph, plan: Schedule, lowered: "LoweredModel"
+                            ) -> PrecisionReport:
     """Bound every numerical quantity's float32 error; refuse an output that may miss tolerance."""
     report = analyse_precision(ops, plan, lowered)
     label = ops.output
@@ -341,8 +342,8 @@ class _Analysis:
             if not self.ops.is_numerical(label):
                 self.noise[label] = 2.0 * one_hot_noise
         lookup = linear_lookup_of(self.ops, block)
-        if lookup is not None:  # linear_lookup.py: steps along x + r y, read from one-hots
-            check_linear_lookup(block, part, self.noise, lookup)
+        if lookup is not None:  # mlp_linear.py: steps along x + r y, read from one-hots
+            check_linear_steps(block, part, self.noise, lookup)
             return
         if not numerical:
             self._lookup(block, part, categorical, one_hot_noise)
@@ -490,6 +491,35 @@ class _Analysis:
             f"small (subtract large offsets before averaging or adding), or round it with a Map "
             f"first"
         )
+
+
+def check_linear_steps(block: Block, part: MLPPart, noise: Mapping[str, float],
+                       lookup: LinearLookup) -> None:
+    """Refuse when the inputs' one-hot noise or float32 rounding could push a step's
+    pre-activation (exactly 1/2 or more from its kinks at every possible z) across one: the
+    check of a linear lookup read from one-hots (mlp_linear.py), whose steps walk along a
+    form of one-hot dimensions, so the bounds of `_Analysis` (along one number) do not
+    apply."""
+    moved = (noise.get(lookup.x, 0.0) * max(abs(float(v)) for v in lookup.x_values)
+             + noise.get(lookup.y, 0.0) * abs(lookup.ratio)
+             * max(abs(float(v)) for v in lookup.y_values))
+    z_bound = lookup.z_bound()
+    reference = max(lookup.x_values, key=lambda v: abs(float(v)))  # x's weight = slope * value
+    for neuron in part.neurons:
+        weights = dict(neuron.w_in)
+        bias = weights.get(ONE, 0.0)
+        slope = abs(weights.get(Dim(lookup.x, reference), 0.0) / float(reference)) \
+            if float(reference) else 0.0
+        if not slope:
+            continue  # the anchor: on at every token position
+        rounded = float(gamma(4)) * (slope * z_bound + abs(bias))
+        wrong = slope * moved + rounded
+        if wrong >= 0.5:
+            raise CompilationError(
+                f"{block.label}: the MLP computing it walks along {lookup.describe()} with "
+                f"steps {2.0 / slope:.3g} apart, but one-hot noise and float32 rounding may "
+                f"move a step's input by {wrong / slope:.3g}, so it could read the wrong value; "
+                f"lower max_seq_len or map the inputs to fewer values first")
 
 
 def _form_of(ops: OpGraph, label: str) -> LinearForm:

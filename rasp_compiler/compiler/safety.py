@@ -32,7 +32,8 @@ from typing import Iterable
 
 import numpy as np
 
-from rasp_compiler.compiler.rewrite import AttentionOp, OpGraph, width_hidden_label
+from rasp_compiler.compiler.ops import AttentionOp, OpGraph, width_hidden_label
+from rasp_compiler.errors import UnsafeAggregateError
 from rasp_compiler.lang import rasp
 from rasp_compiler.lang.batch_evaluator import by_length, evaluate_batch
 from rasp_compiler.lang.identity import identity_key
@@ -121,6 +122,36 @@ def check_categorical_aggregates(
                     f"{tried} inputs showed no mixing, and no proof went through: {missing}",
                 )
     return [checks[label] for label in ops.order if label in checks]
+
+
+def refuse_unsafe_aggregates(ops: OpGraph, live: Iterable[str], allow_unsafe: bool, causal: bool
+                             ) -> tuple[list[str], list[AggregateCheck]]:
+    """Refuse provably mixing categorical Aggregates (unless `allow_unsafe`); the warnings
+    to give about those compiled anyway and the unproven ones, and every verdict."""
+    checks = check_categorical_aggregates(ops, live, causal=causal)
+    messages = []
+    for check in checks:
+        if check.status == "unsafe":
+            text = (
+                f"{check.label}: this categorical Aggregate selects positions holding different "
+                f"values on the input {list(check.counterexample)} (query position "
+                f"{check.position}), so no head can copy one value there"
+            )
+            if not allow_unsafe:
+                raise UnsafeAggregateError(
+                    f"{text}. Make its selector pick a single value (e.g. break ties with "
+                    f"indices), make it numerical to average, or pass "
+                    f"allow_unsafe_aggregates=True if such inputs are out of scope (the model "
+                    f"then marks those positions as Unclean)"
+                )
+            messages.append(text + "; compiled anyway (allow_unsafe_aggregates=True)")
+        elif check.status == "unproven":
+            messages.append(
+                f"{check.label}: could not prove this categorical Aggregate always selects a "
+                f"single value: {check.reason}. The model marks any position where it does "
+                f"not as Unclean"
+            )
+    return messages, checks
 
 
 def _functional_atoms(op: AttentionOp) -> list:

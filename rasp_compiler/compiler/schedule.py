@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Iterable, Mapping
 
-from rasp_compiler.compiler.rewrite import OpGraph
+from rasp_compiler.compiler.ops import OpGraph
 from rasp_compiler.errors import UnsupportedExpressionError
 from rasp_compiler.model.hooks import ATTENTION, EMBEDDINGS, MLP, Slot
 

@@ -26,7 +26,7 @@ from math import prod
 
 from rasp_compiler.compiler.lower import head_size, residual_layout
 from rasp_compiler.compiler.mlp import count_neurons, neuron_bound
-from rasp_compiler.compiler.rewrite import OpGraph
+from rasp_compiler.compiler.ops import OpGraph
 from rasp_compiler.compiler.schedule import Block, Schedule
 from rasp_compiler.errors import ModelTooLargeError, describe_bytes
 from rasp_compiler.model.constants import BYTES_PER_PARAMETER, DEFAULT_MAX_PARAMETERS  # noqa: F401

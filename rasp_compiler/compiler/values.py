@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from rasp_compiler.compiler.linear_lookup import possible_pairs
+from rasp_compiler.compiler.linear_forms import possible_pairs
 from rasp_compiler.errors import InvalidProgramError, ValueSetTooLargeError, describe_values
 from rasp_compiler.lang import rasp
 from rasp_compiler.lang.graph import ProgramGraph, build_graph
@@ -445,7 +445,7 @@ def _paired_means(expr: rasp.LinearSequenceMap, ctx: _Context) -> set:
 
 def _sequence_map(expr: rasp.SequenceMap, ctx: _Context) -> set | list:
     fst, snd = ctx.sets[expr.fst.label], ctx.sets[expr.snd.label]
-    # (length, indices): only pairs with index < length occur (linear_lookup.possible_pairs)
+    # (length, indices): only pairs with index < length occur (linear_forms.possible_pairs)
     possible = possible_pairs(expr)
     count = len(fst) * len(snd) if possible is None else sum(
         possible(x, y) for x in fst for y in snd)

@@ -24,10 +24,10 @@ def _plan(program, vocab, max_seq_len):
 def no_lowering(monkeypatch):
     """Fail loudly if compilation reaches the stage that allocates the weights."""
 
-    def lower(*args, **kwargs):
-        raise AssertionError("lower() was called: the size check came too late")
+    def lower_model(*args, **kwargs):
+        raise AssertionError("lower_model() was called: the size check came too late")
 
-    monkeypatch.setattr(compiler, "lower", lower)
+    monkeypatch.setattr(compiler, "lower_model", lower_model)
 
 
 @pytest.mark.parametrize("vocab_size, max_seq_len", [(1_000, 400), (5_000, 128)])
@@ -35,8 +35,8 @@ def test_a_huge_sequence_map_is_refused_fast_before_allocating(no_lowering, voca
                                                                max_seq_len):
     # Issue: (1,000, 400) compiled for 36 s to 1.9 billion parameters; (5,000, 128) died
     # in numpy's MemoryError asking for 24 GiB.
-    # (x * y) % 7 is no function of one linear form x + r y (linear_lookup.py compiles
-    # (x + y) % 7 with 2 neurons per value of x + y), so it needs a lookup over the pairs.
+    # (x * y) % 7 is no function of one linear form x + r y (linear_forms.py; mlp_linear.py
+    # compiles (x + y) % 7 with 2 neurons per value of x + y), so it needs a lookup over pairs.
     pairs = rasp.SequenceMap(lambda x, y: (x * y) % 7, rasp.tokens, rasp.indices).named("pairs")
     start = time.perf_counter()
     with pytest.raises(ModelTooLargeError) as caught:
