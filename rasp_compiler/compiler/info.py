@@ -15,11 +15,11 @@ from rasp_compiler.compiler.schedule import Schedule
 from rasp_compiler.model.records import HeadInfo, LayerInfo, MLPPartInfo, SelectorEntry
 
 
-def selector_entries(ops: OpGraph, plan: Schedule) -> tuple[SelectorEntry, ...]:
+def selector_entries(ops: OpGraph, schedule: Schedule) -> tuple[SelectorEntry, ...]:
     """The selector report, with the layers each construction's MLPs really cost."""
     entries = []
     for choice in ops.selector_choices:
-        heads = [h for h in choice.heads if h in plan.time]
+        heads = [h for h in choice.heads if h in schedule.time]
         if not heads:
             continue  # its user is dead code
         chosen = choice.chosen
@@ -30,12 +30,12 @@ def selector_entries(ops: OpGraph, plan: Schedule) -> tuple[SelectorEntry, ...]:
             base: set[str] = set()
             for label in ops.attention[head].reads:
                 base |= set(ops.units[label].inputs) if label in helpers else {label}
-            ready = max((plan.time[b] for b in base), default=0)
+            ready = max((schedule.time[b] for b in base), default=0)
             ideal = ready + 1 if ready % 2 == 0 else ready + 2
-            extra = max(extra, (plan.time[head] - ideal) // 2)
-        actual = max(plan.time[h] for h in heads)
+            extra = max(extra, (schedule.time[head] - ideal) // 2)
+        actual = max(schedule.time[h] for h in heads)
         if len(chosen.heads) > 1 and choice.used_by in ops.units:
-            extra += (plan.time[choice.used_by] - (actual + 1)) // 2
+            extra += (schedule.time[choice.used_by] - (actual + 1)) // 2
         entries.append(SelectorEntry(
             selector=choice.selector,
             used_by=choice.used_by,

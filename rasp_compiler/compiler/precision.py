@@ -113,10 +113,10 @@ def check_magnitudes(ops: OpGraph, live: Iterable[str]) -> None:
                 )
 
 
-def check_float32_precision(ops: OpGraph, plan: Schedule, lowered: "LoweredModel"
+def check_float32_precision(ops: OpGraph, schedule: Schedule, lowered: "LoweredModel"
                             ) -> PrecisionReport:
     """Bound every numerical quantity's float32 error; refuse an output that may miss tolerance."""
-    report = analyse_precision(ops, plan, lowered)
+    report = analyse_precision(ops, schedule, lowered)
     label = ops.output
     if report.output is None:
         return report
@@ -138,13 +138,13 @@ def check_float32_precision(ops: OpGraph, plan: Schedule, lowered: "LoweredModel
     return report
 
 
-def analyse_precision(ops: OpGraph, plan: Schedule, lowered: "LoweredModel") -> PrecisionReport:
+def analyse_precision(ops: OpGraph, schedule: Schedule, lowered: "LoweredModel") -> PrecisionReport:
     """Error bounds for every live numerical SOp, in schedule order (see the module doc)."""
-    analysis = _Analysis(ops, plan)
+    analysis = _Analysis(ops, schedule)
     for label in ops.embeddings:
-        if label in plan.live:
+        if label in schedule.live:
             analysis.embedding(label)
-    for layer, heads, mlp in zip(plan.layers, lowered.heads, lowered.mlps):
+    for layer, heads, mlp in zip(schedule.layers, lowered.heads, lowered.mlps):
         for head in heads:
             analysis.head(head)
         for block, part in zip(layer.blocks, mlp.parts):
@@ -186,9 +186,9 @@ class _Form:
 
 
 class _Analysis:
-    def __init__(self, ops: OpGraph, plan: Schedule):
+    def __init__(self, ops: OpGraph, schedule: Schedule):
         self.ops = ops
-        self.plan = plan
+        self.schedule = schedule
         self.n = ops.max_seq_len
         self.errors: dict[str, ErrorBound] = {}
         self.noise: dict[str, float] = {}

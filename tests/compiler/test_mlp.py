@@ -18,8 +18,8 @@ from rasp_compiler.compiler.values import infer_values
 def blocks_of(program, vocab, n):
     graph = build_graph(program)
     ops = rewrite(graph, infer_values(graph, vocab, n))
-    plan = schedule(ops)
-    return ops, [block for layer in plan.layers for block in layer.blocks]
+    scheduled = schedule(ops)
+    return ops, [block for layer in scheduled.layers for block in layer.blocks]
 
 
 def apply(part, inputs):

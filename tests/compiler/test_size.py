@@ -14,7 +14,7 @@ from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS, check_size, esti
 from rasp_compiler.compiler.values import infer_values
 
 
-def _plan(program, vocab, max_seq_len):
+def _scheduled(program, vocab, max_seq_len):
     graph = build_graph(program)
     ops = rewrite(graph, infer_values(graph, vocab, max_seq_len))
     return ops, schedule(ops)
@@ -59,9 +59,9 @@ def test_a_lookup_whose_bound_is_over_the_limit_but_count_is_not_compiles():
     diagonal = rasp.numerical(
         rasp.SequenceMap(lambda t, i: 1 if t == i else 0, rasp.tokens, rasp.indices)
     ).named("diagonal")
-    ops, plan = _plan(diagonal, range(40), 40)
-    bound = estimate_size(ops, plan)
-    exact = estimate_size(ops, plan, count=True)
+    ops, scheduled = _scheduled(diagonal, range(40), 40)
+    bound = estimate_size(ops, scheduled)
+    exact = estimate_size(ops, scheduled, count=True)
     assert exact.exact and not bound.exact
     assert bound.low < exact.high < bound.high
     model = compile_program(diagonal, range(40), 40, max_parameters=exact.high)
@@ -109,8 +109,8 @@ def test_an_attention_refusal_names_the_aggregate_and_its_comparison():
 
 def test_an_embedding_refusal_names_the_widest_sop():
     copy = rasp.Map(lambda x: x, rasp.tokens).named("copy")
-    ops, plan = _plan(copy, range(300), 2)
-    embeddings = estimate_size(ops, plan).parts[0]
+    ops, scheduled = _scheduled(copy, range(300), 2)
+    embeddings = estimate_size(ops, scheduled).parts[0]
     assert embeddings.kind == "embeddings"
     with pytest.raises(ModelTooLargeError, match=r"tokens: the embedding tables alone need"):
-        check_size(ops, plan, embeddings.low - 1)
+        check_size(ops, scheduled, embeddings.low - 1)
