@@ -1,5 +1,9 @@
 """Precision: how far the float32 model can be from the exact answer, and refusal past tolerance.
 
+Over 500 lines on purpose: the bounds are one walk over the model in schedule order
+(`_Analysis`), each SOp's bound built from the bounds of what it reads, so its parts for
+forms, heads and MLPs share that state; split, they would pass it between modules.
+
 The weights are exact in real arithmetic, so a compiled model is wrong only
 through float32 (unit roundoff u = 2^-24, about 6e-8). For every numerical
 quantity (a residual dimension, a linear form read from the residual, a head's
