@@ -11,7 +11,8 @@ Every SOp becomes exactly one of:
 Maps of categorical SOps read by a Select or an Aggregate are folded into the
 head (the head reads the Map's input and applies the function to the value
 table), so they need no MLP and no layer. `length` becomes the width of an
-all-true selector over tokens.
+all-true selector over tokens. The result's types (`OpGraph` and its operations) are
+in ops.py; which Maps are linear forms, linear_forms.py decides.
 """
 
 from __future__ import annotations
