@@ -43,7 +43,8 @@ COPIED = ("rasp_compiler", "tests", "programs", "pyproject.toml")
 TIER_1 = ["tests/verify/test_exactness.py", "tests/model/test_encoding.py", "tests/compiler/test_mlp.py",
           "tests/compiler/test_lower.py", "tests/compiler/test_selectors.py", "tests/diagnostics/test_diagnostics.py"]
 TIER_2 = ["tests/compiler/test_compiler.py", "tests/lang/test_causal.py", "tests/compiler/test_precision.py",
-          "tests/compiler/test_linear_lookup.py", "tests/verify/test_verify.py", "tests/model/test_model.py",
+          "tests/compiler/test_linear_forms.py", "tests/compiler/test_mlp_linear.py",
+          "tests/compiler/test_numerical_copies.py", "tests/verify/test_verify.py", "tests/model/test_model.py",
           "tests/compiler/test_safety.py", "tests/model/test_sparse_forward.py", "tests/verify/test_fuzz.py",
           "tests/compiler/test_size.py"]
 TIER_2_EXTRA = {  # what else reads a file's code closely

@@ -99,7 +99,7 @@ CONSTRUCT_CASES = [
         rasp.indices)), LETTERS, 6, 4),
     Case("length_primitive", lambda n: rasp.SequenceMap(lambda l, i: l - i, rasp.length,
                                                         rasp.indices), LETTERS, 6, 4),
-    # linear_lookup.py: a function of x - i (steps along it), and an affine numerical map
+    # linear_forms.py: a function of x - i (steps along it), and an affine numerical map
     Case("linear_lookup_difference", lambda n: rasp.SequenceMap(
         lambda x, i: (x - i) % 4 if x > i else None, rasp.tokens, rasp.indices),
         tuple(range(10)), 8, 3),

@@ -1,5 +1,8 @@
 """Lower: every scheduled operation to weights over the named residual dimensions.
 
+`lower_model` gives the whole model's weights (`LoweredModel`): the residual layout,
+the embeddings and each head here, each layer's MLP from its blocks' parts (mlp.py).
+
 Heads: an atom Select(K, Q, P) is the bilinear form c * P(k, q) between Q's
 one-hot (query side) and K's one-hot (key side); a conjunction of t atoms adds
 their forms. A BOS column (`one` on the query side, `bos` on the key side) gives
@@ -25,8 +28,9 @@ from typing import Mapping
 
 import numpy as np
 
-from rasp_compiler.compiler.mlp import MLPPart, bos_cleanup, lower_block, ungate
-from rasp_compiler.compiler.rewrite import AttentionOp, OpGraph
+from rasp_compiler.compiler.mlp import bos_cleanup, lower_block, ungate
+from rasp_compiler.compiler.neurons import MLPPart
+from rasp_compiler.compiler.ops import AttentionOp, OpGraph
 from rasp_compiler.compiler.schedule import Schedule
 from rasp_compiler.errors import CompilationError
 from rasp_compiler.lang import rasp
@@ -103,17 +107,17 @@ class LoweredModel:
     readouts: Mapping[str, Readout]
 
 
-def lower(
+def lower_model(
     ops: OpGraph,
-    plan: Schedule,
+    schedule: Schedule,
     *,
     attention_precision: float = DEFAULT_ATTENTION_PRECISION,
 ) -> LoweredModel:
-    layout = residual_layout(ops, plan)
-    mlp_parts = [[lower_block(ops, block) for block in layer.blocks] for layer in plan.layers]
+    layout = residual_layout(ops, schedule)
+    mlp_parts = [[lower_block(ops, block) for block in layer.blocks] for layer in schedule.layers]
     budgets = _noise_budgets(mlp_parts)
     heads = []
-    for layer, parts in zip(plan.layers, mlp_parts):
+    for layer, parts in zip(schedule.layers, mlp_parts):
         layer_heads = tuple(
             _head(ops, ops.attention[label], layout, layer.index, i,
                   _precision(ops, ops.attention[label], budgets, attention_precision))
@@ -124,37 +128,37 @@ def lower(
         parts[:] = [ungate(part, writes) for part in parts]
         if writes:
             parts.append(bos_cleanup(ops, writes))
-    mlps = tuple(_dense_mlp(layer.index, parts, layout) for layer, parts in zip(plan.layers, mlp_parts))
+    mlps = tuple(_dense_mlp(layer.index, parts, layout) for layer, parts in zip(schedule.layers, mlp_parts))
     return LoweredModel(
         layout=layout,
         token_embeddings=_token_embeddings(ops, layout),
         position_embeddings=_position_embeddings(ops, layout),
         heads=tuple(heads),
         mlps=mlps,
-        readouts=_readouts(ops, plan, layout),
+        readouts=_readouts(ops, schedule, layout),
     )
 
 
 # --------------------------------------------------------------------------- layout
 
 
-def residual_layout(ops: OpGraph, plan: Schedule) -> ResidualLayout:
+def residual_layout(ops: OpGraph, schedule: Schedule) -> ResidualLayout:
     """One dimension per value of each materialized categorical SOp, one per numerical SOp."""
     owners = [
         (label, ops.is_numerical(label), ops.values[label])
         for label in ops.order
-        if label in plan.materialized
+        if label in schedule.materialized
     ]
     return build_layout(owners)
 
 
-def _readouts(ops: OpGraph, plan: Schedule, layout: ResidualLayout) -> dict[str, Readout]:
+def _readouts(ops: OpGraph, schedule: Schedule, layout: ResidualLayout) -> dict[str, Readout]:
     readouts: dict[str, Readout] = {}
     for label in ops.order:
         unit = ops.units.get(label)
         if unit is not None and unit.feature is not None:
             continue  # a multi-hot clause feature is not a value
-        if label in plan.materialized:
+        if label in schedule.materialized:
             if ops.is_numerical(label):
                 form = LinearForm.single(Dim(label))
             else:
@@ -162,7 +166,7 @@ def _readouts(ops: OpGraph, plan: Schedule, layout: ResidualLayout) -> dict[str,
                 readouts[label] = Readout(label, False, tuple(layout.index[d] for d in dims),
                                           tuple(d.value for d in dims), ())
                 continue
-        elif label in ops.forms and ops.forms[label].sops() <= plan.materialized:
+        elif label in ops.forms and ops.forms[label].sops() <= schedule.materialized:
             form = ops.forms[label]
         else:
             continue

@@ -1,5 +1,9 @@
 """Precision: how far the float32 model can be from the exact answer, and refusal past tolerance.
 
+Over 500 lines on purpose: the bounds are one walk over the model in schedule order
+(`_Analysis`), each SOp's bound built from the bounds of what it reads, so its parts for
+forms, heads and MLPs share that state; split, they would pass it between modules.
+
 The weights are exact in real arithmetic, so a compiled model is wrong only
 through float32 (unit roundoff u = 2^-24, about 6e-8). For every numerical
 quantity (a residual dimension, a linear form read from the residual, a head's
@@ -31,7 +35,7 @@ construction keeps one-hots well inside the decoder's 0.1, see mlp.py), and the
 BOS position (cleaned after every layer).
 
 `check_magnitudes` (before lowering) refuses numbers float32 cannot hold with
-room for sums; `check_precision` (after lowering) refuses, naming the SOp, the
+room for sums; `check_float32_precision` (after lowering) refuses, naming the SOp, the
 magnitude and the bound, when the program's numerical output may differ from
 the evaluator by more than verification allows (verify.ATOL + verify.RTOL *
 |value|), or when a step MLP may read the wrong side of a step.
@@ -45,10 +49,10 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 
-from rasp_compiler.compiler.linear_lookup import LINEAR_STEPS
-from rasp_compiler.compiler.linear_lookup import check_precision as check_linear_lookup
-from rasp_compiler.compiler.mlp import MLPPart, linear_lookup_of
-from rasp_compiler.compiler.rewrite import OpGraph
+from rasp_compiler.compiler.linear_forms import LinearLookup
+from rasp_compiler.compiler.mlp_linear import LINEAR_STEPS, linear_lookup_of
+from rasp_compiler.compiler.neurons import MLPPart
+from rasp_compiler.compiler.ops import OpGraph
 from rasp_compiler.compiler.schedule import Block, Schedule
 from rasp_compiler.errors import CompilationError
 from rasp_compiler.lang import rasp
@@ -113,9 +117,10 @@ def check_magnitudes(ops: OpGraph, live: Iterable[str]) -> None:
                 )
 
 
-def check_precision(ops: OpGraph, plan: Schedule, lowered: "LoweredModel") -> PrecisionReport:
+def check_float32_precision(ops: OpGraph, schedule: Schedule, lowered: "LoweredModel"
+                            ) -> PrecisionReport:
     """Bound every numerical quantity's float32 error; refuse an output that may miss tolerance."""
-    report = analyse_precision(ops, plan, lowered)
+    report = analyse_precision(ops, schedule, lowered)
     label = ops.output
     if report.output is None:
         return report
@@ -137,13 +142,13 @@ def check_precision(ops: OpGraph, plan: Schedule, lowered: "LoweredModel") -> Pr
     return report
 
 
-def analyse_precision(ops: OpGraph, plan: Schedule, lowered: "LoweredModel") -> PrecisionReport:
+def analyse_precision(ops: OpGraph, schedule: Schedule, lowered: "LoweredModel") -> PrecisionReport:
     """Error bounds for every live numerical SOp, in schedule order (see the module doc)."""
-    analysis = _Analysis(ops, plan)
+    analysis = _Analysis(ops, schedule)
     for label in ops.embeddings:
-        if label in plan.live:
+        if label in schedule.live:
             analysis.embedding(label)
-    for layer, heads, mlp in zip(plan.layers, lowered.heads, lowered.mlps):
+    for layer, heads, mlp in zip(schedule.layers, lowered.heads, lowered.mlps):
         for head in heads:
             analysis.head(head)
         for block, part in zip(layer.blocks, mlp.parts):
@@ -185,9 +190,9 @@ class _Form:
 
 
 class _Analysis:
-    def __init__(self, ops: OpGraph, plan: Schedule):
+    def __init__(self, ops: OpGraph, schedule: Schedule):
         self.ops = ops
-        self.plan = plan
+        self.schedule = schedule
         self.n = ops.max_seq_len
         self.errors: dict[str, ErrorBound] = {}
         self.noise: dict[str, float] = {}
@@ -341,8 +346,8 @@ class _Analysis:
             if not self.ops.is_numerical(label):
                 self.noise[label] = 2.0 * one_hot_noise
         lookup = linear_lookup_of(self.ops, block)
-        if lookup is not None:  # linear_lookup.py: steps along x + r y, read from one-hots
-            check_linear_lookup(block, part, self.noise, lookup)
+        if lookup is not None:  # mlp_linear.py: steps along x + r y, read from one-hots
+            check_linear_steps(block, part, self.noise, lookup)
             return
         if not numerical:
             self._lookup(block, part, categorical, one_hot_noise)
@@ -490,6 +495,35 @@ class _Analysis:
             f"small (subtract large offsets before averaging or adding), or round it with a Map "
             f"first"
         )
+
+
+def check_linear_steps(block: Block, part: MLPPart, noise: Mapping[str, float],
+                       lookup: LinearLookup) -> None:
+    """Refuse when the inputs' one-hot noise or float32 rounding could push a step's
+    pre-activation (exactly 1/2 or more from its kinks at every possible z) across one: the
+    check of a linear lookup read from one-hots (mlp_linear.py), whose steps walk along a
+    form of one-hot dimensions, so the bounds of `_Analysis` (along one number) do not
+    apply."""
+    moved = (noise.get(lookup.x, 0.0) * max(abs(float(v)) for v in lookup.x_values)
+             + noise.get(lookup.y, 0.0) * abs(lookup.ratio)
+             * max(abs(float(v)) for v in lookup.y_values))
+    z_bound = lookup.z_bound()
+    reference = max(lookup.x_values, key=lambda v: abs(float(v)))  # x's weight = slope * value
+    for neuron in part.neurons:
+        weights = dict(neuron.w_in)
+        bias = weights.get(ONE, 0.0)
+        slope = abs(weights.get(Dim(lookup.x, reference), 0.0) / float(reference)) \
+            if float(reference) else 0.0
+        if not slope:
+            continue  # the anchor: on at every token position
+        rounded = float(gamma(4)) * (slope * z_bound + abs(bias))
+        wrong = slope * moved + rounded
+        if wrong >= 0.5:
+            raise CompilationError(
+                f"{block.label}: the MLP computing it walks along {lookup.describe()} with "
+                f"steps {2.0 / slope:.3g} apart, but one-hot noise and float32 rounding may "
+                f"move a step's input by {wrong / slope:.3g}, so it could read the wrong value; "
+                f"lower max_seq_len or map the inputs to fewer values first")
 
 
 def _form_of(ops: OpGraph, label: str) -> LinearForm:

@@ -11,23 +11,29 @@ Every SOp becomes exactly one of:
 Maps of categorical SOps read by a Select or an Aggregate are folded into the
 head (the head reads the Map's input and applies the function to the value
 table), so they need no MLP and no layer. `length` becomes the width of an
-all-true selector over tokens.
+all-true selector over tokens. The result's types (`OpGraph` and its operations) are
+in ops.py; which Maps are linear forms, linear_forms.py decides.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-from dataclasses import dataclass
 from numbers import Real
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 
-from rasp_compiler.compiler import linear_lookup, widths
+from rasp_compiler.compiler import linear_forms, widths
 from rasp_compiler.compiler.atoms import Atom, AtomBuilder, Folded
-from rasp_compiler.compiler.linear_lookup import LinearLookup
+from rasp_compiler.compiler.ops import (
+    AttentionOp,
+    Embedding,
+    MLPUnit,
+    OpGraph,
+    width_hidden_label,
+)
 from rasp_compiler.compiler.selectors import (
     DEFAULT_MAX_HEADS_PER_SELECTOR,
     DEFAULT_MAX_SELECTOR_DIMS,
@@ -39,113 +45,7 @@ from rasp_compiler.compiler.values import ValueSets, sorted_values
 from rasp_compiler.errors import InvalidProgramError, UnsupportedExpressionError, describe_values
 from rasp_compiler.lang import rasp
 from rasp_compiler.lang.graph import ProgramGraph
-from rasp_compiler.lang.identity import ValueMap
-from rasp_compiler.model.residual import BOS, ONE, Dim, LinearForm, constant_form
-
-WIDTH_SUFFIX = ".attn"
-
-
-@dataclass(frozen=True, eq=False)
-class AttentionOp:
-    """One attention head: scores from `atoms` (all must hold), values by `ov`."""
-
-    label: str  # the SOp it writes (for SelectorWidth: the hidden `label.attn`)
-    kind: str  # "aggregate" or "width"
-    source: str  # the Aggregate / SelectorWidth as written
-    selector: str
-    atoms: tuple[Atom, ...]
-    ov: tuple[tuple[Dim, Dim, float], ...]  # (read dim, written dim, weight)
-    bos_writes: tuple[tuple[Dim, float], ...]  # what the head writes at the BOS query position
-    encoding: rasp.Encoding
-    bos_share: float = 1.0  # a width head's BOS key weighs like this many keys (widths.py)
-
-    @property
-    def queries(self) -> tuple[str, ...]:
-        """SOps the query side reads."""
-        return tuple(dict.fromkeys(a.query for a in self.atoms if a.relation.size))
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """SOps the key side reads."""
-        return tuple(dict.fromkeys(a.key for a in self.atoms if a.relation.size))
-
-    @property
-    def values(self) -> tuple[str, ...]:
-        """SOps the value side reads (`bos` alone for defaults and widths)."""
-        return tuple(dict.fromkeys(d.sop for d, _, _ in self.ov if d not in (ONE, BOS)))
-
-    @property
-    def reads(self) -> set[str]:
-        return set(self.queries) | set(self.keys) | set(self.values)
-
-
-@dataclass(frozen=True, eq=False)
-class MLPUnit:
-    """One elementwise function of some SOps; the scheduler fuses units into MLPs."""
-
-    label: str
-    inputs: tuple[str, ...]
-    fn: Callable[..., Any]
-    encoding: rasp.Encoding
-    kind: str  # "Map", "SequenceMap", "SelectorWidth", "Tuple", "ClauseFeature", ...
-    none_aware: bool = False  # fn is called on None inputs too (tuples keep the None)
-    feature: FeatureSpec | None = None  # set for an OR clause's feature (multi-hot output)
-    linear: LinearLookup | None = None  # f is a function of one linear form (linear_lookup.py)
-
-
-@dataclass(frozen=True)
-class Embedding:
-    """An SOp written by the embeddings: by token (tokens, Full) or by position."""
-
-    label: str
-    by: str  # "token" or "position"
-    encoding: rasp.Encoding
-    # token -> value (by token; a ValueMap: the tokens 1 and True are two keys) or
-    # index -> value (by position); given as a mapping or as (key, value) pairs
-    table: Mapping[Any, Any]
-
-    def __post_init__(self) -> None:
-        table = ValueMap(self.table) if self.by == "token" else MappingProxyType(dict(self.table))
-        object.__setattr__(self, "table", table)
-
-
-@dataclass(frozen=True)
-class OpGraph:
-    """The program as transformer operations, keyed by the label of the SOp each writes."""
-
-    graph: ProgramGraph
-    vocab: tuple
-    max_seq_len: int
-    values: Mapping[str, tuple]  # value sets, including hidden SOps
-    encodings: Mapping[str, rasp.Encoding]
-    order: tuple[str, ...]  # topological, including hidden SOps
-    output: str
-    embeddings: Mapping[str, Embedding]
-    attention: Mapping[str, AttentionOp]
-    units: Mapping[str, MLPUnit]
-    forms: Mapping[str, LinearForm]  # numerical SOps that are linear in the residual
-    folded: Mapping[str, tuple[str, ...]]  # Map -> the heads and Selects it is folded into
-    selector_choices: tuple[SelectorChoice, ...]
-    position: Mapping[str, int]  # index of each label in `order`
-    magnitudes: Mapping[str, float]  # largest |value| of each numerical SOp (0 if none)
-
-    def is_numerical(self, label: str) -> bool:
-        return self.encodings[label] is rasp.Encoding.NUMERICAL
-
-    def inputs_of(self, label: str) -> set[str]:
-        """The SOps whose residual dimensions (or forms) this SOp's computation reads."""
-        if label in self.attention:
-            return self.attention[label].reads
-        if label in self.units:
-            return set(self.units[label].inputs)
-        if label in self.forms:
-            return self.forms[label].sops()
-        return set()
-
-
-def width_hidden_label(label: str) -> str:
-    """The hidden numerical SOp a SelectorWidth's head writes (s / (s + width), widths.py)."""
-    return f"{label}{WIDTH_SUFFIX}"
+from rasp_compiler.model.residual import BOS, Dim, LinearForm, constant_form
 
 
 def rewrite(
@@ -261,7 +161,7 @@ class _Rewriter:
                 self._refuse_none(expr, inner)
                 self.forms[expr.label] = LinearForm.of({Dim(inner, v): out for (v,), out in table})
                 return
-            affine = linear_lookup.affine_fit(table)
+            affine = linear_forms.affine_fit(table)
             if affine is not None:
                 slope, intercept = affine
                 self.forms[expr.label] = self.form_of(inner).scaled(slope) + constant_form(intercept)
@@ -283,20 +183,20 @@ class _Rewriter:
             for label in (fst, snd):
                 self._refuse_none(expr, label)
             table = self._table(expr, (fst, snd))  # checks the outputs are numbers
-            affine = linear_lookup.affine_fit(table)  # a linear form: no neurons
+            affine = linear_forms.affine_fit(table)  # a linear form: no neurons
             if affine is not None:
                 a, b, c = affine
                 self.forms[expr.label] = (self.form_of(fst).scaled(a) + self.form_of(snd).scaled(b)
                                           + constant_form(c))
                 return
         fn = expr.f
-        possible = linear_lookup.possible_pairs(expr)
+        possible = linear_forms.possible_pairs(expr)
         if possible is not None:  # (length, indices): no value where index >= length
-            fn = linear_lookup.OnPossiblePairs(expr.f, possible)
+            fn = linear_forms.OnPossiblePairs(expr.f, possible)
         if not (rasp.is_numerical(expr) or self.is_numerical(fst) or self.is_numerical(snd)):
-            # ---- linear_lookup hook: f(x, y) = g(x + r y) needs O(distinct x + r y) neurons
-            linear = linear_lookup.detect(expr.f, fst, self.values[fst], snd, self.values[snd],
-                                          possible)
+            # f(x, y) = g(x + r y) needs O(distinct x + r y) neurons (linear_forms.detect)
+            linear = linear_forms.detect(expr.f, fst, self.values[fst], snd, self.values[snd],
+                                         possible)
         kind = type(expr).__name__
         self.units[expr.label] = MLPUnit(expr.label, (fst, snd), fn, rasp.get_encoding(expr),
                                          kind, linear=linear)

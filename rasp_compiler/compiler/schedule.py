@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Iterable, Mapping
 
-from rasp_compiler.compiler.rewrite import OpGraph
+from rasp_compiler.compiler.ops import OpGraph
 from rasp_compiler.errors import UnsupportedExpressionError
 from rasp_compiler.model.hooks import ATTENTION, EMBEDDINGS, MLP, Slot
 
@@ -44,7 +44,7 @@ class Block:
 
 
 @dataclass(frozen=True)
-class LayerPlan:
+class ScheduledLayer:
     index: int  # from 0
     heads: tuple[str, ...]  # attention ops (labels of what they write)
     blocks: tuple[Block, ...]
@@ -52,7 +52,7 @@ class LayerPlan:
 
 @dataclass(frozen=True)
 class Schedule:
-    layers: tuple[LayerPlan, ...]
+    layers: tuple[ScheduledLayer, ...]
     time: Mapping[str, int]  # sublayer after which each live SOp is available
     materialized: frozenset[str]  # SOps that own residual dimensions
     live: frozenset[str]
@@ -91,7 +91,7 @@ def schedule(ops: OpGraph, *, max_fused_input_space: int = DEFAULT_MAX_FUSED_INP
             leaves = _leaves(ops, units)
             outputs = tuple(u for u in units if u in materialized)
             layer_blocks.append(Block(layer, tuple(units), tuple(leaves), outputs))
-        layers.append(LayerPlan(layer, heads, tuple(layer_blocks)))
+        layers.append(ScheduledLayer(layer, heads, tuple(layer_blocks)))
     return Schedule(
         layers=tuple(layers),
         time=MappingProxyType(time),

@@ -1,4 +1,4 @@
-"""Boolean selectors: normal form, constructions, costs and the report.
+"""Boolean selectors: constructions, costs and the report (normal forms: selector_forms.py).
 
 A selector built from Select, ConstantSelector, `&`, `|` and `~` is lowered in
 three steps (docs/selectors.md explains each, with the costs):
@@ -38,11 +38,24 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rasp_compiler.compiler.atoms import Atom, AtomBuilder
-from rasp_compiler.errors import CompilationError, UnsupportedExpressionError
+from rasp_compiler.compiler.selector_forms import (
+    And,
+    Or,
+    atoms_in,
+    evaluate,
+    is_composite,
+    merge_group,
+    normal_form,
+    render,
+    render_cnf,
+    simplify,
+    to_nnf,
+    written,
+)
+from rasp_compiler.errors import CompilationError
 from rasp_compiler.lang import rasp
 from rasp_compiler.lang.identity import identity_key, same_value
 
-MAX_CLAUSES = 32  # CNF distribution stops here and falls back to the whole product
 MAX_INCLUSION_EXCLUSION_TERMS = 6
 DEFAULT_MAX_SELECTOR_DIMS = 4096
 DEFAULT_MAX_HEADS_PER_SELECTOR = 8
@@ -52,170 +65,6 @@ LAYER_COST = 1000.0
 HEAD_COST = 200.0
 HIDDEN_COST = 0.5
 KEY_COST = 0.25
-
-
-class _Constant:
-    def __init__(self, value: bool):
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "TRUE" if self.value else "FALSE"
-
-
-TRUE = _Constant(True)
-FALSE = _Constant(False)
-
-
-@dataclass(frozen=True)
-class And:
-    children: tuple
-
-
-@dataclass(frozen=True)
-class Or:
-    children: tuple
-
-
-# --------------------------------------------------------------------------- normal form
-
-
-def to_nnf(selector: rasp.Selector, make_atom: Callable, nullable: Callable[[str], bool],
-           negate: bool = False):
-    """The selector with NOT pushed down to the atoms (negated atoms negate their relation)."""
-    if isinstance(selector, rasp.SelectorNot):
-        return to_nnf(selector.inner, make_atom, nullable, not negate)
-    if isinstance(selector, (rasp.SelectorAnd, rasp.SelectorOr)):
-        children = (to_nnf(selector.fst, make_atom, nullable, negate),
-                    to_nnf(selector.snd, make_atom, nullable, negate))
-        conjunction = isinstance(selector, rasp.SelectorAnd) != negate
-        return And(children) if conjunction else Or(children)
-    atom = make_atom(selector)
-    if negate:
-        for label in {atom.query, atom.key}:
-            if nullable(label):
-                raise UnsupportedExpressionError(
-                    f"{selector.label}: it is negated, but {label} can be None (an Aggregate "
-                    f"that selected nothing); NOT would select those positions, which a head "
-                    f"cannot see. Give that Aggregate a default, or negate the predicate instead"
-                )
-        atom = atom.with_relation(~atom.relation, f"~{atom.select}")
-    return atom
-
-
-def simplify(node, nullable: Callable[[str], bool]):
-    """Flatten nested AND/OR, merge atoms over the same pair, fold constants."""
-    if isinstance(node, Atom):
-        if not node.relation.any():
-            return FALSE
-        if node.relation.all() and not nullable(node.query) and not nullable(node.key):
-            return TRUE
-        return node
-    if isinstance(node, _Constant):
-        return node
-    is_and = isinstance(node, And)
-    flat = []
-    for child in node.children:
-        child = simplify(child, nullable)
-        if isinstance(child, type(node)):
-            flat.extend(child.children)
-        else:
-            flat.append(child)
-    absorbing, neutral = (FALSE, TRUE) if is_and else (TRUE, FALSE)
-    if any(child is absorbing for child in flat):
-        return absorbing
-    flat = [child for child in flat if child is not neutral]
-    merged = merge_group([child for child in flat if isinstance(child, Atom)], is_and)
-    others = [child for child in flat if not isinstance(child, Atom)]
-    children = [simplify(atom, nullable) for atom in merged] + others
-    if any(child is absorbing for child in children):
-        return absorbing
-    children = [child for child in children if child is not neutral]
-    if not children:
-        return neutral
-    if len(children) == 1:
-        return children[0]
-    return And(tuple(children)) if is_and else Or(tuple(children))
-
-
-def normal_form(node, conjunctive: bool, limit: int = MAX_CLAUSES) -> list[list[Atom]] | None:
-    """CNF (conjunctive=True: AND of OR-clauses) or DNF as lists of atoms; None past `limit`."""
-    outer, inner = (And, Or) if conjunctive else (Or, And)
-    if node is TRUE:
-        return [] if conjunctive else [[]]
-    if node is FALSE:
-        return [[]] if conjunctive else []
-    if isinstance(node, Atom):
-        return [[node]]
-    parts = [normal_form(child, conjunctive, limit) for child in node.children]
-    if any(part is None for part in parts):
-        return None
-    if isinstance(node, outer):
-        combined = [group for part in parts for group in part]
-    else:
-        combined = []
-        for choice in itertools.product(*parts):
-            combined.append([atom for group in choice for atom in group])
-            if len(combined) > limit:
-                return None
-    if len(combined) > limit:
-        return None
-    return combined
-
-
-def merge_group(atoms: Sequence[Atom], conjunctive_group: bool) -> list[Atom]:
-    """Merge atoms over the same pair inside one clause (OR) or one term (AND)."""
-    merged: dict[tuple[str, str], Atom] = {}
-    for atom in atoms:
-        old = merged.get(atom.pair)
-        if old is None:
-            merged[atom.pair] = atom
-        elif conjunctive_group:
-            merged[atom.pair] = old.with_relation(old.relation & atom.relation,
-                                                  f"{old.select}&{atom.select}")
-        else:
-            merged[atom.pair] = old.with_relation(old.relation | atom.relation,
-                                                  f"{old.select}|{atom.select}")
-    return list(merged.values())
-
-
-def render(node) -> str:
-    if isinstance(node, Atom):
-        return node.name()
-    if isinstance(node, _Constant):
-        return repr(node)
-    joiner = " & " if isinstance(node, And) else " | "
-    return "(" + joiner.join(render(child) for child in node.children) + ")"
-
-
-def render_cnf(clauses: list[list[Atom]]) -> str:
-    if not clauses:
-        return "TRUE"
-    parts = []
-    for clause in clauses:
-        if not clause:
-            parts.append("FALSE")
-        elif len(clause) == 1:
-            parts.append(clause[0].name())
-        else:
-            parts.append("(" + " | ".join(atom.name() for atom in clause) + ")")
-    return " & ".join(parts)
-
-
-def written(selector: rasp.Selector) -> str:
-    """The selector as the user wrote it."""
-    if isinstance(selector, rasp.Select):
-        return (f"Select({selector.keys.label}, {selector.queries.label}, "
-                f"{rasp.predicate_name(selector.predicate)})")
-    if isinstance(selector, rasp.ConstantSelector):
-        return f"ConstantSelector({selector.label})"
-    if isinstance(selector, rasp.SelectorNot):
-        return f"~{written(selector.inner)}"
-    joiner = " & " if isinstance(selector, rasp.SelectorAnd) else " | "
-    return f"({written(selector.fst)}{joiner}{written(selector.snd)})"
-
-
-def is_composite(selector: rasp.Selector) -> bool:
-    return isinstance(selector, (rasp.SelectorAnd, rasp.SelectorOr, rasp.SelectorNot))
 
 
 # --------------------------------------------------------------------------- constructions
@@ -495,7 +344,7 @@ class SelectorChooser:
         (query_label, query_values), (key_label, key_values) = sides
         lifted = {id(a): _lift(a, queries, query_values, keys, key_values) for a in atoms}
         atom = Atom(label, query_label, key_label, query_values, key_values,
-                    _evaluate(node, lifted), tuple(f for a in atoms for f in a.folded))
+                    evaluate(node, lifted), tuple(f for a in atoms for f in a.folded))
         separate = sum(len(a.query_values) + len(a.key_values) for a in atoms)
         note = (f"{len(query_values):,} query and {len(key_values):,} key values "
                 f"(sum would be {separate:,})")
@@ -504,14 +353,14 @@ class SelectorChooser:
     # ------------------------------------------------------------------ whole product
 
     def _whole_product_option(self, name: str, node):
-        tuples, key_size = self._product_cost(_atoms_in(node))
+        tuples, key_size = self._product_cost(atoms_in(node))
         new = sum(tuples.values())
         cost = Cost(1, key_size + 1, new, new, bool(new), bool(new))
         return Construction("whole product", cost), \
             lambda option: self._whole_product(name, node, option)
 
     def _whole_product(self, name: str, node, option: Construction) -> Construction:
-        atoms = _atoms_in(node)
+        atoms = atoms_in(node)
         specs, atom, sizes = self._product(f"{name}:product", atoms, node)
         note = f"whole-selector product encoding over {len(atoms)} atoms: {sizes}"
         return dataclasses.replace(option, heads=((atom,),), tuples=tuple(specs), notes=(note,))
@@ -562,14 +411,6 @@ def _key_size(atoms: Sequence[Atom]) -> int:
     return (1 if atoms else 2) + sum(_live(atom) for atom in atoms)  # BOS columns, then atoms
 
 
-def _atoms_in(node) -> list[Atom]:
-    if isinstance(node, Atom):
-        return [node]
-    if isinstance(node, _Constant):
-        return []
-    return [a for child in node.children for a in _atoms_in(child)]
-
-
 def _lift(atom: Atom, queries, query_values, keys, key_values) -> np.ndarray:
     """The atom's relation on tuple values (or on a single SOp's values)."""
     q_index = {identity_key(v): i for i, v in enumerate(atom.query_values)}
@@ -584,16 +425,6 @@ def _lift(atom: Atom, queries, query_values, keys, key_values) -> np.ndarray:
     if valid_q and valid_k:
         sub = atom.relation[np.ix_([q_rows[i] for i in valid_q], [k_cols[j] for j in valid_k])]
         out[np.ix_(valid_q, valid_k)] = sub
-    return out
-
-
-def _evaluate(node, lifted: dict[int, np.ndarray]) -> np.ndarray:
-    if isinstance(node, Atom):
-        return lifted[id(node)]
-    parts = [_evaluate(child, lifted) for child in node.children]
-    out = parts[0].copy()
-    for part in parts[1:]:
-        out = (out & part) if isinstance(node, And) else (out | part)
     return out
 
 

@@ -26,7 +26,7 @@ from math import prod
 
 from rasp_compiler.compiler.lower import head_size, residual_layout
 from rasp_compiler.compiler.mlp import count_neurons, neuron_bound
-from rasp_compiler.compiler.rewrite import OpGraph
+from rasp_compiler.compiler.ops import OpGraph
 from rasp_compiler.compiler.schedule import Block, Schedule
 from rasp_compiler.errors import ModelTooLargeError, describe_bytes
 from rasp_compiler.model.constants import BYTES_PER_PARAMETER, DEFAULT_MAX_PARAMETERS  # noqa: F401
@@ -73,12 +73,12 @@ class SizeEstimate:
         return BYTES_PER_PARAMETER * self.high
 
 
-def estimate_size(ops: OpGraph, plan: Schedule, *, count: bool = False) -> SizeEstimate:
+def estimate_size(ops: OpGraph, schedule: Schedule, *, count: bool = False) -> SizeEstimate:
     """Exact embeddings and heads; MLP parts bounded from value sets, or counted."""
-    d_model = residual_layout(ops, plan).width
+    d_model = residual_layout(ops, schedule).width
     rows = len(ops.vocab) + 2 + ops.max_seq_len + 1  # token table (with BOS, PAD) + positions
     parts = [SizePart("embeddings", None, rows * d_model, rows * d_model)]
-    for layer in plan.layers:
+    for layer in schedule.layers:
         sizes = [head_size(ops.attention[label]) for label in layer.heads]
         key_size = max((k for k, _ in sizes), default=0)
         value_size = max((v for _, v in sizes), default=0)
@@ -95,12 +95,12 @@ def estimate_size(ops: OpGraph, plan: Schedule, *, count: bool = False) -> SizeE
     return SizeEstimate(d_model, tuple(parts))
 
 
-def check_size(ops: OpGraph, plan: Schedule, max_parameters: int) -> SizeEstimate:
+def check_size(ops: OpGraph, schedule: Schedule, max_parameters: int) -> SizeEstimate:
     """The size estimate, refined until it is within `max_parameters` or certainly past it.
 
     Raises ModelTooLargeError naming the largest part and a cheaper formulation.
     """
-    estimate = estimate_size(ops, plan)
+    estimate = estimate_size(ops, schedule)
     parts = list(estimate.parts)
     per_neuron = 2 * estimate.d_model
     order = sorted((i for i, p in enumerate(parts) if not p.exact), key=lambda i: -parts[i].high)
@@ -117,17 +117,17 @@ def check_size(ops: OpGraph, plan: Schedule, max_parameters: int) -> SizeEstimat
                            high=width * per_neuron if exact else parts[i].high)
     estimate = SizeEstimate(estimate.d_model, tuple(parts))
     if estimate.low > max_parameters:  # all exact, or a count passed the limit
-        raise _refusal(ops, plan, estimate, max_parameters)
+        raise _refusal(ops, schedule, estimate, max_parameters)
     return estimate
 
 
 # --------------------------------------------------------------------------- messages
 
 
-def _refusal(ops: OpGraph, plan: Schedule, estimate: SizeEstimate,
+def _refusal(ops: OpGraph, schedule: Schedule, estimate: SizeEstimate,
              limit: int) -> ModelTooLargeError:
     part = max(estimate.parts, key=lambda p: p.low)
-    layout = residual_layout(ops, plan)
+    layout = residual_layout(ops, schedule)
     ranges = layout.ranges()
     widest = max((sop for sop in ranges if sop not in ("one", "bos")),
                  key=lambda sop: ranges[sop][1] - ranges[sop][0], default=None)

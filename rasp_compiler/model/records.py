@@ -20,7 +20,7 @@ from rasp_compiler.errors import InvalidInputError, UnknownNameError
 
 if TYPE_CHECKING:  # annotations only: the model layer never runs compiler code
     from rasp_compiler.compiler.lower import LoweredModel
-    from rasp_compiler.compiler.rewrite import OpGraph
+    from rasp_compiler.compiler.ops import OpGraph
     from rasp_compiler.compiler.schedule import Schedule
     from rasp_compiler.lang import rasp
     from rasp_compiler.lang.graph import ProgramGraph

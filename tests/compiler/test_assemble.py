@@ -6,7 +6,7 @@ from rasp_compiler import lib
 from rasp_compiler.compiler.assemble import assemble
 from rasp_compiler.model.forward import build_forward, forward_numpy
 from rasp_compiler.lang.graph import build_graph
-from rasp_compiler.compiler.lower import lower
+from rasp_compiler.compiler.lower import lower_model
 from rasp_compiler.compiler.rewrite import rewrite
 from rasp_compiler.compiler.schedule import schedule
 from rasp_compiler.compiler.values import infer_values
@@ -16,7 +16,7 @@ def test_parameters_match_what_the_haiku_forward_asks_for():
     program = lib.make_shuffle_dyck(["()", "{}"])
     graph = build_graph(program)
     ops = rewrite(graph, infer_values(graph, list("(){}"), 6))
-    params, shape = assemble(lower(ops, schedule(ops)))
+    params, shape = assemble(lower_model(ops, schedule(ops)))
     forward = build_forward(shape, with_cache=True)
     ids = jnp.zeros((1, 3), jnp.int32)
     mask = jnp.ones((1, 3), bool)

@@ -464,3 +464,37 @@ def test_bos_and_pad_that_compile_also_save_load_and_apply(tmp_path, bos, pad):
     assert (loaded.bos, loaded.pad) == (bos, pad) and type(loaded.bos) is type(bos)
     assert loaded.run([["a", "b"]]) == [["b", "a"]]
     assert model.apply([bos, "a", "b"]).decoded == [bos, "b", "a"]
+
+
+def test_the_stage_table_of_compiler_md_names_real_modules_functions_and_tests():
+    """docs/compiler.md's stage table: every module it names exists, every stage function
+    is defined in the first module of its row, and every test file it names exists."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "compiler.md").read_text()
+    table = text.split("```\nstage ", 1)[1].split("```", 1)[0]
+    rows = 0
+    for line in table.splitlines()[1:]:
+        names = re.findall(r"[\w/]+\.py", line)
+        folder = "compiler"
+        modules = []
+        for name in names:
+            if name.startswith("test_") or name.startswith("tests/"):
+                path = root / name if "/" in name else root / "tests" / "compiler" / name
+                assert path.is_file(), f"docs/compiler.md names a missing test file {name}"
+                continue
+            if "/" in name:
+                folder, name = name.split("/")
+            modules.append(root / "rasp_compiler" / folder / name)
+            assert modules[-1].is_file(), f"docs/compiler.md names a missing module {name}"
+        words = line.split()
+        if modules and words and not line.startswith(" " * 14) and words[1][0].isalpha() \
+                and words[0] not in ("runtime",):
+            function = words[1].rstrip(",")
+            source = modules[0].read_text()
+            assert re.search(rf"^(def|class) {function}\b", source, re.M), \
+                f"{function} is not defined in {modules[0].name}"
+            rows += 1
+    assert rows >= 14

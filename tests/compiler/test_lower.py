@@ -5,7 +5,7 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.lang.graph import build_graph
-from rasp_compiler.compiler.lower import coldness_for, lower, relation_bicliques
+from rasp_compiler.compiler.lower import coldness_for, lower_model, relation_bicliques
 from rasp_compiler.model.residual import BOS, ONE, Dim
 from rasp_compiler.compiler.rewrite import rewrite
 from rasp_compiler.compiler.schedule import schedule
@@ -15,7 +15,7 @@ from rasp_compiler.compiler.values import infer_values
 def lowered_of(program, vocab, n):
     graph = build_graph(program)
     ops = rewrite(graph, infer_values(graph, vocab, n))
-    return ops, lower(ops, schedule(ops))
+    return ops, lower_model(ops, schedule(ops))
 
 
 def scores(head, layout, query, key):
@@ -136,7 +136,7 @@ def test_heads_read_by_a_lookup_leak_no_more_than_the_lookup_tolerates():
     the model stays exact. Its one-hots are then off by up to 2 x leak (precision.py), past
     verify's default raw bound, which strict reports; within 2 x leak + gamma it passes."""
     from rasp_compiler.compiler.pipeline import compile_program
-    from rasp_compiler.compiler.mlp import CATEGORICAL_NOISE_BUDGET
+    from rasp_compiler.compiler.neurons import CATEGORICAL_NOISE_BUDGET
     from rasp_compiler.compiler.precision import gamma
     from rasp_compiler.verify.checker import verify
 
@@ -177,7 +177,7 @@ def test_a_head_that_would_need_a_leak_below_float32s_resolution_is_refused():
 
 def test_a_head_read_by_several_mlps_meets_the_tightest_noise_budget():
     from rasp_compiler.compiler.lower import _noise_budgets
-    from rasp_compiler.compiler.mlp import MLPPart
+    from rasp_compiler.compiler.neurons import MLPPart
 
     def part(label, budget):
         return MLPPart(label, "lookup", (), (), (), (), budget)

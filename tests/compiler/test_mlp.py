@@ -7,15 +7,8 @@ import pytest
 from rasp_compiler import lib, rasp
 from rasp_compiler.errors import CompilationError
 from rasp_compiler.lang.graph import build_graph
-from rasp_compiler.compiler.mlp import (
-    CATEGORICAL_NOISE_BUDGET,
-    bos_cleanup,
-    count_neurons,
-    dim_bound,
-    form_bound,
-    lower_block,
-    ungate,
-)
+from rasp_compiler.compiler.mlp import bos_cleanup, count_neurons, lower_block, ungate
+from rasp_compiler.compiler.neurons import CATEGORICAL_NOISE_BUDGET, dim_bound, form_bound
 from rasp_compiler.model.residual import BOS, ONE, Dim, LinearForm
 from rasp_compiler.compiler.rewrite import rewrite
 from rasp_compiler.compiler.schedule import schedule
@@ -25,8 +18,8 @@ from rasp_compiler.compiler.values import infer_values
 def blocks_of(program, vocab, n):
     graph = build_graph(program)
     ops = rewrite(graph, infer_values(graph, vocab, n))
-    plan = schedule(ops)
-    return ops, [block for layer in plan.layers for block in layer.blocks]
+    scheduled = schedule(ops)
+    return ops, [block for layer in scheduled.layers for block in layer.blocks]
 
 
 def apply(part, inputs):
@@ -162,32 +155,32 @@ def test_bos_gates_stay_only_where_a_neuron_would_fire_at_bos():
                 if any(d == BOS for d, _ in n.w_in)]) == len(kept.neurons)
 
 
-def test_a_blocks_step_plan_is_made_once_for_the_size_check_and_lowering(monkeypatch):
-    """count_neurons (the size check) and lower_block read the same step plan: each is
+def test_a_blocks_shared_steps_are_made_once_for_the_size_check_and_lowering(monkeypatch):
+    """count_neurons (the size check) and lower_block read the same shared steps: each is
     made once per OpGraph and block, and forgotten with the OpGraph."""
     import gc
 
-    from rasp_compiler.compiler import mlp
+    from rasp_compiler.compiler import mlp_steps
     from rasp_compiler.compiler.pipeline import compile_program
     from rasp_compiler.program_files import load_program
 
     made = []
-    make = mlp._make_step_plan
+    make = mlp_steps._make_shared_steps
 
     def counted(ops, label, categorical, choices, z_label, form, function):
         made.append((id(ops), label, z_label))
         return make(ops, label, categorical, choices, z_label, form, function)
 
-    monkeypatch.setattr(mlp, "_make_step_plan", counted)
+    monkeypatch.setattr(mlp_steps, "_make_shared_steps", counted)
     spec = load_program("running_sum")
     model = compile_program(spec.make(8), spec.vocab, 8, **spec.options)
     assert made and len(made) == len(set(made))
     ops_id = made[0][0]
-    assert ops_id in mlp._STEP_PLANS
+    assert ops_id in mlp_steps._SHARED_STEPS
     assert model.run([[1, 2, 3]]) == [[1, 3, 6]]
     del model
     gc.collect()
-    assert ops_id not in mlp._STEP_PLANS
+    assert ops_id not in mlp_steps._SHARED_STEPS
 
 
 @pytest.mark.parametrize("previous", [False, True], ids=["tokens", "previous_token"])
@@ -196,7 +189,8 @@ def test_clause_feature_is_the_or_of_its_atoms_on_every_input(previous):
     query position: (v == the query's token, or the previous token, which may be None)
     OR v == index % 4; clamped to 1 where both atoms accept, silent at BOS, and within
     the input's one-hot noise when the inputs carry some."""
-    from rasp_compiler.compiler.mlp import CATEGORICAL_NOISE_BUDGET, clause_feature
+    from rasp_compiler.compiler.mlp import clause_feature
+    from rasp_compiler.compiler.neurons import CATEGORICAL_NOISE_BUDGET
 
     query = lib.shift_by(1, rasp.tokens).named("previous") if previous else rasp.tokens
     either = (rasp.Select(rasp.tokens, query, rasp.Comparison.EQ).named("same")
@@ -311,7 +305,8 @@ def test_piecewise_linear_is_not_offered_for_a_jump_steeper_than_its_limit():
     """A numerical output jumping by 1 between means 5e-5 apart (2e4 x the range): a
     hinge there would multiply z's float32 error by 2e4, so only steps (flat near every
     value) are offered."""
-    from rasp_compiler.compiler.mlp import PIECEWISE_MAX_GAIN, _BlockFunction, _piecewise_shape
+    from rasp_compiler.compiler.mlp_steps import PIECEWISE_MAX_GAIN, piecewise_shape
+    from rasp_compiler.compiler.neurons import BlockFunction
 
     number = rasp.numerical(rasp.Map(lambda x: x, rasp.tokens))
     mean = rasp.numerical(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices,
@@ -321,7 +316,7 @@ def test_piecewise_linear_is_not_offered_for_a_jump_steeper_than_its_limit():
                                         mean.named("mean"))).named("above")
         ops, (block,) = blocks_of(above, [0, 1, 1.0001], 2)
         form = ops.forms.get("mean") or LinearForm.single(Dim("mean"))
-        shape = _piecewise_shape(ops, block, "mean", form, _BlockFunction(ops, block))
+        shape = piecewise_shape(ops, block, "mean", form, BlockFunction(ops, block))
         assert (shape is None) == steep, (jump, shape)
         if steep:
             assert lower_block(ops, block).construction == "steps"

@@ -8,7 +8,8 @@ from rasp_compiler.errors import CompileWarning, UnsafeAggregateError
 from rasp_compiler.lang.graph import build_graph
 from rasp_compiler.program_files import load_program
 from rasp_compiler.compiler.rewrite import rewrite
-from rasp_compiler.compiler.safety import KeyFacts, check_categorical_aggregates
+from rasp_compiler.compiler.key_facts import KeyFacts
+from rasp_compiler.compiler.safety import check_categorical_aggregates
 from rasp_compiler.compiler.schedule import schedule
 from rasp_compiler.compiler.values import infer_values
 from rasp_compiler.verify.checker import verify

@@ -8,7 +8,7 @@ from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import CompilationError, UnsupportedExpressionError
 from rasp_compiler.lang.graph import build_graph
 from rasp_compiler.compiler.rewrite import rewrite
-from rasp_compiler.compiler.selectors import written
+from rasp_compiler.compiler.selector_forms import written
 from rasp_compiler.compiler.values import infer_values
 from rasp_compiler.verify.checker import verify
 
@@ -266,7 +266,7 @@ def test_the_chosen_constructions_cost_counts_the_key_size_built(case, compiled_
 def test_a_normal_form_past_its_bound_is_not_built():
     """(a1 & b1) | ... | (a6 & b6) has 2^6 = 64 CNF clauses, past MAX_CLAUSES (32): no
     CNF, and the whole-selector product builds it."""
-    from rasp_compiler.compiler.selectors import MAX_CLAUSES
+    from rasp_compiler.compiler.selector_forms import MAX_CLAUSES
 
     terms = [sel(T, T, lambda k, q, j=j: (k + j) % 4 == q, f"a{j}")
              & sel(I, I, lambda k, q, j=j: k == (q + j) % 5, f"b{j}") for j in range(6)]

@@ -14,7 +14,7 @@ from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS, check_size, esti
 from rasp_compiler.compiler.values import infer_values
 
 
-def _plan(program, vocab, max_seq_len):
+def _scheduled(program, vocab, max_seq_len):
     graph = build_graph(program)
     ops = rewrite(graph, infer_values(graph, vocab, max_seq_len))
     return ops, schedule(ops)
@@ -24,10 +24,10 @@ def _plan(program, vocab, max_seq_len):
 def no_lowering(monkeypatch):
     """Fail loudly if compilation reaches the stage that allocates the weights."""
 
-    def lower(*args, **kwargs):
-        raise AssertionError("lower() was called: the size check came too late")
+    def lower_model(*args, **kwargs):
+        raise AssertionError("lower_model() was called: the size check came too late")
 
-    monkeypatch.setattr(compiler, "lower", lower)
+    monkeypatch.setattr(compiler, "lower_model", lower_model)
 
 
 @pytest.mark.parametrize("vocab_size, max_seq_len", [(1_000, 400), (5_000, 128)])
@@ -35,8 +35,8 @@ def test_a_huge_sequence_map_is_refused_fast_before_allocating(no_lowering, voca
                                                                max_seq_len):
     # Issue: (1,000, 400) compiled for 36 s to 1.9 billion parameters; (5,000, 128) died
     # in numpy's MemoryError asking for 24 GiB.
-    # (x * y) % 7 is no function of one linear form x + r y (linear_lookup.py compiles
-    # (x + y) % 7 with 2 neurons per value of x + y), so it needs a lookup over the pairs.
+    # (x * y) % 7 is no function of one linear form x + r y (linear_forms.py; mlp_linear.py
+    # compiles (x + y) % 7 with 2 neurons per value of x + y), so it needs a lookup over pairs.
     pairs = rasp.SequenceMap(lambda x, y: (x * y) % 7, rasp.tokens, rasp.indices).named("pairs")
     start = time.perf_counter()
     with pytest.raises(ModelTooLargeError) as caught:
@@ -59,9 +59,9 @@ def test_a_lookup_whose_bound_is_over_the_limit_but_count_is_not_compiles():
     diagonal = rasp.numerical(
         rasp.SequenceMap(lambda t, i: 1 if t == i else 0, rasp.tokens, rasp.indices)
     ).named("diagonal")
-    ops, plan = _plan(diagonal, range(40), 40)
-    bound = estimate_size(ops, plan)
-    exact = estimate_size(ops, plan, count=True)
+    ops, scheduled = _scheduled(diagonal, range(40), 40)
+    bound = estimate_size(ops, scheduled)
+    exact = estimate_size(ops, scheduled, count=True)
     assert exact.exact and not bound.exact
     assert bound.low < exact.high < bound.high
     model = compile_program(diagonal, range(40), 40, max_parameters=exact.high)
@@ -109,8 +109,8 @@ def test_an_attention_refusal_names_the_aggregate_and_its_comparison():
 
 def test_an_embedding_refusal_names_the_widest_sop():
     copy = rasp.Map(lambda x: x, rasp.tokens).named("copy")
-    ops, plan = _plan(copy, range(300), 2)
-    embeddings = estimate_size(ops, plan).parts[0]
+    ops, scheduled = _scheduled(copy, range(300), 2)
+    embeddings = estimate_size(ops, scheduled).parts[0]
     assert embeddings.kind == "embeddings"
     with pytest.raises(ModelTooLargeError, match=r"tokens: the embedding tables alone need"):
-        check_size(ops, plan, embeddings.low - 1)
+        check_size(ops, scheduled, embeddings.low - 1)

@@ -108,15 +108,15 @@ def test_a_value_set_over_the_limit_is_refused_before_its_values_are_scanned(mon
     # The issue's (tokens, indices) pairs at vocab 1,000 and max_seq_len 400: 400,000
     # tuples took 4 s (vocab 5,000 at 128: 9 s) in the identity check before the count
     # refused them.
-    from rasp_compiler.compiler import values as values_module
+    from rasp_compiler.compiler import value_rules
 
-    distinct_values = values_module.distinct_values
+    distinct_values = value_rules.distinct_values
 
     def no_scan(values, *args):
         assert len(values) <= 10_000, "the identity check ran on a value set over the limit"
         return distinct_values(values, *args)
 
-    monkeypatch.setattr(values_module, "distinct_values", no_scan)
+    monkeypatch.setattr(value_rules, "distinct_values", no_scan)
     pairs = rasp.SequenceMap(lambda x, i: (x, i), rasp.tokens, rasp.indices).named("pairs")
     with pytest.raises(ValueSetTooLargeError,
                        match=r"pairs: this SequenceMap can take 400,000 or more distinct values, "
@@ -460,12 +460,12 @@ def test_a_huge_max_seq_len_is_refused_from_the_arguments_in_bounded_time_and_me
 ], ids=["selector_width", "length", "numerical_indices", "constant_selector"])
 def test_sops_that_grow_with_max_seq_len_are_refused_before_any_set_is_built(
         program, options, message, monkeypatch):
-    from rasp_compiler.compiler import values as values_module
+    from rasp_compiler.compiler import value_rules
 
     def no_rule(*args):
         raise AssertionError("a value-set rule ran before the length bound was checked")
 
-    monkeypatch.setattr(values_module, "_RULES", {kind: no_rule for kind in values_module._RULES})
+    monkeypatch.setattr(value_rules, "RULES", {kind: no_rule for kind in value_rules.RULES})
     with pytest.raises(ValueSetTooLargeError, match=message):
         infer_values(program, [1, 2], 20_000, **options)
 
@@ -503,16 +503,16 @@ def test_a_long_sum_of_means_is_refused_in_seconds(monkeypatch):
     terms at max_seq_len 8, where exact fractions would give 42,841), so listing them all
     costs about k^3 (348 million sums here); the program's sums are now bounded as a whole,
     and the refusal comes after about 1.5 s."""
-    from rasp_compiler.compiler import values as values_module
+    from rasp_compiler.compiler import value_rules
 
     listed = []
-    distinct_sums = values_module._distinct_sums
+    distinct_sums = value_rules._distinct_sums
 
     def counted(left, right):
         listed.append(len(left) * len(right))
         return distinct_sums(left, right)
 
-    monkeypatch.setattr(values_module, "_distinct_sums", counted)
+    monkeypatch.setattr(value_rules, "_distinct_sums", counted)
     started = time.perf_counter()
     with pytest.raises(ValueSetTooLargeError,
                        match=r"linear_sequence_map_\d+: listing the values of this program's "
@@ -535,7 +535,7 @@ def test_shorter_sums_of_means_list_exactly_the_evaluators_floats():
 
 
 def test_distinct_sums_equal_numpys_unique_and_keep_no_negative_zero():
-    from rasp_compiler.compiler.values import _distinct_sums
+    from rasp_compiler.compiler.value_rules import _distinct_sums
 
     rng = np.random.default_rng(0)
     left = np.concatenate((rng.integers(-5, 5, 300) / 4, [-0.0, 0.0]))
