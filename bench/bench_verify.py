@@ -32,7 +32,7 @@ import numpy as np
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.program_files import load_program
-from rasp_compiler.model.sparse_forward import plan_sparse_forward
+from rasp_compiler.model.sparse_forward import build_sparse_forward
 from rasp_compiler.verify.checker import _forward_batch, _random_chunks, verify
 from rasp_compiler.verify.inputs import DEFAULT_CHUNK
 
@@ -80,7 +80,7 @@ def throughput(name: str) -> dict:
         run()
         return timed(run)[1]
 
-    plan = plan_sparse_forward(model.params, model.shape, readout.indices)
+    plan = build_sparse_forward(model.params, model.shape, readout.indices)
     return {"program": name, "inputs": SAMPLES, "undefined": report.undefined,
             "seconds": seconds, "rate": SAMPLES / seconds, "sparse_s": forward(True),
             "dense_s": forward(False), "terms": plan.terms,

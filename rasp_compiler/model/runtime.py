@@ -20,7 +20,7 @@ import numpy as np
 from rasp_compiler.errors import InvalidInputError, describe_bytes
 from rasp_compiler.model.forward import ModelShape, build_forward, forward_numpy
 from rasp_compiler.model.residual import Readout
-from rasp_compiler.model.sparse_forward import plan_sparse_forward, sparse_forward_fn
+from rasp_compiler.model.sparse_forward import build_sparse_forward, sparse_forward_fn
 
 DEFAULT_BATCH_CHUNK = 1024
 DEFAULT_MAX_CACHE_BYTES = 2 * 1024**3  # run_with_cache refuses a larger (returned) cache
@@ -53,7 +53,7 @@ class Runtime:
         self._forward = build_forward(shape, with_cache=False)
         self._forward_cached = build_forward(shape, with_cache=True)
         self.jitted: dict[str, Any] = {}  # by name: "slice:<label>" or "cache"
-        self.sparse_jitted: dict[Any, Any] = {}  # by SparsePlan (weights included)
+        self.sparse_jitted: dict[Any, Any] = {}  # by SparseForward (weights included)
 
     def pack(self, rows: list[list[int]], length: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Ids [batch, length] (BOS, the row, PAD) and the key mask; rows past len(rows)
@@ -87,15 +87,15 @@ class Runtime:
     def sparse_jit(self, params, readout: Readout) -> Callable | None:
         """The jitted sparse forward `(ids, mask)` -> `readout` columns, planned from
         `params` as they are now (sparse_forward.py), or None where it cannot be shown
-        equal to the dense forward. Compiled once per plan (the weights are part of it)."""
-        plan = plan_sparse_forward(params, self.shape, readout.indices)
-        if plan is None:
+        equal to the dense forward. Compiled once per sparse forward (the weights are part of it)."""
+        sparse = build_sparse_forward(params, self.shape, readout.indices)
+        if sparse is None:
             return None
-        if plan not in self.sparse_jitted:
+        if sparse not in self.sparse_jitted:
             if len(self.sparse_jitted) >= MAX_SPARSE_COMPILED:
                 self.sparse_jitted.pop(next(iter(self.sparse_jitted)))
-            self.sparse_jitted[plan] = jax.jit(sparse_forward_fn(plan, jax.numpy))
-        return self.sparse_jitted[plan]
+            self.sparse_jitted[sparse] = jax.jit(sparse_forward_fn(sparse, jax.numpy))
+        return self.sparse_jitted[sparse]
 
     def sharded(self, ids: np.ndarray, mask: np.ndarray):
         """Spread the batch axis over every JAX device (one device: unchanged)."""

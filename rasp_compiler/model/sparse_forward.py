@@ -4,8 +4,8 @@ A compiled model's weights are ~98% exact zeros (one-hot spaces, one small block
 per operation), and the dense forward multiplies all of them. `verify` only
 needs the readout columns of the final residual, so it runs this forward
 instead, planned at verify time from the ACTUAL parameter arrays it is given
-(never from the compiler's plan: a corrupted weight, in a zero place or not, is
-part of the plan):
+(never from the compiler's schedule: a corrupted weight, in a zero place or not, is
+part of the sparse forward):
 
 - liveness, from the readout backwards: a residual dim is computed only if the
   readout or a later sublayer reads it (a non-zero in its row of W_Q, W_K, W_V or
@@ -23,7 +23,7 @@ skipped term is a finite activation times an exact zero weight, i.e. an exact
 zero, and adding an exact zero to a finite float leaves it unchanged, so each
 computed sum equals the dense one up to the order of its non-zero terms (float
 rounding, ~1e-7 relative). That needs every activation finite, which
-`plan_sparse_forward` proves from the weights first (an infinity-norm bound
+`build_sparse_forward` proves from the weights first (an infinity-norm bound
 through the layers); for weights it cannot prove it for (a non-finite or huge
 weight) it returns None, and the caller runs the dense forward.
 """
@@ -48,7 +48,7 @@ Terms = tuple[tuple[int, float], ...]
 
 
 @dataclass(frozen=True)
-class HeadPlan:
+class SparseHead:
     query: tuple[Terms, ...]  # per logit dim (non-zero in both W_Q and W_K), over residual dims
     key: tuple[Terms, ...]
     value: tuple[Terms, ...]  # per value dim that reaches a live output, over residual dims
@@ -56,24 +56,24 @@ class HeadPlan:
 
 
 @dataclass(frozen=True)
-class MLPPlan:
+class SparseMLP:
     hidden: tuple[Terms, ...]  # per unit kept, over residual dims
     output: tuple[tuple[int, Terms], ...]  # (residual dim written, terms over units)
 
 
 @dataclass(frozen=True)
-class LayerPlan:
-    heads: tuple[HeadPlan, ...]
-    mlp: MLPPlan | None
+class SparseLayer:
+    heads: tuple[SparseHead, ...]
+    mlp: SparseMLP | None
 
 
 @dataclass(frozen=True)
-class SparsePlan:
+class SparseForward:
     """A sparse forward, weights included (hashable: the key of its compiled function)."""
 
     # (residual dim, token terms ((token id, weight), ...), position column or None)
     embeddings: tuple[tuple[int, Terms, tuple[float, ...] | None], ...]
-    layers: tuple[LayerPlan, ...]
+    layers: tuple[SparseLayer, ...]
     readout: tuple[int, ...]
     causal: bool
     d_model: int
@@ -121,7 +121,7 @@ def _magnitudes_are_safe(p: dict[str, np.ndarray], shape: ModelShape) -> bool:
     return all(np.isfinite(b) and b < FLOAT32_SAFE_MAGNITUDE for b in bounds)
 
 
-def plan_sparse_forward(params, shape: ModelShape, readout: Sequence[int]) -> SparsePlan | None:
+def build_sparse_forward(params, shape: ModelShape, readout: Sequence[int]) -> SparseForward | None:
     """The sparse forward computing the final residual's `readout` dims from `params`,
     or None when the weights do not let it prove the result equals the dense forward's
     (a non-finite weight, or activations that could overflow float32)."""
@@ -140,7 +140,7 @@ def plan_sparse_forward(params, shape: ModelShape, readout: Sequence[int]) -> Sp
         return None
     live = np.zeros(shape.d_model, dtype=bool)
     live[list(readout)] = True
-    layers: list[LayerPlan] = []
+    layers: list[SparseLayer] = []
     for l in reversed(range(len(shape.layers))):
         # The MLP reads the residual after attention: planned first, going backwards.
         w_1, w_2 = p[f"{l}/linear_1"], p[f"{l}/linear_2"]
@@ -152,7 +152,7 @@ def plan_sparse_forward(params, shape: ModelShape, readout: Sequence[int]) -> Sp
             hidden = tuple(_terms(w_1[:, u], all_dims) for u in units)
             output = tuple((int(d), _terms(w_2[units, d], np.arange(len(units))))
                            for d in writes if (w_2[units, d] != 0).any())
-            mlp = MLPPlan(hidden, output)
+            mlp = SparseMLP(hidden, output)
             live[(w_1[:, units] != 0).any(axis=1)] = True
         layer = shape.layers[l]
         dk, dv = layer.key_size, layer.value_size
@@ -170,7 +170,7 @@ def plan_sparse_forward(params, shape: ModelShape, readout: Sequence[int]) -> Sp
             # A logit dim with a zero W_Q or W_K column adds q * 0 = 0 to every score.
             logits = np.flatnonzero((w_q != 0).any(axis=0) & (w_k != 0).any(axis=0))
             all_dims = np.arange(shape.d_model)
-            heads.append(HeadPlan(
+            heads.append(SparseHead(
                 query=tuple(_terms(w_q[:, e], all_dims) for e in logits),
                 key=tuple(_terms(w_k[:, e], all_dims) for e in logits),
                 value=tuple(_terms(w_v[:, e], all_dims) for e in values),
@@ -180,7 +180,7 @@ def plan_sparse_forward(params, shape: ModelShape, readout: Sequence[int]) -> Sp
             for w, columns in ((w_q, logits), (w_k, logits), (w_v, values)):
                 read |= (w[:, columns] != 0).any(axis=1)
         live |= read
-        layers.append(LayerPlan(tuple(heads), mlp))
+        layers.append(SparseLayer(tuple(heads), mlp))
     layers.reverse()
     embeddings = []
     for d in np.flatnonzero(live).tolist():
@@ -188,7 +188,7 @@ def plan_sparse_forward(params, shape: ModelShape, readout: Sequence[int]) -> Sp
         positions = p["pos_embed"][:, d]
         if tokens or positions.any():
             embeddings.append((d, tokens, tuple(positions.tolist()) if positions.any() else None))
-    return SparsePlan(tuple(embeddings), tuple(layers), tuple(int(d) for d in readout),
+    return SparseForward(tuple(embeddings), tuple(layers), tuple(int(d) for d in readout),
                       shape.causal, shape.d_model)
 
 
@@ -205,9 +205,9 @@ def _linear(terms: Terms, inputs) -> object:
     return total
 
 
-def sparse_forward_fn(plan: SparsePlan, xp) -> Callable:
+def sparse_forward_fn(sparse: SparseForward, xp) -> Callable:
     """(token_ids [B, T], key_mask [B, T]) -> the readout columns [B, T, k], for numpy or
-    jax.numpy (jit it: the plan, weights included, is baked in)."""
+    jax.numpy (jit it: the sparse forward, weights included, is baked in)."""
     if xp is np:
         barrier = lambda arrays: arrays
         looped_scores = None
@@ -235,9 +235,9 @@ def sparse_forward_fn(plan: SparsePlan, xp) -> Callable:
         length, batch = ids.shape
         zeros = xp.zeros((length, batch), np.float32)
         # residual[d]: the dim's value [T, B], or None while it is an exact zero
-        residual: list = [None] * plan.d_model
+        residual: list = [None] * sparse.d_model
         is_token = {}
-        for d, tokens, positions in plan.embeddings:
+        for d, tokens, positions in sparse.embeddings:
             for v, _ in tokens:
                 if v not in is_token:
                     is_token[v] = (ids == v).astype(np.float32)
@@ -248,9 +248,9 @@ def sparse_forward_fn(plan: SparsePlan, xp) -> Callable:
             residual[d] = value
         keys = key_mask.T  # [T(key), B]
         mask = xp.broadcast_to(keys[None], (length, length, batch))  # [query, key, B]
-        if plan.causal:
+        if sparse.causal:
             mask = mask & np.tril(np.ones((length, length), bool))[:, :, None]
-        for layer in plan.layers:
+        for layer in sparse.layers:
             written = []
             for head in layer.heads:
                 scores = None
@@ -283,7 +283,7 @@ def sparse_forward_fn(plan: SparsePlan, xp) -> Callable:
                 hidden = barrier(hidden)
                 _add(residual, [(d, _linear(terms, hidden)) for d, terms in layer.mlp.output])
                 residual = barrier(residual)
-        columns = [zeros if residual[d] is None else residual[d] for d in plan.readout]
+        columns = [zeros if residual[d] is None else residual[d] for d in sparse.readout]
         return xp.stack(columns, axis=-1).transpose(1, 0, 2)  # [B, T, k]
 
     return forward

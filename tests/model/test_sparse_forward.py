@@ -9,7 +9,7 @@ from rasp_compiler import lib, rasp
 from rasp_compiler.model.forward import forward_numpy
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import InvalidProgramError
-from rasp_compiler.model.sparse_forward import LOOPED_LOGITS, plan_sparse_forward, sparse_forward_fn
+from rasp_compiler.model.sparse_forward import LOOPED_LOGITS, build_sparse_forward, sparse_forward_fn
 from rasp_compiler.verify.checker import verify
 from rasp_compiler.verify.inputs import input_ids, random_input_ids
 
@@ -32,8 +32,8 @@ def _both(model, params=None):
     """(sparse, dense) readout columns of the output on `_inputs`, numpy forwards."""
     params = model.params if params is None else params
     readout = model.readouts[model.output]
-    plan = plan_sparse_forward(params, model.shape, readout.indices)
-    sparse = sparse_forward_fn(plan, np)
+    sparse = build_sparse_forward(params, model.shape, readout.indices)
+    sparse = sparse_forward_fn(sparse, np)
     pairs = []
     for block in _inputs(model, 2):
         ids, mask = model.runtime.pack_array([block], block.shape[1] + 1)
@@ -56,8 +56,8 @@ def test_jitted_sparse_forward_equals_the_dense_forward():
     program = lib.make_sort_unique(rasp.tokens, rasp.tokens)
     model = compile_program(program, list(range(20)), 4)
     readout = model.readouts[model.output]
-    plan = plan_sparse_forward(model.params, model.shape, readout.indices)
-    assert max(len(head.query) for layer in plan.layers for head in layer.heads) > LOOPED_LOGITS
+    sparse = build_sparse_forward(model.params, model.shape, readout.indices)
+    assert max(len(head.query) for layer in sparse.layers for head in layer.heads) > LOOPED_LOGITS
     blocks = [input_ids(20, 1), input_ids(20, 2)] + [
         np.array([row for row in random_input_ids(20, 4, 400, seed=3) if len(row) == n])
         for n in (3, 4)]
@@ -70,11 +70,11 @@ def test_jitted_sparse_forward_equals_the_dense_forward():
 
 def test_the_plan_skips_zero_weights():
     model = compile_program(lib.make_reverse(rasp.tokens), ["a", "b", "c"], 6)
-    plan = plan_sparse_forward(model.params, model.shape, model.readouts[model.output].indices)
+    sparse = build_sparse_forward(model.params, model.shape, model.readouts[model.output].indices)
     nonzero = sum(int(np.count_nonzero(w)) for module in model.params.values()
                   for w in module.values())
     dense = sum(int(np.size(w)) for module in model.params.values() for w in module.values())
-    assert plan.terms < nonzero < dense / 10
+    assert sparse.terms < nonzero < dense / 10
 
 
 def _corrupted(model, module: str, row: int, column: int, value: float):
@@ -94,7 +94,7 @@ def test_a_weight_put_where_the_compiler_left_a_zero_is_seen():
     last = len(model.shape.layers) - 1
     readout = model.readouts[model.output]
     # One of the last head's value dims also written into another output dim (a zero
-    # of W_O the plan from the compiler would skip).
+    # of W_O the sparse from the compiler would skip).
     w_o = np.asarray(model.params[f"layer_{last}/attn/linear"]["w"])
     row, column = next((r, d) for r in range(w_o.shape[0]) for d in readout.indices
                        if w_o[r].any() and w_o[r, d] == 0)
@@ -116,7 +116,7 @@ def test_weights_that_could_overflow_get_the_dense_forward():
     row, column = map(int, np.argwhere(w == 0)[0])
     for value in (np.nan, np.inf, 1e35):
         broken = _corrupted(model, "layer_0/mlp/linear_1", row, column, value)
-        assert plan_sparse_forward(broken.params, broken.shape, readout.indices) is None
+        assert build_sparse_forward(broken.params, broken.shape, readout.indices) is None
         # verify runs the dense forward instead, and finds what it finds
         sparse = verify(program, broken, exhaustive_up_to=2, forward="sparse")
         dense = verify(program, broken, exhaustive_up_to=2, forward="dense")
