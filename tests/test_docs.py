@@ -478,3 +478,76 @@ if __name__ == "__main__":
     parser.add_argument("--update", nargs="+", type=Path, required=True, metavar="DOCUMENT")
     for path in parser.parse_args().update:
         print(f"{path}: {update_shown_outputs(path.resolve())} shown outputs updated")
+
+
+# ------------------------------------------------------------------ the docs as a whole
+
+DOCS = ROOT / "docs"
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    found, fenced = set(), False
+    for line in path.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            found.add(_anchor(line.lstrip("#")))
+    return found
+
+
+def test_every_relative_link_reaches_its_file_and_heading():
+    wrong = []
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        for target in LINK.findall(page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # a URL
+            file, _, anchor = target.partition("#")
+            path = (page.parent / file).resolve() if file else page
+            if not path.exists():
+                wrong.append(f"{page.name}: {target}: no such file")
+            elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
+                wrong.append(f"{page.name}: {target}: no heading with that anchor")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_index_lists_every_page():
+    index = (DOCS / "index.md").read_text()
+    missing = [page.name for page in sorted(DOCS.glob("*.md"))
+               if page.name != "index.md" and f"]({page.name})" not in index]
+    assert not missing, f"docs/index.md does not list {missing}"
+
+
+def test_architecture_page_names_every_module():
+    page = (DOCS / "architecture.md").read_text()
+    package = ROOT / "rasp_compiler"
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package).as_posix()
+        if path.name == "__init__.py" and path.parent != package:
+            continue  # a folder's __init__ is the folder, named by its heading
+        if path.name == "__main__.py":
+            continue
+        if f"`{relative}`" not in page:
+            missing.append(relative)
+    assert not missing, f"docs/architecture.md does not say what these are: {missing}"
+
+
+def test_cli_reference_is_generated_and_current():
+    spec = importlib.util.spec_from_file_location("cli_reference", ROOT / "scripts" / "cli_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (DOCS / "cli.md").read_text() == module.reference(), (
+        "docs/cli.md is stale: run python scripts/cli_reference.py --write docs/cli.md")
+
+
+def test_anchor_rule():
+    assert _anchor(" Exactness on raw activations: `strict=True`") == \
+        "exactness-on-raw-activations-stricttrue"
+    assert _anchor("In a notebook") == "in-a-notebook"

@@ -16,7 +16,7 @@ memory stays within what model.json declares, itself bounded by `max_parameters`
 
 The checksum has no key: it is not a signature. Someone who edits a weight and writes the
 new checksum gets a model that loads (and passes every structural check); see
-docs/compiler.md, "Saved models", for what that means and what to do about it.
+docs/saved-models.md, for what that means and what to do about it.
 
 """
 
