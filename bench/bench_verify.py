@@ -33,7 +33,8 @@ from rasp_compiler import lib, rasp
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.program_files import load_program
 from rasp_compiler.model.sparse_forward import build_sparse_forward
-from rasp_compiler.verify.checker import _forward_batch, _random_chunks, verify
+from rasp_compiler.verify.checker import _forward_batch, verify
+from rasp_compiler.verify.inputs import random_chunks
 from rasp_compiler.verify.inputs import DEFAULT_CHUNK
 
 TRACR_LIB = [
@@ -70,7 +71,7 @@ def throughput(name: str) -> dict:
     # The forwards alone on the same inputs and batches (each compiled first).
     readout = model.readouts[model.output]
     batch = _forward_batch(SAMPLES, DEFAULT_CHUNK, MAX_SEQ_LEN)
-    chunks = list(_random_chunks(len(spec.vocab), MAX_SEQ_LEN, SAMPLES, 2, DEFAULT_CHUNK, 0))
+    chunks = list(random_chunks(len(spec.vocab), MAX_SEQ_LEN, SAMPLES, 2, DEFAULT_CHUNK, 0))
 
     def forward(sparse: bool) -> float:
         planned = model.runtime.sparse_jit(model.params, readout) if sparse else None

@@ -27,10 +27,10 @@ import numpy as np
 
 from rasp_compiler.circuits.network import Edge, Network
 from rasp_compiler.circuits.pairs import PairSample
+from rasp_compiler.model.constants import ATOL, RTOL
 from rasp_compiler.model.encoding import EMPTY, decode_indices, decode_readout, readout_numbers
 from rasp_compiler.model.forward import forward_numpy
 from rasp_compiler.model.hooks import hook
-from rasp_compiler.verify.checker import ATOL, RTOL
 
 CHUNK = 512
 

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 from rasp_compiler.errors import InvalidProgramError
 from rasp_compiler.lang import rasp
 
+
 def _is_non_finite(value: Any, numerical: bool = True) -> bool:
     """inf, -inf, NaN, or (as a number) an int too large for a float: it would become inf."""
     if not isinstance(value, Real):

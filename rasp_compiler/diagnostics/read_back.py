@@ -21,7 +21,7 @@ from rasp_compiler.model.constants import ATOL, RAW_TOLERANCE, RTOL
 from rasp_compiler.model.encoding import readout_numbers
 from rasp_compiler.model.hooks import hook
 from rasp_compiler.model.records import require_compilation
-from rasp_compiler.verify.checker import values_match
+from rasp_compiler.verify.report import values_match
 
 
 @dataclass(frozen=True)

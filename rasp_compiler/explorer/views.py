@@ -31,7 +31,7 @@ from rasp_compiler.diagnostics.patterns import (
 from rasp_compiler.errors import EvaluationError, RaspCompilerError, counted
 from rasp_compiler.model.encoding import Unclean
 from rasp_compiler.model.hooks import Slot, hook
-from rasp_compiler.verify.checker import values_match
+from rasp_compiler.verify.report import values_match
 
 NO_PROGRAM_NOTE = (
     "This model was loaded from disk without its RASP program, so the views that compare "

@@ -831,8 +831,8 @@ class CompressedModel:
         from rasp_compiler.lang import rasp
         from rasp_compiler.lang.evaluator import evaluate_all
         from rasp_compiler.lang.graph import build_graph
-        from rasp_compiler.verify.checker import values_match
         from rasp_compiler.verify.inputs import all_inputs, random_inputs
+        from rasp_compiler.verify.report import values_match
 
         program = program if program is not None else self.base.program
         if program is None:

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from rasp_compiler.errors import EvaluationError, InvalidInputError, ModelMismatchError
 from rasp_compiler.lang.evaluator import evaluate
 from rasp_compiler.lang.graph import ProgramGraph, build_graph
-from rasp_compiler.verify.checker import values_match
+from rasp_compiler.verify.report import values_match
 
 BACKENDS = ("numpy", "jax")
 GRAPH_CACHE_SIZE = 16  # programs whose graphs are kept; a property test uses one

@@ -21,7 +21,7 @@ from rasp_compiler.circuits.scoring import score_labels
 from rasp_compiler.errors import InvalidInputError, RaspCompilerError, UnknownNameError
 from rasp_compiler.model.compiled import CompiledModel
 from rasp_compiler.model.tracr_model import MODEL_BLOCK, program_graph
-from rasp_compiler.verify.checker import values_match
+from rasp_compiler.verify.report import values_match
 
 from cases import CASES, causal_twin
 

@@ -27,7 +27,7 @@ from rasp_compiler.errors import (
 from rasp_compiler.lang.evaluator import evaluate
 from rasp_compiler.program_files import load_program
 from rasp_compiler.model.compiled import Unclean
-from rasp_compiler.verify.checker import values_match
+from rasp_compiler.verify.report import values_match
 
 from cases import CASES
 

@@ -11,7 +11,8 @@ from rasp_compiler.compiling import compile_rasp_to_model
 from rasp_compiler.errors import EvaluationError, UnsafeAggregateError
 from rasp_compiler.lang.evaluator import causal_invariance, evaluate, evaluate_all
 from rasp_compiler.model.compiled import CompiledModel
-from rasp_compiler.verify.checker import values_match, verify
+from rasp_compiler.verify.checker import verify
+from rasp_compiler.verify.report import values_match
 
 from cases import CASES, causal_twin
 

@@ -25,7 +25,7 @@ from rasp_compiler import compiling, rasp
 from rasp_compiler.model import tracr_view
 from rasp_compiler.model.compiled import Unclean
 from rasp_compiler.model.tracr_model import AssembledModel, BasisDirection, ModelBlock, tracr_sorted
-from rasp_compiler.verify.checker import values_match
+from rasp_compiler.verify.report import values_match
 
 from cases import CASES
 

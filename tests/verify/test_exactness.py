@@ -22,7 +22,8 @@ from rasp_compiler.model.encoding import DECODE_TOLERANCE, EMPTY, UNCLEAN, decod
 from rasp_compiler.errors import EvaluationError, InvalidProgramError
 from rasp_compiler.lang.evaluator import evaluate_all
 from rasp_compiler.compiler.precision import analyse_precision
-from rasp_compiler.verify.checker import RAW_TOLERANCE, verify
+from rasp_compiler.model.constants import RAW_TOLERANCE
+from rasp_compiler.verify.checker import verify
 
 from cases import CASES, causal_twin
 

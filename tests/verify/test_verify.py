@@ -7,7 +7,8 @@ import pytest
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import InvalidProgramError
-from rasp_compiler.verify.checker import values_match, verify
+from rasp_compiler.verify.checker import verify
+from rasp_compiler.verify.report import values_match
 from rasp_compiler.verify.inputs import all_inputs, input_ids, random_inputs
 
 
