@@ -42,14 +42,14 @@ def no_runaway_recursion(name: str):
 
 def saved_model_folder(reference: str) -> Path | None:
     """The folder if `reference` names one holding a saved model (or meant to)."""
-    from rasp_compiler.model.persistence import CONFIG_FILE, PARAMS_FILE
+    from rasp_compiler.model.persistence import MODEL_CONFIG_FILE, PARAMS_FILE
     from rasp_compiler.superposition import compression
 
     folder = Path(reference)
     if not folder.is_dir():
         return None
     if any((folder / name).exists()
-           for name in (CONFIG_FILE, PARAMS_FILE, compression.CONFIG_FILE)):
+           for name in (MODEL_CONFIG_FILE, PARAMS_FILE, compression.CONFIG_FILE)):
         return folder
     from rasp_compiler.program_files import program_names
 

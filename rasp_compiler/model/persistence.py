@@ -54,7 +54,7 @@ from rasp_compiler.model.save_folder import check_folder, write_bytes_replacing,
 # which lack it and are otherwise the same, still load (with no source).
 FORMAT_VERSION = 4
 READABLE_FORMATS = (3, 4)
-CONFIG_FILE = "model.json"
+MODEL_CONFIG_FILE = "model.json"
 PARAMS_FILE = "params.npz"
 CHECKSUM_PREFIX = "sha256:"
 TOKENS = "tokens"  # the layout owner of the input tokens' one-hot dims
@@ -115,7 +115,7 @@ def save_model(model: CompiledModel, path: str | Path) -> Path:
                 np.savez(handle, **arrays)
 
         write_replacing(folder / PARAMS_FILE, write_params)
-        write_bytes_replacing(folder / CONFIG_FILE, text.encode("utf-8"))
+        write_bytes_replacing(folder / MODEL_CONFIG_FILE, text.encode("utf-8"))
     except OSError as exc:
         raise SaveError(f"cannot save the model to {folder}: {exc}") from exc
     return folder
@@ -123,7 +123,7 @@ def save_model(model: CompiledModel, path: str | Path) -> Path:
 
 def check_save_destination(folder: Path) -> None:
     """Refuse to save onto a file or into a folder holding anything but an earlier save."""
-    check_folder(folder, "save the model to", "saved model", (CONFIG_FILE, PARAMS_FILE))
+    check_folder(folder, "save the model to", "saved model", (MODEL_CONFIG_FILE, PARAMS_FILE))
 
 
 # ---------------------------------------------------------------------------- load
@@ -152,31 +152,31 @@ def _load(folder: Path, model_class: type, max_parameters: int) -> CompiledModel
     if not folder.is_dir():
         raise SavedFileProblem("it is a file, not a saved model's folder" if folder.exists()
                        else "no such folder")
-    missing = [name for name in (CONFIG_FILE, PARAMS_FILE) if not (folder / name).is_file()]
+    missing = [name for name in (MODEL_CONFIG_FILE, PARAMS_FILE) if not (folder / name).is_file()]
     if missing:
         raise SavedFileProblem(
-            f"{' and '.join(missing)} missing; a saved model is a folder holding {CONFIG_FILE} "
+            f"{' and '.join(missing)} missing; a saved model is a folder holding {MODEL_CONFIG_FILE} "
             f"and {PARAMS_FILE}, written by CompiledModel.save or `rasp-compiler compile -o`"
         )
-    data = _read_config(folder / CONFIG_FILE, max_parameters)
+    data = _read_config(folder / MODEL_CONFIG_FILE, max_parameters)
     _check_format(data)
     if data["format"] == 3 and "source" in data:
-        raise SavedFileProblem(f"{CONFIG_FILE}: source: unknown key in format 3 (format 4 added it)")
+        raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: source: unknown key in format 3 (format 4 added it)")
     checksum = data.pop("checksum", None)
     if not isinstance(checksum, str) or not checksum.startswith(CHECKSUM_PREFIX):
-        raise SavedFileProblem(f"{CONFIG_FILE}: checksum: missing or not a '{CHECKSUM_PREFIX}...' string")
+        raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: checksum: missing or not a '{CHECKSUM_PREFIX}...' string")
     try:
         config = from_json(data, SavedConfig)
     except SavedFileProblem as problem:
-        raise SavedFileProblem(f"{CONFIG_FILE}: {problem}") from None
+        raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: {problem}") from None
     layout = _layout(config)
     _check_sizes(config, layout)
     # Every array's name, shape and dtype follow from model.json: params.npz is held to
     # them entry by entry, from its zip directory and .npy headers, before any data is read.
     expected = expected_arrays(config.shape)
-    check_declared_size(expected, max_parameters, f"the shape in {CONFIG_FILE}",
+    check_declared_size(expected, max_parameters, f"the shape in {MODEL_CONFIG_FILE}",
                         "CompiledModel.load(path, max_parameters=N)")
-    arrays = read_arrays(folder / PARAMS_FILE, expected, CONFIG_FILE)
+    arrays = read_arrays(folder / PARAMS_FILE, expected, MODEL_CONFIG_FILE)
     _check_finite(arrays)
     _check_readouts(config, layout)
     _check_info(config)
@@ -184,7 +184,7 @@ def _load(folder: Path, model_class: type, max_parameters: int) -> CompiledModel
     _check_vocab_embedding(config, layout, arrays["token_embed::embeddings"])
     if _checksum(data, arrays) != checksum:
         raise SavedFileProblem(
-            f"{CONFIG_FILE} or {PARAMS_FILE} was edited or corrupted (checksum mismatch); "
+            f"{MODEL_CONFIG_FILE} or {PARAMS_FILE} was edited or corrupted (checksum mismatch); "
             f"recompile the program and save it again"
         )
     params: dict[str, dict[str, np.ndarray]] = {}
@@ -216,27 +216,27 @@ def _read_config(file: Path, max_parameters: int = DEFAULT_MAX_PARAMETERS) -> di
         keys = [key for key, _ in pairs]
         for key in keys:
             if keys.count(key) > 1:
-                raise SavedFileProblem(f"{CONFIG_FILE}: the key {key!r} appears twice in one object")
+                raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: the key {key!r} appears twice in one object")
         return dict(pairs)
 
     try:
         size, limit = file.stat().st_size, config_byte_limit(max_parameters)
         if size > limit:
-            raise SavedFileProblem(f"{CONFIG_FILE} is {describe_bytes(size)}, more than a saved model "
+            raise SavedFileProblem(f"{MODEL_CONFIG_FILE} is {describe_bytes(size)}, more than a saved model "
                            f"of at most {max_parameters:,} parameters writes ("
                            f"{describe_bytes(limit)}); it is not a saved model's")
         data = json.loads(file.read_text(encoding="utf-8"), object_pairs_hook=no_repeats)
     except SavedFileProblem:  # a LoadError, so a ValueError: not "invalid JSON"
         raise
     except OSError as exc:
-        raise SavedFileProblem(f"cannot read {CONFIG_FILE}: {exc}") from exc
+        raise SavedFileProblem(f"cannot read {MODEL_CONFIG_FILE}: {exc}") from exc
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise SavedFileProblem(f"{CONFIG_FILE} is not valid JSON ({exc}); it is truncated or damaged") \
+        raise SavedFileProblem(f"{MODEL_CONFIG_FILE} is not valid JSON ({exc}); it is truncated or damaged") \
             from exc
     except RecursionError:
-        raise SavedFileProblem(f"{CONFIG_FILE} nests too deeply to be a saved model") from None
+        raise SavedFileProblem(f"{MODEL_CONFIG_FILE} nests too deeply to be a saved model") from None
     if not isinstance(data, dict):
-        raise SavedFileProblem(f"{CONFIG_FILE} holds {kind_of(data)}, not a JSON object")
+        raise SavedFileProblem(f"{MODEL_CONFIG_FILE} holds {kind_of(data)}, not a JSON object")
     return data
 
 
@@ -245,10 +245,10 @@ def _check_format(data: dict) -> None:
     if version in READABLE_FORMATS and type(version) is int:
         return
     if "format" not in data:
-        raise SavedFileProblem(f"{CONFIG_FILE}: format: missing; this is not a model saved by "
+        raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: format: missing; this is not a model saved by "
                        f"rasp_compiler")
     if type(version) is not int or version < 1:
-        raise SavedFileProblem(f"{CONFIG_FILE}: format: {version!r} is not a format version")
+        raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: format: {version!r} is not a format version")
     if version < min(READABLE_FORMATS):
         raise SavedFileProblem(f"saved by an older rasp_compiler (format {version}); recompile and "
                        f"save again")
@@ -278,19 +278,19 @@ def _layout(config: SavedConfig) -> ResidualLayout:
     first: dict[Dim, int] = {}
     for i, (sop, value, numerical) in enumerate(config.layout):
         if numerical and value is not None:
-            raise SavedFileProblem(f"{CONFIG_FILE}: layout[{i}]: the numerical dim {sop!r} holds no "
+            raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: layout[{i}]: the numerical dim {sop!r} holds no "
                            f"value, got {value!r}")
         if not numerical and value is None:
-            raise SavedFileProblem(f"{CONFIG_FILE}: layout[{i}]: the categorical dim of {sop!r} needs "
+            raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: layout[{i}]: the categorical dim of {sop!r} needs "
                            f"a value, got null")
         dim = Dim(sop) if numerical else Dim(sop, value)
         if dim in first:
-            raise SavedFileProblem(f"{CONFIG_FILE}: layout[{i}]: the dim {dim} also is layout[{first[dim]}]")
+            raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: layout[{i}]: the dim {dim} also is layout[{first[dim]}]")
         first[dim] = i
         dims.append(dim)
     for special in (ONE, BOS):
         if special not in first:
-            raise SavedFileProblem(f"{CONFIG_FILE}: layout: no {special.sop!r} dim (every model has one)")
+            raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: layout: no {special.sop!r} dim (every model has one)")
     return ResidualLayout(tuple(dims))
 
 
@@ -298,18 +298,18 @@ def _check_sizes(config: SavedConfig, layout: ResidualLayout) -> None:
     """The vocab, the special tokens and the lengths against the declared shape."""
     shape, vocab = config.shape, config.vocab
     if config.max_seq_len < 1:
-        raise SavedFileProblem(f"{CONFIG_FILE}: max_seq_len: must be at least 1, got {config.max_seq_len}")
+        raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: max_seq_len: must be at least 1, got {config.max_seq_len}")
     if not vocab:
-        raise SavedFileProblem(f"{CONFIG_FILE}: vocab: empty")
+        raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: vocab: empty")
     keys = [identity_key(token) for token in vocab]  # 1 and True are two tokens
     if len(set(keys)) != len(keys):
         repeated = next(token for token, key in zip(vocab, keys) if keys.count(key) > 1)
-        raise SavedFileProblem(f"{CONFIG_FILE}: vocab: the token {repeated!r} appears twice")
+        raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: vocab: the token {repeated!r} appears twice")
     for name, token in (("bos", config.bos), ("pad", config.pad)):
         if token in vocab:
-            raise SavedFileProblem(f"{CONFIG_FILE}: {name}: the token {token!r} is also in the vocab")
+            raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: {name}: the token {token!r} is also in the vocab")
     if config.bos == config.pad:
-        raise SavedFileProblem(f"{CONFIG_FILE}: bos and pad are the same token {config.bos!r}")
+        raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: bos and pad are the same token {config.bos!r}")
     expected = {
         "vocab_size": (len(vocab) + 2, f"{len(vocab)} vocab tokens + BOS + PAD"),
         "max_positions": (config.max_seq_len + 1, f"max_seq_len {config.max_seq_len} + BOS"),
@@ -317,12 +317,12 @@ def _check_sizes(config: SavedConfig, layout: ResidualLayout) -> None:
     }
     for name, (value, why) in expected.items():
         if getattr(shape, name) != value:
-            raise SavedFileProblem(f"{CONFIG_FILE}: shape.{name} is {getattr(shape, name)}, expected "
+            raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: shape.{name} is {getattr(shape, name)}, expected "
                            f"{value} ({why})")
     for l, layer in enumerate(shape.layers):
         for name, value in dataclasses.asdict(layer).items():
             if value < 0:
-                raise SavedFileProblem(f"{CONFIG_FILE}: shape.layers[{l}].{name} is negative ({value})")
+                raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: shape.layers[{l}].{name} is negative ({value})")
 
 
 def expected_arrays(shape: ModelShape) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -356,7 +356,7 @@ def _check_finite(arrays: dict[str, np.ndarray]) -> None:
 def _check_readouts(config: SavedConfig, layout: ResidualLayout) -> None:
     seen: set[str] = set()
     for i, readout in enumerate(config.readouts):
-        where = f"{CONFIG_FILE}: readouts[{i}] ({readout.label!r})"
+        where = f"{MODEL_CONFIG_FILE}: readouts[{i}] ({readout.label!r})"
         if readout.label in seen:
             raise SavedFileProblem(f"{where}: a second readout of the same SOp")
         seen.add(readout.label)
@@ -384,18 +384,18 @@ def _check_info(config: SavedConfig) -> None:
     info, shape = config.info, config.shape
     labels = [readout.label for readout in config.readouts]
     if info.output not in labels:
-        raise SavedFileProblem(f"{CONFIG_FILE}: info.output {info.output!r} has no readout (readable: "
+        raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: info.output {info.output!r} has no readout (readable: "
                        f"{', '.join(labels)})")
     if len(info.layers) != len(shape.layers):
-        raise SavedFileProblem(f"{CONFIG_FILE}: info.layers describes {len(info.layers)} layers, "
+        raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: info.layers describes {len(info.layers)} layers, "
                        f"shape.layers {len(shape.layers)}")
     for l, (layer, layer_shape) in enumerate(zip(info.layers, shape.layers)):
         if layer.index != l or any(head.layer != l for head in layer.heads):
-            raise SavedFileProblem(f"{CONFIG_FILE}: info.layers[{l}] is numbered {layer.index} (heads "
+            raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: info.layers[{l}] is numbered {layer.index} (heads "
                            f"{[head.layer for head in layer.heads]}), not {l}")
         if len(layer.heads) != layer_shape.heads or layer.mlp_hidden != layer_shape.mlp_hidden:
             raise SavedFileProblem(
-                f"{CONFIG_FILE}: info.layers[{l}] has {len(layer.heads)} heads and MLP width "
+                f"{MODEL_CONFIG_FILE}: info.layers[{l}] has {len(layer.heads)} heads and MLP width "
                 f"{layer.mlp_hidden}, shape.layers[{l}] {layer_shape.heads} and "
                 f"{layer_shape.mlp_hidden}"
             )
@@ -412,7 +412,7 @@ def _check_source(config: SavedConfig) -> None:
     for name in ("name", "reference"):
         text = getattr(config.source, name)
         if not text or len(text) > MAX_SOURCE_CHARS or not text.isprintable():
-            raise SavedFileProblem(f"{CONFIG_FILE}: source.{name}: {text[:40]!r} is not a program's "
+            raise SavedFileProblem(f"{MODEL_CONFIG_FILE}: source.{name}: {text[:40]!r} is not a program's "
                            f"{name} (1 to {MAX_SOURCE_CHARS} printable characters)")
 
 
@@ -420,7 +420,7 @@ def _check_vocab_embedding(config: SavedConfig, layout: ResidualLayout,
                            embed: np.ndarray) -> None:
     """Token row i must embed vocab[i]: a reordered or renamed vocab is caught here."""
     vocab, index = config.vocab, layout.index
-    clash = f"{CONFIG_FILE} and {PARAMS_FILE} disagree"
+    clash = f"{MODEL_CONFIG_FILE} and {PARAMS_FILE} disagree"
     bos_column = embed[:, index[BOS]]
     if bos_column[len(vocab)] != 1 or np.any(np.delete(bos_column, len(vocab)) != 0):
         raise SavedFileProblem(f"{clash}: token_embed row {len(vocab)} (after the {len(vocab)} vocab "
