@@ -55,10 +55,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile RASP programs to exact transformers and inspect them.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_list_command(subparsers)
+    _add_eval_command(subparsers)
+    _add_compile_command(subparsers)
+    _add_run_command(subparsers)
+    _add_inspect_command(subparsers)
+    _add_export_command(subparsers)
+    _add_explore_command(subparsers)
+    _add_verify_command(subparsers)
+    _add_compress_command(subparsers)
+    _add_circuit_command(subparsers)
+    return parser
 
+
+def _add_list_command(subparsers) -> None:
     listing = subparsers.add_parser("list", help="list the bundled programs")
     listing.set_defaults(handler=commands.cmd_list)
 
+
+def _add_eval_command(subparsers) -> None:
     evaluating = subparsers.add_parser(
         "eval", help="evaluate a program with the reference evaluator and show its graph"
     )
@@ -69,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="the causal meaning (each position sees the tokens up to it)")
     evaluating.set_defaults(handler=commands.cmd_eval)
 
+
+def _add_compile_command(subparsers) -> None:
     compiling = subparsers.add_parser(
         "compile", help="compile a program to a transformer and print its layer plan"
     )
@@ -78,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     compiling.add_argument("--run", nargs="+", metavar="TOKEN", help="then run it on these tokens")
     compiling.set_defaults(handler=commands.cmd_compile)
 
+
+def _add_run_command(subparsers) -> None:
     running = subparsers.add_parser(
         "run", help="run a program (compiled on the fly) or a saved model folder on tokens"
     )
@@ -85,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("tokens", nargs="+", help="input tokens, as written in the vocab")
     running.set_defaults(handler=commands.cmd_run)
 
+
+def _add_inspect_command(subparsers) -> None:
     inspecting = subparsers.add_parser(
         "inspect", help="layer plan, residual map, selector report, pattern and read-back checks"
     )
@@ -103,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="print the layer plan (or with --residual the residual map) as JSON")
     inspecting.set_defaults(handler=commands.cmd_inspect)
 
+
+def _add_export_command(subparsers) -> None:
     exporting = subparsers.add_parser(
         "export", help="export to TransformerLens (a torch file) or safetensors (a folder)"
     )
@@ -114,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the file (transformerlens) or folder (safetensors) to write")
     exporting.set_defaults(handler=commands.cmd_export)
 
+
+def _add_explore_command(subparsers) -> None:
     exploring = subparsers.add_parser(
         "explore", help="explore the model in the browser: a local server on 127.0.0.1 that "
                         "runs the inputs you type"
@@ -128,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="print the page's address without opening a browser")
     exploring.set_defaults(handler=commands.cmd_explore)
 
+
+def _add_verify_command(subparsers) -> None:
     verifying = subparsers.add_parser(
         "verify", help="compare the compiled model with the evaluator, position by position"
     )
@@ -143,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     verifying.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     verifying.set_defaults(handler=commands.cmd_verify)
 
+
+def _add_compress_command(subparsers) -> None:
     compressing = subparsers.add_parser(
         "compress", help="learn a compressed residual stream (superposition with ground truth)"
     )
@@ -166,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     compressing.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     compressing.set_defaults(handler=commands.cmd_compress)
 
+
+def _add_circuit_command(subparsers) -> None:
     circuiting = subparsers.add_parser(
         "circuit", help="the model's circuit: nodes and edges from the weights (structural) or "
                         "those whose patch changes the output (--functional)"
@@ -197,7 +228,6 @@ def build_parser() -> argparse.ArgumentParser:
     circuiting.add_argument("-o", "--output", metavar="PATH",
                             help="write to this file instead of the terminal (png: required)")
     circuiting.set_defaults(handler=circuit.cmd_circuit)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

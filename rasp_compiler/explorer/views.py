@@ -347,6 +347,54 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
             problems.append(f"output at {at(position)}: the model gives {show(value)}, the "
                             f"evaluator {show(expected[position])}")
 
+    steps, sops, decoded = _sop_views(model, compressed, cache, tokens, evaluation, problems, at)
+    heads = _head_views(model, cache, length, evaluation, problems)
+    return {
+        "words": words, "tokens": words, "positions": ["BOS"] + words,
+        "output": [show(v) for v in output_row],
+        "exact_output": None if exact_output is None else [show(v) for v in exact_output],
+        "expected": None if expected is None else [show(v) for v in expected],
+        "evaluator_error": evaluator_error, "problems": problems, "sops": sops,
+        "decoded": decoded, "residual": [_matrix(step, 5) for step in steps], "heads": heads,
+    }
+
+
+def _head_views(model, cache, length: int, evaluation, problems: list[str]) -> dict:
+    """Each head's pattern and logits on one input and, when the program is known, its
+    ideal pattern with the margin, the BOS leak and the deviation (adding a problem when
+    the deviation passes the pattern check's tolerance)."""
+    record = model.compilation
+    heads = {}
+    for layer in model.info.layers:
+        patterns = np.asarray(cache[hook(layer.index, "attn.hook_pattern")])[0]
+        scores = np.asarray(cache[hook(layer.index, "attn.hook_attn_scores")])[0]
+        for head in layer.heads:
+            got = patterns[head.index, :length, :length]
+            logits = scores[head.index, :length, :length]
+            view = {"compiled": _matrix(got), "scores": _matrix(logits, 4), "ideal": None,
+                    "margin": None, "bos_leak": None, "max_deviation": None}
+            if evaluation is not None:
+                ideal = ideal_pattern(head.kind, head_matrix(record, head.label, evaluation),
+                                      length, record.ops.attention[head.label].bos_share)
+                stats = pattern_stats(ideal, got, logits)
+                view.update(ideal=_matrix(ideal), margin=_number(stats.min_margin, 4),
+                            bos_leak=_number(stats.max_bos_leak),
+                            max_deviation=_number(stats.max_deviation))
+                if stats.max_deviation > DEFAULT_PATTERN_TOLERANCE:
+                    problems.append(
+                        f"head {head.name} ({head.label}): its pattern is off the ideal by "
+                        f"{stats.max_deviation:.3g} at query position {stats.worst_query} "
+                        f"(tolerance {DEFAULT_PATTERN_TOLERANCE:g})")
+            heads[head.name] = view
+    return heads
+
+
+def _sop_views(model, compressed, cache, tokens: list, evaluation, problems: list[str], at):
+    """The residual after every sublayer, and every SOp decoded where it is written (and,
+    for the page's step slider, after every sublayer), against the evaluator when the
+    program is known (adding a problem per disagreeing position). A compressed model's
+    residual is read back as its frozen weights read it."""
+    length = len(tokens) + 1
     if compressed is None:
         steps = [residual_at(cache, t)[0, :length] for t in range(2 * model.depth + 1)]
 
@@ -382,36 +430,7 @@ def input_view(model, owner: str, words: Sequence[str]) -> dict:
     decoded = [{label: [show(v) for v in decode(label, step)] for label in times}
                for step in steps]
 
-    heads = {}
-    for layer in model.info.layers:
-        patterns = np.asarray(cache[hook(layer.index, "attn.hook_pattern")])[0]
-        scores = np.asarray(cache[hook(layer.index, "attn.hook_attn_scores")])[0]
-        for head in layer.heads:
-            got = patterns[head.index, :length, :length]
-            logits = scores[head.index, :length, :length]
-            view = {"compiled": _matrix(got), "scores": _matrix(logits, 4), "ideal": None,
-                    "margin": None, "bos_leak": None, "max_deviation": None}
-            if evaluation is not None:
-                ideal = ideal_pattern(head.kind, head_matrix(record, head.label, evaluation),
-                                      length, record.ops.attention[head.label].bos_share)
-                stats = pattern_stats(ideal, got, logits)
-                view.update(ideal=_matrix(ideal), margin=_number(stats.min_margin, 4),
-                            bos_leak=_number(stats.max_bos_leak),
-                            max_deviation=_number(stats.max_deviation))
-                if stats.max_deviation > DEFAULT_PATTERN_TOLERANCE:
-                    problems.append(
-                        f"head {head.name} ({head.label}): its pattern is off the ideal by "
-                        f"{stats.max_deviation:.3g} at query position {stats.worst_query} "
-                        f"(tolerance {DEFAULT_PATTERN_TOLERANCE:g})")
-            heads[head.name] = view
-    return {
-        "words": words, "tokens": words, "positions": ["BOS"] + words,
-        "output": [show(v) for v in output_row],
-        "exact_output": None if exact_output is None else [show(v) for v in exact_output],
-        "expected": None if expected is None else [show(v) for v in expected],
-        "evaluator_error": evaluator_error, "problems": problems, "sops": sops,
-        "decoded": decoded, "residual": [_matrix(step, 5) for step in steps], "heads": heads,
-    }
+    return steps, sops, decoded
 
 
 def default_inputs(model, examples: Sequence = ()) -> list[list[str]]:
