@@ -35,3 +35,20 @@ def test_the_readme_gives_the_fast_subset_and_it_is_a_registered_marker():
     assert '.venv/bin/python -m pytest -q -m "not slow"' in readme
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert '"slow: ' in pyproject
+
+
+def test_every_package_folder_is_installed():
+    """pyproject.toml lists the packages by name (the programs folder is mapped in): a new
+    folder left out of the list would import from a checkout and be missing from a wheel."""
+    import fnmatch
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(config["tool"]["setuptools"]["packages"])
+    folders = {".".join(path.parent.relative_to(ROOT).parts)
+               for path in (ROOT / "rasp_compiler").rglob("__init__.py")}
+    assert folders <= listed, f"add to pyproject.toml's packages: {sorted(folders - listed)}"
+    patterns = config["tool"]["setuptools"]["package-data"]["rasp_compiler.explorer"]
+    assets = [f"assets/{path.name}" for path in (ROOT / "rasp_compiler/explorer/assets").iterdir()]
+    missing = [a for a in assets if not any(fnmatch.fnmatch(a, p) for p in patterns)]
+    assert not missing, f"explorer assets not in pyproject.toml's package-data: {missing}"
