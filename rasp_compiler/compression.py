@@ -578,8 +578,8 @@ def _initial_projection(key, width: int, d: int, init: str, hidden: int, shape,
     return projection
 
 
-def compress(model, d: int, *, seed: int = 0, steps: int = 12000, batch_size: int = 64,
-             learning_rate: float = 1e-2, output_weight: float = 1.0,
+def compress(model, d: int, *, seed: int = 0, steps: int = 20000, batch_size: int = 64,
+             learning_rate: float = 3e-3, output_weight: float = 30.0,
              reconstruction_weight: float = 1.0, nonlinear: bool = True,
              hidden: int | None = None, init: str = "random", target_agreement: float = 1.0,
              eval_every: int = 100, patience: int = 40, weighting: str = "use",
@@ -637,13 +637,14 @@ def compress(model, d: int, *, seed: int = 0, steps: int = 12000, batch_size: in
         _targets_jit(params, eval_plan, eval_ids[i: i + 1024], eval_mask[i: i + 1024])
         for i in range(0, n_data, 1024)], axis=1)
     data = (eval_ids, eval_mask, eval_targets) if exhaustive else ()
+    weights = jnp.asarray(feature_weights(params, shape, weighting))
     pca_rows = None
-    if init == "pca":
-        pca_rows = (eval_targets * eval_mask[None, :, :, None]).reshape(-1, width)
+    if init == "pca":  # the principal directions of the loss's own weighted residual
+        pca_rows = (eval_targets * eval_mask[None, :, :, None]
+                    * jnp.sqrt(weights)[:, None, None, :]).reshape(-1, width)
     projection = _initial_projection(key_init, width, d, init, hidden_width, shape, pca_rows)
     hyper = jnp.asarray([learning_rate, steps, output_weight, reconstruction_weight],
                         jnp.float32)
-    weights = jnp.asarray(feature_weights(params, shape, weighting))
 
     def measure(proj):
         output_loss, reconstruction, agreement = (float(v) for v in _evaluate(
