@@ -161,7 +161,7 @@ def measure(programs) -> tuple[str, dict]:
             f"| {name} | {width} | {half} | {at_half.positions:.2%} | {at_half.inputs:.2%} | "
             f"{at_half.seconds:.0f} s ({at_half.steps:,} steps) | "
             f"{smallest if smallest is not None else 'none'} | "
-            f"{quarter}: {at_quarter.positions:.1%} / {at_quarter.inputs:.1%} | "
+            f"{quarter}: {at_quarter.positions:.2%} / {at_quarter.inputs:.2%} | "
             f"{counts['relu'][0]} / {counts['relu'][1]} of {live} | "
             f"{counts['topk'][0]} / {counts['topk'][1]} of {live} (k={counts['k']}) |")
     header = [
