@@ -390,3 +390,20 @@ def test_the_default_recipe_keeps_the_program_at_half_width(histogram4):
     assert accuracy.position_accuracy >= 0.99 and accuracy.sequence_accuracy >= 0.95, accuracy
     assert compressed.info.nonlinear and compressed.info.weighting == "use"
     np.testing.assert_array_equal(compressed.feature_directions().directions, compressed.W)
+
+
+def test_a_save_from_before_the_weighting_option_loads_as_uniform(small, tmp_path):
+    """Saves written before `weighting` existed lack info.weighting; they were trained with
+    every feature weighted alike, so they load as "uniform"."""
+    from rasp_compiler.compression import ARRAYS_FILE, _checksum
+
+    folder = small.save(tmp_path / "old")
+    data = json.loads((folder / CONFIG_FILE).read_text())
+    assert data["info"]["weighting"] == "use"
+    del data["info"]["weighting"], data["checksum"]
+    with np.load(folder / ARRAYS_FILE) as arrays:
+        data["checksum"] = _checksum(data, dict(arrays))
+    (folder / CONFIG_FILE).write_text(json.dumps(data))
+    loaded = CompressedModel.load(folder)
+    assert loaded.info.weighting == "uniform"
+    np.testing.assert_array_equal(loaded.W, small.W)
