@@ -44,7 +44,7 @@ from rasp_compiler.circuits import (
     score_circuit,
 )
 from rasp_compiler.compiler.pipeline import compile_program
-from rasp_compiler.superposition.compression import compress
+from rasp_compiler.superposition.compression import LINEAR_RECIPE, compress
 from rasp_compiler.program_files import load_program, program_names
 
 COMPRESSED = ["reverse", "frac_prevs", "histogram", "sort_unique", "sort_ties",
@@ -92,7 +92,7 @@ def measure(name: str) -> tuple[object, str]:
 def measure_compressed(name: str, model, exact) -> str:
     d = model.shape.d_model // 2
     started = time.perf_counter()
-    compressed = compress(model, d, seed=0, steps=COMPRESS_STEPS)
+    compressed = compress(model, d, seed=0, steps=COMPRESS_STEPS, **LINEAR_RECIPE)
     trained = time.perf_counter() - started
     functional = circuit(compressed, functional=True)
     pairs = make_pairs(model, samples=None, seed=METHOD_SEED)

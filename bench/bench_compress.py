@@ -24,7 +24,7 @@ from pathlib import Path
 import jax
 
 from rasp_compiler.compiler.pipeline import compile_program
-from rasp_compiler.superposition.compression import compress
+from rasp_compiler.superposition.compression import LINEAR_RECIPE, compress
 from rasp_compiler.program_files import load_program
 from rasp_compiler.superposition.sae import train_sae
 from rasp_compiler.superposition.experiments import residual_sample, score_dictionary
@@ -47,7 +47,8 @@ def measure(steps: int) -> str:
         warnings.simplefilter("ignore")
         model = compile_program(spec.make(MAX_SEQ_LEN), spec.vocab, MAX_SEQ_LEN, **spec.options)
     d = model.shape.d_model // 2
-    compressed = compress(model, d, seed=0, steps=steps, progress=sys.stderr.isatty())
+    compressed = compress(model, d, seed=0, steps=steps, progress=sys.stderr.isatty(),
+                          **LINEAR_RECIPE)
     info = compressed.info
     first, last = info.history[1], info.history[-1]  # the first chunk includes compiling
     rate = (last[0] - first[0]) / max(last[1] - first[1], 1e-9)
@@ -68,7 +69,7 @@ def measure(steps: int) -> str:
     lines += ["", f"Best agreement {info.agreement:.1%}; against the evaluator: "
               f"{accuracy.position_accuracy:.1%} of positions, {accuracy.sequence_accuracy:.1%}"
               f" of whole inputs (1000 random inputs)."]
-    nonlinear = compress(model, d, seed=0, steps=steps, nonlinear=True)
+    nonlinear = compress(model, d, seed=0, steps=steps, **{**LINEAR_RECIPE, "nonlinear": True})
     first, last = nonlinear.info.history[1], nonlinear.info.history[-1]
     reached = [nonlinear.info.reached(target) for target in TARGETS]
     lines += ["", f"The same with nonlinear reads (a ReLU decoder of width {nonlinear.info.hidden} "

@@ -23,7 +23,7 @@ from pathlib import Path
 import jax
 
 from rasp_compiler.compiler.pipeline import compile_program
-from rasp_compiler.superposition.compression import compress
+from rasp_compiler.superposition.compression import LINEAR_RECIPE, compress
 from rasp_compiler.program_files import load_program
 from rasp_compiler.superposition.experiments import interference_picture, sweep, sweep_picture
 
@@ -46,7 +46,8 @@ def run(programs, shares, steps: int, sae_steps: int) -> tuple[str, dict]:
         points = []
         for d in dims:
             options = {"init": "identity"} if d == width else {"steps": steps,
-                                                                "batch_size": BATCH}
+                                                                "batch_size": BATCH,
+                                                                **LINEAR_RECIPE}
             started = time.perf_counter()
             (point,) = sweep(model, [d], sae_options={"steps": sae_steps, "l1": SAE_L1},
                              **options)
@@ -88,7 +89,8 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = compile_program(spec.make(spec.max_seq_len), spec.vocab, spec.max_seq_len)
-    half = compress(model, model.shape.d_model // 2, steps=args.steps, batch_size=BATCH)
+    half = compress(model, model.shape.d_model // 2, steps=args.steps, batch_size=BATCH,
+                    **LINEAR_RECIPE)
     interference_picture(half, IMAGES / "superposition_interference.png")
     device = jax.devices()[0]
     command = f"python scripts/superposition_sweep.py --write {args.write}"

@@ -259,8 +259,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
         if picture:
             check_report_path(Path(picture), what, example)
     spec, model = compile_spec(args)
-    compressed = compress(model, args.dim, seed=args.seed, steps=args.steps,
-                          nonlinear=args.nonlinear, progress=not args.quiet)
+    budget = {} if args.steps is None else {"steps": args.steps}
+    compressed = compress(model, args.dim, seed=args.seed, nonlinear=args.nonlinear,
+                          progress=not args.quiet, **budget)
     print(compressed.summary())
     print(f"accuracy against the evaluator: {compressed.accuracy()}")
     if args.output:

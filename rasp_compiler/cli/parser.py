@@ -180,10 +180,15 @@ def _add_compress_command(subparsers) -> None:
                              help="width of the compressed residual (1..d_model)")
     compressing.add_argument("--seed", type=jax_seed, default=0,
                              help="the training seed, 0 to 4294967295 (default 0)")
-    compressing.add_argument("--steps", type=positive_int, default=3000,
-                             help="training budget (Adam steps; early stopping may use fewer)")
-    compressing.add_argument("--nonlinear", action="store_true",
-                             help="a small ReLU decoder on every read")
+    compressing.add_argument("--steps", type=positive_int,
+                             help="training budget in Adam steps (default: compress's, 20,000; "
+                                  "early stopping usually uses far fewer)")
+    reads = compressing.add_mutually_exclusive_group()
+    reads.add_argument("--nonlinear", dest="nonlinear", action="store_true", default=True,
+                       help="a small ReLU decoder on every read (the default)")
+    reads.add_argument("--linear", dest="nonlinear", action="store_false",
+                       help="linear reads only (x = h W^T): the simplest superposed model, "
+                            "which at half width mostly no longer computes its program")
     compressing.add_argument("-o", "--output", help="save the compressed model to this folder")
     compressing.add_argument("--picture", metavar="PATH",
                              help="write the interference (W W^T) picture, PNG or SVG")

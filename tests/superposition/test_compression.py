@@ -51,7 +51,8 @@ def exact(shift):
 
 @pytest.fixture(scope="module")
 def small(shift):
-    return compress(shift, SMALL_D, seed=0, steps=SMALL_STEPS)
+    """Linear reads (not the default), so the tests below can check the read is h @ W.T."""
+    return compress(shift, SMALL_D, seed=0, steps=SMALL_STEPS, nonlinear=False)
 
 
 INPUTS = [["a", "b", "a"], ["c"], ["a", "c", "b", "c"], ["b", "a"]]
@@ -83,9 +84,10 @@ def test_small_program_reaches_the_measured_accuracy(shift, small):
 
 
 def test_same_seed_same_model_other_seed_another(shift, small):
-    again = compress(shift, SMALL_D, seed=0, steps=SMALL_STEPS)
+    again = compress(shift, SMALL_D, seed=0, steps=SMALL_STEPS, nonlinear=False)
     np.testing.assert_array_equal(again.W, small.W)
-    other = compress(shift, SMALL_D, seed=1, steps=100)  # same shapes: no new compilation
+    # same shapes: no new compilation
+    other = compress(shift, SMALL_D, seed=1, steps=100, nonlinear=False)
     assert not np.allclose(other.W, small.W)
 
 
@@ -285,6 +287,7 @@ def test_bad_widths_are_refused(shift, d, message):
 @pytest.mark.parametrize("options, message", [
     ({"init": "identity"}, "init='identity' needs d = d_model = 12"),
     ({"init": "zeros"}, "init must be one of random, pca, identity"),
+    ({"weighting": "gain"}, "weighting must be one of uniform, use, got 'gain'"),
     ({"steps": -1}, "steps must be a whole number >= 0"),
     ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
     ({"output_weight": 0, "reconstruction_weight": 0}, "nothing to train"),
@@ -343,3 +346,75 @@ def test_cli_compress_has_help(capsys):
         main(["compress", "--help"])
     assert exit_info.value.code == 0
     assert "--dim D" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def histogram4():
+    spec = load_program("histogram")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return compile_program(spec.make(4), spec.vocab, 4)
+
+
+def test_use_weights_follow_the_frozen_weights_gain(histogram4):
+    """The MLP reads hist.attn (a fraction) with a gain in the hundreds: its reconstruction
+    weight there is 1 + that row's squared norm; a feature no weight reads keeps weight 1,
+    and "uniform" is 1 everywhere."""
+    from rasp_compiler.superposition.compression import feature_weights
+
+    model = histogram4
+    labels = model.residual_labels
+    weights = feature_weights(model.params, model.shape, "use")
+    assert weights.shape == (len(read_hooks(model.shape)), model.shape.d_model)
+    mlp = read_hooks(model.shape).index("blocks.0.hook_mlp_in")
+    row = np.asarray(model.params["layer_0/mlp/linear_1"]["w"])[labels.index("hist.attn")]
+    assert weights[mlp, labels.index("hist.attn")] == pytest.approx(1 + row @ row, rel=1e-5)
+    assert weights[mlp, labels.index("hist.attn")] > 1000
+    assert (weights[-1] == 1).all()  # the readout: the output loss weighs it already
+    attention = read_hooks(model.shape).index("blocks.0.hook_attn_in")
+    assert all(weights[attention, i] == 1 for i, label in enumerate(labels)
+               if label.startswith("hist"))
+    assert (feature_weights(model.params, model.shape, "uniform") == 1).all()
+
+
+def test_the_default_recipe_keeps_the_program_at_half_width(histogram4):
+    """histogram at max_seq_len 4 (d_model 11) to d = 5: measured, the defaults reach every
+    position of every input with seeds 0, 1 and 2 (stopping at the target after 2,600,
+    4,400 and 6,800 steps; seed 3: 99.1% of positions, 99.2% of inputs), where the former
+    defaults (linear reads, uniform weights, 3,000 steps at learning rate 0.01, output
+    weight 1) reached 78% of positions and 75% of inputs. The test asserts the issue's
+    targets: 99% and 95%."""
+    half = histogram4.shape.d_model // 2
+    compressed = compress(histogram4, half, seed=0)
+    accuracy = compressed.accuracy()  # against the evaluator, every input of 1..4 tokens
+    assert accuracy.position_accuracy >= 0.99 and accuracy.sequence_accuracy >= 0.95, accuracy
+    assert compressed.info.nonlinear and compressed.info.weighting == "use"
+    np.testing.assert_array_equal(compressed.feature_directions().directions, compressed.W)
+
+
+def test_a_save_from_before_the_weighting_option_loads_as_uniform(small, tmp_path):
+    """Saves written before `weighting` existed lack info.weighting; they were trained with
+    every feature weighted alike, so they load as "uniform"."""
+    from rasp_compiler.superposition.compression import ARRAYS_FILE, _checksum
+
+    folder = small.save(tmp_path / "old")
+    data = json.loads((folder / CONFIG_FILE).read_text())
+    assert data["info"]["weighting"] == "use"
+    del data["info"]["weighting"], data["checksum"]
+    with np.load(folder / ARRAYS_FILE) as arrays:
+        data["checksum"] = _checksum(data, dict(arrays))
+    (folder / CONFIG_FILE).write_text(json.dumps(data))
+    loaded = CompressedModel.load(folder)
+    assert loaded.info.weighting == "uniform"
+    np.testing.assert_array_equal(loaded.W, small.W)
+
+
+def test_cli_reads_are_nonlinear_by_default_and_linear_on_request(shift, capsys):
+    """The command line trains compress's own recipe (nonlinear reads); --linear asks for
+    the simplest superposed model."""
+    for flag, says in (([], "nonlinear reads"), (["--linear"], "linear reads")):
+        code = main(["compress", "shift_by", "--max-seq-len", str(MAX_SEQ_LEN), "--dim",
+                     str(SMALL_D), "--steps", "20", "-q", *flag])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert says in out, out
