@@ -412,7 +412,7 @@ def test_a_save_from_before_the_weighting_option_loads_as_uniform(small, tmp_pat
 def test_cli_reads_are_nonlinear_by_default_and_linear_on_request(shift, capsys):
     """The command line trains compress's own recipe (nonlinear reads); --linear asks for
     the simplest superposed model."""
-    for flag, says in (([], "nonlinear reads"), (["--linear"], "linear reads")):
+    for flag, says in (([], "nonlinear reads"), (["--linear"], "-> 7, linear,")):
         code = main(["compress", "shift_by", "--max-seq-len", str(MAX_SEQ_LEN), "--dim",
                      str(SMALL_D), "--steps", "20", "-q", *flag])
         out = capsys.readouterr().out
