@@ -27,7 +27,7 @@ from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.superposition.compression import LINEAR_RECIPE, compress
 from rasp_compiler.program_files import load_program
 from rasp_compiler.superposition.sae import train_sae
-from rasp_compiler.superposition.experiments import residual_sample, score_dictionary
+from rasp_compiler.superposition.scoring import residual_sample, score_dictionary
 
 PROGRAM, MAX_SEQ_LEN, STEPS = "sort_freq", 10, 3000
 TARGETS = (0.5, 0.8, 0.9)

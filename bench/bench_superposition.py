@@ -39,10 +39,11 @@ import jax
 import numpy as np
 
 from rasp_compiler.compiler import compile_program
-from rasp_compiler.superposition.compression import EXHAUSTIVE_LIMIT, _input_count, compress
+from rasp_compiler.superposition.compression import compress
+from rasp_compiler.superposition.objective import EXHAUSTIVE_LIMIT, input_count
 from rasp_compiler.program_files import load_program
 from rasp_compiler.superposition.sae import train_sae
-from rasp_compiler.superposition.experiments import ACTIVE, residual_sample, score_dictionary
+from rasp_compiler.superposition.scoring import ACTIVE, residual_sample, score_dictionary
 
 PROGRAMS = ("sort_unique", "sort_freq", "histogram", "reverse", "dyck1", "frac_prevs")
 POSITIONS, INPUTS = 0.99, 0.95  # the targets
@@ -83,7 +84,7 @@ def compiled(name: str):
 
 def accuracy(compressed):
     """Against the evaluator: every input when the space is small, else SAMPLES seeded."""
-    if _input_count(len(compressed.vocab), compressed.max_seq_len) <= EXHAUSTIVE_LIMIT:
+    if input_count(len(compressed.vocab), compressed.max_seq_len) <= EXHAUSTIVE_LIMIT:
         return compressed.accuracy(exhaustive_up_to=compressed.max_seq_len)
     return compressed.accuracy(samples=SAMPLES, seed=0)
 

@@ -25,7 +25,7 @@ import jax
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.superposition.compression import LINEAR_RECIPE, compress
 from rasp_compiler.program_files import load_program
-from rasp_compiler.superposition.experiments import interference_picture, sweep, sweep_picture
+from rasp_compiler.superposition.sweep import interference_picture, sweep, sweep_picture
 
 PROGRAMS = ("histogram", "sort", "sort_freq", "dyck1")
 SHARES = (1.0, 0.75, 0.5, 0.25)

@@ -41,7 +41,7 @@ UPWARD_EXCEPTIONS = {
     ("model.compiled", "explorer.notebook"),
     ("model.compiled", "explorer.report"),
     # the same convenience on CompressedModel: model.show(tokens) in a notebook
-    ("superposition.compression", "explorer.notebook"),
+    ("superposition.compressed_model", "explorer.notebook"),
 }
 
 

@@ -213,7 +213,7 @@ def outputs_of(network: Network, columns: np.ndarray) -> np.ndarray:
     if readout.numerical:
         return readout_numbers(readout, columns)
     if network.nearest:
-        from rasp_compiler.superposition.compression import NONE_THRESHOLD
+        from rasp_compiler.superposition.compressed_forward import NONE_THRESHOLD
 
         if columns.shape[-1] == 0:
             return np.full(columns.shape[:-1], EMPTY)
@@ -233,7 +233,7 @@ def differs(network: Network, got: np.ndarray, clean: np.ndarray, real: np.ndarr
 
 def decode_row(network: Network, columns: np.ndarray) -> list:
     if network.nearest:
-        from rasp_compiler.superposition.compression import decode_nearest
+        from rasp_compiler.superposition.compressed_forward import decode_nearest
 
         return decode_nearest(network.readout, columns)
     return decode_readout(network.readout, columns)

@@ -93,10 +93,11 @@ def _model(args: argparse.Namespace):
             f"when it was compiled; drop --vocab / --max-seq-len / --causal or give the "
             f"program itself")
     from rasp_compiler.model.compiled import CompiledModel
-    from rasp_compiler.superposition import compression
+    from rasp_compiler.superposition.compressed_files import COMPRESSION_CONFIG_FILE
+    from rasp_compiler.superposition.compressed_model import CompressedModel
 
-    if (folder / compression.CONFIG_FILE).exists():
-        return compression.CompressedModel.load(folder)
+    if (folder / COMPRESSION_CONFIG_FILE).exists():
+        return CompressedModel.load(folder)
     return CompiledModel.load(folder)
 
 

@@ -249,7 +249,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from rasp_compiler.superposition.compression import compress
 
     if args.output:  # before training: a refused destination should not cost a compression
-        from rasp_compiler.superposition.compression import check_compressed_destination
+        from rasp_compiler.superposition.compressed_files import check_compressed_destination
 
         check_compressed_destination(Path(args.output))
     for picture, what, example in (
@@ -267,11 +267,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if args.output:
         print(f"saved to {compressed.save(args.output)}")
     if args.picture:
-        from rasp_compiler.superposition.experiments import interference_picture
+        from rasp_compiler.superposition.sweep import interference_picture
 
         print(f"wrote {interference_picture(compressed, args.picture)}")
     if args.norms:
-        from rasp_compiler.superposition.experiments import feature_norms_picture
+        from rasp_compiler.superposition.sweep import feature_norms_picture
 
         print(f"wrote {feature_norms_picture(compressed, args.norms)}")
     if args.html:  # the explorer's page: interference matrix, and the examples run compressed

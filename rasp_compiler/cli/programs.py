@@ -43,13 +43,13 @@ def no_runaway_recursion(name: str):
 def saved_model_folder(reference: str) -> Path | None:
     """The folder if `reference` names one holding a saved model (or meant to)."""
     from rasp_compiler.model.persistence import MODEL_CONFIG_FILE, PARAMS_FILE
-    from rasp_compiler.superposition import compression
+    from rasp_compiler.superposition.compressed_files import COMPRESSION_CONFIG_FILE
 
     folder = Path(reference)
     if not folder.is_dir():
         return None
     if any((folder / name).exists()
-           for name in (MODEL_CONFIG_FILE, PARAMS_FILE, compression.CONFIG_FILE)):
+           for name in (MODEL_CONFIG_FILE, PARAMS_FILE, COMPRESSION_CONFIG_FILE)):
         return folder
     from rasp_compiler.program_files import program_names
 

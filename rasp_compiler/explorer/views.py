@@ -147,13 +147,14 @@ def load_saved(folder) -> tuple[Any, str]:
     could not be found ("" when it was)."""
     from rasp_compiler.model.compiled import CompiledModel
     from rasp_compiler.program_files import reload_program
-    from rasp_compiler.superposition import compression
+    from rasp_compiler.superposition.compressed_files import COMPRESSION_CONFIG_FILE
+    from rasp_compiler.superposition.compressed_model import CompressedModel
 
     folder = Path(folder)
-    if (folder / compression.CONFIG_FILE).exists():
-        model = compression.CompressedModel.load(folder)
+    if (folder / COMPRESSION_CONFIG_FILE).exists():
+        model = CompressedModel.load(folder)
         base, note = reload_program(model.base)
-        return compression.CompressedModel(base, model.W, model.readers, model.info), note
+        return CompressedModel(base, model.W, model.readers, model.info), note
     return reload_program(CompiledModel.load(folder))
 
 
@@ -401,7 +402,7 @@ def _sop_views(model, compressed, cache, tokens: list, evaluation, problems: lis
         def decode(label, residual):
             return model.decode(label, residual, len(tokens))
     else:
-        from rasp_compiler.superposition.compression import decode_nearest
+        from rasp_compiler.superposition.compressed_forward import decode_nearest
 
         steps = [read_at(cache, t, model.depth)[0, :length] for t in range(2 * model.depth + 1)]
 

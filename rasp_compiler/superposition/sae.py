@@ -30,7 +30,7 @@ import numpy as np
 
 from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS
 from rasp_compiler.errors import InvalidInputError
-from rasp_compiler.superposition.compression import StepProgress
+from rasp_compiler.progress import StepProgress
 from rasp_compiler.verify.inputs import check_seed
 
 KINDS = ("relu", "topk")
@@ -107,8 +107,8 @@ def _unit_rows(w):
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """The static settings of one SAE training run (jitted code is reused per plan)."""
+class _SaeSetup:
+    """The static settings of one SAE training run (jitted code is reused per setup)."""
 
     kind: str
     k: int
@@ -116,25 +116,25 @@ class _Plan:
     learning_rate: float
 
 
-def _loss(params, xb, penalty, plan: _Plan):
-    z = _encode(params, xb, plan.kind, plan.k)
+def _loss(params, xb, penalty, setup: _SaeSetup):
+    z = _encode(params, xb, setup.kind, setup.k)
     mse = jnp.mean(jnp.sum((z @ params["w_dec"] + params["b_dec"] - xb) ** 2, axis=-1))
     return mse + penalty * jnp.mean(jnp.sum(z, axis=-1))
 
 
-@functools.partial(jax.jit, static_argnames="plan")
-def _train_steps(params, opt_state, key, count, data, penalty, plan: _Plan):
+@functools.partial(jax.jit, static_argnames="setup")
+def _train_steps(params, opt_state, key, count, data, penalty, setup: _SaeSetup):
     """`count` Adam steps in one call, the dictionary renormalised after each."""
     import optax
 
-    optimiser = optax.adam(plan.learning_rate)
+    optimiser = optax.adam(setup.learning_rate)
     n = data.shape[0]
 
     def body(_, carry):
         params, opt_state, key = carry
         key, sub = jax.random.split(key)
-        xb = data if plan.batch == n else data[jax.random.randint(sub, (plan.batch,), 0, n)]
-        grads = jax.grad(_loss)(params, xb, penalty, plan)
+        xb = data if setup.batch == n else data[jax.random.randint(sub, (setup.batch,), 0, n)]
+        grads = jax.grad(_loss)(params, xb, penalty, setup)
         updates, opt_state = optimiser.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return {**params, "w_dec": _unit_rows(params["w_dec"])}, opt_state, key
@@ -142,9 +142,9 @@ def _train_steps(params, opt_state, key, count, data, penalty, plan: _Plan):
     return jax.lax.fori_loop(0, count, body, (params, opt_state, key))
 
 
-@functools.partial(jax.jit, static_argnames="plan")
-def _mse(params, data, plan: _Plan):
-    z = _encode(params, data, plan.kind, plan.k)
+@functools.partial(jax.jit, static_argnames="setup")
+def _mse(params, data, setup: _SaeSetup):
+    z = _encode(params, data, setup.kind, setup.k)
     return jnp.mean(jnp.sum((z @ params["w_dec"] + params["b_dec"] - data) ** 2, axis=-1))
 
 
@@ -210,22 +210,22 @@ def train_sae(data, latents: int, *, kind: str = "relu", l1: float = 0.1, k: int
     k = int(k or 0)
     penalty = float(l1) if kind == "relu" else 0.0
     batch = min(batch_size, n)
-    plan = _Plan(kind, k, batch, float(learning_rate))
-    opt_state = optax.adam(plan.learning_rate).init(params)
+    setup = _SaeSetup(kind, k, batch, float(learning_rate))
+    opt_state = optax.adam(setup.learning_rate).init(params)
     bar = StepProgress(f"SAE ({kind}, {latents} latents)", steps) if progress else None
     done, key = 0, key_data
     while done < steps:
         count = min(STEPS_PER_CALL, steps - done)
         params, opt_state, key = _train_steps(params, opt_state, key, count, data_device,
-                                              penalty, plan=plan)
+                                              penalty, setup=setup)
         done += count
         if bar:
-            bar.update(done, mse=float(_mse(params, data_device, plan=plan)))
+            bar.update(done, mse=float(_mse(params, data_device, setup=setup)))
     if bar:
         bar.close()
     info = SAEInfo(kind=kind, latents=latents, k=k, l1=penalty, steps=done, batch_size=batch,
                    learning_rate=float(learning_rate), seed=seed, samples=n,
-                   mse=float(_mse(params, data_device, plan=plan)),
+                   mse=float(_mse(params, data_device, setup=setup)),
                    seconds=time.perf_counter() - started)
     arrays = {name: np.asarray(value, np.float32) for name, value in params.items()}
     return SparseAutoencoder(arrays["w_enc"], arrays["b_enc"], arrays["w_dec"], arrays["b_dec"],

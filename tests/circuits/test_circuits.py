@@ -249,7 +249,7 @@ def test_a_rotated_compressed_model_has_the_same_functional_circuit(reverse):
     # exact model computes, through a residual where every feature shares every dimension:
     # every allowed edge is structural, and the functional circuit is the exact one.
     from rasp_compiler.circuits import circuit
-    from rasp_compiler.superposition.compression import CompressedModel
+    from rasp_compiler.superposition.compressed_model import CompressedModel
 
     d = reverse.shape.d_model
     rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(d, d)))

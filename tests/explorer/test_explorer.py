@@ -22,7 +22,7 @@ from rasp_compiler.explorer import page, views
 from rasp_compiler.explorer.circuit_view import CIRCUIT_PAIRS, CIRCUIT_SEED
 from rasp_compiler.explorer import server as explorer_server
 from rasp_compiler.cli import main
-from rasp_compiler.superposition.compression import CompressedModel, CompressionInfo
+from rasp_compiler.superposition.compressed_model import CompressedModel, CompressionInfo
 from rasp_compiler.diagnostics.evaluation import residual_hook
 from rasp_compiler.diagnostics.patterns import head_matrix, ideal_pattern
 from rasp_compiler.errors import InvalidInputError

@@ -11,12 +11,10 @@ import pytest
 
 from rasp_compiler import compile_program, load_program
 from rasp_compiler.cli import main
-from rasp_compiler.superposition.compression import (
-    CONFIG_FILE,
-    CompressedModel,
-    compress,
-    read_hooks,
-)
+from rasp_compiler.superposition.compressed_files import COMPRESSION_CONFIG_FILE as CONFIG_FILE
+from rasp_compiler.superposition.compressed_forward import read_hooks
+from rasp_compiler.superposition.compressed_model import CompressedModel
+from rasp_compiler.superposition.compression import compress
 from rasp_compiler.errors import InvalidInputError, InvalidProgramError, LoadError, SaveError
 from rasp_compiler.verify.inputs import all_inputs
 
@@ -114,8 +112,9 @@ def test_training_on_random_inputs_when_there_are_too_many_to_list(shift, monkey
     import jax
 
     from rasp_compiler.superposition import compression
+    from rasp_compiler.superposition.objective import random_batch
 
-    ids, mask = (np.asarray(a) for a in compression._random_inputs(
+    ids, mask = (np.asarray(a) for a in random_batch(
         jax.random.PRNGKey(0), len(shift.vocab), MAX_SEQ_LEN, 256))
     bos, pad = len(shift.vocab), len(shift.vocab) + 1
     lengths = mask.sum(axis=1) - 1
@@ -360,7 +359,7 @@ def test_use_weights_follow_the_frozen_weights_gain(histogram4):
     """The MLP reads hist.attn (a fraction) with a gain in the hundreds: its reconstruction
     weight there is 1 + that row's squared norm; a feature no weight reads keeps weight 1,
     and "uniform" is 1 everywhere."""
-    from rasp_compiler.superposition.compression import feature_weights
+    from rasp_compiler.superposition.objective import feature_weights
 
     model = histogram4
     labels = model.residual_labels
@@ -395,7 +394,7 @@ def test_the_default_recipe_keeps_the_program_at_half_width(histogram4):
 def test_a_save_from_before_the_weighting_option_loads_as_uniform(small, tmp_path):
     """Saves written before `weighting` existed lack info.weighting; they were trained with
     every feature weighted alike, so they load as "uniform"."""
-    from rasp_compiler.superposition.compression import ARRAYS_FILE, _checksum
+    from rasp_compiler.superposition.compressed_files import ARRAYS_FILE, _checksum
 
     folder = small.save(tmp_path / "old")
     data = json.loads((folder / CONFIG_FILE).read_text())

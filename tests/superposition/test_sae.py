@@ -8,7 +8,7 @@ import pytest
 
 from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.superposition.sae import SparseAutoencoder, train_sae
-from rasp_compiler.superposition.experiments import score_dictionary
+from rasp_compiler.superposition.scoring import score_dictionary
 
 # One worker: its fixtures (a trained compression) and the jitted training steps are
 # made once, not once per worker.
@@ -45,7 +45,7 @@ def test_sae_recovers_orthogonal_features(toy, kind, options):
 
 def test_scorer_reads_an_sae_with_its_codes(toy):
     """The scorer takes the SAE itself: its directions, codes and reconstruction."""
-    from rasp_compiler.superposition.experiments import ResidualSample
+    from rasp_compiler.superposition.scoring import ResidualSample
 
     directions, values, x = toy
     sae = train_sae(x, 12, steps=300, seed=0)

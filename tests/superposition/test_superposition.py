@@ -13,16 +13,8 @@ import pytest
 from rasp_compiler import compile_program, load_program
 from rasp_compiler.superposition.compression import compress
 from rasp_compiler.errors import InvalidInputError
-from rasp_compiler.superposition.experiments import (
-    ResidualSample,
-    chance_max_cosine,
-    feature_norms_picture,
-    interference_picture,
-    residual_sample,
-    score_dictionary,
-    sweep,
-    sweep_picture,
-)
+from rasp_compiler.superposition.scoring import ResidualSample, chance_max_cosine, residual_sample, score_dictionary
+from rasp_compiler.superposition.sweep import feature_norms_picture, interference_picture, sweep, sweep_picture
 
 from picture_checks import assert_picture
 
