@@ -4,8 +4,8 @@
     python bench/bench_compress.py --write docs/performance.md
 
 sort_freq compiled at max_seq_len 10 (residual width 141) is compressed to half its width
-(d = 70, seed 0, the default settings but for the step budget), with linear reads and with
-nonlinear ones: the time to reach each stated agreement with the exact model (per position,
+(d = 70, seed 0, LINEAR_RECIPE: the former defaults, linear reads and uniform weights, but
+for the step budget), with linear reads and with nonlinear ones: the time to reach each stated agreement with the exact model (per position,
 on 1024 fixed random inputs), training steps per second after compilation, the final
 accuracy against the evaluator (1000 random inputs), then a ReLU SAE (one latent per live
 feature, 2000 steps) on the compressed residual at the last hook: its training time and
