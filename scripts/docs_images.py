@@ -4,7 +4,7 @@
 
 Writes, for the bundled `sort_ties` on [3, 1, 2, 1]: the attention heatmaps and the
 program graph (pictures.py: matplotlib and Graphviz's dot), the explorer's static page,
-and screenshots of two of its views taken in headless chromium (selenium with the
+and screenshots of three of its views (head, residual, circuit) taken in headless chromium (selenium with the
 distribution's chromium and chromedriver, as the tests use); and the interference view of
 `sort_unique` (max_seq_len 5) compressed to half its residual width (`--only-compressed`
 makes just that one).
@@ -56,7 +56,7 @@ def screenshots(page: Path, head: str) -> None:
     try:
         driver.find_element("css selector", f"#plan .box.head[data-head='{head}']").click()
         driver.find_element("css selector", "#residual .steps button[data-step='3']").click()
-        for view in ("head", "residual"):
+        for view in ("head", "residual", "circuit"):
             element_screenshot(driver, view, IMAGES / f"explorer_{view}.png")
     finally:
         driver.quit()
