@@ -28,6 +28,7 @@ from rasp_compiler.circuits.network import Network, check_granularity, network_o
 from rasp_compiler.circuits.pairs import PairSample, check_ablation, make_pairs
 from rasp_compiler.circuits.patching import Batch, chunks, patching_scores
 from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.model.forward import PRECISION, attention_mask
 
 
 class EdgeScores(dict):
@@ -156,8 +157,6 @@ def _gradients(network: Network, batch: Batch) -> dict[str, np.ndarray]:
 def _metric_function(network: Network):
     import jax
     import jax.numpy as jnp
-
-    from rasp_compiler.model.forward import PRECISION, attention_mask
 
     shape = network.shape
     einsum = lambda spec, *xs: jnp.einsum(spec, *xs, precision=PRECISION)

@@ -30,6 +30,7 @@ from typing import Mapping
 import numpy as np
 
 from rasp_compiler.circuits.network import Edge, parse_edge
+from rasp_compiler.diagnostics.pictures import _pyplot
 from rasp_compiler.errors import InvalidInputError, SaveError, UnknownNameError
 
 
@@ -55,7 +56,6 @@ class CircuitScore:
 
     def picture(self, path: str | Path, title: str | None = None) -> Path:
         """A PNG (or SVG, by suffix) of the ROC curve (needs matplotlib: the plots extra)."""
-        from rasp_compiler.diagnostics.pictures import _pyplot
 
         plt = _pyplot()
         path = Path(path)

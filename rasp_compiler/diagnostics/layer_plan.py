@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 from rasp_compiler.errors import UnknownNameError
 from rasp_compiler.lang import rasp
+from rasp_compiler.model.html import layout_html
 from rasp_compiler.model.records import CompilationRecord
 
 
@@ -53,8 +54,6 @@ class LayerPlanReport:
         return f"LayerPlanReport(depth={self.depth}, lower_bound={self.lower_bound}, heads={heads})"
 
     def _repr_html_(self) -> str:
-        from rasp_compiler.model.html import layout_html
-
         return layout_html(self)
 
     def __str__(self) -> str:

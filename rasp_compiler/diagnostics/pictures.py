@@ -12,9 +12,14 @@ from typing import Sequence
 
 import numpy as np
 
+from rasp_compiler.diagnostics.colours import weights_cmap
+from rasp_compiler.diagnostics.layer_plan import layer_plan_report
+from rasp_compiler.diagnostics.patterns import head_matrix, ideal_pattern
 from rasp_compiler.errors import InvalidInputError, MissingDependencyError, SaveError
 from rasp_compiler.lang import rasp
+from rasp_compiler.lang.evaluator import evaluate_all
 from rasp_compiler.model.hooks import hook
+from rasp_compiler.model.records import require_compilation
 
 
 def _pyplot():
@@ -33,8 +38,6 @@ def _pyplot():
 
 def head_patterns(model, tokens: Sequence) -> list[dict]:
     """For each head: its name, title, the compiled pattern and (with the program) the ideal."""
-    from rasp_compiler.diagnostics.patterns import head_matrix, ideal_pattern
-    from rasp_compiler.lang.evaluator import evaluate_all
 
     tokens = list(tokens)
     _, cache = model.run_with_cache([tokens])
@@ -71,7 +74,6 @@ def attention_heatmaps(model, tokens: Sequence, path) -> Path:
 
     plt = _pyplot()
     heads = head_patterns(model, tokens)
-    from rasp_compiler.diagnostics.colours import weights_cmap
 
     labels = ["0:BOS"] + [f"{i}:{t}" for i, t in enumerate(tokens, start=1)]  # as the explorer
     n = len(labels)
@@ -158,8 +160,6 @@ def graph_dot(model) -> str:
     """The program graph as Graphviz DOT, laid out left to right by layer: one cluster
     per layer (and one for the embeddings), SOps as boxes and selectors as ellipses, each labelled
     with its name, kind and where it lives in the model (the head or MLP)."""
-    from rasp_compiler.diagnostics.layer_plan import layer_plan_report
-    from rasp_compiler.model.records import require_compilation
 
     record = require_compilation(model, "graph_picture", does="draws the RASP program's graph")
     graph = record.graph

@@ -18,7 +18,9 @@ from rasp_compiler.errors import (
 )
 from rasp_compiler.lang.identity import value_dict
 from rasp_compiler.model import tracr_view
+from rasp_compiler.model.compiled import Unclean, lookup_ids
 from rasp_compiler.model.constants import DECODE_TOLERANCE
+from rasp_compiler.model.json_codec import from_json, to_json
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,6 @@ class ExportEncoding:
 
     def encode(self, batch) -> np.ndarray:
         """Token sequences of one length (no BOS) to ids [B, 1 + n], BOS first (int64)."""
-        from rasp_compiler.model.compiled import lookup_ids
 
         if isinstance(batch, np.ndarray):  # a batch of tokens, as model.run takes it
             batch = batch.tolist()
@@ -111,7 +112,6 @@ class ExportEncoding:
         within 0.1 of 0 (as `model.run` decodes), `None` where no value is present,
         and `Unclean` (the blended values) otherwise. Numerical: the number.
         """
-        from rasp_compiler.model.compiled import Unclean
 
         if hasattr(logits, "detach"):
             logits = logits.detach().cpu().numpy()
@@ -143,14 +143,11 @@ class ExportEncoding:
         return out
 
     def to_json(self) -> dict:
-        from rasp_compiler.model.json_codec import to_json
-
         return to_json(self)
 
     @classmethod
     def from_json(cls, data: Any) -> "ExportEncoding":
         """The encoding from config.json's `encoding`; a problem raises LoadError."""
-        from rasp_compiler.model.json_codec import from_json
 
         try:
             return from_json(data, cls, "encoding")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
 from rasp_compiler.errors import InvalidInputError, UnknownNameError
+from rasp_compiler.model.html import selector_report_html
 
 if TYPE_CHECKING:  # annotations only: the model layer never runs compiler code
     from rasp_compiler.compiler.lower import LoweredModel
@@ -127,8 +128,6 @@ class SelectorReport(tuple):
         return "\n".join(lines) if lines else "(no selectors)"
 
     def _repr_html_(self) -> str:
-        from rasp_compiler.model.html import selector_report_html
-
         return selector_report_html(self)
 
 

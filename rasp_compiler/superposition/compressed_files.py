@@ -15,6 +15,11 @@ from rasp_compiler.errors import (
     LoadError,
     SaveError,
 )
+from rasp_compiler.model.compiled import CompiledModel
+from rasp_compiler.model.constants import DEFAULT_MAX_PARAMETERS
+from rasp_compiler.model.json_codec import from_json, to_json
+from rasp_compiler.model.npz_reader import read_arrays
+from rasp_compiler.model.persistence import check_declared_size, save_model
 from rasp_compiler.model.save_folder import check_folder
 from rasp_compiler.superposition.compressed_forward import read_hooks
 from rasp_compiler.superposition.compressed_model import CompressedModel, CompressionInfo
@@ -49,9 +54,6 @@ def check_compressed_destination(folder: Path) -> None:
 
 
 def save_compressed(model: CompressedModel, path: str | Path) -> Path:
-    from rasp_compiler.model.json_codec import to_json
-    from rasp_compiler.model.persistence import save_model
-
     folder = Path(path)
     check_compressed_destination(folder)
     readers = model.readers or {}
@@ -73,12 +75,6 @@ def save_compressed(model: CompressedModel, path: str | Path) -> Path:
 
 
 def load_compressed(path: str | Path, max_parameters: int | None = None) -> CompressedModel:
-    from rasp_compiler.compiler.size import DEFAULT_MAX_PARAMETERS
-    from rasp_compiler.model.compiled import CompiledModel
-    from rasp_compiler.model.json_codec import from_json
-    from rasp_compiler.model.npz_reader import read_arrays
-    from rasp_compiler.model.persistence import check_declared_size
-
     folder = Path(path)
     limit = DEFAULT_MAX_PARAMETERS if max_parameters is None else max_parameters
 

@@ -16,9 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from rasp_compiler.errors import (
+    EvaluationError,
     InvalidInputError,
     InvalidProgramError,
 )
+from rasp_compiler.lang import rasp
+from rasp_compiler.lang.evaluator import evaluate_all
+from rasp_compiler.lang.graph import build_graph
+from rasp_compiler.model.compiled import ActivationCache
+from rasp_compiler.model.html import compressed_model_html
 from rasp_compiler.superposition.compressed_forward import (
     NUMERICAL_ATOL,
     NUMERICAL_RTOL,
@@ -28,6 +34,9 @@ from rasp_compiler.superposition.compressed_forward import (
     residual_hook_names,
 )
 from rasp_compiler.superposition.objective import EXHAUSTIVE_LIMIT, input_count
+from rasp_compiler.superposition.scoring import FeatureDirections
+from rasp_compiler.verify.inputs import all_inputs, random_inputs
+from rasp_compiler.verify.report import values_match
 
 
 @dataclass(frozen=True)
@@ -160,7 +169,6 @@ class CompressedModel:
     def feature_directions(self):
         """The ground truth: every original feature's direction in the compressed space and
         (through `activations`) its true value at any hook for any input."""
-        from rasp_compiler.superposition.scoring import FeatureDirections
 
         return FeatureDirections(tuple(self.residual_labels), self.W.copy(), self)
 
@@ -172,7 +180,6 @@ class CompressedModel:
 
     def _repr_html_(self) -> str:
         """A notebook's display: a compact summary."""
-        from rasp_compiler.model.html import compressed_model_html
 
         return compressed_model_html(self)
 
@@ -239,7 +246,6 @@ class CompressedModel:
         `hook_pos_embed`, `hook_attn_out`, `hook_mlp_out`) hold the compressed [.., d]
         stream; the reads `blocks.{l}.hook_attn_in`, `blocks.{l}.hook_mlp_in` and
         `hook_readout_in` the decompressed [.., D] one the frozen weights see."""
-        from rasp_compiler.model.compiled import ActivationCache
 
         rows = self.base.encode_ids(batch) if ids else self.base.encode(batch)
         if not rows:
@@ -276,12 +282,6 @@ class CompressedModel:
         model's (a loaded model has none: pass it). Categorical values must be the same
         value; numbers within `atol + rtol * |expected|`.
         """
-        from rasp_compiler.errors import EvaluationError
-        from rasp_compiler.lang import rasp
-        from rasp_compiler.lang.evaluator import evaluate_all
-        from rasp_compiler.lang.graph import build_graph
-        from rasp_compiler.verify.inputs import all_inputs, random_inputs
-        from rasp_compiler.verify.report import values_match
 
         program = program if program is not None else self.base.program
         if program is None:

@@ -64,6 +64,8 @@ from rasp_compiler.errors import (
     InvalidInputError,
     describe_bytes,
 )
+from rasp_compiler.model.compiled import CompiledModel
+from rasp_compiler.model.constants import DEFAULT_MAX_PARAMETERS
 from rasp_compiler.progress import StepProgress
 from rasp_compiler.superposition.compressed_forward import check_width, read_hooks
 from rasp_compiler.superposition.compressed_model import CompressedModel, CompressionInfo
@@ -80,6 +82,7 @@ from rasp_compiler.superposition.objective import (
     targets_jit,
     train_steps,
 )
+from rasp_compiler.verify.inputs import check_seed
 
 EVAL_SAMPLES = 1024  # otherwise: a fixed random sample of this many inputs to evaluate on
 TARGET_BYTES = 256 * 1024**2  # the evaluation set's stored targets stay under this
@@ -95,9 +98,6 @@ LINEAR_RECIPE = {"nonlinear": False, "learning_rate": 1e-2, "output_weight": 1.0
 def _check_options(model, d, seed, steps, batch_size, learning_rate, output_weight,
                    reconstruction_weight, hidden, init, target_agreement, eval_every,
                    patience, weighting) -> None:
-    from rasp_compiler.model.compiled import CompiledModel
-    from rasp_compiler.model.constants import DEFAULT_MAX_PARAMETERS
-    from rasp_compiler.verify.inputs import check_seed
 
     if not isinstance(model, CompiledModel):
         raise InvalidInputError(f"compress needs a CompiledModel (from compile_program), got "

@@ -16,6 +16,7 @@ import numpy as np
 from rasp_compiler.errors import (
     InvalidInputError,
 )
+from rasp_compiler.model.forward import build_forward
 from rasp_compiler.superposition.compressed_forward import (
     NONE_THRESHOLD,
     NUMERICAL_ATOL,
@@ -55,7 +56,6 @@ class TrainingSetup:
 def base_apply(shape):
     """The uncompressed forward (with cache) of a shape: one function per shape, so models
     compiled alike share every jitted training function."""
-    from rasp_compiler.model.forward import build_forward
 
     return build_forward(shape, with_cache=True).apply
 

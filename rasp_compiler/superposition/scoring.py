@@ -26,6 +26,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from rasp_compiler.errors import InvalidInputError
+from rasp_compiler.superposition.objective import EXHAUSTIVE_LIMIT, input_count
+from rasp_compiler.superposition.sae import SparseAutoencoder
+from rasp_compiler.verify.inputs import all_inputs, random_inputs
 
 RECOVERED = 0.9  # a true feature is recovered when some latent's cosine with it reaches this
 ACTIVE = 0.01  # a true feature is active where |its value| exceeds this
@@ -92,8 +95,6 @@ def residual_sample(model, hook: str, inputs=None, *, samples: int | None = None
     list of token sequences); by default every input when there are at most
     EXHAUSTIVE_LIMIT, else `samples` (default 1000) random ones. BOS positions are left
     out unless `include_bos` (they hold the `bos` feature and the attention sink)."""
-    from rasp_compiler.superposition.objective import EXHAUSTIVE_LIMIT, input_count
-    from rasp_compiler.verify.inputs import all_inputs, random_inputs
 
     check_hook(model, hook)
     if inputs is None:
@@ -261,7 +262,6 @@ def score_dictionary(dictionary, truth, sample: ResidualSample | None = None, *,
         with a bias absorbs. The centred direction of value v is W_v minus the mean of the
         SOp's value directions weighted by how often each is active in the sample.
     """
-    from rasp_compiler.superposition.sae import SparseAutoencoder
 
     if isinstance(dictionary, SparseAutoencoder):
         if sample is not None:

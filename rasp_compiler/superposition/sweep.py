@@ -11,7 +11,13 @@ from typing import Sequence
 
 import numpy as np
 
+from rasp_compiler.diagnostics.colours import diverging_cmap
+from rasp_compiler.diagnostics.pictures import _pyplot
 from rasp_compiler.errors import InvalidInputError, SaveError
+from rasp_compiler.model.compiled import CompiledModel
+from rasp_compiler.superposition.compressed_forward import check_width, residual_hook_names
+from rasp_compiler.superposition.compression import compress
+from rasp_compiler.superposition.sae import KINDS, train_sae
 from rasp_compiler.superposition.scoring import (
     ACTIVE,
     residual_sample,
@@ -57,8 +63,6 @@ def sweep(model, dims: Sequence[int], *, program=None, hook: str | None = None,
     it give co-occurring features one latent per combination) and `sae_options` (passed to
     `train_sae`); `compress_options` go to `compress`.
     """
-    from rasp_compiler.superposition.compression import compress
-    from rasp_compiler.superposition.sae import train_sae
 
     _check_sweep(model, dims, hook, sae_latents, sae_kind, sae_options, compress_options)
     points = []
@@ -89,11 +93,6 @@ def _check_sweep(model, dims, hook, sae_latents, sae_kind, sae_options,
     """Refuse a sweep's bad arguments before any training: a mistake in the last width, the
     hook or the SAE's options would otherwise surface after minutes of compressing."""
     import inspect
-
-    from rasp_compiler.model.compiled import CompiledModel
-    from rasp_compiler.superposition.compressed_forward import check_width, residual_hook_names
-    from rasp_compiler.superposition.compression import compress
-    from rasp_compiler.superposition.sae import KINDS, train_sae
 
     if not isinstance(model, CompiledModel):
         raise InvalidInputError(f"sweep needs a CompiledModel (from compile_program), got "
@@ -129,8 +128,6 @@ def _check_sweep(model, dims, hook, sae_latents, sae_kind, sae_options,
 def interference_picture(model, path, *, features: Sequence[str] | None = None) -> Path:
     """The superposition picture: W @ W.T with every feature labelled. Entry (i, j) is how
     much a read of feature i picks up of feature j; an uncompressed model is the identity."""
-    from rasp_compiler.diagnostics.colours import diverging_cmap
-    from rasp_compiler.diagnostics.pictures import _pyplot
 
     plt = _pyplot()
     labels = list(model.residual_labels)
@@ -154,7 +151,6 @@ def interference_picture(model, path, *, features: Sequence[str] | None = None) 
 def feature_norms_picture(model, path) -> Path:
     """Each feature's length in the compressed space (row norms of W): features the training
     kept (about 1) and those it let go (about 0)."""
-    from rasp_compiler.diagnostics.pictures import _pyplot
 
     plt = _pyplot()
     labels = list(model.residual_labels)
@@ -174,7 +170,6 @@ def sweep_picture(sweeps: dict[str, Sequence[SweepPoint]], path) -> Path:
     """Per program, against d / d_model: the compressed model's accuracy, and how well an SAE
     recovered the true features: the share some latent fires for (F1 >= 0.9), and the mean
     max cosine above chance, (cosine - chance) / (1 - chance): 0 for random directions."""
-    from rasp_compiler.diagnostics.pictures import _pyplot
 
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))

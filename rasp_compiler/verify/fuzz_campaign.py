@@ -9,7 +9,10 @@ import random
 import re
 from dataclasses import dataclass
 
+from rasp_compiler.compiler.pipeline import compile_program
+from rasp_compiler.errors import RaspCompilerError
 from rasp_compiler.lang import rasp
+from rasp_compiler.verify.checker import verify
 from rasp_compiler.verify.fuzz import (
     HUGE_LENGTH_SECONDS,
     HUGE_LENGTHS,
@@ -104,10 +107,6 @@ def _compile_and_check(program: rasp.SOp, program_seed: int, vocab, max_seq_len:
                        causal: bool, samples: int | None) -> FuzzOutcome:
     import traceback
     import warnings
-
-    from rasp_compiler.compiler.pipeline import compile_program
-    from rasp_compiler.errors import RaspCompilerError
-    from rasp_compiler.verify.checker import verify
 
     try:
         with warnings.catch_warnings():
