@@ -441,7 +441,6 @@ def _count_additions(expr: rasp.SOp, done: int, sums: int, steps: int, count: in
     return total
 
 
-
 RULES: dict[type, Callable[[Any, RuleContext], set]] = {
     rasp.TokensType: _tokens,
     rasp.IndicesType: _indices,
