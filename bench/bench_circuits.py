@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import jax
 
 from rasp_compiler.circuits import (
     activation_patching,
@@ -47,18 +44,12 @@ from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.superposition.compression import LINEAR_RECIPE, compress
 from rasp_compiler.program_files import load_program, program_names
 
+from report import measured, write_block  # bench/report.py, beside this script
+
 COMPRESSED = ["reverse", "frac_prevs", "histogram", "sort_unique", "sort_ties",
               "count_less_freq", "detect_pattern", "shift_by"]
 COMPRESS_STEPS = 2000
 METHOD_SEED = 1
-
-
-def machine() -> str:
-    device = jax.devices()[0]
-    load = ", load average %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
-    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} CPUs{load}, Python {platform.python_version()}, "
-            f"jax {jax.__version__} on {device.platform} ({device.device_kind})")
 
 
 def _auc(scores, truth, among: str = "all") -> str:
@@ -152,17 +143,10 @@ def main() -> None:
     text = run(not args.no_compressed)
     print(text)
     if args.write:
-        start, end = "<!-- bench:circuits -->", "<!-- /bench:circuits -->"
-        document = args.write.read_text() if args.write.exists() else f"{start}\n{end}\n"
-        if start not in document:
-            document += f"\n{start}\n{end}\n"
-        before, _, rest = document.partition(start)
-        _, _, after = rest.partition(end)
         command = "python bench/bench_circuits.py --write " + str(args.write)
         if args.no_compressed:
             command += " --no-compressed"
-        args.write.write_text(f"{before}{start}\nMachine: {machine()}.\n\nCommand: `{command}`"
-                              f"\n\n{text}\n{end}{after}")
+        write_block(args.write, "bench:circuits", f"{measured(command)}\n\n{text}")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,11 +23,12 @@ import time
 import warnings
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.program_files import load_program
+
+from report import measured, write_block  # bench/report.py, beside this script
 
 PROGRAMS = [
     "length", "reverse", "histogram", "sort_unique", "sort", "sort_freq", "frac_prevs",
@@ -46,6 +45,7 @@ start = time.perf_counter()
 warnings.simplefilter("ignore")
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.program_files import load_program
+
 spec = load_program({name!r})
 compile_program(spec.make({n}), spec.vocab, {n}, **spec.options)
 print(time.perf_counter() - start)
@@ -114,16 +114,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    device = jax.devices()[0]
-    load = ", load average %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
-    return (
-        f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs{load}, Python {platform.python_version()}, jax {jax.__version__} "
-        f"on {device.platform} ({device.device_kind})"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path, help="write the results into this markdown file")
@@ -137,15 +127,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     if args.write:
-        marker = "<!-- bench:compile -->"
-        document = args.write.read_text() if args.write.exists() else marker
-        before, _, rest = document.partition(marker)
-        _, _, after = rest.partition("<!-- /bench:compile -->")
-        block = (
-            f"{marker}\nMachine: {machine()}.\n\nCommand: `python bench/bench_compile.py "
-            f"--write {args.write}`\n\n{text}\n<!-- /bench:compile -->"
-        )
-        args.write.write_text(before + block + after)
+        command = f"python bench/bench_compile.py --write {args.write}"
+        write_block(args.write, "bench:compile", f"{measured(command)}\n\n{text}")
 
 
 if __name__ == "__main__":

@@ -15,13 +15,11 @@ steps per second.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import jax
 
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.superposition.compression import LINEAR_RECIPE, compress
@@ -29,16 +27,11 @@ from rasp_compiler.program_files import load_program
 from rasp_compiler.superposition.sae import train_sae
 from rasp_compiler.superposition.scoring import residual_sample, score_dictionary
 
+from report import measured, write_block  # bench/report.py, beside this script
+
 PROGRAM, MAX_SEQ_LEN, STEPS = "sort_freq", 10, 3000
 TARGETS = (0.5, 0.8, 0.9)
 SAE_STEPS = 2000
-
-
-def machine() -> str:
-    device = jax.devices()[0]
-    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-            f"Python {platform.python_version()}, jax {jax.__version__} on {device.platform} "
-            f"({device.device_kind})")
 
 
 def measure(steps: int) -> str:
@@ -103,17 +96,10 @@ def main() -> None:
     text = measure(args.steps)
     print(text)
     if args.write:
-        start, end = "<!-- bench:compress -->", "<!-- /bench:compress -->"
-        document = args.write.read_text() if args.write.exists() else f"{start}\n{end}\n"
-        if start not in document:
-            document += f"\n{start}\n{end}\n"
-        before, _, rest = document.partition(start)
-        _, _, after = rest.partition(end)
         command = "python bench/bench_compress.py --write " + str(args.write)
         if args.steps != STEPS:
             command += f" --steps {args.steps}"
-        args.write.write_text(f"{before}{start}\nMachine: {machine()}.\n\nCommand: `{command}`"
-                              f"\n\n{text}\n{end}{after}")
+        write_block(args.write, "bench:compress", f"{measured(command)}\n\n{text}")
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from report import machine, write_block  # bench/report.py, beside this script
 
 PROGRAMS = ["reverse", "histogram", "sort_unique", "sort_freq", "frac_prevs", "dyck1"]
 LENGTHS = [16, 64, 256, 1024]
@@ -46,6 +47,7 @@ from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import ModelTooLargeError, RaspCompilerError
 from rasp_compiler.program_files import load_program
 from rasp_compiler.verify.checker import verify
+
 
 name, n, limit, batch, samples = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 spec = load_program(name)
@@ -175,22 +177,6 @@ def svg(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def machine() -> str:
-    load = ", load average %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
-    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} CPUs{load}, Python {platform.python_version()}")
-
-
-def write(path: Path, block: str) -> None:
-    text = path.read_text()
-    start, end = f"<!-- {MARKER} -->", f"<!-- /{MARKER} -->"
-    if start not in text:
-        raise SystemExit(f"{path} has no {start} marker")
-    before, rest = text.split(start, 1)
-    _, after = rest.split(end, 1)
-    path.write_text(f"{before}{start}\n{block}\n{end}{after}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path, help="replace the scaling block of this file")
@@ -206,10 +192,10 @@ def main() -> None:
     print(body)
     if args.write:
         PLOT.write_text(svg(rows))
-        block = (f"Machine: {machine()}.\n\nCommand: `python bench/bench_scaling.py --write "
+        block = (f"Machine: {machine(with_jax=False)}.\n\nCommand: `python bench/bench_scaling.py --write "
                  f"{args.write}`\n\n{body}\n\n![parameters against max_seq_len, log-log]"
                  f"(images/{PLOT.name})")
-        write(args.write, block)
+        write_block(args.write, MARKER, block)
 
 
 if __name__ == "__main__":

@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import sys
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from rasp_compiler.compiler import compile_program
@@ -45,12 +43,14 @@ from rasp_compiler.program_files import load_program
 from rasp_compiler.superposition.sae import train_sae
 from rasp_compiler.superposition.scoring import ACTIVE, residual_sample, score_dictionary
 
+from report import machine, write_block  # bench/report.py, beside this script
+
 PROGRAMS = ("sort_unique", "sort_freq", "histogram", "reverse", "dyck1", "frac_prevs")
 POSITIONS, INPUTS = 0.99, 0.95  # the targets
 SAMPLES = 2000  # random inputs to check when the input space is larger than EXHAUSTIVE_LIMIT
 SAE_STEPS, SAE_L1 = 1500, 0.03
 PICTURE = Path("docs/images/superposition_frontier.png")
-MARKERS = ("<!-- bench:superposition -->", "<!-- /bench:superposition -->")
+MARKER = "bench:superposition"
 
 
 @dataclass
@@ -65,13 +65,6 @@ class Probe:
     @property
     def meets(self) -> bool:
         return self.positions >= POSITIONS and self.inputs >= INPUTS
-
-
-def machine() -> str:
-    device = jax.devices()[0]
-    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-            f"Python {platform.python_version()}, jax {jax.__version__} on {device.platform} "
-            f"({device.device_kind})")
 
 
 def compiled(name: str):
@@ -222,13 +215,7 @@ def main() -> None:
         command += " " + " ".join(args.programs)
     block = (f"Machine: {machine()}. Command: `{command}` "
              f"({time.perf_counter() - started:.0f} s in all).\n\n{table}")
-    start, end = MARKERS
-    document = args.write.read_text()
-    if start not in document:
-        document += f"\n{start}\n{end}\n"
-    before, _, rest = document.partition(start)
-    _, _, after = rest.partition(end)
-    args.write.write_text(f"{before}{start}\n{block}\n{end}{after}")
+    write_block(args.write, MARKER, block)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,11 @@ Three measurements, each a `verify` call on the jitted model (backend "jax"):
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 import warnings
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from rasp_compiler import lib, rasp
@@ -36,6 +33,8 @@ from rasp_compiler.model.sparse_forward import build_sparse_forward
 from rasp_compiler.verify.checker import _forward_batch, verify
 from rasp_compiler.verify.inputs import random_chunks
 from rasp_compiler.verify.inputs import DEFAULT_CHUNK
+
+from report import measured, write_block  # bench/report.py, beside this script
 
 TRACR_LIB = [
     "length", "reverse", "histogram", "sort_unique", "sort", "sort_freq", "frac_prevs",
@@ -98,14 +97,6 @@ def million() -> dict:
             "seconds": seconds}
 
 
-def machine() -> str:
-    device = jax.devices()[0]
-    load = ", load average %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
-    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} CPUs{load}, Python {platform.python_version()}, jax "
-            f"{jax.__version__} on {device.platform} ({device.device_kind})")
-
-
 def text(reverse: dict, rates: list[dict], big: dict) -> str:
     lines = [
         f"Exhaustive verify of reverse (vocab 3, lengths 1..9, {reverse['inputs']:,} inputs): "
@@ -141,13 +132,8 @@ def main() -> None:
     body = text(reverse, rates, big)
     print(body)
     if args.write:
-        marker = "<!-- bench:verify -->"
-        document = args.write.read_text() if args.write.exists() else marker
-        before, _, rest = document.partition(marker)
-        _, _, after = rest.partition("<!-- /bench:verify -->")
-        block = (f"{marker}\nMachine: {machine()}.\n\nCommand: `python bench/bench_verify.py "
-                 f"--write {args.write}`\n\n{body}\n<!-- /bench:verify -->")
-        args.write.write_text(before + block + after)
+        command = f"python bench/bench_verify.py --write {args.write}"
+        write_block(args.write, "bench:verify", f"{measured(command)}\n\n{body}")
 
 
 if __name__ == "__main__":
