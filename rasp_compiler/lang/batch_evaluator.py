@@ -1,8 +1,7 @@
 """The batched reference evaluator: one program on a whole batch of same-length inputs.
 
-Over 500 lines on purpose: one rule per construct, in evaluator.py's order, each beside
-the coded representation it manipulates; the differential tests compare the two modules
-rule by rule, which a split would only scatter.
+The coded representation is coded.py, the selector rules batch_selectors.py; this module
+holds the run and the SOp rules, in evaluator.py's order.
 
 evaluator.py is the definition of every construct; this module computes the
 same values for B inputs of n tokens at once with numpy arrays, so that
@@ -28,7 +27,7 @@ User functions are called once per distinct argument present in the batch (per
 distinct pair for a SequenceMap and a Select predicate), never once per
 position. A value that is the same on every input (indices, length, a Select of
 indices by indices, anything computed from those alone) is held broadcast over
-the batch (an array whose batch stride is 0, see `_uniform`) and computed on one
+the batch (an array whose batch stride is 0, see `uniform`) and computed on one
 row: `Select(indices, indices, LEQ)` is one n x n matrix, and a numerical mean
 over it one matrix product. A numerical mean is an exact integer sum (the values
 are checked to be integers times one power of two) divided once. Anything this module cannot vectorise (a numerical mean whose float64 sum
@@ -55,88 +54,34 @@ import numpy as np
 
 from rasp_compiler.errors import EvaluationError, InvalidInputError
 from rasp_compiler.lang import evaluator, rasp
+from rasp_compiler.lang.batch_selectors import (
+    constant_selector,
+    select,
+    selector_and,
+    selector_not,
+    selector_or,
+)
+from rasp_compiler.lang.coded import (
+    DENSE_PAIR_LIMIT,
+    Coded,
+    CodeTable,
+    Numbers,
+    SOpValues,
+    as_numbers,
+    coded_from_objects,
+    codes_present,
+    numbers_to_coded,
+    object_array,
+    outputs_differ,
+    per_row,
+    rows_with,
+    uniform,
+)
 from rasp_compiler.lang.graph import ProgramGraph, build_graph
 from rasp_compiler.lang.identity import as_number, identity_key
 
-DENSE_PAIR_LIMIT = 1 << 16  # a predicate or pair function is tabulated densely up to this many pairs
 _EXACT_SCALES = (0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 52)
 _FLOAT_INTEGERS = float(2 ** 53)
-
-
-# --------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True, eq=False)
-class Coded:
-    """An SOp's values: `table[codes[b, i]]` is the value at input b, position i."""
-
-    table: tuple
-    codes: np.ndarray  # int [B, n]
-
-    def objects(self) -> np.ndarray:
-        """The values as an object array [B, n]."""
-        return _object_array(self.table)[self.codes]
-
-
-@dataclass(frozen=True, eq=False)
-class Numbers:
-    """A numerical SOp whose values are floats: `values`, with None where `none`."""
-
-    values: np.ndarray  # float64 [B, n]; 0.0 where none
-    none: np.ndarray  # bool [B, n]
-    # The same values as codes into their distinct values, when a rule knows them
-    # cheaply (a numerical Map of categorical values): saves sorting B x n floats.
-    coded: Coded | None = None
-
-    def objects(self) -> np.ndarray:
-        out = self.values.astype(object)
-        out[self.none] = None
-        return out
-
-
-SOpValues = Coded | Numbers
-
-
-class _Table:
-    """Distinct values in order of first appearance; `add` gives a value's code.
-
-    Values are told apart by identity_key (True, 1 and 1.0 are three); a value
-    that cannot be hashed gets a code of its own each time.
-    """
-
-    def __init__(self, values: Sequence = ()):
-        self.values: list = []
-        self._index: dict = {}
-        for value in values:
-            self.add(value)
-
-    def add(self, value: Any) -> int:
-        try:
-            key = identity_key(value)
-            code = self._index.get(key)
-        except TypeError:
-            self.values.append(value)
-            return len(self.values) - 1
-        if code is None:
-            code = self._index[key] = len(self.values)
-            self.values.append(value)
-        return code
-
-
-def _object_array(values: Sequence) -> np.ndarray:
-    """A 1-D object array of `values` (tuples stay elements, not rows)."""
-    out = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values):
-        out[i] = value
-    return out
-
-
-def _coded_from_objects(objects: np.ndarray) -> Coded:
-    """Coded values from an object array (the fallback's output)."""
-    table = _Table()
-    flat = [table.add(value) for value in objects.ravel().tolist()]
-    codes = np.asarray(flat, dtype=np.int64).reshape(objects.shape)
-    return Coded(tuple(table.values), codes)
 
 
 # --------------------------------------------------------------------------- result
@@ -174,7 +119,7 @@ class BatchEvaluation:
         if isinstance(value, Coded):
             return value
         if label not in self._coded:
-            self._coded[label] = _numbers_to_coded(value)
+            self._coded[label] = numbers_to_coded(value)
         return self._coded[label]
 
     def tokens(self, b: int) -> tuple:
@@ -248,7 +193,7 @@ def evaluate_inputs(expr: rasp.RASPExpr | ProgramGraph, inputs: Sequence[Sequenc
             f"evaluate_inputs takes inputs of one length, got lengths {sorted(lengths)}; "
             f"group them by length first"
         )
-    table = _Table()
+    table = CodeTable()
     ids = np.array([[table.add(token) for token in xs] for xs in inputs], dtype=np.int64)
     return evaluate_batch(expr, ids, table.values, causal=causal)
 
@@ -264,7 +209,7 @@ class _Run:
         self.causal = causal
         self.batch, self.n = ids.shape
         # Tokens as codes into the vocab with equal-and-same tokens merged.
-        table = _Table()
+        table = CodeTable()
         remap = np.array([table.add(token) for token in vocab] or [0], dtype=np.int64)
         self.vocab = vocab
         self.ids = ids
@@ -281,9 +226,9 @@ class _Run:
             value = self.node(node)
             if isinstance(node, rasp.Selector):
                 if self.mask is not None:
-                    value = _per_row(lambda v: v & self.mask, value)
+                    value = per_row(lambda v: v & self.mask, value)
             elif rasp.is_numerical(node):
-                value = _as_numbers(value)
+                value = as_numbers(value)
             self.values[node.label] = value
         return BatchEvaluation(self.graph, self.vocab, self.ids, self.values, self.undefined,
                                self.failure_label, self.failure_position, self.causal,
@@ -317,7 +262,7 @@ class _Run:
         if isinstance(value, Coded):
             return value
         if sop.label not in self.coded_cache:
-            self.coded_cache[sop.label] = _numbers_to_coded(value)
+            self.coded_cache[sop.label] = numbers_to_coded(value)
         return self.coded_cache[sop.label]
 
     def call_each(self, f: Callable, args: list[tuple]) -> tuple[list, list[int]]:
@@ -370,8 +315,8 @@ class _Run:
         objects = np.empty((self.batch, self.n), dtype=object)
         for b, row in enumerate(out):
             if row is not None:
-                objects[b, :] = _object_array(row)
-        return _coded_from_objects(objects)
+                objects[b, :] = object_array(row)
+        return coded_from_objects(objects)
 
     def lists_of(self, expr: rasp.RASPExpr) -> list:
         value = self.values[expr.label]
@@ -388,105 +333,6 @@ def _empty_like(node, batch: int, n: int):
     if isinstance(node, rasp.Selector):
         return np.zeros((batch, n, n), dtype=bool)
     return Coded((None,), np.zeros((batch, n), dtype=np.int64))
-
-
-# --------------------------------------------------------------------------- conversions
-
-
-def as_coded(value: SOpValues) -> Coded:
-    """An SOp's values as codes into a table of distinct values."""
-    return value if isinstance(value, Coded) else _numbers_to_coded(value)
-
-
-def outputs_differ(a: SOpValues, b: SOpValues) -> np.ndarray:
-    """bool [B, n]: where two evaluations of one SOp differ by `evaluator._same` (floats
-    within 1e-12 relative, anything else equal and of one type)."""
-    if isinstance(a, Numbers) and isinstance(b, Numbers):
-        with np.errstate(invalid="ignore", over="ignore"):
-            close = (a.values == b.values) | (
-                np.abs(a.values - b.values) <= 1e-12 * np.maximum(1.0, np.abs(a.values)))
-        return (a.none != b.none) | (~a.none & ~close)
-    a, b = as_coded(a), as_coded(b)
-    joint = _Table()
-    in_a = np.array([joint.add(v) for v in a.table], dtype=np.int64)
-    in_b = np.array([joint.add(v) for v in b.table], dtype=np.int64)
-    differs = in_a[a.codes] != in_b[b.codes]  # not the same value: maybe still _same
-    for row, position in np.argwhere(differs).tolist():
-        differs[row, position] = not evaluator._same(a.table[a.codes[row, position]],
-                                                     b.table[b.codes[row, position]])
-    return differs
-
-
-def _numbers_to_coded(numbers: Numbers) -> Coded:
-    """Distinct floats by bit pattern (so -0.0 and 0.0 stay apart), None last."""
-    if numbers.coded is not None:
-        return numbers.coded
-    bits = np.ascontiguousarray(numbers.values).view(np.uint64)
-    unique, codes = _sorted_codes(bits)
-    table = list(unique.view(np.float64).tolist())
-    if numbers.none.any():
-        table.append(None)
-        codes[numbers.none] = len(table) - 1
-    return Coded(tuple(table), codes)
-
-
-def _sorted_codes(keys: np.ndarray, sample: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(keys, return_inverse=True), sooner: B x n keys hold few distinct values,
-    so the distinct values of the first `sample` rows (plus any the rest adds) are
-    found by a sort of those alone and a binary search of the rest."""
-    if keys.size == 0:
-        return keys.ravel(), np.zeros(keys.shape, dtype=np.int64)
-    unique = np.unique(keys[:sample])
-    codes = np.searchsorted(unique, keys)
-    missing = unique[np.minimum(codes, len(unique) - 1)] != keys
-    if missing.any():
-        unique = np.union1d(unique, keys[missing])
-        codes = np.searchsorted(unique, keys)
-    return unique, codes.astype(np.int64, copy=False)
-
-
-def _as_numbers(value: SOpValues) -> SOpValues:
-    """A numerical SOp's values as the model holds them (identity.as_number): floats;
-    None and non-numbers (which the compiler refuses) kept as they are; -0.0 is 0.0."""
-    if isinstance(value, Numbers):
-        if value.coded is not None:  # made below: as_number gave its values, no -0.0
-            return value
-        return Numbers(_per_row(lambda v: v + 0.0, value.values), value.none)  # -0.0 + 0.0 is 0.0
-    converted = [as_number(v) for v in value.table]
-    table = _Table()
-    remap = np.array([table.add(v) for v in converted] or [0], dtype=np.int64)
-    codes = _per_row(lambda c: remap[c], value.codes)
-    if all(v is None or type(v) is float for v in table.values):
-        numbers = np.array([0.0 if v is None else v for v in table.values] or [0.0])
-        nones = np.array([v is None for v in table.values] or [False], dtype=bool)
-        return Numbers(_per_row(lambda c: numbers[c], codes), _per_row(lambda c: nones[c], codes),
-                       Coded(tuple(table.values) or (None,), codes))
-    return Coded(tuple(table.values), codes)
-
-
-def _uniform(array: np.ndarray) -> bool:
-    """Whether `array` [B, ...] is held broadcast over the batch (batch stride 0): the
-    same on every input by construction, so a rule may compute it on row 0 alone."""
-    return array.ndim > 0 and array.shape[0] > 1 and array.strides[0] == 0
-
-
-def _per_row(f: Callable, *arrays: np.ndarray) -> np.ndarray:
-    """f(*arrays), elementwise over the batch; on row 0 alone, broadcast, when every
-    array is uniform (so the result is too)."""
-    if all(_uniform(a) for a in arrays):
-        row = f(*(a[:1] for a in arrays))
-        return np.broadcast_to(row, (arrays[0].shape[0],) + row.shape[1:])
-    return f(*arrays)
-
-
-def _used(codes: np.ndarray, size: int) -> np.ndarray:
-    """The codes that occur (indices into a table of `size`)."""
-    return np.flatnonzero(np.bincount(codes.ravel(), minlength=size))
-
-
-def _rows_with(codes: np.ndarray, bad: np.ndarray) -> np.ndarray:
-    """bool [B]: inputs where some position holds a code marked in `bad` (bool per code)."""
-    return bad[codes].reshape(codes.shape[0], -1).any(axis=1)
 
 
 # --------------------------------------------------------------------------- SOps
@@ -514,18 +360,18 @@ def _constant_sop(run: _Run, node: rasp.ConstantSOp) -> Coded:
         run.fail(np.ones(run.batch, dtype=bool))
         return Coded((None,), np.zeros((run.batch, n), dtype=np.int64))
     row = list(node.value[:n]) + [None] * (n - len(node.value))
-    table = _Table()
+    table = CodeTable()
     codes = np.array([table.add(v) for v in row], dtype=np.int64)
     return Coded(tuple(table.values), np.broadcast_to(codes, (run.batch, n)))
 
 
 def _map(run: _Run, node: rasp.Map) -> SOpValues:
     inner = run.coded(node.inner)
-    used = _used(inner.codes, len(inner.table))
+    used = codes_present(inner.codes, len(inner.table))
     arguments = [inner.table[i] for i in used]
     calls = [i for i, x in enumerate(arguments) if x is not None]
     results, failed = run.call_each(node.f, [(arguments[i],) for i in calls])
-    out = _Table()
+    out = CodeTable()
     lookup = np.zeros(max(len(inner.table), 1), dtype=np.int64)
     for i, x in zip(used, arguments):
         if x is None:
@@ -535,8 +381,8 @@ def _map(run: _Run, node: rasp.Map) -> SOpValues:
     if failed:
         bad = np.zeros(len(inner.table), dtype=bool)
         bad[used[[calls[j] for j in failed]]] = True
-        run.fail(_rows_with(inner.codes, bad))
-    return _coded(out, _per_row(lambda c: lookup[c], inner.codes))
+        run.fail(rows_with(inner.codes, bad))
+    return _coded(out, per_row(lambda c: lookup[c], inner.codes))
 
 
 def _sequence_map(run: _Run, node: rasp.SequenceMap) -> SOpValues:
@@ -547,21 +393,21 @@ def _sequence_map(run: _Run, node: rasp.SequenceMap) -> SOpValues:
         x, y = run.values[node.fst.label], run.values[node.snd.label]
         a, b = float(node.fst_fac), float(node.snd_fac)
         with np.errstate(all="ignore"):  # inf as Python gives it, without a warning
-            total = _per_row(lambda u, v: a * u + b * v, x.values, y.values)
-        none = _per_row(np.logical_or, x.none, y.none)
-        return Numbers(_per_row(lambda n, t: np.where(n, 0.0, t), none, total), none)
+            total = per_row(lambda u, v: a * u + b * v, x.values, y.values)
+        none = per_row(np.logical_or, x.none, y.none)
+        return Numbers(per_row(lambda n, t: np.where(n, 0.0, t), none, total), none)
     fst, snd = run.coded(node.fst), run.coded(node.snd)
     width = len(snd.table)
-    pairs = _per_row(lambda f, s: f * width + s, fst.codes, snd.codes)
+    pairs = per_row(lambda f, s: f * width + s, fst.codes, snd.codes)
     if len(fst.table) * width <= DENSE_PAIR_LIMIT:
-        used = _used(pairs, len(fst.table) * width)
+        used = codes_present(pairs, len(fst.table) * width)
         inverse = None
     else:
         used, inverse = np.unique(pairs.ravel(), return_inverse=True)
     arguments = [(fst.table[p // width], snd.table[p % width]) for p in used.tolist()]
     calls = [i for i, (x, y) in enumerate(arguments) if x is not None and y is not None]
     results, failed = run.call_each(node.f, [arguments[i] for i in calls])
-    out = _Table()
+    out = CodeTable()
     codes_of_used = np.zeros(len(used), dtype=np.int64)
     none_code = None
     for i, (x, y) in enumerate(arguments):
@@ -573,7 +419,7 @@ def _sequence_map(run: _Run, node: rasp.SequenceMap) -> SOpValues:
     if inverse is None:
         lookup = np.zeros(max(len(fst.table) * width, 1), dtype=np.int64)
         lookup[used] = codes_of_used
-        codes = _per_row(lambda p: lookup[p], pairs)
+        codes = per_row(lambda p: lookup[p], pairs)
     else:
         codes = codes_of_used[inverse.reshape(pairs.shape)]
     if failed:
@@ -582,7 +428,7 @@ def _sequence_map(run: _Run, node: rasp.SequenceMap) -> SOpValues:
     return _coded(out, codes)
 
 
-def _coded(table: _Table, codes: np.ndarray) -> Coded:
+def _coded(table: CodeTable, codes: np.ndarray) -> Coded:
     """A rule's result; held uniform when it has one value (e.g. a Map of the length)."""
     if len(table.values) <= 1:
         return Coded(tuple(table.values) or (None,), np.broadcast_to(np.int64(0), codes.shape))
@@ -594,7 +440,7 @@ def _plain_number(value) -> bool:
 
 
 def _selector_width(run: _Run, node: rasp.SelectorWidth) -> Coded:
-    widths = _per_row(lambda s: s.sum(axis=2, dtype=np.int64), run.values[node.selector.label])
+    widths = per_row(lambda s: s.sum(axis=2, dtype=np.int64), run.values[node.selector.label])
     return Coded(tuple(range(run.n + 1)), widths)
 
 
@@ -612,7 +458,7 @@ def _aggregate(run: _Run, node: rasp.Aggregate) -> SOpValues:
     if mixed.any():
         rows = mixed.any(axis=1)
         run.fail(rows, node.label, np.argmax(mixed, axis=1))
-    table = _Table(sop.table)
+    table = CodeTable(sop.table)
     default = table.add(node.default)
     return Coded(tuple(table.values), np.where(chosen, np.minimum(low, size - 1), default))
 
@@ -650,7 +496,7 @@ def _numerical_aggregate(run: _Run, node: rasp.Aggregate) -> SOpValues:
     if scale is None:
         return run.scalar(node)
     integers = (np.ldexp(values, scale) if scale else values).astype(np.int64)
-    if _uniform(selector):  # one matrix for every input: [B, k] @ [k, q]
+    if uniform(selector):  # one matrix for every input: [B, k] @ [k, q]
         matrix = np.ascontiguousarray(selector[0].T, dtype=np.int64)
         if bad.any():
             picked_bad = (bad.astype(np.int64) @ matrix) > 0
@@ -690,112 +536,6 @@ def _exact_scale(values: np.ndarray, terms: int) -> int | None:
     return None
 
 
-# --------------------------------------------------------------------------- selectors
-
-
-def _select(run: _Run, node: rasp.Select) -> np.ndarray:
-    keys, queries = run.coded(node.keys), run.coded(node.queries)
-    width = len(keys.table)
-    used_keys = _used(keys.codes, width)
-    used_queries = _used(queries.codes, len(queries.table))
-    if len(used_keys) * len(used_queries) > DENSE_PAIR_LIMIT:
-        return _sparse_select(run, node, keys, queries)
-    # The predicate on every used (query, key) pair: [used queries, used keys].
-    holds = _compare_numbers(node.predicate, [keys.table[k] for k in used_keys.tolist()],
-                             [queries.table[q] for q in used_queries.tolist()])
-    if holds is None:
-        pairs = np.stack(np.meshgrid(used_keys, used_queries), axis=-1).reshape(-1, 2)
-        holds = _call_predicate(run, node, keys, queries, pairs).reshape(
-            len(used_queries), len(used_keys))
-    if holds.all() or not holds.any():  # e.g. TRUE: one matrix for every input
-        return np.broadcast_to(bool(holds.all()), (run.batch, run.n, run.n))
-    relation = np.zeros((len(queries.table), width), dtype=bool)
-    relation[np.ix_(used_queries, used_keys)] = holds
-    # one flat take: about twice as fast as indexing the 2-D relation by two arrays
-    return _per_row(lambda q, k: np.take(relation.ravel(), (q * width)[:, :, None]
-                                         + k[:, None, :]), queries.codes, keys.codes)
-
-
-def _call_predicate(run: _Run, node: rasp.Select, keys: Coded, queries: Coded,
-                    pairs: np.ndarray) -> np.ndarray:
-    """The Select's predicate on each (key code, query code) pair [P, 2]: False where
-    either value is None (never selected); the inputs holding a pair on which it raises
-    are undefined."""
-    predicate = node.predicate
-    arguments = [(keys.table[k], queries.table[q]) for k, q in pairs.tolist()]
-    live = [i for i, (key, query) in enumerate(arguments) if key is not None and query is not None]
-    results, failed = run.call_each(lambda key, query: bool(predicate(key, query)),
-                                    [arguments[i] for i in live])
-    holds = np.zeros(len(pairs), dtype=bool)
-    holds[[i for i, result in zip(live, results) if result]] = True
-    if failed:
-        rows = np.zeros(run.batch, dtype=bool)
-        for j in failed:
-            k, q = pairs[live[j]]
-            rows |= (keys.codes == k).any(axis=1) & (queries.codes == q).any(axis=1)
-        run.fail(rows)
-    return holds
-
-
-_NUMPY_COMPARISONS = {
-    rasp.Comparison.EQ: np.equal, rasp.Comparison.LT: np.less,
-    rasp.Comparison.LEQ: np.less_equal, rasp.Comparison.GT: np.greater,
-    rasp.Comparison.GEQ: np.greater_equal, rasp.Comparison.NEQ: np.not_equal,
-}
-
-
-def _compare_numbers(predicate, keys: list, queries: list) -> np.ndarray | None:
-    """A Comparison of plain numbers, as numpy arrays [queries, keys] (False where
-    either is None), when float64 compares them as Python does: every value an int of
-    at most 2^53 in magnitude or a float. None otherwise (then it is called per pair)."""
-    compare = _NUMPY_COMPARISONS.get(predicate)
-    if compare is None:
-        return None
-    arrays = []
-    for values in (keys, queries):
-        if not all(v is None or type(v) is float or (type(v) is int and abs(v) <= 2 ** 53)
-                   for v in values):
-            return None
-        arrays.append((np.array([0.0 if v is None else v for v in values], dtype=np.float64),
-                       np.array([v is not None for v in values], dtype=bool)))
-    (k, k_live), (q, q_live) = arrays
-    return compare(k[None, :], q[:, None]) & k_live[None, :] & q_live[:, None]
-
-
-def _sparse_select(run: _Run, node: rasp.Select, keys: Coded, queries: Coded) -> np.ndarray:
-    """A Select over more used pairs than DENSE_PAIR_LIMIT: the predicate per distinct
-    (query, key) pair present in the batch."""
-    width = len(keys.table)
-    combined = queries.codes[:, :, None] * width + keys.codes[:, None, :]
-    unique, inverse = np.unique(combined.ravel(), return_inverse=True)
-    pairs = np.stack([unique % width, unique // width], axis=-1)
-    selected = _call_predicate(run, node, keys, queries, pairs)
-    return selected[inverse.reshape(run.batch, run.n, run.n)]
-
-
-def _constant_selector(run: _Run, node: rasp.ConstantSelector) -> np.ndarray:
-    n = run.n
-    if node.check_length and (len(node.value) != n or any(len(row) != n for row in node.value)):
-        run.fail(np.ones(run.batch, dtype=bool))
-        return np.zeros((run.batch, n, n), dtype=bool)
-    matrix = np.zeros((n, n), dtype=bool)
-    for q, row in enumerate(node.value[:n]):
-        matrix[q, : min(len(row), n)] = row[:n]
-    return np.broadcast_to(matrix, (run.batch, n, n))
-
-
-def _selector_and(run: _Run, node: rasp.SelectorAnd) -> np.ndarray:
-    return _per_row(np.logical_and, run.values[node.fst.label], run.values[node.snd.label])
-
-
-def _selector_or(run: _Run, node: rasp.SelectorOr) -> np.ndarray:
-    return _per_row(np.logical_or, run.values[node.fst.label], run.values[node.snd.label])
-
-
-def _selector_not(run: _Run, node: rasp.SelectorNot) -> np.ndarray:
-    return _per_row(np.logical_not, run.values[node.inner.label])
-
-
 _RULES: Mapping[type, Callable[[_Run, Any], Any]] = {
     rasp.TokensType: _tokens,
     rasp.IndicesType: _indices,
@@ -806,11 +546,11 @@ _RULES: Mapping[type, Callable[[_Run, Any], Any]] = {
     rasp.SequenceMap: _sequence_map,
     rasp.SelectorWidth: _selector_width,
     rasp.Aggregate: _aggregate,
-    rasp.Select: _select,
-    rasp.ConstantSelector: _constant_selector,
-    rasp.SelectorAnd: _selector_and,
-    rasp.SelectorOr: _selector_or,
-    rasp.SelectorNot: _selector_not,
+    rasp.Select: select,
+    rasp.ConstantSelector: constant_selector,
+    rasp.SelectorAnd: selector_and,
+    rasp.SelectorOr: selector_or,
+    rasp.SelectorNot: selector_not,
 }
 
 

@@ -37,12 +37,8 @@ import numpy as np
 
 from rasp_compiler.errors import InvalidInputError, InvalidProgramError
 from rasp_compiler.lang import rasp
-from rasp_compiler.lang.batch_evaluator import (
-    Numbers,
-    as_coded,
-    evaluate_batch,
-    first_causal_difference,
-)
+from rasp_compiler.lang.batch_evaluator import evaluate_batch, first_causal_difference
+from rasp_compiler.lang.coded import Numbers, as_coded
 from rasp_compiler.lang.graph import ProgramGraph, build_graph
 from rasp_compiler.lang.identity import identity_key
 from rasp_compiler.model.constants import ATOL, RAW_TOLERANCE, RTOL  # noqa: F401 (verify's names)

@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 
 from rasp_compiler import lib, rasp
-from rasp_compiler.lang.batch_evaluator import (
-    DENSE_PAIR_LIMIT,
-    Coded,
-    Numbers,
-    evaluate_batch,
-    evaluate_inputs,
-    outputs_differ,
-)
+from rasp_compiler.lang.batch_evaluator import DENSE_PAIR_LIMIT, evaluate_batch, evaluate_inputs
+from rasp_compiler.lang.coded import Coded, Numbers, outputs_differ
 from rasp_compiler.errors import EvaluationError, InvalidInputError
 from rasp_compiler.lang.evaluator import evaluate_all
 from rasp_compiler.verify.fuzz import FuzzConfig, random_program
@@ -225,7 +219,7 @@ def test_a_predicate_that_raises_on_a_uniform_select_makes_every_input_undefined
 def test_numerical_values_are_coded_even_past_the_sample():
     """A computed numerical SOp's distinct values are found from the first rows and a
     binary search of the rest; values only later rows hold are still told apart."""
-    from rasp_compiler.lang.batch_evaluator import _sorted_codes
+    from rasp_compiler.lang.coded import sorted_codes as _sorted_codes
 
     keys = np.array([[3, 1], [1, 3], [7, 3], [0, 9]], dtype=np.uint64)
     unique, codes = _sorted_codes(keys, sample=2)
@@ -246,7 +240,7 @@ def test_numerical_values_are_coded_even_past_the_sample():
 def test_comparisons_of_numbers_are_computed_by_numpy_as_python_computes_them(comparison):
     """Comparisons of plain numbers run as numpy array comparisons; at the edges where
     float64 is not Python (ints past 2^53) or values are not numbers, per pair."""
-    from rasp_compiler.lang.batch_evaluator import _compare_numbers
+    from rasp_compiler.lang.batch_selectors import compare_numbers as _compare_numbers
 
     values = {0: 2 ** 53, 1: 2 ** 53 + 1, 2: -0.0, 3: 0, 4: float("nan"), 5: None, 6: 0.5}
     key = rasp.Map(lambda t: values[t], rasp.tokens)
