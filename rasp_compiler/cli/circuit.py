@@ -92,13 +92,9 @@ def _model(args: argparse.Namespace):
             f"{folder} is a saved model: its vocab, max_seq_len and causal mask were fixed "
             f"when it was compiled; drop --vocab / --max-seq-len / --causal or give the "
             f"program itself")
-    from rasp_compiler.model.compiled import CompiledModel
-    from rasp_compiler.superposition.compressed_files import COMPRESSION_CONFIG_FILE
-    from rasp_compiler.superposition.compressed_model import CompressedModel
+    from rasp_compiler.superposition.compressed_files import load_saved_model
 
-    if (folder / COMPRESSION_CONFIG_FILE).exists():
-        return CompressedModel.load(folder)
-    return CompiledModel.load(folder)
+    return load_saved_model(folder)
 
 
 def _render_png(dot: str, text: str, output: Path) -> None:

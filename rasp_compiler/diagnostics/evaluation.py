@@ -10,16 +10,6 @@ from rasp_compiler.model.hooks import Slot
 from rasp_compiler.model.records import CompilationRecord
 
 
-def sublayer_name(time: int) -> str:
-    """'embeddings', 'layer 0 attention', 'layer 0 MLP', ... for a schedule time."""
-    return Slot.at(time).name
-
-
-def residual_hook(time: int) -> str:
-    """The cache entry holding the residual right after sublayer `time`."""
-    return Slot.at(time).residual_after
-
-
 def values_of(label: str, evaluation) -> list:
     """An SOp's values on an evaluated input (the inputs even when the program never names them)."""
     if label in evaluation.values:

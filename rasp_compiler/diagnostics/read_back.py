@@ -14,12 +14,12 @@ from typing import Sequence
 
 import numpy as np
 
-from rasp_compiler.diagnostics.evaluation import residual_hook, run_and_evaluate, sublayer_name
+from rasp_compiler.diagnostics.evaluation import run_and_evaluate
 from rasp_compiler.diagnostics.layer_plan import layer_plan_report
 from rasp_compiler.lang.identity import identity_key
 from rasp_compiler.model.constants import ATOL, RAW_TOLERANCE, RTOL
 from rasp_compiler.model.encoding import readout_numbers
-from rasp_compiler.model.hooks import hook
+from rasp_compiler.model.hooks import Slot, hook
 from rasp_compiler.model.records import require_compilation
 from rasp_compiler.verify.report import values_match
 
@@ -72,7 +72,7 @@ def read_back(model, inputs: Sequence[Sequence], *, backend: str = "jax") -> Rea
     labels = _labels_by_write_time(model, record)
     results = []
     for label in labels:
-        hook = residual_hook(time[label])
+        hook = Slot.at(time[label]).residual_after
         residual = residuals[hook] if hook in residuals else cache[hook]
         mismatches, positions, first = 0, 0, None
         for b, (xs, evaluation) in enumerate(zip(inputs, evaluations)):
@@ -87,7 +87,7 @@ def read_back(model, inputs: Sequence[Sequence], *, backend: str = "jax") -> Rea
                     if first is None:
                         first = (f"input {xs} position {position}: expected {expected!r}, "
                                  f"got {value!r}")
-        results.append(SOpReadBack(label, sublayer_name(time[label]), positions, mismatches, first))
+        results.append(SOpReadBack(label, Slot.at(time[label]).name, positions, mismatches, first))
     missing = []
     place = {n.label: n for n in layer_plan_report(model).nodes}
     for label in record.graph.sops():
@@ -219,12 +219,12 @@ def raw_read_back(model, inputs: Sequence[Sequence], tolerance: float = RAW_TOLE
                 beyond = deviation > allowed
                 if beyond.any() and first is None:
                     position = int(np.argmax(beyond))
-                    first = (f"input {xs} position {position} after {sublayer_name(at)}: "
+                    first = (f"input {xs} position {position} after {Slot.at(at).name}: "
                              f"expected {expected[position]!r}, off by "
                              f"{float(deviation[position]):.3g}")
                 past |= beyond
             over += int(past.sum())
-        results.append(SOpRawCheck(label, sublayer_name(time[label]), readout.numerical,
+        results.append(SOpRawCheck(label, Slot.at(time[label]).name, readout.numerical,
                                    positions, worst, over, first))
     return RawReadBackReport(float(tolerance), ATOL, RTOL, tuple(results))
 

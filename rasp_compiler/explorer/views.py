@@ -19,7 +19,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from rasp_compiler.diagnostics import colours
-from rasp_compiler.diagnostics.evaluation import residual_hook, sublayer_name
 from rasp_compiler.diagnostics.glossary import TERMS
 from rasp_compiler.diagnostics.layer_plan import layer_plan_report, residual_map
 from rasp_compiler.diagnostics.patterns import (
@@ -89,7 +88,7 @@ def write_times(model) -> dict[str, int]:
 
 def residual_at(cache, time: int) -> np.ndarray:
     """The residual [B, T, D] right after sublayer `time` (0: the embeddings)."""
-    hook = residual_hook(time)
+    hook = Slot.at(time).residual_after
     if hook == "hook_embed+pos":
         return np.asarray(cache["hook_embed"]) + np.asarray(cache["hook_pos_embed"])
     return np.asarray(cache[hook])
@@ -145,17 +144,15 @@ def load_saved(folder) -> tuple[Any, str]:
     checked, with its program found again where the save names it
     (`program_files.reload_program`): (model, note), the note saying why the program
     could not be found ("" when it was)."""
-    from rasp_compiler.model.compiled import CompiledModel
     from rasp_compiler.program_files import reload_program
-    from rasp_compiler.superposition.compressed_files import COMPRESSION_CONFIG_FILE
+    from rasp_compiler.superposition.compressed_files import load_saved_model
     from rasp_compiler.superposition.compressed_model import CompressedModel
 
-    folder = Path(folder)
-    if (folder / COMPRESSION_CONFIG_FILE).exists():
-        model = CompressedModel.load(folder)
+    model = load_saved_model(folder)
+    if isinstance(model, CompressedModel):
         base, note = reload_program(model.base)
         return CompressedModel(base, model.W, model.readers, model.info), note
-    return reload_program(CompiledModel.load(folder))
+    return reload_program(model)
 
 
 def compression_view(model, pairs: int = 12) -> dict:
@@ -249,7 +246,7 @@ def _structure_view(model, owner: str, program_note: str) -> dict:
     dims = [{"sop": d.sop, "value": "" if d.is_numerical else show(d.value), "label": str(d)}
             for d in model.layout.dims]
     times = write_times(model)
-    sops = [{"label": label, "time": time, "written_after": sublayer_name(time),
+    sops = [{"label": label, "time": time, "written_after": Slot.at(time).name,
              "numerical": model.readouts[label].numerical}
             for label, time in sorted(times.items(), key=lambda item: item[1])]
     record = model.compilation
@@ -283,7 +280,7 @@ def _structure_view(model, owner: str, program_note: str) -> dict:
         "causal": model.causal, "depth": model.depth, "lower_bound": model.lower_bound,
         "max_seq_len": model.max_seq_len, "vocab": [str(t) for t in model.vocab],
         "facts": facts, "layers": layers, "dims": dims, "groups": groups, "sops": sops,
-        "steps": [sublayer_name(t) for t in range(2 * model.depth + 1)],
+        "steps": [Slot.at(t).name for t in range(2 * model.depth + 1)],
         "selectors": list(selectors.values()), "nodes": nodes,
         "not_in_residual": not_in_residual, "tolerance": DEFAULT_PATTERN_TOLERANCE,
         "compression": None, "colours": colours.as_json(), "glossary": dict(TERMS),
@@ -423,7 +420,7 @@ def _sop_views(model, compressed, cache, tokens: list, evaluation, problems: lis
             for position, ok in enumerate(agree):
                 if not ok:
                     problems.append(
-                        f"{label} after {sublayer_name(time)}, at {at(position)}: the model "
+                        f"{label} after {Slot.at(time).name}, at {at(position)}: the model "
                         f"gives {show(got[position])}, the evaluator {show(want[position])}")
         sops.append({"label": label, "values": [show(v) for v in got],
                      "expected": None if want is None else [show(v) for v in want],

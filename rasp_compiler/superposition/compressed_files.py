@@ -137,3 +137,11 @@ def load_compressed(path: str | Path, max_parameters: int | None = None) -> Comp
     return CompressedModel(base, arrays["W"], readers, info)
 
 
+def load_saved_model(path: str | Path, max_parameters: int | None = None):
+    """Whatever a folder holds: a compressed model (saved by `compress -o`: it has
+    compression.json) or a compiled one (`compile -o`), loaded and checked. The command
+    line and the explorer take either wherever they take a saved folder."""
+    folder = Path(path)
+    if (folder / COMPRESSION_CONFIG_FILE).exists():
+        return CompressedModel.load(folder, max_parameters=max_parameters)
+    return CompiledModel.load(folder, max_parameters=max_parameters)

@@ -76,7 +76,6 @@ def test_residual_map_names_writers_and_readers(reverse):
 
 
 def test_layers_are_numbered_from_zero_everywhere_users_see_them(reverse):
-    from rasp_compiler.diagnostics.evaluation import residual_hook, sublayer_name
     from rasp_compiler.model.hooks import Slot
 
     layout, residual = str(reverse.layer_plan_report()), str(reverse.residual_map())
@@ -88,9 +87,9 @@ def test_layers_are_numbered_from_zero_everywhere_users_see_them(reverse):
             assert f"{head.name} (layer {position} attention)" in layout
             assert cache[f"blocks.{position}.attn.hook_pattern"].shape[1] == len(layer.heads)
     assert "written by L1H0 (layer 1 attention)" in residual  # reverse, the last head
-    assert sublayer_name(Slot.attention(0).time) == "layer 0 attention"
-    assert sublayer_name(Slot.mlp(1).time) == "layer 1 MLP"
-    assert residual_hook(Slot.mlp(1).time) == f"blocks.{reverse.depth - 1}.hook_resid_post"
+    assert Slot.attention(0).name == "layer 0 attention"
+    assert Slot.mlp(1).name == "layer 1 MLP"
+    assert Slot.mlp(reverse.depth - 1).residual_after == f"blocks.{reverse.depth - 1}.hook_resid_post"
 
 
 def test_head_and_selector_maps(reverse):

@@ -23,12 +23,12 @@ from rasp_compiler.explorer.circuit_view import CIRCUIT_PAIRS, CIRCUIT_SEED
 from rasp_compiler.explorer import server as explorer_server
 from rasp_compiler.cli import main
 from rasp_compiler.superposition.compressed_model import CompressedModel, CompressionInfo
-from rasp_compiler.diagnostics.evaluation import residual_hook
 from rasp_compiler.diagnostics.patterns import head_matrix, ideal_pattern
 from rasp_compiler.errors import InvalidInputError
 from rasp_compiler.lang.evaluator import evaluate_all
 from rasp_compiler.program_files import load_program, program_names
 from rasp_compiler.model.compiled import CompiledModel
+from rasp_compiler.model.hooks import Slot
 
 from picture_checks import assert_picture
 
@@ -186,7 +186,7 @@ def expected_read_back(model, tokens) -> dict[str, list[str]]:
     time = model.compilation.schedule.time
     out = {}
     for label in model.readouts:
-        hook = residual_hook(time.get(label, 0))
+        hook = Slot.at(time.get(label, 0)).residual_after
         residual = (cache["hook_embed"] + cache["hook_pos_embed"] if hook == "hook_embed+pos"
                     else cache[hook])
         out[label] = [views.show(v) for v in model.decode(label, residual[0], len(tokens))]

@@ -16,7 +16,6 @@ import pytest
 
 from rasp_compiler import lib, rasp
 from rasp_compiler.compiler.pipeline import compile_program
-from rasp_compiler.diagnostics.evaluation import residual_hook
 from rasp_compiler.diagnostics.read_back import exact_encoding, raw_deviation, raw_read_back
 from rasp_compiler.model.encoding import DECODE_TOLERANCE, EMPTY, UNCLEAN, decode_indices
 from rasp_compiler.errors import EvaluationError, InvalidProgramError
@@ -24,6 +23,7 @@ from rasp_compiler.lang.evaluator import evaluate_all
 from rasp_compiler.compiler.precision import analyse_precision
 from rasp_compiler.model.constants import RAW_TOLERANCE
 from rasp_compiler.verify.checker import verify
+from rasp_compiler.model.hooks import Slot
 
 from cases import CASES, causal_twin
 
@@ -74,7 +74,7 @@ def _within_the_precision_bound(model, inputs):
             continue
         for label in labels:
             readout = model.readouts[label]
-            residual = cache[residual_hook(record.schedule.time[label])][b, 1: len(xs) + 1]
+            residual = cache[Slot.at(record.schedule.time[label]).residual_after][b, 1: len(xs) + 1]
             expected = values[label]
             deviation = raw_deviation(readout, residual[:, list(readout.indices)], expected)
             allowed = [bounds[label].at(0.0 if v is None else float(v)) for v in expected]
