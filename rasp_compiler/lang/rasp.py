@@ -2,10 +2,15 @@
 
     from rasp_compiler import rasp      # instead of: from tracr.rasp import rasp
 
-One module of over 1,000 lines on purpose: tracr's users (and tracr's own test suite, run
-against this module) reach every name as `rasp.X`, private helpers included, so the
-language stays the one module they import; it holds definitions only (evaluation is
-evaluator.py, graphs graph.py).
+One module of over 1,000 lines on purpose. tracr code takes the whole language from one
+module (`from tracr.rasp import rasp`, then `rasp.Map`, `rasp.numerical`,
+`rasp.DefaultRASPEvaluator`: 34 names in tracr's own code), and tracr's test suite runs
+against this module by putting it in `tracr.rasp.rasp`'s place. Its parts also call each
+other both ways: the expression classes' operators (`&`, `|`, `~` on selectors, `==`, `+`
+on SOps) build folded selectors and Maps, which are those classes, and `expr(xs)` calls the
+evaluator, which dispatches on them; split, every part would import the others at its
+bottom. It holds definitions only (the meaning of each construct is evaluator.py, graphs
+graph.py).
 
 An expression is either an SOp (a sequence operation: one value per position)
 or a Selector (a boolean query-by-key matrix). Expressions are plain Python
