@@ -24,9 +24,7 @@ tracr compiles such programs silently. Here each categorical Aggregate is:
 
 from __future__ import annotations
 
-import itertools
 import numbers
-import random
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -37,6 +35,7 @@ from rasp_compiler.compiler.ops import AttentionOp, OpGraph
 from rasp_compiler.errors import UnsafeAggregateError
 from rasp_compiler.lang import rasp
 from rasp_compiler.lang.batch_evaluator import by_length, evaluate_batch
+from rasp_compiler.lang.causal import short_then_random
 from rasp_compiler.model.residual import BOS
 
 DEFAULT_SEARCH_BUDGET = 400  # inputs tried at most
@@ -252,13 +251,8 @@ def _search(ops: OpGraph, labels: set[str], budget: int, seed: int,
     """Inputs on which the evaluator finds these aggregates mixing values: for each, the
     first such input (and query position) in search order, and how many inputs were
     tried (up to the one that found the last), as evaluating them one by one would."""
-    inputs = []
-    cost = 0
-    for xs in _inputs(ops.vocab, ops.max_seq_len, budget, seed, SEARCH_COST_LIMIT):
-        cost += len(xs) ** 2
-        if cost > SEARCH_COST_LIMIT:
-            break
-        inputs.append(xs)
+    inputs = list(short_then_random(ops.vocab, ops.max_seq_len, budget, seed,
+                                    SEARCH_COST_LIMIT))
     first: dict[str, tuple[int, int]] = {}  # label -> (place, position)
     for places, ids in by_length(inputs, ops.vocab):
         batch = evaluate_batch(ops.graph, ids, ops.vocab, causal=causal)
@@ -271,23 +265,3 @@ def _search(ops: OpGraph, labels: set[str], budget: int, seed: int,
     tried = max(place for place, _ in first.values()) + 1 if len(first) == len(labels) \
         else len(inputs)
     return found, tried
-
-
-def _inputs(vocab: tuple, max_seq_len: int, budget: int, seed: int, cost_limit: int):
-    """Every input up to the length that fits half the budget, then random longer ones,
-    ending before the tokens of a length whose square alone passes `cost_limit` are
-    drawn (the search stops there anyway; at max_seq_len 10^7 building it took seconds)."""
-    used = 0
-    for n in range(1, max_seq_len + 1):
-        count = len(vocab) ** n
-        if used + count > budget // 2:
-            break
-        for xs in itertools.product(vocab, repeat=n):
-            yield xs
-        used += count
-    rng = random.Random(seed)
-    for _ in range(budget - used):
-        n = rng.randint(1, max_seq_len)
-        if n * n > cost_limit:
-            return
-        yield tuple(rng.choice(vocab) for _ in range(n))

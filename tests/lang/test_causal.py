@@ -189,11 +189,11 @@ def test_the_invariance_search_draws_no_input_it_would_drop():
     import time
 
     from rasp_compiler.lang.causal import short_then_random
-    from rasp_compiler.compiler.safety import SEARCH_COST_LIMIT, _inputs
+    from rasp_compiler.compiler.safety import SEARCH_COST_LIMIT  # safety searches the same way
 
     started = time.perf_counter()
     huge = list(short_then_random(("a", "b"), 10**7, 400, 0, 150_000))
-    searched = list(_inputs(("a", "b"), 10**7, 400, 0, SEARCH_COST_LIMIT))
+    searched = list(short_then_random(("a", "b"), 10**7, 400, 0, SEARCH_COST_LIMIT))
     assert time.perf_counter() - started < 1
     assert huge == searched == [xs for n in range(1, 7) for xs in itertools.product("ab", repeat=n)]
     small = list(short_then_random(("a", "b"), 12, 400, 0, 150_000))
